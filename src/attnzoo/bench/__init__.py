@@ -1,0 +1,1 @@
+"""The ``attnzoo bench`` cost profiler."""

@@ -1,0 +1,3 @@
+"""fusion family (placeholder until its issue lands)."""
+
+__all__: list[str] = []

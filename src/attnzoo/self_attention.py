@@ -1,0 +1,3 @@
+"""self_attention family (placeholder until its issue lands)."""
+
+__all__: list[str] = []

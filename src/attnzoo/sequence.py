@@ -1,0 +1,3 @@
+"""sequence family (placeholder until its issue lands)."""
+
+__all__: list[str] = []

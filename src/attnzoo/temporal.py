@@ -1,0 +1,3 @@
+"""temporal family (placeholder until its issue lands)."""
+
+__all__: list[str] = []

@@ -1,0 +1,122 @@
+"""Shared test helpers: build a registered module small, randomise it, make inputs, flatten outputs."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.nn as nn
+
+import attnzoo
+from attnzoo.inputs import example_inputs, pyramid_sizes
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+#: Channels the contract suite builds modules with (pyramid: per level).
+TEST_CHANNELS: dict[str, Any] = {"nchw": 16, "pair": 16, "pyramid": [8, 16, 32], "tokens": 16, "temporal": 8}
+
+
+def channels_for(name: str) -> Any:
+    return TEST_CHANNELS[attnzoo.info(name).layout]
+
+
+def build(name: str, channels: Any = None, seed: int = 0, **overrides: Any) -> nn.Module:
+    """``attnzoo.create`` with the module's ``test_kwargs`` and small test channels, deterministic init."""
+    entry = attnzoo.info(name)
+    torch.manual_seed(seed)
+    return attnzoo.create(name, channels_for(name) if channels is None else channels, **{**entry.test_kwargs, **overrides})
+
+
+@torch.no_grad()
+def randomize(module: nn.Module, seed: int = 1, scale: float = 0.1) -> nn.Module:
+    """Perturb every parameter and BN statistic, so zero-initialised (identity) blocks exercise their whole path."""
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g).to(m.running_mean.dtype))
+            m.running_var.copy_((1 + 0.5 * torch.rand(m.running_var.shape, generator=g)).to(m.running_var.dtype))
+    return module
+
+
+def inputs(name: str, batch: int = 2, size: tuple[int, int] = (7, 5), dtype: torch.dtype = torch.float32, seed: int = 2,
+           channels: Any = None) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    ch = channels_for(name) if channels is None else channels
+    return example_inputs(name, batch=batch, channels=ch, size=size, dtype=dtype, generator=g)
+
+
+def flatten(out: Any) -> list[torch.Tensor]:
+    """Every tensor in a (nested) output, in order."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flatten(o)]
+    raise TypeError(f"unexpected output type {type(out)}")
+
+
+def tensors_of(args: tuple) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], tuple]]:
+    """Split positional args into their tensors and a function that rebuilds the args from new tensors."""
+    flat = flatten(list(args))
+
+    def rebuild(new: list[torch.Tensor]) -> tuple:
+        it = iter(new)
+
+        def sub(a: Any) -> Any:
+            if isinstance(a, torch.Tensor):
+                return next(it)
+            if isinstance(a, list):
+                return [sub(x) for x in a]
+            if isinstance(a, tuple):
+                return tuple(sub(x) for x in a)
+            return a
+
+        return tuple(sub(a) for a in args)
+
+    return flat, rebuild
+
+
+def map_args(args: tuple, fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple:
+    flat, rebuild = tensors_of(args)
+    return rebuild([fn(t) for t in flat])
+
+
+def expected_shapes(name: str, module: nn.Module, args: tuple) -> list[tuple[int, ...]]:
+    entry = attnzoo.info(name)
+    if entry.output_shape is not None:
+        shapes = entry.output_shape(module, *args)
+        return [tuple(s) for s in shapes] if isinstance(shapes, list) else [tuple(shapes)]
+    if entry.layout == "pyramid":
+        out_c = getattr(module, "out_channels")
+        return [(x.shape[0], out_c, x.shape[2], x.shape[3]) for x in args[0]]
+    return [tuple(args[0].shape)]
+
+
+def assert_close(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4, msg: str = "") -> None:
+    fa, fb = flatten(a), flatten(b)
+    assert len(fa) == len(fb), f"{msg}: {len(fa)} vs {len(fb)} outputs"
+    for x, y in zip(fa, fb):
+        torch.testing.assert_close(x, y, atol=atol, rtol=rtol, msg=lambda m: f"{msg}: {m}")
+
+
+@contextmanager
+def contract(name: str, check: str):
+    """Run one contract check; a check the module declares as an exception must fail (else the declaration is stale)."""
+    reason = attnzoo.info(name).exceptions.get(check)
+    if reason is None:
+        yield
+        return
+    try:
+        yield
+    except Exception as err:  # the declared limitation is real
+        pytest.xfail(f"{name} declares '{check}' unsupported: {reason} ({type(err).__name__})")
+    else:
+        pytest.fail(f"{name} declares '{check}' unsupported ({reason}) but the check passes: remove the exception")
+
+
+__all__ = ["channels_for", "build", "randomize", "inputs", "flatten", "expected_shapes", "assert_close", "contract", "pyramid_sizes"]

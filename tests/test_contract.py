@@ -1,0 +1,283 @@
+"""The contract every registered module passes (SPEC section 3), parametrised over the whole registry.
+
+A module registered anywhere in attnzoo is tested here the moment it is registered.  A check it cannot pass
+must be declared in its ``ModuleInfo.exceptions`` with a reason; ``helpers.contract`` then asserts that the
+check really fails (a stale declaration fails the suite).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn as nn
+
+import attnzoo
+from attnzoo.registry import CONTRACT_CHECKS
+from helpers import (
+    assert_close,
+    build,
+    channels_for,
+    contract,
+    expected_shapes,
+    flatten,
+    inputs,
+    map_args,
+    randomize,
+    tensors_of,
+)
+
+NAMES = attnzoo.list_modules()
+SIZES = [(1, 1), (1, 6), (2, 3), (7, 5), (13, 11), (16, 16), (5, 17)]
+
+
+def ready(name: str, mode: str = "eval", dtype: torch.dtype = torch.float32) -> nn.Module:
+    m = randomize(build(name)).to(dtype)
+    return m.train(mode == "train")
+
+
+def test_registry_is_populated():
+    assert len(NAMES) >= 8
+    for family in attnzoo.FAMILIES:
+        for n in attnzoo.list_modules(family):
+            assert attnzoo.info(n).family == family
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_any_size(name):
+    entry = attnzoo.info(name)
+    min_h, min_w = entry.min_size
+    with contract(name, "any_size"):
+        for size in SIZES:
+            for batch, mode in ((2, "train"), (1, "eval")):
+                m = ready(name, mode)
+                args = inputs(name, batch=batch, size=size)
+                if size[0] < min_h or size[1] < min_w:
+                    with pytest.raises(ValueError, match=type(m).__name__):
+                        m(*args)
+                    continue
+                out = m(*args)
+                got = [tuple(t.shape) for t in flatten(out)]
+                assert got == expected_shapes(name, m, args), f"{name} at {size} batch {batch}"
+                assert all(torch.isfinite(t).all() for t in flatten(out)), f"{name}: non-finite output at {size}"
+
+
+def bad_inputs(name: str) -> list[tuple[str, tuple]]:
+    """Inputs with a wrong rank or wrong channel count, per layout."""
+    layout = attnzoo.info(name).layout
+    size = tuple(max(a, b) for a, b in zip((7, 9), attnzoo.info(name).min_size))
+    good = inputs(name, size=size)
+    if layout == "pyramid":
+        levels = good[0]
+        wrong_c = [levels[0], torch.randn(2, levels[1].shape[1] + 1, *levels[1].shape[2:])] + levels[2:]
+        return [
+            ("one level missing", (levels[:-1],)),
+            ("wrong channels at level 1", (wrong_c,)),
+            ("levels coarse to fine", (levels[::-1],)),
+            ("3-D level", ([lv[0] for lv in levels],)),
+        ]
+    x = good[0]
+    channel_dim = -1 if layout == "tokens" else 1
+    more = list(x.shape)
+    more[channel_dim] += 1
+    cases = [("wrong rank", (x[0],) + good[1:]), ("wrong channels", (torch.randn(more),) + good[1:])]
+    if layout == "pair":
+        ctx = good[1]
+        cases.append(("context with wrong channels", (x, torch.randn(ctx.shape[0], ctx.shape[1] + 1, *ctx.shape[2:]))))
+        cases.append(("3-D context", (x, ctx[0])))
+    return cases
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input(name):
+    with contract(name, "bad_input"):
+        m = ready(name)
+        for what, args in bad_inputs(name):
+            with pytest.raises(ValueError, match=type(m).__name__) as err:
+                m(*args)
+            assert "expected" in str(err.value) and "got" in str(err.value), f"{name} / {what}: {err.value}"
+        bad_channels = [] if attnzoo.info(name).layout == "pyramid" else 0
+        with pytest.raises(ValueError):
+            attnzoo.create(name, bad_channels, **attnzoo.info(name).test_kwargs)
+        if attnzoo.info(name).layout == "pyramid":
+            with pytest.raises(ValueError):
+                attnzoo.create(name, [8], **attnzoo.info(name).test_kwargs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients(name):
+    with contract(name, "gradients"):
+        m = ready(name, "train")
+        args = inputs(name, size=(7, 5))
+        flat, rebuild = tensors_of(args)
+        flat = [t.requires_grad_() for t in flat]
+        out = flatten(m(*rebuild(flat)))
+        g = torch.Generator().manual_seed(3)
+        loss = sum((o * torch.randn(o.shape, generator=g)).sum() for o in out)
+        loss.backward()
+        for pname, p in m.named_parameters():
+            assert p.grad is not None, f"{name}: parameter {pname} got no gradient"
+            assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
+            assert p.grad.abs().sum() > 0, f"{name}: zero gradient in {pname}"
+        assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in flat), f"{name}: no gradient to the input"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck(name):
+    with contract(name, "gradcheck"):
+        m = ready(name, "train", torch.float64)
+        args = inputs(name, size=(4, 3), dtype=torch.float64)
+        flat, rebuild = tensors_of(args)
+        flat = [t.requires_grad_() for t in flat]
+
+        def fn(*ts):
+            return tuple(flatten(m(*rebuild(list(ts)))))
+
+        assert torch.autograd.gradcheck(fn, tuple(flat), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_autocast(name):
+    with contract(name, "bfloat16"):
+        m = ready(name)
+        args = inputs(name, size=(9, 7))
+        ref = flatten(m(*args))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = flatten(m(*args))
+        for r, lo in zip(ref, low):
+            assert torch.isfinite(lo).all(), f"{name}: non-finite output under bf16 autocast"
+            err = (lo.float() - r).abs().max().item()
+            assert err <= 0.05 * r.abs().max().item() + 0.02, f"{name}: bf16 error {err:.3g} vs scale {r.abs().max():.3g}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64(name):
+    m = ready(name, dtype=torch.float64)
+    out = flatten(m(*inputs(name, dtype=torch.float64)))
+    assert all(o.dtype == torch.float64 and torch.isfinite(o).all() for o in out)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_last(name):
+    args = inputs(name, size=(9, 7))
+    if any(t.dim() != 4 for t in tensors_of(args)[0]):
+        pytest.skip("layout has no 4-D input")  # tokens: channels_last does not apply
+    with contract(name, "channels_last"):
+        m = ready(name)
+        ref = m(*args)
+        out = m(*map_args(args, lambda t: t.contiguous(memory_format=torch.channels_last)))
+        assert_close(out, ref, msg=f"{name} channels_last")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eval_determinism_and_dropout_defaults(name):
+    with contract(name, "eval_determinism"):
+        m = ready(name)
+        args = inputs(name)
+        a, b = flatten(m(*args)), flatten(m(*args))
+        assert all(torch.equal(x, y) for x, y in zip(a, b)), f"{name}: eval forward is not deterministic"
+        for sub in m.modules():
+            if isinstance(sub, nn.modules.dropout._DropoutNd):
+                assert sub.p == 0, f"{name}: dropout defaults must be 0, got {sub}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_serialisation(name, tmp_path):
+    with contract(name, "serialisation"):
+        m = ready(name)
+        args = inputs(name)
+        ref = m(*args)
+        fresh = build(name, seed=123).eval()
+        fresh.load_state_dict(m.state_dict())
+        assert_close(fresh(*args), ref, atol=0, rtol=0, msg="state_dict round trip")
+        path = tmp_path / "m.pt"
+        torch.save(m, path)
+        assert_close(torch.load(path, weights_only=False)(*args), ref, atol=0, rtol=0, msg="torch.save/load")
+        assert_close(copy.deepcopy(m)(*args), ref, atol=0, rtol=0, msg="deepcopy")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torchscript_trace(name):
+    with contract(name, "torchscript"):
+        m = ready(name)
+        traced = torch.jit.trace(m, inputs(name), check_trace=False, strict=False)
+        other = inputs(name, seed=7)
+        assert_close(traced(*other), m(*other), msg="torch.jit.trace")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fx_symbolic_trace(name):
+    with contract(name, "fx"):
+        m = ready(name)
+        gm = torch.fx.symbolic_trace(m)
+        args = inputs(name)
+        assert_close(gm(*args), m(*args), atol=0, rtol=0, msg="fx")
+        what, bad = bad_inputs(name)[1]
+        with pytest.raises(ValueError):  # input checks survive tracing
+            gm(*bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_export(name):
+    with contract(name, "export"):
+        m = ready(name)
+        args = inputs(name)
+        ep = torch.export.export(m, args)
+        assert_close(ep.module()(*args), m(*args), msg="torch.export")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_compile_fullgraph(name):
+    torch._dynamo.reset()
+    with contract(name, "compile"):
+        m = ready(name)
+        args = inputs(name)
+        compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+        assert_close(compiled(*args), m(*args), msg="torch.compile")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_onnx_onnxruntime(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    with contract(name, "onnx"):
+        m = ready(name)
+        args = inputs(name)
+        path = tmp_path / "m.onnx"
+        torch.onnx.export(m, args, str(path), dynamo=True, verbose=False)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        flat, _ = tensors_of(args)
+        feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), flat)}
+        got = sess.run(None, feeds)
+        ref = flatten(m(*args))
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(torch.from_numpy(g), r, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if attnzoo.info(n).identity_at_init])
+def test_identity_at_init(name):
+    for mode in ("train", "eval"):
+        m = build(name).train(mode == "train")
+        args = inputs(name)
+        out = flatten(m(*args))[0]
+        torch.testing.assert_close(out, args[0], atol=1e-6, rtol=0, msg=lambda s: f"{name} is not identity at init ({mode}): {s}")
+
+
+def test_declared_exceptions_are_few_and_justified():
+    declared = {(n, c): r for n in NAMES for c, r in attnzoo.info(n).exceptions.items()}
+    for (n, c), reason in declared.items():
+        assert c in CONTRACT_CHECKS and len(reason) >= 20, f"{n}: exception {c!r} needs a real reason"
+    assert len(declared) <= max(3, len(NAMES) * len(CONTRACT_CHECKS) // 20), f"too many contract exceptions: {sorted(declared)}"
+
+
+IDENTITY_AT_INIT = {"nonlocal", "sagan", "danet", "danet_position", "danet_channel", "cgnl", "cross_layer_nonlocal"}
+
+
+def test_identity_modules_declare_it():
+    for n in IDENTITY_AT_INIT & set(NAMES):
+        assert attnzoo.info(n).identity_at_init, f"{n} must be identity at init (SPEC 3.9)"

@@ -1,0 +1,97 @@
+"""Public API of the registry (SPEC section 1)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import attnzoo
+from attnzoo import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_list_and_info():
+    names = attnzoo.list_modules()
+    assert names == sorted(names)
+    assert {"se", "eca", "sk", "coord"} <= set(attnzoo.list_modules("channel"))
+    assert {"cbam", "cbam_channel", "cbam_spatial", "triplet"} <= set(attnzoo.list_modules("spatial"))
+    i = attnzoo.info("se")
+    assert isinstance(i, attnzoo.ModuleInfo) and i.cls is attnzoo.SqueezeExcite
+    for field in ("name", "family", "cls", "paper", "url", "layout", "complexity", "summary"):
+        assert getattr(i, field), field
+    with pytest.raises(Exception):
+        i.name = "x"  # frozen
+    for name in names:
+        e = attnzoo.info(name)
+        assert e.layout in attnzoo.LAYOUTS and e.family in attnzoo.FAMILIES
+        assert getattr(attnzoo, e.cls.__name__) is e.cls, f"{e.cls.__name__} not exported from attnzoo"
+        assert e.cls.__name__ in attnzoo.__all__
+        assert e.cls.__doc__ and len(e.cls.__doc__) > 80, f"{name}: needs a docstring with paper and shapes"
+    with pytest.raises(ValueError):
+        attnzoo.list_modules("nope")
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="'cbam'"):
+        attnzoo.create("cbma", 64)
+    with pytest.raises(ValueError, match="did you mean"):
+        attnzoo.info("sse")
+
+
+def test_unknown_keyword_is_type_error():
+    with pytest.raises(TypeError, match="reductoin"):
+        attnzoo.create("se", 64, reductoin=4)
+    m = attnzoo.create("se", 64, reduction=4)
+    assert m.fc1.out_channels == 16
+
+
+def test_third_party_register():
+    @attnzoo.register("my_test_gate", family="channel", paper="Someone, 2026", summary="a test gate")
+    class MyGate(nn.Module):
+        def __init__(self, channels: int, scale: float = 1.0):
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x):
+            return x * self.scale
+
+    try:
+        assert "my_test_gate" in attnzoo.list_modules("channel")
+        m = attnzoo.create("my_test_gate", 8, scale=2.0)
+        assert torch.equal(m(torch.ones(1, 8, 2, 2)), 2 * torch.ones(1, 8, 2, 2))
+        with pytest.raises(ValueError, match="already registered"):
+            attnzoo.register("my_test_gate", family="channel", paper="x")(type("Other", (nn.Module,), {}))
+    finally:
+        registry._REGISTRY.pop("my_test_gate", None)
+    with pytest.raises(ValueError):
+        attnzoo.register("bad", family="nope", paper="x")
+    with pytest.raises(ValueError):
+        attnzoo.register("bad", family="channel", paper="x", exceptions={"onnx": "short"})
+
+
+def test_import_is_light():
+    code = "import sys, attnzoo; bad = [m for m in ('timm', 'torchvision', 'ultralytics', 'matplotlib', 'rich', 'onnx') if m in sys.modules]; print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
+
+
+def test_readme_module_table_in_sync():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- modules:start -->\n(.*?)\n<!-- modules:end -->", readme, re.S)
+    assert block, "README lacks the module table markers"
+    assert block.group(1).strip() == registry.markdown_table().strip(), "regenerate: python -m attnzoo.registry"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    cmd = re.search(r"```bash\n# run the whole test suite\n(.+?)\n```", readme, re.S)
+    assert cmd, "README lacks the test command block"
+    assert cmd.group(1).strip() in ci

@@ -40,3 +40,12 @@ __all__ = [
     "TripletAttention",
 ]
 __all__ += [*_self_attention.__all__, *_local.__all__, *_fusion.__all__, *_sequence.__all__, *_temporal.__all__]
+
+
+def __getattr__(name: str):
+    # Model-surgery helpers live in attnzoo.integrations (imported on first use, so `import attnzoo` stays light).
+    if name in ("insert", "timm_attn"):
+        from . import integrations
+
+        return getattr(integrations, name)
+    raise AttributeError(f"module 'attnzoo' has no attribute {name!r}")

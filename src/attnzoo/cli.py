@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
+
+#: Modules that each provide ``add_parser(subparsers)`` for one subcommand (skipped while absent).
+SUBCOMMANDS = ("attnzoo.bench.cli", "attnzoo.viz", "attnzoo.compare.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnzoo", description="attnzoo: attention modules for vision")
     sub = parser.add_subparsers(dest="command", required=True)
-    from .bench.cli import add_parser as add_bench
-
-    add_bench(sub)
+    for mod in SUBCOMMANDS:
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod).add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

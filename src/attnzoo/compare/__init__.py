@@ -1,0 +1,1 @@
+"""attnzoo compare: train one network with different attention modules and compare accuracy against cost."""

@@ -1,0 +1,3 @@
+"""Integrations with real models: model surgery (timm / torchvision), timm attn_layer, Ultralytics YOLO."""
+
+__all__: list[str] = []

@@ -1,3 +1,0 @@
-"""self_attention family (placeholder until its issue lands)."""
-
-__all__: list[str] = []

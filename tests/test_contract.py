@@ -281,3 +281,14 @@ IDENTITY_AT_INIT = {"nonlocal", "sagan", "danet", "danet_position", "danet_chann
 def test_identity_modules_declare_it():
     for n in IDENTITY_AT_INIT & set(NAMES):
         assert attnzoo.info(n).identity_at_init, f"{n} must be identity at init (SPEC 3.9)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ("cbam", "global_attention") if n in NAMES])
+def test_inductor_compile_sample(name):
+    """The contract compiles every module with the aot_eager backend (graph capture, fullgraph); here a sample
+    also goes through the default inductor backend end to end (each costs tens of seconds on 2 cores)."""
+    torch._dynamo.reset()
+    m = ready(name)
+    args = inputs(name)
+    assert_close(torch.compile(m, fullgraph=True)(*args), m(*args), msg="inductor")

@@ -1,3 +1,141 @@
-"""Placeholder until its issue lands."""
+"""Contextual Transformer (CoTNet): the official ``CotLayer`` computation in plain PyTorch.
 
-__all__: list[str] = []
+The official code (JDAI-CV/CoTNet ``models/cotnet.py``) runs its local aggregation in a CuPy CUDA kernel
+(``LocalConvolution``).  Here it is a sum of k² shifted products over a zero-padded value map: the same
+result, on any device, traceable and exportable, and without the k²-times-larger ``unfold`` buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .. import layers
+from ..capture import record
+from ..layers import check_arg, positive_int
+from ..registry import register
+
+__all__ = ["ContextualTransformer", "local_aggregation"]
+
+
+def local_aggregation(v: torch.Tensor, w: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Position-specific k×k aggregation with kernels shared over channel groups (CoTNet ``LocalConvolution``).
+
+    ``out[b, c, h, w] = Σ_{i,j} w[b, c mod G, i·k + j, h, w] · v[b, c, h + i − k//2, w + j − k//2]`` with zero
+    padding, stride 1, dilation 1; v: B×C×H×W, w: B×G×k²×H×W with G dividing C (channels c, c + G, c + 2G, …
+    share one kernel, the official interleaved sharing).  Returns B×C×H×W.
+    """
+    b, c, h, wd = v.shape
+    g = w.shape[1]
+    p = kernel_size // 2
+    vp = nn.functional.pad(v.reshape(b, c // g, g, h, wd), (p, p, p, p))  # B×(C/G)×G×(H+2p)×(W+2p)
+    w = w.unsqueeze(1)  # B×1×G×k²×H×W, broadcast over the C/G sharing copies
+    out = vp[..., 0:h, 0:wd] * w[:, :, :, 0]
+    for idx in range(1, kernel_size * kernel_size):
+        i, j = divmod(idx, kernel_size)
+        out = out + vp[..., i:i + h, j:j + wd] * w[:, :, :, idx]
+    return out.reshape(b, c, h, wd)
+
+
+@register(
+    "cot",
+    family="self_attention",
+    paper="Contextual Transformer Networks for Visual Recognition (Li, Yao, Pan, Mei; TPAMI 2022)",
+    url="https://arxiv.org/abs/2107.12292",
+    complexity="O(N)",
+    summary="Static k×k context keys + dynamic k×k local aggregation of values, fused by radix-2 split attention.",
+)
+class ContextualTransformer(nn.Module):
+    """CoT block, the official ``CotLayer`` (Li et al., TPAMI 2022); B×C×H×W → B×C×H×W.
+
+    1. Static context: ``K1 = ReLU(BN(Conv_k×k(x, groups=key_groups)))``.
+    2. Dynamic kernels from ``[x; K1]``: ``Conv1×1(2C → C/factor) → BN → ReLU → Conv1×1(→ k²·G) → GroupNorm(G)``
+       with G = C / share_planes, viewed as B×G×k²×H×W (no softmax); channel c uses kernel ``c mod G``.
+    3. Values ``V = BN(Conv1×1(x))``; ``K2 = Swish(BN(LocalAggregation(V, kernels)))`` (k×k, zero padded).
+    4. Radix-2 split attention: ``a = softmax_radix(Conv1×1(ReLU(BN(Conv1×1(GAP(K1 + K2))))))`` with
+       ``max(2C / reduction_factor, min_attn_channels)`` hidden channels; the 2C logits are read as C×2
+       (logit 2c → K2, 2c+1 → K1, as the official ``view(B, C, radix)``); ``y = a₀ ⊙ K2 + a₁ ⊙ K1``.
+
+    There is no residual inside (in CoTNet the layer replaces the bottleneck's 3×3 conv).  Convolutions are
+    Kaiming-normal (fan-out) initialised, BN/GN (1, 0), as the timm-based official ResNet.
+
+    Differences from the community ``CoTAttention`` (External-Attention): that one has no GroupNorm or channel
+    sharing (k²·C kernel channels), averages the kernels over the k² positions and softmaxes over all H·W
+    positions, so it performs no local aggregation at all; it fuses with a plain ``K1 + K2`` (no BN+Swish, no
+    split attention) and concatenates ``[K1, x]``.  Here the official computation is kept exactly.
+
+    Args:
+        channels: C; divisible by ``key_groups`` and by ``share_planes``.
+        kernel_size: odd k of the key conv and of the local aggregation (official 3).
+        key_groups: groups of the k×k key conv (official 4; CoXt uses 8).
+        share_planes: channels sharing one dynamic kernel is C / G with G = C / share_planes (official 8).
+        factor: hidden width of the kernel generator is C / factor (official 2).
+        reduction_factor: split-attention hidden width 2C / reduction_factor (official 4).
+        min_attn_channels: floor of that width (official 32).
+
+    Shapes: x B×C×H×W → B×C×H×W.  Captured maps: ``"kernels"`` B×G×k²×H×W (the dynamic kernels) and
+    ``"radix"`` B×C×2 (the split-attention weights of K2 and K1).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        key_groups: int = 4,
+        share_planes: int = 8,
+        factor: int = 2,
+        reduction_factor: int = 4,
+        min_attn_channels: int = 32,
+    ) -> None:
+        super().__init__()
+        owner = "ContextualTransformer"
+        positive_int(channels, owner, "channels")
+        layers.odd_kernel(kernel_size, owner)
+        for name, value in (("key_groups", key_groups), ("share_planes", share_planes)):
+            positive_int(value, owner, name)
+            check_arg(channels % value == 0, owner, "channels", f"divisible by {name}={value}", channels)
+        positive_int(factor, owner, "factor")
+        check_arg(channels // factor >= 1, owner, "factor", f"at most channels ({channels})", factor)
+        positive_int(reduction_factor, owner, "reduction_factor")
+        positive_int(min_attn_channels, owner, "min_attn_channels")
+        c, k = channels, kernel_size
+        self.channels, self.kernel_size, self.radix = c, k, 2
+        self.kernel_groups = c // share_planes
+        self.key_embed = nn.Sequential(
+            nn.Conv2d(c, c, k, padding=k // 2, groups=key_groups, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        )
+        self.embed = nn.Sequential(
+            nn.Conv2d(2 * c, c // factor, 1, bias=False),
+            nn.BatchNorm2d(c // factor),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c // factor, k * k * self.kernel_groups, 1),
+            nn.GroupNorm(self.kernel_groups, k * k * self.kernel_groups),
+        )
+        self.conv1x1 = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.bn = nn.BatchNorm2d(c)
+        self.act = nn.SiLU(inplace=True)
+        attn_chs = max(c * self.radix // reduction_factor, min_attn_channels)
+        self.se = nn.Sequential(
+            nn.Conv2d(c, attn_chs, 1),
+            nn.BatchNorm2d(attn_chs),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(attn_chs, self.radix * c, 1),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = layers.check_nchw(x, self.channels, "ContextualTransformer")
+        k1 = self.key_embed(x)
+        w = self.embed(torch.cat([x, k1], dim=1))
+        w = w.unflatten(1, (self.kernel_groups, self.kernel_size * self.kernel_size))  # B×G×k²×H×W
+        record(self, "kernels", w)
+        k2 = self.act(self.bn(local_aggregation(self.conv1x1(x), w, self.kernel_size)))
+        logits = self.se((k1 + k2).mean((2, 3), keepdim=True))
+        attn = logits.flatten(1).unflatten(1, (self.channels, self.radix)).softmax(-1)  # B×C×2, radix fastest
+        record(self, "radix", attn)
+        a = attn[..., None, None]
+        return k2 * a[:, :, 0] + k1 * a[:, :, 1]

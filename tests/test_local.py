@@ -1,0 +1,433 @@
+"""Faithfulness tests for the local family: local_window, outlook, multipole.
+
+Each module is compared with slow references written here from the definitions (weights copied from the module):
+the seed's unfold → attention → fold window attention, a per-window loop that crops border windows instead of
+padding them (so padding can never take part), the official VOLO computation with ``nn.Unfold`` + ``F.fold``
+(and timm's / External-Attention's classes), and the MANO V-cycle built from the window reference.  Plus the
+invariants: locality of window attention, globality of multipole attention, stride-2 Outlook sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import attnzoo
+from attnzoo.local import LocalWindowAttention, MultipoleAttention, OutlookAttention
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+D = torch.float64
+
+
+@torch.no_grad()
+def randomize(m: nn.Module, seed: int = 0, scale: float = 0.3) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for p in m.parameters():
+        p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return m
+
+
+def rand(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=D)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# window attention references (seed 000 AttentionBlock / LocalAttention2D, written from the definition)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def ref_block(tokens: torch.Tensor, body: nn.Module) -> torch.Tensor:
+    """AttentionBlock after LocalAttention2D's norm: LN → LN → qkv → softmax(q kᵀ / √d) v → to_out.  n×L×C → n×L×C."""
+    c = tokens.shape[-1]
+    t = F.layer_norm(tokens, (c,), body.norm.weight, body.norm.bias, body.norm.eps)
+    t = F.layer_norm(t, (c,), body.attn_norm.weight, body.attn_norm.bias, body.attn_norm.eps)
+    q, k, v = F.linear(t, body.to_qkv.weight).chunk(3, dim=-1)
+    heads = body.heads
+
+    def split(z):  # "b n (h d) -> b h n d"
+        return z.reshape(z.shape[0], z.shape[1], heads, -1).transpose(1, 2)
+
+    q, k, v = split(q), split(k), split(v)
+    attn = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(dim=-1)
+    out = (attn @ v).transpose(1, 2).reshape(tokens.shape[0], tokens.shape[1], -1)
+    if isinstance(body.to_out, nn.Linear):
+        out = F.linear(out, body.to_out.weight, body.to_out.bias)
+    return out
+
+
+def ref_unfold_window(x: torch.Tensor, body: nn.Module, k: int, s: int) -> torch.Tensor:
+    """The seed's LocalAttention2D: nn.Unfold windows → attention → nn.Fold, divided by the overlap count (B×C×H×W)."""
+    b, c, h, w = x.shape
+    patches = F.unfold(x, k, stride=s)  # B×(C·k·k)×L
+    n = patches.shape[-1]
+    tokens = patches.view(b, c, k * k, n).permute(0, 3, 2, 1).reshape(b * n, k * k, c)  # (B L)(K1 K2) C
+    out = ref_block(tokens, body).view(b, n, k * k, c).permute(0, 3, 2, 1).reshape(b, c * k * k, n)
+    summed = F.fold(out, (h, w), k, stride=s)
+    count = F.fold(F.unfold(torch.ones(1, 1, h, w, dtype=x.dtype), k, stride=s), (h, w), k, stride=s)
+    return summed / count
+
+
+def window_starts(size: int, k: int, s: int) -> list[int]:
+    starts = list(range(0, max(size - k, 0) + 1, s))
+    if starts[-1] + k < size:
+        starts.append(starts[-1] + s)
+    return starts
+
+
+def ref_loop_window(x: torch.Tensor, body: nn.Module, k: int, s: int) -> torch.Tensor:
+    """Window attention by an explicit loop: border windows are *cropped* (only real pixels), outputs averaged."""
+    b, c, h, w = x.shape
+    total = torch.zeros_like(x)
+    count = torch.zeros(1, 1, h, w, dtype=x.dtype)
+    for y0 in window_starts(h, k, s):
+        for x0 in window_starts(w, k, s):
+            crop = x[:, :, y0 : y0 + k, x0 : x0 + k]
+            wh, ww = crop.shape[-2:]
+            out = ref_block(crop.flatten(2).transpose(1, 2), body).transpose(1, 2).reshape(b, c, wh, ww)
+            total[:, :, y0 : y0 + wh, x0 : x0 + ww] += out
+            count[:, :, y0 : y0 + wh, x0 : x0 + ww] += 1
+    assert (count > 0).all()
+    return total / count
+
+
+def local(channels=8, **kw) -> LocalWindowAttention:
+    return randomize(LocalWindowAttention(channels, **kw)).to(D).eval()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# local_window
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size,k,s,heads,dim_head",
+    [((14, 21), 7, 7, 2, 4), ((9, 13), 3, 2, 2, 4), ((8, 6), 2, 1, 4, 4), ((12, 12), 4, 4, 1, 8), ((10, 7), 4, 3, 2, 3)],
+)
+def test_local_window_equals_seed_unfold_reference(size, k, s, heads, dim_head):
+    """Where windows tile the map exactly, the module equals the seed's unfold/fold computation."""
+    h, w = size
+    assert (h - k) % s == 0 and (w - k) % s == 0
+    m = local(8, kernel_size=k, stride=s, heads=heads, dim_head=dim_head)
+    x = rand(2, 8, h, w)
+    torch.testing.assert_close(m(x), ref_unfold_window(x, m.attention, k, s), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "size,k,s",
+    [((1, 1), 7, 7), ((5, 17), 7, 7), ((13, 11), 7, 7), ((8, 8), 7, 7), ((13, 11), 7, 3), ((6, 9), 4, 1), ((3, 2), 7, 2), ((16, 16), 5, 5)],
+)
+def test_local_window_any_size_equals_cropped_loop_reference(size, k, s):
+    """At any size, padding is invisible: the module equals a loop over cropped (unpadded) border windows."""
+    m = local(8, kernel_size=k, stride=s, heads=2, dim_head=4)
+    x = rand(2, 8, *size)
+    torch.testing.assert_close(m(x), ref_loop_window(x, m.attention, k, s), atol=1e-10, rtol=1e-10)
+
+
+def test_local_window_single_pixel_window_attends_only_to_itself():
+    """8×8 with k=7: window (1,1) holds one real pixel and 48 padded ones; its output is to_out(v(pixel))."""
+    m = local(8, kernel_size=7, heads=2, dim_head=4)
+    x = rand(1, 8, 8, 8)
+    body = m.attention
+    t = x[:, :, 7, 7]
+    t = body.attn_norm(body.norm(t))
+    v = F.linear(t, body.to_qkv.weight).chunk(3, dim=-1)[2]
+    expected = body.to_out(v)
+    torch.testing.assert_close(m(x)[:, :, 7, 7], expected, atol=1e-12, rtol=1e-12)
+
+
+def test_local_window_identity_projection_when_one_full_head():
+    m = LocalWindowAttention(8, heads=1, dim_head=8)
+    assert isinstance(m.attention.to_out, nn.Identity)  # as the reference (project_out = False)
+    assert isinstance(LocalWindowAttention(8, heads=1, dim_head=4).attention.to_out, nn.Linear)
+
+
+@pytest.mark.parametrize("k,s", [(4, 4), (4, 2), (3, 1)])
+def test_local_window_is_local(k, s):
+    """A pixel change alters exactly the outputs of the windows containing it (and nothing else)."""
+    h, w = 11, 10
+    m = local(8, kernel_size=k, stride=s, heads=2, dim_head=4)
+    x = rand(1, 8, h, w)
+    py, px = 5, 6
+    x2 = x.clone()
+    x2[0, :, py, px] += rand(8, seed=5)  # not a constant over channels: LayerNorm would cancel it
+    changed = (m(x2) - m(x)).abs().amax(1)[0] > 1e-12
+    expected = torch.zeros(h, w, dtype=torch.bool)
+    for y0 in window_starts(h, k, s):
+        for x0 in window_starts(w, k, s):
+            if y0 <= py < y0 + k and x0 <= px < x0 + k:
+                expected[y0 : y0 + k, x0 : x0 + k] = True
+    assert torch.equal(changed, expected)
+    assert not changed.all()
+
+
+def test_local_window_capture_masks_padding():
+    m = local(8, kernel_size=4, heads=2, dim_head=4)
+    x = rand(2, 8, 6, 5)  # 2×2 windows of 4×4, padded to 8×8
+    with attnzoo.capture_attention(m) as maps:
+        out = m(x)
+    torch.testing.assert_close(out, m(x))
+    attn = maps[""]["attn"]
+    assert attn.shape == (2 * 4, 2, 16, 16)
+    torch.testing.assert_close(attn.sum(-1), torch.ones_like(attn.sum(-1)))
+    # window (1, 1) covers rows 4..7, cols 4..7 of which rows 4..5 and col 4 are real: 2 valid keys
+    valid = torch.zeros(4, 4, dtype=torch.bool)
+    valid[:2, :1] = True
+    probs = attn[3]  # batch 0, window index 3 = (1, 1)
+    assert torch.all(probs[..., ~valid.flatten()] == 0)
+    assert torch.all(probs[..., valid.flatten()] > 0)
+
+
+def test_local_window_bfloat16_with_padding_is_finite():
+    m = randomize(LocalWindowAttention(8, kernel_size=7, heads=2, dim_head=4)).eval()
+    x = torch.randn(2, 8, 9, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    assert torch.isfinite(out).all()
+    assert (out.float() - m(x)).abs().max() < 0.1
+
+
+def test_local_window_dropout_honoured():
+    m = LocalWindowAttention(8, kernel_size=3, heads=2, dim_head=4, dropout=0.5)
+    x = torch.randn(2, 8, 6, 6)
+    m.train()
+    assert not torch.equal(m(x), m(x))
+    m.eval()
+    assert torch.equal(m(x), m(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"stride": 8}, "stride"), ({"stride": 0}, "stride"), ({"kernel_size": 0}, "kernel_size"), ({"heads": 3, "dim_head": None}, "heads"),
+     ({"dim_head": 0}, "dim_head"), ({"dropout": 1.0}, "dropout")],
+)
+def test_local_window_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=f"LocalWindowAttention: {match}"):
+        LocalWindowAttention(8, **kwargs)
+
+
+def test_local_window_partition_is_a_reshape():
+    """Non-overlapping windows do not go through unfold / fold (SPEC 4)."""
+    m = LocalWindowAttention(8, kernel_size=4, heads=2, dim_head=4).eval()
+    x = torch.randn(1, 8, 8, 8)
+    with torch.profiler.profile() as prof:
+        m(x)
+    names = {e.name for e in prof.events()}
+    assert not any("im2col" in n or "col2im" in n or "unfold" in n for n in names), sorted(names)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# outlook
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def ref_outlook(x_bhwc: torch.Tensor, m: OutlookAttention) -> torch.Tensor:
+    """The official VOLO OutlookAttention computation (nn.Unfold + F.fold), channels-last, weights from ``m``."""
+    b, h, w, c = x_bhwc.shape
+    k, p, s, heads = m.kernel_size, m.padding, m.stride, m.heads
+    v = F.linear(x_bhwc, m.v.weight, m.v.bias).permute(0, 3, 1, 2)
+    gh, gw = math.ceil(h / s), math.ceil(w / s)
+    v = nn.Unfold(kernel_size=k, padding=p, stride=s)(v).reshape(b, heads, c // heads, k * k, gh * gw).permute(0, 1, 4, 3, 2)
+    a = nn.AvgPool2d(kernel_size=s, stride=s, ceil_mode=True)(x_bhwc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    a = F.linear(a, m.attn.weight, m.attn.bias).reshape(b, gh * gw, heads, k * k, k * k).permute(0, 2, 1, 3, 4)
+    a = (a * m.scale).softmax(dim=-1)
+    y = (a @ v).permute(0, 1, 4, 3, 2).reshape(b, c * k * k, gh * gw)
+    y = F.fold(y, output_size=(h, w), kernel_size=k, padding=p, stride=s)
+    return F.linear(y.permute(0, 2, 3, 1), m.proj.weight, m.proj.bias)
+
+
+SIZES = [(1, 1), (2, 3), (7, 5), (8, 8), (13, 11), (5, 17)]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("size", SIZES)
+def test_outlook_equals_official_unfold_fold(stride, size):
+    m = randomize(OutlookAttention(16, stride=stride, heads=2, qkv_bias=True)).to(D).eval()
+    x = rand(2, 16, *size)
+    ref = ref_outlook(x.permute(0, 2, 3, 1), m).permute(0, 3, 1, 2)
+    torch.testing.assert_close(m(x), ref, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("stride,heads,k", [(1, 1, 3), (2, 4, 3), (1, 2, 5), (2, 2, 5)])
+@pytest.mark.parametrize("size", [(7, 5), (8, 8), (13, 11)])
+def test_outlook_equals_timm(stride, heads, k, size):
+    """State dicts are interchangeable with timm's (= the official) OutlookAttention, outputs equal."""
+    from timm.models.volo import OutlookAttention as TimmOutlook
+
+    theirs = TimmOutlook(16, heads, kernel_size=k, padding=k // 2, stride=stride, qkv_bias=True).to(D).eval()
+    ours = OutlookAttention(16, kernel_size=k, stride=stride, heads=heads, qkv_bias=True).to(D).eval()
+    ours.load_state_dict(randomize(theirs).state_dict())
+    x = rand(2, *size, 16)
+    torch.testing.assert_close(ours(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), theirs(x), atol=1e-10, rtol=1e-10)
+
+
+def test_outlook_equals_external_attention_at_stride_1():
+    ea = pytest.importorskip("fightingcv_attention.attention.OutlookAttention")
+    theirs = ea.OutlookAttention(16, num_heads=2).to(D).eval()
+    ours = OutlookAttention(16, heads=2).to(D).eval()
+    sd = {k.replace("v_pj", "v"): v for k, v in randomize(theirs).state_dict().items()}
+    ours.load_state_dict(sd)
+    x = rand(2, 9, 7, 16)
+    torch.testing.assert_close(ours(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), theirs(x), atol=1e-10, rtol=1e-10)
+    # the community class passes padding/stride positionally to nn.Unfold: stride 2 crashes (here it works)
+    with pytest.raises(RuntimeError):
+        ea.OutlookAttention(16, num_heads=2, stride=2)(x)
+
+
+@pytest.mark.parametrize("size", [(7, 5), (8, 8), (1, 1), (2, 3), (13, 11)])
+def test_outlook_stride2_sizes_match_official(size):
+    """Stride 2: attention on the ⌈H/2⌉×⌈W/2⌉ grid (ceil-mode pool = unfold grid), folded back to H×W as the official."""
+    h, w = size
+    m = randomize(OutlookAttention(8, stride=2, heads=2)).eval()
+    x = torch.randn(1, 8, h, w)
+    with attnzoo.capture_attention(m) as maps:
+        out = m(x)
+    assert out.shape == (1, 8, h, w)
+    gh, gw = math.ceil(h / 2), math.ceil(w / 2)
+    assert maps[""]["attn"].shape == (1, 2, gh * gw, 9, 9)
+    # the official computation gives the same size and values
+    torch.testing.assert_close(out, ref_outlook(x.permute(0, 2, 3, 1), m).permute(0, 3, 1, 2), atol=1e-5, rtol=1e-5)
+    # each window's weights are a softmax over its k² source positions
+    torch.testing.assert_close(maps[""]["attn"].sum(-1), torch.ones(1, 2, gh * gw, 9))
+
+
+def test_outlook_overlaps_are_summed_not_averaged():
+    """With v = identity, proj = identity and uniform weights, an interior output is 9 (windows) × mean of 3×3."""
+    m = OutlookAttention(4, heads=1).to(D).eval()
+    with torch.no_grad():
+        m.v.weight.copy_(torch.eye(4))
+        m.proj.weight.copy_(torch.eye(4))
+        m.proj.bias.zero_()
+        m.attn.weight.zero_()
+        m.attn.bias.zero_()
+    x = rand(1, 4, 7, 7)
+    out = m(x)
+    # output pixel (3,3) gets from each of the 9 windows around it the mean of that window's 3×3 sources
+    expected = sum(x[0, :, cy - 1 : cy + 2, cx - 1 : cx + 2].mean((1, 2)) for cy in (2, 3, 4) for cx in (2, 3, 4))
+    torch.testing.assert_close(out[0, :, 3, 3], expected)
+
+
+def test_outlook_arguments_honoured():
+    x = rand(1, 8, 6, 6)
+    a = randomize(OutlookAttention(8, heads=2)).to(D).eval()
+    b = OutlookAttention(8, heads=2, qk_scale=0.1).to(D).eval()
+    b.load_state_dict(a.state_dict())
+    assert not torch.allclose(a(x), b(x))
+    assert b.scale == 0.1 and a.scale == 4**-0.5
+    assert OutlookAttention(8, qkv_bias=True).v.bias is not None and OutlookAttention(8).v.bias is None
+    assert OutlookAttention(8, kernel_size=5, heads=4).attn.out_features == 5**4 * 4
+    for kw, what in (({"padding": 0}, "padding"), ({"kernel_size": 4}, "kernel_size"), ({"heads": 3}, "heads"),
+                     ({"stride": 0}, "stride"), ({"attn_drop": 1.5}, "attn_drop")):
+        with pytest.raises(ValueError, match=f"OutlookAttention: {what}"):
+            OutlookAttention(8, **kw)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# multipole
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def ref_multipole(x: torch.Tensor, m: MultipoleAttention, levels: int) -> torch.Tensor:
+    """MANO Multipole_Attention2D on sizes divisible by r at every level, with the window loop reference.
+
+    Level maps: x_0 = x, x_l = down(x_{l-1}) (nn.AvgPool2d(r) or the module's conv); o_l = LocalAttention(x_l);
+    V-cycle: res = o_{L-1}; for l, o in enumerate(reversed(o_0..o_{L-2})): res = o + 1/(l+1) · up(res).
+    """
+    r, k, s = m.sampling_rate, m.kernel_size, m.stride
+    down = nn.AvgPool2d(r, r) if m.down is None else m.down
+    up = nn.Upsample(scale_factor=r, mode="nearest") if m.up is None else m.up
+    outs, cur = [], x
+    for level in range(levels):
+        if level > 0:
+            cur = down(cur)
+        body = m.attention[0] if m.shared else m.attention[level]
+        outs.append(ref_loop_window(cur, body, k, s))
+    res = outs.pop()
+    for l, o in enumerate(outs[::-1]):
+        res = o + (1 / (l + 1)) * up(res)
+    return res
+
+
+def multipole(channels=8, **kw) -> MultipoleAttention:
+    return randomize(MultipoleAttention(channels, **kw), scale=0.2).to(D).eval()
+
+
+@pytest.mark.parametrize(
+    "size,k,r,down,up",
+    [((32, 32), 4, 2, "avg_pool", "nearest"), ((27, 27), 3, 3, "avg_pool", "nearest"), ((16, 8), 4, 2, "conv", "conv_transpose"),
+     ((32, 16), 4, 2, "avg_pool", "conv_transpose"), ((18, 18), 3, 3, "conv", "nearest")],
+)
+def test_multipole_equals_reference_vcycle(size, k, r, down, up):
+    m = multipole(8, kernel_size=k, sampling_rate=r, heads=2, dim_head=4, downsampling=down, upsampling=up)
+    x = rand(2, 8, *size)
+    levels = len(m.level_sizes(*size))
+    assert levels >= 3
+    torch.testing.assert_close(m(x), ref_multipole(x, m, levels), atol=1e-10, rtol=1e-10)
+
+
+def test_multipole_overlapping_windows_and_unshared_levels():
+    m = multipole(8, kernel_size=4, stride=2, heads=2, dim_head=4, shared=False, max_levels=3)
+    assert len(m.attention) == 3
+    x = rand(1, 8, 16, 16)
+    assert m.level_sizes(16, 16) == [(16, 16), (8, 8), (4, 4)]  # capped by max_levels
+    torch.testing.assert_close(m(x), ref_multipole(x, m, 3), atol=1e-10, rtol=1e-10)
+    m(x).sum().backward()
+    for body in m.attention:
+        assert body.to_qkv.weight.grad.abs().sum() > 0
+
+
+def test_multipole_levels_follow_the_input():
+    m = MultipoleAttention(8, kernel_size=7, heads=2, dim_head=4).eval()
+    assert m.level_sizes(56, 56) == [(56, 56), (28, 28), (14, 14), (7, 7), (4, 4)]
+    assert m.level_sizes(5, 17) == [(5, 17), (3, 9), (2, 5)]
+    assert m.level_sizes(6, 6) == [(6, 6)]
+    for size, n in (((20, 20), 3), ((64, 64), 5), ((3, 3), 1)):
+        with attnzoo.capture_attention(m) as maps:
+            m(torch.randn(1, 8, *size))
+        assert sorted(maps[""]) == [f"attn_level{i}" for i in range(n)], size
+    # the coarsest level always fits in one window
+    for h, w in ((100, 3), (57, 91), (7, 7), (1, 200)):
+        ch, cw = m.level_sizes(h, w)[-1]
+        assert max(ch, cw) <= 7
+
+
+@pytest.mark.parametrize("down,up", [("avg_pool", "nearest"), ("conv", "conv_transpose")])
+@pytest.mark.parametrize("size", [(37, 23), (16, 16)])
+def test_multipole_is_global(down, up, size):
+    """One pixel's change reaches every output position (window attention alone does not)."""
+    m = multipole(8, kernel_size=5, heads=2, dim_head=4, downsampling=down, upsampling=up)
+    x = rand(1, 8, *size)
+    for py, px in ((0, 0), (size[0] - 1, size[1] // 2)):
+        x2 = x.clone()
+        x2[0, :, py, px] += rand(8, seed=5)
+        diff = (m(x2) - m(x)).abs().amax(1)[0]
+        assert (diff > 1e-12).all(), f"pixel ({py},{px}) does not reach {(diff <= 1e-12).sum()} positions"
+    lw = local(8, kernel_size=5, heads=2, dim_head=4)
+    x2 = x.clone()
+    x2[0, :, 0, 0] += rand(8, seed=5)
+    assert not ((lw(x2) - lw(x)).abs().amax(1)[0] > 1e-12).all()
+
+
+def test_multipole_avg_pool_of_odd_sizes_averages_valid_pixels():
+    """At odd sizes the avg_pool down-sampling averages the real pixels of each border cell (no zero padding)."""
+    from attnzoo.local import _downsample
+
+    x = rand(1, 4, 5, 3).permute(0, 2, 3, 1)  # B×H×W×C with H = 5, W = 3, C = 4
+    y = _downsample(x, None, 2)
+    assert y.shape == (1, 3, 2, 4)
+    torch.testing.assert_close(y[0, 2, 1], x[0, 4, 2])  # a 1×1 border cell
+    torch.testing.assert_close(y[0, 2, 0], x[0, 4, 0:2].mean(0))
+    torch.testing.assert_close(y[0, 0, 1], x[0, 0:2, 2].mean(0))
+
+
+def test_multipole_seed_spellings_and_bad_arguments():
+    assert MultipoleAttention(8, heads=2, upsampling="conv").upsampling == "conv_transpose"
+    assert MultipoleAttention(8, heads=2, upsampling="avg_pool").upsampling == "nearest"
+    for kw, what in (({"sampling_rate": 1}, "sampling_rate"), ({"downsampling": "max"}, "downsampling"),
+                     ({"upsampling": "bilinear"}, "upsampling"), ({"shared": False}, "max_levels"),
+                     ({"stride": 9}, "stride"), ({"max_levels": 0}, "max_levels")):
+        with pytest.raises(ValueError, match=f"MultipoleAttention: {what}"):
+            MultipoleAttention(8, **kw)

@@ -63,8 +63,20 @@ def _to_map(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 @torch.fx.wrap
 def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None, dropout_p: float) -> torch.Tensor:
-    """``layers.attention`` without capture, as one FX leaf (its stride check is Python control flow)."""
-    return layers.attention(q, k, v, scale=scale, dropout_p=dropout_p)
+    """``layers.attention`` without capture, as one FX leaf (its stride check is Python control flow).
+
+    The CPU flash kernel needs one head width for q, k and v; otherwise SDPA silently takes the math path
+    (N×N' matrix).  Different widths (e.g. the seed's key C/8, value C/2) are zero-padded to the larger one:
+    zeros add nothing to q·k, and padded value columns are sliced off.
+    """
+    dk, dv = q.shape[-1], v.shape[-1]
+    if dk == dv:
+        return layers.attention(q, k, v, scale=scale, dropout_p=dropout_p)
+    scale = dk ** -0.5 if scale is None else scale
+    if dk < dv:
+        q, k = F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk))
+        return layers.attention(q, k, v, scale=scale, dropout_p=dropout_p)
+    return layers.attention(q, k, F.pad(v, (0, dk - dv)), scale=scale, dropout_p=dropout_p)[..., :dv]
 
 
 def _attend(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,

@@ -1,0 +1,100 @@
+"""``attnzoo compare``: train one network with each attention module and compare accuracy against cost.
+
+    attnzoo compare --modules none,se,eca,cbam,coord --model resnet18 --dataset digits --epochs 15 --seeds 3 --output runs/digits
+    torchrun --standalone --nproc_per_node 2 -m attnzoo compare ...      # the same, with DistributedDataParallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .config import CompareConfig
+
+    d = CompareConfig()
+    p = sub.add_parser(
+        "compare",
+        help="train a model with each attention module and compare accuracy, params, FLOPs and speed",
+        description=(
+            "For each module (and 'none', the baseline) insert it into every residual block of the model with "
+            "attnzoo.insert, train with each seed, evaluate, and report top-1 mean ± std, params, FLOPs, training "
+            "throughput and time (terminal table, CSV/JSON/Markdown, accuracy-vs-FLOPs plot). An interrupted "
+            "comparison resumes when run again with the same --output. Under torchrun it uses DistributedDataParallel."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--modules", default=",".join(d.modules), help="comma-separated registry names; 'none' = baseline")
+    p.add_argument("--model", default=d.model, help="resnet18/34/50 (torchvision), cifar_resnet{8,14,20,32,44,56,110}, or a timm name")
+    p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder:PATH | synthetic")
+    p.add_argument("--data-root", default=d.data_root, help="where cifar10/cifar100 are (or get downloaded)")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default: 32, imagefolder 224)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma-separated list")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (split over torchrun processes)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sgd 0.1, adamw 1e-3); cosine decay")
+    p.add_argument("--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05 (not on biases/norms)")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="linear warm-up before the cosine decay")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on with CUDA)")
+    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 for in-memory data, else 4)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice)")
+    p.add_argument("--pretrained", default=None, metavar="PATH", help="local checkpoint loaded into the base model")
+    p.add_argument("--stem", choices=("auto", "imagenet", "cifar"), default=d.stem,
+                   help="torchvision ResNets: 'auto' uses a 3x3 stride-1 stem without max-pool below 64x64 inputs")
+    p.add_argument("--where", default=None, help="comma-separated module names passed to attnzoo.insert(where=...)")
+    p.add_argument("--output", default=d.output, help="output folder (rerun with the same folder to resume)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from .config import CompareConfig, parse_modules, parse_seeds
+
+    return CompareConfig(
+        modules=parse_modules(args.modules),
+        model=args.model,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        seeds=parse_seeds(args.seeds),
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        amp=args.amp,
+        device=args.device,
+        workers=args.workers,
+        threads=args.threads,
+        pretrained=args.pretrained,
+        stem=args.stem,
+        where=[w.strip() for w in args.where.split(",") if w.strip()] if args.where else None,
+        output=args.output,
+        download=args.download,
+        quiet=args.quiet,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from .runner import run_compare
+
+    try:
+        run_compare(config_from_args(args))
+    except ValueError as e:  # a user error: one clear line, no traceback (printed once under torchrun)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"attnzoo compare: error: {e}", file=sys.stderr)
+        return 2
+    return 0

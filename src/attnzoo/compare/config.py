@@ -1,0 +1,135 @@
+"""Configuration of ``attnzoo compare`` and the up-front validation that runs before any training."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CompareConfig", "parse_modules", "parse_seeds", "check_module_names", "TRAINING_KEYS"]
+
+#: Fields of :class:`CompareConfig` that change what a run computes.  A run folder written with other values of
+#: these cannot be resumed or reused (``output``, ``device``, ``workers``... only change where/how fast).
+TRAINING_KEYS = (
+    "model",
+    "dataset",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "warmup_epochs",
+    "label_smoothing",
+    "pretrained",
+    "stem",
+    "where",
+)
+
+
+@dataclass
+class CompareConfig:
+    """Everything ``attnzoo compare`` needs.  ``None`` means "the default for this dataset / optimizer"."""
+
+    modules: list[str] = field(default_factory=lambda: ["none", "se", "eca", "cbam", "coord"])
+    model: str = "cifar_resnet20"
+    dataset: str = "digits"
+    data_root: str = "data"
+    image_size: int | None = None
+    epochs: int = 15
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    amp: bool | None = None
+    device: str = "auto"
+    workers: int | None = None
+    threads: int | None = None
+    pretrained: str | None = None
+    stem: str = "auto"
+    where: list[str] | None = None
+    output: str = "runs/compare"
+    download: bool = True
+    quiet: bool = False
+
+    def resolved(self) -> "CompareConfig":
+        """A copy with the optimizer defaults filled in and the arguments checked (``ValueError`` on a bad one)."""
+        c = dataclasses.replace(self, modules=list(self.modules), seeds=list(self.seeds))
+        if c.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"compare: optimizer must be 'sgd' or 'adamw', got {c.optimizer!r}")
+        if c.lr is None:
+            c.lr = 0.1 if c.optimizer == "sgd" else 1e-3
+        if c.weight_decay is None:
+            c.weight_decay = 5e-4 if c.optimizer == "sgd" else 0.05
+        checks = [
+            ("epochs", c.epochs, isinstance(c.epochs, int) and c.epochs >= 1, "an integer >= 1"),
+            ("batch_size", c.batch_size, isinstance(c.batch_size, int) and c.batch_size >= 2, "an integer >= 2"),
+            ("lr", c.lr, math.isfinite(c.lr) and c.lr > 0, "a positive number"),
+            ("weight_decay", c.weight_decay, math.isfinite(c.weight_decay) and c.weight_decay >= 0, ">= 0"),
+            ("momentum", c.momentum, 0 <= c.momentum < 1, "in [0, 1)"),
+            ("warmup_epochs", c.warmup_epochs, 0 <= c.warmup_epochs < c.epochs, f"in [0, epochs={c.epochs})"),
+            ("label_smoothing", c.label_smoothing, 0 <= c.label_smoothing < 1, "in [0, 1)"),
+            ("image_size", c.image_size, c.image_size is None or c.image_size >= 8, "None or >= 8"),
+            ("device", c.device, c.device in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
+            ("stem", c.stem, c.stem in ("auto", "imagenet", "cifar"), "'auto', 'imagenet' or 'cifar'"),
+            ("workers", c.workers, c.workers is None or c.workers >= 0, "None or >= 0"),
+            ("threads", c.threads, c.threads is None or c.threads >= 1, "None or >= 1"),
+            ("seeds", c.seeds, len(c.seeds) >= 1 and len(set(c.seeds)) == len(c.seeds), "a non-empty list of distinct ints"),
+            ("modules", c.modules, len(c.modules) >= 1 and len(set(c.modules)) == len(c.modules), "a non-empty list of distinct names"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"compare: {name} must be {expected}, got {value!r}")
+        if c.pretrained is not None:
+            c.pretrained = str(Path(c.pretrained).expanduser().resolve())
+        return c
+
+    def training_dict(self) -> dict[str, Any]:
+        """The fields that define what a run computes (see :data:`TRAINING_KEYS`)."""
+        return {k: getattr(self, k) for k in TRAINING_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_modules(text: str) -> list[str]:
+    """``"none,se,eca"`` → ``["none", "se", "eca"]`` (blank entries dropped)."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def parse_seeds(text: str | int) -> list[int]:
+    """``"3"`` → ``[0, 1, 2]`` (that many seeds); ``"0,5,7"`` → those seeds."""
+    s = str(text).strip()
+    try:
+        if "," in s:
+            return [int(v) for v in s.split(",") if v.strip()]
+        n = int(s)
+    except ValueError:
+        raise ValueError(f"compare: seeds must be a count (e.g. 3) or a comma-separated list (e.g. 0,5,7), got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"compare: seeds must be a count >= 1, got {n}")
+    return list(range(n))
+
+
+def check_module_names(names: list[str]) -> None:
+    """Every name is ``none`` or a registered nchw module; otherwise ``ValueError`` (with close matches)."""
+    import attnzoo
+
+    for name in names:
+        if name == "none":
+            continue
+        try:
+            entry = attnzoo.info(name)
+        except ValueError as e:
+            raise ValueError(f"compare: unknown module {name!r} ('none' is the baseline): {e}") from None
+        if entry.layout != "nchw":
+            raise ValueError(
+                f"compare: module {name!r} must have layout 'nchw' to go into a residual block, got layout {entry.layout!r}"
+            )

@@ -372,6 +372,19 @@ class DANetPositionAttention(nn.Module):
         return x + self.gamma * self.term(x)
 
 
+@torch.fx.wrap
+def _cam_attention(flat: torch.Tensor) -> torch.Tensor:
+    """CAM's ``softmax(rowmax(E) − E)`` with ``E = X Xᵀ`` for X: B×C×N, in float32 or better.
+
+    E grows with N (hundreds to thousands), so its rounding in bfloat16 would reorder the softmax: under
+    autocast the energy and the softmax still run in float32 (float64 inputs stay float64).
+    """
+    with torch.autocast(device_type=flat.device.type, enabled=False):
+        xf = flat if flat.dtype == torch.float64 else flat.float()
+        energy = torch.bmm(xf, xf.transpose(1, 2))  # B×C×C
+        return (energy.amax(-1, keepdim=True) - energy).softmax(-1)
+
+
 @register(
     "danet_channel",
     family="self_attention",
@@ -407,9 +420,7 @@ class DANetChannelAttention(nn.Module):
     def term(self, x: torch.Tensor) -> torch.Tensor:
         """The attention output ``A X`` (before β and the residual), B×C×H×W; ``x`` is not checked."""
         flat = x.flatten(2)  # B×C×N
-        xf = flat.float()
-        energy = torch.bmm(xf, xf.transpose(1, 2)).float()  # B×C×C
-        attn = (energy.amax(-1, keepdim=True) - energy).softmax(-1)
+        attn = _cam_attention(flat)
         record(self, "attn", attn)
         return torch.bmm(attn.to(flat.dtype), flat).view(x.shape)
 

@@ -3,6 +3,14 @@
 Modules record maps through :func:`record`; it costs nothing when no capture is active (one attribute
 lookup), and attention modules only build an explicit N×N probability matrix when :func:`is_capturing`
 says so — otherwise they stay on the fused ``scaled_dot_product_attention`` path.
+
+What each module records (B batch, C channels, H×W the module's input size, N = H·W):
+
+- channel gates (``se``, ``eca``, ``cbam_channel``, CBAM's ``channel``): ``gate`` B×C×1×1;
+- spatial gates (``cbam_spatial``, CBAM's ``spatial``): B×1×H×W; ``triplet``'s ``gate``: B×C×H×W;
+- ``coord``: ``gate_h`` B×C×H×1 and ``gate_w`` B×C×1×W; ``sk``: ``branch_weights`` B×M×C×1×1 (M branches);
+- dot-product attention (through ``layers.attention``): probabilities B'×heads×N_q×N_k (B' = B, or B times the
+  number of windows for windowed attention), rows summing to 1.  Other modules document their keys.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-__all__ = ["capture_attention", "record", "is_capturing"]
+__all__ = ["capture_attention", "record", "is_capturing", "CapturedMaps"]
 
 _ATTR = "_attnzoo_maps"
 
@@ -30,26 +38,51 @@ def record(module: nn.Module, key: str, value: torch.Tensor) -> None:
         maps[key] = value.detach()
 
 
+class CapturedMaps(dict):
+    """``{qualified module name: {key: map}}`` (a plain dict) plus ``input_sizes``: ``{name: (H, W)}`` of the
+    first input each module saw in the last forward, which :func:`attnzoo.viz.overlay` uses to place maps on
+    the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_sizes: dict[str, tuple[int, ...]] = {}
+
+
 @contextmanager
-def capture_attention(model: nn.Module) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
+def capture_attention(model: nn.Module) -> Iterator[CapturedMaps]:
     """Record the attention / gate maps of every attnzoo module inside ``model`` during the forwards in the block.
 
     Yields a dict from each module's qualified name (``""`` for ``model`` itself) to its maps, e.g.
-    ``{"layer1.0.se": {"gate": B×C×1×1}}``.  Outputs are unchanged.  Only the last forward's maps are kept.
+    ``{"layer1.0.se": {"gate": B×C×1×1}}`` (see this module's docstring for the shapes).  Outputs are
+    unchanged (up to float rounding where attention switches from the fused kernel to explicit
+    probabilities).  Only the last forward's maps are kept.  Modules with nothing recorded are dropped when
+    the block exits.
     """
     from .registry import _REGISTRY
 
     classes = tuple({entry.cls for entry in _REGISTRY.values()})
-    found: dict[str, dict[str, torch.Tensor]] = {}
+    found = CapturedMaps()
     modules = [(name, m) for name, m in model.named_modules() if isinstance(m, classes)]
+    handles = []
     for name, m in modules:
         found[name] = {}
         object.__setattr__(m, _ATTR, found[name])
+        handles.append(m.register_forward_pre_hook(_size_hook(found.input_sizes, name)))
     try:
         yield found
     finally:
+        for h in handles:
+            h.remove()
         for name, m in modules:
             if _ATTR in m.__dict__:
                 object.__delattr__(m, _ATTR)
             if not found.get(name):
                 found.pop(name, None)
+
+
+def _size_hook(sizes: dict[str, tuple[int, ...]], name: str):
+    def hook(module: nn.Module, args: tuple) -> None:
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+            sizes[name] = tuple(int(s) for s in args[0].shape[-2:])
+
+    return hook

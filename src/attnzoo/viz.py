@@ -1,0 +1,341 @@
+"""Pictures of attention maps: ``attnzoo.viz.overlay(image, maps, "maps.png")`` and ``attnzoo viz``.
+
+``overlay`` draws the image, then one panel per captured map:
+
+- maps over the module's input grid (B×1×H×W spatial gates, B×C×H×W, B×C×H×1 / B×C×1×W coordinate gates,
+  anything whose last two dims are H×W): averaged over the other dims and laid over the image;
+- attention probabilities over the input grid (…×N_q×N_k with N_q = H·W, rows summing to 1): the attention
+  each key position receives, averaged over heads and queries, on the key grid (the input grid or a pooled
+  one, e.g. non-local's 2×2-subsampled keys), laid over the image;
+- everything else (channel gates B×C×1×1, SK's branch weights, DANet's C×C channel attention, window
+  attention): drawn as a bar chart (1-D) or a matrix (2-D), not over the image.
+
+The first sample of the batch is drawn (``sample=``).  The PNG is ``columns × panel`` pixels wide and
+``rows × panel`` high (rows = ⌈(maps + 1) / columns⌉, columns = min(columns, maps + 1)).  matplotlib is
+imported only when drawing (the ``cli`` extra installs it); no pyplot state is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["overlay", "load_image", "panels", "add_parser"]
+
+ImageLike = Any  # path, PIL image, H×W×3 / H×W array, 3×H×W / 1×3×H×W / H×W×3 tensor
+Maps = Union[Mapping[str, Any], Sequence[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# images
+
+
+def load_image(image: ImageLike) -> torch.Tensor:
+    """Any image-like input as a float H×W×3 tensor in [0, 1]."""
+    if isinstance(image, (str, Path)):
+        from PIL import Image  # a matplotlib dependency
+
+        with Image.open(image) as im:
+            image = im.convert("RGB")
+    if not isinstance(image, torch.Tensor):
+        import numpy as np
+
+        image = torch.from_numpy(np.array(image, copy=True))
+    t = image.detach().cpu()
+    if t.dim() == 4:
+        t = t[0]
+    if t.dim() == 3 and t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3, 4):
+        t = t.permute(1, 2, 0)  # C×H×W -> H×W×C
+    if t.dim() == 2:
+        t = t.unsqueeze(-1)
+    if t.dim() != 3 or t.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"overlay: image must be H×W, H×W×3 or 3×H×W, got shape {tuple(image.shape)}")
+    t = t[..., :3]
+    if t.shape[-1] == 1:
+        t = t.expand(-1, -1, 3)
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    t = t.float()
+    lo, hi = float(t.min()), float(t.max())
+    if lo < 0.0 or hi > 1.0:  # e.g. a normalised network input: stretch to [0, 1] for display
+        t = (t - lo) / max(hi - lo, 1e-12)
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# maps -> panels
+
+
+def _key_grid(n_keys: int, size: tuple[int, int]) -> tuple[int, int] | None:
+    h, w = size
+    for s in range(1, 65):
+        hh, ww = -(-h // s), -(-w // s)
+        if hh * ww == n_keys:
+            return hh, ww
+        if hh * ww < n_keys:
+            break
+    return None
+
+
+def _size_of(module: str, sizes: Mapping[str, tuple[int, int]]) -> tuple[int, int] | None:
+    """The recorded input size of ``module`` or of its nearest ancestor (a submodule called other than
+    through ``forward`` records no size of its own)."""
+    name = module
+    while True:
+        if name in sizes:
+            return tuple(sizes[name])
+        if not name:
+            return None
+        name = name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def _is_probs(t: torch.Tensor) -> bool:
+    return t.dim() >= 2 and t.shape[-1] > 1 and bool((t >= 0).all()) and torch.allclose(
+        t.sum(-1), torch.ones(()), atol=1e-3
+    )
+
+
+def panels(maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sample: int = 0) -> list[tuple[str, str, torch.Tensor]]:
+    """Turn maps into drawable panels ``(title, kind, data)``; kind ``"heat"`` (2-D over the image), ``"bars"`` (1-D)
+    or ``"matrix"`` (2-D, not over the image).  ``maps`` is the dict from :func:`attnzoo.capture_attention`
+    (its ``input_sizes`` are used), a flat ``{title: tensor}`` dict, a list of tensors or one tensor."""
+    if sizes is None:
+        sizes = getattr(maps, "input_sizes", {})
+    flat: list[tuple[str, str, torch.Tensor]] = []  # (title, module name, tensor)
+    if isinstance(maps, torch.Tensor):
+        flat.append(("map", "", maps))
+    elif isinstance(maps, Mapping):
+        for name, value in maps.items():
+            if isinstance(value, Mapping):
+                for key, t in value.items():
+                    flat.append((f"{name}:{key}" if name else key, name, t))
+            else:
+                flat.append((str(name), str(name), value))
+    else:
+        flat.extend((f"map {i}", "", t) for i, t in enumerate(maps))
+
+    out = []
+    for title, module, t in flat:
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"overlay: map {title!r} must be a tensor, got {type(t).__name__}")
+        t = t.detach().float().cpu()
+        if t.dim() >= 2:
+            t = t[min(sample, t.shape[0] - 1)]  # the sample's map (batch dim first)
+        size = _size_of(module, sizes)
+        if size is None and t.dim() >= 2 and not _is_probs(t):
+            size = tuple(t.shape[-2:])  # no recorded input size: assume the last two dims are the grid
+        out.append((title, *_panel(t, size)))
+    return out
+
+
+def _panel(t: torch.Tensor, size: tuple[int, int] | None) -> tuple[str, torch.Tensor]:
+    if t.dim() == 0:
+        return "bars", t.reshape(1)
+    if size is not None and len(size) == 2 and t.dim() >= 2:
+        h, w = size
+        last2 = tuple(t.shape[-2:])
+        if last2 == (h, w) or (last2 in ((h, 1), (1, w)) and h * w > 1):
+            return "heat", t.reshape(-1, *last2).mean(0)
+        if t.shape[-2] == h * w and _is_probs(t):
+            grid = _key_grid(t.shape[-1], (h, w))
+            if grid is not None:
+                return "heat", t.reshape(-1, t.shape[-1]).mean(0).reshape(grid)
+    if t.dim() >= 2 and tuple(t.shape[-2:]) == (1, 1):
+        t = t.reshape(t.shape[:-2])  # a per-channel value: drop the 1×1 grid
+    if t.dim() == 1:
+        return "bars", t
+    if t.dim() == 0:
+        return "bars", t.reshape(1)
+    return "matrix", t.reshape(-1, *t.shape[-2:]).mean(0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# drawing
+
+
+def overlay(
+    image: ImageLike,
+    maps: Maps,
+    path: str | Path,
+    *,
+    columns: int = 4,
+    panel: int = 256,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    sample: int = 0,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+) -> Path:
+    """Write a PNG with ``image`` and every map of ``maps`` (see the module docstring); returns the path.
+
+    Args:
+        image: path, PIL image, array or tensor (H×W×3, 3×H×W or 1×3×H×W; floats outside [0, 1] are stretched).
+        maps: the dict yielded by :func:`attnzoo.capture_attention`, a ``{title: tensor}`` dict, a list of
+            tensors or one tensor.
+        path: output PNG.
+        columns: panels per row.
+        panel: side of one square panel in pixels.
+        alpha: opacity of the heat maps over the image.
+        cmap: matplotlib colour map.
+        sample: which batch element to draw.
+        sizes: ``{module name: (H, W)}`` input sizes (default: ``maps.input_sizes`` from the capture).
+    """
+    if not (isinstance(columns, int) and columns >= 1):
+        raise ValueError(f"overlay: columns must be a positive integer, got {columns!r}")
+    if not (isinstance(panel, int) and panel >= 32):
+        raise ValueError(f"overlay: panel must be an integer number of pixels >= 32, got {panel!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"overlay: alpha must be in [0, 1], got {alpha!r}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    img = load_image(image)
+    items = panels(maps, sizes, sample)
+    count = len(items) + 1
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    dpi = 100
+    fig = Figure(figsize=(cols * panel / dpi, rows * panel / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    fs = max(5, panel // 40)
+    ih, iw = img.shape[:2]
+
+    def cell(i: int, margin: bool):
+        r, c = divmod(i, cols)
+        x0, y0, wd, ht = c / cols, 1 - (r + 1) / rows, 1 / cols, 1 / rows
+        if margin:  # room for ticks
+            return fig.add_axes((x0 + 0.16 * wd, y0 + 0.12 * ht, 0.78 * wd, 0.72 * ht))
+        return fig.add_axes((x0, y0, wd, ht))
+
+    def label(ax, text: str) -> None:
+        ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=fs, color="white",
+                bbox=dict(facecolor="black", alpha=0.6, pad=1.5, linewidth=0), clip_on=True)
+
+    ax = cell(0, False)
+    ax.imshow(img.numpy(), aspect="auto")
+    ax.set_axis_off()
+    label(ax, "image")
+    for i, (title, kind, data) in enumerate(items, start=1):
+        if kind == "heat":
+            ax = cell(i, False)
+            heat = F.interpolate(data[None, None], size=(ih, iw), mode="bilinear", align_corners=False)[0, 0]
+            ax.imshow(img.numpy(), aspect="auto")
+            ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, aspect="auto")
+            ax.set_axis_off()
+            label(ax, f"{title} {tuple(data.shape)} [{float(data.min()):.2g}, {float(data.max()):.2g}]")
+        else:
+            ax = cell(i, True)
+            if kind == "bars":
+                ax.bar(range(data.numel()), data.numpy(), width=1.0, color="tab:blue")
+                ax.set_xlim(-0.5, data.numel() - 0.5)
+            else:
+                ax.imshow(data.numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
+            ax.tick_params(labelsize=fs)
+            ax.set_title(f"{title} {tuple(data.shape)}", fontsize=fs, pad=2)
+    path = Path(path)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI: attnzoo viz
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "viz",
+        help="draw the attention maps of a module inserted into a small network, over an image",
+        description=(
+            "Insert a registered nchw module into every residual block of a network (torchvision resnet18 by "
+            "default, freshly initialised), run one image through it and write its attention maps over the "
+            "image as a PNG.  With --checkpoint, use a saved model instead."
+        ),
+    )
+    p.add_argument("--module", required=True, help="registered nchw module, e.g. cbam")
+    p.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
+    p.add_argument("--output", default=None, help="output PNG (default: <image stem>-<module>-maps.png)")
+    p.add_argument("--model", default="resnet18",
+                   help="host network: a torchvision model name (resnet18, resnet50, ...) or timm:<name>")
+    p.add_argument("--checkpoint", default=None,
+                   help="a torch.save'd whole model (used as is; trusted files only, it is unpickled) or a "
+                        "state_dict of --model with --module inserted")
+    p.add_argument("--size", type=int, default=224, help="resize the image to SIZE×SIZE for the network")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="module argument (Python literal), repeatable, e.g. --arg kernel_size=3")
+    p.add_argument("--columns", type=int, default=4, help="panels per row")
+    p.add_argument("--panel", type=int, default=256, help="panel size in pixels")
+    p.set_defaults(func=run)
+
+
+def _module_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"attnzoo viz: --arg must be KEY=VALUE, got {item!r}")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def _host(model: str) -> torch.nn.Module:
+    if model.startswith("timm:"):
+        import timm
+
+        return timm.create_model(model[5:], pretrained=False)
+    try:
+        import torchvision
+    except ImportError:
+        raise SystemExit("attnzoo viz: the default host network needs torchvision (pip install 'attnzoo[integrations]')")
+    try:
+        return torchvision.models.get_model(model, weights=None)
+    except ValueError as e:
+        raise SystemExit(f"attnzoo viz: unknown --model {model!r}: {e}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import attnzoo
+
+    from .integrations import insert
+
+    name = args.module
+    if args.checkpoint is not None:
+        obj = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    else:
+        obj = None
+    if isinstance(obj, torch.nn.Module):
+        model = obj
+    else:
+        attnzoo.info(name)  # ValueError with close matches for an unknown module
+        model = _host(args.model)
+        model, report = insert(model, name, **_module_kwargs(args.arg))
+        if isinstance(obj, Mapping):
+            state = obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj
+            result = model.load_state_dict(state, strict=False)
+            if result.missing_keys or result.unexpected_keys:
+                print(f"checkpoint: {len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected keys")
+        elif obj is not None:
+            raise SystemExit(f"attnzoo viz: {args.checkpoint} holds a {type(obj).__name__}, not a model or a state_dict")
+        print(f"{args.model}: inserted {len(report)} × {name}")
+    model.eval()
+
+    img = load_image(args.image)  # H×W×3 in [0, 1]
+    x = img.permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(args.size, args.size), mode="bilinear", align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad(), attnzoo.capture_attention(model) as maps:
+        model((x - mean) / std)
+    if not maps:
+        raise SystemExit("attnzoo viz: the model recorded no attention maps (no attnzoo module with a map ran)")
+    output = args.output or f"{Path(args.image).stem}-{name}-maps.png"
+    path = overlay(img, maps, output, columns=args.columns, panel=args.panel)
+    print(f"wrote {path} ({sum(len(v) for v in maps.values())} maps from {len(maps)} modules)")
+    return 0

@@ -1,0 +1,395 @@
+"""Model surgery (``attnzoo.insert``) on torchvision and timm networks, timm's ``attn_layer``, and exports of a
+model with inserted modules (the guide in docs/exports.md).
+
+Placement is checked against each block's forward written out by hand with the module where the papers put
+it (after the last norm of the residual branch, before the addition); parameter growth against modules built
+independently; "outputs unchanged" with gates that are exactly the identity (an SE whose last FC is zero with
+bias 100: sigmoid(100) == 1.0 in float32) and with every registered identity-at-init module.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import pickle
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import attnzoo
+from attnzoo.integrations import InsertedAttention, Insertion, insert, timm_attn
+
+torchvision = pytest.importorskip("torchvision")
+timm = pytest.importorskip("timm")
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@functools.lru_cache(maxsize=None)
+def _tv_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def tv_model(name: str) -> nn.Module:
+    return copy.deepcopy(_tv_model(name))  # a fresh copy (insert modifies in place); copying beats re-initialising
+
+
+@functools.lru_cache(maxsize=None)
+def _timm_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False).eval()
+
+
+def timm_model(name: str, **kw) -> nn.Module:
+    if kw:
+        torch.manual_seed(0)
+        return timm.create_model(name, pretrained=False, **kw).eval()
+    return copy.deepcopy(_timm_model(name))
+
+
+@torch.no_grad()
+def make_identity_se(model: nn.Module, report: list[Insertion]) -> None:
+    """Turn every inserted SE into an exact identity: gate = sigmoid(0·s + 100) == 1.0."""
+    for r in report:
+        se = model.get_submodule(r.name)
+        assert isinstance(se, attnzoo.SqueezeExcite)
+        se.fc2.weight.zero_()
+        se.fc2.bias.fill_(100.0)
+
+
+@torch.no_grad()
+def perturb_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine weights (random init has gamma=1, and timm zero-inits the last BN)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(1 + 0.3 * torch.rand(m.running_var.shape, generator=g))
+    return model
+
+
+X = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+
+# (constructor, expected insertions, where each goes: suffix of Insertion.name / Insertion.after, module tried)
+MODELS = {
+    "tv_resnet18": (lambda: tv_model("resnet18"), 8, ".bn2.attn", ".bn2", "cbam"),
+    "tv_resnet50": (lambda: tv_model("resnet50"), 16, ".bn3.attn", ".bn3", "eca"),
+    "timm_resnet26d": (lambda: timm_model("resnet26d"), 8, ".se", ".bn3", "cbam"),
+    "timm_mobilenetv3_small_050": (lambda: timm_model("mobilenetv3_small_050"), 11, ".attn", ".bn", "coord"),
+    "tv_mobilenet_v3_small": (lambda: tv_model("mobilenet_v3_small"), 11, ".attn", ".block.", "triplet"),
+}
+
+
+def last_norm(module: nn.Module) -> nn.Module:
+    if isinstance(module, InsertedAttention):
+        module = module.module
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_insert_default_positions_params_forward(model_name):
+    build, count, name_suffix, after_suffix, module = MODELS[model_name]
+    model = perturb_bn(build())
+    before = n_params(model)
+    ref = model(X)
+    out_model, report = insert(model, module)
+    assert out_model is model
+    assert len(report) == count, [str(r) for r in report]
+    for r in report:
+        assert isinstance(r, Insertion)
+        assert r.name.endswith(name_suffix) and after_suffix in r.after, r
+        attn = model.get_submodule(r.name)
+        assert isinstance(attn, attnzoo.info(module).cls) and attn.channels == r.channels
+        assert last_norm(model.get_submodule(r.after)).num_features == r.channels  # channels of the norm it follows
+        assert r.params == n_params(attn)
+    # parameter count grows by exactly the inserted modules, each equal to a freshly built one
+    expected = sum(n_params(attnzoo.create(module, r.channels)) for r in report)
+    assert n_params(model) - before == expected == sum(r.params for r in report)
+    out = model(X)
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    assert not torch.allclose(out, ref)  # the modules really are in the forward
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_identity_gate_leaves_outputs_unchanged(model_name):
+    build, count, _, _, _ = MODELS[model_name]
+    model = perturb_bn(build())
+    ref = model(X)
+    model, report = insert(model, "se")
+    assert len(report) == count
+    make_identity_se(model, report)
+    assert torch.equal(model(X), ref)
+
+
+IDENTITY_NCHW = [n for n in attnzoo.list_modules() if attnzoo.info(n).layout == "nchw" and attnzoo.info(n).identity_at_init]
+
+
+@pytest.mark.parametrize("module", IDENTITY_NCHW)
+def test_identity_at_init_modules_leave_resnet_outputs_unchanged(module):
+    model = perturb_bn(tv_model("resnet18"))
+    ref = model(X)
+    model, report = insert(model, module, **attnzoo.info(module).test_kwargs)
+    assert len(report) == 8
+    torch.testing.assert_close(model(X), ref, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# placement: each block's forward written out by hand with the module in the paper's position
+
+
+def _tv_basic(b, x):
+    out = b.relu(b.bn1(b.conv1(x)))
+    out = b.bn2.attn(b.bn2.module(b.conv2(out)))
+    return b.relu(out + (b.downsample(x) if b.downsample is not None else x))
+
+
+def _tv_bottleneck(b, x):
+    out = b.relu(b.bn1(b.conv1(x)))
+    out = b.relu(b.bn2(b.conv2(out)))
+    out = b.bn3.attn(b.bn3.module(b.conv3(out)))
+    return b.relu(out + (b.downsample(x) if b.downsample is not None else x))
+
+
+def _timm_bottleneck(b, x):
+    out = b.act1(b.bn1(b.conv1(x)))
+    out = b.act2(b.bn2(b.conv2(out)))
+    out = b.se(b.bn3(b.conv3(out)))
+    return b.act3(out + (b.downsample(x) if b.downsample is not None else x))
+
+
+def _timm_inverted_residual(b, x):
+    out = b.bn1(b.conv_pw(x))
+    out = b.se(b.bn2(b.conv_dw(out)))
+    out = b.bn3.attn(b.bn3.module(b.conv_pwl(out)))
+    return out + x if b.has_skip else out
+
+
+@pytest.mark.parametrize(
+    "build, block, manual, size",
+    [
+        (lambda: tv_model("resnet18"), "layer2.0", _tv_basic, 16),  # with a downsample
+        (lambda: tv_model("resnet18"), "layer1.1", _tv_basic, 16),
+        (lambda: tv_model("resnet50"), "layer3.0", _tv_bottleneck, 8),
+        (lambda: timm_model("resnet26d"), "layer2.1", _timm_bottleneck, 8),
+        (lambda: timm_model("mobilenetv3_small_050"), "blocks.2.1", _timm_inverted_residual, 8),
+    ],
+)
+@torch.no_grad()
+def test_placement_matches_block_written_out(build, block, manual, size):
+    model = perturb_bn(build())
+    insert(model, "cbam", zero_init=False)
+    b = model.get_submodule(block)
+    x = torch.randn(2, b.conv1.in_channels if hasattr(b, "conv1") else b.conv_pw.in_channels, size, size)
+    torch.testing.assert_close(b(x), manual(b, x), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# where= / position= / channels
+
+
+def test_where_names_patterns_and_callable():
+    model = tv_model("resnet18")
+    before = n_params(model)
+    _, report = insert(model, "eca", where=["layer3", "layer4.*"])
+    # "layer3" is a Sequential: after its output; "layer4.*" matches the two blocks (in-block position)
+    assert [r.name for r in report] == ["layer3.attn", "layer4.0.bn2.attn", "layer4.1.bn2.attn"]
+    layer3 = next(r for r in report if r.name == "layer3.attn")
+    assert layer3.channels == 256 and layer3.after == "layer3"
+    assert n_params(model) - before == sum(r.params for r in report)
+    assert model(X).shape == (2, 1000)
+
+    tv_block = torchvision.models.resnet.BasicBlock
+    model = tv_model("resnet18")
+    _, report = insert(model, "cbam", where=lambda n, m: isinstance(m, tv_block) and n.startswith("layer4"))
+    assert [r.name for r in report] == ["layer4.0.bn2.attn", "layer4.1.bn2.attn"]
+
+    model = tv_model("resnet18")
+    _, report = insert(model, "se", where=["layer1.0"], position="after")
+    assert [(r.name, r.after, r.channels) for r in report] == [("layer1.0.attn", "layer1.0", 64)]
+    assert isinstance(model.layer1[0], InsertedAttention)
+    assert model(X).shape == (2, 1000)
+
+
+def test_where_on_timm_mobilenet_stage_and_example_input():
+    model = timm_model("mobilenetv3_small_050")
+    ref = timm_model("mobilenetv3_small_050")
+    _, by_attr = insert(model, "coord", where=["blocks.1", "blocks.3"])
+    _, measured = insert(ref, "coord", where=["blocks.1", "blocks.3"], example_input=X[:1])
+    assert [r.channels for r in by_attr] == [r.channels for r in measured] == [16, 24]
+    assert model(X).shape == (2, 1000)
+
+
+def test_explicit_channels_and_factory():
+    model = tv_model("resnet18")
+    _, report = insert(model, lambda c: nn.BatchNorm2d(c), where=["layer1"])
+    assert isinstance(model.layer1.attn, nn.BatchNorm2d) and report[0].channels == 64 and report[0].params == 128
+    model = tv_model("resnet18")
+    _, report = insert(model, "se", where=["avgpool"], channels=512)
+    assert report[0].channels == 512 and model(X).shape == (2, 1000)
+
+
+def test_insert_errors():
+    with pytest.raises(ValueError, match="did you mean"):
+        insert(tv_model("resnet18"), "cbma")
+    with pytest.raises(ValueError, match="layout 'nchw'"):
+        insert(tv_model("resnet18"), "fpn")
+    with pytest.raises(TypeError, match="reductoin"):
+        insert(tv_model("resnet18"), "se", reductoin=4)
+    with pytest.raises(ValueError, match="found no residual block"):
+        insert(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), "se")
+    with pytest.raises(ValueError, match="'layer9'.*did you mean"):
+        insert(tv_model("resnet18"), "se", where=["layer9"])
+    with pytest.raises(ValueError, match="cannot infer the channels"):
+        insert(tv_model("resnet18"), "se", where=["relu"])
+    with pytest.raises(ValueError, match="position"):
+        insert(tv_model("resnet18"), "se", position="before")
+    with pytest.raises(ValueError, match="selected no submodule"):
+        insert(tv_model("resnet18"), "se", where=lambda n, m: False)
+
+
+def test_gpu_free_dtype_and_mode_follow_the_host():
+    model = tv_model("resnet18").double().train()
+    _, report = insert(model, "cbam")
+    attn = model.get_submodule(report[0].name)
+    assert attn.training and next(attn.parameters()).dtype == torch.float64
+    assert model(X.double()).dtype == torch.float64
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# state dicts and serialisation
+
+
+def test_original_checkpoint_loads_into_modified_model():
+    original = perturb_bn(tv_model("resnet18"))
+    state = original.state_dict()
+    model = tv_model("resnet18")
+    _, report = insert(model, "cbam")
+    result = model.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys and all(".attn." in k for k in result.missing_keys)
+    new_keys = [k for r in report for k in model.get_submodule(r.name).state_dict() if "num_batches_tracked" not in k]
+    assert len(result.missing_keys) == len(new_keys)  # (BN fills a missing num_batches_tracked without a report)
+    torch.testing.assert_close(model.layer1[0].bn2.module.running_var, original.layer1[0].bn2.running_var)
+    # with identity gates, the modified model now computes exactly what the original does
+    model2 = tv_model("resnet18")
+    _, report2 = insert(model2, "se")
+    model2.load_state_dict(state, strict=False)
+    make_identity_se(model2, report2)
+    assert torch.equal(model2(X), original(X))
+    # its own state dict round-trips strictly, torch.save / deepcopy / pickle work
+    fresh = tv_model("resnet18")
+    insert(fresh, "cbam")
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    assert torch.equal(fresh(X), model(X))
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert torch.equal(loaded(X), model(X))
+    assert torch.equal(copy.deepcopy(model)(X), model(X))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# timm attn_layer
+
+
+def test_timm_attn_layer_matches_insert():
+    via_timm = timm_model("resnet26d", block_args=dict(attn_layer=timm_attn("eca")))
+    via_insert = timm_model("resnet26d")
+    before = n_params(via_insert)
+    _, report = insert(via_insert, "eca")
+    blocks = [m for m in via_timm.modules() if isinstance(m, timm.models.resnet.Bottleneck)]
+    assert len(blocks) == 8
+    for b in blocks:
+        assert isinstance(b.se, attnzoo.EfficientChannelAttention) and b.se.channels == b.bn3.num_features
+    # same keys in the same places: the weights of one load strictly into the other, same outputs
+    assert n_params(via_timm) - before == sum(r.params for r in report)
+    via_insert.load_state_dict(via_timm.state_dict(), strict=True)
+    perturb_bn(via_timm)
+    via_insert.load_state_dict(via_timm.state_dict(), strict=True)
+    assert torch.equal(via_timm(X), via_insert(X))
+
+
+def test_timm_attn_arguments_and_other_hosts():
+    m = timm_model("resnet26d", block_args=dict(attn_layer=timm_attn("cbam", kernel_size=3)))
+    assert m.layer1[0].se.spatial_gate.gate.conv.kernel_size == (3, 3)
+    assert m(X).shape == (2, 1000)
+    with pytest.raises(TypeError, match="kernal_size"):
+        timm_attn("cbam", kernal_size=3)
+    with pytest.raises(ValueError, match="layout 'nchw'"):
+        timm_attn("asff")
+    with pytest.raises(ValueError, match="did you mean"):
+        timm_attn("ecaa")
+    factory = timm_attn("eca")
+    with pytest.raises(TypeError, match="act_layer"):
+        factory(32, act_layer=nn.ReLU)
+    assert factory(32, device="cpu", dtype=torch.float64).conv.weight.dtype == torch.float64
+    assert pickle.loads(pickle.dumps(factory))(16).channels == 16
+    assert repr(timm_attn("cbam", ignore=["act_layer"], kernel_size=3)) == "timm_attn('cbam', ignore=['act_layer'], kernel_size=3)"
+    # EfficientNet's se_layer slot passes act_layer (and probes rd_ratio): drop the first, the probe fails cleanly
+    eff = timm_model("efficientnet_b0", se_layer=timm_attn("eca", ignore=["act_layer"]))
+    gates = [m for m in eff.modules() if isinstance(m, attnzoo.EfficientChannelAttention)]
+    assert len(gates) == 16 and not any(type(m).__name__ == "SqueezeExcite" and m.__module__.startswith("timm") for m in eff.modules())
+    assert eff(X).shape == (2, 1000)
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, attnzoo, attnzoo.integrations; attnzoo.insert; attnzoo.timm_attn; "
+        "print(sorted(m for m in ('timm', 'torchvision', 'ultralytics', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    assert attnzoo.insert is insert and attnzoo.timm_attn is timm_attn
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# exports (docs/exports.md)
+
+
+def _exportable(name: str) -> nn.Module:
+    if name == "tv_resnet18_cbam":
+        model = perturb_bn(tv_model("resnet18"))
+        insert(model, "cbam", zero_init=False)
+    else:
+        model = perturb_bn(timm_model("resnet26d", block_args=dict(attn_layer=timm_attn("coord"))))
+    return model.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tv_resnet18_cbam", "timm_resnet26d_coord"])
+def test_torch_export_of_model_with_inserted_modules(name):
+    model = _exportable(name)
+    x = torch.randn(2, 3, 64, 64)
+    ep = torch.export.export(model, (x,))
+    x2 = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(ep.module()(x2), model(x2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tv_resnet18_cbam", "timm_resnet26d_coord"])
+def test_onnx_export_of_model_with_inserted_modules(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = _exportable(name)
+    x = torch.randn(2, 3, 64, 64)
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["images"], output_names=["logits"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert abs(got - ref).max() < 1e-4

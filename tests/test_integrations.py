@@ -393,3 +393,17 @@ def test_onnx_export_of_model_with_inserted_modules(name, tmp_path):
     with torch.no_grad():
         ref = model(x).numpy()
     assert abs(got - ref).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_fx_and_jit_trace_of_model_with_inserted_modules():
+    model = _exportable("tv_resnet18_cbam")
+    x = torch.randn(2, 3, 64, 64)
+    gm = torch.fx.symbolic_trace(model)
+    assert any(n.op == "call_module" and ".attn." in str(n.target) for n in gm.graph.nodes)
+    traced = torch.jit.trace(model, (x,))
+    x2 = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x2)
+        torch.testing.assert_close(gm(x2), ref, rtol=0, atol=0)
+        torch.testing.assert_close(traced(x2), ref, rtol=1e-5, atol=1e-5)

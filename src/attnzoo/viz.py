@@ -128,7 +128,7 @@ def panels(maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sampl
         if t.dim() >= 2:
             t = t[min(sample, t.shape[0] - 1)]  # the sample's map (batch dim first)
         size = _size_of(module, sizes)
-        if size is None and t.dim() >= 2 and not _is_probs(t):
+        if size is None and t.dim() >= 2 and t.shape[-2] * t.shape[-1] > 1 and not _is_probs(t):
             size = tuple(t.shape[-2:])  # no recorded input size: assume the last two dims are the grid
         out.append((title, *_panel(t, size)))
     return out

@@ -1,0 +1,273 @@
+"""Non-local family (nonlocal, sagan, danet_*, cgnl, cross_layer_nonlocal) against the official / community code.
+
+Each attnzoo module is timed side by side with a reference implementation that uses *the same weights* and
+computes the same function the way the official or common community code does (explicit bmm → softmax → bmm
+with the N×N' matrix; the pairwise B×2d×N×N' tensor of ``Non-local_pytorch``'s concatenation mode; CGNL's
+per-group Python loop).  Outputs are checked equal first.  One extra row times External-Attention-pytorch's
+``DAModule`` (PyPI ``fightingcv-attention``) at the only input it accepts (512 channels, 7×7); it is not the
+same function (3×3 convs, full-width projections, no residual), so only its cost is compared.
+
+* Time: ``torch.utils.benchmark`` medians (``blocked_autorange``), ``torch.set_num_threads(2)``, reference and
+  attnzoo interleaved in one process.
+* Peak memory: a fresh child process per case: warm up on a tiny input, build the full input, reset the
+  resident high-water mark (``/proc/self/clear_refs``), run one forward (+ backward), report the high-water
+  mark minus the resident size before the run.
+
+Usage:
+    python benchmarks/nonlocal_blocks.py                                   # all cases
+    python benchmarks/nonlocal_blocks.py --cases nonlocal nonlocal_concat  # a subset
+    python benchmarks/nonlocal_blocks.py --output benchmarks/results/nonlocal.md --label "run 1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import re
+import resource
+import subprocess
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.benchmark as tb
+
+import attnzoo
+
+THREADS = 2
+torch.set_num_threads(THREADS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reference implementations (same modules, official / community computation)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def ref_nonlocal(m, x):
+    """Caffe2 video-nonlocal-net / Non-local_pytorch: explicit affinity; concatenation builds B×2d×N×N'."""
+    b, c, h, w = x.shape
+    d = m.inner_channels
+    src = F.max_pool2d(x, 2, 2, ceil_mode=True) if m.subsample else x
+    g = m.g(src).view(b, d, -1).permute(0, 2, 1)
+    if m.mode == "concatenation":
+        theta = m.theta(x).view(b, d, -1, 1)
+        phi = m.phi(src).view(b, d, 1, -1)
+        n, n_keys = theta.size(2), phi.size(3)
+        pair = torch.cat([theta.repeat(1, 1, 1, n_keys), phi.repeat(1, 1, n, 1)], dim=1)  # B×2d×N×N'
+        f = F.relu(m.concat_project(pair)).view(b, n, n_keys) / n_keys
+    else:
+        theta = m.theta(x).view(b, d, -1).permute(0, 2, 1)
+        phi = m.phi(src).view(b, d, -1)
+        f = torch.softmax(torch.bmm(theta, phi) * d**-0.5, dim=-1)
+    y = torch.bmm(f, g).permute(0, 2, 1).reshape(b, d, h, w)
+    return x + m.bn(m.out(y))
+
+
+def ref_pam(m, x):
+    """DANet PAM_Module / Self-Attention-GAN Self_Attn."""
+    b, c, h, w = x.shape
+    q = m.query(x).view(b, -1, h * w).permute(0, 2, 1)
+    k = m.key(x).view(b, -1, h * w)
+    attn = torch.softmax(torch.bmm(q, k), dim=-1)
+    v = m.value(x).view(b, -1, h * w)
+    return m.gamma * torch.bmm(v, attn.permute(0, 2, 1)).view(b, c, h, w) + x
+
+
+def ref_cam_term(x):
+    b, c, h, w = x.shape
+    q = x.view(b, c, -1)
+    energy = torch.bmm(q, q.permute(0, 2, 1))
+    attn = torch.softmax(torch.max(energy, -1, keepdim=True)[0].expand_as(energy) - energy, dim=-1)
+    return torch.bmm(attn, q).view(b, c, h, w)
+
+
+def ref_cam(m, x):
+    return m.beta * ref_cam_term(x) + x
+
+
+def ref_danet(m, x):
+    return ref_pam(m.position, x) + m.channel.beta * ref_cam_term(x)
+
+
+def ref_cgnl(m, x):
+    """cgnl-network.pytorch SpatialCGNL: Python loop over groups, bmm per group."""
+    t, p, g = m.t(x), m.p(x), m.g(x)
+    b, c, h, w = t.size()
+    _c = c // m.groups
+    outs = []
+    for ts, ps, gs in zip(t.split(_c, 1), p.split(_c, 1), g.split(_c, 1)):
+        att = torch.bmm(ps.reshape(b, 1, -1), gs.reshape(b, -1, 1))
+        outs.append(torch.bmm(att, ts.reshape(b, 1, -1)).view(b, _c, h, w))
+    return m.gn(m.z(torch.cat(outs, 1))) + x
+
+
+def ref_cnl(m, x, ctx):
+    b, _, h, w = x.shape
+    t = m.theta(x).view(b, m.planes, -1).permute(0, 2, 1)
+    p = m.phi[0](ctx).view(b, m.planes, -1)
+    g = m.g[0](ctx).view(b, m.planes, -1).permute(0, 2, 1)
+    att = torch.softmax(torch.bmm(t, p) * m.scale, dim=2)
+    y = torch.bmm(att, g).permute(0, 2, 1).reshape(b, m.planes, h, w)
+    return x + m.bn[0](m.out(y))
+
+
+class Reference(nn.Module):
+    def __init__(self, module: nn.Module, fn) -> None:
+        super().__init__()
+        self.m, self.fn = module, fn
+
+    def forward(self, *args):
+        return self.fn(self.m, *args)
+
+
+#: label → (registry name, kwargs, channels, H=W, pair?, reference function)
+CASES = {
+    "nonlocal": ("nonlocal", {}, 64, 56, False, ref_nonlocal),
+    "nonlocal_no_subsample": ("nonlocal", dict(subsample=False), 64, 56, False, ref_nonlocal),
+    "nonlocal_concat": ("nonlocal", dict(mode="concatenation"), 64, 32, False, ref_nonlocal),
+    "sagan": ("sagan", {}, 64, 56, False, ref_pam),
+    "danet_position": ("danet_position", {}, 64, 56, False, ref_pam),
+    "danet_channel": ("danet_channel", {}, 64, 56, False, ref_cam),
+    "danet": ("danet", {}, 64, 56, False, ref_danet),
+    "cgnl": ("cgnl", {}, 64, 56, False, ref_cgnl),
+    "cross_layer_nonlocal": ("cross_layer_nonlocal", {}, 64, 56, True, ref_cnl),
+    "danet_vs_fightingcv": ("danet", {}, 512, 7, False, "fightingcv"),
+}
+
+
+def build(label: str, impl: str) -> nn.Module:
+    name, kw, channels, _, _, ref = CASES[label]
+    torch.manual_seed(0)
+    m = attnzoo.create(name, channels, **kw)
+    with torch.no_grad():  # leave the identity init, so the attention path matters numerically
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    if impl == "attnzoo":
+        return m
+    if ref == "fightingcv":
+        from fightingcv_attention.attention.DANet import DAModule
+
+        torch.manual_seed(0)
+        return DAModule(d_model=512, kernel_size=3, H=7, W=7)
+    return Reference(m, ref)
+
+
+def make_inputs(label: str, size: int | None = None, grad: bool = False) -> tuple:
+    _, _, channels, default, pair, _ = CASES[label]
+    s = default if size is None else size
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, channels, s, s, generator=g).requires_grad_(grad)
+    if pair:
+        return x, torch.randn(2, channels, (s + 1) // 2, (s + 1) // 2, generator=g).requires_grad_(grad)
+    return (x,)
+
+
+def run_once(m: nn.Module, args: tuple, backward: bool) -> None:
+    y = m(*args)
+    if backward:
+        y.sum().backward()
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{key}:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def child(spec: dict) -> None:
+    """One case in a fresh process; prints the extra peak resident memory in bytes.
+
+    The high-water mark is reset after the warm-up and the input are built (``/proc/self/clear_refs`` = 5),
+    so an earlier peak (imports, warm-up) cannot hide the case's own peak, which ``ru_maxrss`` alone would.
+    """
+    m = build(spec["label"], spec["impl"])
+    warm = 7 if spec["label"] == "danet_vs_fightingcv" else 8
+    run_once(m, make_inputs(spec["label"], warm, spec["backward"]), spec["backward"])
+    m.zero_grad(set_to_none=True)
+    args = make_inputs(spec["label"], None, spec["backward"])
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status_kib("VmRSS")
+        run_once(m, args, spec["backward"])
+        peak = _status_kib("VmHWM")
+    except OSError:  # not Linux ≥ 4.0: ru_maxrss, valid only when the case's peak exceeds the import peak
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        run_once(m, args, spec["backward"])
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"extra_bytes": (peak - base) * 1024}))
+
+
+def peak_memory(spec: dict) -> float:
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
+
+
+def median_time(m: nn.Module, args: tuple, backward: bool, min_run_time: float) -> float:
+    run_once(m, args, backward)
+    timer = tb.Timer(stmt="run_once(m, args, backward)", globals={"run_once": run_once, "m": m, "args": args, "backward": backward},
+                     num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--min-run-time", type=float, default=2.0, help="seconds per timing (blocked_autorange)")
+    ap.add_argument("--output", help="append a markdown section to this file")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads (2 as the project's benchmark rule)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        child(json.loads(args.child))
+        return
+
+    lines = [
+        "| case | input | pass | reference time | attnzoo time | time ratio | reference peak | attnzoo peak | memory ratio | max abs diff |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label in args.cases:
+        mods = {impl: build(label, impl) for impl in ("reference", "attnzoo")}
+        with torch.no_grad():
+            x = make_inputs(label)
+            ref, got = mods["reference"](*x), mods["attnzoo"](*x)
+            err = (ref - got).abs().max().item() if CASES[label][5] != "fightingcv" else float("nan")
+        assert not err > 1e-4, f"{label}: outputs differ by {err}"
+        shape = "×".join(str(s) for s in x[0].shape)
+        for backward in (False, True):
+            res = {}
+            for impl, m in mods.items():
+                xs = make_inputs(label, grad=backward)
+                t = median_time(m, xs, backward, args.min_run_time)
+                mem = peak_memory({"label": label, "impl": impl, "backward": backward})
+                res[impl] = (t, mem)
+            (tr, mr), (ta, ma) = res["reference"], res["attnzoo"]
+            row = (
+                f"| {label} | {shape} | {'fwd+bwd' if backward else 'fwd'} | {tr * 1e3:.1f} ms | {ta * 1e3:.1f} ms | {ta / tr:.2f} | "
+                f"{fmt_bytes(mr)} | {fmt_bytes(ma)} | {ma / max(mr, 1):.3f} | {err:.1e} |"
+            )
+            print(row, flush=True)
+            lines.append(row)
+    table = "\n".join(lines)
+    if args.output:
+        cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
+        cmd = "python " + " ".join(sys.argv)
+        header = (
+            f"\n### non-local family vs official/community code {args.label}\n\n"
+            f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {cpu or platform.processor()}, "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}; command `{cmd}`\n\n"
+        )
+        with open(args.output, "a") as f:
+            f.write(header + table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -415,12 +415,12 @@ def test_multipole_avg_pool_of_odd_sizes_averages_valid_pixels():
     """At odd sizes the avg_pool down-sampling averages the real pixels of each border cell (no zero padding)."""
     from attnzoo.local import _downsample
 
-    x = rand(1, 4, 5, 3).permute(0, 2, 3, 1)  # B×H×W×C with H = 5, W = 3, C = 4
+    x = rand(1, 4, 5, 3)  # B×C×H×W with H = 5, W = 3
     y = _downsample(x, None, 2)
-    assert y.shape == (1, 3, 2, 4)
-    torch.testing.assert_close(y[0, 2, 1], x[0, 4, 2])  # a 1×1 border cell
-    torch.testing.assert_close(y[0, 2, 0], x[0, 4, 0:2].mean(0))
-    torch.testing.assert_close(y[0, 0, 1], x[0, 0:2, 2].mean(0))
+    assert y.shape == (1, 4, 3, 2)
+    torch.testing.assert_close(y[0, :, 2, 1], x[0, :, 4, 2])  # a 1×1 border cell
+    torch.testing.assert_close(y[0, :, 2, 0], x[0, :, 4, 0:2].mean(1))
+    torch.testing.assert_close(y[0, :, 0, 1], x[0, :, 0:2, 2].mean(1))
 
 
 def test_multipole_seed_spellings_and_bad_arguments():

@@ -92,8 +92,8 @@ class _WindowSelfAttention(nn.Module):
     def attend(self, win: torch.Tensor, valid: torch.Tensor | None, owner: nn.Module | None, key: str) -> torch.Tensor:
         """win: n×L×C normalised window tokens, valid: n×1×1×L bool (False = padding) or None → n×L×C."""
         n, length, _ = win.shape
-        qkv = self.to_qkv(win).view(n, length, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # n×heads×L×d, stride-1 last dims (flash kernel)
+        # unbind on the qkv dim of n×L×3×heads×d: its backward stacks the gradients straight into that layout
+        q, k, v = (t.transpose(1, 2) for t in self.to_qkv(win).view(n, length, 3, self.heads, self.dim_head).unbind(2))
         mask = None
         if valid is not None:  # additive mask, the dtype's most negative finite value (never -inf, never NaN)
             mask = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, torch.finfo(q.dtype).min)
@@ -103,7 +103,7 @@ class _WindowSelfAttention(nn.Module):
         return self.out_drop(self.to_out(out))
 
 
-def _window_attention_cl(
+def _window_attention(
     x: torch.Tensor,
     body: _WindowSelfAttention,
     kernel: int,
@@ -111,39 +111,44 @@ def _window_attention_cl(
     owner: nn.Module | None,
     key: str,
 ) -> torch.Tensor:
-    """Window attention on a channels-last map x: B×H×W×C → B×H×W×C (contiguous)."""
-    b, h, w, c = x.shape
+    """Window attention on x: B×C×H×W (any memory format) → B×C×H×W.
+
+    Non-overlapping windows: one copy from the map into window-major tokens (n×k²×C) and one copy back,
+    straight from / to B×C×H×W.  Overlapping windows: LayerNorm on the map, a strided view, one copy, and the
+    outputs are summed back with 2k shifted adds and divided by the cover count.
+    """
+    b, c, h, w = x.shape
     nh, hp = window_grid(h, kernel, stride)
     nw, wp = window_grid(w, kernel, stride)
-    y = body.normalise(x)
     padded = hp != h or wp != w
-    if padded:
-        y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
     k2 = kernel * kernel
-    if stride == kernel:  # non-overlapping: a reshape partition
-        win = y.reshape(b, nh, kernel, nw, kernel, c).permute(0, 1, 3, 2, 4, 5).reshape(b * nh * nw, k2, c)
-    else:  # overlapping: strided view, one copy
-        win = y.unfold(1, kernel, stride).unfold(2, kernel, stride)  # B×nh×nw×C×k×k
-        win = win.permute(0, 1, 2, 4, 5, 3).reshape(b * nh * nw, k2, c)
+    n = b * nh * nw
+    if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
+        y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
+        win = body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))
+    else:  # LayerNorm once per pixel, then gather the overlapping windows (strided view, one copy)
+        y = body.normalise(x.permute(0, 2, 3, 1))
+        if padded:
+            y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
+        win = y.unfold(1, kernel, stride).unfold(2, kernel, stride).permute(0, 1, 2, 4, 5, 3).reshape(n, k2, c)
     valid = None
     if padded:  # padding never takes part as a key (masked in attend)
         valid = _axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None] & _axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
-        valid = valid.reshape(1, nh * nw, 1, 1, k2).expand(b, -1, -1, -1, -1).reshape(b * nh * nw, 1, 1, k2)
-    out = body.attend(win, valid, owner, key)
+        valid = valid.reshape(1, nh * nw, 1, 1, k2).expand(b, -1, -1, -1, -1).reshape(n, 1, 1, k2)
+    out = body.attend(win, valid, owner, key).view(b, nh, nw, kernel, kernel, c)
     if stride == kernel:
-        out = out.view(b, nh, nw, kernel, kernel, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
-        return out[:, :h, :w] if padded else out
+        out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)
+        return out[:, :, :h, :w] if padded else out
     # overlapping: sum the windows back (separable shifted adds: along W, then along H), divide by the cover count
-    o = out.view(b, nh, nw, kernel, kernel, c)
     span_h, span_w = stride * (nh - 1) + 1, stride * (nw - 1) + 1
-    rows = o.new_zeros(b, nh, kernel, wp, c)
+    rows = out.new_zeros(b, nh, kernel, wp, c)
     for dx in range(kernel):
-        rows[:, :, :, dx : dx + span_w : stride] += o[:, :, :, :, dx].transpose(2, 3)
-    full = o.new_zeros(b, hp, wp, c)
+        rows[:, :, :, dx : dx + span_w : stride] += out[:, :, :, :, dx].transpose(2, 3)
+    full = out.new_zeros(b, hp, wp, c)
     for dy in range(kernel):
         full[:, dy : dy + span_h : stride] += rows[:, :, dy]
     cover = _axis_cover(nh, kernel, stride, h, x.device)[:, None] * _axis_cover(nw, kernel, stride, w, x.device)[None, :]
-    return full[:, :h, :w] / cover[:, :, None].to(full.dtype)
+    return (full[:, :h, :w] / cover[:, :, None].to(full.dtype)).permute(0, 3, 1, 2)
 
 
 def _owner(module: nn.Module) -> nn.Module | None:
@@ -157,7 +162,7 @@ def _owner(module: nn.Module) -> nn.Module | None:
 
 @torch.fx.wrap
 def _local_window(x: torch.Tensor, body: _WindowSelfAttention, kernel: int, stride: int, owner: nn.Module | None) -> torch.Tensor:
-    return _window_attention_cl(x.permute(0, 2, 3, 1), body, kernel, stride, owner, "attn").permute(0, 3, 1, 2)
+    return _window_attention(x, body, kernel, stride, owner, "attn")
 
 
 def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int | None, heads: int,
@@ -374,27 +379,24 @@ def multipole_level_sizes(h: int, w: int, kernel_size: int, sampling_rate: int, 
 
 
 def _downsample(x: torch.Tensor, conv: nn.Conv2d | None, rate: int) -> torch.Tensor:
-    """B×h×w×C → B×⌈h/r⌉×⌈w/r⌉×C: average over the valid pixels of each r×r cell, or a stride-r conv on the zero-padded map."""
-    xc = x.permute(0, 3, 1, 2)
+    """B×C×h×w → B×C×⌈h/r⌉×⌈w/r⌉: average over the real pixels of each r×r cell, or a stride-r conv on the zero-padded map."""
     if conv is None:
-        y = F.avg_pool2d(xc, rate, rate, ceil_mode=True)
-    else:
-        h, w = xc.shape[-2:]
-        pad_h, pad_w = (-h) % rate, (-w) % rate
-        if pad_h or pad_w:
-            xc = F.pad(xc, (0, pad_w, 0, pad_h))
-        y = conv(xc)
-    return y.permute(0, 2, 3, 1)
+        return F.avg_pool2d(x, rate, rate, ceil_mode=True)
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % rate, (-w) % rate
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    return conv(x)
 
 
 def _upsample(x: torch.Tensor, deconv: nn.ConvTranspose2d | None, rate: int, h: int, w: int) -> torch.Tensor:
-    """B×h'×w'×C → B×h×w×C: nearest (r× repeat) or a stride-r transposed conv, cropped to the finer level's size."""
-    b, hc, wc, c = x.shape
+    """B×C×h'×w' → B×C×h×w: nearest (r× repeat) or a stride-r transposed conv, cropped to the finer level's size."""
+    b, c, hc, wc = x.shape
     if deconv is None:
-        y = x[:, :, None, :, None, :].expand(b, hc, rate, wc, rate, c).reshape(b, hc * rate, wc * rate, c)
+        y = x[:, :, :, None, :, None].expand(b, c, hc, rate, wc, rate).reshape(b, c, hc * rate, wc * rate)
     else:
-        y = deconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-    return y[:, :h, :w]
+        y = deconv(x)
+    return y[:, :, :h, :w]
 
 
 @torch.fx.wrap
@@ -411,18 +413,18 @@ def _multipole(
 ) -> torch.Tensor:
     b, c, h, w = x.shape
     sizes = multipole_level_sizes(h, w, kernel, rate, max_levels)
-    cur = x.permute(0, 2, 3, 1)
+    cur = x
     outs = []
     for level in range(len(sizes)):
         if level > 0:
             cur = _downsample(cur, down, rate)
         body = bodies[min(level, len(bodies) - 1)]
-        outs.append(_window_attention_cl(cur, body, kernel, stride, owner, f"attn_level{level}"))
+        outs.append(_window_attention(cur, body, kernel, stride, owner, f"attn_level{level}"))
     # V-cycle: res = o_l + up(res) / (i + 1), i counted from the coarse end (first merge weight 1)
     res = outs[-1]
     for i, o in enumerate(outs[-2::-1]):
-        res = o + (1.0 / (i + 1)) * _upsample(res, up, rate, o.shape[1], o.shape[2])
-    return res.permute(0, 3, 1, 2)
+        res = o + (1.0 / (i + 1)) * _upsample(res, up, rate, o.shape[2], o.shape[3])
+    return res
 
 
 @register(

@@ -182,7 +182,7 @@ def test_memory_ignores_the_parents_peak(tmp_path):
     assert r["fwd_bwd_ms"] is None and r["fwd_bwd_mem_bytes"] is None and r["flops_fwd_bwd"] is None
 
 
-def test_every_format_parses(run, tmp_path):
+def test_every_format_parses(run, tmp_path, capsys, monkeypatch):
     doc, path = run
     n = len(doc["results"])
     # CSV from a real measurement
@@ -193,35 +193,43 @@ def test_every_format_parses(run, tmp_path):
     assert len(rows) == 1 and tuple(rows[0]) == ROW_FIELDS
     assert rows[0]["module"] == "eca" and json.loads(rows[0]["size"]) == [20, 12] and rows[0]["error"] == ""
     assert float(rows[0]["fwd_ms"]) > 0 and int(rows[0]["flops"]) == 768
-    # CSV, Markdown and tables re-rendered from the saved JSON
-    rows = list(csv.DictReader(io.StringIO(bench("--load", str(path), "--format", "csv").stdout)))
+    # CSV, Markdown and tables re-rendered from the saved JSON (same CLI, in-process: nothing is measured)
+    rows = list(csv.DictReader(io.StringIO(render(capsys, "--load", str(path), "--format", "csv"))))
     assert [r["module"] for r in rows] == [r["module"] for r in doc["results"]]
     assert [float(r["fwd_ms"]) for r in rows] == [r["fwd_ms"] for r in doc["results"]]
-    md = bench("--load", str(path), "--format", "markdown").stdout
+    md = render(capsys, "--load", str(path), "--format", "markdown")
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 2 + n and re.fullmatch(r"\|(-+:?\|)+", table[1])
     header = [c.strip() for c in table[0].strip("|").split("|")]
     assert header[:3] == ["module", "input", "params"] and "fwd ms" in header and "fwd+bwd MiB" in header
     assert all(len(line.strip("|").split("|")) == len(header) for line in table)
     assert "MACs = FLOPs / 2" in md
-    rich_table = bench("--load", str(path)).stdout
-    assert "se" in rich_table and "eca" in rich_table and "fwd+bwd ms" in rich_table
+    rich_table = render(capsys, "--load", str(path))
+    assert "se" in rich_table and "eca" in rich_table and "fwd+bwd ms" in rich_table and "┃" in rich_table
     # without rich the table degrades to plain text
-    code = "import sys; sys.modules['rich'] = None; from attnzoo.cli import main; sys.exit(main(sys.argv[1:]))"
-    plain = bench("--load", str(path), prefix=[sys.executable, "-c", code]).stdout
-    lines = plain.splitlines()
-    assert lines[1].split()[:3] == ["module", "input", "params"]
+    for mod in [m for m in sys.modules if m == "rich" or m.startswith("rich.")] + ["rich"]:
+        monkeypatch.setitem(sys.modules, mod, None)
+    lines = render(capsys, "--load", str(path)).splitlines()
+    assert lines[1].split()[:3] == ["module", "input", "params"] and "┃" not in "".join(lines)
     assert sum(1 for line in lines if line.startswith(("se ", "eca "))) == n
     # --output infers the format from the extension and still prints the table
     out = tmp_path / "again.json"
-    proc = bench("--load", str(path), "--output", str(out))
-    assert json.loads(out.read_text()) == doc and "fwd ms" in proc.stdout
+    assert "fwd ms" in render(capsys, "--load", str(path), "--output", str(out))
+    assert json.loads(out.read_text()) == doc
 
 
-def test_plot(run, tmp_path):
+def render(capsys, *args: str) -> str:
+    from attnzoo.cli import main
+
+    capsys.readouterr()
+    assert main(["bench", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_plot(run, tmp_path, capsys):
     _, path = run
     png = tmp_path / "sweep.png"
-    bench("--load", str(path), "--plot", str(png))
+    render(capsys, "--load", str(path), "--plot", str(png), "--format", "json")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
 

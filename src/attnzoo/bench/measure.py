@@ -11,10 +11,12 @@ inputs of :func:`attnzoo.inputs.example_inputs`):
   counted, as in every FLOP counter of this kind).  ``macs = flops / 2``.  ``flops_fwd_bwd`` adds the
   backward pass (input and weight gradients).  The CPU flash-attention kernels, which torch's counter does
   not know, are counted with the same formula as the CUDA ones.
+* The first call of each kind is a warm-up (not timed, not the measured memory) and runs under the FLOP
+  counter.
 * ``fwd_*``: inference forward (``eval()``, ``torch.no_grad()``); ``fwd_bwd_*``: a training step's forward
   and backward (``train()``, inputs require grad, ``backward`` with a fixed all-ones output gradient,
   parameter gradients reset to ``None`` every call).
-* Latency: ``torch.utils.benchmark.Timer.blocked_autorange`` after warm-up calls (excluded), median and
+* Latency: ``torch.utils.benchmark.Timer.adaptive_autorange`` after warm-up calls (excluded), median and
   inter-quartile range of the per-call time over the timed blocks.
 * Peak memory on CPU: after one warm-up call, ``malloc_trim(0)`` hands freed memory back to the OS, the
   resident-set high-water mark is reset (``echo 5 > /proc/self/clear_refs``), the baseline is the resident set
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import math
 import re
 import time
 import traceback
@@ -39,7 +40,7 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.inputs import DEFAULT_SIZE, example_channels, example_inputs
 
-__all__ = ["measure_case", "peak_rss_extra", "count_flops", "preload"]
+__all__ = ["measure_case", "measure_module", "Case", "peak_rss_extra", "count_flops", "preload"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -153,27 +154,17 @@ def count_flops(forward: Callable[[], Any], backward: Callable[[Any], None] | No
 
 
 # -------------------------------------------------------------------------------------------------- timing
-#: Timed blocks aimed for per latency figure (median and IQR are over blocks).
-TARGET_BLOCKS = 8
-
-
 def time_call(fn: Callable[[], Any], threads: int, min_time: float, max_time: float) -> dict:
-    """Median / IQR (ms per call) of ``fn`` with ``torch.utils.benchmark`` after warm-up.
+    """Median / IQR (ms per call) of an already warmed-up ``fn`` with ``torch.utils.benchmark``.
 
-    ``blocked_autorange`` times blocks of calls (a block lasts at least ~10 ms so that timer overhead is
-    negligible); the window is chosen for about :data:`TARGET_BLOCKS` blocks, at least ``min_time`` and at
-    most ``max_time`` seconds (a slow case gets fewer blocks rather than a longer run).
+    ``Timer.adaptive_autorange`` times blocks of calls (a block lasts at least ~10 ms, so the timer overhead
+    is negligible; its block-size estimate is one more untimed warm-up) for at least ``min_time`` seconds and
+    at least 4 blocks, then stops as soon as IQR / median < 10 %, or after ``max_time`` seconds.
     """
     import torch.utils.benchmark as tb
 
-    fn()  # warm-up (blocked_autorange's block-size estimate warms up too; neither is timed)
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    # The block blocked_autorange will pick: the first 10^k calls lasting >= ~10 ms (its overhead rule).
-    block = one if one >= 0.01 else one * 10 ** math.ceil(math.log10(0.01 / one))
-    window = min(max(min_time, TARGET_BLOCKS * block), max(max_time, min_time))
-    m = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads).blocked_autorange(min_run_time=window)
+    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_time, max_run_time=max(max_time, min_time))
     return {
         "ms": m.median * 1e3,
         "ms_iqr": m.iqr * 1e3,
@@ -209,7 +200,7 @@ def input_shapes(args: tuple) -> list:
     return [list(t.shape) for t in _tensors(args)]
 
 
-class _Case:
+class Case:
     """Closures for the forward and forward+backward calls of one module on one input."""
 
     def __init__(self, module: nn.Module, args: tuple, device: torch.device, dtype: str) -> None:
@@ -254,11 +245,6 @@ class _Case:
         self.zero_grad()
         self.backward(self.train_forward())
 
-    def prepare_backward(self) -> None:
-        """Build the output gradients once (outside of any measurement)."""
-        self.backward(self.train_forward())
-        self.zero_grad()
-
 
 def _error(stage: str, exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
@@ -269,31 +255,18 @@ def _error(stage: str, exc: BaseException) -> str:
 
 
 def measure_case(job: dict, emit: Callable[[dict], None] | None = None) -> dict:
-    """Measure one case; ``emit(row)`` is called after every stage with the row so far.
+    """Measure one registered module on its default input; ``emit(row)`` is called after every stage.
 
-    ``job`` keys: name, kwargs, batch, channels (int or None for the layout default), size ([H, W] or None),
-    device, dtype, threads, min_time, max_time, memory, backward, seed.
+    ``job`` keys: name, kwargs, batch, channels (int or None for the layout default), size (None, S or
+    [H, W]), device, dtype, threads, min_time, max_time, memory, backward, seed.
     """
-    emit = emit or (lambda row: None)
     started = time.perf_counter()
     name = job["name"]
     device = torch.device(job.get("device", "cpu"))
-    dtype = job.get("dtype", "float32")
     threads = int(job.get("threads") or torch.get_num_threads())
     torch.set_num_threads(threads)
     entry = attnzoo.info(name)
     row: dict[str, Any] = {"stage": "build", "threads": threads}
-
-    def stage(s: str) -> None:
-        row["stage"] = s
-        row["seconds"] = round(time.perf_counter() - started, 3)
-        emit(row)
-
-    def fail(s: str, exc: BaseException) -> None:
-        row.setdefault("error", _error(s, exc))
-        row.setdefault("error_stage", s)
-        row["traceback"] = traceback.format_exc(limit=-3)
-
     try:
         torch.manual_seed(int(job.get("seed", 0)))
         channels = example_channels(name, job.get("channels"))
@@ -305,50 +278,89 @@ def measure_case(job: dict, emit: Callable[[dict], None] | None = None) -> dict:
         args = tuple(_to(a, device) for a in args)
         row["input_shapes"] = input_shapes(args)
         module = attnzoo.create(name, channels, **(job.get("kwargs") or {})).to(device)
-        row["params"] = sum(p.numel() for p in module.parameters())
-        case = _Case(module, args, device, dtype)
     except Exception as exc:  # noqa: BLE001 - the error goes into the row
+        row.update(error=_error("build", exc), error_stage="build", stage="done")
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        return row
+    return measure_module(
+        module, args, row=row, emit=emit, started=started, device=device, dtype=job.get("dtype", "float32"),
+        threads=threads, min_time=float(job.get("min_time", 0.25)), max_time=float(job.get("max_time", 2.0)),
+        memory=bool(job.get("memory", True)), backward=bool(job.get("backward", True)),
+    )
+
+
+def measure_module(
+    module: nn.Module,
+    args: tuple,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: str = "float32",
+    threads: int | None = None,
+    min_time: float = 0.25,
+    max_time: float = 2.0,
+    memory: bool = True,
+    backward: bool = True,
+    flops: bool = True,
+    row: dict | None = None,
+    emit: Callable[[dict], None] | None = None,
+    started: float | None = None,
+) -> dict:
+    """Params, peak memory, FLOPs and latency of ``module(*args)`` (any module, not only registered ones).
+
+    Stages run in this order: memory of the forward, memory of forward+backward (the process is fresh, so
+    only warm-up calls ran before), FLOPs, forward latency, forward+backward latency.  A stage that raises
+    records ``error``/``error_stage`` (the first failure) and the others still run where they can.
+    """
+    emit = emit or (lambda row: None)
+    started = time.perf_counter() if started is None else started
+    device = torch.device(device)
+    threads = int(threads or torch.get_num_threads())
+    torch.set_num_threads(threads)
+    row = {} if row is None else row
+    row["threads"] = threads
+    row.setdefault("input_shapes", input_shapes(args))
+
+    def stage(s: str) -> None:
+        row["stage"] = s
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        emit(row)
+
+    def fail(s: str, exc: BaseException) -> None:
+        row.setdefault("error", _error(s, exc))
+        row.setdefault("error_stage", s)
+        row.setdefault("traceback", traceback.format_exc(limit=-3))
+
+    try:
+        row["params"] = sum(p.numel() for p in module.parameters())
+        case = Case(module, args, device, dtype)
+    except Exception as exc:  # noqa: BLE001
         fail("build", exc)
         stage("done")
         return row
     stage("built")
-
-    want_bwd = bool(job.get("backward", True))
     fwd_ok = bwd_ok = False
-    # Memory first: the process is fresh, so only the warm-up call has run before.
     peak = (lambda fn: peak_cuda_extra(fn, device)) if device.type == "cuda" else peak_rss_extra
     row["mem_method"] = "cuda_max_memory_allocated" if device.type == "cuda" else "rss_high_water_mark"
+    # The warm-up calls (lazy initialisation of kernels and thread pools is not the module's memory) run
+    # under the FLOP counter, so counting costs no extra call.
     try:
-        case.forward()  # warm-up (lazy initialisation of kernels and thread pools is not the module's memory)
-        fwd_ok = True
-        if job.get("memory", True):
+        fwd_ok = _warm_up(case.forward, None, flops, row, "flops", fail)
+        if memory:
             row["fwd_mem_bytes"] = int(peak(case.forward))
     except Exception as exc:  # noqa: BLE001
         fail("forward", exc)
     stage("fwd_mem")
-    if want_bwd:
+    if backward and fwd_ok:
         try:
-            case.prepare_backward()
-            bwd_ok = True
-            if job.get("memory", True):
+            bwd_ok = _warm_up(case.train_forward, case, flops, row, "flops_fwd_bwd", fail)
+            case.zero_grad()
+            if memory:
                 row["fwd_bwd_mem_bytes"] = int(peak(case.forward_backward))
         except Exception as exc:  # noqa: BLE001
             fail("forward_backward", exc)
         stage("fwd_bwd_mem")
-    if fwd_ok:
-        try:
-            if bwd_ok:
-                case.zero_grad()
-                flops, total = count_flops(case.train_forward, case.backward)
-                row["flops_fwd_bwd"] = total
-            else:
-                flops, _ = count_flops(case.forward)
-            row["flops"] = flops
-            row["macs"] = flops // 2
-        except Exception as exc:  # noqa: BLE001
-            fail("flops", exc)
-        stage("flops")
-    min_time, max_time = float(job.get("min_time", 0.25)), float(job.get("max_time", 2.0))
+    if row.get("flops") is not None:
+        row["macs"] = row["flops"] // 2
     if fwd_ok:
         try:
             t = time_call(case.forward, threads, min_time, max_time)
@@ -365,6 +377,36 @@ def measure_case(job: dict, emit: Callable[[dict], None] | None = None) -> dict:
         stage("fwd_bwd_time")
     stage("done")
     return row
+
+
+def _warm_up(forward: Callable[[], Any], case: "Case | None", flops: bool, row: dict, key: str, fail) -> bool:
+    """One warm-up call (forward, or forward+backward when ``case`` is given), counting FLOPs if asked.
+
+    If the FLOP counter itself fails, the error is recorded under the ``flops`` stage and the call is
+    repeated without it; an error of the call itself propagates.
+    """
+    backward = case.backward if case is not None else None
+    if flops:
+        try:
+            fwd, total = count_flops(forward, backward)
+            row[key] = fwd if case is None else total
+            if case is not None and row.get("flops") is None:
+                row["flops"] = fwd
+            return True
+        except Exception as exc:  # noqa: BLE001
+            err = exc
+        try:  # does the module itself fail, or only the counter?
+            out = forward()
+            if backward is not None:
+                backward(out)
+        except Exception:  # noqa: BLE001
+            raise err from None
+        fail("flops", err)
+        return True
+    out = forward()
+    if backward is not None:
+        backward(out)
+    return True
 
 
 def resolve_size(layout: str, spec: Any) -> tuple[int, int]:

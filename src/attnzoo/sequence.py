@@ -36,7 +36,6 @@ __all__ = [
     "PositionalEncoding2D",
     "TransformerEncoder",
     "TransformerEncoderLayer",
-    "sinusoidal_table",
 ]
 
 _TOKENS = "B×N×C"

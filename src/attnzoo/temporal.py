@@ -31,7 +31,7 @@ from .capture import record
 from .layers import check_arg, positive_int
 from .registry import register
 
-__all__ = ["DilatedInception", "GatedTemporalConv", "KERNEL_SET"]
+__all__ = ["DilatedInception", "GatedTemporalConv"]
 
 #: MTGNN's kernel set: combinations of 2, 3, 6 and 7 cover the periods 7, 12, 24, 28 and 60.
 KERNEL_SET = (2, 3, 6, 7)

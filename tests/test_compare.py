@@ -294,3 +294,12 @@ def test_pareto_front_and_seeds():
     assert pareto_front([(1.0, 90.0), (1.1, 89.0), (1.2, 95.0), (1.2, 94.0)]) == {0, 2}
     assert pareto_front([(1.0, 90.0), (1.0, 90.0)]) == {0, 1}  # ties dominate nobody
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,5,7") == [0, 5, 7]
+
+
+def test_where_selects_the_blocks():
+    from attnzoo.compare.runner import _build
+
+    cfg = tiny_config("unused", where=["layer3.0"]).resolved()
+    model, inserted, _ = _build(cfg, "eca", 10, 16)
+    assert inserted == ["layer3.0.bn2.attn"]
+    assert _build(cfg, "none", 10, 16)[1] == []

@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None, metavar="PATH", help="local checkpoint loaded into the base model")
     p.add_argument("--stem", choices=("auto", "imagenet", "cifar"), default=d.stem,
                    help="torchvision ResNets: 'auto' uses a 3x3 stride-1 stem without max-pool below 64x64 inputs")
-    p.add_argument("--where", default=None, help="comma-separated module names passed to attnzoo.insert(where=...)")
+    p.add_argument("--where", default=None, help="comma-separated module names or patterns (e.g. 'layer3.0,layer3.1') for attnzoo.insert(where=...); default: every residual block")
     p.add_argument("--output", default=d.output, help="output folder (rerun with the same folder to resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)
@@ -95,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
         run_compare(config_from_args(args))
     except ValueError as e:  # a user error: one clear line, no traceback (printed once under torchrun)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"attnzoo compare: error: {e}", file=sys.stderr)
+            print(f"attnzoo compare: error: {str(e).removeprefix('compare: ')}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,6 @@ import pickle
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import attnzoo
 from attnzoo.integrations import InsertedAttention, Insertion, insert, timm_attn

@@ -48,4 +48,8 @@ def __getattr__(name: str):
         from . import integrations
 
         return getattr(integrations, name)
+    if name == "viz":  # matplotlib is imported only when a picture is drawn
+        import importlib
+
+        return importlib.import_module(".viz", __name__)
     raise AttributeError(f"module 'attnzoo' has no attribute {name!r}")

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import layers
 from .layers import ActLayer, check_arg, get_act, positive_int
@@ -76,8 +77,11 @@ class SqueezeExcite(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
-        s = x.mean((2, 3), keepdim=True)
-        return self.gate(self.fc2(self.act(self.fc1(s))))
+        # The 1×1 convs act on one B×C vector: F.linear on their weights is the same product without the
+        # convolution's per-call overhead (it dominated this gate's time on small maps).
+        s = x.mean((2, 3))
+        h = self.act(F.linear(s, self.fc1.weight.flatten(1), self.fc1.bias))
+        return self.gate(F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias))[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = layers.check_nchw(x, self.channels, "SqueezeExcite")
@@ -130,9 +134,12 @@ class EfficientChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
-        b = x.shape[0]
-        s = x.mean((2, 3)).view(b, 1, self.channels)
-        return torch.sigmoid(self.conv(s)).view(b, self.channels, 1, 1)
+        # Conv1d(1, 1, k) over the channel axis written as zero padding + a k-wide window product: the same
+        # cross-correlation, without the convolution's per-call overhead on a length-C signal.
+        k = self.kernel_size
+        s = F.pad(x.mean((2, 3)), ((k - 1) // 2, (k - 1) // 2))
+        y = s.unfold(1, k, 1) @ self.conv.weight.view(k)
+        return torch.sigmoid(y)[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = layers.check_nchw(x, self.channels, "EfficientChannelAttention")

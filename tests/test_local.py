@@ -331,13 +331,15 @@ def test_outlook_arguments_honoured():
 
 
 def ref_multipole(x: torch.Tensor, m: MultipoleAttention, levels: int) -> torch.Tensor:
-    """MANO Multipole_Attention2D on sizes divisible by r at every level, with the window loop reference.
+    """MANO Multipole_Attention2D with the window loop reference (sizes divisible by r at every level for the
+    conv down-sampling; ceil-mode average pooling and a crop after up-sampling otherwise).
 
     Level maps: x_0 = x, x_l = down(x_{l-1}) (nn.AvgPool2d(r) or the module's conv); o_l = LocalAttention(x_l);
     V-cycle: res = o_{L-1}; for l, o in enumerate(reversed(o_0..o_{L-2})): res = o + 1/(l+1) · up(res).
     """
     r, k, s = m.sampling_rate, m.kernel_size, m.stride
-    down = nn.AvgPool2d(r, r) if m.down is None else m.down
+    # ceil_mode / the crop below only matter when a size does not divide by r (the reference needs it to divide)
+    down = nn.AvgPool2d(r, r, ceil_mode=True) if m.down is None else m.down
     up = nn.Upsample(scale_factor=r, mode="nearest") if m.up is None else m.up
     outs, cur = [], x
     for level in range(levels):
@@ -347,7 +349,7 @@ def ref_multipole(x: torch.Tensor, m: MultipoleAttention, levels: int) -> torch.
         outs.append(ref_loop_window(cur, body, k, s))
     res = outs.pop()
     for l, o in enumerate(outs[::-1]):
-        res = o + (1 / (l + 1)) * up(res)
+        res = o + (1 / (l + 1)) * up(res)[:, :, : o.shape[2], : o.shape[3]]
     return res
 
 
@@ -431,3 +433,60 @@ def test_multipole_seed_spellings_and_bad_arguments():
                      ({"stride": 9}, "stride"), ({"max_levels": 0}, "max_levels")):
         with pytest.raises(ValueError, match=f"MultipoleAttention: {what}"):
             MultipoleAttention(8, **kw)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,size",
+    [("outlook", {"stride": 2, "heads": 2}, (5, 4)), ("outlook", {"stride": 3, "heads": 1}, (4, 5)),
+     ("outlook", {"kernel_size": 5, "heads": 2}, (3, 4)),
+     ("local_window", {"kernel_size": 3, "stride": 2, "heads": 2, "dim_head": 2}, (5, 4)),
+     ("multipole", {"kernel_size": 2, "stride": 1, "heads": 2, "dim_head": 2}, (5, 3))],
+)
+def test_gradcheck_shifted_windows(name, kwargs, size):
+    """The shifted gather / fold pair has hand-written backwards: check them in float64 (overlapping windows)."""
+    m = randomize(attnzoo.create(name, 4, **kwargs), scale=0.2).to(D)
+    x = rand(1, 4, *size).requires_grad_()
+    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
+    # and the gradient wrt the parameters against autograd through the slow reference
+    if name == "outlook":
+        ref = ref_outlook(x.permute(0, 2, 3, 1), m).permute(0, 3, 1, 2)
+    elif name == "local_window":
+        ref = ref_loop_window(x, m.attention, m.kernel_size, m.stride)
+    else:
+        ref = ref_multipole(x, m, len(m.level_sizes(*size)))
+    g = rand(*ref.shape, seed=9)
+    got = torch.autograd.grad((m(x) * g).sum(), [x, *m.parameters()])
+    want = torch.autograd.grad((ref * g).sum(), [x, *m.parameters()])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+
+
+EXPORT_CASES = [
+    ("outlook", {"stride": 2, "heads": 2}),
+    ("local_window", {"kernel_size": 3, "stride": 2, "heads": 2, "dim_head": 4}),
+    ("multipole", {"kernel_size": 3, "heads": 2, "dim_head": 4}),  # avg_pool / nearest
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,kwargs", EXPORT_CASES, ids=[c[0] for c in EXPORT_CASES])
+def test_non_default_configurations_trace_and_export(name, kwargs, tmp_path):
+    """The contract suite exports the default configuration; the overlapping / stride-2 / pooling paths too."""
+    ort = pytest.importorskip("onnxruntime")
+    m = randomize(attnzoo.create(name, 8, **kwargs), scale=0.2).eval()
+    x = torch.randn(2, 8, 9, 7)
+    ref = m(x)
+    torch.testing.assert_close(torch.jit.trace(m, (x,), check_trace=False)(x), ref)
+    torch.testing.assert_close(torch.fx.symbolic_trace(m)(x), ref, atol=0, rtol=0)
+    torch.testing.assert_close(torch.export.export(m, (x,)).module()(x), ref)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="aot_eager")(x), ref)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(m, (x,), str(path), dynamo=True, verbose=False)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(got), ref, atol=1e-4, rtol=1e-4)
+    # training through the compiled module uses the shifted gather / fold backwards
+    xg = x.clone().requires_grad_()
+    torch.compile(m, fullgraph=True, backend="aot_eager")(xg).sum().backward()
+    xe = x.clone().requires_grad_()
+    m(xe).sum().backward()
+    torch.testing.assert_close(xg.grad, xe.grad)

@@ -65,6 +65,67 @@ def _axis_cover(count: int, kernel: int, stride: int, size: int, device: torch.d
     return hi - lo + 1
 
 
+def _gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:
+    """Windows by shifted strided views: t B×Hb×Wb×…×F → B×gh×gw×…×k²×F, entry (i, j, …, (dy, dx)) = t[i·s+dy, j·s+dx]."""
+    span_h, span_w = stride * (gh - 1) + 1, stride * (gw - 1) + 1
+    views = [t[:, dy : dy + span_h : stride, dx : dx + span_w : stride] for dy in range(kernel) for dx in range(kernel)]
+    return torch.stack(views, dim=-2)
+
+
+def _fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
+    """The adjoint of :func:`_gather_shifts` (``F.fold``): y B×gh×gw×…×k²×F → B×hb×wb×…×F, overlaps summed."""
+    gh, gw = y.shape[1], y.shape[2]
+    span_h, span_w = stride * (gh - 1) + 1, stride * (gw - 1) + 1
+    out = y.new_zeros((y.shape[0], hb, wb) + tuple(y.shape[3:-2]) + (y.shape[-1],))
+    for i, (dy, dx) in enumerate((dy, dx) for dy in range(kernel) for dx in range(kernel)):
+        out[:, dy : dy + span_h : stride, dx : dx + span_w : stride] += y[..., i, :]
+    return out
+
+
+class _GatherShifts(torch.autograd.Function):
+    """:func:`_gather_shifts` whose backward is one :func:`_fold_shifts` (autograd of k² slices would zero-fill
+    a full-size gradient per slice)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.geometry = (kernel, stride, t.shape[1], t.shape[2])
+        return _gather_shifts(t, kernel, stride, gh, gw)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        kernel, stride, hb, wb = ctx.geometry
+        return _FoldShifts.apply(grad, kernel, stride, hb, wb), None, None, None, None
+
+
+class _FoldShifts(torch.autograd.Function):
+    """:func:`_fold_shifts` (in-place shifted adds) whose backward is one :func:`_gather_shifts` (one stack)."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.geometry = (kernel, stride, y.shape[1], y.shape[2])
+        return _fold_shifts(y, kernel, stride, hb, wb)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        kernel, stride, gh, gw = ctx.geometry
+        return _GatherShifts.apply(grad, kernel, stride, gh, gw), None, None, None, None
+
+
+def gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:
+    """:func:`_gather_shifts` with the cheap backward (plain ops under ``torch.jit.trace``, which cannot record
+    an ``autograd.Function`` called with traced sizes)."""
+    if torch.jit.is_tracing():
+        return _gather_shifts(t, kernel, stride, gh, gw)
+    return _GatherShifts.apply(t, kernel, stride, gh, gw)
+
+
+def fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
+    """:func:`_fold_shifts` with the cheap backward (plain ops under ``torch.jit.trace``)."""
+    if torch.jit.is_tracing():
+        return _fold_shifts(y, kernel, stride, hb, wb)
+    return _FoldShifts.apply(y, kernel, stride, hb, wb)
+
+
 class _WindowSelfAttention(nn.Module):
     """Multi-head self-attention over the tokens of each window (MANO ``LocalAttention2D`` + ``AttentionBlock``).
 
@@ -126,27 +187,21 @@ def _window_attention(
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         win = body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))
-    else:  # LayerNorm once per pixel, then gather the overlapping windows (strided view, one copy)
+    else:  # LayerNorm once per pixel, then gather the overlapping windows (shifted strided views, one stack)
         y = body.normalise(x.permute(0, 2, 3, 1))
         if padded:
             y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
-        win = y.unfold(1, kernel, stride).unfold(2, kernel, stride).permute(0, 1, 2, 4, 5, 3).reshape(n, k2, c)
+        win = gather_shifts(y, kernel, stride, nh, nw).reshape(n, k2, c)
     valid = None
     if padded:  # padding never takes part as a key (masked in attend)
         valid = _axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None] & _axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
         valid = valid.reshape(1, nh * nw, 1, 1, k2).expand(b, -1, -1, -1, -1).reshape(n, 1, 1, k2)
-    out = body.attend(win, valid, owner, key).view(b, nh, nw, kernel, kernel, c)
+    out = body.attend(win, valid, owner, key)
     if stride == kernel:
-        out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)
+        out = out.view(b, nh, nw, kernel, kernel, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)
         return out[:, :, :h, :w] if padded else out
-    # overlapping: sum the windows back (separable shifted adds: along W, then along H), divide by the cover count
-    span_h, span_w = stride * (nh - 1) + 1, stride * (nw - 1) + 1
-    rows = out.new_zeros(b, nh, kernel, wp, c)
-    for dx in range(kernel):
-        rows[:, :, :, dx : dx + span_w : stride] += out[:, :, :, :, dx].transpose(2, 3)
-    full = out.new_zeros(b, hp, wp, c)
-    for dy in range(kernel):
-        full[:, dy : dy + span_h : stride] += rows[:, :, dy]
+    # overlapping: sum the windows back (shifted adds), divide by the number of windows covering each pixel
+    full = fold_shifts(out.view(b, nh, nw, k2, c), kernel, stride, hp, wp)
     cover = _axis_cover(nh, kernel, stride, h, x.device)[:, None] * _axis_cover(nw, kernel, stride, w, x.device)[None, :]
     return (full[:, :h, :w] / cover[:, :, None].to(full.dtype)).permute(0, 3, 1, 2)
 
@@ -267,17 +322,13 @@ def _outlook(
     a = attn_drop((a * scale).softmax(dim=-1))  # B×N'×heads×k²(out)×k²(source)
     if owner is not None:
         record(owner, "attn", a.permute(0, 2, 1, 3, 4))  # official layout B×heads×N'×k²×k²
-    # zero-pad v as the official unfold does; the buffer also receives the folded outputs
-    span_h, span_w = stride * (gh - 1) + 1, stride * (gw - 1) + 1
-    pad_b, pad_r = max(0, span_h + kernel - 1 - padding - h), max(0, span_w + kernel - 1 - padding - w)
-    vp = F.pad(v, (0, 0, padding, pad_r, padding, pad_b)).unflatten(-1, (heads, d))  # B×Hp×Wp×heads×d
-    offsets = [(dy, dx) for dy in range(kernel) for dx in range(kernel)]
-    vu = torch.stack([vp[:, dy : dy + span_h : stride, dx : dx + span_w : stride] for dy, dx in offsets], dim=4)
-    y = a @ vu.view(b, gh * gw, heads, k2, d)  # B×N'×heads×k²×d
-    y = y.view(b, gh, gw, heads, k2, d)
-    out = torch.zeros_like(vp)
-    for i, (dy, dx) in enumerate(offsets):  # F.fold: overlapping outputs summed
-        out[:, dy : dy + span_h : stride, dx : dx + span_w : stride] += y[:, :, :, :, i]
+    # zero-pad v as the official unfold does (p on top/left; bottom/right so that the last window fits and the
+    # buffer also holds the p + H rows the fold crops from)
+    hb, wb = max(stride * (gh - 1) + kernel, padding + h), max(stride * (gw - 1) + kernel, padding + w)
+    vp = F.pad(v, (0, 0, padding, wb - padding - w, padding, hb - padding - h)).unflatten(-1, (heads, d))
+    vu = gather_shifts(vp, kernel, stride, gh, gw)  # B×gh×gw×heads×k²×d (the official unfold)
+    y = a @ vu.view(b, gh * gw, heads, k2, d)  # B×N'×heads×k²(out)×d
+    out = fold_shifts(y.view(b, gh, gw, heads, k2, d), kernel, stride, hb, wb)  # the official F.fold
     out = out[:, padding : padding + h, padding : padding + w].reshape(b, h, w, c)
     return out_proj(out).permute(0, 3, 1, 2)
 

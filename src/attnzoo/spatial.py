@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from . import layers
 from .channel import reduced_width
-from .capture import record
+from .capture import is_capturing, record
 from .registry import register
 
 __all__ = ["CBAM", "CBAMChannelGate", "CBAMSpatialGate", "TripletAttention"]
@@ -167,7 +167,9 @@ class CBAM(nn.Module):
         if self.spatial_gate is not None:
             gate = self.spatial_gate.attention(x)
             record(self, "spatial", gate)
-            x = x * gate
+            # x is this module's own intermediate: without autograd, scale it in place (one full-size buffer
+            # less; fresh large buffers cost page faults on CPU).
+            x = x * gate if torch.is_grad_enabled() else x.mul_(gate)
         return x
 
 
@@ -207,13 +209,17 @@ class TripletAttention(nn.Module):
         """The averaged gate, broadcastable to B×C×H×W."""
         g_cw = self.cw(z_pool(x, 2)).squeeze(1).unsqueeze(2)  # pooled over H: plane (C, W) -> B, C, 1, W
         g_hc = self.hc(z_pool(x, 3).transpose(2, 3)).squeeze(1).transpose(1, 2).unsqueeze(3)  # plane (H, C) -> B, C, H, 1
+        # Scale the small per-branch gates, then one broadcast sum into a single full-size buffer: the
+        # average of the three branches without extra full-size temporaries.
         if self.hw is None:
-            return (g_cw + g_hc) * 0.5
+            return g_cw * 0.5 + g_hc * 0.5
         g_hw = self.hw(z_pool(x, 1))  # B, 1, H, W
-        return (g_cw + g_hc + g_hw) * (1.0 / 3.0)
+        return (g_cw * (1.0 / 3.0) + g_hc * (1.0 / 3.0)).add_(g_hw * (1.0 / 3.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = layers.check_nchw(x, self.channels, "TripletAttention")
         gate = self.attention(x)
         record(self, "gate", gate)
-        return x * gate
+        # Without autograd the gate buffer (this module's own, unless a capture holds it) takes the product
+        # in place.
+        return x * gate if torch.is_grad_enabled() or is_capturing(self) else gate.mul_(x)

@@ -293,4 +293,6 @@ class CoordinateAttention(nn.Module):
         a_h, a_w = self.attention(x)
         record(self, "gate_h", a_h)
         record(self, "gate_w", a_w)
-        return x * a_w * a_h
+        out = x * a_w
+        # Without autograd the product (this module's own buffer) takes the second gate in place.
+        return out * a_h if torch.is_grad_enabled() else out.mul_(a_h)

@@ -43,7 +43,10 @@ def randomize(module: nn.Module, seed: int = 1, scale: float = 0.1) -> nn.Module
 
 
 def inputs(name: str, batch: int = 2, size: tuple[int, int] = (7, 5), dtype: torch.dtype = torch.float32, seed: int = 2,
-           channels: Any = None) -> tuple:
+           channels: Any = None, respect_min_size: bool = True) -> tuple:
+    """Example inputs at ``size``, raised to the module's declared ``min_size`` unless ``respect_min_size=False``."""
+    if respect_min_size:
+        size = tuple(max(a, b) for a, b in zip(size, attnzoo.info(name).min_size))
     g = torch.Generator().manual_seed(seed)
     ch = channels_for(name) if channels is None else channels
     return example_inputs(name, batch=batch, channels=ch, size=size, dtype=dtype, generator=g)

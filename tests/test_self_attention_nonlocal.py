@@ -349,7 +349,7 @@ def test_cgnl_one_scalar_per_group_and_sample():
         out = m(x)
     att = maps[""]["attn"]
     assert att.shape == (3, 8)
-    t, p, g = conv(x, m.t), conv(x, m.p), conv(x, m.g)
+    t, p, g = (conv(x, layer).detach() for layer in (m.t, m.p, m.g))
     c = m.planes // m.groups
     expected = torch.zeros(3, 8, dtype=x.dtype)
     y = torch.zeros_like(t)

@@ -9,8 +9,8 @@ inputs of :func:`attnzoo.inputs.example_inputs`):
 * ``flops``: forward FLOPs counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products,
   convolutions and attention; one multiply-add = 2 FLOPs; elementwise ops, pooling and softmax are not
   counted, as in every FLOP counter of this kind).  ``macs = flops / 2``.  ``flops_fwd_bwd`` adds the
-  backward pass (input and weight gradients).  The CPU flash-attention kernels, which torch's counter does
-  not know, are counted with the same formula as the CUDA ones.
+  backward pass (input and weight gradients).  Matrix-vector products and the CPU flash-attention kernels,
+  which torch's counter does not know, are counted too (the latter with the formula of the CUDA kernels).
 * The first call of each kind is a warm-up (not timed, not the measured memory) and runs under the FLOP
   counter.
 * ``fwd_*``: inference forward (``eval()``, ``torch.no_grad()``); ``fwd_bwd_*``: a training step's forward
@@ -129,9 +129,22 @@ def _flash_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
+def _mv_flop(mat_shape, vec_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * mat_shape[0] * mat_shape[1]
+
+
+def _dot_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0]
+
+
+def _addmv_flop(self_shape, mat_shape, vec_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * mat_shape[0] * mat_shape[1]
+
+
 def _custom_flop_mapping() -> dict:
+    """Ops torch's counter does not know: matrix-vector products and the CPU flash-attention kernels."""
     aten = torch.ops.aten
-    mapping = {}
+    mapping = {aten.mv: _mv_flop, aten.dot: _dot_flop, aten.addmv: _addmv_flop}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
         mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _flash_cpu_flop
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):

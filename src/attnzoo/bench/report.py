@@ -297,6 +297,7 @@ def plot(doc: dict, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedFormatter, NullFormatter
 
     series: dict[str, list[dict]] = {}
     for row in doc["results"]:
@@ -324,6 +325,11 @@ def plot(doc: dict, path: str) -> None:
             handles.setdefault(name, h)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        xs_ticks = sorted({r["positions"] for r in doc["results"] if r.get("positions")})
+        if 1 <= len(xs_ticks) <= 8:
+            ax.set_xticks(xs_ticks)
+            ax.xaxis.set_major_formatter(FixedFormatter([f"{x:,}" for x in xs_ticks]))
         ax.set_title(title)
         ax.set_xlabel("positions N (H·W of the finest map)")
         ax.grid(True, which="both", alpha=0.25)
@@ -337,9 +343,12 @@ def plot(doc: dict, path: str) -> None:
     s = doc["settings"]
     fig.suptitle(f"attnzoo bench — {s['device']}, {s['dtype']}, batch {s['batch']}, "
                  f"torch {doc['environment'].get('torch', '?')}", fontsize=12)
-    ncol = 1 if len(handles) <= 24 else 2
-    fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8, ncol=ncol, frameon=False)
-    fig.tight_layout(rect=(0, 0, 0.86 if ncol == 1 else 0.78, 0.96))
+    ncol = 1 if len(handles) <= 26 else 2
+    width = max(len(h) for h in handles) if handles else 10
+    right = 1 - ncol * (0.018 + 0.0068 * width)
+    fig.tight_layout(rect=(0, 0, right, 0.96))
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(right + 0.005, 0.5),
+               fontsize=8, ncol=ncol, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -145,6 +145,28 @@ def pair(v: int | Sequence[int]) -> tuple[int, int]:
 
 
 
+@torch.fx.wrap
+def fused_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None, dropout_p: float
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` arranged so PyTorch picks its fused kernel (one FX leaf).
+
+    The CPU flash kernel needs stride-1 last dimensions and one head width for q, k and v; otherwise SDPA
+    silently takes the math path that builds the Nq×Nk matrix.  Narrower sides are zero-padded: zero
+    columns in q and k add nothing to q·k, zero columns in v give output columns that are cut off.
+    """
+    d, dv = q.shape[-1], v.shape[-1]
+    if scale is None:
+        scale = d**-0.5
+    if d < dv:
+        q, k = nn.functional.pad(q, (0, dv - d)), nn.functional.pad(k, (0, dv - d))
+    elif dv < d:
+        v = nn.functional.pad(v, (0, d - dv))
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+    return out[..., :dv] if dv < d else out
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -155,23 +177,25 @@ def attention(
     module: nn.Module | None = None,
     key: str = "attn",
 ) -> torch.Tensor:
-    """``softmax(q kᵀ · scale + mask) v`` for q: B×h×Nq×d, k: B×h×Nk×d, v: B×h×Nk×dv.
+    """``softmax(q kᵀ · scale + mask) v`` for q: B×h×Nq×d, k: B×h×Nk×d, v: B×h×Nk×dv (scale defaults to d^-0.5).
 
-    Runs ``F.scaled_dot_product_attention`` with stride-1 last dimensions (otherwise PyTorch silently falls
-    back to the math kernel that builds the Nq×Nk matrix).  ``mask`` is additive (float) or boolean with True
-    = keep, as SDPA.  When ``module`` is inside ``attnzoo.capture_attention``, the probabilities are computed
-    explicitly and recorded under ``key`` (the only case that builds the N×N matrix).
+    Runs :func:`fused_attention` (SDPA's fused kernel, memory linear in N).  ``mask`` is additive (float) or
+    boolean with True = keep, as SDPA.  When ``module`` is inside ``attnzoo.capture_attention``, the
+    probabilities are computed explicitly and recorded under ``key`` (the only case that builds the N×N
+    matrix; half precision is upcast to float32 for the softmax).
     """
     from .capture import is_capturing, record
 
-    if module is not None and is_capturing(module):
-        s = scale if scale is not None else q.shape[-1] ** -0.5
-        logits = (q @ k.transpose(-2, -1)).float() * s
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
-        probs = logits.softmax(-1).to(q.dtype)
-        record(module, key, probs)
-        probs = nn.functional.dropout(probs, dropout_p, training=dropout_p > 0)
-        return probs @ v
-    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+    if module is None or not is_capturing(module):
+        return fused_attention(q, k, v, mask, scale, dropout_p)
+    s = scale if scale is not None else q.shape[-1] ** -0.5
+    logits = q @ k.transpose(-2, -1)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    logits = logits * s
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+    probs = logits.softmax(-1).to(v.dtype)
+    record(module, key, probs)
+    probs = nn.functional.dropout(probs, dropout_p, training=dropout_p > 0)
+    return probs @ v

@@ -5,7 +5,7 @@ Softmax attention over positions runs through :func:`attnzoo.layers.attention` (
 ``scaled_dot_product_attention``): the N×N' probability matrix is only built while
 ``attnzoo.capture_attention`` records it.  The CPU flash kernel needs q, k and v to share one head width, so
 blocks whose query/key width differs from the value width (SAGAN, DANet's PAM) zero-pad the narrower side,
-which leaves the scores and the output unchanged (see :func:`_sdpa`).
+which leaves the scores and the output unchanged (see :func:`attnzoo.layers.fused_attention`).
 """
 
 from __future__ import annotations
@@ -37,34 +37,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------
 # shared pieces
 # ----------------------------------------------------------------------------------------------------------
-
-
-@torch.fx.wrap
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, d: int, dv: int) -> torch.Tensor:
-    """``softmax(q kᵀ · scale) v`` through :func:`layers.attention` on its fused path.
-
-    q, k: B×h×N×d, v: B×h×N'×dv.  PyTorch's CPU flash kernel requires d == dv (otherwise it silently runs
-    the math kernel that builds the N×N' matrix), so the narrower side is zero-padded: zero columns in q and
-    k add nothing to q·k, zero columns in v give zero output columns that are cut off.  Wrapped for
-    ``torch.fx``; d and dv (the widths of q/k and v) are passed as Python ints known from the module's
-    configuration, so tracing records no shape-dependent branch.
-    """
-    if d < dv:
-        q, k = F.pad(q, (0, dv - d)), F.pad(k, (0, dv - d))
-    elif dv < d:
-        v = F.pad(v, (0, d - dv))
-    out = layers.attention(q, k, v, scale=scale)
-    return out[..., :dv] if dv < d else out
-
-
-def _attend(
-    module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, d: int, dv: int, key: str = "attn"
-) -> torch.Tensor:
-    """Softmax attention (q, k of width d, v of width dv); records the probabilities (B×1×N×N') under ``key``
-    while ``module`` is captured."""
-    if is_capturing(module):
-        return layers.attention(q, k, v, scale=scale, module=module, key=key)
-    return _sdpa(q, k, v, scale, d, dv)
 
 
 def _tokens(t: torch.Tensor) -> torch.Tensor:
@@ -209,7 +181,7 @@ class NonLocalBlock(nn.Module):
         if self.mode == "embedded_gaussian" or self.mode == "gaussian":
             d = self.inner_channels if self.theta is not None else self.channels
             scale = d**-0.5 if self.use_scale else 1.0
-            y = _to_map(_attend(self, _tokens(q), _tokens(k), _tokens(g), scale, d, self.inner_channels), h, w)
+            y = _to_map(layers.attention(_tokens(q), _tokens(k), _tokens(g), scale=scale, module=self), h, w)
         elif self.mode == "dot_product":
             qf, kf, gf = q.flatten(2), k.flatten(2), g.flatten(2)  # B×d×N, B×d×N', B×d×N'
             inv_n = 1.0 / kf.shape[2]
@@ -311,7 +283,7 @@ class SAGANAttention(nn.Module):
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.pool:
             k, v = _pool2(k), _pool2(v)
-        o = _to_map(_attend(self, _tokens(q), _tokens(k), _tokens(v), 1.0, self.qk_channels, self.value_channels), h, w)
+        o = _to_map(layers.attention(_tokens(q), _tokens(k), _tokens(v), scale=1.0, module=self), h, w)
         if self.out is not None:
             o = self.out(o)
         return x + self.gamma * o
@@ -365,7 +337,7 @@ class DANetPositionAttention(nn.Module):
         """The attention output ``V Sᵀ`` (before γ and the residual), B×C×H×W; ``x`` is not checked."""
         h, w = x.shape[2], x.shape[3]
         q, k, v = self.query(x), self.key(x), self.value(x)
-        return _to_map(_attend(self, _tokens(q), _tokens(k), _tokens(v), 1.0, self.qk_channels, self.channels), h, w)
+        return _to_map(layers.attention(_tokens(q), _tokens(k), _tokens(v), scale=1.0, module=self), h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = layers.check_nchw(x, self.channels, "DANetPositionAttention")
@@ -648,6 +620,6 @@ class CrossLayerNonLocal(nn.Module):
         for m, (ctx, c_m, phi, g, bn) in enumerate(zip(contexts, self.context_channels, self.phi, self.g, self.bn)):
             ctx = _check_context(ctx, query_map, c_m, owner)
             key = "attn" if len(self.context_channels) == 1 else f"attn{m}"
-            y = _to_map(_attend(self, t, _tokens(phi(ctx)), _tokens(g(ctx)), self.scale, self.planes, self.planes, key), h, w)
+            y = _to_map(layers.attention(t, _tokens(phi(ctx)), _tokens(g(ctx)), scale=self.scale, module=self, key=key), h, w)
             out = out + bn(self.out(y))
         return out

@@ -81,7 +81,7 @@ def make_row(info: dict, job: dict, measured: dict) -> dict:
     for k in ROW_FIELDS:
         if k in measured and measured[k] is not None:
             row[k] = measured[k]
-    if row["channels"] is None and row["input_shapes"]:
+    if row["input_shapes"]:
         row["channels"] = _channels_from_shapes(row["layout"], row["input_shapes"])
     return row
 

@@ -112,16 +112,16 @@ class _FoldShifts(torch.autograd.Function):
 
 
 def gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:
-    """:func:`_gather_shifts` with the cheap backward (plain ops under ``torch.jit.trace``, which cannot record
-    an ``autograd.Function`` called with traced sizes)."""
-    if torch.jit.is_tracing():
+    """:func:`_gather_shifts` with the cheap backward (plain ops when no gradient is needed, and under
+    ``torch.jit.trace``, which cannot record an ``autograd.Function`` called with traced sizes)."""
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and t.requires_grad):
         return _gather_shifts(t, kernel, stride, gh, gw)
     return _GatherShifts.apply(t, kernel, stride, gh, gw)
 
 
 def fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
-    """:func:`_fold_shifts` with the cheap backward (plain ops under ``torch.jit.trace``)."""
-    if torch.jit.is_tracing():
+    """:func:`_fold_shifts` with the cheap backward (plain ops when no gradient is needed or under ``torch.jit.trace``)."""
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and y.requires_grad):
         return _fold_shifts(y, kernel, stride, hb, wb)
     return _FoldShifts.apply(y, kernel, stride, hb, wb)
 
@@ -150,16 +150,21 @@ class _WindowSelfAttention(nn.Module):
         # window (and does not repeat the work for overlapping windows).
         return self.attn_norm(self.norm(x))
 
-    def attend(self, win: torch.Tensor, valid: torch.Tensor | None, owner: nn.Module | None, key: str) -> torch.Tensor:
-        """win: n×L×C normalised window tokens, valid: n×1×1×L bool (False = padding) or None → n×L×C."""
+    def attend(self, box: list[torch.Tensor], valid: torch.Tensor | None, owner: nn.Module | None, key: str) -> torch.Tensor:
+        """Window tokens n×L×C (normalised; passed in a one-element list that is emptied, so that the caller
+        holds no reference and inference frees them as soon as q, k, v exist) → n×L×C.  ``valid``: n×1×1×L
+        bool (False = padding) or None."""
+        win = box.pop()
         n, length, _ = win.shape
         # unbind on the qkv dim of n×L×3×heads×d: its backward stacks the gradients straight into that layout
         q, k, v = (t.transpose(1, 2) for t in self.to_qkv(win).view(n, length, 3, self.heads, self.dim_head).unbind(2))
+        del win
         mask = None
         if valid is not None:  # additive mask, the dtype's most negative finite value (never -inf, never NaN)
             mask = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, torch.finfo(q.dtype).min)
         p = self.dropout if self.training else 0.0
         out = layers.attention(q, k, v, mask=mask, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
+        del q, k, v
         out = out.transpose(1, 2).reshape(n, length, self.heads * self.dim_head)
         return self.out_drop(self.to_out(out))
 
@@ -186,17 +191,18 @@ def _window_attention(
     n = b * nh * nw
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
-        win = body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))
+        box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]
     else:  # LayerNorm once per pixel, then gather the overlapping windows (shifted strided views, one stack)
         y = body.normalise(x.permute(0, 2, 3, 1))
         if padded:
             y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
-        win = gather_shifts(y, kernel, stride, nh, nw).reshape(n, k2, c)
+        box = [gather_shifts(y, kernel, stride, nh, nw).reshape(n, k2, c)]
+    del y
     valid = None
     if padded:  # padding never takes part as a key (masked in attend)
         valid = _axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None] & _axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
         valid = valid.reshape(1, nh * nw, 1, 1, k2).expand(b, -1, -1, -1, -1).reshape(n, 1, 1, k2)
-    out = body.attend(win, valid, owner, key)
+    out = body.attend(box, valid, owner, key)
     if stride == kernel:
         out = out.view(b, nh, nw, kernel, kernel, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)
         return out[:, :, :h, :w] if padded else out
@@ -450,6 +456,16 @@ def _upsample(x: torch.Tensor, deconv: nn.ConvTranspose2d | None, rate: int, h: 
     return y[:, :, :h, :w]
 
 
+def _merge(o: torch.Tensor, res: torch.Tensor, up: nn.ConvTranspose2d | None, rate: int, weight: float) -> torch.Tensor:
+    """V-cycle step ``o + weight · up(res)``; nearest up-sampling by broadcasting when the sizes divide."""
+    b, c, h, w = o.shape
+    hc, wc = res.shape[-2:]
+    if up is None and hc * rate == h and wc * rate == w and o.is_contiguous():
+        merged = torch.add(o.view(b, c, hc, rate, wc, rate), res[:, :, :, None, :, None], alpha=weight)
+        return merged.view(b, c, h, w)
+    return torch.add(o, _upsample(res, up, rate, h, w), alpha=weight)
+
+
 @torch.fx.wrap
 def _multipole(
     x: torch.Tensor,
@@ -472,9 +488,11 @@ def _multipole(
         body = bodies[min(level, len(bodies) - 1)]
         outs.append(_window_attention(cur, body, kernel, stride, owner, f"attn_level{level}"))
     # V-cycle: res = o_l + up(res) / (i + 1), i counted from the coarse end (first merge weight 1)
-    res = outs[-1]
-    for i, o in enumerate(outs[-2::-1]):
-        res = o + (1.0 / (i + 1)) * _upsample(res, up, rate, o.shape[2], o.shape[3])
+    res = outs.pop()
+    for i in range(len(outs)):
+        o = outs.pop()  # finer level; dropping the list's reference lets inference free it after the merge
+        res = _merge(o, res, up, rate, 1.0 / (i + 1))
+        del o
     return res
 
 

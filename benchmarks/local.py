@@ -1,0 +1,466 @@
+"""Benchmarks of the local family (local_window, outlook, multipole) against their peers, side by side.
+
+Comparisons (issue 4), every one run ``--runs`` times (default 2) and every run reported:
+
+1. ``local_window`` against the seed's unfold-based ``LocalAttention2D`` (seed 000: ``nn.Unfold`` → LayerNorm
+   → AttentionBlock → ``nn.Fold`` / overlap count), written out below from the seed with the same
+   configuration: input 2×64×56×56, window 7 (non-overlapping), 2 heads, dim_head 32.  Forward (eval,
+   ``no_grad``) and forward+backward (train; input and weight gradients, ``zero_grad(set_to_none=True)``
+   first as an optimizer loop does).  Target: forward+backward ≤ 0.6× the seed.
+2. ``outlook`` against External-Attention's ``OutlookAttention`` (PyPI ``fightingcv-attention``, channels-last
+   input) and timm's ``OutlookAttention`` (= the official VOLO code), same weights (outputs checked equal),
+   input 2×28×28×64, kernel 3, 2 heads, stride 1; stride 2 against timm only (the community class crashes at
+   stride 2).  Target: forward ≤ 0.7× External-Attention with no more peak memory.
+3. ``multipole`` linear scaling: batch 1, 64 channels, window 7, 2 heads × 32, at 32², 64², 128², 256²:
+   forward and forward+backward time and peak memory (should grow ≈4× per step), and against
+   ``global_attention`` of the same width (2 heads × 32) up to 128² (it grows ≈16× per step).
+
+Method.  Each implementation gets its natural input layout (attnzoo: contiguous B×C×H×W; the seed and
+External-Attention: B×H×W×C).  Time: the implementations of one comparison run interleaved in one process
+(A, B, A, B, ...), each sample is ``torch.utils.benchmark.Timer.timeit(number)`` with ``number`` chosen so a
+sample lasts ≥ 0.2 s, medians over ``--repeats`` samples, 2 threads.  The machine is shared with other jobs,
+so the process CPU time of the same samples (``time.process_time``) is reported too; it is much less
+sensitive to the load.  Peak memory: a fresh child process per case builds module and input, reads VmRSS as
+the baseline, runs one forward (+ backward) and reports VmHWM minus the baseline (a warm-up on a tiny input
+loads the kernels first).
+
+    /work/venv/bin/python benchmarks/local.py --output benchmarks/results/local.md --plot benchmarks/results/local_multipole_scaling.png
+    /work/venv/bin/python benchmarks/local.py --only outlook --runs 1          # one comparison, no file
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.utils.benchmark as tb
+
+import attnzoo
+
+torch.set_num_threads(2)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the seed's unfold-based window attention (seed 000 AttentionBlock + LocalAttention2D, channels-last)
+# ------------------------------------------------------------------------------------------------------------
+
+
+class SeedAttentionBlock(nn.Module):
+    """Seed 000 ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.scale = heads, dim_head**-0.5
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, _ = x.shape
+        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
+        attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
+        return self.to_out((attn @ v).transpose(1, 2).reshape(n, length, -1))
+
+
+class SeedLocalAttention2D(nn.Module):
+    """Seed 000 ``LocalAttention2D`` (B×H×W×C): nn.Unfold windows → LayerNorm → AttentionBlock → nn.Fold / count."""
+
+    def __init__(self, kernel_size: int, stride: int, dim: int, heads: int, dim_head: int) -> None:
+        super().__init__()
+        self.k, self.s = kernel_size, stride
+        self.norm = nn.LayerNorm(dim)
+        self.attention = SeedAttentionBlock(dim, heads, dim_head)
+        self.unfold = nn.Unfold(kernel_size=kernel_size, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        k = self.k
+        patches = self.unfold(x.permute(0, 3, 1, 2))  # B×(C·k·k)×L
+        n = patches.shape[-1]
+        tokens = patches.view(b, c, k * k, n).permute(0, 3, 2, 1).reshape(b * n, k * k, c)
+        out = self.attention(self.norm(tokens)).view(b, n, k * k, c).permute(0, 3, 2, 1).reshape(b, c * k * k, n)
+        fold = nn.Fold(output_size=(h, w), kernel_size=k, stride=self.s)
+        out = fold(out) / fold(self.unfold(torch.ones((b, 1, h, w), device=x.device)))
+        return out.permute(0, 2, 3, 1)
+
+
+def copy_local_weights(ours: nn.Module, seed: SeedLocalAttention2D) -> None:
+    a = ours.attention
+    seed.norm.load_state_dict(a.norm.state_dict())
+    seed.attention.norm.load_state_dict(a.attn_norm.state_dict())
+    seed.attention.to_qkv.load_state_dict(a.to_qkv.state_dict())
+    seed.attention.to_out[0].load_state_dict(a.to_out.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------------------
+# cases
+# ------------------------------------------------------------------------------------------------------------
+
+LW = dict(batch=2, channels=64, size=56, kernel=7, heads=2, dim_head=32)
+OL = dict(batch=2, channels=64, size=28, heads=2)
+MP = dict(batch=1, channels=64, kernel=7, heads=2, dim_head=32, sizes=[32, 64, 128, 256], global_max=128)
+
+
+def build(impl: str, size: int | None = None, stride: int = 1) -> tuple[nn.Module, torch.Tensor]:
+    """Module and input (in the implementation's layout) for one implementation name."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    if impl in ("local_window", "seed_local"):
+        c, s = LW["channels"], LW["size"]
+        ours = attnzoo.create("local_window", c, kernel_size=LW["kernel"], heads=LW["heads"], dim_head=LW["dim_head"])
+        x = torch.randn(LW["batch"], c, s, s, generator=g)
+        if impl == "local_window":
+            return ours, x
+        seed = SeedLocalAttention2D(LW["kernel"], LW["kernel"], c, LW["heads"], LW["dim_head"])
+        copy_local_weights(ours, seed)
+        return seed, x.permute(0, 2, 3, 1).contiguous()
+    if impl in ("outlook", "ea_outlook", "timm_outlook"):
+        c, s = OL["channels"], OL["size"]
+        ours = attnzoo.create("outlook", c, heads=OL["heads"], stride=stride)
+        x = torch.randn(OL["batch"], c, s, s, generator=g)
+        if impl == "outlook":
+            return ours, x
+        if impl == "ea_outlook":
+            from fightingcv_attention.attention.OutlookAttention import OutlookAttention as EAOutlook
+
+            peer = EAOutlook(c, num_heads=OL["heads"], stride=stride, attn_drop=0.0)
+            peer.load_state_dict({k.replace("v.", "v_pj.", 1) if k.startswith("v.") else k: v for k, v in ours.state_dict().items()})
+        else:
+            from timm.models.volo import OutlookAttention as TimmOutlook
+
+            peer = TimmOutlook(c, OL["heads"], kernel_size=3, padding=1, stride=stride)
+            peer.load_state_dict(ours.state_dict())
+        return peer, x.permute(0, 2, 3, 1).contiguous()
+    if impl in ("multipole", "global_attention"):
+        c = MP["channels"]
+        x = torch.randn(MP["batch"], c, size, size, generator=g)
+        if impl == "multipole":
+            return attnzoo.create("multipole", c, kernel_size=MP["kernel"], heads=MP["heads"], dim_head=MP["dim_head"]), x
+        return attnzoo.create("global_attention", c, heads=MP["heads"], dim_head=MP["dim_head"]), x
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
+    if backward:
+        m.zero_grad(set_to_none=True)
+        xg = x.detach().requires_grad_()
+        m(xg).sum().backward()
+    else:
+        with torch.no_grad():
+            m(x)
+
+
+def prepare(m: nn.Module, backward: bool) -> nn.Module:
+    return m.train() if backward else m.eval()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# peak memory in a fresh child process
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+CHANNELS_LAST = ("seed_local", "ea_outlook", "timm_outlook")
+
+
+def child(spec: dict) -> None:
+    impl, size, stride, backward = spec["impl"], spec.get("size"), spec.get("stride", 1), spec["backward"]
+    m, x = build(impl, size, stride)
+    small = x[:, :14, :14, :] if impl in CHANNELS_LAST else x[:, :, :14, :14]  # warm-up: loads kernels, thread pools
+    run_once(prepare(m, backward), small.contiguous(), backward)
+    del m, x, small
+    m, x = build(impl, size, stride)
+    prepare(m, backward)
+    base = _status_kib("VmRSS")
+    run_once(m, x, backward)
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
+
+
+def peak_memory(impl: str, backward: bool, size: int | None = None, stride: int = 1) -> float:
+    spec = json.dumps({"impl": impl, "size": size, "stride": stride, "backward": backward})
+    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# interleaved timing
+# ------------------------------------------------------------------------------------------------------------
+
+
+def time_interleaved(cases: dict[str, tuple[nn.Module, torch.Tensor]], backward: bool, repeats: int) -> dict[str, tuple[float, float]]:
+    """{name: (median wall seconds, median process-CPU seconds)} per call, the cases interleaved."""
+    numbers = {}
+    for name, (m, x) in cases.items():
+        prepare(m, backward)
+        run_once(m, x, backward)  # warm-up
+        t0 = time.perf_counter()
+        run_once(m, x, backward)
+        numbers[name] = max(1, round(0.2 / max(time.perf_counter() - t0, 1e-6)))
+    wall: dict[str, list[float]] = {n: [] for n in cases}
+    cpu: dict[str, list[float]] = {n: [] for n in cases}
+    for _ in range(repeats):
+        for name, (m, x) in cases.items():
+            timer = tb.Timer("run_once(m, x, backward)", globals={"run_once": run_once, "m": m, "x": x, "backward": backward})
+            c0 = time.process_time()
+            meas = timer.timeit(numbers[name])
+            cpu[name].append((time.process_time() - c0) / numbers[name])
+            wall[name].append(meas.mean)
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in cases}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# comparisons
+# ------------------------------------------------------------------------------------------------------------
+
+
+def check_equal(a: nn.Module, xa: torch.Tensor, b: nn.Module, xb: torch.Tensor, b_channels_last: bool) -> float:
+    with torch.no_grad():
+        ya, yb = a.eval()(xa), b.eval()(xb)
+    if b_channels_last:
+        yb = yb.permute(0, 3, 1, 2)
+    return (ya - yb).abs().max().item()
+
+
+def compare_local_window(repeats: int) -> dict:
+    ours, x = build("local_window")
+    seed, xs = build("seed_local")
+    res = {"max_abs_diff": check_equal(ours, x, seed, xs, True)}
+    for backward in (False, True):
+        key = "fwd_bwd" if backward else "fwd"
+        t = time_interleaved({"local_window": (ours, x), "seed_local": (seed, xs)}, backward, repeats)
+        res[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward)} for n in t}
+    return res
+
+
+def compare_outlook(repeats: int) -> dict:
+    res: dict = {}
+    for stride, peers in ((1, ("ea_outlook", "timm_outlook")), (2, ("timm_outlook",))):
+        ours, x = build("outlook", stride=stride)
+        cases = {"outlook": (ours, x)}
+        diffs = {}
+        for p in peers:
+            m, xp = build(p, stride=stride)
+            diffs[p] = check_equal(ours, x, m, xp, True)
+            cases[p] = (m, xp)
+        entry: dict = {"max_abs_diff": diffs}
+        for backward in (False, True):
+            key = "fwd_bwd" if backward else "fwd"
+            t = time_interleaved(cases, backward, repeats)
+            entry[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward, stride=stride)} for n in t}
+        res[f"stride{stride}"] = entry
+    return res
+
+
+def compare_multipole(repeats: int) -> dict:
+    res: dict = {}
+    for size in MP["sizes"]:
+        impls = ["multipole"] + (["global_attention"] if size <= MP["global_max"] else [])
+        cases = {i: build(i, size) for i in impls}
+        entry: dict = {}
+        for backward in (False, True):
+            key = "fwd_bwd" if backward else "fwd"
+            reps = repeats if size <= 128 else max(3, repeats // 2)
+            if size == MP["global_max"]:
+                reps = max(3, repeats // 2)
+            t = time_interleaved(cases, backward, reps)
+            entry[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward, size=size)} for n in t}
+        res[str(size)] = entry
+    return res
+
+
+# ------------------------------------------------------------------------------------------------------------
+# report
+# ------------------------------------------------------------------------------------------------------------
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.1f}" if s < 10 else f"{s:.1f} s"
+
+
+def machine() -> str:
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name"))
+    except Exception:  # noqa: BLE001
+        model = platform.processor() or "unknown"
+    import os
+
+    return f"{model}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+
+
+def pair_rows(runs: list[dict], pick, ours: str, peer: str, label: str) -> list[str]:
+    rows = []
+    for i, r in enumerate(runs, 1):
+        e = pick(r)
+        for key, what in (("fwd", "forward"), ("fwd_bwd", "forward+backward")):
+            a, b = e[key][ours], e[key][peer]
+            rows.append(
+                f"| {i} | {label} | {what} | {ms(a['wall'])} | {ms(b['wall'])} | **{a['wall'] / b['wall']:.2f}×** | "
+                f"{ms(a['cpu'])} | {ms(b['cpu'])} | {a['cpu'] / b['cpu']:.2f}× | {a['peak_mib']:.1f} | {b['peak_mib']:.1f} | {a['peak_mib'] / max(b['peak_mib'], 1e-9):.2f}× |"
+            )
+    return rows
+
+
+HEADER = ("| run | case | pass | attnzoo ms | peer ms | time ratio | attnzoo CPU ms | peer CPU ms | CPU ratio | attnzoo peak MiB | peer peak MiB | memory ratio |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def report(runs: list[dict], command: str, plot: str | None) -> str:
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    out = [
+        "## Local family: local_window, outlook, multipole",
+        "",
+        f"Date {now}. Machine: {machine()}. Shared with other jobs while running: ratios matter, not absolute times;",
+        "each comparison ran in every run below, the implementations interleaved. Times are medians per call (wall clock",
+        "from `torch.utils.benchmark`, and process CPU time of the same samples); peak memory is the extra resident memory",
+        "of one call in a fresh child process. Ratios are attnzoo / peer (below 1 = attnzoo faster or smaller).",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    if runs and "local_window" in runs[0]:
+        d = runs[0]["local_window"]["max_abs_diff"]
+        out += [
+            "### local_window vs the seed's unfold-based LocalAttention2D",
+            "",
+            f"Input 2×64×56×56, window 7 (non-overlapping), 2 heads × 32, same weights (max |difference| {d:.1e}).",
+            "Target: forward+backward ≤ 0.6× the seed.",
+            "",
+            HEADER,
+            *pair_rows(runs, lambda r: r["local_window"], "local_window", "seed_local", "7×7 windows"),
+            "",
+        ]
+    if runs and "outlook" in runs[0]:
+        d = runs[0]["outlook"]["stride1"]["max_abs_diff"]
+        out += [
+            "### outlook vs External-Attention (fightingcv-attention) and timm (official VOLO code)",
+            "",
+            f"Input 2×28×28×64 (attnzoo gets B×C×H×W, the peers B×H×W×C), kernel 3, 2 heads, same weights (max |difference|: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in d.items()) + "). The community class crashes at stride 2 (see tests), so stride 2",
+            "is against timm only. Target: forward ≤ 0.7× External-Attention with no more peak memory.",
+            "",
+            HEADER,
+            *pair_rows(runs, lambda r: r["outlook"]["stride1"], "outlook", "ea_outlook", "stride 1 vs External-Attention"),
+            *pair_rows(runs, lambda r: r["outlook"]["stride1"], "outlook", "timm_outlook", "stride 1 vs timm"),
+            *pair_rows(runs, lambda r: r["outlook"]["stride2"], "outlook", "timm_outlook", "stride 2 vs timm"),
+            "",
+        ]
+    if runs and "multipole" in runs[0]:
+        out += [
+            "### multipole: linear scaling, and against global_attention",
+            "",
+            "Batch 1, 64 channels, window 7, 2 heads × 32 (avg_pool / nearest), levels from the input (32²: 3 levels, 64²: 5,",
+            "128²: 6, 256²: 7). `global_attention` has the same width (2 heads × 32, fused SDPA). Growth = value / value at",
+            "the previous size (4× more positions per step: linear cost gives ≈4×, quadratic ≈16×).",
+            "",
+        ]
+        for i, r in enumerate(runs, 1):
+            mp = r["multipole"]
+            out += [f"Run {i}:", "",
+                    "| size | module | fwd ms | growth | fwd+bwd ms | growth | fwd peak MiB | growth | fwd+bwd peak MiB | growth |",
+                    "|---|---|---|---|---|---|---|---|---|---|"]
+            for impl in ("multipole", "global_attention"):
+                prev = None
+                for size in MP["sizes"]:
+                    e = mp[str(size)]
+                    if impl not in e["fwd"]:
+                        continue
+                    vals = [e["fwd"][impl]["wall"], e["fwd_bwd"][impl]["wall"], e["fwd"][impl]["peak_mib"], e["fwd_bwd"][impl]["peak_mib"]]
+                    g = [f"{v / p:.1f}×" if prev else "" for v, p in zip(vals, prev or vals)]
+                    out.append(f"| {size}² | {impl} | {ms(vals[0])} | {g[0]} | {ms(vals[1])} | {g[1]} | {vals[2]:.1f} | {g[2]} | {vals[3]:.1f} | {g[3]} |")
+                    prev = vals
+            e = mp[str(MP["global_max"])]
+            out += ["", f"At {MP['global_max']}²: multipole / global_attention = "
+                    f"forward time {e['fwd']['multipole']['wall'] / e['fwd']['global_attention']['wall']:.3f}×, "
+                    f"forward+backward time {e['fwd_bwd']['multipole']['wall'] / e['fwd_bwd']['global_attention']['wall']:.3f}×, "
+                    f"forward peak memory {e['fwd']['multipole']['peak_mib'] / max(e['fwd']['global_attention']['peak_mib'], 1e-9):.2f}×, "
+                    f"forward+backward peak memory {e['fwd_bwd']['multipole']['peak_mib'] / max(e['fwd_bwd']['global_attention']['peak_mib'], 1e-9):.2f}×.", ""]
+        if plot:
+            out += [f"![multipole scaling]({plot.split('/')[-1]})", ""]
+    return "\n".join(out) + "\n"
+
+
+def make_plot(runs: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for r_i, r in enumerate(runs):
+        mp = r["multipole"]
+        for impl, colour in (("multipole", "C0"), ("global_attention", "C3")):
+            for key, style in (("fwd", "-o"), ("fwd_bwd", "--s")):
+                sizes = [s for s in MP["sizes"] if impl in mp[str(s)][key]]
+                n = [s * s for s in sizes]
+                label = f"{impl} {'forward' if key == 'fwd' else 'fwd+bwd'}" if r_i == 0 else None
+                axes[0].plot(n, [mp[str(s)][key][impl]["wall"] * 1e3 for s in sizes], style, color=colour, alpha=0.5 + 0.5 * (r_i == 0), label=label)
+                axes[1].plot(n, [max(mp[str(s)][key][impl]["peak_mib"], 0.1) for s in sizes], style, color=colour, alpha=0.5 + 0.5 * (r_i == 0), label=label)
+    n = [s * s for s in MP["sizes"]]
+    t0 = runs[0]["multipole"][str(MP["sizes"][0])]["fwd"]["multipole"]["wall"] * 1e3
+    axes[0].plot(n, [t0 * v / n[0] for v in n], ":", color="grey", label="∝ N")
+    axes[0].plot(n[:3], [t0 * (v / n[0]) ** 2 for v in n[:3]], ":", color="black", label="∝ N²")
+    for ax, title in ((axes[0], "time per call (ms)"), (axes[1], "peak extra memory (MiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("positions N = H·W")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("multipole vs global_attention (batch 1, 64 channels, 2 heads × 32)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--only", default="local_window,outlook,multipole", help="comma-separated comparisons")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7, help="interleaved samples per implementation")
+    ap.add_argument("--output", help="write the markdown section to this file")
+    ap.add_argument("--json", help="also dump the raw numbers")
+    ap.add_argument("--plot", help="multipole scaling plot (PNG)")
+    args = ap.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    only = args.only.split(",")
+    runs = []
+    for run in range(args.runs):
+        r: dict = {}
+        for name, fn in (("local_window", compare_local_window), ("outlook", compare_outlook), ("multipole", compare_multipole)):
+            if name in only:
+                print(f"run {run + 1}: {name} ...", file=sys.stderr, flush=True)
+                r[name] = fn(args.repeats)
+        runs.append(r)
+    if args.plot and "multipole" in only:
+        make_plot(runs, args.plot)
+    command = "/work/venv/bin/python " + " ".join(sys.argv)
+    text = report(runs, command, args.plot)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(runs, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -370,6 +370,31 @@ def test_asff_yolov3_official_configuration(official_level):
     torch.testing.assert_close(lam, ref_lam.flip(1), atol=1e-10, rtol=1e-9)  # ours ordered finest first
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 6), (2, 3), (7, 5), (13, 8), (32, 31)])
+def test_max_pool_3x3_s2_equals_max_pool2d(size):
+    from attnzoo.fusion import MaxPool3x3s2, max_pool_3x3_s2
+
+    x = torch.randn(2, 5, *size, dtype=torch.float64)
+    want = F.max_pool2d(x, 3, 2, 1)
+    assert torch.equal(max_pool_3x3_s2(x), want)  # fast path (no autograd)
+    assert torch.equal(max_pool_3x3_s2(x.contiguous(memory_format=torch.channels_last)), want)
+    with torch.no_grad():
+        assert torch.equal(MaxPool3x3s2()(x.requires_grad_()), want)
+    out = max_pool_3x3_s2(x)  # autograd path: the official op and its gradient
+    assert out.grad_fn is not None and "MaxPool" in type(out.grad_fn).__name__
+    g = torch.randn_like(want)
+    (grad,) = torch.autograd.grad(out, x, g)
+    x2 = x.detach().requires_grad_()
+    (want_grad,) = torch.autograd.grad(F.max_pool2d(x2, 3, 2, 1), x2, g)
+    assert torch.equal(grad, want_grad)
+
+
+def test_asff_yolov3_rejects_bad_level():
+    for bad in (3, -1, True, "0"):
+        with pytest.raises(ValueError, match="^AdaptiveSpatialFeatureFusion: level must be 0, 1 or 2 for yolov3"):
+            AdaptiveSpatialFeatureFusion.yolov3(bad)
+
+
 @pytest.mark.parametrize("level", [0, 1, 2, -1])
 def test_asff_weights_sum_to_one_and_level_indexing(level):
     channels, sizes = [8, 16, 32], pyramid_sizes((11, 9), 3)

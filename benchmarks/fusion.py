@@ -1,0 +1,261 @@
+"""Cost of the fusion necks (fpn, panet, asff) on a ResNet-50-like pyramid, and fpn against torchvision.
+
+Input: batch 1, C2..C5 = 256/512/1024/2048 channels at strides 4, 8, 16, 32 of a 512×512 image
+(128², 64², 32², 16²).  For each neck: parameters, FLOPs (``torch.utils.flop_counter.FlopCounterMode``; a
+multiply-add counts 2), forward latency (eval, ``torch.no_grad``) and forward+backward latency (train), as
+medians of ``torch.utils.benchmark`` runs with 2 threads, and the peak extra resident memory of one inference
+forward measured in a fresh child process (``ru_maxrss`` after the forward minus after building module and
+inputs).  The fpn / torchvision comparison runs the two side by side, alternating, in ``--rounds`` rounds.
+
+    /work/venv/bin/python benchmarks/fusion.py --output benchmarks/results/fusion.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+from collections import OrderedDict
+
+import torch
+import torch.utils.benchmark as tbench
+from torch.utils.flop_counter import FlopCounterMode
+
+CHANNELS = [256, 512, 1024, 2048]
+IMAGE = 512
+STRIDES = [4, 8, 16, 32]
+
+
+def make_inputs(batch: int = 1, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, c, IMAGE // s, IMAGE // s, generator=g) for c, s in zip(CHANNELS, STRIDES)]
+
+
+def build(case: str) -> torch.nn.Module:
+    """A neck by case name; ``tv_*`` are torchvision's, the rest attnzoo's."""
+    import attnzoo
+    from torchvision.ops import FeaturePyramidNetwork as TVFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+    torch.manual_seed(0)
+    if case == "fpn":
+        return attnzoo.create("fpn", CHANNELS)
+    if case == "fpn_p6p7":
+        return attnzoo.create("fpn", CHANNELS, extra_levels="p6p7")
+    if case == "fpn_maxpool":
+        return attnzoo.create("fpn", CHANNELS, extra_levels="maxpool")
+    if case == "tv_fpn":
+        return _ListAdapter(TVFPN(CHANNELS, 256))
+    if case == "tv_fpn_p6p7":
+        return _ListAdapter(TVFPN(CHANNELS, 256, extra_blocks=LastLevelP6P7(2048, 256)))
+    if case == "tv_fpn_maxpool":
+        return _ListAdapter(TVFPN(CHANNELS, 256, extra_blocks=LastLevelMaxPool()))
+    if case == "panet":
+        return attnzoo.create("panet", CHANNELS)
+    if case == "panet_gn":
+        return attnzoo.create("panet", CHANNELS, norm="gn", act="relu")
+    if case.startswith("asff256_l"):  # ASFF at neck width: inter = out = 256
+        return attnzoo.create("asff", CHANNELS, level=int(case[-1]), inter_channels=256, out_channels=256)
+    if case.startswith("asff_l"):  # defaults: inter = out = channels[level]
+        return attnzoo.create("asff", CHANNELS, level=int(case[-1]))
+    raise ValueError(case)
+
+
+class _ListAdapter(torch.nn.Module):
+    """Feed torchvision's FPN the same list (its OrderedDict is built outside the timed region's cost: O(L))."""
+
+    def __init__(self, fpn: torch.nn.Module) -> None:
+        super().__init__()
+        self.fpn = fpn
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(self.fpn(OrderedDict((str(i), x) for i, x in enumerate(xs))).values())
+
+
+def outputs(out) -> list[torch.Tensor]:
+    return [out] if isinstance(out, torch.Tensor) else list(out)
+
+
+def count_flops(m: torch.nn.Module, xs: list[torch.Tensor]) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(xs)
+    return fc.get_total_flops()
+
+
+def runners(m: torch.nn.Module, xs: list[torch.Tensor]) -> tuple:
+    """(forward, forward+backward) closures: eval + no_grad inference; train-mode step with input gradients."""
+    xs_grad = [x.clone().requires_grad_() for x in xs]
+
+    def fwd() -> None:
+        m.eval()
+        with torch.no_grad():
+            m(xs)
+
+    def fwd_bwd() -> None:
+        m.train()
+        for t in (*m.parameters(), *xs_grad):
+            t.grad = None
+        sum(o.float().mean() for o in outputs(m(xs_grad))).backward()
+
+    return fwd, fwd_bwd
+
+
+def medians(fns: dict, runs: int) -> dict:
+    """Median seconds of ``runs`` single calls of each function, the functions interleaved (ABAB, then BABA…)
+    so that peers see the same background load; one warm-up call each first."""
+    timers = {k: tbench.Timer("f()", globals={"f": f}, num_threads=2) for k, f in fns.items()}
+    for f in fns.values():
+        f()
+    times: dict = {k: [] for k in fns}
+    keys = list(fns)
+    for i in range(runs):
+        for k in keys if i % 2 == 0 else keys[::-1]:
+            times[k].append(timers[k].timeit(1).median)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _proc_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def child_peak_memory(case: str) -> None:
+    """Runs in a fresh process: prints the extra peak RSS (MiB) of one inference forward of ``case``.
+
+    Free heap pages left by imports and construction are returned to the OS first (``malloc_trim``) and the
+    high-water mark is reset (``/proc/self/clear_refs`` = 5), so the figure is the forward's own growth:
+    ``VmHWM`` after the forward minus ``VmRSS`` before it.  Falls back to ``ru_maxrss`` differences.
+    """
+    import ctypes
+    import gc
+
+    torch.set_num_threads(2)
+    m = build(case).eval()
+    xs = make_inputs()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        base = _proc_kib("VmRSS")
+    except OSError:
+        base = None
+    if base is None:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        outs = outputs(m(xs))
+    peak = _proc_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"case": case, "peak_mib": (peak - base) / 1024, "out_mib": sum(o.numel() * 4 for o in outs) / 2**20}))
+
+
+def peak_memory(case: str) -> float:
+    r = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", default=None, help="write the markdown section to this file")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the side-by-side fpn / torchvision comparison")
+    ap.add_argument("--runs", type=int, default=5, help="timed calls per forward latency (fwd+bwd: runs - 2, at least 3)")
+    ap.add_argument("--pair-runs", type=int, default=9, help="interleaved calls per peer in the fpn / torchvision comparison (fwd+bwd: pair-runs - 2)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_peak_memory(args.child)
+        return
+    torch.set_num_threads(2)
+    xs = make_inputs()
+    lines: list[str] = []
+
+    def emit(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
+    emit("## fusion necks (fpn, panet, asff)")
+    emit()
+    emit(f"- date: {datetime.date.today().isoformat()}; machine: {cpu or platform.processor()}, "
+         f"{torch.get_num_threads()} threads (2-core machine shared with other jobs: ratios matter, not absolute times)")
+    emit(f"- torch {torch.__version__}, torchvision {__import__('torchvision').__version__}, float32, CPU")
+    emit(f"- command: `{sys.executable} benchmarks/fusion.py" + (f" --output {args.output}" if args.output else "") + "`")
+    emit("- input: batch 1, ResNet-50 C2..C5 = 256/512/1024/2048 channels at 128², 64², 32², 16² (strides 4–32 of 512×512)")
+    emit(f"- latency: median of single timed calls (`torch.utils.benchmark.Timer`, {args.runs} forward / "
+         f"{max(3, args.runs - 2)} fwd+bwd per neck; peers interleaved call by call, {args.pair_runs} / {args.pair_runs - 2}); forward: "
+         "eval + no_grad; fwd+bwd: train mode, input gradients, loss = sum of output means; peak: extra resident memory of one inference forward in a fresh process (VmHWM after − VmRSS before, after malloc_trim; includes oneDNN scratch)")
+    emit()
+
+    # 1. cost table of the necks
+    cases = [
+        ("fpn", "fpn (out 256)"),
+        ("fpn_p6p7", "fpn + RetinaNet P6/P7 (P6 from C5)"),
+        ("panet", "panet (out 256)"),
+        ("panet_gn", "panet, norm=gn, act=relu (official GN config)"),
+        *[(f"asff_l{i}", f"asff level {i} (inter = out = {CHANNELS[i]})") for i in range(4)],
+        *[(f"asff256_l{i}", f"asff level {i}, inter = out = 256") for i in range(4)],
+    ]
+    emit("### cost per neck")
+    emit()
+    emit("| neck | params (M) | GFLOPs | forward ms | fwd+bwd ms | peak MiB |")
+    emit("|---|---:|---:|---:|---:|---:|")
+    for case, label in cases:
+        m = build(case)
+        params = sum(p.numel() for p in m.parameters()) / 1e6
+        flops = count_flops(m.eval(), xs) / 1e9
+        fwd_fn, bwd_fn = runners(m, xs)
+        fwd = medians({"x": fwd_fn}, args.runs)["x"]
+        bwd = medians({"x": bwd_fn}, max(3, args.runs - 2))["x"]
+        mem = peak_memory(case)
+        emit(f"| {label} | {params:.2f} | {flops:.1f} | {fmt_ms(fwd)} | {fmt_ms(bwd)} | {mem:.0f} |")
+    emit()
+
+    # 2. fpn vs torchvision, side by side, alternating, several rounds
+    emit("### fpn vs torchvision.ops.FeaturePyramidNetwork (same input, same weights)")
+    emit()
+    emit("| round | config | attnzoo fwd ms | torchvision fwd ms | ratio | attnzoo fwd+bwd ms | torchvision fwd+bwd ms | ratio | attnzoo peak MiB | torchvision peak MiB |")
+    emit("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    pairs = [("fpn", "tv_fpn", "no extra"), ("fpn_p6p7", "tv_fpn_p6p7", "LastLevelP6P7(2048, 256)")]
+    for r in range(1, args.rounds + 1):
+        for ours_case, tv_case, label in pairs:
+            ours, tv = build(ours_case), build(tv_case)
+            tv.fpn.load_state_dict(_to_tv_names(ours.state_dict(), tv.fpn.state_dict()))
+            with torch.no_grad():
+                for a, b in zip(outputs(ours.eval()(xs)), outputs(tv.eval()(xs))):
+                    torch.testing.assert_close(a, b)
+            (fa, ba), (fb_, bb) = runners(ours, xs), runners(tv, xs)
+            first = {"a": fa, "b": fb_} if r % 2 else {"b": fb_, "a": fa}
+            f = medians(first, args.pair_runs)
+            fb = medians({"a": ba, "b": bb} if r % 2 else {"b": bb, "a": ba}, args.pair_runs - 2)
+            mem_a, mem_b = peak_memory(ours_case), peak_memory(tv_case)
+            emit(f"| {r} | {label} | {fmt_ms(f['a'])} | {fmt_ms(f['b'])} | {f['a'] / f['b']:.2f} | "
+                 f"{fmt_ms(fb['a'])} | {fmt_ms(fb['b'])} | {fb['a'] / fb['b']:.2f} | {mem_a:.0f} | {mem_b:.0f} |")
+    emit()
+    emit("ratio = attnzoo / torchvision (below 1 = attnzoo faster).")
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def _to_tv_names(ours: dict, tv: dict) -> dict:
+    """Our state_dict renamed to torchvision's (same registration order)."""
+    assert len(ours) == len(tv), (list(ours), list(tv))
+    return {kt: v for (ko, v), kt in zip(ours.items(), tv)}
+
+
+if __name__ == "__main__":
+    main()

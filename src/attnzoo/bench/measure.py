@@ -314,6 +314,7 @@ def measure_module(
     memory: bool = True,
     backward: bool = True,
     flops: bool = True,
+    timing: bool = True,
     row: dict | None = None,
     emit: Callable[[dict], None] | None = None,
     started: float | None = None,
@@ -374,14 +375,14 @@ def measure_module(
         stage("fwd_bwd_mem")
     if row.get("flops") is not None:
         row["macs"] = row["flops"] // 2
-    if fwd_ok:
+    if fwd_ok and timing:
         try:
             t = time_call(case.forward, threads, min_time, max_time)
             row.update({f"fwd_{k}": v for k, v in t.items()})
         except Exception as exc:  # noqa: BLE001
             fail("fwd_time", exc)
         stage("fwd_time")
-    if bwd_ok:
+    if bwd_ok and timing:
         try:
             t = time_call(case.forward_backward, threads, min_time, max_time)
             row.update({f"fwd_bwd_{k}": v for k, v in t.items()})

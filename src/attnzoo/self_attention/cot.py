@@ -15,7 +15,7 @@ from ..capture import record
 from ..layers import check_arg, positive_int
 from ..registry import register
 
-__all__ = ["ContextualTransformer", "local_aggregation"]
+__all__ = ["ContextualTransformer"]
 
 
 def local_aggregation(v: torch.Tensor, w: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import layers
 from .channel import reduced_width
@@ -72,9 +73,11 @@ class CBAMChannelGate(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
         b = x.shape[0]
-        pooled = torch.cat([x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)], dim=0)  # one MLP pass
-        logits = self.fc2(self.act(self.fc1(pooled)))
-        return torch.sigmoid(logits[:b] + logits[b:])
+        pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=0)  # 2B×C: one MLP pass for both poolings
+        # The 1×1 convs act on vectors: F.linear on their weights, without the convolution's per-call overhead.
+        h = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
+        logits = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
+        return torch.sigmoid(logits[:b] + logits[b:])[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = layers.check_nchw(x, self.channels, "CBAMChannelGate")

@@ -49,6 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 B = 2
+#: "wall": wall-clock time (the default); "cpu": CPU time of the process (time.process_time), which a loaded
+#: shared machine disturbs much less (with one thread it is the computation's own time).
+CLOCK = "wall"
+CLOCKS = {"wall": None, "cpu": time.process_time}
 
 # --------------------------------------------------------------------------------------------- peer imports
 
@@ -399,15 +403,52 @@ def build_pair(comp: Comparison, label: str) -> tuple[nn.Module, tuple, nn.Modul
     return module, args, ref, impl
 
 
-def measure_child(comp: Comparison, label: str, min_time: float, max_time: float) -> dict:
+def memory_child(comp: Comparison, label: str) -> dict:
+    """Peak memory of one implementation (fresh process: only its warm-up calls ran before)."""
     torch.set_num_threads(THREADS)
-    if label == "floor":
-        module, args = Floor(64), nchw()(torch.Generator().manual_seed(2))
-    else:
-        module, args, _, _ = build_pair(comp, label)
-    row = measure.measure_module(module, args, threads=THREADS, min_time=min_time, max_time=max_time, flops=False)
+    module, args, _, _ = build_pair(comp, label)
+    row = measure.measure_module(module, args, threads=THREADS, flops=False, timing=False)
     row.pop("traceback", None)
     return row
+
+
+def timing_child(comp: Comparison, labels: list[str], rounds: int, min_time: float, max_time: float) -> dict:
+    """Latency of every implementation of ``comp`` (and of the ``x * s`` floor for gates), interleaved.
+
+    All implementations live in this one process and are timed in turn, ``rounds`` times with a rotating
+    order, so that a change of the machine's load hits them alike; each figure is the minimum over the rounds
+    of the ``torch.utils.benchmark`` median (interference only ever adds time).
+    """
+    torch.set_num_threads(THREADS)
+    cases, errors = {}, {}
+    for label in labels + (["floor"] if comp.gate else []):
+        try:
+            if label == "floor":
+                module, args = Floor(comp.inputs(torch.Generator().manual_seed(2))[0].shape[1]), \
+                    comp.inputs(torch.Generator().manual_seed(2))
+            else:
+                module, args, _, _ = build_pair(comp, label)
+            case = measure.Case(module, args, torch.device("cpu"), "float32")
+            case.forward()
+            case.backward(case.train_forward())
+            case.zero_grad()
+            cases[label] = case
+        except Exception as exc:  # noqa: BLE001
+            errors[label] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+    out: dict[str, dict] = {label: {"fwd_ms_rounds": [], "fwd_bwd_ms_rounds": []} for label in cases}
+    order = list(cases)
+    for r in range(rounds):
+        turn = order[r % len(order):] + order[: r % len(order)]
+        for key, fn in (("fwd_ms_rounds", "forward"), ("fwd_bwd_ms_rounds", "forward_backward")):
+            for label in turn:
+                t = measure.time_call(getattr(cases[label], fn), THREADS, min_time, max_time, clock=CLOCKS[CLOCK])
+                out[label][key].append(t["ms"])
+    for label, d in out.items():
+        d["fwd_ms"] = min(d["fwd_ms_rounds"])
+        d["fwd_bwd_ms"] = min(d["fwd_bwd_ms_rounds"])
+    for label, err in errors.items():
+        out[label] = {"error": err}
+    return out
 
 
 def check_child(comp: Comparison) -> dict:
@@ -535,6 +576,7 @@ def environment() -> dict:
         "cpu": cpu.split(":", 1)[-1].strip() or platform.processor(),
         "cores": os.cpu_count(),
         "threads": THREADS,
+        "clock": CLOCK,
         "torch": torch.__version__,
         "timm": timm.__version__,
         "torchvision": torchvision.__version__,
@@ -543,6 +585,7 @@ def environment() -> dict:
         "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True).stdout.strip(),
         "python": platform.python_version(),
+        "loadavg": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
     }
 
 
@@ -566,21 +609,29 @@ def fmt_mib(v: int | None) -> str:
     return "–" if v is None else f"{v / 2**20:.2f}" if v < 10 * 2**20 else f"{v / 2**20:.1f}"
 
 
-def run_all(comps: list[Comparison], runs: int, min_time: float, max_time: float, log: Callable[[str], None]) -> dict:
+def run_all(comps: list[Comparison], runs: int, rounds: int, min_time: float, max_time: float,
+            log: Callable[[str], None]) -> dict:
     registered = set(attnzoo.list_modules())
     active = [c for c in comps if c.name in registered]
     pending = [c for c in comps if c.name not in registered]
-    results: dict[str, Any] = {"runs": [], "checks": {}, "probes": [], "pending": [c.key for c in pending]}
+    results: dict[str, Any] = {"runs": [], "checks": {}, "probes": [], "pending": [c.key for c in pending],
+                               "rounds": rounds}
     for comp in active:
         results["checks"][comp.key] = run_forked(lambda emit, c=comp: check_child(c), timeout=600)
     for r in range(runs):
         rows: dict[str, dict] = {}
-        floor_row = run_forked(lambda emit: measure_child(None, "floor", min_time, max_time), timeout=600)
-        rows["floor"] = floor_row
-        log(f"run {r + 1}: floor x*s {fmt_ms(floor_row.get('fwd_ms'))} ms")
         for comp in active:
-            for label in ["attnzoo"] + [i.label for i in comp.peers]:
-                row = run_forked(lambda emit, c=comp, lb=label: measure_child(c, lb, min_time, max_time), timeout=900)
+            labels = ["attnzoo"] + [i.label for i in comp.peers]
+            times = run_forked(lambda emit, c=comp, lb=labels: timing_child(c, lb, rounds, min_time, max_time),
+                               timeout=3600)
+            if comp.gate:
+                rows[f"{comp.key}/floor"] = times.get("floor", {"error": times.get("error", "missing")})
+            for label in labels:
+                mem = run_forked(lambda emit, c=comp, lb=label: memory_child(c, lb), timeout=1200)
+                t = times.get(label, {"error": times.get("error", "timing child failed")})
+                row = {**mem, **{k: v for k, v in t.items() if k != "error"}}
+                if t.get("error") or mem.get("error"):
+                    row["error"] = t.get("error") or mem.get("error")
                 rows[f"{comp.key}/{label}"] = row
                 log(f"run {r + 1}: {comp.key:<13} {label:<12} fwd {fmt_ms(row.get('fwd_ms')):>8} ms  "
                     f"fwd+bwd {fmt_ms(row.get('fwd_bwd_ms')):>8} ms  mem {fmt_mib(row.get('fwd_mem_bytes'))}/"
@@ -602,18 +653,23 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
     L += ["# Peer benchmark: attnzoo vs External-Attention-pytorch (fightingcv-attention), timm, torchvision", ""]
     L += [f"- Date: {env['date']}; attnzoo commit `{env['commit']}`",
           f"- Machine: {env['cpu']}, {env['cores']} cores (shared with other jobs while running); "
-          f"`torch.set_num_threads({env['threads']})`",
+          f"`torch.set_num_threads({env['threads']})`; latency clock: "
+          f"{'wall clock' if env['clock'] == 'wall' else 'CPU time of the process (time.process_time)'}",
           f"- Versions: torch {env['torch']}, timm {env['timm']}, torchvision {env['torchvision']}, "
           f"fightingcv-attention {env['fightingcv_attention']}, Python {env['python']}",
-          f"- Command: `{command}` ({seconds / 60:.1f} min)", ""]
-    L += ["Each implementation runs in its own freshly forked process, one after the other (attnzoo first, then "
-          "its peers, same input and configuration). Latency: `torch.utils.benchmark` median per call after warm-up; "
-          "fwd = `eval()` under `no_grad`, fwd+bwd = `train()` forward + backward with input and weight gradients. "
-          "Memory: extra peak resident memory of one call over the baseline after building module and inputs "
-          "(high-water mark reset through `/proc/self/clear_refs`). **Ratios are attnzoo / peer** (< 1: attnzoo "
-          f"faster or smaller); each cell shows {runs_label}. Differences under ~1.3× are within this shared "
-          "machine's noise. \"same math\" = weights copied from the attnzoo module and outputs compared in the same "
-          "run (max |Δ| / max |y|).", ""]
+          f"- Command: `{command}` ({seconds / 60:.1f} min; load average at the end "
+          f"{env['loadavg']} on {env['cores']} cores: other jobs were running)", ""]
+    L += ["Same input and configuration on both sides. **Memory**: each implementation in its own freshly forked "
+          "process; extra peak resident memory of one call over the baseline after building module and inputs "
+          "(high-water mark reset through `/proc/self/clear_refs`, after one warm-up call). **Latency**: all "
+          "implementations of a comparison in one process, timed in turn (`torch.utils.benchmark` "
+          f"`adaptive_autorange` median per call after warm-up) for {res.get('rounds', '?')} rounds with a rotating "
+          "order; the figure is the minimum over the rounds, so a burst of load from other jobs hits both sides "
+          "alike. fwd = `eval()` under `no_grad`; fwd+bwd = `train()` forward + backward with input and weight "
+          f"gradients. **Ratios are attnzoo / peer** (< 1: attnzoo faster or smaller); each cell shows {runs_label} "
+          "(two complete runs of the script's measurements). \"same math\" = weights copied from the "
+          "(randomised) attnzoo module into the peer and the outputs compared in the same run (max |Δ| / max |y|).",
+          ""]
     L += ["## Ratios attnzoo / peer", "",
           "| module | input / config | peer | same math | fwd time | fwd+bwd time | fwd mem | fwd+bwd mem |",
           "|---|---|---|---|---:|---:|---:|---:|"]
@@ -642,10 +698,10 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
         L += ["Errors during the measurement:", ""] + [f"- `{c.key}` {lb}: `{e}`" for c, lb, e in errors] + [""]
     L += ["## Channel gates against the bandwidth floor", "",
           "Forward time (`eval`, `no_grad`) as a multiple of one elementwise `x * s` pass over the same "
-          f"2×64×56×56 tensor (s: 2×64×1×1), measured in the same run. Targets: ≤ 1.6× for `se` and `eca`, ≤ 3× for "
-          f"`cbam` (eager). Floor: {' / '.join(fmt_ms(r['floor'].get('fwd_ms')) + ' ms' for r in runs)}.", "",
-          "| gate | attnzoo | timm | fightingcv | target |",
-          "|---|---:|---:|---:|---:|"]
+          "2×64×56×56 tensor (s: 2×64×1×1), timed in the same process, interleaved with the gates. Targets: "
+          "≤ 1.6× for `se` and `eca`, ≤ 3× for `cbam` (eager).", "",
+          "| gate | floor `x * s` (ms) | attnzoo | timm | fightingcv | target |",
+          "|---|---:|---:|---:|---:|---:|"]
     targets = {"se": "≤ 1.6", "eca": "≤ 1.6", "cbam": "≤ 3"}
     for c in active:
         if not c.gate:
@@ -655,8 +711,10 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
             if label != "attnzoo" and label not in [i.label for i in c.peers]:
                 cells.append("–")
                 continue
-            cells.append(fmt_ratio([ratio(r[f"{c.key}/{label}"].get("fwd_ms"), r["floor"].get("fwd_ms")) for r in runs]))
-        L.append(f"| `{c.name}` | " + " | ".join(cells) + f" | {targets.get(c.key, '')} |")
+            cells.append(fmt_ratio([ratio(r[f"{c.key}/{label}"].get("fwd_ms"), r[f"{c.key}/floor"].get("fwd_ms"))
+                                    for r in runs]))
+        floor = " / ".join(fmt_ms(r[f"{c.key}/floor"].get("fwd_ms")) for r in runs)
+        L.append(f"| `{c.name}` | {floor} | " + " | ".join(cells) + f" | {targets.get(c.key, '')} |")
     L += [""]
     L += ["## Absolute figures", ""]
     for i, r in enumerate(runs):
@@ -688,14 +746,20 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global THREADS, CLOCK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2, help="measure everything this many times (default 2)")
     ap.add_argument("--only", default=None, help="comma-separated comparison keys (default: all)")
-    ap.add_argument("--min-time", type=float, default=0.5)
-    ap.add_argument("--max-time", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per run (default 3)")
+    ap.add_argument("--min-time", type=float, default=0.3, help="seconds per timing at least (default 0.3)")
+    ap.add_argument("--max-time", type=float, default=2.0, help="seconds per timing at most (default 2)")
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2)")
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default=CLOCK,
+                    help="wall (default) or cpu: process CPU time, robust to other jobs on a shared machine")
     ap.add_argument("--output", default=str(RESULTS / "peers.md"))
     ap.add_argument("--json", default=None, help="raw results (default: next to --output, .json)")
     args = ap.parse_args(argv)
+    THREADS, CLOCK = args.threads, args.clock
     comps = comparisons()
     if args.only:
         keys = set(args.only.split(","))
@@ -705,9 +769,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer import failed: {mod}: {err}", file=sys.stderr)
     measure.preload()  # single-threaded; the parent never runs a parallel region before forking
     started = time.perf_counter()
-    res = run_all(comps, args.runs, args.min_time, args.max_time, lambda s: print(s, file=sys.stderr, flush=True))
+    load_start = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    res = run_all(comps, args.runs, args.rounds, args.min_time, args.max_time,
+                  lambda s: print(s, file=sys.stderr, flush=True))
     seconds = time.perf_counter() - started
     env = environment()
+    env["loadavg"] = f"{load_start} at the start, {env['loadavg']}"
     command = "python benchmarks/peers.py" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     text = render(comps, res, env, command, seconds)
     out = Path(args.output)

@@ -167,16 +167,19 @@ def count_flops(forward: Callable[[], Any], backward: Callable[[Any], None] | No
 
 
 # -------------------------------------------------------------------------------------------------- timing
-def time_call(fn: Callable[[], Any], threads: int, min_time: float, max_time: float) -> dict:
+def time_call(fn: Callable[[], Any], threads: int, min_time: float, max_time: float,
+              clock: Callable[[], float] | None = None) -> dict:
     """Median / IQR (ms per call) of an already warmed-up ``fn`` with ``torch.utils.benchmark``.
 
     ``Timer.adaptive_autorange`` times blocks of calls (a block lasts at least ~10 ms, so the timer overhead
     is negligible; its block-size estimate is one more untimed warm-up) for at least ``min_time`` seconds and
     at least 4 blocks, then stops as soon as IQR / median < 10 %, or after ``max_time`` seconds.
+    ``clock`` replaces the wall clock (e.g. ``time.process_time`` for CPU time on a loaded machine).
     """
     import torch.utils.benchmark as tb
 
-    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    kwargs = {} if clock is None else {"timer": clock}
+    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, **kwargs)
     m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_time, max_run_time=max(max_time, min_time))
     return {
         "ms": m.median * 1e3,

@@ -575,8 +575,6 @@ def environment() -> dict:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu.split(":", 1)[-1].strip() or platform.processor(),
         "cores": os.cpu_count(),
-        "threads": THREADS,
-        "clock": CLOCK,
         "torch": torch.__version__,
         "timm": timm.__version__,
         "torchvision": torchvision.__version__,
@@ -585,7 +583,6 @@ def environment() -> dict:
         "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True).stdout.strip(),
         "python": platform.python_version(),
-        "loadavg": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
     }
 
 
@@ -609,34 +606,44 @@ def fmt_mib(v: int | None) -> str:
     return "–" if v is None else f"{v / 2**20:.2f}" if v < 10 * 2**20 else f"{v / 2**20:.1f}"
 
 
-def run_all(comps: list[Comparison], runs: int, rounds: int, min_time: float, max_time: float,
-            log: Callable[[str], None]) -> dict:
+def run_all(comps: list[Comparison], configs: list[tuple[int, str]], runs: int, rounds: int, min_time: float,
+            max_time: float, log: Callable[[str], None]) -> dict:
+    global THREADS, CLOCK
     registered = set(attnzoo.list_modules())
     active = [c for c in comps if c.name in registered]
     pending = [c for c in comps if c.name not in registered]
-    results: dict[str, Any] = {"runs": [], "checks": {}, "probes": [], "pending": [c.key for c in pending],
+    results: dict[str, Any] = {"configs": [], "checks": {}, "probes": [], "pending": [c.key for c in pending],
                                "rounds": rounds}
     for comp in active:
         results["checks"][comp.key] = run_forked(lambda emit, c=comp: check_child(c), timeout=600)
-    for r in range(runs):
-        rows: dict[str, dict] = {}
-        for comp in active:
-            labels = ["attnzoo"] + [i.label for i in comp.peers]
-            times = run_forked(lambda emit, c=comp, lb=labels: timing_child(c, lb, rounds, min_time, max_time),
-                               timeout=3600)
-            if comp.gate:
-                rows[f"{comp.key}/floor"] = times.get("floor", {"error": times.get("error", "missing")})
-            for label in labels:
-                mem = run_forked(lambda emit, c=comp, lb=label: memory_child(c, lb), timeout=1200)
-                t = times.get(label, {"error": times.get("error", "timing child failed")})
-                row = {**mem, **{k: v for k, v in t.items() if k != "error"}}
-                if t.get("error") or mem.get("error"):
-                    row["error"] = t.get("error") or mem.get("error")
-                rows[f"{comp.key}/{label}"] = row
-                log(f"run {r + 1}: {comp.key:<13} {label:<12} fwd {fmt_ms(row.get('fwd_ms')):>8} ms  "
-                    f"fwd+bwd {fmt_ms(row.get('fwd_bwd_ms')):>8} ms  mem {fmt_mib(row.get('fwd_mem_bytes'))}/"
-                    f"{fmt_mib(row.get('fwd_bwd_mem_bytes'))} MiB  {row.get('error') or ''}")
-        results["runs"].append(rows)
+    for threads, clock in configs:
+        THREADS, CLOCK = threads, clock  # the forked children read these
+        load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+        started = time.perf_counter()
+        cfg: dict[str, Any] = {"threads": threads, "clock": clock, "runs": []}
+        for r in range(runs):
+            rows: dict[str, dict] = {}
+            for comp in active:
+                labels = ["attnzoo"] + [i.label for i in comp.peers]
+                times = run_forked(lambda emit, c=comp, lb=labels: timing_child(c, lb, rounds, min_time, max_time),
+                                   timeout=3600)
+                if comp.gate:
+                    rows[f"{comp.key}/floor"] = times.get("floor", {"error": times.get("error", "missing")})
+                for label in labels:
+                    mem = run_forked(lambda emit, c=comp, lb=label: memory_child(c, lb), timeout=1200)
+                    t = times.get(label, {"error": times.get("error", "timing child failed")})
+                    row = {**mem, **{k: v for k, v in t.items() if k != "error"}}
+                    if t.get("error") or mem.get("error"):
+                        row["error"] = t.get("error") or mem.get("error")
+                    rows[f"{comp.key}/{label}"] = row
+                    log(f"{threads} thr {clock} run {r + 1}: {comp.key:<13} {label:<12} "
+                        f"fwd {fmt_ms(row.get('fwd_ms')):>8} ms  fwd+bwd {fmt_ms(row.get('fwd_bwd_ms')):>8} ms  "
+                        f"mem {fmt_mib(row.get('fwd_mem_bytes'))}/{fmt_mib(row.get('fwd_bwd_mem_bytes'))} MiB  "
+                        f"{row.get('error') or ''}")
+            cfg["runs"].append(rows)
+        cfg["minutes"] = (time.perf_counter() - started) / 60
+        cfg["loadavg"] = f"{load} → " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
+        results["configs"].append(cfg)
     for title, why, peer_fn, az_fn in probes():
         peer = run_forked(lambda emit, f=peer_fn: probe_child(f), timeout=300)
         ours = run_forked(lambda emit, f=az_fn: probe_child(f), timeout=300)
@@ -644,21 +651,26 @@ def run_all(comps: list[Comparison], runs: int, rounds: int, min_time: float, ma
     return results
 
 
+def _same_math(chk: Any) -> str:
+    if isinstance(chk, dict) and "max_abs_diff" in chk:
+        if chk["max_abs_diff"] > 1e-4 * max(chk["max_abs"], 1.0):
+            return f"**outputs differ** (Δ {chk['max_abs_diff']:.2e})"
+        return f"yes, Δ {chk['max_abs_diff'] / max(chk['max_abs'], 1e-30):.0e}"
+    if isinstance(chk, dict) and "error" in chk:
+        return f"check failed: {chk['error']}"
+    return "no (differs, see notes)"
+
+
 def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds: float) -> str:
-    runs = res["runs"]
     active = [c for c in comps if c.key not in res["pending"]]
-    n = len(runs)
-    runs_label = " / ".join(f"run {i + 1}" for i in range(n))
     L: list[str] = []
     L += ["# Peer benchmark: attnzoo vs External-Attention-pytorch (fightingcv-attention), timm, torchvision", ""]
     L += [f"- Date: {env['date']}; attnzoo commit `{env['commit']}`",
-          f"- Machine: {env['cpu']}, {env['cores']} cores (shared with other jobs while running); "
-          f"`torch.set_num_threads({env['threads']})`; latency clock: "
-          f"{'wall clock' if env['clock'] == 'wall' else 'CPU time of the process (time.process_time)'}",
+          f"- Machine: {env['cpu']}, {env['cores']} cores, shared with other jobs while this ran (load averages "
+          "below)",
           f"- Versions: torch {env['torch']}, timm {env['timm']}, torchvision {env['torchvision']}, "
           f"fightingcv-attention {env['fightingcv_attention']}, Python {env['python']}",
-          f"- Command: `{command}` ({seconds / 60:.1f} min; load average at the end "
-          f"{env['loadavg']} on {env['cores']} cores: other jobs were running)", ""]
+          f"- Command: `{command}` ({seconds / 60:.1f} min)", ""]
     L += ["Same input and configuration on both sides. **Memory**: each implementation in its own freshly forked "
           "process; extra peak resident memory of one call over the baseline after building module and inputs "
           "(high-water mark reset through `/proc/self/clear_refs`, after one warm-up call). **Latency**: all "
@@ -666,68 +678,61 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
           f"`adaptive_autorange` median per call after warm-up) for {res.get('rounds', '?')} rounds with a rotating "
           "order; the figure is the minimum over the rounds, so a burst of load from other jobs hits both sides "
           "alike. fwd = `eval()` under `no_grad`; fwd+bwd = `train()` forward + backward with input and weight "
-          f"gradients. **Ratios are attnzoo / peer** (< 1: attnzoo faster or smaller); each cell shows {runs_label} "
-          "(two complete runs of the script's measurements). \"same math\" = weights copied from the "
-          "(randomised) attnzoo module into the peer and the outputs compared in the same run (max |Δ| / max |y|).",
-          ""]
-    L += ["## Ratios attnzoo / peer", "",
-          "| module | input / config | peer | same math | fwd time | fwd+bwd time | fwd mem | fwd+bwd mem |",
-          "|---|---|---|---|---:|---:|---:|---:|"]
-    for c in active:
-        for impl in c.peers:
-            chk = res["checks"].get(c.key, {}).get(impl.label)
-            if isinstance(chk, dict) and "max_abs_diff" in chk:
-                same = f"yes, Δ {chk['max_abs_diff'] / max(chk['max_abs'], 1e-30):.0e}"
-                if chk["max_abs_diff"] > 1e-4 * max(chk["max_abs"], 1.0):
-                    same = f"**outputs differ** (Δ {chk['max_abs_diff']:.2e})"
-            elif isinstance(chk, dict) and "error" in chk:
-                same = f"check failed: {chk['error']}"
-            else:
-                same = "no (differs, see notes)"
-            cells = []
-            for key in ("fwd_ms", "fwd_bwd_ms", "fwd_mem_bytes", "fwd_bwd_mem_bytes"):
-                vals = [ratio(r[f"{c.key}/attnzoo"].get(key), r[f"{c.key}/{impl.label}"].get(key)) for r in runs]
-                cells.append(fmt_ratio(vals))
-            L.append(f"| `{c.name}` | {c.config} | {impl.label} | {same} | " + " | ".join(cells) + " |")
-    L += [""]
-    errors = [(c, impl.label, r[f"{c.key}/{impl.label}"]["error"]) for c in active for impl in c.peers for r in runs[:1]
-              if r[f"{c.key}/{impl.label}"].get("error")]
-    errors += [(c, "attnzoo", r[f"{c.key}/attnzoo"]["error"]) for c in active for r in runs[:1]
-               if r[f"{c.key}/attnzoo"].get("error")]
-    if errors:
-        L += ["Errors during the measurement:", ""] + [f"- `{c.key}` {lb}: `{e}`" for c, lb, e in errors] + [""]
-    L += ["## Channel gates against the bandwidth floor", "",
-          "Forward time (`eval`, `no_grad`) as a multiple of one elementwise `x * s` pass over the same "
-          "2×64×56×56 tensor (s: 2×64×1×1), timed in the same process, interleaved with the gates. Targets: "
-          "≤ 1.6× for `se` and `eca`, ≤ 3× for `cbam` (eager).", "",
-          "| gate | floor `x * s` (ms) | attnzoo | timm | fightingcv | target |",
-          "|---|---:|---:|---:|---:|---:|"]
-    targets = {"se": "≤ 1.6", "eca": "≤ 1.6", "cbam": "≤ 3"}
-    for c in active:
-        if not c.gate:
-            continue
-        cells = []
-        for label in ("attnzoo", "timm", "fightingcv"):
-            if label != "attnzoo" and label not in [i.label for i in c.peers]:
-                cells.append("–")
+          "gradients. **Ratios are attnzoo / peer** (< 1: attnzoo faster or smaller); each cell shows run 1 / "
+          "run 2 (two complete measurements). \"same math\" = weights copied from the (randomised) attnzoo module "
+          "into the peer and the outputs compared in the same run (max |Δ| / max |y|).", ""]
+    for cfg in res["configs"]:
+        runs = cfg["runs"]
+        clock = "wall clock" if cfg["clock"] == "wall" else "CPU time of the process (`time.process_time`)"
+        L += [f"## {cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''}, {clock}", "",
+              f"`torch.set_num_threads({cfg['threads']})`; {cfg['minutes']:.1f} min; load average (1/5/15 min) "
+              f"{cfg['loadavg']}.", ""]
+        L += ["| module | input / config | peer | same math | fwd time | fwd+bwd time | fwd mem | fwd+bwd mem |",
+              "|---|---|---|---|---:|---:|---:|---:|"]
+        for c in active:
+            for impl in c.peers:
+                cells = []
+                for key in ("fwd_ms", "fwd_bwd_ms", "fwd_mem_bytes", "fwd_bwd_mem_bytes"):
+                    vals = [ratio(r[f"{c.key}/attnzoo"].get(key), r[f"{c.key}/{impl.label}"].get(key)) for r in runs]
+                    cells.append(fmt_ratio(vals))
+                same = _same_math(res["checks"].get(c.key, {}).get(impl.label))
+                L.append(f"| `{c.name}` | {c.config} | {impl.label} | {same} | " + " | ".join(cells) + " |")
+        L += [""]
+        errors = sorted({(c.key, lb, r[f"{c.key}/{lb}"]["error"]) for c in active
+                         for lb in ["attnzoo"] + [i.label for i in c.peers] for r in runs
+                         if r[f"{c.key}/{lb}"].get("error")})
+        if errors:
+            L += ["Errors during the measurement:", ""] + [f"- `{k}` {lb}: `{e}`" for k, lb, e in errors] + [""]
+        L += ["Channel gates against the bandwidth floor: forward time (`eval`, `no_grad`) as a multiple of one "
+              "elementwise `x * s` pass over the same 2×64×56×56 tensor (s: 2×64×1×1), timed in the same process, "
+              "interleaved with the gates. Targets: ≤ 1.6× for `se` and `eca`, ≤ 3× for `cbam` (eager).", "",
+              "| gate | floor `x * s` (ms) | attnzoo | timm | fightingcv | target |",
+              "|---|---:|---:|---:|---:|---:|"]
+        targets = {"se": "≤ 1.6", "eca": "≤ 1.6", "cbam": "≤ 3"}
+        for c in active:
+            if not c.gate:
                 continue
-            cells.append(fmt_ratio([ratio(r[f"{c.key}/{label}"].get("fwd_ms"), r[f"{c.key}/floor"].get("fwd_ms"))
-                                    for r in runs]))
-        floor = " / ".join(fmt_ms(r[f"{c.key}/floor"].get("fwd_ms")) for r in runs)
-        L.append(f"| `{c.name}` | {floor} | " + " | ".join(cells) + f" | {targets.get(c.key, '')} |")
-    L += [""]
-    L += ["## Absolute figures", ""]
-    for i, r in enumerate(runs):
-        L += [f"### Run {i + 1}", "",
-              "| module | impl | params | fwd ms | fwd+bwd ms | fwd MiB | fwd+bwd MiB |", "|---|---|---:|---:|---:|---:|---:|"]
+            cells = []
+            for label in ("attnzoo", "timm", "fightingcv"):
+                if label != "attnzoo" and label not in [i.label for i in c.peers]:
+                    cells.append("–")
+                    continue
+                cells.append(fmt_ratio([ratio(r[f"{c.key}/{label}"].get("fwd_ms"), r[f"{c.key}/floor"].get("fwd_ms"))
+                                        for r in runs]))
+            floor = " / ".join(fmt_ms(r[f"{c.key}/floor"].get("fwd_ms")) for r in runs)
+            L.append(f"| `{c.name}` | {floor} | " + " | ".join(cells) + f" | {targets.get(c.key, '')} |")
+        L += ["", "<details><summary>Absolute figures</summary>", "",
+              "| module | impl | params | fwd ms | fwd+bwd ms | fwd MiB | fwd+bwd MiB |",
+              "|---|---|---:|---:|---:|---:|---:|"]
         for c in active:
             for label in ["attnzoo"] + [p.label for p in c.peers]:
-                row = r[f"{c.key}/{label}"]
-                L.append(f"| {c.key} | {label} | {row.get('params', '–'):,} | {fmt_ms(row.get('fwd_ms'))} | "
-                         f"{fmt_ms(row.get('fwd_bwd_ms'))} | {fmt_mib(row.get('fwd_mem_bytes'))} | "
-                         f"{fmt_mib(row.get('fwd_bwd_mem_bytes'))} |" if isinstance(row.get("params"), int) else
-                         f"| {c.key} | {label} | – | – | – | – | – |")
-        L += [""]
+                rows = [r[f"{c.key}/{label}"] for r in runs]
+                params = rows[0].get("params")
+                L.append(f"| {c.key} | {label} | {params if params is None else f'{params:,}'} | "
+                         + " | ".join(" / ".join(f(r.get(k)) for r in rows) for k, f in
+                                      (("fwd_ms", fmt_ms), ("fwd_bwd_ms", fmt_ms), ("fwd_mem_bytes", fmt_mib),
+                                       ("fwd_bwd_mem_bytes", fmt_mib))) + " |")
+        L += ["", "</details>", ""]
     L += ["## Where the peers fail or compute something else", "",
           "| input | why | peer | attnzoo |", "|---|---|---|---|"]
     for p in res["probes"]:
@@ -746,20 +751,24 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global THREADS, CLOCK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2, help="measure everything this many times (default 2)")
     ap.add_argument("--only", default=None, help="comma-separated comparison keys (default: all)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per run (default 3)")
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per timing at least (default 0.3)")
     ap.add_argument("--max-time", type=float, default=2.0, help="seconds per timing at most (default 2)")
-    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2)")
-    ap.add_argument("--clock", choices=tuple(CLOCKS), default=CLOCK,
-                    help="wall (default) or cpu: process CPU time, robust to other jobs on a shared machine")
+    ap.add_argument("--config", action="append", default=None, metavar="THREADS:CLOCK",
+                    help="threads and clock (wall or cpu: process CPU time, much less disturbed by other jobs on a "
+                         "shared machine), repeatable; default 2:wall")
     ap.add_argument("--output", default=str(RESULTS / "peers.md"))
     ap.add_argument("--json", default=None, help="raw results (default: next to --output, .json)")
     args = ap.parse_args(argv)
-    THREADS, CLOCK = args.threads, args.clock
+    configs = []
+    for spec in args.config or ["2:wall"]:
+        threads, _, clock = spec.partition(":")
+        if not threads.isdigit() or clock not in CLOCKS:
+            ap.error(f"--config must be THREADS:wall or THREADS:cpu, got {spec!r}")
+        configs.append((int(threads), clock))
     comps = comparisons()
     if args.only:
         keys = set(args.only.split(","))
@@ -769,12 +778,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer import failed: {mod}: {err}", file=sys.stderr)
     measure.preload()  # single-threaded; the parent never runs a parallel region before forking
     started = time.perf_counter()
-    load_start = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    res = run_all(comps, args.runs, args.rounds, args.min_time, args.max_time,
+    res = run_all(comps, configs, args.runs, args.rounds, args.min_time, args.max_time,
                   lambda s: print(s, file=sys.stderr, flush=True))
     seconds = time.perf_counter() - started
     env = environment()
-    env["loadavg"] = f"{load_start} at the start, {env['loadavg']}"
     command = "python benchmarks/peers.py" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     text = render(comps, res, env, command, seconds)
     out = Path(args.output)

@@ -181,7 +181,7 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
                 if show:
                     progress.console.print(f"  {spec.module:<10} seed {spec.seed} already finished: test {result['test_acc']:.2f}% (kept)")
             results.append(result)
-            if ctx.is_main:
+            if ctx.is_main and not finished:  # a partial summary after every newly finished run
                 _write(out, cfg, bundle, results, title, ctx)
         progress.update(current, visible=False)
 

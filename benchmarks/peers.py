@@ -403,52 +403,18 @@ def build_pair(comp: Comparison, label: str) -> tuple[nn.Module, tuple, nn.Modul
     return module, args, ref, impl
 
 
-def memory_child(comp: Comparison, label: str) -> dict:
-    """Peak memory of one implementation (fresh process: only its warm-up calls ran before)."""
+def case_child(comp: Comparison, label: str, memory: bool, min_time: float, max_time: float) -> dict:
+    """One implementation (or the ``x * s`` floor) in a fresh process: peak memory (if asked), then latency."""
     torch.set_num_threads(THREADS)
-    module, args, _, _ = build_pair(comp, label)
-    row = measure.measure_module(module, args, threads=THREADS, flops=False, timing=False)
+    if label == "floor":
+        args = comp.inputs(torch.Generator().manual_seed(2))
+        module = Floor(args[0].shape[1])
+    else:
+        module, args, _, _ = build_pair(comp, label)
+    row = measure.measure_module(module, args, threads=THREADS, min_time=min_time, max_time=max_time,
+                                 memory=memory, flops=False, clock=CLOCKS[CLOCK])
     row.pop("traceback", None)
     return row
-
-
-def timing_child(comp: Comparison, labels: list[str], rounds: int, min_time: float, max_time: float) -> dict:
-    """Latency of every implementation of ``comp`` (and of the ``x * s`` floor for gates), interleaved.
-
-    All implementations live in this one process and are timed in turn, ``rounds`` times with a rotating
-    order, so that a change of the machine's load hits them alike; each figure is the minimum over the rounds
-    of the ``torch.utils.benchmark`` median (interference only ever adds time).
-    """
-    torch.set_num_threads(THREADS)
-    cases, errors = {}, {}
-    for label in labels + (["floor"] if comp.gate else []):
-        try:
-            if label == "floor":
-                module, args = Floor(comp.inputs(torch.Generator().manual_seed(2))[0].shape[1]), \
-                    comp.inputs(torch.Generator().manual_seed(2))
-            else:
-                module, args, _, _ = build_pair(comp, label)
-            case = measure.Case(module, args, torch.device("cpu"), "float32")
-            case.forward()
-            case.backward(case.train_forward())
-            case.zero_grad()
-            cases[label] = case
-        except Exception as exc:  # noqa: BLE001
-            errors[label] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
-    out: dict[str, dict] = {label: {"fwd_ms_rounds": [], "fwd_bwd_ms_rounds": []} for label in cases}
-    order = list(cases)
-    for r in range(rounds):
-        turn = order[r % len(order):] + order[: r % len(order)]
-        for key, fn in (("fwd_ms_rounds", "forward"), ("fwd_bwd_ms_rounds", "forward_backward")):
-            for label in turn:
-                t = measure.time_call(getattr(cases[label], fn), THREADS, min_time, max_time, clock=CLOCKS[CLOCK])
-                out[label][key].append(t["ms"])
-    for label, d in out.items():
-        d["fwd_ms"] = min(d["fwd_ms_rounds"])
-        d["fwd_bwd_ms"] = min(d["fwd_bwd_ms_rounds"])
-    for label, err in errors.items():
-        out[label] = {"error": err}
-    return out
 
 
 def check_child(comp: Comparison) -> dict:
@@ -624,22 +590,28 @@ def run_all(comps: list[Comparison], configs: list[tuple[int, str]], runs: int, 
         for r in range(runs):
             rows: dict[str, dict] = {}
             for comp in active:
-                labels = ["attnzoo"] + [i.label for i in comp.peers]
-                times = run_forked(lambda emit, c=comp, lb=labels: timing_child(c, lb, rounds, min_time, max_time),
-                                   timeout=3600)
-                if comp.gate:
-                    rows[f"{comp.key}/floor"] = times.get("floor", {"error": times.get("error", "missing")})
-                for label in labels:
-                    mem = run_forked(lambda emit, c=comp, lb=label: memory_child(c, lb), timeout=1200)
-                    t = times.get(label, {"error": times.get("error", "timing child failed")})
-                    row = {**mem, **{k: v for k, v in t.items() if k != "error"}}
-                    if t.get("error") or mem.get("error"):
-                        row["error"] = t.get("error") or mem.get("error")
+                labels = ["attnzoo"] + [i.label for i in comp.peers] + (["floor"] if comp.gate else [])
+                got: dict[str, list[dict]] = {label: [] for label in labels}
+                for k in range(rounds):  # each round: every implementation once, in a rotating order
+                    for label in labels[k % len(labels):] + labels[: k % len(labels)]:
+                        got[label].append(run_forked(
+                            lambda emit, c=comp, lb=label, mem=(k == 0): case_child(c, lb, mem, min_time, max_time),
+                            timeout=1800))
+                for label, rs in got.items():
+                    row = dict(rs[0])
+                    for key in ("fwd_ms", "fwd_bwd_ms"):
+                        vals = [x[key] for x in rs if x.get(key) is not None]
+                        row[key] = min(vals) if vals else None
+                        row[f"{key}_rounds"] = vals
+                    errs = [x["error"] for x in rs if x.get("error")]
+                    if errs:
+                        row["error"] = errs[0]
                     rows[f"{comp.key}/{label}"] = row
-                    log(f"{threads} thr {clock} run {r + 1}: {comp.key:<13} {label:<12} "
-                        f"fwd {fmt_ms(row.get('fwd_ms')):>8} ms  fwd+bwd {fmt_ms(row.get('fwd_bwd_ms')):>8} ms  "
-                        f"mem {fmt_mib(row.get('fwd_mem_bytes'))}/{fmt_mib(row.get('fwd_bwd_mem_bytes'))} MiB  "
-                        f"{row.get('error') or ''}")
+                    if label != "floor":
+                        log(f"{threads} thr {clock} run {r + 1}: {comp.key:<13} {label:<12} "
+                            f"fwd {fmt_ms(row.get('fwd_ms')):>8} ms  fwd+bwd {fmt_ms(row.get('fwd_bwd_ms')):>8} ms  "
+                            f"mem {fmt_mib(row.get('fwd_mem_bytes'))}/{fmt_mib(row.get('fwd_bwd_mem_bytes'))} MiB  "
+                            f"{row.get('error') or ''}")
             cfg["runs"].append(rows)
         cfg["minutes"] = (time.perf_counter() - started) / 60
         cfg["loadavg"] = f"{load} → " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -671,13 +643,13 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
           f"- Versions: torch {env['torch']}, timm {env['timm']}, torchvision {env['torchvision']}, "
           f"fightingcv-attention {env['fightingcv_attention']}, Python {env['python']}",
           f"- Command: `{command}` ({seconds / 60:.1f} min)", ""]
-    L += ["Same input and configuration on both sides. **Memory**: each implementation in its own freshly forked "
-          "process; extra peak resident memory of one call over the baseline after building module and inputs "
-          "(high-water mark reset through `/proc/self/clear_refs`, after one warm-up call). **Latency**: all "
-          "implementations of a comparison in one process, timed in turn (`torch.utils.benchmark` "
-          f"`adaptive_autorange` median per call after warm-up) for {res.get('rounds', '?')} rounds with a rotating "
-          "order; the figure is the minimum over the rounds, so a burst of load from other jobs hits both sides "
-          "alike. fwd = `eval()` under `no_grad`; fwd+bwd = `train()` forward + backward with input and weight "
+    L += ["Same input and configuration on both sides. Every measurement runs in a freshly forked process (the "
+          "same harness as `attnzoo bench`), one implementation at a time. **Memory**: extra peak resident memory "
+          "of one call over the baseline after building module and inputs (high-water mark reset through "
+          "`/proc/self/clear_refs`, after one warm-up call). **Latency**: `torch.utils.benchmark` "
+          "`adaptive_autorange` median per call after warm-up; the implementations of a comparison take turns "
+          f"for {res.get('rounds', '?')} rounds in a rotating order and the figure is the minimum over the rounds, "
+          "so a burst of load from other jobs hits both sides alike. fwd = `eval()` under `no_grad`; fwd+bwd = `train()` forward + backward with input and weight "
           "gradients. **Ratios are attnzoo / peer** (< 1: attnzoo faster or smaller); each cell shows run 1 / "
           "run 2 (two complete measurements). \"same math\" = weights copied from the (randomised) attnzoo module "
           "into the peer and the outputs compared in the same run (max |Δ| / max |y|).", ""]

@@ -318,6 +318,7 @@ def measure_module(
     backward: bool = True,
     flops: bool = True,
     timing: bool = True,
+    clock: Callable[[], float] | None = None,
     row: dict | None = None,
     emit: Callable[[dict], None] | None = None,
     started: float | None = None,
@@ -380,14 +381,14 @@ def measure_module(
         row["macs"] = row["flops"] // 2
     if fwd_ok and timing:
         try:
-            t = time_call(case.forward, threads, min_time, max_time)
+            t = time_call(case.forward, threads, min_time, max_time, clock)
             row.update({f"fwd_{k}": v for k, v in t.items()})
         except Exception as exc:  # noqa: BLE001
             fail("fwd_time", exc)
         stage("fwd_time")
     if bwd_ok and timing:
         try:
-            t = time_call(case.forward_backward, threads, min_time, max_time)
+            t = time_call(case.forward_backward, threads, min_time, max_time, clock)
             row.update({f"fwd_bwd_{k}": v for k, v in t.items()})
         except Exception as exc:  # noqa: BLE001
             fail("fwd_bwd_time", exc)

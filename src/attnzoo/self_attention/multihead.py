@@ -25,7 +25,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import layers
-from ..capture import is_capturing
 from ..layers import check_arg, positive_int
 from ..registry import register
 
@@ -59,32 +58,6 @@ def _to_map(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
         return out
     return out.contiguous()
-
-
-@torch.fx.wrap
-def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None, dropout_p: float) -> torch.Tensor:
-    """``layers.attention`` without capture, as one FX leaf (its stride check is Python control flow).
-
-    The CPU flash kernel needs one head width for q, k and v; otherwise SDPA silently takes the math path
-    (N×N' matrix).  Different widths (e.g. the seed's key C/8, value C/2) are zero-padded to the larger one:
-    zeros add nothing to q·k, and padded value columns are sliced off.
-    """
-    dk, dv = q.shape[-1], v.shape[-1]
-    if dk == dv:
-        return layers.attention(q, k, v, scale=scale, dropout_p=dropout_p)
-    scale = dk ** -0.5 if scale is None else scale
-    if dk < dv:
-        q, k = F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk))
-        return layers.attention(q, k, v, scale=scale, dropout_p=dropout_p)
-    return layers.attention(q, k, F.pad(v, (0, dk - dv)), scale=scale, dropout_p=dropout_p)[..., :dv]
-
-
-def _attend(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
-            dropout_p: float) -> torch.Tensor:
-    """SDPA through ``layers.attention``; the explicit-probabilities path only while ``module`` is captured."""
-    if is_capturing(module):
-        return layers.attention(q, k, v, scale=scale, dropout_p=dropout_p, module=module)
-    return _fused_attention(q, k, v, scale, dropout_p)
 
 
 def _check_heads(heads: int, width: int, owner: str, what: str) -> int:
@@ -167,7 +140,7 @@ class GlobalAttention(nn.Module):
         t = self.norm(_tokens(x))
         q, k, v = self.to_qkv(t).chunk(3, dim=-1)  # unpacked directly: FX cannot iterate a proxy in a loop
         q, k, v = _split_heads(q, self.heads), _split_heads(k, self.heads), _split_heads(v, self.heads)
-        o = _attend(self, q, k, v, self.scale, self.dropout if self.training else 0.0)
+        o = layers.attention(q, k, v, scale=self.scale, dropout_p=self.dropout if self.training else 0.0, module=self)
         return _to_map(self.to_out(_merge_heads(o)), x)
 
 
@@ -229,7 +202,7 @@ class SpatialSelfAttention(nn.Module):
         x = layers.check_nchw(x, self.channels, "SpatialSelfAttention")
         q, k, v = self.qkv(_tokens(x)).chunk(3, dim=-1)
         q, k, v = _split_heads(q, self.heads), _split_heads(k, self.heads), _split_heads(v, self.heads)
-        o = _attend(self, q, k, v, None, self.dropout if self.training else 0.0)
+        o = layers.attention(q, k, v, scale=None, dropout_p=self.dropout if self.training else 0.0, module=self)
         return _to_map(self.proj(_merge_heads(o)), x)
 
 
@@ -371,7 +344,7 @@ class EfficientSelfAttention(nn.Module):
         kv = self.kv(self.norm(_tokens(self.reduce(x))))
         k, v = kv.split([self.key_channels, self.value_channels], dim=-1)
         k, v = _split_heads(k, self.heads), _split_heads(v, self.heads)
-        o = _attend(self, q, k, v, self.scale, self.attn_drop if self.training else 0.0)
+        o = layers.attention(q, k, v, scale=self.scale, dropout_p=self.attn_drop if self.training else 0.0, module=self)
         return _to_map(self.proj_drop(self.proj(_merge_heads(o))), x)
 
 

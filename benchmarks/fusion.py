@@ -3,9 +3,9 @@
 Input: batch 1, C2..C5 = 256/512/1024/2048 channels at strides 4, 8, 16, 32 of a 512×512 image
 (128², 64², 32², 16²).  For each neck: parameters, FLOPs (``torch.utils.flop_counter.FlopCounterMode``; a
 multiply-add counts 2), forward latency (eval, ``torch.no_grad``) and forward+backward latency (train), as
-medians of ``torch.utils.benchmark`` runs with 2 threads, and the peak extra resident memory of one inference
-forward measured in a fresh child process (``ru_maxrss`` after the forward minus after building module and
-inputs).  The fpn / torchvision comparison runs the two side by side, alternating, in ``--rounds`` rounds.
+medians of single ``torch.utils.benchmark.Timer`` calls with 2 threads, and the peak extra resident memory of an
+inference forward measured in a fresh child process per neck (see :func:`child_peak_memory`).  The fpn /
+torchvision comparison runs the two side by side, interleaved call by call, in ``--rounds`` rounds.
 
     /work/venv/bin/python benchmarks/fusion.py --output benchmarks/results/fusion.md
 """
@@ -130,12 +130,13 @@ def _proc_kib(field: str) -> int | None:
     return None
 
 
-def child_peak_memory(case: str) -> None:
-    """Runs in a fresh process: prints the extra peak RSS (MiB) of one inference forward of ``case``.
+def child_peak_memory(case: str, repeats: int = 3) -> None:
+    """Runs in a fresh process: prints the extra peak resident memory (MiB) of an inference forward of ``case``.
 
-    Free heap pages left by imports and construction are returned to the OS first (``malloc_trim``) and the
-    high-water mark is reset (``/proc/self/clear_refs`` = 5), so the figure is the forward's own growth:
-    ``VmHWM`` after the forward minus ``VmRSS`` before it.  Falls back to ``ru_maxrss`` differences.
+    A warm-up forward first (one-time oneDNN primitive caches are not counted); then, ``repeats`` times: the
+    free heap pages are returned to the OS (``malloc_trim``), the high-water mark is reset
+    (``/proc/self/clear_refs`` = 5) and one forward runs; its figure is ``VmHWM`` after it minus ``VmRSS``
+    before it (the forward's working set including its outputs).  Prints the median and the range.
     """
     import ctypes
     import gc
@@ -143,25 +144,30 @@ def child_peak_memory(case: str) -> None:
     torch.set_num_threads(2)
     m = build(case).eval()
     xs = make_inputs()
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    libc = ctypes.CDLL("libc.so.6")
+    with torch.no_grad():
+        outputs(m(xs))
+    peaks = []
+    for _ in range(repeats):
+        gc.collect()
+        libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
         base = _proc_kib("VmRSS")
-    except OSError:
-        base = None
-    if base is None:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with torch.no_grad():
-        outs = outputs(m(xs))
-    peak = _proc_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"case": case, "peak_mib": (peak - base) / 1024, "out_mib": sum(o.numel() * 4 for o in outs) / 2**20}))
+        with torch.no_grad():
+            outs = outputs(m(xs))
+        peaks.append((_proc_kib("VmHWM") - base) / 1024)
+        del outs
+    print(json.dumps({"case": case, "median": statistics.median(peaks), "min": min(peaks), "max": max(peaks)}))
 
 
-def peak_memory(case: str) -> float:
+def peak_memory(case: str) -> dict:
     r = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])["peak_mib"]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def fmt_mem(d: dict) -> str:
+    return f"{d['median']:.0f} ({d['min']:.0f}–{d['max']:.0f})"
 
 
 def fmt_ms(seconds: float) -> str:
@@ -197,7 +203,7 @@ def main() -> None:
     emit("- input: batch 1, ResNet-50 C2..C5 = 256/512/1024/2048 channels at 128², 64², 32², 16² (strides 4–32 of 512×512)")
     emit(f"- latency: median of single timed calls (`torch.utils.benchmark.Timer`, {args.runs} forward / "
          f"{max(3, args.runs - 2)} fwd+bwd per neck; peers interleaved call by call, {args.pair_runs} / {args.pair_runs - 2}); forward: "
-         "eval + no_grad; fwd+bwd: train mode, input gradients, loss = sum of output means; peak: extra resident memory of one inference forward in a fresh process (VmHWM after − VmRSS before, after malloc_trim; includes oneDNN scratch)")
+         "eval + no_grad; fwd+bwd: train mode, input gradients, loss = sum of output means; peak MiB: extra resident memory of an inference forward after a warm-up, in a fresh process per neck (VmHWM after − VmRSS before, after malloc_trim; includes outputs and oneDNN scratch): median (min–max) of 3 forwards")
     emit()
 
     # 1. cost table of the necks
@@ -221,7 +227,7 @@ def main() -> None:
         fwd = medians({"x": fwd_fn}, args.runs)["x"]
         bwd = medians({"x": bwd_fn}, max(3, args.runs - 2))["x"]
         mem = peak_memory(case)
-        emit(f"| {label} | {params:.2f} | {flops:.1f} | {fmt_ms(fwd)} | {fmt_ms(bwd)} | {mem:.0f} |")
+        emit(f"| {label} | {params:.2f} | {flops:.1f} | {fmt_ms(fwd)} | {fmt_ms(bwd)} | {fmt_mem(mem)} |")
     emit()
 
     # 2. fpn vs torchvision, side by side, alternating, several rounds
@@ -243,7 +249,7 @@ def main() -> None:
             fb = medians({"a": ba, "b": bb} if r % 2 else {"b": bb, "a": ba}, args.pair_runs - 2)
             mem_a, mem_b = peak_memory(ours_case), peak_memory(tv_case)
             emit(f"| {r} | {label} | {fmt_ms(f['a'])} | {fmt_ms(f['b'])} | {f['a'] / f['b']:.2f} | "
-                 f"{fmt_ms(fb['a'])} | {fmt_ms(fb['b'])} | {fb['a'] / fb['b']:.2f} | {mem_a:.0f} | {mem_b:.0f} |")
+                 f"{fmt_ms(fb['a'])} | {fmt_ms(fb['b'])} | {fb['a'] / fb['b']:.2f} | {fmt_mem(mem_a)} | {fmt_mem(mem_b)} |")
     emit()
     emit("ratio = attnzoo / torchvision (below 1 = attnzoo faster).")
     if args.output:

@@ -449,8 +449,11 @@ class AdaptiveSpatialFeatureFusion(nn.Module):
        j = l: as is (a 1×1 ``add_conv`` only if ``inter_channels`` differs);
        j finer by 2^k: (k−1) × ``max_pool(3, stride 2, pad 1)`` then a 3×3 stride-2 ``add_conv``
        (official: k = 1 conv, k = 2 max-pool then conv);
-       j coarser by 2^k: a 1×1 ``add_conv`` if the channels differ, then nearest ×2^k (official).
-       Sizes that do not divide exactly are cropped / edge-padded to level l (never silently mismatched).
+       j coarser by 2^k: a 1×1 ``add_conv`` if the channels differ, then nearest ×2^k (official
+       ``scale_factor``: coarse pixel i covers fine pixels 2^k·i … 2^k·i + 2^k − 1).
+       Sizes that do not divide exactly are then cropped (bottom / right) or edge-padded to level l's size:
+       for exact sizes this is the official computation, and never a silent mismatch.  Without autograd the
+       max-pools run as separable strided maxima (same values, several times faster on CPU).
     2. ``λ = softmax_over_levels(Conv1×1_bias(cat_j add_conv_1×1(x_j → compress_channels)))``: B×L×H×W,
        summing to 1 at every pixel (computed in float32 at least).
     3. ``y = expand(Σ_j λ_j ⊙ x_j)`` with ``expand`` a 3×3 ``add_conv`` to ``out_channels``.

@@ -150,7 +150,8 @@ def test_resume_after_killed_process(tmp_path):
     half_se = out / "runs" / "se" / "seed0" / "checkpoint.pt"
     deadline = time.monotonic() + 600
     try:
-        while not (done_none.exists() and half_se.exists()):
+        se_metrics = out / "runs" / "se" / "seed0" / "metrics.csv"  # written right after the checkpoint
+        while not (done_none.exists() and half_se.exists() and se_metrics.exists()):
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.monotonic() < deadline, "the first run did not finish in time"
             time.sleep(0.05)

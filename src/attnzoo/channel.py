@@ -134,12 +134,9 @@ class EfficientChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
-        # Conv1d(1, 1, k) over the channel axis written as zero padding + a k-wide window product: the same
-        # cross-correlation, without the convolution's per-call overhead on a length-C signal.
-        k = self.kernel_size
-        s = F.pad(x.mean((2, 3)), ((k - 1) // 2, (k - 1) // 2))
-        y = s.unfold(1, k, 1) @ self.conv.weight.view(k)
-        return torch.sigmoid(y)[:, :, None, None]
+        b, k = x.shape[0], self.kernel_size
+        y = F.conv1d(x.mean((2, 3)).view(b, 1, self.channels), self.conv.weight, padding=(k - 1) // 2)
+        return torch.sigmoid(y).view(b, self.channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = layers.check_nchw(x, self.channels, "EfficientChannelAttention")
@@ -295,4 +292,4 @@ class CoordinateAttention(nn.Module):
         record(self, "gate_w", a_w)
         out = x * a_w
         # Without autograd the product (this module's own buffer) takes the second gate in place.
-        return out * a_h if torch.is_grad_enabled() else out.mul_(a_h)
+        return out.mul_(a_h) if layers.inplace_ok() else out * a_h

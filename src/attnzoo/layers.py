@@ -101,6 +101,12 @@ def positive_int(v: int, owner: str, what: str) -> int:
     return v
 
 
+def inplace_ok() -> bool:
+    """True when a module may overwrite its own intermediate in place: no autograd and no ``torch.jit.trace``
+    (a trace must record the same graph whatever the grad mode of its sanity re-run)."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
 @torch.fx.wrap
 def check_nchw(x: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
     """Check that ``x`` is a B×C×H×W tensor with ``channels`` channels; return it unchanged."""

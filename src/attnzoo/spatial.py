@@ -172,7 +172,7 @@ class CBAM(nn.Module):
             record(self, "spatial", gate)
             # x is this module's own intermediate: without autograd, scale it in place (one full-size buffer
             # less; fresh large buffers cost page faults on CPU).
-            x = x * gate if torch.is_grad_enabled() else x.mul_(gate)
+            x = x.mul_(gate) if layers.inplace_ok() else x * gate
         return x
 
 
@@ -225,4 +225,4 @@ class TripletAttention(nn.Module):
         record(self, "gate", gate)
         # Without autograd the gate buffer (this module's own, unless a capture holds it) takes the product
         # in place.
-        return x * gate if torch.is_grad_enabled() or is_capturing(self) else gate.mul_(x)
+        return gate.mul_(x) if layers.inplace_ok() and not is_capturing(self) else x * gate

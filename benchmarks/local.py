@@ -333,6 +333,7 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
         f"Command: `{command}`",
         "",
     ]
+    out += targets(runs)
     if runs and "local_window" in runs[0]:
         d = runs[0]["local_window"]["max_abs_diff"]
         out += [
@@ -393,6 +394,44 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
         if plot:
             out += [f"![multipole scaling]({plot.split('/')[-1]})", ""]
     return "\n".join(out) + "\n"
+
+
+def targets(runs: list[dict]) -> list[str]:
+    """The issue's targets against the measured ratios, one cell per run (wall-clock time / process CPU time)."""
+    rows = ["### Targets (issue 4), per run", "", "| target | measured (run 1, run 2, …) | met |", "|---|---|---|"]
+
+    def cell(vals: list[float], limit: float) -> tuple[str, str]:
+        return ", ".join(f"{v:.2f}×" for v in vals), "yes" if all(v <= limit for v in vals) else ("partly" if any(v <= limit for v in vals) else "no")
+
+    if runs and "local_window" in runs[0]:
+        for key, what in (("fwd_bwd", "forward+backward"), ("fwd", "forward (no target; for reference)")):
+            wall = [r["local_window"][key]["local_window"]["wall"] / r["local_window"][key]["seed_local"]["wall"] for r in runs]
+            cpu = [r["local_window"][key]["local_window"]["cpu"] / r["local_window"][key]["seed_local"]["cpu"] for r in runs]
+            txt, met = cell(wall, 0.6)
+            rows.append(f"| local_window {what} time ≤ 0.6× the seed | wall {txt}; CPU {cell(cpu, 0.6)[0]} | {met if key == 'fwd_bwd' else '—'} |")
+    if runs and "outlook" in runs[0]:
+        e = [r["outlook"]["stride1"]["fwd"] for r in runs]
+        wall = [x["outlook"]["wall"] / x["ea_outlook"]["wall"] for x in e]
+        cpu = [x["outlook"]["cpu"] / x["ea_outlook"]["cpu"] for x in e]
+        mem = [x["outlook"]["peak_mib"] / x["ea_outlook"]["peak_mib"] for x in e]
+        txt, met = cell(wall, 0.7)
+        rows.append(f"| outlook forward time ≤ 0.7× External-Attention | wall {txt}; CPU {cell(cpu, 0.7)[0]} | {met} |")
+        txt, met = cell(mem, 1.0)
+        rows.append(f"| outlook forward peak memory ≤ External-Attention | {txt} | {met} |")
+    if runs and "multipole" in runs[0]:
+        sizes = MP["sizes"]
+        for key, what in (("fwd", "forward"), ("fwd_bwd", "forward+backward")):
+            for metric, label in (("wall", "time"), ("peak_mib", "peak memory")):
+                growth = [(r["multipole"][str(sizes[-1])][key]["multipole"][metric] / r["multipole"][str(sizes[0])][key]["multipole"][metric]) ** (1 / (len(sizes) - 1)) for r in runs]
+                txt = ", ".join(f"{g:.1f}×" for g in growth)
+                rows.append(f"| multipole {what} {label} grows ≈4× per step (not 16×), {sizes[0]}²→{sizes[-1]}² | mean growth per step {txt} | {'yes' if all(g < 6 for g in growth) else 'no'} |")
+        g = str(MP["global_max"])
+        for key, what in (("fwd", "forward"), ("fwd_bwd", "forward+backward")):
+            for metric, label in (("wall", "time"), ("peak_mib", "peak memory")):
+                vals = [r["multipole"][g][key]["multipole"][metric] / r["multipole"][g][key]["global_attention"][metric] for r in runs]
+                txt, met = cell(vals, 1.0)
+                rows.append(f"| multipole {what} {label} < global_attention at {g}² | {txt} | {met} |")
+    return rows + [""]
 
 
 def make_plot(runs: list[dict], path: str) -> None:

@@ -1,12 +1,14 @@
 """Local and multi-scale attention: window attention, Outlook attention (VOLO), Multipole attention (MANO).
 
-All three modules take and return B×C×H×W.  Internally they work channels-last (B×H×W×C, a free view of a
-``channels_last`` input and one permute of a contiguous one), because their projections are per-pixel linear
-layers and the attention gathers neighbourhoods; the output is a B×C×H×W tensor (with channels-last strides).
+All three modules take and return B×C×H×W (any memory format).  Window attention partitions the map straight
+from B×C×H×W into window-major tokens (one copy) and writes the result straight back (one copy); Outlook
+attention works channels-last inside (its projections are per-pixel linear layers; one permute of a contiguous
+input, a free view of a ``channels_last`` one) and returns a B×C×H×W view with channels-last strides.
 
 * :class:`LocalWindowAttention` — multi-head self-attention inside k×k windows (seed 000 ``LocalAttention2D``,
-  MANO's local attention).  Non-overlapping windows are a reshape partition, overlapping ones a strided view
-  plus one copy; sizes that do not divide are zero-padded and the padded positions are masked out as keys.
+  MANO's local attention).  Non-overlapping windows are a reshape partition, overlapping ones k² shifted
+  strided views stacked once (and summed back by shifted adds); sizes that do not divide are zero-padded and
+  the padded positions are masked out as keys.
 * :class:`OutlookAttention` — VOLO's outlook attention (attention weights generated from the centre token,
   overlapping window outputs summed), with ``F.fold`` replaced by shifted adds.
 * :class:`MultipoleAttention` — MANO's multipole attention: one local attention applied on a hierarchy of
@@ -19,7 +21,6 @@ The shape-dependent parts (padding, window counts, number of levels) live in fun
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.fx
@@ -268,8 +269,9 @@ class LocalWindowAttention(nn.Module):
     Differences from the community code (seed 000 ``LocalAttention2D``): it returns the input unchanged when the
     map is smaller than the window (here: one padded window), leaves the last rows/columns out when the size
     does not tile (0/0 = NaN after the overlap division; here: an extra padded, masked window), takes
-    B×H×W×C (here B×C×H×W), and uses ``nn.Unfold``/``nn.Fold`` (here a reshape partition, or a strided view
-    plus shifted adds when windows overlap).
+    B×H×W×C (here B×C×H×W), and uses ``nn.Unfold``/``nn.Fold`` (here a reshape partition, or shifted strided
+    views and shifted adds when windows overlap).  As the reference it normalises twice (LocalAttention2D's
+    ``LayerNorm`` and AttentionBlock's own), kept for weight compatibility; dropout defaults to 0.
 
     Args:
         channels: input channels C.
@@ -322,19 +324,22 @@ def _outlook(
     k2 = kernel * kernel
     gh, gw = -(-h // stride), -(-w // stride)  # window grid ⌈H/s⌉×⌈W/s⌉, as the official unfold and ceil-mode pool
     xl = x.permute(0, 2, 3, 1)
-    v = v_proj(xl)  # B×H×W×C
     centre = xl if stride == 1 else F.avg_pool2d(x, stride, stride, ceil_mode=True).permute(0, 2, 3, 1)
     a = attn_proj(centre).reshape(b, gh * gw, heads, k2, k2)
     a = attn_drop((a * scale).softmax(dim=-1))  # B×N'×heads×k²(out)×k²(source)
     if owner is not None:
         record(owner, "attn", a.permute(0, 2, 1, 3, 4))  # official layout B×heads×N'×k²×k²
     # zero-pad v as the official unfold does (p on top/left; bottom/right so that the last window fits and the
-    # buffer also holds the p + H rows the fold crops from)
+    # buffer also holds the p + H rows the fold crops from); intermediates are dropped as soon as they are used,
+    # so that inference keeps at most the gathered v and the product alive
     hb, wb = max(stride * (gh - 1) + kernel, padding + h), max(stride * (gw - 1) + kernel, padding + w)
-    vp = F.pad(v, (0, 0, padding, wb - padding - w, padding, hb - padding - h)).unflatten(-1, (heads, d))
+    vp = F.pad(v_proj(xl), (0, 0, padding, wb - padding - w, padding, hb - padding - h)).unflatten(-1, (heads, d))
     vu = gather_shifts(vp, kernel, stride, gh, gw)  # B×gh×gw×heads×k²×d (the official unfold)
+    del vp
     y = a @ vu.view(b, gh * gw, heads, k2, d)  # B×N'×heads×k²(out)×d
+    del a, vu
     out = fold_shifts(y.view(b, gh, gw, heads, k2, d), kernel, stride, hb, wb)  # the official F.fold
+    del y
     out = out[:, padding : padding + h, padding : padding + w].reshape(b, h, w, c)
     return out_proj(out).permute(0, 3, 1, 2)
 

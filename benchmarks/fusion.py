@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,9 @@ from collections import OrderedDict
 import torch
 import torch.utils.benchmark as tbench
 from torch.utils.flop_counter import FlopCounterMode
+
+from attnzoo.bench.measure import peak_rss_extra
+from attnzoo.bench.worker import cpu_model
 
 CHANNELS = [256, 512, 1024, 2048]
 IMAGE = 512
@@ -119,45 +120,20 @@ def medians(fns: dict, runs: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _proc_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def child_peak_memory(case: str, repeats: int = 3) -> None:
     """Runs in a fresh process: prints the extra peak resident memory (MiB) of an inference forward of ``case``.
 
-    A warm-up forward first (one-time oneDNN primitive caches are not counted); then, ``repeats`` times: the
-    free heap pages are returned to the OS (``malloc_trim``), the high-water mark is reset
-    (``/proc/self/clear_refs`` = 5) and one forward runs; its figure is ``VmHWM`` after it minus ``VmRSS``
-    before it (the forward's working set including its outputs).  Prints the median and the range.
+    A warm-up forward first (one-time oneDNN primitive caches are not counted); then ``repeats`` times
+    :func:`attnzoo.bench.measure.peak_rss_extra` of one forward (free heap returned to the OS, high-water mark
+    reset, peak minus the resident size before; the outputs are part of the working set).  Prints the median
+    and the range.
     """
-    import ctypes
-    import gc
-
     torch.set_num_threads(2)
     m = build(case).eval()
     xs = make_inputs()
-    libc = ctypes.CDLL("libc.so.6")
     with torch.no_grad():
         outputs(m(xs))
-    peaks = []
-    for _ in range(repeats):
-        gc.collect()
-        libc.malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        base = _proc_kib("VmRSS")
-        with torch.no_grad():
-            outs = outputs(m(xs))
-        peaks.append((_proc_kib("VmHWM") - base) / 1024)
-        del outs
+        peaks = [peak_rss_extra(lambda: outputs(m(xs))) / 2**20 for _ in range(repeats)]
     print(json.dumps({"case": case, "median": statistics.median(peaks), "min": min(peaks), "max": max(peaks)}))
 
 
@@ -193,10 +169,9 @@ def main() -> None:
         print(s, flush=True)
         lines.append(s)
 
-    cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
     emit("## fusion necks (fpn, panet, asff)")
     emit()
-    emit(f"- date: {datetime.date.today().isoformat()}; machine: {cpu or platform.processor()}, "
+    emit(f"- date: {datetime.date.today().isoformat()}; machine: {cpu_model()}, "
          f"{torch.get_num_threads()} threads (2-core machine shared with other jobs: ratios matter, not absolute times)")
     emit(f"- torch {torch.__version__}, torchvision {__import__('torchvision').__version__}, float32, CPU")
     emit(f"- command: `{sys.executable} benchmarks/fusion.py" + (f" --output {args.output}" if args.output else "") + "`")

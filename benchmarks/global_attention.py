@@ -23,19 +23,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import statistics
 import time
-import subprocess
-import sys
 
 import torch
 import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
+from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
 
 torch.set_num_threads(2)
 
@@ -81,29 +78,13 @@ def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
         y.sum().backward()
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child(spec: dict) -> None:
-    """One case in a fresh process; prints the extra peak resident memory in bytes."""
+    """One case in a fresh process: prints the extra peak resident memory of one pass (after a warm-up)."""
     m = build(spec["impl"], spec["channels"], spec["heads"], spec["dim_head"])
     run_once(m, make_input(spec["batch"], spec["channels"], 8, spec["backward"]), spec["backward"])  # warm-up
     m.zero_grad(set_to_none=True)
     x = make_input(spec["batch"], spec["channels"], spec["size"], spec["backward"])
-    base = _status_kib("VmRSS")
-    run_once(m, x, spec["backward"])
-    peak = _status_kib("VmHWM")
-    print(json.dumps({"extra_bytes": (peak - base) * 1024}))
-
-
-def peak_memory(spec: dict) -> float:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
+    report_peak(lambda: run_once(m, x, spec["backward"]))
 
 
 def time_runs(mods: dict[str, nn.Module], x_of, backward: bool, repeats: int, threads: int) -> dict[str, tuple[float, float]]:
@@ -129,10 +110,6 @@ def time_runs(mods: dict[str, nn.Module], x_of, backward: bool, repeats: int, th
         spec = tb.TaskSpec(stmt=f"{k} {'fwd+bwd' if backward else 'fwd'}", setup="", num_threads=threads)
         out[k] = (tb.Measurement(1, wall[k], spec).median, statistics.median(cpu[k]))
     return out
-
-
-def fmt_bytes(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def main() -> None:
@@ -167,7 +144,7 @@ def main() -> None:
             err = (ref - got).abs().max().item()
         assert err < 1e-4, f"outputs differ by {err}"
         for backward in (False, True):
-            mem = {impl: peak_memory({**common, "impl": impl, "backward": backward}) for impl in mods}
+            mem = {impl: child_peak_bytes(__file__, {**common, "impl": impl, "backward": backward}) for impl in mods}
             times = time_runs(mods, lambda: make_input(args.batch, args.channels, args.size, backward), backward,
                               args.repeats[int(backward)], args.threads)
             res = {impl: (*times[impl], mem[impl]) for impl in mods}
@@ -192,16 +169,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.output:
-        cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
-        cmd = "python " + " ".join(sys.argv)
-        header = (
-            f"\n### global_attention vs naive, input {shape}, {args.heads} heads {args.label}\n\n"
-            f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {cpu or platform.processor()}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}; command `{cmd}`\n\n"
-        )
-        with open(args.output, "a") as f:
-            f.write(header + table + "\n")
-
+        append_section(args.output, f"global_attention vs naive, input {shape}, {args.heads} heads {args.label}", table)
 
 if __name__ == "__main__":
     main()

@@ -33,9 +33,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -44,6 +44,8 @@ import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
+from attnzoo.bench.worker import cpu_model
+from _common import child_peak_bytes, report_peak
 
 torch.set_num_threads(2)
 
@@ -168,14 +170,6 @@ def prepare(m: nn.Module, backward: bool) -> nn.Module:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 CHANNELS_LAST = ("seed_local", "ea_outlook", "timm_outlook")
 
 
@@ -187,15 +181,13 @@ def child(spec: dict) -> None:
     del m, x, small
     m, x = build(impl, size, stride)
     prepare(m, backward)
-    base = _status_kib("VmRSS")
-    run_once(m, x, backward)
-    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
+    report_peak(lambda: run_once(m, x, backward))
 
 
 def peak_memory(impl: str, backward: bool, size: int | None = None, stride: int = 1) -> float:
-    spec = json.dumps({"impl": impl, "size": size, "stride": stride, "backward": backward})
-    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+    """Extra peak resident memory (MiB) of one call, measured in a fresh child process."""
+    spec = {"impl": impl, "size": size, "stride": stride, "backward": backward}
+    return child_peak_bytes(__file__, spec) / 2**20
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -294,13 +286,8 @@ def ms(s: float) -> str:
 
 
 def machine() -> str:
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name"))
-    except Exception:  # noqa: BLE001
-        model = platform.processor() or "unknown"
-    import os
-
-    return f"{model}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    return (f"{cpu_model()}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"Python {platform.python_version()}")
 
 
 def pair_rows(runs: list[dict], pick, ours: str, peer: str, label: str) -> list[str]:
@@ -351,7 +338,7 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
         out += [
             "### outlook vs External-Attention (fightingcv-attention) and timm (official VOLO code)",
             "",
-            f"Input 2×28×28×64 (attnzoo gets B×C×H×W, the peers B×H×W×C), kernel 3, 2 heads, same weights (max |difference|: "
+            "Input 2×28×28×64 (attnzoo gets B×C×H×W, the peers B×H×W×C), kernel 3, 2 heads, same weights (max |difference|: "
             + ", ".join(f"{k} {v:.1e}" for k, v in d.items()) + "). The community class crashes at stride 2 (see tests), so stride 2",
             "is against timm only. Target: forward ≤ 0.7× External-Attention with no more peak memory.",
             "",
@@ -490,7 +477,7 @@ def main() -> None:
         runs.append(r)
     if args.plot and "multipole" in only:
         make_plot(runs, args.plot)
-    command = "/work/venv/bin/python " + " ".join(sys.argv)
+    command = "python " + " ".join(sys.argv)
     text = report(runs, command, args.plot)
     print(text)
     if args.output:

@@ -22,13 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import re
-import resource
-import subprocess
-import sys
 
 import torch
 import torch.nn as nn
@@ -36,6 +30,7 @@ import torch.nn.functional as F
 import torch.utils.benchmark as tb
 
 import attnzoo
+from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
 
 THREADS = 2
 torch.set_num_threads(THREADS)
@@ -171,38 +166,14 @@ def run_once(m: nn.Module, args: tuple, backward: bool) -> None:
         y.sum().backward()
 
 
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{key}:\s+(\d+)", f.read(), re.M).group(1))
-
-
 def child(spec: dict) -> None:
-    """One case in a fresh process; prints the extra peak resident memory in bytes.
-
-    The high-water mark is reset after the warm-up and the input are built (``/proc/self/clear_refs`` = 5),
-    so an earlier peak (imports, warm-up) cannot hide the case's own peak, which ``ru_maxrss`` alone would.
-    """
+    """One case in a fresh process: prints the extra peak resident memory of one pass (after a warm-up)."""
     m = build(spec["label"], spec["impl"])
     warm = 7 if spec["label"] == "danet_vs_fightingcv" else 8
     run_once(m, make_inputs(spec["label"], warm, spec["backward"]), spec["backward"])
     m.zero_grad(set_to_none=True)
     args = make_inputs(spec["label"], None, spec["backward"])
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base = _status_kib("VmRSS")
-        run_once(m, args, spec["backward"])
-        peak = _status_kib("VmHWM")
-    except OSError:  # not Linux ≥ 4.0: ru_maxrss, valid only when the case's peak exceeds the import peak
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        run_once(m, args, spec["backward"])
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"extra_bytes": (peak - base) * 1024}))
-
-
-def peak_memory(spec: dict) -> float:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
+    report_peak(lambda: run_once(m, args, spec["backward"]))
 
 
 def median_time(m: nn.Module, args: tuple, backward: bool, min_run_time: float) -> float:
@@ -210,10 +181,6 @@ def median_time(m: nn.Module, args: tuple, backward: bool, min_run_time: float) 
     timer = tb.Timer(stmt="run_once(m, args, backward)", globals={"run_once": run_once, "m": m, "args": args, "backward": backward},
                      num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
-def fmt_bytes(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def main() -> None:
@@ -247,7 +214,7 @@ def main() -> None:
             for impl, m in mods.items():
                 xs = make_inputs(label, grad=backward)
                 t = median_time(m, xs, backward, args.min_run_time)
-                mem = peak_memory({"label": label, "impl": impl, "backward": backward})
+                mem = child_peak_bytes(__file__, {"label": label, "impl": impl, "backward": backward})
                 res[impl] = (t, mem)
             (tr, mr), (ta, ma) = res["reference"], res["attnzoo"]
             row = (
@@ -258,15 +225,7 @@ def main() -> None:
             lines.append(row)
     table = "\n".join(lines)
     if args.output:
-        cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
-        cmd = "python " + " ".join(sys.argv)
-        header = (
-            f"\n### non-local family vs official/community code {args.label}\n\n"
-            f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {cpu or platform.processor()}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}; command `{cmd}`\n\n"
-        )
-        with open(args.output, "a") as f:
-            f.write(header + table + "\n")
+        append_section(args.output, f"non-local family vs official/community code {args.label}", table)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import copy
 import datetime as dt
 import json
-import math
 import os
 import platform
 import shlex

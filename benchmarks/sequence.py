@@ -23,17 +23,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import resource
-import subprocess
-import sys
 
 import torch
 import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
+from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
 
 torch.set_num_threads(2)
 PEERS = ("fightingcv", "attnzoo")
@@ -64,39 +61,13 @@ def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
             m(x, x, x)
 
 
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
 def child(spec: dict) -> None:
-    """One case in a fresh process; prints the extra peak resident memory in bytes.
-
-    The peak is VmHWM after resetting it (``/proc/self/clear_refs`` = 5) right before the pass, minus VmRSS at
-    that moment; without that interface, ``ru_maxrss`` minus its value before the pass (which can hide up to the
-    import-time high-water mark).
-    """
+    """One case in a fresh process: prints the extra peak resident memory of one pass (after a warm-up)."""
     m = build(spec["impl"], spec["d_model"], spec["heads"])
     run_once(m, make_input(spec["batch"], 16, spec["d_model"], spec["backward"]), spec["backward"])  # warm-up
     m.zero_grad(set_to_none=True)
     x = make_input(spec["batch"], spec["n"], spec["d_model"], spec["backward"])
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base, method = _status_kib("VmRSS"), "VmHWM"
-    except OSError:
-        base, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
-    run_once(m, x, spec["backward"])
-    peak = _status_kib("VmHWM") if method == "VmHWM" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"extra_bytes": (peak - base) * 1024, "method": method}))
-
-
-def peak_memory(spec: dict) -> float:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"]
+    report_peak(lambda: run_once(m, x, spec["backward"]))
 
 
 def median_time(m: nn.Module, x: torch.Tensor, backward: bool, min_run_time: float) -> tuple[float, int]:
@@ -106,10 +77,6 @@ def median_time(m: nn.Module, x: torch.Tensor, backward: bool, min_run_time: flo
     run_once(m, x, backward)  # warm-up
     meas = timer.blocked_autorange(min_run_time=min_run_time)
     return meas.median, len(meas.times)
-
-
-def fmt_bytes(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 class OfficialGatedTCN(nn.Module):
@@ -147,12 +114,7 @@ def temporal(args: argparse.Namespace) -> None:
             print(lines[-1], flush=True)
     table = "\n".join(lines)
     if args.output:
-        cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
-        header = (f"\n### gated_tcn: fused convolution vs the official per-branch formulation {args.label}\n\n"
-                  f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; CPU {cpu}; {torch.get_num_threads()} threads; "
-                  f"torch {torch.__version__}; command `python {' '.join(sys.argv)}`\n\n")
-        with open(args.output, "a") as f:
-            f.write(header + table + "\n")
+        append_section(args.output, f"gated_tcn: fused convolution vs the official per-branch formulation {args.label}", table)
 
 
 def main() -> None:
@@ -186,7 +148,7 @@ def main() -> None:
         for impl, m in mods.items():  # side by side: the community module, then attnzoo
             x = make_input(args.batch, args.n, args.d_model, backward)
             t, runs = median_time(m, x, backward, args.min_run_time)
-            mem = peak_memory({**common, "impl": impl, "backward": backward})
+            mem = child_peak_bytes(__file__, {**common, "impl": impl, "backward": backward})
             res[impl] = (t, runs, mem)
             print(f"{'fwd+bwd' if backward else 'fwd'} {impl}: {t * 1e3:.0f} ms (median of {runs}), {fmt_bytes(mem)}", flush=True)
         rows.append((backward, res))
@@ -204,18 +166,9 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.output:
-        cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
-        cores = subprocess.run("nproc", shell=True, capture_output=True, text=True).stdout.strip()
-        cmd = "python " + " ".join(sys.argv)
-        header = (
-            f"\n### mhsa vs fightingcv ScaledDotProductAttention: B={args.batch}, N={args.n}, d_model={args.d_model}, "
-            f"{args.heads} heads {args.label}\n\n"
-            f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; CPU {cpu} ({cores} cores, shared with other jobs); "
-            f"{torch.get_num_threads()} threads; torch {torch.__version__}; command `{cmd}`; "
-            f"max |Δ| of the outputs {err:.1e}\n\n"
-        )
-        with open(args.output, "a") as f:
-            f.write(header + table + "\n")
+        title = (f"mhsa vs fightingcv ScaledDotProductAttention: B={args.batch}, N={args.n}, d_model={args.d_model}, "
+                 f"{args.heads} heads {args.label}")
+        append_section(args.output, title, f"max |Δ| of the outputs {err:.1e}\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -188,13 +188,15 @@ def test_every_format_parses(run, tmp_path, capsys, monkeypatch):
     doc, path = run
     n = len(doc["results"])
     # CSV from a real measurement
-    proc = bench("--modules", "eca", "--sizes", "20x12", "--format", "csv", *FAST)
+    proc = bench("--modules", "eca", "--sizes", "20x12", "--kwargs", '{"eca": {"kernel_size": 5}}', "--format", "csv",
+                 *FAST)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     from attnzoo.bench.report import ROW_FIELDS
 
     assert len(rows) == 1 and tuple(rows[0]) == ROW_FIELDS
     assert rows[0]["module"] == "eca" and json.loads(rows[0]["size"]) == [20, 12] and rows[0]["error"] == ""
-    assert float(rows[0]["fwd_ms"]) > 0 and int(rows[0]["flops"]) == 768
+    assert json.loads(rows[0]["kwargs"]) == {"kernel_size": 5} and rows[0]["params"] == "5"
+    assert float(rows[0]["fwd_ms"]) > 0 and int(rows[0]["flops"]) == 2 * 2 * 64 * 5  # k = 5 taps per channel
     # CSV, Markdown and tables re-rendered from the saved JSON (same CLI, in-process: nothing is measured)
     rows = list(csv.DictReader(io.StringIO(render(capsys, "--load", str(path), "--format", "csv"))))
     assert [r["module"] for r in rows] == [r["module"] for r in doc["results"]]

@@ -79,7 +79,7 @@ def _probe(device: str) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "default_threads": torch.get_num_threads(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
     if device == "cuda":
@@ -89,7 +89,7 @@ def _probe(device: str) -> dict:
     return env
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

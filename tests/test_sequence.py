@@ -233,8 +233,9 @@ def test_mhsa_onnx_export_with_masks_and_fully_masked_rows(tmp_path):
         assert (got[:, 0] == 0).all()
 
 
-def test_mhsa_uses_fused_flash_kernel_with_and_without_masks():
-    m = attnzoo.create("mhsa", 64, heads=4).eval()
+@pytest.mark.parametrize("dims", [{}, {"d_k": 8, "d_v": 24}, {"d_k": 24, "d_v": 8}], ids=["equal", "dk<dv", "dk>dv"])
+def test_mhsa_uses_fused_flash_kernel_with_and_without_masks(dims):
+    m = attnzoo.create("mhsa", 64, heads=4, **dims).eval()
     x = rand(2, 300, 64, seed=50)
     for kw in ({}, {"mask": bool_mask((300, 300))}, {"key_padding_mask": bool_mask((2, 300))}):
         with torch.no_grad(), torch.profiler.profile() as prof:

@@ -138,9 +138,8 @@ def _attend(
     owner: str,
 ) -> torch.Tensor:
     """softmax(q kᵀ·scale [· weights] [+ mask]) v with zeroed dead rows; fused SDPA unless ``weights`` is given."""
-    if weights is None:
-        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+    if weights is None:  # fused kernel, also when d_k != d_v (the shared wrapper pads the narrower heads)
+        out = layers.fused_attention(q, k, v, mask, scale, dropout_p)
     else:
         if not isinstance(weights, torch.Tensor):
             raise ValueError(f"{owner}: weights must be a tensor, got {type(weights).__name__}")

@@ -2,7 +2,7 @@
 
 All modules take and return B×C×H×W (``SelectiveKernel`` may change C and H×W through ``out_channels`` and
 ``stride``).  Gates return ``x * attention`` with no residual inside: the residual belongs to the host block.
-Pooling is a plain ``mean``/``amax`` reduction that broadcasts back, so no expanded gate is materialised.
+Pooling is a plain ``mean`` reduction that broadcasts back, so no expanded gate is materialised.
 """
 
 from __future__ import annotations

@@ -312,7 +312,7 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
     out = [
         "## Local family: local_window, outlook, multipole",
         "",
-        f"Date {now}. Machine: {machine()}. Shared with other jobs while running: ratios matter, not absolute times;",
+        f"Date {now}. Machine: {machine()}. Load average {os.getloadavg()[0]:.1f} at the end (2 cores): ratios matter more than absolute times;",
         "each comparison ran in every run below, the implementations interleaved. Times are medians per call (wall clock",
         "from `torch.utils.benchmark`, and process CPU time of the same samples); peak memory is the extra resident memory",
         "of one call in a fresh child process. Ratios are attnzoo / peer (below 1 = attnzoo faster or smaller).",

@@ -104,6 +104,34 @@ def test_capture_in_a_network_names_and_sizes():
     assert all(len(v) == 2 for v in maps.values())
 
 
+@pytest.mark.parametrize(
+    "name, kwargs, args, shape",
+    [
+        ("global_attention", {"heads": 2, "dim_head": 4}, ((2, 8, 6, 5),), (2, 2, 30, 30)),
+        ("nonlocal", {"mode": "dot_product", "subsample": False}, ((2, 8, 6, 5),), (2, 1, 30, 30)),
+        ("mhsa", {"heads": 2}, ((2, 30, 8),), (2, 2, 30, 30)),
+    ],
+)
+def test_capture_refuses_maps_above_max_elements(name, kwargs, args, shape):
+    m = attnzoo.create(name, 8, **kwargs).eval()
+    xs = [torch.randn(*a) for a in args]
+    numel = math.prod(shape)
+    with attnzoo.capture_attention(m, max_elements=numel) as maps:  # exactly at the limit: recorded
+        m(*xs)
+    assert tuple(next(iter(maps[""].values())).shape) == shape
+    with attnzoo.capture_attention(m, max_elements=numel - 1):
+        with pytest.raises(ValueError, match=rf"{type(m).__name__}.*{'×'.join(map(str, shape))} = {numel:,} elements.*max_elements={numel - 1:,}"):
+            m(*xs)
+    assert not hasattr(m, "_attnzoo_max_elements") and not hasattr(m, "_attnzoo_maps")  # nothing left behind
+    with attnzoo.capture_attention(m, max_elements=None) as maps:
+        m(*xs)
+    assert maps[""]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_elements"):
+            with attnzoo.capture_attention(m, max_elements=bad):
+                pass
+
+
 def test_panel_kinds():
     sizes = {"g": (9, 7), "a": (9, 7), "nl": (9, 7)}
     probs = torch.softmax(torch.randn(2, 3, 63, 20), -1)  # non-local keys on a 2×2-pooled 5×4 grid

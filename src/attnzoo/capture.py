@@ -21,9 +21,13 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-__all__ = ["capture_attention", "record", "is_capturing", "CapturedMaps"]
+__all__ = ["capture_attention", "record", "is_capturing", "check_map_size", "CapturedMaps", "DEFAULT_MAX_ELEMENTS"]
 
 _ATTR = "_attnzoo_maps"
+_LIMIT = "_attnzoo_max_elements"
+#: Largest explicit attention map a capture may build by default: 2**28 elements (1 GiB in float32), e.g.
+#: 2 images × 8 heads × 64² positions attending to 64² positions.
+DEFAULT_MAX_ELEMENTS = 1 << 28
 
 
 def is_capturing(module: nn.Module) -> bool:
@@ -38,6 +42,22 @@ def record(module: nn.Module, key: str, value: torch.Tensor) -> None:
         maps[key] = value.detach()
 
 
+def check_map_size(module: nn.Module, shape: tuple[int, ...], key: str) -> None:
+    """Raise ``ValueError`` before a capturing ``module`` builds an explicit map of ``shape`` that exceeds the
+    capture's ``max_elements`` (capturing is the only time N×N maps are materialised)."""
+    limit = getattr(module, _LIMIT, None)
+    numel = 1
+    for n in shape:
+        numel *= int(n)
+    if limit is not None and numel > limit:
+        dims = "×".join(str(int(n)) for n in shape)
+        raise ValueError(
+            f"capture_attention: map {key!r} of {type(module).__name__} would have {dims} = {numel:,} elements "
+            f"({numel * 4 / 2**30:.1f} GiB in float32), above max_elements={limit:,}; capture on a smaller input "
+            f"or pass capture_attention(model, max_elements=...) explicitly"
+        )
+
+
 class CapturedMaps(dict):
     """``{qualified module name: {key: map}}`` (a plain dict) plus ``input_sizes``: ``{name: (H, W)}`` of the
     first input each module saw in the last forward, which :func:`attnzoo.viz.overlay` uses to place maps on
@@ -49,7 +69,7 @@ class CapturedMaps(dict):
 
 
 @contextmanager
-def capture_attention(model: nn.Module) -> Iterator[CapturedMaps]:
+def capture_attention(model: nn.Module, max_elements: int | None = DEFAULT_MAX_ELEMENTS) -> Iterator[CapturedMaps]:
     """Record the attention / gate maps of every attnzoo module inside ``model`` during the forwards in the block.
 
     Yields a dict from each module's qualified name (``""`` for ``model`` itself) to its maps, e.g.
@@ -57,7 +77,13 @@ def capture_attention(model: nn.Module) -> Iterator[CapturedMaps]:
     unchanged (up to float rounding where attention switches from the fused kernel to explicit
     probabilities).  Only the last forward's maps are kept.  Modules with nothing recorded are dropped when
     the block exits.
+
+    Capturing makes dot-product attention build its full probability matrix (B×heads×N_q×N_k), so a map
+    larger than ``max_elements`` (default 2**28, 1 GiB in float32) raises a ``ValueError`` naming the module
+    and the size before anything is allocated; ``max_elements=None`` removes the limit.
     """
+    if max_elements is not None and (not isinstance(max_elements, int) or isinstance(max_elements, bool) or max_elements < 1):
+        raise ValueError(f"capture_attention: max_elements must be a positive integer or None, got {max_elements!r}")
     from .registry import _REGISTRY
 
     classes = tuple({entry.cls for entry in _REGISTRY.values()})
@@ -67,6 +93,7 @@ def capture_attention(model: nn.Module) -> Iterator[CapturedMaps]:
     for name, m in modules:
         found[name] = {}
         object.__setattr__(m, _ATTR, found[name])
+        object.__setattr__(m, _LIMIT, max_elements)
         handles.append(m.register_forward_pre_hook(_size_hook(found.input_sizes, name)))
     try:
         yield found
@@ -74,8 +101,9 @@ def capture_attention(model: nn.Module) -> Iterator[CapturedMaps]:
         for h in handles:
             h.remove()
         for name, m in modules:
-            if _ATTR in m.__dict__:
-                object.__delattr__(m, _ATTR)
+            for attr in (_ATTR, _LIMIT):
+                if attr in m.__dict__:
+                    object.__delattr__(m, attr)
             if not found.get(name):
                 found.pop(name, None)
 

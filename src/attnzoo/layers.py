@@ -190,10 +190,11 @@ def attention(
     probabilities are computed explicitly and recorded under ``key`` (the only case that builds the N×N
     matrix; half precision is upcast to float32 for the softmax).
     """
-    from .capture import is_capturing, record
+    from .capture import check_map_size, is_capturing, record
 
     if module is None or not is_capturing(module):
         return fused_attention(q, k, v, mask, scale, dropout_p)
+    check_map_size(module, (*q.shape[:-1], k.shape[-2]), key)
     s = scale if scale is not None else q.shape[-1] ** -0.5
     logits = q @ k.transpose(-2, -1)
     if logits.dtype in (torch.float16, torch.bfloat16):

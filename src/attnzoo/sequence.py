@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import layers
-from .capture import is_capturing, record
+from .capture import check_map_size, is_capturing, record
 from .layers import check_arg, positive_int
 from .registry import register
 
@@ -225,6 +225,7 @@ class _DotProductAttention(nn.Module):
         sdpa_mask, dead = _prepare_mask(mask, key_padding_mask, qh, kh, self.owner)
         p = self.attn_drop if self.training else 0.0
         if is_capturing(self):  # explicit probabilities, recorded (the only case that builds Nq×Nk without weights)
+            check_map_size(self, (*qh.shape[:-1], kh.shape[-2]), "attn")
             probs = _probabilities(qh, kh, sdpa_mask, dead, weights, self.scale)
             record(self, "attn", probs)
             out = F.dropout(probs, p, training=p > 0) @ vh

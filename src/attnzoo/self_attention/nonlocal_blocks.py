@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import layers
-from ..capture import is_capturing, record
+from ..capture import check_map_size, is_capturing, record
 from ..layers import check_arg, positive_int
 from ..registry import register
 
@@ -186,6 +186,7 @@ class NonLocalBlock(nn.Module):
             qf, kf, gf = q.flatten(2), k.flatten(2), g.flatten(2)  # B×d×N, B×d×N', B×d×N'
             inv_n = 1.0 / kf.shape[2]
             if is_capturing(self):
+                check_map_size(self, (qf.shape[0], 1, qf.shape[2], kf.shape[2]), "attn")
                 record(self, "attn", (qf.transpose(1, 2) @ kf * inv_n).unsqueeze(1))
             context = torch.bmm(gf, kf.transpose(1, 2)) * inv_n  # B×d_g×d: Σ_j g_j φ_jᵀ / N'
             y = torch.bmm(context, qf).unflatten(2, (h, w))

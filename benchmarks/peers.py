@@ -648,8 +648,8 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
     L: list[str] = []
     L += ["# Peer benchmark: attnzoo vs External-Attention-pytorch (fightingcv-attention), timm, torchvision", ""]
     L += [f"- Date: {env['date']}; attnzoo commit `{env['commit']}`",
-          f"- Machine: {env['cpu']}, {env['cores']} cores, shared with other jobs while this ran (load averages "
-          "below)",
+          f"- Machine: {env['cpu']}, {env['cores']} cores, load averages during the run "
+          "below (2.0 = this benchmark alone on 2 cores)",
           f"- Versions: torch {env['torch']}, timm {env['timm']}, torchvision {env['torchvision']}, "
           f"fightingcv-attention {env['fightingcv_attention']}, Python {env['python']}",
           f"- Command: `{command}` ({seconds / 60:.1f} min)", ""]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -172,9 +173,9 @@ def main() -> None:
     emit("## fusion necks (fpn, panet, asff)")
     emit()
     emit(f"- date: {datetime.date.today().isoformat()}; machine: {cpu_model()}, "
-         f"{torch.get_num_threads()} threads (2-core machine shared with other jobs: ratios matter, not absolute times)")
+         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the start (ratios matter more than absolute times)")
     emit(f"- torch {torch.__version__}, torchvision {__import__('torchvision').__version__}, float32, CPU")
-    emit(f"- command: `{sys.executable} benchmarks/fusion.py" + (f" --output {args.output}" if args.output else "") + "`")
+    emit("- command: `python benchmarks/fusion.py" + (f" --output {args.output}" if args.output else "") + "`")
     emit("- input: batch 1, ResNet-50 C2..C5 = 256/512/1024/2048 channels at 128², 64², 32², 16² (strides 4–32 of 512×512)")
     emit(f"- latency: median of single timed calls (`torch.utils.benchmark.Timer`, {args.runs} forward / "
          f"{max(3, args.runs - 2)} fwd+bwd per neck; peers interleaved call by call, {args.pair_runs} / {args.pair_runs - 2}); forward: "

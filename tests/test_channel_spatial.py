@@ -227,3 +227,25 @@ def test_triplet_matches_official_computation(no_spatial):
 def test_triplet_official_init():
     m = attnzoo.create("triplet", 16)
     assert m.hw.bn.weight.abs().sum() == 0 and m.cw.bn.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["cbam", "triplet"])
+def test_max_pooling_kernel_follows_autograd(name):
+    """Max pooling is ``amax`` in inference (fastest forward) and max-with-indices under autograd (``amax``'s
+    backward builds full-size equality masks: 4× slower at 2×256×112×112); values and outputs agree."""
+    m = randomize(attnzoo.create(name, 16)).eval()
+    x = x_input(c=16)
+
+    def ops(fn):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            out = fn()
+        return out, {e.name for e in prof.events()}
+
+    with torch.no_grad():
+        y_inf, inf_ops = ops(lambda: m(x))
+    xg = x.clone().requires_grad_()
+    y_train, train_ops = ops(lambda: m(xg).sum().backward() or m(xg))
+    assert "aten::amax" in inf_ops and "aten::max" not in inf_ops, sorted(inf_ops)
+    assert "aten::amax" not in train_ops and ("aten::max" in train_ops or "aten::adaptive_max_pool2d" in train_ops)
+    torch.testing.assert_close(y_inf, y_train.detach())
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0

@@ -1,5 +1,5 @@
-"""Shared plumbing of the benchmark scripts: peak memory in a fresh child process, byte formatting, and the
-dated machine header of a results section.
+"""Shared plumbing of the benchmark scripts: peak memory in a fresh child process, byte formatting, the dated
+machine header of a results section, and the seed's naive attention block (the reference of two scripts).
 
 Peak memory: the script re-runs itself with ``--child SPEC`` (a fresh interpreter, so no high-water mark is
 inherited from the parent); the child builds its case, warms up, and reports
@@ -16,6 +16,7 @@ import sys
 from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 
 from attnzoo.bench.measure import peak_rss_extra
 from attnzoo.bench.worker import cpu_model
@@ -47,3 +48,21 @@ def append_section(path: str, title: str, body: str) -> None:
     """Append ``### title``, the machine line and ``body`` (a markdown table) to the results file ``path``."""
     with open(path, "a") as f:
         f.write(f"\n### {title}\n\n{machine_line()}\n\n{body}\n")
+
+
+class SeedAttentionBlock(nn.Module):
+    """Seed 000 ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.scale = heads, dim_head**-0.5
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, _ = x.shape
+        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
+        attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
+        return self.to_out((attn @ v).transpose(1, 2).reshape(n, length, -1))

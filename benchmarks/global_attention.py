@@ -32,29 +32,17 @@ import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
-from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
+from _common import SeedAttentionBlock, append_section, child_peak_bytes, fmt_bytes, report_peak
 
 torch.set_num_threads(2)
 
 
-class NaiveGlobalAttention(nn.Module):
+class NaiveGlobalAttention(SeedAttentionBlock):
     """The seed 000 ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
-
-    def __init__(self, channels: int, heads: int, dim_head: int) -> None:
-        super().__init__()
-        inner = heads * dim_head
-        self.heads, self.scale = heads, dim_head ** -0.5
-        self.norm = nn.LayerNorm(channels)
-        self.to_qkv = nn.Linear(channels, 3 * inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, channels), nn.Dropout(0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        t = self.norm(x.flatten(2).transpose(1, 2))
-        q, k, v = (u.reshape(b, h * w, self.heads, -1).transpose(1, 2) for u in self.to_qkv(t).chunk(3, dim=-1))
-        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, h * w, -1)
-        return self.to_out(out).transpose(1, 2).reshape(b, c, h, w)
+        return super().forward(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
 
 
 def build(impl: str, channels: int, heads: int, dim_head: int) -> nn.Module:

@@ -45,7 +45,7 @@ import torch.utils.benchmark as tb
 
 import attnzoo
 from attnzoo.bench.worker import cpu_model
-from _common import child_peak_bytes, report_peak
+from _common import SeedAttentionBlock, child_peak_bytes, report_peak
 
 torch.set_num_threads(2)
 
@@ -53,24 +53,6 @@ torch.set_num_threads(2)
 # ------------------------------------------------------------------------------------------------------------
 # the seed's unfold-based window attention (seed 000 AttentionBlock + LocalAttention2D, channels-last)
 # ------------------------------------------------------------------------------------------------------------
-
-
-class SeedAttentionBlock(nn.Module):
-    """Seed 000 ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
-        super().__init__()
-        inner = heads * dim_head
-        self.heads, self.scale = heads, dim_head**-0.5
-        self.norm = nn.LayerNorm(dim)
-        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, length, _ = x.shape
-        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
-        attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
-        return self.to_out((attn @ v).transpose(1, 2).reshape(n, length, -1))
 
 
 class SeedLocalAttention2D(nn.Module):

@@ -83,48 +83,37 @@ def _fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) ->
     return out
 
 
-class _GatherShifts(torch.autograd.Function):
-    """:func:`_gather_shifts` whose backward is one :func:`_fold_shifts` (autograd of k² slices would zero-fill
-    a full-size gradient per slice)."""
+class _Shifts(torch.autograd.Function):
+    """:func:`_gather_shifts` (``gather=True``) or :func:`_fold_shifts` with the other one as the backward: they
+    are each other's adjoint, so each gradient is one stack or one pass of shifted adds (autograd of the k²
+    slices would zero-fill a full-size gradient per slice)."""
 
     @staticmethod
-    def forward(ctx, t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:  # type: ignore[override]
-        ctx.geometry = (kernel, stride, t.shape[1], t.shape[2])
-        return _gather_shifts(t, kernel, stride, gh, gw)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        kernel, stride, hb, wb = ctx.geometry
-        return _FoldShifts.apply(grad, kernel, stride, hb, wb), None, None, None, None
-
-
-class _FoldShifts(torch.autograd.Function):
-    """:func:`_fold_shifts` (in-place shifted adds) whose backward is one :func:`_gather_shifts` (one stack)."""
-
-    @staticmethod
-    def forward(ctx, y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:  # type: ignore[override]
-        ctx.geometry = (kernel, stride, y.shape[1], y.shape[2])
-        return _fold_shifts(y, kernel, stride, hb, wb)
+    def forward(ctx, x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.adjoint = (not gather, kernel, stride, x.shape[1], x.shape[2])
+        return (_gather_shifts if gather else _fold_shifts)(x, kernel, stride, h, w)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        kernel, stride, gh, gw = ctx.geometry
-        return _GatherShifts.apply(grad, kernel, stride, gh, gw), None, None, None, None
+        return _shifts(grad, *ctx.adjoint), None, None, None, None, None
+
+
+def _shifts(x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: int) -> torch.Tensor:
+    """:class:`_Shifts` when a gradient is needed; plain ops otherwise and under ``torch.jit.trace`` (which cannot
+    record an ``autograd.Function`` called with traced sizes)."""
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+        return (_gather_shifts if gather else _fold_shifts)(x, kernel, stride, h, w)
+    return _Shifts.apply(x, gather, kernel, stride, h, w)
 
 
 def gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:
-    """:func:`_gather_shifts` with the cheap backward (plain ops when no gradient is needed, and under
-    ``torch.jit.trace``, which cannot record an ``autograd.Function`` called with traced sizes)."""
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and t.requires_grad):
-        return _gather_shifts(t, kernel, stride, gh, gw)
-    return _GatherShifts.apply(t, kernel, stride, gh, gw)
+    """:func:`_gather_shifts` with the cheap backward (one :func:`_fold_shifts`)."""
+    return _shifts(t, True, kernel, stride, gh, gw)
 
 
 def fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
-    """:func:`_fold_shifts` with the cheap backward (plain ops when no gradient is needed or under ``torch.jit.trace``)."""
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and y.requires_grad):
-        return _fold_shifts(y, kernel, stride, hb, wb)
-    return _FoldShifts.apply(y, kernel, stride, hb, wb)
+    """:func:`_fold_shifts` with the cheap backward (one :func:`_gather_shifts`)."""
+    return _shifts(y, False, kernel, stride, hb, wb)
 
 
 class _WindowSelfAttention(nn.Module):

@@ -42,6 +42,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.utils.benchmark as tb
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
 from attnzoo.bench.worker import cpu_model
@@ -77,6 +78,19 @@ class SeedLocalAttention2D(nn.Module):
         return out.permute(0, 2, 3, 1)
 
 
+class MathBackend(nn.Module):
+    """The module with SDPA restricted to its math backend (explicit softmax on the 49×49 window scores): shows
+    what the fused kernel costs on short windows."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with sdpa_kernel(SDPBackend.MATH):
+            return self.module(x)
+
+
 def copy_local_weights(ours: nn.Module, seed: SeedLocalAttention2D) -> None:
     a = ours.attention
     seed.norm.load_state_dict(a.norm.state_dict())
@@ -98,12 +112,14 @@ def build(impl: str, size: int | None = None, stride: int = 1) -> tuple[nn.Modul
     """Module and input (in the implementation's layout) for one implementation name."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    if impl in ("local_window", "seed_local"):
+    if impl in ("local_window", "local_window_math", "seed_local"):
         c, s = LW["channels"], LW["size"]
         ours = attnzoo.create("local_window", c, kernel_size=LW["kernel"], heads=LW["heads"], dim_head=LW["dim_head"])
         x = torch.randn(LW["batch"], c, s, s, generator=g)
         if impl == "local_window":
             return ours, x
+        if impl == "local_window_math":
+            return MathBackend(ours), x
         seed = SeedLocalAttention2D(LW["kernel"], LW["kernel"], c, LW["heads"], LW["dim_head"])
         copy_local_weights(ours, seed)
         return seed, x.permute(0, 2, 3, 1).contiguous()
@@ -217,7 +233,9 @@ def compare_local_window(repeats: int) -> dict:
     res = {"max_abs_diff": check_equal(ours, x, seed, xs, True)}
     for backward in (False, True):
         key = "fwd_bwd" if backward else "fwd"
-        t = time_interleaved({"local_window": (ours, x), "seed_local": (seed, xs)}, backward, repeats)
+        math = build("local_window_math")[0]
+        t = time_interleaved({"local_window": (ours, x), "local_window_math": (math, x), "seed_local": (seed, xs)},
+                             backward, repeats)
         res[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward)} for n in t}
     return res
 
@@ -313,6 +331,10 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
             "",
             HEADER,
             *pair_rows(runs, lambda r: r["local_window"], "local_window", "seed_local", "7×7 windows"),
+            *pair_rows(runs, lambda r: r["local_window"], "local_window_math", "seed_local", "7×7 windows, SDPA math backend"),
+            "",
+            "The second case is the same module with `scaled_dot_product_attention` restricted to its math backend",
+            "(explicit softmax on the 49×49 window scores), in the same interleaved run.",
             "",
         ]
     if runs and "outlook" in runs[0]:

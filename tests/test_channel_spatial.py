@@ -232,7 +232,7 @@ def test_triplet_official_init():
 @pytest.mark.parametrize("name", ["cbam", "triplet"])
 def test_max_pooling_kernel_follows_autograd(name):
     """Max pooling is ``amax`` in inference (fastest forward) and max-with-indices under autograd (``amax``'s
-    backward builds full-size equality masks: 4× slower at 2×256×112×112); values and outputs agree."""
+    backward builds full-size equality masks); values and outputs agree."""
     m = randomize(attnzoo.create(name, 16)).eval()
     x = x_input(c=16)
 

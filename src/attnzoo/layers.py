@@ -110,7 +110,7 @@ def inplace_ok() -> bool:
 def max_over(x: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
     """Maximum over ``dims`` (dropped).  Without autograd ``amax`` (the fastest forward); with autograd a
     max with indices, whose backward scatters through the indices where ``amax``'s builds full-size equality
-    masks (4× slower forward+backward over the channels of a 2×256×112×112 map).  Same values either way."""
+    masks (CBAM fwd+bwd 0.42 – 0.76× timm's in benchmarks/results/peers.md).  Same values either way."""
     if inplace_ok():
         return x.amax(dims)
     if isinstance(dims, int):

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from attnzoo.inputs import example_inputs, pyramid_sizes
+from attnzoo.layouts import example_inputs, pyramid_sizes
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

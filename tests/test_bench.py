@@ -33,7 +33,7 @@ import torch.nn as nn
 import attnzoo
 
 
-@attnzoo.register("bench_fails_large", family="channel", paper="test plugin", summary="raises above 16x16")
+@attnzoo.register("bench_fails_large", family="channel", paper="test plugin", complexity="O(N)", summary="raises above 16x16")
 class FailsLarge(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -45,7 +45,7 @@ class FailsLarge(nn.Module):
         return x * self.scale
 
 
-@attnzoo.register("bench_crashes", family="channel", paper="test plugin", summary="kills its own process")
+@attnzoo.register("bench_crashes", family="channel", paper="test plugin", complexity="O(N)", summary="kills its own process")
 class Crashes(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -55,7 +55,7 @@ class Crashes(nn.Module):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-@attnzoo.register("bench_hangs", family="channel", paper="test plugin", summary="never returns")
+@attnzoo.register("bench_hangs", family="channel", paper="test plugin", complexity="O(N)", summary="never returns")
 class Hangs(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()

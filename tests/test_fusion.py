@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import attnzoo
 from attnzoo.fusion import AdaptiveSpatialFeatureFusion, FeaturePyramidNetwork, PathAggregationNetwork
-from attnzoo.inputs import pyramid_sizes
+from attnzoo.layouts import pyramid_sizes
 from helpers import assert_close, randomize
 
 tv_fpn = pytest.importorskip("torchvision.ops.feature_pyramid_network")
@@ -372,7 +372,7 @@ def test_asff_yolov3_official_configuration(official_level):
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 6), (2, 3), (7, 5), (13, 8), (32, 31)])
 def test_max_pool_3x3_s2_equals_max_pool2d(size):
-    from attnzoo.fusion import MaxPool3x3s2, max_pool_3x3_s2
+    from attnzoo.layers import MaxPool3x3s2, max_pool_3x3_s2
 
     x = torch.randn(2, 5, *size, dtype=torch.float64)
     want = F.max_pool2d(x, 3, 2, 1)

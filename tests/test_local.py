@@ -415,7 +415,7 @@ def test_multipole_is_global(down, up, size):
 
 def test_multipole_avg_pool_of_odd_sizes_averages_valid_pixels():
     """At odd sizes the avg_pool down-sampling averages the real pixels of each border cell (no zero padding)."""
-    from attnzoo.local import _downsample
+    from attnzoo.local.multipole import _downsample
 
     x = rand(1, 4, 5, 3)  # B×C×H×W with H = 5, W = 3
     y = _downsample(x, None, 2)

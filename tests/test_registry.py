@@ -53,7 +53,7 @@ def test_unknown_keyword_is_type_error():
 
 
 def test_third_party_register():
-    @attnzoo.register("my_test_gate", family="channel", paper="Someone, 2026", summary="a test gate")
+    @attnzoo.register("my_test_gate", family="channel", paper="Someone, 2026", complexity="O(N)", summary="a test gate")
     class MyGate(nn.Module):
         def __init__(self, channels: int, scale: float = 1.0):
             super().__init__()
@@ -67,13 +67,13 @@ def test_third_party_register():
         m = attnzoo.create("my_test_gate", 8, scale=2.0)
         assert torch.equal(m(torch.ones(1, 8, 2, 2)), 2 * torch.ones(1, 8, 2, 2))
         with pytest.raises(ValueError, match="already registered"):
-            attnzoo.register("my_test_gate", family="channel", paper="x")(type("Other", (nn.Module,), {}))
+            attnzoo.register("my_test_gate", family="channel", paper="x", complexity="O(N)")(type("Other", (nn.Module,), {}))
     finally:
         registry._REGISTRY.pop("my_test_gate", None)
     with pytest.raises(ValueError):
-        attnzoo.register("bad", family="nope", paper="x")
+        attnzoo.register("bad", family="nope", paper="x", complexity="O(N)")
     with pytest.raises(ValueError):
-        attnzoo.register("bad", family="channel", paper="x", exceptions={"onnx": "short"})
+        attnzoo.register("bad", family="channel", paper="x", complexity="O(N)", exceptions={"onnx": "short"})
 
 
 def test_import_is_light():

@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import attnzoo
-from attnzoo.self_attention.cot import local_aggregation
-from attnzoo.self_attention.multihead import (
+from attnzoo.functional import local_aggregation
+from attnzoo.self_attention import (
     EfficientSelfAttention,
     GlobalAttention,
     SelfAttentionBlock,

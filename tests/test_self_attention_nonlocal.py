@@ -697,11 +697,11 @@ def test_bad_inputs():
 
 
 def test_public_names():
-    from attnzoo.self_attention import nonlocal_blocks
+    from attnzoo import self_attention
 
-    for cls_name in nonlocal_blocks.__all__:
-        assert getattr(attnzoo, cls_name) is getattr(nonlocal_blocks, cls_name)
-    assert {attnzoo.info(n).cls.__name__ for n in NAMES} <= set(nonlocal_blocks.__all__)
+    for cls_name in self_attention.__all__:
+        assert getattr(attnzoo, cls_name) is getattr(self_attention, cls_name)
+    assert {attnzoo.info(n).cls.__name__ for n in NAMES} <= set(self_attention.__all__)
     for n in NAMES:
         e = attnzoo.info(n)
         assert e.family == "self_attention" and e.identity_at_init and e.min_size == (1, 1) and not e.exceptions

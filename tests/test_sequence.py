@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from attnzoo.sequence import sinusoidal_table
+from attnzoo.functional import sinusoidal_table
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

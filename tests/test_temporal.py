@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import attnzoo
-from attnzoo.temporal import KERNEL_SET
+from attnzoo.temporal.mtgnn import KERNEL_SET
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

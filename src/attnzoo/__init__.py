@@ -2,22 +2,48 @@
 
     import attnzoo
     gate = attnzoo.create("cbam", 256)          # any registered module by name
-    attnzoo.list_modules("channel")             # ['coord', 'eca', 'se', 'sk']
+    attnzoo.list_modules("channel")             # ['coord', 'eca', 'se', 'sk', ...]
 """
 
-from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
-from .channel import CoordinateAttention, EfficientChannelAttention, SelectiveKernel, SqueezeExcite
-from .spatial import CBAM, CBAMChannelGate, CBAMSpatialGate, TripletAttention
-from .self_attention import *  # noqa: F401,F403  (each family file lists its public classes in __all__)
-from .local import *  # noqa: F401,F403
-from .fusion import *  # noqa: F401,F403
-from .sequence import *  # noqa: F401,F403
-from .temporal import *  # noqa: F401,F403
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+from typing import Any
+
+from . import channel, fusion, local, resample, self_attention, sequence, spatial, temporal
 from .capture import capture_attention
+from .channel import CoordinateAttention, EfficientChannelAttention, SelectiveKernel, SqueezeExcite
+from .fusion import AdaptiveSpatialFeatureFusion, FeaturePyramidNetwork, PathAggregationNetwork
+from .local import LocalWindowAttention, MultipoleAttention, OutlookAttention
+from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
+from .self_attention import (
+    CompactGeneralizedNonLocal,
+    ContextualTransformer,
+    CrossLayerNonLocal,
+    DANetAttention,
+    DANetChannelAttention,
+    DANetPositionAttention,
+    EfficientSelfAttention,
+    GlobalAttention,
+    NonLocalBlock,
+    SAGANAttention,
+    SelfAttentionBlock,
+    SpatialSelfAttention,
+)
+from .sequence import (
+    MultiHeadSelfAttention,
+    PositionalEncoding,
+    PositionalEncoding2D,
+    SimplifiedMultiHeadAttention,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
+from .spatial import CBAM, CBAMChannelGate, CBAMSpatialGate, TripletAttention
+from .temporal import DilatedInception, GatedTemporalConv
 
-from . import fusion as _fusion, local as _local, self_attention as _self_attention, sequence as _sequence, temporal as _temporal
-
-__version__ = "0.1.0"
+try:
+    __version__ = _version("attnzoo")  # one version source: pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+    __version__ = "0+unknown"
 
 __all__ = [
     "FAMILIES",
@@ -28,21 +54,48 @@ __all__ = [
     "list_modules",
     "register",
     "capture_attention",
-    # channel
-    "SqueezeExcite",
-    "EfficientChannelAttention",
-    "SelectiveKernel",
-    "CoordinateAttention",
-    # spatial
+    "insert",
+    "timm_attn",
+    "AdaptiveSpatialFeatureFusion",
+    "Any",
     "CBAM",
     "CBAMChannelGate",
     "CBAMSpatialGate",
+    "CompactGeneralizedNonLocal",
+    "ContextualTransformer",
+    "CoordinateAttention",
+    "CrossLayerNonLocal",
+    "DANetAttention",
+    "DANetChannelAttention",
+    "DANetPositionAttention",
+    "DilatedInception",
+    "EfficientChannelAttention",
+    "EfficientSelfAttention",
+    "FeaturePyramidNetwork",
+    "GatedTemporalConv",
+    "GlobalAttention",
+    "LocalWindowAttention",
+    "MultiHeadSelfAttention",
+    "MultipoleAttention",
+    "NonLocalBlock",
+    "OutlookAttention",
+    "PathAggregationNetwork",
+    "PositionalEncoding",
+    "PositionalEncoding2D",
+    "SAGANAttention",
+    "SelectiveKernel",
+    "SelfAttentionBlock",
+    "SimplifiedMultiHeadAttention",
+    "SpatialSelfAttention",
+    "SqueezeExcite",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "TripletAttention",
 ]
-__all__ += [*_self_attention.__all__, *_local.__all__, *_fusion.__all__, *_sequence.__all__, *_temporal.__all__]
+_FAMILY_PACKAGES = (channel, spatial, self_attention, local, fusion, resample, sequence, temporal)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Model-surgery helpers live in attnzoo.integrations (imported on first use, so `import attnzoo` stays light).
     if name in ("insert", "timm_attn"):
         from . import integrations
@@ -53,3 +106,7 @@ def __getattr__(name: str):
 
         return importlib.import_module(".viz", __name__)
     raise AttributeError(f"module 'attnzoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"insert", "timm_attn", "viz"})

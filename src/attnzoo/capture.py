@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-__all__ = ["capture_attention", "record", "is_capturing", "check_map_size", "CapturedMaps", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["capture_attention", "record", "is_capturing", "capture_target", "check_map_size", "CapturedMaps", "DEFAULT_MAX_ELEMENTS"]
 
 _ATTR = "_attnzoo_maps"
 _LIMIT = "_attnzoo_max_elements"
@@ -33,6 +33,11 @@ DEFAULT_MAX_ELEMENTS = 1 << 28
 def is_capturing(module: nn.Module) -> bool:
     """True while ``module`` is inside an active :func:`capture_attention`."""
     return getattr(module, _ATTR, None) is not None
+
+
+def capture_target(module: nn.Module) -> nn.Module | None:
+    """``module`` while it is capturing, else ``None``: what stateless kernels take to record maps."""
+    return module if is_capturing(module) else None
 
 
 def record(module: nn.Module, key: str, value: torch.Tensor) -> None:

@@ -26,8 +26,8 @@ __all__ = [
     "list_modules",
 ]
 
-FAMILIES = ("channel", "spatial", "self_attention", "local", "fusion", "sequence", "temporal")
-LAYOUTS = ("nchw", "pair", "pyramid", "tokens", "temporal")
+FAMILIES = ("channel", "spatial", "self_attention", "local", "fusion", "resample", "sequence", "temporal")
+LAYOUTS = ("nchw", "pair", "pyramid", "tokens", "temporal", "multi")
 
 #: Names of the contract checks a module may declare an exception for (with a reason).
 CONTRACT_CHECKS = (
@@ -36,7 +36,10 @@ CONTRACT_CHECKS = (
     "gradients",
     "gradcheck",
     "bfloat16",
+    "float16",
     "channels_last",
+    "train_batch1",
+    "deterministic",
     "eval_determinism",
     "serialisation",
     "torchscript",
@@ -65,8 +68,10 @@ class ModuleInfo:
             default arguments; smaller inputs must raise ``ValueError``.  (1, 1) for almost every module.
         output_shape: ``f(module, *inputs) -> shape`` (a list of shapes for pyramids) when the output shape is
             not the layout's default (same as the input; query-shaped for pairs; per-level sizes for pyramids).
-        test_kwargs: small constructor arguments the contract suite and the profiler use (merged into the
-            defaults), e.g. fewer heads for tiny inputs.
+        test_kwargs: constructor arguments the contract suite and the profiler use on their small inputs
+            (merged into the defaults), e.g. fewer heads.
+        maps: the capture keys the module records under ``attnzoo.capture_attention`` (the contract checks
+            that it records exactly these); empty for modules without an attention or gate map.
         exceptions: contract checks (names from :data:`CONTRACT_CHECKS`) this module cannot pass, each with
             the reason.  The contract suite asserts that the list stays short and justified.
     """
@@ -84,6 +89,7 @@ class ModuleInfo:
     output_shape: Callable[..., Any] | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     exceptions: Mapping[str, str] = field(default_factory=dict)
+    maps: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
         return f"ModuleInfo(name={self.name!r}, family={self.family!r}, cls={self.cls.__name__}, layout={self.layout!r})"
@@ -97,21 +103,22 @@ def register(
     *,
     family: str,
     paper: str,
+    complexity: str,
     layout: str = "nchw",
     url: str = "",
-    complexity: str = "O(N)",
     summary: str = "",
     identity_at_init: bool = False,
     min_size: tuple[int, int] = (1, 1),
     output_shape: Callable[..., Any] | None = None,
     test_kwargs: Mapping[str, Any] | None = None,
     exceptions: Mapping[str, str] | None = None,
+    maps: Sequence[str] = (),
 ) -> Callable[[type], type]:
     """Class decorator that registers an ``nn.Module`` under ``name``.
 
     Usable by third parties::
 
-        @attnzoo.register("my_gate", family="channel", paper="Me, 2026")
+        @attnzoo.register("my_gate", family="channel", paper="Me, 2026", complexity="O(N)", maps=("gate",))
         class MyGate(nn.Module):
             def __init__(self, channels: int): ...
 
@@ -120,6 +127,8 @@ def register(
     """
     if not isinstance(name, str) or not name or name != name.lower() or " " in name:
         raise ValueError(f"register: name must be a non-empty lowercase string without spaces, got {name!r}")
+    if not isinstance(complexity, str) or not complexity.startswith("O("):
+        raise ValueError(f"register({name!r}): complexity must be a string such as 'O(N)', got {complexity!r}")
     if family not in FAMILIES:
         raise ValueError(f"register({name!r}): family must be one of {FAMILIES}, got {family!r}")
     if layout not in LAYOUTS:
@@ -151,6 +160,7 @@ def register(
             output_shape=output_shape,
             test_kwargs=MappingProxyType(dict(test_kwargs or {})),
             exceptions=MappingProxyType(dict(exceptions or {})),
+            maps=tuple(maps),
         )
         return cls
 
@@ -190,7 +200,8 @@ def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module
     takes_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_var_kw:
         accepted = [p for p in list(params)[2:] if params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
-        unknown = sorted(set(kwargs) - set(accepted))
+        aliases = getattr(entry.cls.__init__, "deprecated_args", {})
+        unknown = sorted(set(kwargs) - set(accepted) - set(aliases))
         if unknown:
             raise TypeError(f"{name} ({entry.cls.__name__}) got unknown keyword(s) {unknown}; accepted: {accepted}")
     return entry.cls(channels, **kwargs)

@@ -3,7 +3,7 @@
 This module imports torch; only :mod:`attnzoo.bench.worker` (the child side) imports it, never the CLI parent.
 
 What is measured (all on one module built with ``attnzoo.create(name, channels, **kwargs)`` and the default
-inputs of :func:`attnzoo.inputs.example_inputs`):
+inputs of :func:`attnzoo.layouts.example_inputs`):
 
 * ``params``: number of parameters.
 * ``flops``: forward FLOPs counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products,
@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from attnzoo.inputs import DEFAULT_SIZE, example_channels, example_inputs
+from attnzoo.layouts import DEFAULT_SIZE, example_channels, example_inputs
 
 __all__ = ["measure_case", "measure_module", "Case", "peak_rss_extra", "count_flops", "preload"]
 

@@ -10,7 +10,6 @@ import argparse
 import sys
 
 
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from .config import CompareConfig
 

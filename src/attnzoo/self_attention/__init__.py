@@ -1,8 +1,27 @@
-"""Global self-attention family: non-local style blocks, multi-head attention on feature maps, CoT."""
+"""Global self-attention on feature maps: one file per paper."""
 
-from . import cot, multihead, nonlocal_blocks
-from .cot import *  # noqa: F401,F403
-from .multihead import *  # noqa: F401,F403
-from .nonlocal_blocks import *  # noqa: F401,F403
+from .cgnl import CompactGeneralizedNonLocal
+from .cot import ContextualTransformer
+from .cross_layer_nonlocal import CrossLayerNonLocal
+from .danet import DANetAttention, DANetChannelAttention, DANetPositionAttention
+from .efficient_self_attention import EfficientSelfAttention
+from .global_attention import GlobalAttention
+from .nonlocal_block import NonLocalBlock
+from .sagan import SAGANAttention
+from .self_attention_block import SelfAttentionBlock
+from .spatial_self_attention import SpatialSelfAttention
 
-__all__ = [*nonlocal_blocks.__all__, *multihead.__all__, *cot.__all__]
+__all__ = [
+    "NonLocalBlock",
+    "SAGANAttention",
+    "DANetPositionAttention",
+    "DANetChannelAttention",
+    "DANetAttention",
+    "CompactGeneralizedNonLocal",
+    "CrossLayerNonLocal",
+    "GlobalAttention",
+    "SpatialSelfAttention",
+    "EfficientSelfAttention",
+    "SelfAttentionBlock",
+    "ContextualTransformer",
+]

@@ -1,40 +1,29 @@
-"""Contextual Transformer (CoTNet): the official ``CotLayer`` computation in plain PyTorch.
+"""Contextual Transformer Networks (CoTNet; Li, Yao, Pan, Mei; TPAMI 2022).  Paper: https://arxiv.org/abs/2107.12292
 
-The official code (JDAI-CV/CoTNet ``models/cotnet.py``) runs its local aggregation in a CuPy CUDA kernel
-(``LocalConvolution``).  Here it is a sum of k² shifted products over a zero-padded value map: the same
-result, on any device, traceable and exportable, and without the k²-times-larger ``unfold`` buffer.
+The official code runs its local aggregation in a CuPy CUDA kernel; here it is
+:func:`attnzoo.functional.local_aggregation` (k² shifted products), on any device and exportable.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn as nn
 
-from .. import layers
 from ..capture import record
-from ..layers import check_arg, positive_int
+from ..functional import (
+    local_aggregation,
+)
+from ..layers import (
+    AttnModule,
+    check_arg,
+    check_nchw,
+    odd_kernel,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["ContextualTransformer"]
-
-
-def local_aggregation(v: torch.Tensor, w: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Position-specific k×k aggregation with kernels shared over channel groups (CoTNet ``LocalConvolution``).
-
-    ``out[b, c, h, w] = Σ_{i,j} w[b, c mod G, i·k + j, h, w] · v[b, c, h + i − k//2, w + j − k//2]`` with zero
-    padding, stride 1, dilation 1; v: B×C×H×W, w: B×G×k²×H×W with G dividing C (channels c, c + G, c + 2G, …
-    share one kernel, the official interleaved sharing).  Returns B×C×H×W.
-    """
-    b, c, h, wd = v.shape
-    g = w.shape[1]
-    p = kernel_size // 2
-    vp = nn.functional.pad(v.reshape(b, c // g, g, h, wd), (p, p, p, p))  # B×(C/G)×G×(H+2p)×(W+2p)
-    w = w.unsqueeze(1)  # B×1×G×k²×H×W, broadcast over the C/G sharing copies
-    out = vp[..., 0:h, 0:wd] * w[:, :, :, 0]
-    for idx in range(1, kernel_size * kernel_size):
-        i, j = divmod(idx, kernel_size)
-        out = out + vp[..., i:i + h, j:j + wd] * w[:, :, :, idx]
-    return out.reshape(b, c, h, wd)
 
 
 @register(
@@ -45,7 +34,7 @@ def local_aggregation(v: torch.Tensor, w: torch.Tensor, kernel_size: int) -> tor
     complexity="O(N)",
     summary="Static k×k context keys + dynamic k×k local aggregation of values, fused by radix-2 split attention.",
 )
-class ContextualTransformer(nn.Module):
+class ContextualTransformer(AttnModule):
     """CoT block, the official ``CotLayer`` (Li et al., TPAMI 2022); B×C×H×W → B×C×H×W.
 
     1. Static context: ``K1 = ReLU(BN(Conv_k×k(x, groups=key_groups)))``.
@@ -88,9 +77,9 @@ class ContextualTransformer(nn.Module):
         min_attn_channels: int = 32,
     ) -> None:
         super().__init__()
-        owner = "ContextualTransformer"
+        owner = self.owner
         positive_int(channels, owner, "channels")
-        layers.odd_kernel(kernel_size, owner)
+        odd_kernel(kernel_size, owner)
         for name, value in (("key_groups", key_groups), ("share_planes", share_planes)):
             positive_int(value, owner, name)
             check_arg(channels % value == 0, owner, "channels", f"divisible by {name}={value}", channels)
@@ -128,7 +117,7 @@ class ContextualTransformer(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = layers.check_nchw(x, self.channels, "ContextualTransformer")
+        x = check_nchw(x, self.channels, self.owner)
         k1 = self.key_embed(x)
         w = self.embed(torch.cat([x, k1], dim=1))
         w = w.unflatten(1, (self.kernel_groups, self.kernel_size * self.kernel_size))  # B×G×k²×H×W

@@ -1,22 +1,6 @@
-"""Temporal blocks on B×C×N×T (N series, T steps): MTGNN's dilated inception and gated temporal convolution.
+"""MTGNN's temporal blocks (Wu et al.; KDD 2020): dilated inception and the gated temporal convolution.
 
-Wu et al., "Connecting the Dots: Multivariate Time Series Forecasting with Graph Neural Networks" (KDD 2020),
-official code ``nnzhan/MTGNN`` (``layer.py::dilated_inception``, the gating in ``net.py::gtnet``).
-
-* :class:`DilatedInception` (``dilated_inception``) — four 1×k dilated convolutions, k ∈ (2, 3, 6, 7), each
-  with ``out_channels / 4`` channels, valid convolution, every branch cut to its last T − 6d steps, concatenated.
-* :class:`GatedTemporalConv` (``gated_tcn``) — ``tanh(DI_f(x)) ⊙ sigmoid(DI_g(x))`` with two separate
-  inception modules, then dropout.
-
-Time alignment: output step t (of T − 6d) summarises input steps up to t + 6d, i.e. the output is aligned with
-the *end* of the input, as the official code.  ``padding="causal"`` left-pads the input with 6d zeros, so the
-output keeps length T and step t sees only input steps ≤ t.
-
-Implementation: a branch with kernel k whose output is cut to its last T − 6d steps equals a 7-tap dilated
-convolution whose first 7 − k taps are zero.  The four branches (and, for the gated block, the filter and the
-gate) therefore run as **one** convolution whose weight is assembled from the per-branch parameters on every
-call (tiny: C_out × C_in × 7): no per-branch outputs, no crop and no concatenation copy.  The parameters keep
-the official per-branch layout (``tconv.0..3``), so official checkpoints load.
+Paper: https://arxiv.org/abs/2005.11650
 """
 
 from __future__ import annotations
@@ -26,14 +10,19 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import layers
-from .capture import record
-from .layers import check_arg, positive_int
-from .registry import register
+from ..capture import record
+from ..layers import (
+    AttnModule,
+    check_arg,
+    check_dims,
+    fx_leaf,
+    positive_int,
+)
+from ..registry import register
 
 __all__ = ["DilatedInception", "GatedTemporalConv"]
 
-#: MTGNN's kernel set: combinations of 2, 3, 6 and 7 cover the periods 7, 12, 24, 28 and 60.
+
 KERNEL_SET = (2, 3, 6, 7)
 _LAYOUT = "B×C×N×T"
 _PAPER = "Connecting the Dots: Multivariate Time Series Forecasting with Graph Neural Networks (Wu et al.; KDD 2020)"
@@ -41,7 +30,7 @@ _URL = "https://arxiv.org/abs/2005.11650"
 _PADDINGS = ("valid", "causal")
 
 
-@torch.fx.wrap
+@fx_leaf
 def _check_length(x: torch.Tensor, min_len: int, owner: str) -> torch.Tensor:
     """Valid convolution needs T ≥ 6·dilation + 1 (checked through FX tracing, like the layers checks)."""
     if torch.jit.is_tracing():
@@ -76,7 +65,7 @@ def _inception_args(channels: int, out_channels: int | None, dilation: int, padd
     min_size=(1, 7),
     output_shape=lambda m, x: (x.shape[0], m.out_channels, x.shape[2], m.output_length(x.shape[3])),
 )
-class DilatedInception(nn.Module):
+class DilatedInception(AttnModule):
     """MTGNN dilated inception layer (Wu et al., KDD 2020); B×C×N×T → B×C_out×N×(T − 6d) (T with causal padding).
 
     Four branches ``Conv2d(C, C_out/4, (1, k), dilation=(1, d))`` with bias and no padding, k = 2, 3, 6, 7;
@@ -99,7 +88,7 @@ class DilatedInception(nn.Module):
 
     def __init__(self, channels: int, out_channels: int | None = None, dilation: int = 1, padding: str = "valid") -> None:
         super().__init__()
-        self.out_channels = _inception_args(channels, out_channels, dilation, padding, "DilatedInception")
+        self.out_channels = _inception_args(channels, out_channels, dilation, padding, self.owner)
         self.channels, self.dilation, self.padding = channels, dilation, padding
         self.tconv = nn.ModuleList(nn.Conv2d(channels, self.out_channels // len(KERNEL_SET), (1, k), dilation=(1, dilation)) for k in KERNEL_SET)
 
@@ -120,13 +109,13 @@ class DilatedInception(nn.Module):
         return w, b
 
     def _prepare(self, x: torch.Tensor, owner: str) -> torch.Tensor:
-        x = layers.check_dims(x, 4, 1, self.channels, owner, _LAYOUT)
+        x = check_dims(x, 4, 1, self.channels, owner, _LAYOUT)
         if self.padding == "causal":
             return F.pad(x, (self.receptive_field - 1, 0))
         return _check_length(x, self.receptive_field, owner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._prepare(x, "DilatedInception")
+        x = self._prepare(x, self.owner)
         w, b = self.fused_weight()
         return F.conv2d(x, w, b, dilation=(1, self.dilation))
 
@@ -145,7 +134,7 @@ class DilatedInception(nn.Module):
     min_size=(1, 7),
     output_shape=lambda m, x: (x.shape[0], m.out_channels, x.shape[2], m.filter_conv.output_length(x.shape[3])),
 )
-class GatedTemporalConv(nn.Module):
+class GatedTemporalConv(AttnModule):
     """MTGNN gated temporal convolution (Wu et al., KDD 2020); B×C×N×T → B×C_out×N×(T − 6d) (T if causal).
 
     ``y = dropout(tanh(DI_f(x)) ⊙ sigmoid(DI_g(x)))`` with two separate :class:`DilatedInception` modules
@@ -169,15 +158,15 @@ class GatedTemporalConv(nn.Module):
         self, channels: int, out_channels: int | None = None, dilation: int = 1, padding: str = "valid", dropout: float = 0.0
     ) -> None:
         super().__init__()
-        out_channels = _inception_args(channels, out_channels, dilation, padding, "GatedTemporalConv")
-        check_arg(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "GatedTemporalConv", "dropout", "a probability in [0, 1)", dropout)
+        out_channels = _inception_args(channels, out_channels, dilation, padding, self.owner)
+        check_arg(isinstance(dropout, (int, float)) and 0 <= dropout < 1, self.owner, "dropout", "a probability in [0, 1)", dropout)
         self.channels, self.out_channels, self.dilation, self.padding = channels, out_channels, dilation, padding
         self.filter_conv = DilatedInception(channels, out_channels, dilation, padding)
         self.gate_conv = DilatedInception(channels, out_channels, dilation, padding)
         self.dropout = nn.Dropout(float(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.filter_conv._prepare(x, "GatedTemporalConv")
+        x = self.filter_conv._prepare(x, self.owner)
         wf, bf = self.filter_conv.fused_weight()
         wg, bg = self.gate_conv.fused_weight()
         both = F.conv2d(x, torch.cat([wf, wg], 0), torch.cat([bf, bg], 0), dilation=(1, self.dilation))

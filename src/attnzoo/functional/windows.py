@@ -1,0 +1,88 @@
+"""Window geometry and the shifted-view gather / fold pair used by windowed attention.
+
+A window is ``kernel`` pixels wide and windows start every ``stride`` pixels; the last one reaches the end of
+the axis, so every position is covered (the axis is zero-padded as needed).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["window_grid", "axis_valid", "axis_cover", "gather_shifts", "fold_shifts"]
+
+
+def window_grid(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Windows along one axis of length ``size``: ``(count, padded_length)``.
+
+    Windows start at 0, stride, 2·stride, ... and the last one reaches the end of the axis, so every position
+    is covered; an axis shorter than the kernel gets one (padded) window.  Written with non-negative operands
+    only (``ceil((size - kernel) / stride)`` as ``(size - kernel + stride - 1) // stride``): exporters and
+    runtimes disagree on the rounding of a negative integer division.
+    """
+    count = 1 if size <= kernel else (size - kernel + stride - 1) // stride + 1
+    return count, (count - 1) * stride + kernel
+
+
+def axis_valid(count: int, kernel: int, stride: int, size: int, device: torch.device) -> torch.Tensor:
+    """count×kernel bool: is offset i of window a inside the axis (not padding)?"""
+    pos = torch.arange(count, device=device)[:, None] * stride + torch.arange(kernel, device=device)[None, :]
+    return pos < size
+
+
+def axis_cover(count: int, kernel: int, stride: int, size: int, device: torch.device) -> torch.Tensor:
+    """Number of windows covering each position of the axis (length ``size``)."""
+    y = torch.arange(size, device=device)
+    hi = torch.clamp(torch.div(y, stride, rounding_mode="floor"), max=count - 1)
+    lo = torch.clamp(torch.div(y - kernel + stride, stride, rounding_mode="floor"), min=0)
+    return hi - lo + 1
+
+
+def _gather(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:
+    """Windows by shifted strided views: t B×Hb×Wb×…×F → B×gh×gw×…×k²×F, entry (i, j, …, (dy, dx)) = t[i·s+dy, j·s+dx]."""
+    span_h, span_w = stride * (gh - 1) + 1, stride * (gw - 1) + 1
+    views = [t[:, dy : dy + span_h : stride, dx : dx + span_w : stride] for dy in range(kernel) for dx in range(kernel)]
+    return torch.stack(views, dim=-2)
+
+
+def _fold(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
+    """The adjoint of :func:`_gather` (``F.fold``): y B×gh×gw×…×k²×F → B×hb×wb×…×F, overlaps summed."""
+    gh, gw = y.shape[1], y.shape[2]
+    span_h, span_w = stride * (gh - 1) + 1, stride * (gw - 1) + 1
+    out = y.new_zeros((y.shape[0], hb, wb) + tuple(y.shape[3:-2]) + (y.shape[-1],))
+    for i, (dy, dx) in enumerate((dy, dx) for dy in range(kernel) for dx in range(kernel)):
+        out[:, dy : dy + span_h : stride, dx : dx + span_w : stride] += y[..., i, :]
+    return out
+
+
+class _Shifts(torch.autograd.Function):
+    """:func:`_gather` (``gather=True``) or :func:`_fold` with the other one as the backward: they
+    are each other's adjoint, so each gradient is one stack or one pass of shifted adds (autograd of the k²
+    slices would zero-fill a full-size gradient per slice)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.adjoint = (not gather, kernel, stride, x.shape[1], x.shape[2])
+        return (_gather if gather else _fold)(x, kernel, stride, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return _shifts(grad, *ctx.adjoint), None, None, None, None, None
+
+
+def _shifts(x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: int) -> torch.Tensor:
+    """:class:`_Shifts` when a gradient is needed; plain ops otherwise and under ``torch.jit.trace`` (which cannot
+    record an ``autograd.Function`` called with traced sizes)."""
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+        return (_gather if gather else _fold)(x, kernel, stride, h, w)
+    return _Shifts.apply(x, gather, kernel, stride, h, w)
+
+
+def gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -> torch.Tensor:
+    """:func:`_gather` with the cheap backward (one :func:`_fold`)."""
+    return _shifts(t, True, kernel, stride, gh, gw)
+
+
+def fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
+    """:func:`_fold` with the cheap backward (one :func:`_gather`)."""
+    return _shifts(y, False, kernel, stride, hb, wb)
+

@@ -1,0 +1,173 @@
+"""Argument and input checks with messages users can act on: ``Owner: what must be expected, got value``.
+
+Input checks are :func:`fx_leaf` functions: under ``torch.fx.symbolic_trace`` they become one graph node (that
+still runs and still raises), however they were imported; ``torch.jit.trace`` records them as no-ops (the
+shapes are baked into the trace), and ``torch.compile`` / ``torch.export`` evaluate them on the real shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence, TypeVar
+
+import torch
+import torch.fx
+
+__all__ = [
+    "fx_leaf",
+    "check_arg",
+    "check_choice",
+    "positive_int",
+    "non_negative_int",
+    "positive_number",
+    "odd_kernel",
+    "check_heads",
+    "check_dropout",
+    "check_nchw",
+    "check_dims",
+    "check_same_shape",
+    "check_context",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _has_proxy(args: Sequence[Any]) -> torch.fx.Proxy | None:
+    for a in args:
+        for t in a if isinstance(a, (list, tuple)) else (a,):
+            if isinstance(t, torch.fx.Proxy):
+                return t
+    return None
+
+
+def fx_leaf(fn: F) -> F:
+    """Make ``fn`` a single node in ``torch.fx.symbolic_trace`` graphs (a leaf), wherever it is called from.
+
+    Works like ``torch.fx.wrap`` without its rule that callers must look the function up through its defining
+    module: when any argument (or a list element) is an FX proxy, the call is recorded as a node instead of
+    being traced into.  Eager calls cost one scan of the arguments.
+    """
+
+    @functools.wraps(fn)
+    def leaf(*args: Any, **kwargs: Any) -> Any:
+        proxy = _has_proxy((*args, *kwargs.values()))
+        if proxy is not None:
+            return proxy.tracer.create_proxy("call_function", leaf, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return leaf  # type: ignore[return-value]
+
+
+def check_arg(ok: bool, owner: str, what: str, expected: str, got: object) -> None:
+    """Raise a ``ValueError`` naming the module, the argument, what was expected and what was received."""
+    if not ok:
+        raise ValueError(f"{owner}: {what} must be {expected}, got {got!r}")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_choice(value: object, choices: Sequence[object], owner: str, what: str) -> Any:
+    """``value`` if it is one of ``choices`` (a ``ValueError`` listing them otherwise)."""
+    check_arg(isinstance(value, (str, int, type(None))) and value in choices, owner, what,
+              "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def positive_int(v: object, owner: str, what: str) -> int:
+    check_arg(_is_int(v) and v >= 1, owner, what, "a positive integer", v)  # type: ignore[operator]
+    return int(v)  # type: ignore[call-overload]
+
+
+def non_negative_int(v: object, owner: str, what: str) -> int:
+    check_arg(_is_int(v) and v >= 0, owner, what, "a non-negative integer", v)  # type: ignore[operator]
+    return int(v)  # type: ignore[call-overload]
+
+
+def positive_number(v: object, owner: str, what: str) -> float:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and v != float("inf")
+    check_arg(ok, owner, what, "a positive finite number", v)
+    return v  # type: ignore[return-value]
+
+
+def odd_kernel(k: object, owner: str, what: str = "kernel_size") -> int:
+    check_arg(_is_int(k) and k >= 1 and k % 2 == 1, owner, what, "a positive odd integer", k)  # type: ignore[operator]
+    return int(k)  # type: ignore[call-overload]
+
+
+def check_heads(heads: object, width: int, owner: str, what: str) -> int:
+    """``heads`` must be a positive integer dividing ``width`` (described as ``what``)."""
+    positive_int(heads, owner, "heads")
+    check_arg(width % heads == 0, owner, "heads", f"a divisor of {what} ({width})", heads)  # type: ignore[operator]
+    return int(heads)  # type: ignore[call-overload]
+
+
+def check_dropout(p: object, owner: str, what: str = "dropout") -> float:
+    ok = isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p < 1.0
+    check_arg(ok, owner, what, "a probability in [0, 1)", p)
+    return float(p)  # type: ignore[arg-type]
+
+
+@fx_leaf
+def check_nchw(x: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
+    """Check that ``x`` is a non-empty B×C×H×W tensor with ``channels`` channels; return it unchanged."""
+    if torch.jit.is_tracing():  # shapes are baked into a trace; the check ran when the trace was recorded
+        return x
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{owner}: expected a tensor of shape B×{channels}×H×W, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{owner}: expected a 4-D input B×{channels}×H×W, got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{owner}: expected {channels} input channels (B×{channels}×H×W), got {x.shape[1]} (shape {tuple(x.shape)})")
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{owner}: expected non-empty batch and spatial sizes, got shape {tuple(x.shape)}")
+    return x
+
+
+@fx_leaf
+def check_dims(x: torch.Tensor, ndim: int, channel_dim: int, channels: int, owner: str, layout: str) -> torch.Tensor:
+    """Rank + channel check for the token (B×N×C) and temporal (B×C×N×T) layouts."""
+    if torch.jit.is_tracing():
+        return x
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{owner}: expected a tensor of layout {layout}, got {type(x).__name__}")
+    if x.dim() != ndim:
+        raise ValueError(f"{owner}: expected a {ndim}-D input {layout}, got shape {tuple(x.shape)}")
+    if x.shape[channel_dim] != channels:
+        raise ValueError(
+            f"{owner}: expected {channels} channels at dim {channel_dim} ({layout}), got {x.shape[channel_dim]} (shape {tuple(x.shape)})"
+        )
+    if x.numel() == 0:
+        raise ValueError(f"{owner}: expected a non-empty input, got shape {tuple(x.shape)}")
+    return x
+
+
+@fx_leaf
+def check_same_shape(xs: Sequence[torch.Tensor], count: int, channels: int, owner: str) -> Sequence[torch.Tensor]:
+    """A list of ``count`` B×C×H×W maps that all share one shape (the ``multi`` layout)."""
+    if torch.jit.is_tracing():
+        return xs
+    if not isinstance(xs, (list, tuple)):
+        raise ValueError(f"{owner}: expected a list of {count} maps B×{channels}×H×W, got {type(xs).__name__}")
+    if len(xs) != count:
+        raise ValueError(f"{owner}: expected {count} inputs (a list of maps B×{channels}×H×W), got {len(xs)}")
+    for i, t in enumerate(xs):
+        check_nchw(t, channels, f"{owner} (input {i})")
+    shapes = [tuple(t.shape) for t in xs]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"{owner}: expected inputs of one shape, got shapes {shapes}")
+    return xs
+
+
+@fx_leaf
+def check_context(ctx: torch.Tensor, query: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
+    """A context map must be B×channels×H'×W' with the query's batch size."""
+    if torch.jit.is_tracing():
+        return ctx
+    check_nchw(ctx, channels, owner)
+    if ctx.shape[0] != query.shape[0]:
+        raise ValueError(
+            f"{owner}: expected a context map with the query's batch size {query.shape[0]}, got {ctx.shape[0]} (shape {tuple(ctx.shape)})"
+        )
+    return ctx

@@ -1,0 +1,72 @@
+"""Width arithmetic, token ↔ map views and the in-place rule."""
+
+from __future__ import annotations
+
+import torch
+
+from .checks import check_arg, fx_leaf, positive_int
+
+__all__ = ["hidden_width", "inplace_ok", "to_tokens", "to_map", "split_heads", "merge_heads", "map_to_heads", "heads_to_map"]
+
+
+def hidden_width(
+    channels: int, reduction: float, hidden_channels: int | None, min_hidden: int, owner: str,
+    name: str = "hidden_channels", cap_floor: bool = True,
+) -> int:
+    """Bottleneck width: ``hidden_channels`` if given, else ``max(channels // reduction, min(min_hidden, channels), 1)``
+    (``cap_floor=False``: ``max(channels // reduction, min_hidden, 1)``, the floor not capped at C, as Coordinate
+    Attention's official ``mip``).
+
+    The one width rule of the library's bottlenecks (``reduction`` a ratio, ``hidden_channels`` an explicit
+    width, ``min_hidden`` the floor); never 0, so a small C never silently gives a constant gate.
+    """
+    positive_int(channels, owner, "channels")
+    if hidden_channels is not None:
+        return positive_int(hidden_channels, owner, name)
+    ok = isinstance(reduction, (int, float)) and not isinstance(reduction, bool) and 0 < reduction < float("inf")
+    check_arg(ok, owner, "reduction", "a positive finite number", reduction)
+    check_arg(isinstance(min_hidden, int) and not isinstance(min_hidden, bool) and min_hidden >= 0, owner,
+              "min_hidden", "a non-negative integer", min_hidden)
+    return max(int(channels // reduction), min(min_hidden, channels) if cap_floor else min_hidden, 1)
+
+
+def inplace_ok() -> bool:
+    """True when a module may overwrite its own intermediate in place: no autograd and no ``torch.jit.trace``
+    (a trace must record the same graph whatever the grad mode of its sanity re-run).  Never overwrite a
+    tensor that was passed to ``record`` or that the caller owns."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """B×C×H×W → B×N×C (row-major positions).  A free view for a channels_last input, one copy otherwise."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+@fx_leaf
+def to_map(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """B×N×C' tokens → B×C'×H×W with the H×W of ``like``, in ``like``'s memory format (channels_last stays a view)."""
+    b, _, h, w = like.shape
+    out = y.reshape(b, h, w, y.shape[-1]).permute(0, 3, 1, 2)
+    if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return out
+    return out.contiguous()
+
+
+def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """B×N×(h·d) → B×h×N×d as a view: the last dimension keeps stride 1 (the fused SDPA kernels need it)."""
+    return t.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def merge_heads(o: torch.Tensor) -> torch.Tensor:
+    """B×h×N×d → B×N×(h·d)."""
+    return o.transpose(1, 2).flatten(2)
+
+
+def map_to_heads(t: torch.Tensor) -> torch.Tensor:
+    """B×C×H×W → B×1×(H·W)×C view (one head); stride-1 last dim for channels-last maps, copied otherwise."""
+    return t.flatten(2).transpose(1, 2).unsqueeze(1)
+
+
+def heads_to_map(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """B×1×(H·W)×C → B×C×H×W view (channels-last strides, no copy)."""
+    return y.squeeze(1).transpose(1, 2).unflatten(2, (h, w))

@@ -1,0 +1,87 @@
+"""Normalisation factory and ``ConvNormAct``."""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch.nn as nn
+
+from .create_act import ActLayer, get_act
+
+__all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "zero_bn", "conv1x1"]
+
+#: A normalisation: ``None``, ``"bn"`` (BatchNorm2d), ``"gn"`` (GroupNorm, 32 groups or the largest divisor of
+#: the channels below 32, as Detectron's ``get_group_gn``) or a callable ``norm(channels) -> nn.Module``
+#: (torchvision's ``norm_layer`` convention, e.g. ``nn.BatchNorm2d``).
+NormLayer = Union[str, Callable[[int], nn.Module], None]
+
+
+def group_norm_groups(channels: int, max_groups: int = 32) -> int:
+    """The largest divisor of ``channels`` that is at most ``max_groups`` (32 groups for 256 channels)."""
+    return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+
+
+def make_norm(norm: NormLayer, channels: int, owner: str) -> nn.Module | None:
+    """Build the normalisation layer ``norm`` for ``channels`` channels (``None`` → no layer)."""
+    if norm is None:
+        return None
+    if isinstance(norm, str):
+        key = norm.lower()
+        if key in ("bn", "batchnorm", "batch_norm"):
+            return nn.BatchNorm2d(channels)
+        if key in ("gn", "groupnorm", "group_norm"):
+            return nn.GroupNorm(group_norm_groups(channels), channels)
+        raise ValueError(f"{owner}: norm must be None, 'bn', 'gn' or a callable norm(channels), got {norm!r}")
+    if isinstance(norm, nn.Module) or not callable(norm):
+        raise ValueError(f"{owner}: norm must be None, 'bn', 'gn' or a callable norm(channels), got {norm!r}")
+    return norm(channels)
+
+
+def zero_bn(channels: int) -> nn.BatchNorm2d:
+    """A BatchNorm2d with weight and bias 0: the zero-init that makes a residual block the identity at init."""
+    bn = nn.BatchNorm2d(channels)
+    nn.init.zeros_(bn.weight)
+    nn.init.zeros_(bn.bias)
+    return bn
+
+
+def conv1x1(cin: int, cout: int, bias: bool, std: float | None = None, groups: int = 1) -> nn.Conv2d:
+    """A 1×1 conv; with ``std``, the N(0, std) weight / zero bias init of the Non-local, CGNL and CNL code."""
+    conv = nn.Conv2d(cin, cout, 1, bias=bias, groups=groups)
+    if std is not None:
+        nn.init.normal_(conv.weight, 0.0, std)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ConvNormAct(nn.Sequential):
+    """``Conv2d(k, stride, dilation, groups, 'same' padding) → norm → act`` (``conv``, optional ``norm``, ``act``).
+
+    The conv has a bias only without a norm (as torchvision's ``Conv2dNormActivation``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        norm: NormLayer = None,
+        act: ActLayer = None,
+        owner: str = "ConvNormAct",
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        norm_layer = make_norm(norm, out_channels, owner)
+        padding = dilation * (kernel_size - 1) // 2
+        self.add_module(
+            "conv",
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
+                      bias=norm_layer is None),
+        )
+        if norm_layer is not None:
+            self.add_module("norm", norm_layer)
+        if act is not None:
+            self.add_module("act", get_act(act, owner))

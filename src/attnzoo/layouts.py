@@ -1,0 +1,207 @@
+"""Input layouts: one :class:`Layout` object per layout, the only place that knows what each layout's inputs
+look like (example inputs, bad inputs, channel axis).  Tests, ``attnzoo bench`` and the integrations ask the
+layout instead of branching on its name, so a new layout is one new class here.
+
+    nchw      ``forward(x)``, x: B×C×H×W
+    pair      ``forward(query_map, context)``: query B×C×H×W, context B×C×⌈H/2⌉×⌈W/2⌉ (another resolution)
+    pyramid   ``forward([x_0, ..., x_{L-1}])``, x_i: B×C_i×⌈H/2^i⌉×⌈W/2^i⌉, finest first
+    multi     ``forward([x_0, ..., x_{n-1}])``, n maps of one shape B×C×H×W fused into one
+    tokens    ``forward(x)``, x: B×N×C with N = H·W
+    temporal  ``forward(x)``, x: B×C×N×T (N series, T steps; ``size`` = (N, T))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .registry import LAYOUTS, info
+
+__all__ = [
+    "Layout",
+    "LAYOUT_OBJECTS",
+    "layout_of",
+    "DEFAULT_SIZE",
+    "DEFAULT_CHANNELS",
+    "PYRAMID_LEVELS",
+    "example_channels",
+    "example_inputs",
+    "pyramid_sizes",
+]
+
+PYRAMID_LEVELS = 4
+Rand = Callable[..., torch.Tensor]
+Case = tuple[str, tuple]
+
+
+def pyramid_sizes(size: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """Sizes of a stride-2 pyramid: level i is ⌈H/2^i⌉ × ⌈W/2^i⌉ (what stride-2 convs with padding give)."""
+    out, (h, w) = [], size
+    for _ in range(levels):
+        out.append((h, w))
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return out
+
+
+def _more_channels(t: torch.Tensor, dim: int) -> torch.Tensor:
+    shape = list(t.shape)
+    shape[dim] += 1
+    return torch.randn(shape)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the inputs of one layout look like.
+
+    Attributes:
+        name: the layout's name in :data:`attnzoo.LAYOUTS`.
+        default_size: (H, W) of the default input (tokens: N = H·W; temporal: (N series, T steps)).
+        default_channels: channel count of the default input (pyramid: of the finest level).
+        channel_dim: axis of the channels in each input tensor.
+        spatial_4d: inputs are B×C×H×W maps (memory-format, insertion and YOLO integrations apply).
+    """
+
+    name: str
+    default_size: tuple[int, int]
+    default_channels: int
+    channel_dim: int = 1
+    spatial_4d: bool = True
+
+    def channels(self, c: int) -> Any:
+        """The ``channels`` argument a module of this layout is built with, from a base count."""
+        return c
+
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+        h, w = size
+        return (rand(batch, channels, h, w),)
+
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        """Inputs with a wrong rank or channel count (each must raise a ``ValueError``)."""
+        x = good[0]
+        return [("wrong rank", (x[0],) + good[1:]), ("wrong channels", (_more_channels(x, self.channel_dim),) + good[1:])]
+
+    def describe(self, channels: Any) -> str:
+        return f"B×{channels}×H×W"
+
+
+class _Pair(Layout):
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+        h, w = size
+        return (rand(batch, channels, h, w), rand(batch, channels, (h + 1) // 2, (w + 1) // 2))
+
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        x, ctx = good
+        return super().bad_inputs(good) + [
+            ("context with wrong channels", (x, _more_channels(ctx, 1))),
+            ("3-D context", (x, ctx[0])),
+        ]
+
+
+class _Pyramid(Layout):
+    def channels(self, c: int) -> Any:
+        return [c * 2**i for i in range(PYRAMID_LEVELS)]
+
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+        sizes = pyramid_sizes(size, len(channels))
+        return ([rand(batch, c, sh, sw) for c, (sh, sw) in zip(channels, sizes)],)
+
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        levels = good[0]
+        wrong_c = [levels[0], _more_channels(levels[1], 1)] + levels[2:]
+        return [
+            ("one level missing", (levels[:-1],)),
+            ("wrong channels at level 1", (wrong_c,)),
+            ("levels coarse to fine", (levels[::-1],)),
+            ("3-D level", ([lv[0] for lv in levels],)),
+        ]
+
+    def describe(self, channels: Any) -> str:
+        return "[" + ", ".join(f"B×{c}×H_{i}×W_{i}" for i, c in enumerate(channels)) + "]"
+
+
+class _Multi(Layout):
+    count: int = 2
+
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+        h, w = size
+        return ([rand(batch, channels, h, w) for _ in range(self.count)],)
+
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        xs = good[0]
+        other = torch.randn(xs[0].shape[0], xs[0].shape[1], xs[0].shape[2] + 1, xs[0].shape[3])
+        return [
+            ("one input missing", (xs[:-1],)),
+            ("wrong channels", ([_more_channels(xs[0], 1)] + xs[1:],)),
+            ("different shapes", ([xs[0], other] + xs[2:],)),
+            ("3-D input", ([t[0] for t in xs],)),
+        ]
+
+    def describe(self, channels: Any) -> str:
+        return f"[B×{channels}×H×W, ...]"
+
+
+class _Tokens(Layout):
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+        h, w = size
+        return (rand(batch, h * w, channels),)
+
+    def describe(self, channels: Any) -> str:
+        return f"B×N×{channels}"
+
+
+class _Temporal(Layout):
+    def describe(self, channels: Any) -> str:
+        return f"B×{channels}×N×T"
+
+
+LAYOUT_OBJECTS: dict[str, Layout] = {
+    "nchw": Layout("nchw", (56, 56), 64),
+    "pair": _Pair("pair", (28, 28), 64),
+    "pyramid": _Pyramid("pyramid", (56, 56), 64),
+    "multi": _Multi("multi", (28, 28), 64),
+    "tokens": _Tokens("tokens", (14, 14), 64, channel_dim=-1, spatial_4d=False),
+    "temporal": _Temporal("temporal", (8, 24), 32, spatial_4d=False),
+}
+assert set(LAYOUT_OBJECTS) == set(LAYOUTS), "every registry layout needs a Layout object"
+
+#: Default (H, W) per layout (tokens: N = H·W = 196; temporal: (N series, T steps)).
+DEFAULT_SIZE = {k: v.default_size for k, v in LAYOUT_OBJECTS.items()}
+#: Default channel count per layout (pyramid: of the finest level, doubling per level).
+DEFAULT_CHANNELS = {k: v.default_channels for k, v in LAYOUT_OBJECTS.items()}
+
+
+def layout_of(name: str) -> Layout:
+    """The :class:`Layout` of the registered module ``name``."""
+    return LAYOUT_OBJECTS[info(name).layout]
+
+
+def example_channels(name: str, channels: int | None = None) -> Any:
+    """The ``channels`` argument to build ``name`` with: an int, or for pyramids ``[c, 2c, 4c, ...]``."""
+    layout = layout_of(name)
+    return layout.channels(layout.default_channels if channels is None else channels)
+
+
+def example_inputs(
+    name: str,
+    batch: int = 2,
+    channels: int | Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    generator: torch.Generator | None = None,
+) -> tuple:
+    """Positional arguments for ``module(*args)`` of the registered module ``name``.
+
+    ``channels`` is what the module was built with (an int, or a list for pyramids); ``size`` is (H, W), or
+    (N, T) for the temporal layout.
+    """
+    layout = layout_of(name)
+    if channels is None:
+        channels = example_channels(name)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, dtype=dtype, device=device, generator=generator)
+
+    return layout.example_inputs(channels, batch, layout.default_size if size is None else size, rand)

@@ -1,0 +1,7 @@
+"""Local and multi-scale attention: one file per paper."""
+
+from .multipole import MultipoleAttention, multipole_level_sizes
+from .outlook import OutlookAttention
+from .window import LocalWindowAttention
+
+__all__ = ["LocalWindowAttention", "OutlookAttention", "MultipoleAttention", "multipole_level_sizes"]

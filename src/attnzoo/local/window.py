@@ -1,0 +1,208 @@
+"""Local window attention: multi-head self-attention inside k×k windows (MANO's LocalAttention2D).
+
+Paper: https://arxiv.org/abs/2507.02748 (Colagrande et al., 2025).  Non-overlapping windows are a reshape partition,
+overlapping ones k² shifted strided views stacked once (and summed back by shifted adds); sizes that do not
+divide are zero-padded and the padded positions are masked out as keys.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..capture import capture_target
+from ..functional import (
+    axis_cover,
+    axis_valid,
+    fold_shifts,
+    gather_shifts,
+    window_grid,
+)
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_nchw,
+    fx_leaf,
+    positive_int,
+)
+from ..registry import register
+
+__all__ = ["LocalWindowAttention", "WindowSelfAttention", "window_attention"]
+
+
+_MANO_PAPER = "Linear Attention with Global Context: A Multipole Attention Mechanism for Vision and Physics (Colagrande, Caillon, Feillet, Allauzen; arXiv 2025)"
+_MANO_URL = "https://arxiv.org/abs/2507.02748"
+
+
+class WindowSelfAttention(nn.Module):
+    """Multi-head self-attention over the tokens of each window (MANO ``LocalAttention2D`` + ``AttentionBlock``).
+
+    ``LayerNorm`` (``norm``, LocalAttention2D) then ``LayerNorm`` again (``attn_norm``, AttentionBlock: the
+    reference normalises twice), qkv projection without bias, softmax(q kᵀ · dim_head^-0.5) with dropout, and the
+    output projection (an identity when heads = 1 and dim_head = C, as the reference).
+    """
+
+    def __init__(self, channels: int, heads: int, dim_head: int, dropout: float) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
+        self.norm = nn.LayerNorm(channels)
+        self.attn_norm = nn.LayerNorm(channels)
+        self.to_qkv = nn.Linear(channels, 3 * inner, bias=False)
+        project_out = not (heads == 1 and dim_head == channels)
+        self.to_out = nn.Linear(inner, channels) if project_out else nn.Identity()
+        self.out_drop = nn.Dropout(dropout)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        # LayerNorm acts per token, so normalising the whole map before partitioning equals normalising each
+        # window (and does not repeat the work for overlapping windows).
+        return self.attn_norm(self.norm(x))
+
+    def attend(self, box: list[torch.Tensor], valid: torch.Tensor | None, owner: nn.Module | None, key: str) -> torch.Tensor:
+        """Window tokens n×L×C (normalised; passed in a one-element list that is emptied, so that the caller
+        holds no reference and inference frees them as soon as q, k, v exist) → n×L×C.  ``valid``: n×1×1×L
+        bool (False = padding) or None."""
+        win = box.pop()
+        n, length, _ = win.shape
+        # unbind on the qkv dim of n×L×3×heads×d: its backward stacks the gradients straight into that layout
+        q, k, v = (t.transpose(1, 2) for t in self.to_qkv(win).view(n, length, 3, self.heads, self.dim_head).unbind(2))
+        del win
+        mask = None
+        if valid is not None:  # additive mask, the dtype's most negative finite value (never -inf, never NaN)
+            mask = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, torch.finfo(q.dtype).min)
+        p = self.dropout if self.training else 0.0
+        out = attention(q, k, v, mask=mask, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
+        del q, k, v
+        out = out.transpose(1, 2).reshape(n, length, self.heads * self.dim_head)
+        return self.out_drop(self.to_out(out))
+
+
+def window_attention(
+    x: torch.Tensor,
+    body: WindowSelfAttention,
+    kernel: int,
+    stride: int,
+    owner: nn.Module | None,
+    key: str,
+) -> torch.Tensor:
+    """Window attention on x: B×C×H×W (any memory format) → B×C×H×W.
+
+    Non-overlapping windows: one copy from the map into window-major tokens (n×k²×C) and one copy back,
+    straight from / to B×C×H×W.  Overlapping windows: LayerNorm on the map, a strided view, one copy, and the
+    outputs are summed back with 2k shifted adds and divided by the cover count.
+    """
+    b, c, h, w = x.shape
+    nh, hp = window_grid(h, kernel, stride)
+    nw, wp = window_grid(w, kernel, stride)
+    padded = hp != h or wp != w
+    k2 = kernel * kernel
+    n = b * nh * nw
+    if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
+        y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
+        box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]
+    else:  # LayerNorm once per pixel, then gather the overlapping windows (shifted strided views, one stack)
+        y = body.normalise(x.permute(0, 2, 3, 1))
+        if padded:
+            y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
+        box = [gather_shifts(y, kernel, stride, nh, nw).reshape(n, k2, c)]
+    del y
+    valid = None
+    if padded:  # padding never takes part as a key (masked in attend)
+        valid = axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None] & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+        valid = valid.reshape(1, nh * nw, 1, 1, k2).expand(b, -1, -1, -1, -1).reshape(n, 1, 1, k2)
+    out = body.attend(box, valid, owner, key)
+    if stride == kernel:
+        out = out.view(b, nh, nw, kernel, kernel, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)
+        return out[:, :, :h, :w] if padded else out
+    # overlapping: sum the windows back (shifted adds), divide by the number of windows covering each pixel
+    full = fold_shifts(out.view(b, nh, nw, k2, c), kernel, stride, hp, wp)
+    cover = axis_cover(nh, kernel, stride, h, x.device)[:, None] * axis_cover(nw, kernel, stride, w, x.device)[None, :]
+    return (full[:, :h, :w] / cover[:, :, None].to(full.dtype)).permute(0, 3, 1, 2)
+
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# local_window
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@fx_leaf
+def _local_window(x: torch.Tensor, body: WindowSelfAttention, kernel: int, stride: int, owner: nn.Module | None) -> torch.Tensor:
+    return window_attention(x, body, kernel, stride, owner, "attn")
+
+
+def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int | None, heads: int,
+                       dim_head: int | None, dropout: float) -> tuple[int, int, int]:
+    positive_int(channels, owner, "channels")
+    positive_int(kernel_size, owner, "kernel_size")
+    stride = kernel_size if stride is None else stride
+    check_arg(isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= kernel_size, owner,
+                     "stride", f"an integer in [1, kernel_size={kernel_size}] (larger strides leave pixels uncovered)", stride)
+    positive_int(heads, owner, "heads")
+    if dim_head is None:
+        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads)
+        dim_head = channels // heads
+    positive_int(dim_head, owner, "dim_head")
+    check_arg(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout)
+    return stride, heads, dim_head
+
+
+@register(
+    "local_window",
+    family="local",
+    paper=_MANO_PAPER + " — LocalAttention2D (seed 000)",
+    url=_MANO_URL,
+    complexity="O(N·k²)",
+    summary="Multi-head self-attention inside k×k windows (non-overlapping or overlapping-and-averaged); padded keys masked.",
+    test_kwargs={"heads": 2, "dim_head": 8},
+)
+class LocalWindowAttention(AttnModule):
+    """Local window multi-head self-attention (MANO's ``LocalAttention2D``, seed 000); B×C×H×W → B×C×H×W.
+
+    The map is cut into ``kernel_size``×``kernel_size`` windows with ``stride`` (default = kernel:
+    non-overlapping); each window's tokens go through ``LayerNorm`` → ``LayerNorm`` → multi-head self-attention
+    (qkv without bias, scale dim_head^-0.5, output projection) as the reference; overlapping windows
+    (stride < kernel) are summed back and divided by the number of windows covering each pixel (averaged).
+    No positional bias (as the reference).  No residual inside.
+
+    Sizes that do not divide, or are smaller than the window, are zero-padded on the bottom/right so that every
+    pixel is covered, and padded positions are masked out as keys (an additive mask with the dtype's most
+    negative finite value, so a window never attends to padding and nothing turns into NaN).  Padding only
+    adds windows at the border: at sizes that tile exactly the result equals the reference.
+
+    Differences from the community code (seed 000 ``LocalAttention2D``): it returns the input unchanged when the
+    map is smaller than the window (here: one padded window), leaves the last rows/columns out when the size
+    does not tile (0/0 = NaN after the overlap division; here: an extra padded, masked window), takes
+    B×H×W×C (here B×C×H×W), and uses ``nn.Unfold``/``nn.Fold`` (here a reshape partition, or shifted strided
+    views and shifted adds when windows overlap).  As the reference it normalises twice (LocalAttention2D's
+    ``LayerNorm`` and AttentionBlock's own), kept for weight compatibility; dropout defaults to 0.
+
+    Args:
+        channels: input channels C.
+        kernel_size: window size k (any positive integer; 7 by default).
+        stride: window stride in [1, k]; ``None`` = k (non-overlapping).
+        heads: attention heads (reference default 8).
+        dim_head: width per head (reference default 64); ``None`` = C // heads.
+        dropout: dropout on the attention probabilities and after the output projection (train mode only).
+
+    Attention maps (``attnzoo.capture_attention``): ``"attn"``, (B·windows)×heads×k²×k².
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 7, stride: int | None = None, heads: int = 8,
+                 dim_head: int | None = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        stride, heads, dim_head = _check_window_args(self.owner, channels, kernel_size, stride, heads, dim_head, dropout)
+        self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
+        self.heads, self.dim_head = heads, dim_head
+        self.attention = WindowSelfAttention(channels, heads, dim_head, float(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        return _local_window(x, self.attention, self.kernel_size, self.stride, capture_target(self))
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, heads={self.heads}, dim_head={self.dim_head}"

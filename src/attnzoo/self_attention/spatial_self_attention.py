@@ -1,0 +1,85 @@
+"""Spatial self-attention with reduced q/k/v width on feature maps (Transformer attention, https://arxiv.org/abs/1706.03762)."""
+
+from __future__ import annotations
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from ..layers import (
+    AttnModule,
+    attention,
+    check_dropout,
+    check_heads,
+    check_nchw,
+    merge_heads,
+    positive_int,
+    split_heads,
+    to_map,
+    to_tokens,
+)
+from ..registry import register
+
+__all__ = ["SpatialSelfAttention"]
+
+
+@register(
+    "spatial_self_attention",
+    family="self_attention",
+    paper="Attention Is All You Need (Vaswani et al.; NeurIPS 2017), applied to feature maps (seed 004 SpatialSelfAttention)",
+    url="https://arxiv.org/abs/1706.03762",
+    complexity="O(N^2)",
+    summary="Self-attention over all positions with q/k/v reduced to C/r, multi-head, 1×1 output conv back to C.",
+)
+class SpatialSelfAttention(AttnModule):
+    """Spatial self-attention with reduced width (seed 004 ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.
+
+    ``q, k, v = W_{q,k,v} x`` (1×1, no bias) reduce C to ``C_r = max(1, C // reduction_ratio)``; the C_r
+    channels are split into ``heads`` heads of width d = C_r / heads and every position attends to every
+    position, ``softmax(q kᵀ / √d) v``; a 1×1 conv with bias maps C_r back to ``out_channels`` (default C).
+    No residual inside (:class:`SelfAttentionBlock` adds it).  Kaiming-normal (fan-out) init and zero
+    biases as the seed.
+
+    Differences from the seed: the seed accepts ``num_heads`` but never splits heads (always one head with
+    scale 1/√C_r); here ``heads`` is honoured (default 1 reproduces the seed's computation exactly) and must
+    divide C_r.  Attention runs fused (no N×N matrix); the seed builds B×N×N.
+
+    Args:
+        channels: input channels C.
+        out_channels: output channels (default C).
+        heads: number of heads; must divide C_r.
+        reduction_ratio: r in C_r = max(1, C // r).
+        dropout: dropout on the attention probabilities (the seed has none; default 0).
+
+    Shapes: x B×C×H×W → B×out_channels×H×W.  Captured map: ``"attn"`` B×heads×N×N.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int | None = None,
+        heads: int = 1,
+        reduction_ratio: int = 8,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        owner = self.owner
+        positive_int(channels, owner, "channels")
+        positive_int(reduction_ratio, owner, "reduction_ratio")
+        out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
+        reduced = max(1, channels // reduction_ratio)
+        check_heads(heads, reduced, owner, "the reduced width channels // reduction_ratio")
+        self.channels, self.out_channels, self.heads, self.reduced_channels = channels, out_channels, heads, reduced
+        self.dropout = check_dropout(dropout, owner)
+        self.qkv = nn.Linear(channels, 3 * reduced, bias=False)  # the seed's q_conv, k_conv, v_conv stacked
+        self.proj = nn.Linear(reduced, out_channels)  # the seed's out_conv
+        for lin in (self.qkv, self.proj):
+            nn.init.kaiming_normal_(lin.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        q, k, v = self.qkv(to_tokens(x)).chunk(3, dim=-1)
+        q, k, v = split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads)
+        o = attention(q, k, v, scale=None, dropout_p=self.dropout if self.training else 0.0, module=self)
+        return to_map(self.proj(merge_heads(o)), x)

@@ -97,6 +97,8 @@ def expected_shapes(name: str, module: nn.Module, args: tuple) -> list[tuple[int
     if entry.layout == "pyramid":
         out_c = getattr(module, "out_channels")
         return [(x.shape[0], out_c, x.shape[2], x.shape[3]) for x in args[0]]
+    if entry.layout == "multi":
+        return [tuple(args[0][0].shape)]
     return [tuple(args[0].shape)]
 
 

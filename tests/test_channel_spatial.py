@@ -7,13 +7,14 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import randomize
 
 import attnzoo
 from attnzoo.channel import eca_kernel_size
-from helpers import randomize
 
 timm_layers = pytest.importorskip("timm.layers")
-from timm.layers import cbam as timm_cbam, coord_attn as timm_coord  # noqa: E402
+from timm.layers import cbam as timm_cbam  # noqa: E402
+from timm.layers import coord_attn as timm_coord
 
 
 def copy_by_order(src: nn.Module, dst: nn.Module) -> None:

@@ -8,18 +8,13 @@ check really fails (a stale declaration fails the suite).
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
 import torch.nn as nn
-
-import attnzoo
-from attnzoo.registry import CONTRACT_CHECKS
 from helpers import (
     assert_close,
     build,
-    channels_for,
     contract,
     expected_shapes,
     flatten,
@@ -28,6 +23,10 @@ from helpers import (
     randomize,
     tensors_of,
 )
+
+import attnzoo
+from attnzoo.layouts import layout_of
+from attnzoo.registry import CONTRACT_CHECKS
 
 NAMES = attnzoo.list_modules()
 SIZES = [(1, 1), (1, 6), (2, 3), (7, 5), (13, 11), (16, 16), (5, 17)]
@@ -65,28 +64,8 @@ def test_any_size(name):
 
 
 def bad_inputs(name: str) -> list[tuple[str, tuple]]:
-    """Inputs with a wrong rank or wrong channel count, per layout."""
-    layout = attnzoo.info(name).layout
-    good = inputs(name, size=(7, 9))
-    if layout == "pyramid":
-        levels = good[0]
-        wrong_c = [levels[0], torch.randn(2, levels[1].shape[1] + 1, *levels[1].shape[2:])] + levels[2:]
-        return [
-            ("one level missing", (levels[:-1],)),
-            ("wrong channels at level 1", (wrong_c,)),
-            ("levels coarse to fine", (levels[::-1],)),
-            ("3-D level", ([lv[0] for lv in levels],)),
-        ]
-    x = good[0]
-    channel_dim = -1 if layout == "tokens" else 1
-    more = list(x.shape)
-    more[channel_dim] += 1
-    cases = [("wrong rank", (x[0],) + good[1:]), ("wrong channels", (torch.randn(more),) + good[1:])]
-    if layout == "pair":
-        ctx = good[1]
-        cases.append(("context with wrong channels", (x, torch.randn(ctx.shape[0], ctx.shape[1] + 1, *ctx.shape[2:]))))
-        cases.append(("3-D context", (x, ctx[0])))
-    return cases
+    """Inputs with a wrong rank, channel count, level or shape, from the module's layout."""
+    return layout_of(name).bad_inputs(inputs(name, size=(7, 9)))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -291,3 +270,24 @@ def test_inductor_compile_sample(name):
     m = ready(name)
     args = inputs(name)
     assert_close(torch.compile(m, fullgraph=True)(*args), m(*args), msg="inductor")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_capture_records_exactly_the_declared_maps(name):
+    """Under ``capture_attention`` a module records exactly the keys its ``ModuleInfo.maps`` declares (patterns
+    with ``*`` for numbered keys), each a finite tensor; outputs stay what they are without capture."""
+    import fnmatch
+
+    m = ready(name)
+    args = inputs(name, size=(7, 5))
+    ref = m(*args)
+    with attnzoo.capture_attention(m) as maps:
+        out = m(*args)
+    assert_close(out, ref, atol=1e-5, rtol=1e-4, msg=f"{name} under capture")
+    got = sorted(maps.get("", {}))
+    declared = attnzoo.info(name).maps
+    for key in got:
+        assert any(fnmatch.fnmatchcase(key, p) for p in declared), f"{name} records {key!r}, not declared in maps={declared}"
+        assert torch.isfinite(maps[""][key]).all(), f"{name}: non-finite map {key!r}"
+    for p in declared:
+        assert any(fnmatch.fnmatchcase(key, p) for key in got), f"{name} declares maps={declared} but recorded {got}"

@@ -11,11 +11,14 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import assert_close, randomize
 
 import attnzoo
-from attnzoo.fusion import AdaptiveSpatialFeatureFusion, FeaturePyramidNetwork, PathAggregationNetwork
+from attnzoo.fusion import (
+    AdaptiveSpatialFeatureFusion,
+    PathAggregationNetwork,
+)
 from attnzoo.layouts import pyramid_sizes
-from helpers import assert_close, randomize
 
 tv_fpn = pytest.importorskip("torchvision.ops.feature_pyramid_network")
 

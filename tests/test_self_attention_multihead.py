@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import randomize
 
 import attnzoo
 from attnzoo.functional import local_aggregation
@@ -23,7 +24,6 @@ from attnzoo.self_attention import (
     SelfAttentionBlock,
     SpatialSelfAttention,
 )
-from helpers import randomize
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 FLASH = "aten::_scaled_dot_product_flash_attention_for_cpu"

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import randomize
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import attnzoo
-from helpers import randomize
 
 NAMES = ["nonlocal", "sagan", "danet_position", "danet_channel", "danet", "cgnl", "cross_layer_nonlocal"]
 MODES = ["embedded_gaussian", "gaussian", "dot_product", "concatenation"]

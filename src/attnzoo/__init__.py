@@ -9,12 +9,38 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 from typing import Any
 
-from . import channel, fusion, local, resample, self_attention, sequence, spatial, temporal
+from . import (
+    channel,
+    fusion,
+    local,
+    resample,
+    self_attention,
+    sequence,
+    spatial,
+    temporal,
+)
 from .capture import capture_attention
-from .channel import CoordinateAttention, EfficientChannelAttention, SelectiveKernel, SqueezeExcite
-from .fusion import AdaptiveSpatialFeatureFusion, FeaturePyramidNetwork, PathAggregationNetwork
+from .channel import (
+    CoordinateAttention,
+    EfficientChannelAttention,
+    SelectiveKernel,
+    SqueezeExcite,
+)
+from .fusion import (
+    AdaptiveSpatialFeatureFusion,
+    FeaturePyramidNetwork,
+    PathAggregationNetwork,
+)
 from .local import LocalWindowAttention, MultipoleAttention, OutlookAttention
-from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
+from .registry import (
+    FAMILIES,
+    LAYOUTS,
+    ModuleInfo,
+    create,
+    info,
+    list_modules,
+    register,
+)
 from .self_attention import (
     CompactGeneralizedNonLocal,
     ContextualTransformer,

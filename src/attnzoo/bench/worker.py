@@ -184,7 +184,9 @@ def serve(proto_in, proto_out) -> None:
             elif op == "probe":
                 reply = {"ok": True, "env": run_forked(lambda emit: _probe(msg.get("device", "cpu")), timeout=120)}
             elif op == "run":
-                from .measure import measure_case  # imports torch: already loaded by the server
+                from .measure import (
+                    measure_case,  # imports torch: already loaded by the server
+                )
 
                 job = msg["job"]
                 reply = {"ok": True, "row": run_forked(lambda emit: measure_case(job, emit), msg.get("timeout"))}

@@ -22,7 +22,16 @@ import torch.nn as nn
 
 from .config import CompareConfig, check_module_names
 from .data import check_dataset_spec, load_dataset
-from .engine import DistContext, RunHooks, RunSpec, count_flops, read_json, setup_distributed, train_run, write_json
+from .engine import (
+    DistContext,
+    RunHooks,
+    RunSpec,
+    count_flops,
+    read_json,
+    setup_distributed,
+    train_run,
+    write_json,
+)
 from .models import build_model, check_model_name
 from .report import rich_table, summarise, write_reports
 

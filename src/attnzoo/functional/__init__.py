@@ -3,7 +3,13 @@ benchmarking on their own, and the ones reference implementations are compared a
 
 from .aggregation import cam_attention, local_aggregation
 from .attention import explicit_attention, sdpa
-from .masks import check_broadcast, masked_attention, prepare_mask, probabilities, zero_dead_queries
+from .masks import (
+    check_broadcast,
+    masked_attention,
+    prepare_mask,
+    probabilities,
+    zero_dead_queries,
+)
 from .positional import grid_table, sinusoidal_table
 from .windows import axis_cover, axis_valid, fold_shifts, gather_shifts, window_grid
 

@@ -46,6 +46,7 @@ def _asff_output_shapes(module: nn.Module, levels: Sequence[torch.Tensor]) -> li
     summary="Resize every level to one level, fuse with per-pixel softmax weights over levels, 3×3 expand conv.",
     output_shape=_asff_output_shapes,
     test_kwargs={"level": 1},
+    maps=('weights',),
 )
 class AdaptiveSpatialFeatureFusion(AttnModule):
     """Adaptively Spatial Feature Fusion (Liu, Huang, Wang, 2019) for one output level; list in, one map out.

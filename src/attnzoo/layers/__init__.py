@@ -24,7 +24,16 @@ from .checks import (
 )
 from .compat import deprecated_args_of, migrate_keys, renamed_args
 from .create_act import ActLayer, HardSigmoid, HardSwish, get_act
-from .helpers import heads_to_map, hidden_width, inplace_ok, map_to_heads, merge_heads, split_heads, to_map, to_tokens
+from .helpers import (
+    heads_to_map,
+    hidden_width,
+    inplace_ok,
+    map_to_heads,
+    merge_heads,
+    split_heads,
+    to_map,
+    to_tokens,
+)
 from .norm import ConvNormAct, NormLayer, conv1x1, group_norm_groups, make_norm, zero_bn
 from .pooling import (
     MaxPool3x3s2,
@@ -36,7 +45,14 @@ from .pooling import (
     pad_to_multiple,
     z_pool,
 )
-from .pyramid import check_level_channels, check_pyramid, fit_to, init_caffe2_xavier, softmax_fp32, stride2_size
+from .pyramid import (
+    check_level_channels,
+    check_pyramid,
+    fit_to,
+    init_caffe2_xavier,
+    softmax_fp32,
+    stride2_size,
+)
 
 __all__ = [
     "attention",

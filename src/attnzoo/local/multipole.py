@@ -112,6 +112,7 @@ def _multipole(
     complexity="O(N)",
     summary="MANO multipole attention: shared window attention on a down-sampled hierarchy merged by a V-cycle (global, linear).",
     test_kwargs={"heads": 2, "dim_head": 8, "kernel_size": 3, "downsampling": "conv", "upsampling": "conv_transpose"},
+    maps=('attn_level*',),
 )
 class MultipoleAttention(AttnModule):
     """Multipole attention (MANO, Colagrande et al., 2025); B×C×H×W → B×C×H×W.

@@ -75,6 +75,7 @@ def _outlook(
     complexity="O(N·k⁴)",
     summary="VOLO outlook attention: k²×k² weights generated from each centre token, aggregate and sum overlapping windows.",
     test_kwargs={"heads": 2},
+    maps=('attn',),
 )
 class OutlookAttention(AttnModule):
     """Outlook attention (VOLO, Yuan et al., TPAMI 2022); B×C×H×W → B×C×H×W.

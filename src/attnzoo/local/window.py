@@ -159,6 +159,7 @@ def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int 
     complexity="O(N·k²)",
     summary="Multi-head self-attention inside k×k windows (non-overlapping or overlapping-and-averaged); padded keys masked.",
     test_kwargs={"heads": 2, "dim_head": 8},
+    maps=('attn',),
 )
 class LocalWindowAttention(AttnModule):
     """Local window multi-head self-attention (MANO's ``LocalAttention2D``, seed 000); B×C×H×W → B×C×H×W.

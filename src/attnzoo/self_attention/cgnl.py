@@ -33,6 +33,7 @@ CGNL_KERNELS = ("dot", "gaussian")
     complexity="O(N)",
     summary="CGNL: one attention scalar per channel group from ⟨φ, g⟩ over all positions and channels; GN zero-init.",
     identity_at_init=True,
+    maps=('attn',),
 )
 class CompactGeneralizedNonLocal(AttnModule):
     """Compact Generalized Non-local block (Yue et al., NeurIPS 2018); B×C×H×W → B×C×H×W.

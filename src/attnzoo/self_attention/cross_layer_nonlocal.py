@@ -35,6 +35,7 @@ __all__ = ["CrossLayerNonLocal"]
     complexity="O(N^2)",
     summary="Cross-layer non-local: queries from one map, keys/values from one or several other maps; BN zero-init.",
     identity_at_init=True,
+    maps=('attn*',),
 )
 class CrossLayerNonLocal(AttnModule):
     """Cross-layer non-local block, CNL (Ye et al., ICIP 2020); ``forward(query_map, context)`` → query-shaped.

@@ -34,6 +34,7 @@ __all__ = ["GlobalAttention"]
     complexity="O(N^2)",
     summary="Pre-LayerNorm multi-head self-attention over all H·W positions of a feature map (seed 000 AttentionBlock).",
     test_kwargs={"heads": 2, "dim_head": 8},
+    maps=('attn',),
 )
 class GlobalAttention(AttnModule):
     """Global multi-head self-attention on a feature map (seed 000 ``AttentionBlock``); B×C×H×W → B×C×H×W.

@@ -37,6 +37,7 @@ NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation
     complexity="O(N^2)",
     summary="Non-local block: every position aggregates g(x) over all (2×2 max-pooled) positions; BN γ=0 residual.",
     identity_at_init=True,
+    maps=('attn',),
 )
 class NonLocalBlock(AttnModule):
     """Non-local block (Wang et al., CVPR 2018); B×C×H×W → B×C×H×W.

@@ -31,6 +31,7 @@ __all__ = ["SAGANAttention"]
     complexity="O(N^2)",
     summary="SAGAN self-attention: C/8 query/key, softmax over positions, γ-scaled residual (γ=0 at init).",
     identity_at_init=True,
+    maps=('attn',),
 )
 class SAGANAttention(AttnModule):
     """SAGAN self-attention (Zhang et al., ICML 2019); B×C×H×W → B×C×H×W.

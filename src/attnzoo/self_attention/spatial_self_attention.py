@@ -30,6 +30,7 @@ __all__ = ["SpatialSelfAttention"]
     url="https://arxiv.org/abs/1706.03762",
     complexity="O(N^2)",
     summary="Self-attention over all positions with q/k/v reduced to C/r, multi-head, 1×1 output conv back to C.",
+    maps=('attn',),
 )
 class SpatialSelfAttention(AttnModule):
     """Spatial self-attention with reduced width (seed 004 ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.

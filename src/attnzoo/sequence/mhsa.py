@@ -124,6 +124,7 @@ def _heads_dims(channels: int, heads: int, d_k: int | None, d_v: int | None, own
     complexity="O(N^2)",
     summary="Multi-head scaled dot-product attention with masks and weights; fused SDPA, O(N) memory.",
     test_kwargs={"heads": 2},
+    maps=('attn',),
 )
 class MultiHeadSelfAttention(_DotProductAttention):
     """Multi-head scaled dot-product attention (Vaswani et al., NeurIPS 2017); tokens B×Nq×C → B×Nq×C.
@@ -205,6 +206,7 @@ class MultiHeadSelfAttention(_DotProductAttention):
     complexity="O(N^2)",
     summary="Multi-head attention without q/k/v projections (heads split the channels), output projection only.",
     test_kwargs={"heads": 2},
+    maps=('attn',),
 )
 class SimplifiedMultiHeadAttention(_DotProductAttention):
     """Multi-head scaled dot-product attention without input projections; tokens B×Nq×C → B×Nq×C.

@@ -8,7 +8,15 @@ from __future__ import annotations
 import torch
 
 from ..capture import is_capturing, record
-from ..layers import AttnModule, ZPoolGate, check_nchw, inplace_ok, positive_int, renamed_args, z_pool
+from ..layers import (
+    AttnModule,
+    ZPoolGate,
+    check_nchw,
+    inplace_ok,
+    positive_int,
+    renamed_args,
+    z_pool,
+)
 from ..registry import register
 
 __all__ = ["TripletAttention"]

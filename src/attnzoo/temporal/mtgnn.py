@@ -133,6 +133,7 @@ class DilatedInception(AttnModule):
     summary="MTGNN gated temporal convolution: tanh(inception_f(x)) ⊙ sigmoid(inception_g(x)), then dropout.",
     min_size=(1, 7),
     output_shape=lambda m, x: (x.shape[0], m.out_channels, x.shape[2], m.filter_conv.output_length(x.shape[3])),
+    maps=('gate',),
 )
 class GatedTemporalConv(AttnModule):
     """MTGNN gated temporal convolution (Wu et al., KDD 2020); B×C×N×T → B×C_out×N×(T − 6d) (T if causal).

@@ -734,6 +734,21 @@ def render(comps: list[Comparison], res: dict, env: dict, command: str, seconds:
     return "\n".join(L) + "\n"
 
 
+def case_files() -> list[Comparison]:
+    """More comparisons from ``benchmarks/peer_cases/*.py``: each file defines ``comparisons() -> list[Comparison]``
+    (one file per topic, so a new module's peer rows live next to nothing else)."""
+    import importlib.util
+
+    comps: list[Comparison] = []
+    for path in sorted((Path(__file__).parent / "peer_cases").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"peer_cases.{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        comps.extend(mod.comparisons())
+    return comps
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2, help="measure everything this many times (default 2)")
@@ -753,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         if not threads.isdigit() or clock not in CLOCKS:
             ap.error(f"--config must be THREADS:wall or THREADS:cpu, got {spec!r}")
         configs.append((int(threads), clock))
-    comps = comparisons()
+    comps = comparisons() + case_files()
     if args.only:
         keys = set(args.only.split(","))
         comps = [c for c in comps if c.key in keys]

@@ -189,7 +189,7 @@ def test_cbam_official_init_and_no_residual():
     s = attnzoo.create("cbam_spatial", 32)
     x = x_input(32, 4, 6)
     torch.testing.assert_close(s(x), 0.5 * x)  # spatial gate starts at σ(0) = 0.5
-    assert attnzoo.create("cbam", 32, no_spatial=True).spatial_gate is None
+    assert attnzoo.create("cbam", 32, spatial=False).spatial_gate is None
     with pytest.raises(ValueError, match="CBAMSpatialGate"):
         attnzoo.create("cbam_spatial", 32, kernel_size=6)
 
@@ -214,9 +214,9 @@ class OfficialTriplet(nn.Module):
         return (self.gate(self.m.hw, x) + out_cw + out_hc) / 3
 
 
-@pytest.mark.parametrize("no_spatial", [False, True])
-def test_triplet_matches_official_computation(no_spatial):
-    m = randomize(attnzoo.create("triplet", 16, no_spatial=no_spatial))
+@pytest.mark.parametrize("spatial", [True, False])
+def test_triplet_matches_official_computation(spatial):
+    m = randomize(attnzoo.create("triplet", 16, spatial=spatial))
     ref = OfficialTriplet(m)
     for mode in (True, False):
         m.train(mode)

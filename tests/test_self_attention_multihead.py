@@ -271,7 +271,7 @@ def test_global_attention_project_out_flag():
 @pytest.mark.parametrize("heads, reduction_ratio, out_channels", [(1, 8, None), (2, 4, None), (4, 2, 10)])
 @pytest.mark.parametrize("size", [(7, 5), (1, 1), (3, 8)])
 def test_spatial_self_attention_matches_seed(heads, reduction_ratio, out_channels, size):
-    m = randomize(SpatialSelfAttention(32, out_channels=out_channels, heads=heads, reduction_ratio=reduction_ratio))
+    m = randomize(SpatialSelfAttention(32, out_channels=out_channels, heads=heads, reduction=reduction_ratio))
     m = m.double().eval()
     ref = seed_spatial_from(m)
     x = rand(2, 32, *size)
@@ -282,15 +282,15 @@ def test_spatial_self_attention_matches_seed(heads, reduction_ratio, out_channel
 
 def test_spatial_self_attention_heads_are_used():
     """heads=2 is a different function from heads=1 with the same weights (the seed ignores num_heads)."""
-    a = SpatialSelfAttention(32, heads=1, reduction_ratio=4).double()
-    b = SpatialSelfAttention(32, heads=2, reduction_ratio=4).double()
+    a = SpatialSelfAttention(32, heads=1, reduction=4).double()
+    b = SpatialSelfAttention(32, heads=2, reduction=4).double()
     b.load_state_dict(a.state_dict())
     x = rand(1, 32, 5, 6)
     assert (a(x) - b(x)).abs().max() > 1e-3
 
 
 def test_spatial_self_attention_permutation_equivariant():
-    m = randomize(SpatialSelfAttention(32, heads=2, reduction_ratio=4)).double()
+    m = randomize(SpatialSelfAttention(32, heads=2, reduction=4)).double()
     x = rand(2, 32, 5, 4)
     perm = torch.randperm(20, generator=torch.Generator().manual_seed(1))
     close(m(x.flatten(2)[:, :, perm].reshape(x.shape)).flatten(2), m(x).flatten(2)[:, :, perm])
@@ -303,7 +303,7 @@ def test_spatial_self_attention_permutation_equivariant():
 @pytest.mark.parametrize("sr, heads, size", [(4, 2, (8, 12)), (2, 4, (6, 6)), (1, 2, (5, 7)), (8, 1, (16, 8))])
 def test_efficient_conv_matches_official_pvt(sr, heads, size):
     c = 16
-    m = randomize(EfficientSelfAttention(c, heads=heads, sr_ratio=sr, reduction="conv")).double().eval()
+    m = randomize(EfficientSelfAttention(c, heads=heads, sr_ratio=sr, sr_mode="conv")).double().eval()
     ref = pvt_from(m)
     x = rand(2, c, *size)
     close(m(x), to_map(ref(to_tokens(x), *size), *size))
@@ -313,7 +313,7 @@ def test_efficient_conv_matches_official_pvt(sr, heads, size):
 def test_efficient_conv_pads_sizes_pvt_cannot_take(sr, size):
     """Non-divisible and smaller-than-sr maps: zero-padded bottom/right before the strided conv."""
     c = 8
-    m = randomize(EfficientSelfAttention(c, heads=2, sr_ratio=sr, reduction="conv")).double().eval()
+    m = randomize(EfficientSelfAttention(c, heads=2, sr_ratio=sr, sr_mode="conv")).double().eval()
     ref = pvt_from(m)
     x = rand(2, c, *size)
     close(m(x), to_map(ref(to_tokens(x), *size, pad=True), *size))
@@ -323,7 +323,7 @@ def test_efficient_conv_pads_sizes_pvt_cannot_take(sr, size):
 @pytest.mark.parametrize("key, value", [(8, 12), (12, 4)])  # head widths differ: q/k or v are padded for SDPA
 @pytest.mark.parametrize("sr, heads, size", [(2, 2, (8, 6)), (3, 2, (7, 5)), (4, 1, (2, 3)), (8, 4, (9, 17)), (1, 2, (4, 5))])
 def test_efficient_avg_matches_seed(sr, heads, size, key, value):
-    m = EfficientSelfAttention(16, heads=heads, sr_ratio=sr, reduction="avg", key_channels=key, value_channels=value,
+    m = EfficientSelfAttention(16, heads=heads, sr_ratio=sr, sr_mode="avg", key_channels=key, value_channels=value,
                                out_channels=10)
     m = randomize(m).double().eval()
     ref = seed_efficient_from(m)
@@ -332,7 +332,7 @@ def test_efficient_avg_matches_seed(sr, heads, size, key, value):
 
 
 def test_avg_reduction_is_avg_pool_when_divisible_and_window_mean_otherwise():
-    m = EfficientSelfAttention(4, sr_ratio=3, reduction="avg").double()
+    m = EfficientSelfAttention(4, sr_ratio=3, sr_mode="avg").double()
     x = rand(1, 4, 9, 6)
     close(m.reduce(x), F.avg_pool2d(x, 3))
     x = rand(1, 4, 10, 4)
@@ -352,7 +352,7 @@ def bn_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
 
 @pytest.mark.parametrize("size", [(7, 5), (1, 1), (16, 16)])
 def test_block_standard_matches_seed(size):
-    m = randomize(SelfAttentionBlock(16, attention="standard", heads=4, qkv_bias=True)).double().eval()
+    m = randomize(SelfAttentionBlock(16, attn_type="standard", heads=4, qkv_bias=True)).double().eval()
     ref = SeedSelfAttention(16, 4, qkv_bias=True).double()
     ref.qkv.load_state_dict(m.attention.to_qkv.state_dict())
     ref.proj.load_state_dict(m.attention.to_out[0].state_dict())
@@ -364,7 +364,7 @@ def test_block_standard_matches_seed(size):
 
 @pytest.mark.parametrize("size", [(7, 5), (1, 1)])
 def test_block_spatial_matches_seed(size):
-    m = randomize(SelfAttentionBlock(32, attention="spatial", heads=2, reduction_ratio=4)).double().eval()
+    m = randomize(SelfAttentionBlock(32, attn_type="spatial", heads=2, reduction=4)).double().eval()
     ref = seed_spatial_from(m.attention)
     x = rand(2, 32, *size)
     close(m(x), x + ref(bn_eval(x, m.norm)))
@@ -372,9 +372,9 @@ def test_block_spatial_matches_seed(size):
 
 @pytest.mark.parametrize("size", [(16, 16), (9, 7), (3, 2)])
 def test_block_efficient_matches_seed(size):
-    m = randomize(SelfAttentionBlock(32, attention="efficient")).double().eval()
+    m = randomize(SelfAttentionBlock(32, attn_type="efficient")).double().eval()
     att = m.attention
-    assert (att.key_channels, att.value_channels, att.reduction, att.sr_ratio) == (4, 16, "avg", 8)  # seed widths
+    assert (att.key_channels, att.value_channels, att.sr_mode, att.sr_ratio) == (4, 16, "avg", 8)  # seed widths
     ref = seed_efficient_from(att)
     x = rand(2, 32, *size)
     close(m(x), x + ref(bn_eval(x, m.norm)))
@@ -459,7 +459,7 @@ def op_names(fn) -> set[str]:
 
 ATTENTION_CASES = [
     ("global_attention", {"heads": 2, "dim_head": 8}),
-    ("spatial_self_attention", {"heads": 2, "reduction_ratio": 4}),
+    ("spatial_self_attention", {"heads": 2, "reduction": 4}),
     ("efficient_self_attention", {"heads": 2, "sr_ratio": 2, "reduction": "conv"}),
     ("efficient_self_attention", {"heads": 2, "sr_ratio": 3, "reduction": "avg"}),
     ("self_attention_block", {"attention": "standard", "heads": 2}),
@@ -540,7 +540,7 @@ VARIANTS = [
     ("self_attention_block", {"attention": "efficient", "sr_ratio": 3, "reduction": "conv", "heads": 2}),
     ("efficient_self_attention", {"sr_ratio": 4, "reduction": "avg", "heads": 2}),
     ("efficient_self_attention", {}),  # defaults: sr 8, conv
-    ("spatial_self_attention", {"heads": 2, "reduction_ratio": 4, "out_channels": 8}),
+    ("spatial_self_attention", {"heads": 2, "reduction": 4, "out_channels": 8}),
     ("cot", {"kernel_size": 5, "key_groups": 8}),
 ]
 
@@ -597,7 +597,7 @@ BAD_ARGS = [
     (GlobalAttention, (16,), {"dropout": 1.5}, "dropout"),
     (SpatialSelfAttention, (64,), {"heads": 3}, "heads"),  # C_r = 8
     (SpatialSelfAttention, (16,), {"heads": 4}, "heads"),  # C_r = 2
-    (SpatialSelfAttention, (16,), {"reduction_ratio": 0}, "reduction_ratio"),
+    (SpatialSelfAttention, (16,), {"reduction": 0}, "reduction"),
     (SpatialSelfAttention, (0,), {}, "channels"),
     (EfficientSelfAttention, (16,), {"heads": 3}, "heads"),
     (EfficientSelfAttention, (16,), {"heads": 4, "value_channels": 6}, "heads"),

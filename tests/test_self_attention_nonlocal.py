@@ -336,10 +336,10 @@ def test_cgnl_matches_official(kernel, use_scale, size):
 
 def test_cgnl_taylor_orders_and_gamma():
     for order, gamma in ((0, 1e-4), (2, 1e-2), (3, 1e-4), (5, 5e-2)):
-        m = make("cgnl", channels=32, kernel="gaussian", order=order, gamma=gamma)
+        m = make("cgnl", channels=32, kernel_type="gaussian", order=order, gamma=gamma)
         x = rand(2, 32, 6, 5)
         torch.testing.assert_close(m(x), ref_cgnl(m, x), atol=1e-5, rtol=1e-5)
-    assert attnzoo.create("cgnl", 32, kernel="gaussian").order == 3  # the released models' order
+    assert attnzoo.create("cgnl", 32, kernel_type="gaussian").order == 3  # the released models' order
 
 
 def test_cgnl_one_scalar_per_group_and_sample():
@@ -368,7 +368,7 @@ def test_cgnl_one_scalar_per_group_and_sample():
 
 
 def test_cgnl_gaussian_records_order_plus_one_scalars():
-    m = make("cgnl", channels=32, kernel="gaussian")
+    m = make("cgnl", channels=32, kernel_type="gaussian")
     with attnzoo.capture_attention(m) as maps:
         m(rand(2, 32, 4, 4))
     assert maps[""]["attn"].shape == (2, 8, 4)
@@ -386,7 +386,7 @@ def test_cross_layer_nonlocal_single_context_matches_reference(ctx_sizes):
 
 def test_cross_layer_nonlocal_several_contexts_match_reference():
     chans = [8, 8, 16, 16, 16]
-    m = make("cross_layer_nonlocal", channels=32, context_channels=chans, planes=6)
+    m = make("cross_layer_nonlocal", channels=32, context_channels=chans, inner_channels=6)
     q = rand(2, 32, 5, 5)
     sizes = [(20, 20), (20, 20), (10, 9), (10, 9), (10, 9)]
     ctxs = [rand(2, c, *s, seed=i + 1) for i, (c, s) in enumerate(zip(chans, sizes))]
@@ -411,7 +411,7 @@ EQUIVARIANT = [
     ("danet_channel", {}),
     ("danet", {}),
     ("cgnl", {}),
-    ("cgnl", dict(kernel="gaussian")),
+    ("cgnl", dict(kernel_type="gaussian")),
 ]
 
 
@@ -456,7 +456,7 @@ IDENTITY_CASES = [
     ("danet_channel", {}),
     ("danet", {}),
     ("cgnl", {}),
-    ("cgnl", dict(kernel="gaussian")),
+    ("cgnl", dict(kernel_type="gaussian")),
     ("cross_layer_nonlocal", {}),
     ("cross_layer_nonlocal", dict(context_channels=[8, 4])),
 ]
@@ -550,7 +550,7 @@ class LargestTensor(TorchDispatchMode):
         ("danet_channel", {}),
         ("danet", {}),
         ("cgnl", {}),
-        ("cgnl", dict(kernel="gaussian")),
+        ("cgnl", dict(kernel_type="gaussian")),
         ("cross_layer_nonlocal", {}),
     ],
     ids=lambda v: str(v),
@@ -649,13 +649,13 @@ def test_capture_of_every_module():
         ("danet", 0, {}, "DANetAttention"),
         ("cgnl", 16, dict(groups=3), "CompactGeneralizedNonLocal"),
         ("cgnl", 16, dict(groups=0), "CompactGeneralizedNonLocal"),
-        ("cgnl", 24, dict(planes=16, groups=16), "CompactGeneralizedNonLocal"),  # 16 does not divide 24
-        ("cgnl", 16, dict(kernel="rbf"), "CompactGeneralizedNonLocal"),
-        ("cgnl", 16, dict(kernel="gaussian", order=-1), "CompactGeneralizedNonLocal"),
-        ("cgnl", 16, dict(kernel="gaussian", gamma=0.0), "CompactGeneralizedNonLocal"),
+        ("cgnl", 24, dict(inner_channels=16, groups=16), "CompactGeneralizedNonLocal"),  # 16 does not divide 24
+        ("cgnl", 16, dict(kernel_type="rbf"), "CompactGeneralizedNonLocal"),
+        ("cgnl", 16, dict(kernel_type="gaussian", order=-1), "CompactGeneralizedNonLocal"),
+        ("cgnl", 16, dict(kernel_type="gaussian", gamma=0.0), "CompactGeneralizedNonLocal"),
         ("cross_layer_nonlocal", 16, dict(context_channels=[]), "CrossLayerNonLocal"),
         ("cross_layer_nonlocal", 16, dict(context_channels=[8, 0]), "CrossLayerNonLocal"),
-        ("cross_layer_nonlocal", 16, dict(planes=0), "CrossLayerNonLocal"),
+        ("cross_layer_nonlocal", 16, dict(inner_channels=0), "CrossLayerNonLocal"),
     ],
 )
 def test_bad_constructor_arguments(name, channels, kw, cls):

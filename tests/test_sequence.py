@@ -414,7 +414,7 @@ def torch_encoder(ours, activation):
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_transformer_encoder_equals_torch(activation, mode):
     torch.manual_seed(0)
-    ours = attnzoo.create("transformer_encoder", C, num_layers=3, heads=4, dim_feedforward=40, activation=activation)
+    ours = attnzoo.create("transformer_encoder", C, num_layers=3, heads=4, dim_feedforward=40, act=activation)
     with torch.no_grad():  # non-trivial norms and biases
         for p in ours.parameters():
             p.add_(0.1 * torch.randn_like(p))

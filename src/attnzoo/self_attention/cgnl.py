@@ -16,6 +16,7 @@ from ..layers import (
     conv1x1,
     hidden_width,
     positive_int,
+    renamed_args,
 )
 from ..registry import register
 
@@ -42,8 +43,8 @@ class CompactGeneralizedNonLocal(AttnModule):
     split into G groups of c' = planes/G channels.  Within a group every position of every channel is one
     entry of a c'·H·W vector, and the kernel factorises, so the (c'N)×(c'N) affinity collapses to scalars:
 
-    - ``kernel="dot"``: ``y = ⟨φ, g⟩ · θ`` — one scalar per group and sample;
-    - ``kernel="gaussian"``: the order-P Taylor expansion of ``exp(−γ‖θ−φ‖²)`` with the official
+    - ``kernel_type="dot"``: ``y = ⟨φ, g⟩ · θ`` — one scalar per group and sample;
+    - ``kernel_type="gaussian"``: the order-P Taylor expansion of ``exp(−γ‖θ−φ‖²)`` with the official
       simplification β = exp(−2γ): ``y = Σ_{p=0}^{P} α_p² ⟨φ^p, g⟩ θ^p``, ``α_p² = β (2γ)^p / p!`` — P+1
       scalars per group and sample.
 
@@ -55,9 +56,9 @@ class CompactGeneralizedNonLocal(AttnModule):
 
     Args:
         channels: input channels C.
-        planes: width of θ, φ, g (default ``max(1, C // 2)``); divisible by ``groups``.
+        inner_channels: width of θ, φ, g (formerly ``planes``) (default ``max(1, C // 2)``); divisible by ``groups``.
         groups: G; divides ``planes`` and C.
-        kernel: ``"dot"`` or ``"gaussian"`` (Taylor-expanded RBF).
+        kernel_type: ``"dot"`` or ``"gaussian"`` (Taylor-expanded RBF; formerly ``kernel``).
         order: Taylor order P of the Gaussian kernel (3 in the released models).
         gamma: γ of the Gaussian kernel (1e-4 official).
         use_scale: divide the scalars by √(c'·H·W) (off in the official models).
@@ -65,12 +66,13 @@ class CompactGeneralizedNonLocal(AttnModule):
     Attention maps: ``"attn"``, B×G (dot) or B×G×(P+1) (gaussian): the per-group scalars.
     """
 
+    @renamed_args(planes="inner_channels", kernel="kernel_type")
     def __init__(
         self,
         channels: int,
-        planes: int | None = None,
+        inner_channels: int | None = None,
         groups: int = 8,
-        kernel: str = "dot",
+        kernel_type: str = "dot",
         order: int = 3,
         gamma: float = 1e-4,
         use_scale: bool = False,
@@ -78,15 +80,15 @@ class CompactGeneralizedNonLocal(AttnModule):
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
-        planes = hidden_width(channels, 2, planes, 0, owner, "planes")
+        planes = hidden_width(channels, 2, inner_channels, 0, owner, "inner_channels")
         positive_int(groups, owner, "groups")
         check_arg(planes % groups == 0, owner, "groups", f"a divisor of planes={planes}", groups)
         check_arg(channels % groups == 0, owner, "groups", f"a divisor of channels={channels}", groups)
-        check_arg(kernel in CGNL_KERNELS, owner, "kernel", f"one of {CGNL_KERNELS}", kernel)
+        check_arg(kernel_type in CGNL_KERNELS, owner, "kernel_type", f"one of {CGNL_KERNELS}", kernel_type)
         check_arg(isinstance(order, int) and not isinstance(order, bool) and order >= 0, owner, "order", "a non-negative integer", order)
         check_arg(isinstance(gamma, (int, float)) and gamma > 0, owner, "gamma", "a positive number", gamma)
         self.channels, self.planes, self.groups = channels, planes, groups
-        self.kernel, self.order, self.gamma, self.use_scale = kernel, order, float(gamma), bool(use_scale)
+        self.kernel_type, self.order, self.gamma, self.use_scale = kernel_type, order, float(gamma), bool(use_scale)
         self.t = conv1x1(channels, planes, False, 0.01)
         self.p = conv1x1(channels, planes, False, 0.01)
         self.g = conv1x1(channels, planes, False, 0.01)
@@ -105,7 +107,7 @@ class CompactGeneralizedNonLocal(AttnModule):
         p = self.p(x).reshape(b, self.groups, -1)
         g = self.g(x).reshape(b, self.groups, -1)
         norm = t.shape[2] ** -0.5 if self.use_scale else 1.0
-        if self.kernel == "dot":
+        if self.kernel_type == "dot":
             att = (p * g).sum(-1) * norm  # B×G: one scalar per group and sample
             record(self, "attn", att)
             y = t * att.unsqueeze(-1)

@@ -20,6 +20,7 @@ from ..layers import (
     check_nchw,
     odd_kernel,
     positive_int,
+    renamed_args,
 )
 from ..registry import register
 
@@ -43,7 +44,7 @@ class ContextualTransformer(AttnModule):
        with G = C / share_planes, viewed as B×G×k²×H×W (no softmax); channel c uses kernel ``c mod G``.
     3. Values ``V = BN(Conv1×1(x))``; ``K2 = Swish(BN(LocalAggregation(V, kernels)))`` (k×k, zero padded).
     4. Radix-2 split attention: ``a = softmax_radix(Conv1×1(ReLU(BN(Conv1×1(GAP(K1 + K2))))))`` with
-       ``max(2C / reduction_factor, min_attn_channels)`` hidden channels; the 2C logits are read as C×2
+       ``max(2C / reduction, min_hidden)`` hidden channels; the 2C logits are read as C×2
        (logit 2c → K2, 2c+1 → K1, as the official ``view(B, C, radix)``); ``y = a₀ ⊙ K2 + a₁ ⊙ K1``.
 
     There is no residual inside (in CoTNet the layer replaces the bottleneck's 3×3 conv).  Convolutions are
@@ -60,13 +61,14 @@ class ContextualTransformer(AttnModule):
         key_groups: groups of the k×k key conv (official 4; CoXt uses 8).
         share_planes: channels sharing one dynamic kernel is C / G with G = C / share_planes (official 8).
         factor: hidden width of the kernel generator is C / factor (official 2).
-        reduction_factor: split-attention hidden width 2C / reduction_factor (official 4).
-        min_attn_channels: floor of that width (official 32).
+        reduction: split-attention hidden width 2C / reduction (official 4; formerly ``reduction_factor``).
+        min_hidden: floor of that width (official 32; formerly ``min_attn_channels``).
 
     Shapes: x B×C×H×W → B×C×H×W.  Captured maps: ``"kernels"`` B×G×k²×H×W (the dynamic kernels) and
     ``"radix"`` B×C×2 (the split-attention weights of K2 and K1).
     """
 
+    @renamed_args(reduction_factor="reduction", min_attn_channels="min_hidden")
     def __init__(
         self,
         channels: int,
@@ -74,8 +76,8 @@ class ContextualTransformer(AttnModule):
         key_groups: int = 4,
         share_planes: int = 8,
         factor: int = 2,
-        reduction_factor: int = 4,
-        min_attn_channels: int = 32,
+        reduction: int = 4,
+        min_hidden: int = 32,
     ) -> None:
         super().__init__()
         owner = self.owner
@@ -86,8 +88,8 @@ class ContextualTransformer(AttnModule):
             check_arg(channels % value == 0, owner, "channels", f"divisible by {name}={value}", channels)
         positive_int(factor, owner, "factor")
         check_arg(channels // factor >= 1, owner, "factor", f"at most channels ({channels})", factor)
-        positive_int(reduction_factor, owner, "reduction_factor")
-        positive_int(min_attn_channels, owner, "min_attn_channels")
+        positive_int(reduction, owner, "reduction")
+        positive_int(min_hidden, owner, "min_hidden")
         c, k = channels, kernel_size
         self.channels, self.kernel_size, self.radix = c, k, 2
         self.kernel_groups = c // share_planes
@@ -106,7 +108,7 @@ class ContextualTransformer(AttnModule):
         self.conv1x1 = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
         self.bn = nn.BatchNorm2d(c)
         self.act = nn.SiLU(inplace=True)
-        attn_chs = max(c * self.radix // reduction_factor, min_attn_channels)
+        attn_chs = max(c * self.radix // reduction, min_hidden)
         self.se = nn.Sequential(
             nn.Conv2d(c, attn_chs, 1),
             nn.BatchNorm2d(attn_chs),

@@ -19,6 +19,7 @@ from ..layers import (
     hidden_width,
     map_to_heads,
     positive_int,
+    renamed_args,
     zero_bn,
 )
 from ..registry import register
@@ -53,17 +54,18 @@ class CrossLayerNonLocal(AttnModule):
         channels: query channels C.
         context_channels: channels of the context map (an int, default C), or a list with one entry per
             context map (then ``context`` must be a list of that length).
-        planes: inner width (default ``max(1, C // 8)`` as the official 2048 → 256).
+        inner_channels: inner width (default ``max(1, C // 8)`` as the official 2048 → 256; formerly ``planes``).
         use_scale: 1/√planes on the logits (official).
 
     Attention maps: ``"attn"`` (one context map) or ``"attn0"``, ``"attn1"``, ... : B×1×N×N_m.
     """
 
+    @renamed_args(planes="inner_channels")
     def __init__(
         self,
         channels: int,
         context_channels: int | Sequence[int] | None = None,
-        planes: int | None = None,
+        inner_channels: int | None = None,
         use_scale: bool = True,
     ) -> None:
         super().__init__()
@@ -79,7 +81,7 @@ class CrossLayerNonLocal(AttnModule):
             self.single = False
         for c in ctx:
             positive_int(c, owner, "context_channels")
-        planes = hidden_width(channels, 8, planes, 0, owner, "planes")
+        planes = hidden_width(channels, 8, inner_channels, 0, owner, "inner_channels")
         self.channels, self.context_channels, self.planes = channels, tuple(ctx), planes
         self.scale = planes ** -0.5 if use_scale else 1.0
         self.theta = conv1x1(channels, planes, False, 0.01)

@@ -22,6 +22,7 @@ from ..layers import (
     merge_heads,
     pad_to_multiple,
     positive_int,
+    renamed_args,
     split_heads,
     to_map,
     to_tokens,
@@ -45,8 +46,8 @@ class EfficientSelfAttention(AttnModule):
     """Spatial-reduction attention (PVT "SRA", SegFormer "efficient self-attention"); B×C×H×W → B×C_out×H×W.
 
     Queries come from every position, ``q = W_q x``; keys and values from the map reduced R = ``sr_ratio``
-    times in each direction: ``x_r = LN(Conv_{R×R, stride R}(x))`` (``reduction="conv"``, official PVT and
-    SegFormer) or ``x_r = AvgPool_R(x)`` (``reduction="avg"``, the seed's ``EfficientSelfAttention``), then
+    times in each direction: ``x_r = LN(Conv_{R×R, stride R}(x))`` (``sr_mode="conv"``, official PVT and
+    SegFormer) or ``x_r = AvgPool_R(x)`` (``sr_mode="avg"``, the seed's ``EfficientSelfAttention``), then
     ``k, v = W_kv x_r``; per head ``softmax(q kᵀ / √d_k) v`` and ``W_proj`` back to ``out_channels``.  Cost
     O(N · N/R²).  With R = 1 there is no reduction (and no conv or LN), exactly as PVT.  No residual inside.
     Initialisation as PVT: Linear trunc-normal(0.02) with zero bias, LayerNorm (1, 0), conv normal(0, √(2/fan_out)).
@@ -64,7 +65,7 @@ class EfficientSelfAttention(AttnModule):
         channels: input channels C.
         heads: number of heads; must divide key_channels and value_channels.
         sr_ratio: spatial reduction R of keys/values (PVT stage 1: 8).
-        reduction: ``"conv"`` (strided conv + LayerNorm, PVT/SegFormer) or ``"avg"`` (average pooling, the seed).
+        sr_mode: ``"conv"`` (strided conv + LayerNorm, PVT/SegFormer) or ``"avg"`` (average pooling); formerly ``reduction``.
         key_channels: width of q and k (default C, as PVT).
         value_channels: width of v (default C).
         out_channels: output channels (default C).
@@ -75,12 +76,13 @@ class EfficientSelfAttention(AttnModule):
     Shapes: x B×C×H×W → B×out_channels×H×W.  Captured map: ``"attn"`` B×heads×N×N_r, N_r = ⌈H/R⌉·⌈W/R⌉.
     """
 
+    @renamed_args(reduction="sr_mode")
     def __init__(
         self,
         channels: int,
         heads: int = 1,
         sr_ratio: int = 8,
-        reduction: str = "conv",
+        sr_mode: str = "conv",
         key_channels: int | None = None,
         value_channels: int | None = None,
         out_channels: int | None = None,
@@ -92,13 +94,13 @@ class EfficientSelfAttention(AttnModule):
         owner = self.owner
         positive_int(channels, owner, "channels")
         positive_int(sr_ratio, owner, "sr_ratio")
-        check_arg(reduction in ("conv", "avg"), owner, "reduction", "'conv' or 'avg'", reduction)
+        check_arg(sr_mode in ("conv", "avg"), owner, "sr_mode", "'conv' or 'avg'", sr_mode)
         key_channels = channels if key_channels is None else positive_int(key_channels, owner, "key_channels")
         value_channels = channels if value_channels is None else positive_int(value_channels, owner, "value_channels")
         out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
         check_heads(heads, key_channels, owner, "key_channels")
         check_heads(heads, value_channels, owner, "value_channels")
-        self.channels, self.heads, self.sr_ratio, self.reduction = channels, heads, sr_ratio, reduction
+        self.channels, self.heads, self.sr_ratio, self.sr_mode = channels, heads, sr_ratio, sr_mode
         self.key_channels, self.value_channels, self.out_channels = key_channels, value_channels, out_channels
         self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
         self.scale = (key_channels // heads) ** -0.5
@@ -106,7 +108,7 @@ class EfficientSelfAttention(AttnModule):
         self.kv = nn.Linear(channels, key_channels + value_channels, bias=qkv_bias)
         self.proj = nn.Linear(value_channels, out_channels)
         self.proj_drop = nn.Dropout(check_dropout(proj_drop, owner, "proj_drop"))
-        if sr_ratio > 1 and reduction == "conv":
+        if sr_ratio > 1 and sr_mode == "conv":
             self.sr: nn.Module = nn.Conv2d(channels, channels, sr_ratio, stride=sr_ratio)
             self.norm: nn.Module = nn.LayerNorm(channels)
         else:
@@ -134,7 +136,7 @@ class EfficientSelfAttention(AttnModule):
         """The reduced map the keys and values come from: B×C×⌈H/R⌉×⌈W/R⌉ (x itself when R = 1)."""
         if self.sr_ratio == 1:
             return x
-        if self.reduction == "avg":
+        if self.sr_mode == "avg":
             return avg_reduce(x, self.sr_ratio)
         return self.sr(pad_to_multiple(x, self.sr_ratio))
 

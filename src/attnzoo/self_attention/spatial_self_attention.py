@@ -14,6 +14,7 @@ from ..layers import (
     check_nchw,
     merge_heads,
     positive_int,
+    renamed_args,
     split_heads,
     to_map,
     to_tokens,
@@ -35,7 +36,7 @@ __all__ = ["SpatialSelfAttention"]
 class SpatialSelfAttention(AttnModule):
     """Spatial self-attention with reduced width (seed 004 ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.
 
-    ``q, k, v = W_{q,k,v} x`` (1×1, no bias) reduce C to ``C_r = max(1, C // reduction_ratio)``; the C_r
+    ``q, k, v = W_{q,k,v} x`` (1×1, no bias) reduce C to ``C_r = max(1, C // reduction)``; the C_r
     channels are split into ``heads`` heads of width d = C_r / heads and every position attends to every
     position, ``softmax(q kᵀ / √d) v``; a 1×1 conv with bias maps C_r back to ``out_channels`` (default C).
     No residual inside (:class:`SelfAttentionBlock` adds it).  Kaiming-normal (fan-out) init and zero
@@ -49,29 +50,30 @@ class SpatialSelfAttention(AttnModule):
         channels: input channels C.
         out_channels: output channels (default C).
         heads: number of heads; must divide C_r.
-        reduction_ratio: r in C_r = max(1, C // r).
-        dropout: dropout on the attention probabilities (the seed has none; default 0).
+        reduction: r in C_r = max(1, C // r) (formerly ``reduction_ratio``).
+        attn_drop: dropout on the attention probabilities (default 0; formerly ``dropout``).
 
     Shapes: x B×C×H×W → B×out_channels×H×W.  Captured map: ``"attn"`` B×heads×N×N.
     """
 
+    @renamed_args(reduction_ratio="reduction", dropout="attn_drop")
     def __init__(
         self,
         channels: int,
         out_channels: int | None = None,
         heads: int = 1,
-        reduction_ratio: int = 8,
-        dropout: float = 0.0,
+        reduction: int = 8,
+        attn_drop: float = 0.0,
     ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
-        positive_int(reduction_ratio, owner, "reduction_ratio")
+        positive_int(reduction, owner, "reduction")
         out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
-        reduced = max(1, channels // reduction_ratio)
-        check_heads(heads, reduced, owner, "the reduced width channels // reduction_ratio")
+        reduced = max(1, channels // reduction)
+        check_heads(heads, reduced, owner, "the reduced width channels // reduction")
         self.channels, self.out_channels, self.heads, self.reduced_channels = channels, out_channels, heads, reduced
-        self.dropout = check_dropout(dropout, owner)
+        self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
         self.qkv = nn.Linear(channels, 3 * reduced, bias=False)  # the seed's q_conv, k_conv, v_conv stacked
         self.proj = nn.Linear(reduced, out_channels)  # the seed's out_conv
         for lin in (self.qkv, self.proj):
@@ -82,5 +84,5 @@ class SpatialSelfAttention(AttnModule):
         x = check_nchw(x, self.channels, self.owner)
         q, k, v = self.qkv(to_tokens(x)).chunk(3, dim=-1)
         q, k, v = split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads)
-        o = attention(q, k, v, scale=None, dropout_p=self.dropout if self.training else 0.0, module=self)
+        o = attention(q, k, v, scale=None, dropout_p=self.attn_drop if self.training else 0.0, module=self)
         return to_map(self.proj(merge_heads(o)), x)

@@ -12,6 +12,7 @@ from ..layers import (
     check_dims,
     check_dropout,
     positive_int,
+    renamed_args,
 )
 from ..registry import register
 
@@ -36,25 +37,26 @@ class TransformerEncoderLayer(AttnModule):
         heads: attention heads.
         dim_feedforward: hidden width of the feed-forward network.
         dropout: dropout on attention probabilities, the residual branches and the FFN hidden layer.
-        activation: ``"relu"`` or ``"gelu"`` (exact GELU, as PyTorch).
+        act: ``"relu"`` or ``"gelu"`` (exact GELU, as PyTorch; formerly ``activation``).
         qkv_bias: biases in the q/k/v projections.
         norm_eps: LayerNorm epsilon.
     """
 
+    @renamed_args(activation="act")
     def __init__(
         self,
         channels: int,
         heads: int = 8,
         dim_feedforward: int | None = None,
         dropout: float = 0.0,
-        activation: str = "relu",
+        act: str = "relu",
         qkv_bias: bool = True,
         norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         owner = self.owner
         dim_feedforward = 4 * channels if dim_feedforward is None else positive_int(dim_feedforward, owner, "dim_feedforward")
-        check_arg(activation in ("relu", "gelu"), owner, "activation", "'relu' or 'gelu'", activation)
+        check_arg(act in ("relu", "gelu"), owner, "act", "'relu' or 'gelu'", act)
         dropout = check_dropout(dropout, owner, "dropout")
         self.self_attn = MultiHeadSelfAttention(channels, heads, qkv_bias=qkv_bias, attn_drop=dropout)
         self.linear1 = nn.Linear(channels, dim_feedforward)
@@ -64,7 +66,7 @@ class TransformerEncoderLayer(AttnModule):
         self.norm2 = nn.LayerNorm(channels, eps=norm_eps)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
-        self.activation = nn.ReLU() if activation == "relu" else nn.GELU()
+        self.activation = nn.ReLU() if act == "relu" else nn.GELU()
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, key_padding_mask: torch.Tensor | None = None
@@ -103,12 +105,13 @@ class TransformerEncoder(AttnModule):
         heads: attention heads (must divide ``channels``).
         dim_feedforward: FFN hidden width (default 4·C).
         dropout: dropout everywhere inside the layers.
-        activation: ``"relu"`` or ``"gelu"``.
+        act: ``"relu"`` or ``"gelu"`` (formerly ``activation``).
         qkv_bias: biases in the q/k/v projections.
         norm_eps: LayerNorm epsilon.
         final_norm: apply the final LayerNorm.
     """
 
+    @renamed_args(activation="act")
     def __init__(
         self,
         channels: int,
@@ -116,7 +119,7 @@ class TransformerEncoder(AttnModule):
         heads: int = 8,
         dim_feedforward: int | None = None,
         dropout: float = 0.0,
-        activation: str = "relu",
+        act: str = "relu",
         qkv_bias: bool = True,
         norm_eps: float = 1e-5,
         final_norm: bool = True,
@@ -128,7 +131,7 @@ class TransformerEncoder(AttnModule):
         check_arg(channels % heads == 0, self.owner, "heads", f"a divisor of channels={channels}", heads)
         self.channels, self.num_layers = channels, num_layers
         self.layers = nn.ModuleList(
-            TransformerEncoderLayer(channels, heads, dim_feedforward, dropout, activation, qkv_bias, norm_eps)
+            TransformerEncoderLayer(channels, heads, dim_feedforward, dropout, act, qkv_bias, norm_eps)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(channels, eps=norm_eps) if final_norm else nn.Identity()

@@ -217,8 +217,8 @@ def _install(tasks: Any) -> None:
     original = current
 
     @functools.wraps(original)
-    def parse_model(d: dict, ch: Any, verbose: bool = True) -> Any:
-        return _parse_model(original, tasks, d, ch, verbose)
+    def parse_model(d: dict, ch: Any, verbose: bool = True, **kwargs: Any) -> Any:
+        return _parse_model(functools.partial(original, **kwargs), tasks, d, ch, verbose)
 
     parse_model.attnzoo_original = original  # type: ignore[attr-defined]
     tasks.parse_model = parse_model
@@ -241,6 +241,7 @@ class _Row:
     kwargs: dict = field(default_factory=dict)
     out_raw: int | None = None  # out_channels before width scaling (None: the module keeps input channels)
     pick: int = 0  # Select: the element
+    shown: str = ""  # the arguments the module was built with (for the layer table)
 
 
 def _where(row: _Row) -> str:
@@ -382,6 +383,7 @@ def _construct(plan: _Row, in_ch: list[int], own: int) -> nn.Module:
         bound.arguments["context_channels"] = in_ch[1] if len(in_ch) == 2 else in_ch[1:]
     if plan.out_raw is not None:
         bound.arguments["out_channels"] = own  # the width-scaled value parse_model gave the stand-in Conv
+    plan.shown = ", ".join([*map(repr, bound.args), *(f"{k}={v!r}" for k, v in bound.kwargs.items())])
     try:
         return cls(*bound.args, **bound.kwargs)
     except (ValueError, TypeError) as e:
@@ -504,9 +506,8 @@ def _log_table(layers: list, rows: list, plans: dict, chs: list) -> None:
     LOGGER.info(f"\n{'':>3}{'from':>20}{'n':>3}{'params':>10}  {'module':<45}{'arguments':<30}")
     for i, (layer, row) in enumerate(zip(layers, rows)):
         args = row[3]
-        if i in plans and plans[i].kind != "select":
-            p = plans[i]
-            args = [[chs[x] for x in p.inputs] if p.kind == "pyramid" else chs[p.inputs[0]], *p.args] + ([p.kwargs] if p.kwargs else [])
+        if i in plans and plans[i].shown:
+            args = f"({plans[i].shown})"
         LOGGER.info(f"{i:>3}{row[0]!s:>20}{row[1]:>3}{layer.np:10.0f}  {layer.type:<45}{args!s:<30}")
 
 

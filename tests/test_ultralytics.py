@@ -1,7 +1,10 @@
 """Ultralytics YOLO: attnzoo modules in a model YAML (``attnzoo.integrations.ultralytics``).
 
-The YOLO11 config is Ultralytics' own ``yolo11n.yaml``, read at run time; three attnzoo rows are inserted with
-``insert_layers`` (no AGPL text is copied here).  Everything runs offline: Ultralytics' settings go to a
+The YOLO11 config of the first tests is Ultralytics' own ``yolo11n.yaml``, read at run time; three attnzoo rows
+are inserted with ``insert_layers`` (no AGPL text is copied here).  The rows the ``parse_model`` wrapper rewrites
+(multi / pair fusion, resample, pyramid necks + ``Select``) are tested on small configs with the real necks and
+with stand-in modules registered under test-only names while a test runs, and on the example YAMLs in
+docs/yolo/ (those of modules not registered yet are skipped, and checked with the stand-ins substituted).  Everything runs offline: Ultralytics' settings go to a
 temporary folder, its online checks are off (``YOLO_OFFLINE``), nothing is auto-installed, AMP is off (no AMP
 check download), plots are off and the font check (which would download Arial.ttf) is stubbed.
 """
@@ -457,6 +460,19 @@ def test_rewritten_row_errors(stand_ins, row, message):
     text = PYRAMID.split("head:")[0] + f"head:\n  - {row}\n  - [[1, 2], 1, Detect, [nc]]\n"
     with pytest.raises(ValueError, match=re.escape(message)):
         parse(config(text, "n"))
+
+
+def test_prefixed_names(offline, monkeypatch):
+    got = azu.register(prefix="Az", names=["panet"])
+    assert got == {"AzPathAggregationNetwork": attnzoo.PathAggregationNetwork, "AzSelect": azu.Select}
+    text = PYRAMID.split("head:")[0] + (
+        "head:\n  - [[1, 2, 3], 1, AzPathAggregationNetwork, [48]]\n  - [-1, 1, AzSelect, [1]]\n"
+        "  - [-2, 1, AzSelect, [2]]\n  - [[5, 6], 1, Detect, [nc]]\n"
+    )
+    seq, save = parse(config(text, "n"))
+    assert seq[4].out_channels == 24 and [seq[5].index, seq[6].index] == [1, 2] and 4 in save
+    for name in got:
+        monkeypatch.delattr(tasks, name)
 
 
 def test_plain_yaml_goes_to_the_original_parse_model(offline):

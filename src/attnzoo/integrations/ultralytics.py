@@ -4,16 +4,13 @@ Ultralytics' ``parse_model`` resolves a YAML module name in the namespace of ``u
 :func:`register` adds attnzoo's classes there under their exported class names and wraps ``parse_model``
 (in memory, at ``register()`` time: the installed files are never edited) so that four kinds of rows work:
 
-=================================  ==========================================  ================================
-row kind (registry metadata)       YAML                                        output channels (``ch`` entry)
-=================================  ==========================================  ================================
-``nchw`` gate / attention          ``[-1, 1, CBAM, [c2]]`` (args passed as is)  the input's (parse_model's rule)
-``multi`` / ``pair`` fusion        ``[[-1, 6], 1, WeightedFusion, []]``        the inputs' (all equal)
-``resample`` family                ``[-1, 1, DySample, []]`` /                 the input's, or ``out_channels``
-                                   ``[-1, 1, SPDConv, [256]]``                 scaled like a ``Conv``'s c2
-``pyramid`` neck + :class:`Select` ``[[4, 6, 10], 1, PathAggregationNetwork,   a list; ``[11, 1, Select, [i]]``
-                                   [256]]``                                    has level i's channels
-=================================  ==========================================  ================================
+- ``nchw`` gates / attention: ``[-1, 1, CBAM, [c2]]``, args passed through as written (``c2`` = the previous
+  row's width-scaled channels); output channels = the input's (parse_model's own rule).
+- ``multi`` / ``pair`` fusion: ``[[-1, 6], 1, WeightedFusion, []]``; channels filled in; output = the inputs'.
+- ``resample`` family: ``[-1, 1, DySample, [2]]`` for ``nn.Upsample`` (output = the input's channels) or
+  ``[-1, 1, SPDConv, [256]]`` for a strided ``Conv`` (``out_channels`` scaled like a ``Conv``'s c2).
+- ``pyramid`` necks: ``[[4, 6, 10], 1, PathAggregationNetwork, [256]]`` outputs the list of levels;
+  ``[11, 1, Select, [i]]`` passes on level i with its channels (to later rows and ``Detect``).
 
 How the wrapper works (see docs/integrations.md): the rows of the last three kinds are rewritten into
 stand-in rows that ``parse_model`` itself knows how to count (a ``Concat`` of one earlier row has that row's
@@ -26,7 +23,8 @@ row).  ``parse_model``'s own arithmetic (width, ``max_channels``, rounding) is u
 re-implemented.  A YAML without such rows goes to the original ``parse_model`` untouched.
 
 Checkpoints pickle the model, so attnzoo must be importable where a trained ``.pt`` is loaded
-(``register()`` is only needed to parse YAML); ONNX exports do not depend on attnzoo.
+(``register()`` is needed to parse YAML, which includes training from a ``.pt``: the trainer rebuilds the
+model from the YAML stored in it); ONNX exports do not depend on attnzoo.
 
 ultralytics is AGPL-3.0: this file only calls it at run time and contains none of its code.
 """

@@ -1,5 +1,5 @@
 """Shared plumbing of the benchmark scripts: peak memory in a fresh child process, byte formatting, the dated
-machine header of a results section, and the seed's naive attention block (the reference of two scripts).
+machine header of a results section, and the community code's naive attention block (the reference of two scripts).
 
 Peak memory: the script re-runs itself with ``--child SPEC`` (a fresh interpreter, so no high-water mark is
 inherited from the parent); the child builds its case, warms up, and reports
@@ -51,7 +51,7 @@ def append_section(path: str, title: str, body: str) -> None:
 
 
 class SeedAttentionBlock(nn.Module):
-    """Seed 000 ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
+    """the community ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
 
     def __init__(self, dim: int, heads: int, dim_head: int) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ medians of single ``torch.utils.benchmark.Timer`` calls with 2 threads, and the 
 inference forward measured in a fresh child process per neck (see :func:`child_peak_memory`).  The fpn /
 torchvision comparison runs the two side by side, interleaved call by call, in ``--rounds`` rounds.
 
-    /work/venv/bin/python benchmarks/fusion.py --output benchmarks/results/fusion.md
+    python benchmarks/fusion.py --output benchmarks/results/fusion.md
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ def make_inputs(batch: int = 1, seed: int = 0) -> list[torch.Tensor]:
 
 def build(case: str) -> torch.nn.Module:
     """A neck by case name; ``tv_*`` are torchvision's, the rest attnzoo's."""
-    import attnzoo
     from torchvision.ops import FeaturePyramidNetwork as TVFPN
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+    import attnzoo
 
     torch.manual_seed(0)
     if case == "fpn":

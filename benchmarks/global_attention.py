@@ -15,7 +15,7 @@ side in one run.
 
 Usage:
     python benchmarks/global_attention.py                       # the required case (dim_head 8 = C/heads)
-    python benchmarks/global_attention.py --dim-heads 8 64      # also the seed's default dim_head 64
+    python benchmarks/global_attention.py --dim-heads 8 64      # also the community code's default dim_head 64
     python benchmarks/global_attention.py --repeats 7 5         # more interleaved runs
     python benchmarks/global_attention.py --output benchmarks/results/self_attention.md --label "run 1"
 """
@@ -38,7 +38,7 @@ torch.set_num_threads(2)
 
 
 class NaiveGlobalAttention(SeedAttentionBlock):
-    """The seed 000 ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
+    """The the community ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -1,8 +1,8 @@
 """Benchmarks of the local family (local_window, outlook, multipole) against their peers, side by side.
 
-Comparisons (issue 4), every one run ``--runs`` times (default 2) and every run reported:
+Comparisons, every one run ``--runs`` times (default 2) and every run reported:
 
-1. ``local_window`` against the seed's unfold-based ``LocalAttention2D`` (seed 000: ``nn.Unfold`` → LayerNorm
+1. ``local_window`` against the community code's unfold-based ``LocalAttention2D`` (community code: ``nn.Unfold`` → LayerNorm
    → AttentionBlock → ``nn.Fold`` / overlap count), written out below from the seed with the same
    configuration: input 2×64×56×56, window 7 (non-overlapping), 2 heads, dim_head 32.  Forward (eval,
    ``no_grad``) and forward+backward (train; input and weight gradients, ``zero_grad(set_to_none=True)``
@@ -24,8 +24,8 @@ sensitive to the load.  Peak memory: a fresh child process per case builds modul
 the baseline, runs one forward (+ backward) and reports VmHWM minus the baseline (a warm-up on a tiny input
 loads the kernels first).
 
-    /work/venv/bin/python benchmarks/local.py --output benchmarks/results/local.md --plot benchmarks/results/local_multipole_scaling.png
-    /work/venv/bin/python benchmarks/local.py --only outlook --runs 1          # one comparison, no file
+    python benchmarks/local.py --output benchmarks/results/local.md --plot benchmarks/results/local_multipole_scaling.png
+    python benchmarks/local.py --only outlook --runs 1          # one comparison, no file
 """
 
 from __future__ import annotations
@@ -45,19 +45,19 @@ import torch.utils.benchmark as tb
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
-from attnzoo.bench.worker import cpu_model
 from _common import SeedAttentionBlock, child_peak_bytes, report_peak
+from attnzoo.bench.worker import cpu_model
 
 torch.set_num_threads(2)
 
 
 # ------------------------------------------------------------------------------------------------------------
-# the seed's unfold-based window attention (seed 000 AttentionBlock + LocalAttention2D, channels-last)
+# the community code's unfold-based window attention (the community AttentionBlock + LocalAttention2D, channels-last)
 # ------------------------------------------------------------------------------------------------------------
 
 
 class SeedLocalAttention2D(nn.Module):
-    """Seed 000 ``LocalAttention2D`` (B×H×W×C): nn.Unfold windows → LayerNorm → AttentionBlock → nn.Fold / count."""
+    """The community ``LocalAttention2D`` (B×H×W×C): nn.Unfold windows → LayerNorm → AttentionBlock → nn.Fold / count."""
 
     def __init__(self, kernel_size: int, stride: int, dim: int, heads: int, dim_head: int) -> None:
         super().__init__()
@@ -324,7 +324,7 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
     if runs and "local_window" in runs[0]:
         d = runs[0]["local_window"]["max_abs_diff"]
         out += [
-            "### local_window vs the seed's unfold-based LocalAttention2D",
+            "### local_window vs the community code's unfold-based LocalAttention2D",
             "",
             f"Input 2×64×56×56, window 7 (non-overlapping), 2 heads × 32, same weights (max |difference| {d:.1e}).",
             "Target: forward+backward ≤ 0.6× the seed.",
@@ -389,7 +389,7 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
 
 def targets(runs: list[dict]) -> list[str]:
     """The issue's targets against the measured ratios, one cell per run (wall-clock time / process CPU time)."""
-    rows = ["### Targets (issue 4), per run", "", "| target | measured (run 1, run 2, …) | met |", "|---|---|---|"]
+    rows = ["### Targets, per run", "", "| target | measured (run 1, run 2, …) | met |", "|---|---|---|"]
 
     def cell(vals: list[float], limit: float) -> tuple[str, str]:
         return ", ".join(f"{v:.2f}×" for v in vals), "yes" if all(v <= limit for v in vals) else ("partly" if any(v <= limit for v in vals) else "no")

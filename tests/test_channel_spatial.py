@@ -7,14 +7,15 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import randomize
 
 import attnzoo
 from attnzoo.channel import eca_kernel_size
+from helpers import randomize
+from reference.triplet import OfficialTriplet
 
 timm_layers = pytest.importorskip("timm.layers")
 from timm.layers import cbam as timm_cbam  # noqa: E402
-from timm.layers import coord_attn as timm_coord
+from timm.layers import coord_attn as timm_coord  # noqa: E402
 
 
 def copy_by_order(src: nn.Module, dst: nn.Module) -> None:
@@ -32,6 +33,7 @@ def x_input(c=64, h=11, w=9, b=2, seed=0):
     return torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.faithful("se")
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_se_matches_timm(mode):
     ours = randomize(attnzoo.create("se", 256)).train(mode == "train")
@@ -68,6 +70,7 @@ def test_eca_matches_timm_and_rejects_even_kernel():
         attnzoo.create("eca", 64, kernel_size=4)
 
 
+@pytest.mark.faithful("eca")
 def test_eca_slow_reference():
     m = randomize(attnzoo.create("eca", 32, kernel_size=5))
     x = x_input(32, 6, 7)
@@ -87,6 +90,7 @@ def test_channel_gates_are_constant_over_space(name):
     assert not torch.allclose(ratio[:, :1], ratio[:, 1:2])  # but it does vary over channels
 
 
+@pytest.mark.faithful("sk")
 @pytest.mark.parametrize("stride,out_channels", [(1, None), (2, 96)])
 def test_sk_matches_timm(stride, out_channels):
     ours = randomize(attnzoo.create("sk", 64, out_channels=out_channels, stride=stride))
@@ -122,6 +126,7 @@ def test_sk_seed_kernels_weights_sum_to_one():
     torch.testing.assert_close(y, ref)
 
 
+@pytest.mark.faithful("coord")
 def test_coord_matches_timm():
     ours = randomize(attnzoo.create("coord", 64))
     assert ours.conv1.out_channels == 8  # mip = max(8, C // 32)
@@ -155,6 +160,7 @@ def test_coord_slow_reference():
     torch.testing.assert_close(m(x), out)
 
 
+@pytest.mark.faithful("cbam", "cbam_channel", "cbam_spatial")
 def test_cbam_matches_timm_with_max_mean_order():
     ours = randomize(attnzoo.create("cbam", 64))
     ref = timm_cbam.CbamModule(64, rd_channels=ours.channel_gate.fc1.out_channels, mlp_bias=True, spatial_kernel_size=7)
@@ -194,26 +200,7 @@ def test_cbam_official_init_and_no_residual():
         attnzoo.create("cbam_spatial", 32, kernel_size=6)
 
 
-class OfficialTriplet(nn.Module):
-    """Slow reference written from landskape-ai/triplet-attention: permute, Z-pool [max, mean], conv+BN, σ, permute back."""
-
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    @staticmethod
-    def gate(g, x):
-        pooled = torch.cat([x.max(1, keepdim=True)[0], x.mean(1, keepdim=True)], 1)
-        return x * g(pooled)
-
-    def forward(self, x):
-        out_cw = self.gate(self.m.cw, x.permute(0, 2, 1, 3).contiguous()).permute(0, 2, 1, 3)
-        out_hc = self.gate(self.m.hc, x.permute(0, 3, 2, 1).contiguous()).permute(0, 3, 2, 1)
-        if self.m.hw is None:
-            return 0.5 * (out_cw + out_hc)
-        return (self.gate(self.m.hw, x) + out_cw + out_hc) / 3
-
-
+@pytest.mark.faithful("triplet")
 @pytest.mark.parametrize("spatial", [True, False])
 def test_triplet_matches_official_computation(spatial):
     m = randomize(attnzoo.create("triplet", 16, spatial=spatial))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_close, flatten
 
 import attnzoo
 from attnzoo.layouts import example_channels
+from helpers import assert_close, flatten
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "checkpoints_0.1.0.pt"

@@ -12,6 +12,10 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+
+import attnzoo
+from attnzoo.layouts import layout_of
+from attnzoo.registry import CONTRACT_CHECKS
 from helpers import (
     assert_close,
     build,
@@ -23,10 +27,6 @@ from helpers import (
     randomize,
     tensors_of,
 )
-
-import attnzoo
-from attnzoo.layouts import layout_of
-from attnzoo.registry import CONTRACT_CHECKS
 
 NAMES = attnzoo.list_modules()
 SIZES = [(1, 1), (1, 6), (2, 3), (7, 5), (13, 11), (16, 16), (5, 17)]

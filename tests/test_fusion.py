@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import assert_close, randomize
 
 import attnzoo
 from attnzoo.fusion import (
@@ -19,6 +18,8 @@ from attnzoo.fusion import (
     PathAggregationNetwork,
 )
 from attnzoo.layouts import pyramid_sizes
+from helpers import assert_close, randomize
+from reference.asff import conv_block, official_param_count, official_yolov3_asff
 
 tv_fpn = pytest.importorskip("torchvision.ops.feature_pyramid_network")
 
@@ -75,6 +76,7 @@ FPN_CASES = [
 ]
 
 
+@pytest.mark.faithful("fpn")
 @pytest.mark.parametrize("channels,out,extra,p6_from,sizes", FPN_CASES)
 def test_fpn_matches_torchvision(channels, out, extra, p6_from, sizes):
     ours = randomize(attnzoo.create("fpn", channels, out_channels=out, extra_levels=extra, p6_from=p6_from)).eval()
@@ -159,21 +161,6 @@ def test_fpn_extra_levels_get_gradients():
 # PANet: slow reference from the equations (FPN part from torchvision with copied weights)
 
 
-def _conv_block(block, x, stride):
-    """conv → (GroupNorm / BatchNorm in eval) → (ReLU / LeakyReLU) written with functional calls."""
-    conv = block.conv
-    y = F.conv2d(x, conv.weight, conv.bias, stride=stride, padding=conv.kernel_size[0] // 2)
-    norm = getattr(block, "norm", None)
-    if isinstance(norm, nn.GroupNorm):
-        y = F.group_norm(y, norm.num_groups, norm.weight, norm.bias, norm.eps)
-    elif isinstance(norm, nn.BatchNorm2d):
-        y = F.batch_norm(y, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
-    act = getattr(block, "act", None)
-    if isinstance(act, nn.ReLU):
-        y = F.relu(y)
-    elif isinstance(act, nn.LeakyReLU):
-        y = F.leaky_relu(y, act.negative_slope)
-    return y
 
 
 def panet_reference(m: PathAggregationNetwork, xs):
@@ -184,8 +171,8 @@ def panet_reference(m: PathAggregationNetwork, xs):
     p = list(tv(OrderedDict(enumerate(xs))).values())
     n = [p[0]]
     for i in range(len(p) - 1):
-        d = _conv_block(m.down[i], n[i], 2)[..., : p[i + 1].shape[-2], : p[i + 1].shape[-1]]
-        n.append(_conv_block(m.fuse[i], d + p[i + 1], 1))  # N_{i+1} = conv3×3(conv3×3_s2(N_i) + P_{i+1})
+        d = conv_block(m.down[i], n[i], 2)[..., : p[i + 1].shape[-2], : p[i + 1].shape[-1]]
+        n.append(conv_block(m.fuse[i], d + p[i + 1], 1))  # N_{i+1} = conv3×3(conv3×3_s2(N_i) + P_{i+1})
     return n
 
 
@@ -193,6 +180,7 @@ def panet_reference(m: PathAggregationNetwork, xs):
     "sizes",
     [pyramid_sizes((29, 23), 4), floor_sizes((29, 23), 4), pyramid_sizes((1, 1), 4), pyramid_sizes((32, 32), 4)],
 )
+@pytest.mark.faithful("panet")
 @pytest.mark.parametrize("norm,act", [(None, None), ("gn", "relu")])
 def test_panet_matches_reference(sizes, norm, act):
     channels = [16, 24, 40, 56]
@@ -238,21 +226,21 @@ def asff_reference(m: AdaptiveSpatialFeatureFusion, xs):
         if j < l:  # finer by 2^k: (k-1) max-pools 3/2/1, then 3×3 stride-2 add_conv
             for _ in range(l - j - 1):
                 x = F.max_pool2d(x, 3, 2, 1)
-            x = _conv_block(m.resize[j][-1], x, 2)
+            x = conv_block(m.resize[j][-1], x, 2)
         elif j > l:  # coarser: 1×1 add_conv when the width differs, then nearest ×2^k
             if x.shape[1] != m.inter_channels:
-                x = _conv_block(m.resize[j], x, 1)
+                x = conv_block(m.resize[j], x, 1)
             f = 2 ** (j - l)
             x = x.repeat_interleave(f, 2).repeat_interleave(f, 3)
         elif x.shape[1] != m.inter_channels:
-            x = _conv_block(m.resize[j], x, 1)
+            x = conv_block(m.resize[j], x, 1)
         hi = torch.arange(h).clamp(max=x.shape[2] - 1)
         wi = torch.arange(w).clamp(max=x.shape[3] - 1)
         resized.append(x[:, :, hi][:, :, :, wi])
-    v = torch.cat([_conv_block(m.weight[j], r, 1) for j, r in enumerate(resized)], 1)
+    v = torch.cat([conv_block(m.weight[j], r, 1) for j, r in enumerate(resized)], 1)
     lam = F.softmax(F.conv2d(v, m.weight_levels.weight, m.weight_levels.bias), dim=1)
     fused = sum(lam[:, j : j + 1] * resized[j] for j in range(n))
-    return _conv_block(m.expand, fused, 1), lam
+    return conv_block(m.expand, fused, 1), lam
 
 
 ASFF_CASES = [
@@ -264,6 +252,7 @@ ASFF_CASES = [
 ]
 
 
+@pytest.mark.faithful("asff")
 @pytest.mark.parametrize("channels,sizes", ASFF_CASES)
 def test_asff_matches_reference_every_level(channels, sizes):
     xs = pyramid(channels, sizes, dtype=torch.float64)
@@ -288,56 +277,6 @@ def test_asff_reference_with_other_widths():
     assert out.shape == (2, 8, 7, 6)
     torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=1e-9)
     torch.testing.assert_close(lam, ref_lam, atol=1e-10, rtol=1e-9)
-
-
-def official_yolov3_asff(m: AdaptiveSpatialFeatureFusion, official_level: int, x_level_0, x_level_1, x_level_2):
-    """The official ``ASFF.forward`` (GOATmessi7/ASFF, models/network_blocks.py) written out; x_level_0 is the
-    coarsest (512 ch, stride 32), x_level_2 the finest (256 ch, stride 8); module names mapped to ours."""
-    ours = {0: 2, 1: 1, 2: 0}  # official level index → index in our finest-first list
-    if official_level == 0:
-        level_0_resized = x_level_0
-        level_1_resized = _conv_block(m.resize[ours[1]][-1], x_level_1, 2)  # stride_level_1
-        level_2_downsampled_inter = F.max_pool2d(x_level_2, 3, stride=2, padding=1)
-        level_2_resized = _conv_block(m.resize[ours[2]][-1], level_2_downsampled_inter, 2)  # stride_level_2
-    elif official_level == 1:
-        level_0_compressed = _conv_block(m.resize[ours[0]], x_level_0, 1)  # compress_level_0
-        level_0_resized = F.interpolate(level_0_compressed, scale_factor=2, mode="nearest")
-        level_1_resized = x_level_1
-        level_2_resized = _conv_block(m.resize[ours[2]][-1], x_level_2, 2)  # stride_level_2
-    else:
-        level_0_compressed = _conv_block(m.resize[ours[0]], x_level_0, 1)
-        level_0_resized = F.interpolate(level_0_compressed, scale_factor=4, mode="nearest")
-        level_1_resized = F.interpolate(x_level_1, scale_factor=2, mode="nearest")  # dims equal: no compress
-        level_2_resized = x_level_2
-    level_0_weight_v = _conv_block(m.weight[ours[0]], level_0_resized, 1)
-    level_1_weight_v = _conv_block(m.weight[ours[1]], level_1_resized, 1)
-    level_2_weight_v = _conv_block(m.weight[ours[2]], level_2_resized, 1)
-    levels_weight_v = torch.cat((level_0_weight_v, level_1_weight_v, level_2_weight_v), 1)
-    # weight_levels: official input blocks and outputs are ordered coarse → fine; ours fine → coarse
-    c = m.compress_channels
-    wt = m.weight_levels.weight.flip(0).unflatten(1, (3, c)).flip(1).flatten(1, 2)
-    levels_weight = F.softmax(F.conv2d(levels_weight_v, wt, m.weight_levels.bias.flip(0)), dim=1)
-    fused_out_reduced = (
-        level_0_resized * levels_weight[:, 0:1, :, :]
-        + level_1_resized * levels_weight[:, 1:2, :, :]
-        + level_2_resized * levels_weight[:, 2:, :, :]
-    )
-    return _conv_block(m.expand, fused_out_reduced, 1), levels_weight
-
-
-def official_param_count(official_level: int, rfb: bool = False) -> int:
-    """Parameters of the official ASFF(level) by its constructor: add_conv = conv (no bias) + BN (2 per channel)."""
-    dim, inter = [512, 256, 256], [512, 256, 256][official_level]
-
-    def add_conv(i, o, k):
-        return i * o * k * k + 2 * o
-
-    cw = 8 if rfb else 16
-    n = {0: add_conv(256, inter, 3) * 2 + add_conv(inter, 1024, 3),
-         1: add_conv(512, inter, 1) + add_conv(256, inter, 3) + add_conv(inter, 512, 3),
-         2: add_conv(512, inter, 1) + add_conv(inter, 256, 3)}[official_level]
-    assert dim[1] == dim[2]  # official level 2 has no compress_level_1
-    return n + 3 * add_conv(inter, cw, 1) + (3 * cw * 3 + 3)
 
 
 @pytest.mark.parametrize("official_level", [0, 1, 2])

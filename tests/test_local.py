@@ -18,6 +18,10 @@ import torch.nn.functional as F
 
 import attnzoo
 from attnzoo.local import LocalWindowAttention, MultipoleAttention, OutlookAttention
+from reference.common import window_starts
+from reference.local_window import ref_loop_window, ref_unfold_window
+from reference.multipole import ref_multipole
+from reference.outlook import ref_outlook
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 D = torch.float64
@@ -40,58 +44,6 @@ def rand(*shape: int, seed: int = 1) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def ref_block(tokens: torch.Tensor, body: nn.Module) -> torch.Tensor:
-    """AttentionBlock after LocalAttention2D's norm: LN → LN → qkv → softmax(q kᵀ / √d) v → to_out.  n×L×C → n×L×C."""
-    c = tokens.shape[-1]
-    t = F.layer_norm(tokens, (c,), body.norm.weight, body.norm.bias, body.norm.eps)
-    t = F.layer_norm(t, (c,), body.attn_norm.weight, body.attn_norm.bias, body.attn_norm.eps)
-    q, k, v = F.linear(t, body.to_qkv.weight).chunk(3, dim=-1)
-    heads = body.heads
-
-    def split(z):  # "b n (h d) -> b h n d"
-        return z.reshape(z.shape[0], z.shape[1], heads, -1).transpose(1, 2)
-
-    q, k, v = split(q), split(k), split(v)
-    attn = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(dim=-1)
-    out = (attn @ v).transpose(1, 2).reshape(tokens.shape[0], tokens.shape[1], -1)
-    if isinstance(body.to_out, nn.Linear):
-        out = F.linear(out, body.to_out.weight, body.to_out.bias)
-    return out
-
-
-def ref_unfold_window(x: torch.Tensor, body: nn.Module, k: int, s: int) -> torch.Tensor:
-    """The seed's LocalAttention2D: nn.Unfold windows → attention → nn.Fold, divided by the overlap count (B×C×H×W)."""
-    b, c, h, w = x.shape
-    patches = F.unfold(x, k, stride=s)  # B×(C·k·k)×L
-    n = patches.shape[-1]
-    tokens = patches.view(b, c, k * k, n).permute(0, 3, 2, 1).reshape(b * n, k * k, c)  # (B L)(K1 K2) C
-    out = ref_block(tokens, body).view(b, n, k * k, c).permute(0, 3, 2, 1).reshape(b, c * k * k, n)
-    summed = F.fold(out, (h, w), k, stride=s)
-    count = F.fold(F.unfold(torch.ones(1, 1, h, w, dtype=x.dtype), k, stride=s), (h, w), k, stride=s)
-    return summed / count
-
-
-def window_starts(size: int, k: int, s: int) -> list[int]:
-    starts = list(range(0, max(size - k, 0) + 1, s))
-    if starts[-1] + k < size:
-        starts.append(starts[-1] + s)
-    return starts
-
-
-def ref_loop_window(x: torch.Tensor, body: nn.Module, k: int, s: int) -> torch.Tensor:
-    """Window attention by an explicit loop: border windows are *cropped* (only real pixels), outputs averaged."""
-    b, c, h, w = x.shape
-    total = torch.zeros_like(x)
-    count = torch.zeros(1, 1, h, w, dtype=x.dtype)
-    for y0 in window_starts(h, k, s):
-        for x0 in window_starts(w, k, s):
-            crop = x[:, :, y0 : y0 + k, x0 : x0 + k]
-            wh, ww = crop.shape[-2:]
-            out = ref_block(crop.flatten(2).transpose(1, 2), body).transpose(1, 2).reshape(b, c, wh, ww)
-            total[:, :, y0 : y0 + wh, x0 : x0 + ww] += out
-            count[:, :, y0 : y0 + wh, x0 : x0 + ww] += 1
-    assert (count > 0).all()
-    return total / count
 
 
 def local(channels=8, **kw) -> LocalWindowAttention:
@@ -107,6 +59,7 @@ def local(channels=8, **kw) -> LocalWindowAttention:
     "size,k,s,heads,dim_head",
     [((14, 21), 7, 7, 2, 4), ((9, 13), 3, 2, 2, 4), ((8, 6), 2, 1, 4, 4), ((12, 12), 4, 4, 1, 8), ((10, 7), 4, 3, 2, 3)],
 )
+@pytest.mark.faithful("local_window")
 def test_local_window_equals_seed_unfold_reference(size, k, s, heads, dim_head):
     """Where windows tile the map exactly, the module equals the seed's unfold/fold computation."""
     h, w = size
@@ -224,24 +177,10 @@ def test_local_window_partition_is_a_reshape():
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def ref_outlook(x_bhwc: torch.Tensor, m: OutlookAttention) -> torch.Tensor:
-    """The official VOLO OutlookAttention computation (nn.Unfold + F.fold), channels-last, weights from ``m``."""
-    b, h, w, c = x_bhwc.shape
-    k, p, s, heads = m.kernel_size, m.padding, m.stride, m.heads
-    v = F.linear(x_bhwc, m.v.weight, m.v.bias).permute(0, 3, 1, 2)
-    gh, gw = math.ceil(h / s), math.ceil(w / s)
-    v = nn.Unfold(kernel_size=k, padding=p, stride=s)(v).reshape(b, heads, c // heads, k * k, gh * gw).permute(0, 1, 4, 3, 2)
-    a = nn.AvgPool2d(kernel_size=s, stride=s, ceil_mode=True)(x_bhwc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-    a = F.linear(a, m.attn.weight, m.attn.bias).reshape(b, gh * gw, heads, k * k, k * k).permute(0, 2, 1, 3, 4)
-    a = (a * m.scale).softmax(dim=-1)
-    y = (a @ v).permute(0, 1, 4, 3, 2).reshape(b, c * k * k, gh * gw)
-    y = F.fold(y, output_size=(h, w), kernel_size=k, padding=p, stride=s)
-    return F.linear(y.permute(0, 2, 3, 1), m.proj.weight, m.proj.bias)
-
-
 SIZES = [(1, 1), (2, 3), (7, 5), (8, 8), (13, 11), (5, 17)]
 
 
+@pytest.mark.faithful("outlook")
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("size", SIZES)
 def test_outlook_equals_official_unfold_fold(stride, size):
@@ -330,29 +269,6 @@ def test_outlook_arguments_honoured():
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def ref_multipole(x: torch.Tensor, m: MultipoleAttention, levels: int) -> torch.Tensor:
-    """MANO Multipole_Attention2D with the window loop reference (sizes divisible by r at every level for the
-    conv down-sampling; ceil-mode average pooling and a crop after up-sampling otherwise).
-
-    Level maps: x_0 = x, x_l = down(x_{l-1}) (nn.AvgPool2d(r) or the module's conv); o_l = LocalAttention(x_l);
-    V-cycle: res = o_{L-1}; for l, o in enumerate(reversed(o_0..o_{L-2})): res = o + 1/(l+1) · up(res).
-    """
-    r, k, s = m.sampling_rate, m.kernel_size, m.stride
-    # ceil_mode / the crop below only matter when a size does not divide by r (the reference needs it to divide)
-    down = nn.AvgPool2d(r, r, ceil_mode=True) if m.down is None else m.down
-    up = nn.Upsample(scale_factor=r, mode="nearest") if m.up is None else m.up
-    outs, cur = [], x
-    for level in range(levels):
-        if level > 0:
-            cur = down(cur)
-        body = m.attention[0] if m.shared else m.attention[level]
-        outs.append(ref_loop_window(cur, body, k, s))
-    res = outs.pop()
-    for l, o in enumerate(outs[::-1]):
-        res = o + (1 / (l + 1)) * up(res)[:, :, : o.shape[2], : o.shape[3]]
-    return res
-
-
 def multipole(channels=8, **kw) -> MultipoleAttention:
     return randomize(MultipoleAttention(channels, **kw), scale=0.2).to(D).eval()
 
@@ -362,6 +278,7 @@ def multipole(channels=8, **kw) -> MultipoleAttention:
     [((32, 32), 4, 2, "avg_pool", "nearest"), ((27, 27), 3, 3, "avg_pool", "nearest"), ((16, 8), 4, 2, "conv", "conv_transpose"),
      ((32, 16), 4, 2, "avg_pool", "conv_transpose"), ((18, 18), 3, 3, "conv", "nearest")],
 )
+@pytest.mark.faithful("multipole")
 def test_multipole_equals_reference_vcycle(size, k, r, down, up):
     m = multipole(8, kernel_size=k, sampling_rate=r, heads=2, dim_head=4, downsampling=down, upsampling=up)
     x = rand(2, 8, *size)

@@ -95,3 +95,29 @@ def test_ci_runs_the_readme_test_command():
     cmd = re.search(r"```bash\n# run the whole test suite\n(.+?)\n```", readme, re.S)
     assert cmd, "README lacks the test command block"
     assert cmd.group(1).strip() in ci
+
+
+def faithful_names() -> set[str]:
+    """Registry names named by a ``@pytest.mark.faithful(...)`` marker anywhere in tests/ (read statically)."""
+    import ast
+
+    names: set[str] = set()
+    for path in Path(__file__).parent.glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "faithful"
+                    and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "mark"):
+                names.update(a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    return names
+
+
+def test_every_module_has_a_faithfulness_test():
+    """Each registered module has a test marked ``@pytest.mark.faithful(name)`` that checks it against an
+    independent computation (a reference in tests/reference/, a peer with copied weights, or an invariant)."""
+    missing = sorted(set(attnzoo.list_modules()) - faithful_names())
+    assert not missing, f"no faithfulness test (@pytest.mark.faithful) for {missing}"
+
+
+def test_every_module_has_a_provenance_page():
+    docs = Path(__file__).parents[1] / "docs" / "provenance"
+    missing = sorted(n for n in attnzoo.list_modules() if not (docs / f"{n}.md").is_file())
+    assert not missing, f"no docs/provenance/<name>.md for {missing}"

@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import randomize
 
 import attnzoo
 from attnzoo.functional import local_aggregation
@@ -23,6 +22,15 @@ from attnzoo.self_attention import (
     GlobalAttention,
     SelfAttentionBlock,
     SpatialSelfAttention,
+)
+from helpers import randomize
+from reference.community_attention import (
+    CommunityAttentionBlock,
+    CommunitySelfAttention,
+    bn_eval,
+    community_efficient_from,
+    community_spatial_from,
+    window_means,
 )
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -48,68 +56,6 @@ def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-10) -> None:
 
 # ----------------------------------------------------------------------------------------------------------
 # references written from the seeds / official code (explicit softmax(q kᵀ) v, N×N matrices and all)
-
-
-class SeedAttentionBlock(nn.Module):
-    """Seed 000 ``AttentionBlock`` (tokens B×N×C), as written in the note (rearranges spelled out)."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int, qkv_bias: bool = False) -> None:
-        super().__init__()
-        inner = heads * dim_head
-        self.project_out = not (heads == 1 and dim_head == dim)
-        self.heads, self.scale = heads, dim_head ** -0.5
-        self.norm = nn.LayerNorm(dim)
-        self.to_qkv = nn.Linear(dim, inner * 3, bias=qkv_bias)
-        self.to_out = nn.Linear(inner, dim) if self.project_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x)
-        b, n, _ = x.shape
-        q, k, v = (t.reshape(b, n, self.heads, -1).permute(0, 2, 1, 3) for t in self.to_qkv(x).chunk(3, dim=-1))
-        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
-        out = torch.matmul(attn, v).permute(0, 2, 1, 3).reshape(b, n, -1)
-        return self.to_out(out)
-
-
-class SeedSelfAttention(nn.Module):
-    """Seed 004 ``SelfAttention`` (tokens): qkv Linear, reshape(B, N, 3, h, d), proj."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False) -> None:
-        super().__init__()
-        self.num_heads, self.scale = num_heads, (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        attn = ((qkv[0] @ qkv[1].transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ qkv[2]).transpose(1, 2).reshape(b, n, c))
-
-
-class SeedSpatialSelfAttention(nn.Module):
-    """Seed 004 ``SpatialSelfAttention`` with its q/k/v/out 1×1 convs; heads split explicitly (h = 1: the seed)."""
-
-    def __init__(self, channels: int, out_channels: int, heads: int, reduction_ratio: int) -> None:
-        super().__init__()
-        r = max(1, channels // reduction_ratio)
-        self.r, self.heads = r, heads
-        self.q_conv = nn.Conv2d(channels, r, 1, bias=False)
-        self.k_conv = nn.Conv2d(channels, r, 1, bias=False)
-        self.v_conv = nn.Conv2d(channels, r, 1, bias=False)
-        self.out_conv = nn.Conv2d(r, out_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        outs = []
-        d = self.r // self.heads
-        q, k, v = (c(x).flatten(2).permute(0, 2, 1) for c in (self.q_conv, self.k_conv, self.v_conv))  # B×N×r
-        for i in range(self.heads):
-            sl = slice(i * d, (i + 1) * d)
-            attn = F.softmax((q[..., sl] @ k[..., sl].transpose(-2, -1)) / math.sqrt(d), dim=-1)
-            outs.append(attn @ v[..., sl])
-        out = torch.cat(outs, -1).permute(0, 2, 1).reshape(b, self.r, h, w)
-        return self.out_conv(out)
 
 
 class PVTAttention(nn.Module):
@@ -148,74 +94,8 @@ class PVTAttention(nn.Module):
         return self.proj(x)
 
 
-def window_means(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean of every r×r window (bottom/right windows clipped to the map), by explicit loops."""
-    h, w = x.shape[-2:]
-    rows = []
-    for i in range(0, h, r):
-        rows.append(torch.stack([x[..., i:i + r, j:j + r].mean((-2, -1)) for j in range(0, w, r)], -1))
-    return torch.stack(rows, -2)
 
 
-class SeedEfficientSelfAttention(nn.Module):
-    """Seed 004 ``EfficientSelfAttention`` (1×1 convs with bias, avg-pooled keys/values) with heads split
-    explicitly; the pooling keeps partial windows (``window_means``), equal to the seed's ``avg_pool2d`` when
-    sr divides H and W."""
-
-    def __init__(self, cin: int, key: int, value: int, out: int, scale: int, heads: int) -> None:
-        super().__init__()
-        self.scale, self.heads = scale, heads
-        self.query_conv = nn.Conv2d(cin, key, 1)
-        self.key_conv = nn.Conv2d(cin, key, 1)
-        self.value_conv = nn.Conv2d(cin, value, 1)
-        self.out_conv = nn.Conv2d(value, out, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        query = self.query_conv(x)
-        xs = window_means(x, self.scale) if self.scale > 1 else x
-        key, value = self.key_conv(xs), self.value_conv(xs)
-        query = query.flatten(2).permute(0, 2, 1)
-        key = key.flatten(2)
-        value = value.flatten(2).permute(0, 2, 1)
-        dk, dv = key.shape[1] // self.heads, value.shape[2] // self.heads
-        outs = []
-        for i in range(self.heads):
-            sim = torch.matmul(query[..., i * dk:(i + 1) * dk], key[:, i * dk:(i + 1) * dk])
-            sim = (sim / math.sqrt(dk)).softmax(dim=-1)
-            outs.append(torch.matmul(sim, value[..., i * dv:(i + 1) * dv]))
-        context = torch.cat(outs, -1).permute(0, 2, 1).reshape(b, -1, h, w)
-        return self.out_conv(context)
-
-
-def conv1x1_from(lin_weight: torch.Tensor) -> torch.Tensor:
-    return lin_weight.reshape(*lin_weight.shape, 1, 1)
-
-
-@torch.no_grad()
-def seed_spatial_from(m: SpatialSelfAttention) -> SeedSpatialSelfAttention:
-    ref = SeedSpatialSelfAttention(m.channels, m.out_channels, m.heads, m.channels // m.reduced_channels).double()
-    r = m.reduced_channels
-    for i, conv in enumerate((ref.q_conv, ref.k_conv, ref.v_conv)):
-        conv.weight.copy_(conv1x1_from(m.qkv.weight[i * r:(i + 1) * r]))
-    ref.out_conv.weight.copy_(conv1x1_from(m.proj.weight))
-    ref.out_conv.bias.copy_(m.proj.bias)
-    return ref
-
-
-@torch.no_grad()
-def seed_efficient_from(m: EfficientSelfAttention) -> SeedEfficientSelfAttention:
-    ref = SeedEfficientSelfAttention(m.channels, m.key_channels, m.value_channels, m.out_channels, m.sr_ratio, m.heads).double()
-    kc = m.key_channels
-    ref.query_conv.weight.copy_(conv1x1_from(m.q.weight))
-    ref.query_conv.bias.copy_(m.q.bias)
-    ref.key_conv.weight.copy_(conv1x1_from(m.kv.weight[:kc]))
-    ref.key_conv.bias.copy_(m.kv.bias[:kc])
-    ref.value_conv.weight.copy_(conv1x1_from(m.kv.weight[kc:]))
-    ref.value_conv.bias.copy_(m.kv.bias[kc:])
-    ref.out_conv.weight.copy_(conv1x1_from(m.proj.weight))
-    ref.out_conv.bias.copy_(m.proj.bias)
-    return ref
 
 
 @torch.no_grad()
@@ -230,12 +110,13 @@ def pvt_from(m: EfficientSelfAttention) -> PVTAttention:
 # global_attention
 
 
+@pytest.mark.faithful("global_attention")
 @pytest.mark.parametrize("heads, dim_head, qkv_bias", [(2, 8, False), (3, 5, True), (1, 12, False)])
 @pytest.mark.parametrize("size", [(7, 5), (1, 1), (4, 9)])
 def test_global_attention_matches_seed_attention_block(heads, dim_head, qkv_bias, size):
     c = 12
     m = randomize(GlobalAttention(c, heads=heads, dim_head=dim_head, qkv_bias=qkv_bias)).double().eval()
-    ref = SeedAttentionBlock(c, heads, dim_head, qkv_bias).double()
+    ref = CommunityAttentionBlock(c, heads, dim_head, qkv_bias).double()
     ref.norm.load_state_dict(m.norm.state_dict())
     ref.to_qkv.load_state_dict(m.to_qkv.state_dict())
     if ref.project_out:
@@ -268,12 +149,13 @@ def test_global_attention_project_out_flag():
 # spatial_self_attention
 
 
+@pytest.mark.faithful("spatial_self_attention")
 @pytest.mark.parametrize("heads, reduction_ratio, out_channels", [(1, 8, None), (2, 4, None), (4, 2, 10)])
 @pytest.mark.parametrize("size", [(7, 5), (1, 1), (3, 8)])
 def test_spatial_self_attention_matches_seed(heads, reduction_ratio, out_channels, size):
     m = randomize(SpatialSelfAttention(32, out_channels=out_channels, heads=heads, reduction=reduction_ratio))
     m = m.double().eval()
-    ref = seed_spatial_from(m)
+    ref = community_spatial_from(m)
     x = rand(2, 32, *size)
     y = m(x)
     assert y.shape == (2, out_channels or 32, *size)
@@ -300,6 +182,7 @@ def test_spatial_self_attention_permutation_equivariant():
 # efficient_self_attention
 
 
+@pytest.mark.faithful("efficient_self_attention")
 @pytest.mark.parametrize("sr, heads, size", [(4, 2, (8, 12)), (2, 4, (6, 6)), (1, 2, (5, 7)), (8, 1, (16, 8))])
 def test_efficient_conv_matches_official_pvt(sr, heads, size):
     c = 16
@@ -326,7 +209,7 @@ def test_efficient_avg_matches_seed(sr, heads, size, key, value):
     m = EfficientSelfAttention(16, heads=heads, sr_ratio=sr, sr_mode="avg", key_channels=key, value_channels=value,
                                out_channels=10)
     m = randomize(m).double().eval()
-    ref = seed_efficient_from(m)
+    ref = community_efficient_from(m)
     x = rand(2, 16, *size)
     close(m(x), ref(x))
 
@@ -345,15 +228,13 @@ def test_avg_reduction_is_avg_pool_when_divisible_and_window_mean_otherwise():
 # self_attention_block
 
 
-@torch.no_grad()
-def bn_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
+@pytest.mark.faithful("self_attention_block")
 @pytest.mark.parametrize("size", [(7, 5), (1, 1), (16, 16)])
 def test_block_standard_matches_seed(size):
     m = randomize(SelfAttentionBlock(16, attn_type="standard", heads=4, qkv_bias=True)).double().eval()
-    ref = SeedSelfAttention(16, 4, qkv_bias=True).double()
+    ref = CommunitySelfAttention(16, 4, qkv_bias=True).double()
     ref.qkv.load_state_dict(m.attention.to_qkv.state_dict())
     ref.proj.load_state_dict(m.attention.to_out[0].state_dict())
     norm = m.attention.norm
@@ -365,7 +246,7 @@ def test_block_standard_matches_seed(size):
 @pytest.mark.parametrize("size", [(7, 5), (1, 1)])
 def test_block_spatial_matches_seed(size):
     m = randomize(SelfAttentionBlock(32, attn_type="spatial", heads=2, reduction=4)).double().eval()
-    ref = seed_spatial_from(m.attention)
+    ref = community_spatial_from(m.attention)
     x = rand(2, 32, *size)
     close(m(x), x + ref(bn_eval(x, m.norm)))
 
@@ -375,7 +256,7 @@ def test_block_efficient_matches_seed(size):
     m = randomize(SelfAttentionBlock(32, attn_type="efficient")).double().eval()
     att = m.attention
     assert (att.key_channels, att.value_channels, att.sr_mode, att.sr_ratio) == (4, 16, "avg", 8)  # seed widths
-    ref = seed_efficient_from(att)
+    ref = community_efficient_from(att)
     x = rand(2, 32, *size)
     close(m(x), x + ref(bn_eval(x, m.norm)))
 
@@ -417,6 +298,7 @@ def cot_reference(m: nn.Module, x: torch.Tensor, training: bool = False) -> torc
     return a0[..., None, None] * k2 + a1[..., None, None] * k1
 
 
+@pytest.mark.faithful("cot")
 @pytest.mark.parametrize("c, k, size", [(32, 3, (7, 5)), (16, 3, (1, 1)), (64, 5, (6, 9)), (32, 3, (2, 13))])
 def test_cot_matches_official_cotlayer(c, k, size):
     m = randomize(attnzoo.create("cot", c, kernel_size=k)).double()

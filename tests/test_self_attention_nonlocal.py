@@ -5,17 +5,21 @@ the absence of N×N' tensors, attention-map capture and argument errors."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import randomize
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import attnzoo
+from helpers import randomize
+from reference.cgnl import ref_cgnl
+from reference.common import conv, pool_ceil
+from reference.cross_layer_nonlocal import ref_cnl
+from reference.danet import ref_cam, ref_pam
+from reference.nonlocal_block import ref_nonlocal
+from reference.sagan import ref_sagan_pytorch, ref_sagan_tf
 
 NAMES = ["nonlocal", "sagan", "danet_position", "danet_channel", "danet", "cgnl", "cross_layer_nonlocal"]
 MODES = ["embedded_gaussian", "gaussian", "dot_product", "concatenation"]
@@ -32,20 +36,10 @@ def make(name, channels=16, dtype=torch.float64, scale=0.3, state="eval", **kw):
     return randomize(m, scale=scale).to(dtype).train(state == "train")
 
 
-def conv(x, c):
-    """A 1×1 (possibly grouped) conv with the module's weights, written out."""
-    return F.conv2d(x, c.weight, c.bias, groups=c.groups)
 
 
-def bn_eval(bn, z):
-    return (z - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var[:, None, None] + bn.eps) * bn.weight[
-        :, None, None
-    ] + bn.bias[:, None, None]
 
 
-def pool_ceil(x):
-    """2×2 max-pool that keeps odd last rows/columns: replicate-pad to even, then the official floor pooling."""
-    return F.max_pool2d(F.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2), mode="replicate"), 2, 2)
 
 
 def permute_positions(x, perm):
@@ -57,154 +51,12 @@ def permute_positions(x, perm):
 # --------------------------------------------------------------------------------------------------------
 
 
-def ref_nonlocal(m, x):
-    """video-nonlocal-net ``spacetime_nonlocal`` (+ the paper's Gaussian and Non-local_pytorch's concatenation,
-    which materialises the 2d×N×N' pairwise tensor), one sample at a time."""
-    outs = []
-    for b in range(x.shape[0]):
-        xb = x[b : b + 1]
-        _, c, h, w = xb.shape
-        src = pool_ceil(xb) if m.subsample else xb
-        if m.mode == "gaussian":
-            theta, phi = xb.reshape(c, -1), src.reshape(c, -1)
-        else:
-            theta, phi = conv(xb, m.theta).reshape(m.inner_channels, -1), conv(src, m.phi).reshape(m.inner_channels, -1)
-        g = conv(src, m.g).reshape(m.inner_channels, -1)  # d×N'
-        n, n_keys = theta.shape[1], phi.shape[1]
-        if m.mode == "concatenation":
-            pair = torch.cat([theta[:, :, None].expand(-1, n, n_keys), phi[:, None, :].expand(-1, n, n_keys)], 0)
-            f = F.relu(F.conv2d(pair[None], m.concat_project.weight))[0, 0]  # N×N'
-            p = f / n_keys
-        else:
-            affinity = theta.t() @ phi
-            if m.mode == "dot_product":
-                p = affinity / n_keys
-            else:
-                if m.use_scale:
-                    affinity = affinity * theta.shape[0] ** -0.5
-                p = torch.softmax(affinity, dim=1)
-        y = (g @ p.t()).reshape(1, m.inner_channels, h, w)
-        z = conv(y, m.out)
-        if m.bn is not None:
-            z = bn_eval(m.bn, z)
-        outs.append(xb + z)
-    return torch.cat(outs)
-
-
-def ref_sagan_pytorch(m, x):
-    """Self-Attention-GAN ``Self_Attn`` (the common PyTorch form)."""
-    b, c, h, w = x.shape
-    n = h * w
-    proj_query = conv(x, m.query).view(b, -1, n).permute(0, 2, 1)
-    proj_key = conv(x, m.key).view(b, -1, n)
-    attention = torch.softmax(torch.bmm(proj_query, proj_key), dim=-1)
-    proj_value = conv(x, m.value).view(b, -1, n)
-    out = torch.bmm(proj_value, attention.permute(0, 2, 1)).view(b, c, h, w)
-    return m.gamma * out + x
-
-
-def ref_sagan_tf(m, x):
-    """brain-research ``sn_non_local_block_sim`` (NHWC, without spectral norm): pool after the convs."""
-    b, c, h, w = x.shape
-    xh = x.permute(0, 2, 3, 1)
-
-    def c1(t, layer):  # NHWC 1×1 conv
-        out = t @ layer.weight[:, :, 0, 0].t()
-        return out if layer.bias is None else out + layer.bias
-
-    def pool(t):
-        return pool_ceil(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-    theta = c1(xh, m.query).reshape(b, h * w, -1)
-    phi = pool(c1(xh, m.key))
-    phi = phi.reshape(b, -1, phi.shape[-1])
-    attn = torch.softmax(theta @ phi.transpose(1, 2), dim=-1)
-    g = pool(c1(xh, m.value))
-    g = g.reshape(b, -1, g.shape[-1])
-    attn_g = (attn @ g).reshape(b, h, w, -1)
-    attn_g = c1(attn_g, m.out)
-    return x + m.gamma * attn_g.permute(0, 3, 1, 2)
-
-
-def ref_pam(m, x):
-    """DANet ``PAM_Module.forward``."""
-    b, c, h, w = x.shape
-    proj_query = conv(x, m.query).view(b, -1, w * h).permute(0, 2, 1)
-    proj_key = conv(x, m.key).view(b, -1, w * h)
-    attention = torch.softmax(torch.bmm(proj_query, proj_key), dim=-1)
-    proj_value = conv(x, m.value).view(b, -1, w * h)
-    out = torch.bmm(proj_value, attention.permute(0, 2, 1)).view(b, c, h, w)
-    return m.gamma * out + x
-
-
-def ref_cam(m, x, sign="official"):
-    """DANet ``CAM_Module.forward`` (``sign="paper"``: the paper's softmax(E))."""
-    b, c, h, w = x.shape
-    proj_query = x.view(b, c, -1)
-    proj_key = x.view(b, c, -1).permute(0, 2, 1)
-    energy = torch.bmm(proj_query, proj_key)
-    if sign == "official":
-        energy = torch.max(energy, -1, keepdim=True)[0].expand_as(energy) - energy
-    attention = torch.softmax(energy, dim=-1)
-    out = torch.bmm(attention, x.view(b, c, -1)).view(b, c, h, w)
-    return m.beta * out + x
-
-
-def ref_cgnl(m, x):
-    """cgnl-network.pytorch ``SpatialCGNL`` / ``SpatialCGNLx``: split into groups, per-group kernel with bmm."""
-    residual = x
-    t, p, g = conv(x, m.t), conv(x, m.p), conv(x, m.g)
-    b, c, h, w = t.shape
-    _c = c // m.groups
-    outs = []
-    for ts, ps, gs in zip(t.split(_c, 1), p.split(_c, 1), g.split(_c, 1)):
-        tv, pv, gv = ts.reshape(b, 1, _c * h * w), ps.reshape(b, 1, _c * h * w), gs.reshape(b, _c * h * w, 1)
-        if m.kernel == "dot":
-            att = torch.bmm(pv, gv)
-            if m.use_scale:
-                att = att.div((_c * h * w) ** 0.5)
-            outs.append(torch.bmm(att, tv).view(b, _c, h, w))
-        else:
-            gamma = torch.tensor([m.gamma], dtype=torch.float64)
-            beta = torch.exp(-2 * gamma)
-            t_taylor, p_taylor = [], []
-            for order in range(m.order + 1):
-                alpha = torch.sqrt(torch.pow(2 * gamma, order) / math.factorial(order) * beta)
-                t_taylor.append(tv.pow(order).mul(alpha))
-                p_taylor.append(pv.pow(order).mul(alpha))
-            t_taylor, p_taylor = torch.cat(t_taylor, 1), torch.cat(p_taylor, 1)
-            att = torch.bmm(p_taylor, gv)
-            if m.use_scale:
-                att = att.div((_c * h * w) ** 0.5)
-            att = att.view(b, 1, m.order + 1)
-            outs.append(torch.bmm(att, t_taylor).view(b, _c, h, w))
-    y = torch.cat(outs, 1)
-    z = conv(y, m.z)
-    z = F.group_norm(z, m.groups, m.gn.weight, m.gn.bias, m.gn.eps)
-    return z + residual
-
-
-def ref_cnl(m, query, contexts):
-    """CNL-ICIP2020 ``CNL_5.aggregate`` summed over the context maps, plus the residual (with the attended
-    values transposed back to planes×H×W as the Non-local code does)."""
-    out = query
-    t = conv(query, m.theta)
-    b, c, h, w = t.shape
-    t = t.view(b, c, -1).permute(0, 2, 1)
-    for ctx, phi, g, bn in zip(contexts, m.phi, m.g, m.bn):
-        p = conv(ctx, phi).view(b, c, -1)
-        gv = conv(ctx, g).view(b, c, -1).permute(0, 2, 1)
-        att = torch.softmax(torch.bmm(t, p).div(c**0.5), dim=2)
-        y = torch.bmm(att, gv).permute(0, 2, 1).reshape(b, c, h, w)
-        out = out + bn_eval(bn, conv(y, m.out))
-    return out
-
-
 # --------------------------------------------------------------------------------------------------------
 # parity with the references
 # --------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.faithful("nonlocal")
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("subsample", [True, False])
 @pytest.mark.parametrize("mode", MODES)
@@ -235,6 +87,7 @@ def test_nonlocal_official_defaults():
     assert 0.005 < m.theta.weight.std().item() < 0.02  # N(0, 0.01)
 
 
+@pytest.mark.faithful("sagan")
 @pytest.mark.parametrize("size", [(8, 6), (7, 5)])
 def test_sagan_matches_pytorch_reference(size):
     m = make("sagan")
@@ -251,6 +104,7 @@ def test_sagan_official_tf_configuration_matches_reference(size):
     torch.testing.assert_close(m(x), ref_sagan_tf(m, x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.faithful("danet_position")
 @pytest.mark.parametrize("size", [(8, 6), (7, 5), (1, 1), (3, 13)])
 def test_danet_position_matches_official(size):
     m = make("danet_position", channels=32)
@@ -259,6 +113,7 @@ def test_danet_position_matches_official(size):
     torch.testing.assert_close(m(x), ref_pam(m, x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.faithful("danet_channel")
 @pytest.mark.parametrize("size", [(8, 6), (7, 5), (1, 1)])
 def test_danet_channel_matches_official(size):
     m = make("danet_channel", channels=32)
@@ -305,6 +160,7 @@ def test_danet_channel_sign_is_the_official_one():
     assert (out - paper).abs().max() > 0.1
 
 
+@pytest.mark.faithful("danet")
 @pytest.mark.parametrize("size", [(8, 6), (7, 5), (1, 1)])
 def test_danet_dual_matches_official_branches(size):
     m = make("danet", channels=32)
@@ -324,6 +180,7 @@ def test_danet_honours_its_arguments():
     assert attnzoo.create("danet", 96).position.query.out_channels == 12
 
 
+@pytest.mark.faithful("cgnl")
 @pytest.mark.parametrize("use_scale", [False, True])
 @pytest.mark.parametrize("kernel", ["dot", "gaussian"])
 @pytest.mark.parametrize("size", [(8, 6), (7, 5), (1, 1)])
@@ -374,6 +231,7 @@ def test_cgnl_gaussian_records_order_plus_one_scalars():
     assert maps[""]["attn"].shape == (2, 8, 4)
 
 
+@pytest.mark.faithful("cross_layer_nonlocal")
 @pytest.mark.parametrize("ctx_sizes", [[(4, 3)], [(9, 7)], [(1, 1)]])
 def test_cross_layer_nonlocal_single_context_matches_reference(ctx_sizes):
     m = make("cross_layer_nonlocal", channels=32, context_channels=24)

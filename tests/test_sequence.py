@@ -15,6 +15,8 @@ import torch.nn as nn
 
 import attnzoo
 from attnzoo.functional import sinusoidal_table
+from reference.common import heads_of
+from reference.mhsa import ref_attention, ref_mhsa, ref_simplified
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -41,39 +43,6 @@ def perturbed(m, seed=99):
     return m
 
 
-def heads_of(t, h):  # B×N×(h·d) → B×h×N×d
-    return t.reshape(t.shape[0], t.shape[1], h, -1).permute(0, 2, 1, 3)
-
-
-def ref_attention(q, k, v, h, scale, mask=None, weights=None, key_padding_mask=None):
-    """The seed's formula on projected B×N×(h·d) tensors: masked_fill(-inf) / additive mask, softmax, matmul."""
-    qh, kh, vh = heads_of(q, h), heads_of(k, h), heads_of(v, h)
-    att = torch.matmul(qh, kh.transpose(-2, -1)) * scale
-    if weights is not None:
-        att = att * weights
-    if mask is not None:
-        att = att.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else att + mask
-    if key_padding_mask is not None:
-        kpm = key_padding_mask[:, None, None, :]
-        att = att.masked_fill(kpm, float("-inf")) if kpm.dtype == torch.bool else att + kpm
-    att = torch.softmax(att, -1)
-    out = torch.matmul(att, vh)
-    return out.permute(0, 2, 1, 3).reshape(q.shape[0], q.shape[1], -1), att
-
-
-def ref_mhsa(m, q, k=None, v=None, **kw):
-    k = q if k is None else k
-    v = k if v is None else v
-    lin = lambda x, layer: x @ layer.weight.t() + (0 if layer.bias is None else layer.bias)  # noqa: E731
-    out, att = ref_attention(lin(q, m.fc_q), lin(k, m.fc_k), lin(v, m.fc_v), m.heads, m.d_k**-0.5, **kw)
-    return lin(out, m.fc_o), att
-
-
-def ref_simplified(m, q, k=None, v=None, **kw):
-    k = q if k is None else k
-    v = k if v is None else v
-    out, att = ref_attention(q, k, v, m.heads, (C // m.heads) ** -0.5, **kw)
-    return out @ m.fc_o.weight.t() + m.fc_o.bias, att
 
 
 def mask_cases(h):
@@ -95,6 +64,7 @@ def mask_cases(h):
 # ------------------------------------------------------------------------------------------------ mhsa
 
 
+@pytest.mark.faithful("mhsa")
 @pytest.mark.parametrize("case", list(mask_cases(2)))
 def test_mhsa_matches_slow_reference_cross_attention(case):
     kw = mask_cases(2)[case]
@@ -314,6 +284,7 @@ def test_mhsa_argument_errors():
 # ------------------------------------------------------------------------------------------------ simplified
 
 
+@pytest.mark.faithful("simplified_mhsa")
 @pytest.mark.parametrize("case", list(mask_cases(4)))
 def test_simplified_matches_slow_reference(case):
     kw = mask_cases(4)[case]
@@ -341,6 +312,7 @@ def test_simplified_equals_community_module_and_checks_heads():
 # ------------------------------------------------------------------------------------------------ positional
 
 
+@pytest.mark.faithful("positional_encoding")
 def test_positional_encoding_values_even_sin_odd_cos():
     c = 10
     pe = attnzoo.create("positional_encoding", c, max_len=64)
@@ -371,6 +343,7 @@ def test_positional_encoding_any_length_odd_channels_dropout():
         attnzoo.create("positional_encoding", 8, max_len=0)
 
 
+@pytest.mark.faithful("positional_encoding_2d")
 def test_positional_encoding_2d_separable_values():
     c = 12
     pe = attnzoo.create("positional_encoding_2d", c)
@@ -410,6 +383,7 @@ def torch_encoder(ours, activation):
     return ref
 
 
+@pytest.mark.faithful("transformer_encoder")
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_transformer_encoder_equals_torch(activation, mode):

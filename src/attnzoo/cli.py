@@ -1,4 +1,4 @@
-"""``attnzoo`` command line: ``attnzoo bench`` (cost profiler)."""
+"""The ``attnzoo`` command line: one subcommand per tool (``bench``, ``viz``, ``compare``, ...), each added by its module."""
 
 from __future__ import annotations
 

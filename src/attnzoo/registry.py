@@ -218,7 +218,24 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    import attnzoo  # noqa: F401  (registers every family)
+def update_readme(path: str) -> None:
+    """Replace the module table between the ``<!-- modules:start -->`` / ``<!-- modules:end -->`` markers."""
+    import re
+    from pathlib import Path
 
-    print(markdown_table())
+    readme = Path(path)
+    text = readme.read_text()
+    new = re.sub(r"(<!-- modules:start -->\n).*?(\n<!-- modules:end -->)", lambda m: m.group(1) + markdown_table() + m.group(2),
+                 text, flags=re.S)
+    readme.write_text(new)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from attnzoo import registry  # the imported module holds the registry (this __main__ copy does not)
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--update-readme":
+        registry.update_readme(sys.argv[2])
+    else:
+        print(registry.markdown_table())

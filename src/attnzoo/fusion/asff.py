@@ -73,7 +73,7 @@ class AdaptiveSpatialFeatureFusion(AttnModule):
     out_channels=(256, 512, 1024)[l])`` or :meth:`yolov3` (``l`` here = 2 − the official ``level``).
 
     Differences from the common community ASFF: the softmax over levels is kept (not sigmoid), the weight
-    fusion is a plain conv with bias (the seed's is conv + BN + SiLU), LeakyReLU as the official, any number
+    fusion is a plain conv with bias (the community code's is conv + BN + SiLU), LeakyReLU as the official, any number
     of levels and channels, and odd sizes work (``scale_factor`` resizing alone breaks on them).
 
     Args:

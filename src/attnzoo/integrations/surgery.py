@@ -315,7 +315,7 @@ def insert(
 
     parents = {id(m): (parent, child_name) for parent in model.modules() for child_name, m in parent.named_children()}
     # Resolve every selection to (parent, attribute, target, kind, norm) before changing anything.
-    plans: list[tuple[nn.Module, str, str, nn.Module, str]] = []  # parent, attribute, kind, follows, its name
+    plans: list[tuple[nn.Module, str, str, nn.Module, str]] = []  # parent, attribute, kind, the layer it follows, its name
     for qual, module in _select(model, where):
         block = recognised_block(module) if position == "auto" else None
         if block is not None:

@@ -129,11 +129,11 @@ class MultipoleAttention(AttnModule):
     valid pixels of each cell; ``conv``: zero-pad to a multiple of r), up-sampling is cropped back to the finer
     level's size, and each level's windows pad and mask as :class:`LocalWindowAttention`.
 
-    Differences from the reference / community code (seed 000 ``Multipole_Attention2D``): the number of levels
+    Differences from the reference / community code (``Multipole_Attention2D``): the number of levels
     is fixed at construction from ``image_size`` (reference: ``int(log_r(image_size))``, which can build levels
     smaller than the window and has float-log off-by-ones; seed: one level fewer than it can, often losing the
     global field) — here it follows the input; ``channel_scale`` (accepted but unused there) is dropped; the
-    up-sampling options are named ``"nearest"``/``"conv_transpose"`` (the seed's ``"avg_pool"``/``"conv"``
+    up-sampling options are named ``"nearest"``/``"conv_transpose"`` (the community code's ``"avg_pool"``/``"conv"``
     spellings are accepted); sizes need not divide; B×C×H×W instead of B×H×W×C.
 
     Args:
@@ -165,7 +165,7 @@ class MultipoleAttention(AttnModule):
         check_arg(downsampling in ("avg_pool", "conv"), name, "downsampling", "'avg_pool' or 'conv'", downsampling)
         up_kind = {"nearest": "nearest", "conv_transpose": "conv_transpose", "avg_pool": "nearest", "conv": "conv_transpose"}
         check_arg(upsampling in up_kind, name, "upsampling",
-                         "'nearest' or 'conv_transpose' (or the seed's 'avg_pool' / 'conv' spellings)", upsampling)
+                         "'nearest' or 'conv_transpose' (or the community code's 'avg_pool' / 'conv' spellings)", upsampling)
         check_arg(isinstance(shared, bool), name, "shared", "a bool", shared)
         if max_levels is not None:
             positive_int(max_levels, name, "max_levels")

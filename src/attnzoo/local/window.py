@@ -154,7 +154,7 @@ def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int 
 @register(
     "local_window",
     family="local",
-    paper=_MANO_PAPER + " — LocalAttention2D (seed 000)",
+    paper=_MANO_PAPER + " — LocalAttention2D",
     url=_MANO_URL,
     complexity="O(N·k²)",
     summary="Multi-head self-attention inside k×k windows (non-overlapping or overlapping-and-averaged); padded keys masked.",
@@ -162,7 +162,7 @@ def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int 
     maps=('attn',),
 )
 class LocalWindowAttention(AttnModule):
-    """Local window multi-head self-attention (MANO's ``LocalAttention2D``, seed 000); B×C×H×W → B×C×H×W.
+    """Local window multi-head self-attention (MANO's ``LocalAttention2D``); B×C×H×W → B×C×H×W.
 
     The map is cut into ``kernel_size``×``kernel_size`` windows with ``stride`` (default = kernel:
     non-overlapping); each window's tokens go through ``LayerNorm`` → ``LayerNorm`` → multi-head self-attention
@@ -175,7 +175,7 @@ class LocalWindowAttention(AttnModule):
     negative finite value, so a window never attends to padding and nothing turns into NaN).  Padding only
     adds windows at the border: at sizes that tile exactly the result equals the reference.
 
-    Differences from the community code (seed 000 ``LocalAttention2D``): it returns the input unchanged when the
+    Differences from the community code (``LocalAttention2D``): it returns the input unchanged when the
     map is smaller than the window (here: one padded window), leaves the last rows/columns out when the size
     does not tile (0/0 = NaN after the overlap division; here: an extra padded, masked window), takes
     B×H×W×C (here B×C×H×W), and uses ``nn.Unfold``/``nn.Fold`` (here a reshape partition, or shifted strided

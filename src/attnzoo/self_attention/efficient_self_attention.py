@@ -47,7 +47,7 @@ class EfficientSelfAttention(AttnModule):
 
     Queries come from every position, ``q = W_q x``; keys and values from the map reduced R = ``sr_ratio``
     times in each direction: ``x_r = LN(Conv_{R×R, stride R}(x))`` (``sr_mode="conv"``, official PVT and
-    SegFormer) or ``x_r = AvgPool_R(x)`` (``sr_mode="avg"``, the seed's ``EfficientSelfAttention``), then
+    SegFormer) or ``x_r = AvgPool_R(x)`` (``sr_mode="avg"``, the community code's ``EfficientSelfAttention``), then
     ``k, v = W_kv x_r``; per head ``softmax(q kᵀ / √d_k) v`` and ``W_proj`` back to ``out_channels``.  Cost
     O(N · N/R²).  With R = 1 there is no reduction (and no conv or LN), exactly as PVT.  No residual inside.
     Initialisation as PVT: Linear trunc-normal(0.02) with zero bias, LayerNorm (1, 0), conv normal(0, √(2/fan_out)).
@@ -58,7 +58,7 @@ class EfficientSelfAttention(AttnModule):
     sizes divisible by R the result equals PVT exactly.
 
     Differences from the community code: External-Attention's ``EMSA`` is ResT's variant (depthwise conv,
-    conv across heads, InstanceNorm) and needs H, W at construction; the seed applies ``avg_pool2d`` with
+    conv across heads, InstanceNorm) and needs H, W at construction; the community code applies ``avg_pool2d`` with
     floor semantics, uses one head and 1×1 convs with bias.  Here heads are honoured and the attention is fused.
 
     Args:

@@ -32,32 +32,32 @@ __all__ = ["GlobalAttention"]
     paper="An Image is Worth 16x16 Words (Dosovitskiy et al.; ICLR 2021) / Attention Is All You Need (Vaswani et al.; NeurIPS 2017)",
     url="https://arxiv.org/abs/2010.11929",
     complexity="O(N^2)",
-    summary="Pre-LayerNorm multi-head self-attention over all H·W positions of a feature map (seed 000 AttentionBlock).",
+    summary="Pre-LayerNorm multi-head self-attention over all H·W positions of a feature map (the community AttentionBlock).",
     test_kwargs={"heads": 2, "dim_head": 8},
     maps=('attn',),
 )
 class GlobalAttention(AttnModule):
-    """Global multi-head self-attention on a feature map (seed 000 ``AttentionBlock``); B×C×H×W → B×C×H×W.
+    """Global multi-head self-attention on a feature map (the community ``AttentionBlock``); B×C×H×W → B×C×H×W.
 
     The map is read as N = H·W tokens of width C (channels last) and
     ``y = W_o · MHA(LN(x))`` with ``q, k, v = LN(x) W_qkv`` (one Linear without bias, inner width
     ``heads · dim_head``), per-head ``softmax(q kᵀ / √dim_head) v``, heads concatenated and projected back to C.
-    As the seed, the output projection is skipped when ``heads == 1`` and ``dim_head == C`` (unless
+    As the community code, the output projection is skipped when ``heads == 1`` and ``dim_head == C`` (unless
     ``project_out`` says otherwise) and there is no residual inside (the host adds it).  No positional
     encoding, so the module is permutation-equivariant over positions.
 
-    Differences from the seed code: it takes an NCHW map at any H×W (the seed expects B×N×C tokens and has no
+    Differences from the community code: it takes an NCHW map at any H×W (the community code expects B×N×C tokens and has no
     map plumbing); attention runs fused (``scaled_dot_product_attention`` on stride-1 views, peak memory linear
     in N) instead of ``softmax(q @ kᵀ) @ v`` with an explicit B×h×N×N matrix (2 GiB at 64×64 with 8 heads).
 
     Args:
-        channels: C, the token width (``dim`` of the seed).
+        channels: C, the token width (``dim`` of the community code).
         heads: number of heads.
         dim_head: width of each head; inner width = ``heads · dim_head`` (need not equal C).
         dropout: dropout on the attention probabilities and after the output projection (seed: one rate).
-        qkv_bias: bias in the q/k/v projection (the seed has none).
+        qkv_bias: bias in the q/k/v projection (the community code has none).
         project_out: force (True) or drop (False, needs ``heads · dim_head == C``) the output projection;
-            ``None`` follows the seed rule.
+            ``None`` follows the community code rule.
 
     Shapes: x B×C×H×W → B×C×H×W.  Captured map: ``"attn"`` B×heads×N×N.
     """

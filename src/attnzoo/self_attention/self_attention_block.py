@@ -34,28 +34,28 @@ _BLOCK_ARGS = {
 @register(
     "self_attention_block",
     family="self_attention",
-    paper="Attention Is All You Need (Vaswani et al.; NeurIPS 2017) / PVT (Wang et al.; ICCV 2021) — seed 004 SelfAttentionBlock",
+    paper="Attention Is All You Need (Vaswani et al.; NeurIPS 2017) / PVT (Wang et al.; ICCV 2021) — the community SelfAttentionBlock",
     url="https://arxiv.org/abs/1706.03762",
     complexity="O(N^2)",
     summary="x + Attention(Norm(x)) with standard, spatial (reduced) or efficient (spatial-reduction) attention.",
 )
 class SelfAttentionBlock(AttnModule):
-    """Residual self-attention block (seed 004 ``SelfAttentionBlock``); B×C×H×W → B×C×H×W.
+    """Residual self-attention block (the community ``SelfAttentionBlock``); B×C×H×W → B×C×H×W.
 
     ``y = x + A(N(x))`` with, by ``attn_type``:
 
     * ``"standard"``: N = LayerNorm over channels, A = multi-head attention over all positions with
       ``heads`` heads of width C/heads, q/k/v Linear (bias ``qkv_bias``, default False) and an output
-      Linear — the seed's ``SelfAttention``; implemented as :class:`GlobalAttention` (whose ``norm`` is N).
-    * ``"spatial"`` (default, as the seed): N = BatchNorm2d, A = :class:`SpatialSelfAttention`
+      Linear — the community code's ``SelfAttention``; implemented as :class:`GlobalAttention` (whose ``norm`` is N).
+    * ``"spatial"`` (default, as the community code): N = BatchNorm2d, A = :class:`SpatialSelfAttention`
       (``reduction`` 8, ``heads`` default 1).
-    * ``"efficient"``: N = BatchNorm2d, A = :class:`EfficientSelfAttention` with the seed's widths
+    * ``"efficient"``: N = BatchNorm2d, A = :class:`EfficientSelfAttention` with the community code's widths
       (``key_channels`` = max(1, C // 8), ``value_channels`` = max(1, C // 2)), ``sr_mode`` default
-      ``"avg"`` (the seed) and ``sr_ratio`` default 8 (the seed's default of 1 means no reduction at all).
+      ``"avg"`` (the community code) and ``sr_ratio`` default 8 (the community code's default of 1 means no reduction at all).
 
     Arguments that the chosen attention does not use must stay ``None`` (a ``ValueError`` otherwise): the
     seed swallows ``**kwargs`` and silently ignores e.g. ``num_heads`` for the spatial variant.  Not zero
-    initialised (neither is the seed), so the block is not the identity at init.
+    initialised (neither is the community code), so the block is not the identity at init.
 
     Args:
         channels: C.

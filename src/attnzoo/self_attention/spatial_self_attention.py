@@ -27,24 +27,24 @@ __all__ = ["SpatialSelfAttention"]
 @register(
     "spatial_self_attention",
     family="self_attention",
-    paper="Attention Is All You Need (Vaswani et al.; NeurIPS 2017), applied to feature maps (seed 004 SpatialSelfAttention)",
+    paper="Attention Is All You Need (Vaswani et al.; NeurIPS 2017), applied to feature maps (the community SpatialSelfAttention)",
     url="https://arxiv.org/abs/1706.03762",
     complexity="O(N^2)",
     summary="Self-attention over all positions with q/k/v reduced to C/r, multi-head, 1×1 output conv back to C.",
     maps=('attn',),
 )
 class SpatialSelfAttention(AttnModule):
-    """Spatial self-attention with reduced width (seed 004 ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.
+    """Spatial self-attention with reduced width (the community ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.
 
     ``q, k, v = W_{q,k,v} x`` (1×1, no bias) reduce C to ``C_r = max(1, C // reduction)``; the C_r
     channels are split into ``heads`` heads of width d = C_r / heads and every position attends to every
     position, ``softmax(q kᵀ / √d) v``; a 1×1 conv with bias maps C_r back to ``out_channels`` (default C).
     No residual inside (:class:`SelfAttentionBlock` adds it).  Kaiming-normal (fan-out) init and zero
-    biases as the seed.
+    biases as the community code.
 
-    Differences from the seed: the seed accepts ``num_heads`` but never splits heads (always one head with
-    scale 1/√C_r); here ``heads`` is honoured (default 1 reproduces the seed's computation exactly) and must
-    divide C_r.  Attention runs fused (no N×N matrix); the seed builds B×N×N.
+    Differences from the community code: the community code accepts ``num_heads`` but never splits heads (always one head with
+    scale 1/√C_r); here ``heads`` is honoured (default 1 reproduces the community code's computation exactly) and must
+    divide C_r.  Attention runs fused (no N×N matrix); the community code builds B×N×N.
 
     Args:
         channels: input channels C.
@@ -74,8 +74,8 @@ class SpatialSelfAttention(AttnModule):
         check_heads(heads, reduced, owner, "the reduced width channels // reduction")
         self.channels, self.out_channels, self.heads, self.reduced_channels = channels, out_channels, heads, reduced
         self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
-        self.qkv = nn.Linear(channels, 3 * reduced, bias=False)  # the seed's q_conv, k_conv, v_conv stacked
-        self.proj = nn.Linear(reduced, out_channels)  # the seed's out_conv
+        self.qkv = nn.Linear(channels, 3 * reduced, bias=False)  # the community code's q_conv, k_conv, v_conv stacked
+        self.proj = nn.Linear(reduced, out_channels)  # the community code's out_conv
         for lin in (self.qkv, self.proj):
             nn.init.kaiming_normal_(lin.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.proj.bias)

@@ -81,7 +81,7 @@ class _DotProductAttention(AttnModule):
         Args:
             q, k, v: queries, keys, values (self-attention when k and v are omitted).
             mask: bool (True = masked out) or additive float, broadcastable to B×heads×Nq×Nk.
-            weights: multiplicative weights on the scaled logits (before the mask and softmax, as the seeds),
+            weights: multiplicative weights on the scaled logits (before the mask and softmax, as the community code),
                 broadcastable to B×heads×Nq×Nk.  Builds the Nq×Nk matrix (no fused kernel).
             key_padding_mask: B×Nk, bool (True = padding, ignored) or additive float.
 
@@ -131,14 +131,14 @@ class MultiHeadSelfAttention(_DotProductAttention):
 
     ``head_i = softmax(q W_qi (k W_ki)ᵀ / √d_k + mask) · v W_vi``, ``out = [head_1 … head_h] W_o``, with
     ``forward(q, k=None, v=None, mask=None, weights=None)``: self-attention when k and v are omitted.
-    Masks: bool with True = masked out (as the seeds and ``nn.MultiheadAttention``; the opposite of
+    Masks: bool with True = masked out (as the community code and ``nn.MultiheadAttention``; the opposite of
     ``F.scaled_dot_product_attention``'s bool convention) or additive float, broadcastable to
     B×heads×Nq×Nk; ``key_padding_mask`` B×Nk.  ``weights`` multiply the scaled logits before mask and softmax,
-    as in the seeds.  Without ``weights`` the product runs in ``F.scaled_dot_product_attention`` (the fused CPU
+    as in the community code.  Without ``weights`` the product runs in ``F.scaled_dot_product_attention`` (the fused CPU
     flash kernel: memory linear in N, no Nq×Nk matrix unless ``attnzoo.capture_attention`` records it under
     ``"attn"``).
 
-    Differences from the community ``ScaledDotProductAttention`` (External-Attention / seed 001): that version
+    Differences from the community ``ScaledDotProductAttention`` (External-Attention): that version
     materialises B×h×Nq×Nk logits and probabilities (GiBs at N = 4096), fills masks with ``-inf`` so a fully
     masked query row is NaN (fp32 and fp16) — here such a row outputs zeros —, and initialises every Linear
     with std 1e-3 so outputs start ~1e-5 of the input scale; here projections use Xavier-uniform weights and zero
@@ -215,7 +215,7 @@ class SimplifiedMultiHeadAttention(_DotProductAttention):
     ``head_i = softmax(q_i k_iᵀ / √d + mask) v_i`` and ``out = [head_1 … head_h] W_o``.  Same ``forward``,
     masks, ``weights`` and fused SDPA path as :class:`MultiHeadSelfAttention`.
 
-    Differences from the community ``SimplifiedScaledDotProductAttention`` (External-Attention / seed 001):
+    Differences from the community ``SimplifiedScaledDotProductAttention`` (External-Attention):
     fully masked rows give zeros instead of NaN, no N×N matrix is built, ``fc_o`` uses Xavier init instead of
     std 1e-3, and ``channels`` not divisible by ``heads`` is a ``ValueError`` (there it is a reshape error).
 

@@ -51,15 +51,15 @@ class PositionalEncoding(AttnModule):
     """Sinusoidal positional encoding (Vaswani et al., NeurIPS 2017); tokens B×N×C → B×N×C.
 
     ``y = dropout(x + PE[:N])`` with ``PE[p, 2i] = sin(p / 10000^(2i/C))`` and ``PE[p, 2i+1] = cos(p / 10000^(2i/C))``
-    (the seeds' layout: even channels sine, odd channels cosine).  A table of ``max_len`` rows is kept as a
-    non-persistent buffer; longer sequences get a table computed on the fly instead of failing (the seed's
+    (the community layout: even channels sine, odd channels cosine).  A table of ``max_len`` rows is kept as a
+    non-persistent buffer; longer sequences get a table computed on the fly instead of failing (the community code's
     version raises a size-mismatch error beyond ``max_len``).  The table is computed in float64, odd C works,
     and it follows ``.to(dtype)`` of the module; the output has the dtype of ``x``.
 
     Args:
         channels: model width C.
         max_len: rows of the precomputed table (only a cache; any N works).
-        dropout: dropout after the addition (the seed defaults to 0.1; 0 here as every attnzoo dropout).
+        dropout: dropout after the addition (the community code defaults to 0.1; 0 here as every attnzoo dropout).
         base: the wavelength base (10000 in the paper).
     """
 

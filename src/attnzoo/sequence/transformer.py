@@ -86,7 +86,7 @@ class TransformerEncoderLayer(AttnModule):
     test_kwargs={"heads": 2, "num_layers": 2, "dim_feedforward": 32},
 )
 class TransformerEncoder(AttnModule):
-    """Pre-norm Transformer encoder (seed 004); tokens B×N×C → B×N×C.
+    """Pre-norm Transformer encoder (community code); tokens B×N×C → B×N×C.
 
     ``num_layers`` × :class:`TransformerEncoderLayer` (pre-norm attention and feed-forward sub-layers with
     residuals) followed by a final LayerNorm.  With the same weights it equals
@@ -95,8 +95,8 @@ class TransformerEncoder(AttnModule):
     to every layer: ``mask`` bool (True = masked out) or additive, broadcastable to B×heads×N×N, and
     ``key_padding_mask`` B×N (True = padding).  Attention runs in the fused SDPA kernel.
 
-    Differences from seed 004: dropout defaults to 0 (seed: 0.1), masks are supported (the seed's layers take
-    none), ``dim_feedforward`` defaults to 4·C (2048 at C = 512, as the seed and PyTorch) and the attention's
+    Differences from the community code: dropout defaults to 0 (community code: 0.1), masks are supported (the community code's layers take
+    none), ``dim_feedforward`` defaults to 4·C (2048 at C = 512, as the community code and PyTorch) and the attention's
     fully masked rows give zeros instead of NaN.
 
     Args:

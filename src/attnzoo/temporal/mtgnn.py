@@ -73,7 +73,7 @@ class DilatedInception(AttnModule):
     kernel order, exactly as the official ``dilated_inception``.  ``padding="causal"`` left-pads 6d zeros, so
     the length stays T (and T = 1 works).
 
-    Differences from the common community versions: seed 001's ``dilated_inception`` appends a
+    Differences from the common community versions: the community ``dilated_inception`` appends a
     Linear–ReLU–Linear over the time axis tied to a ``seq_len`` given at construction (not in MTGNN; it only
     works at that length); "same"-padding re-implementations shift the alignment (the official output step t
     ends at input step t + 6d); ``C_out`` not divisible by 4 is a ``ValueError`` (officially channels are lost).
@@ -143,7 +143,7 @@ class GatedTemporalConv(AttnModule):
     the product; 0 by default here).  The gate σ(DI_g(x)) is recorded as ``"gate"`` under
     ``attnzoo.capture_attention``.  Both inceptions run as one convolution with 2·C_out outputs.
 
-    Differences from the community versions: seed 001's ``temporal_conv`` inherits the time-axis MLP and fixed
+    Differences from the community versions: the community ``temporal_conv`` inherits the time-axis MLP and fixed
     ``seq_len`` of its ``dilated_inception``; others share one inception between filter and gate or put dropout
     before the gate.
 

@@ -14,6 +14,7 @@ from ..layers import (
     check_arg,
     check_choice,
     check_same_shape,
+    inplace_ok,
     positive_int,
     positive_number,
     softmax_fp32,
@@ -45,8 +46,9 @@ def fusion_weights(w: torch.Tensor | None, fusion: str, eps: float, n: int, like
 def weighted_sum(xs: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
     """``Σ_i w_i · x_i`` for a 1-D weight vector."""
     out = xs[0] * w[0]
+    inplace = inplace_ok()
     for i in range(1, len(xs)):
-        out = out + xs[i] * w[i]
+        out = out.addcmul_(xs[i], w[i]) if inplace else torch.addcmul(out, xs[i], w[i])
     return out
 
 

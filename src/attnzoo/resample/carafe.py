@@ -12,6 +12,7 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
+    fx_leaf,
     inplace_ok,
     odd_kernel,
     positive_int,
@@ -22,17 +23,33 @@ from ..registry import register
 __all__ = ["CARAFE", "carafe_reassemble"]
 
 
+def _use_unfold(x: torch.Tensor, kernels: torch.Tensor) -> bool:
+    """Eager autograd: a batched matmul over an input-resolution unfold has a far cheaper backward (one col2im)
+    than k² sliced products; inference, tracing, export and compile use the shifted views."""
+    if not torch.is_grad_enabled() or not (x.requires_grad or kernels.requires_grad):
+        return False
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
+@fx_leaf
 def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: int, groups: int = 1) -> torch.Tensor:
-    """CARAFE's reassembly: ``y[c, s·i + a, s·j + b] = Σ_{u,v} K[g(c), u·k + v, a, b, i, j] · x[c, i + u − k//2, j + v − k//2]``
+    """CARAFE's reassembly: ``y[c, s·i + a, s·j + b] = Σ_{u,v} K[g(c), u·k + v, a·s + b, i, j] · x[c, i + u − k//2, j + v − k//2]``
     (x zero outside), i.e. mmcv's ``carafe`` op.
 
     ``x``: B×C×H×W; ``kernels``: B×(G·k²·s²)×H×W ordered (group, kernel tap, sub-pixel a·s + b) — the
     content encoder's output before ``pixel_shuffle``, normalised over the k² taps.  Computed at the input
-    resolution as k² shifted-view multiply-adds into a B×C×s²×H×W accumulator (no k²-times larger unfold
-    buffer), then one ``pixel_shuffle``.
+    resolution, never with a k²-times larger buffer at the output resolution: for inference, k² shifted-view
+    multiply-adds into a B×C×s²×H×W accumulator (the output itself), then one ``pixel_shuffle``; under eager
+    autograd, a batched matmul (C×k²)·(k²×s²) per input pixel over an input-resolution unfold (k²·C·H·W
+    elements = k²/s² × the output), whose backward is one fold.
     """
     b, c, h, w = x.shape
     s2, kk, r = scale * scale, k_up * k_up, k_up // 2
+    if _use_unfold(x, kernels):
+        cols = F.unfold(x, k_up, padding=r).view(b * groups, c // groups, kk, h * w).permute(0, 3, 1, 2)
+        kern = kernels.reshape(b * groups, kk, s2, h * w).permute(0, 3, 1, 2)
+        out = torch.matmul(cols, kern).permute(0, 2, 3, 1)  # (B·G)×(C/G)×s²×HW
+        return F.pixel_shuffle(out.reshape(b, c * s2, h, w), scale)
     xp = F.pad(x, (r, r, r, r))
     kern = kernels.reshape(b * groups, kk, s2, h, w)
     xg = xp.reshape(b * groups, c // groups, 1, h + 2 * r, w + 2 * r)

@@ -1,7 +1,17 @@
 """Fusion necks (pyramid and multi-input): one file per paper."""
 
+from .afpn import AsymptoticFPN
 from .asff import AdaptiveSpatialFeatureFusion
+from .bifpn import BiFPN
 from .fpn import FeaturePyramidNetwork
 from .panet import PathAggregationNetwork
+from .weighted_fusion import WeightedFusion
 
-__all__ = ["FeaturePyramidNetwork", "PathAggregationNetwork", "AdaptiveSpatialFeatureFusion"]
+__all__ = [
+    "AdaptiveSpatialFeatureFusion",
+    "AsymptoticFPN",
+    "BiFPN",
+    "FeaturePyramidNetwork",
+    "PathAggregationNetwork",
+    "WeightedFusion",
+]

@@ -1,3 +1,7 @@
 """Resamplers (B×C×H×W in, resized B×C'×H'×W' out): one file per paper."""
 
-__all__: list[str] = []
+from .carafe import CARAFE
+from .dysample import DySample
+from .spd_conv import SPDConv
+
+__all__ = ["CARAFE", "DySample", "SPDConv"]

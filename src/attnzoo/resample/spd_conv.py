@@ -1,0 +1,73 @@
+"""SPD-Conv: No More Strided Convolutions or Pooling: A New CNN Building Block for Low-Resolution Images and
+Small Objects (Sunkara, Luo; ECML-PKDD 2022).  Paper: https://arxiv.org/abs/2208.03641"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import (
+    AttnModule,
+    ConvNormAct,
+    check_arg,
+    check_nchw,
+    pad_to_multiple,
+    positive_int,
+)
+from ..registry import register
+
+__all__ = ["SPDConv", "space_to_depth"]
+
+
+def space_to_depth(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    """B×C×H×W → B×s²C×(H/s)×(W/s) in the paper's (and official code's) order: sub-maps
+    ``f_{a,b} = X[a::s, b::s]`` concatenated with the row offset ``a`` varying fastest (for s = 2:
+    ``[x[::2, ::2], x[1::2, ::2], x[::2, 1::2], x[1::2, 1::2]]``).  H and W must be multiples of ``s``."""
+    return torch.cat([x[..., a::scale, b::scale] for b in range(scale) for a in range(scale)], 1)
+
+
+def _spd_shape(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    s = module.scale
+    return (x.shape[0], module.out_channels, (x.shape[2] + s - 1) // s, (x.shape[3] + s - 1) // s)
+
+
+@register(
+    "spd_conv",
+    family="resample",
+    paper="No More Strided Convolutions or Pooling: A New CNN Building Block for Low-Resolution Images and Small "
+    "Objects (Sunkara, Luo; ECML-PKDD 2022)",
+    url="https://arxiv.org/abs/2208.03641",
+    complexity="O(N)",
+    summary="Space-to-depth (C → s²C at H/s × W/s, no information dropped) then a non-strided 3×3 conv + BN + SiLU.",
+    output_shape=_spd_shape,
+    test_kwargs={"out_channels": 24},
+)
+class SPDConv(AttnModule):
+    """SPD-Conv downsampler: ``y = SiLU(BN(Conv3×3_s1(space_to_depth_s(x))))``; B×C×H×W → B×C'×⌈H/s⌉×⌈W/s⌉.
+
+    Space-to-depth stacks the s² sub-maps ``x[a::s, b::s]`` on the channel axis (paper order, row offset
+    fastest), so no pixel is dropped as by a strided conv or pooling; the 3×3 conv (stride 1, no bias) + BN +
+    SiLU is YOLOv5's ``Conv``.  Odd sizes are zero-padded at the bottom / right to a multiple of s.
+
+    Differences: the official YOLOv5 configs put the non-strided conv *before* ``space_to_depth`` (the next
+    layer then sees 4C channels); this is the paper's SPD → conv order.  See docs/provenance/spd_conv.md.
+
+    Args:
+        channels: input channels C.
+        out_channels: output channels C' (default C).
+        scale: downsampling factor s (2 in the paper).
+    """
+
+    def __init__(self, channels: int, out_channels: int | None = None, scale: int = 2) -> None:
+        super().__init__()
+        self.channels = positive_int(channels, self.owner, "channels")
+        self.out_channels = channels if out_channels is None else positive_int(out_channels, self.owner, "out_channels")
+        self.scale = positive_int(scale, self.owner, "scale")
+        check_arg(scale <= 16, self.owner, "scale", "an integer in 1..16", scale)
+        self.conv = ConvNormAct(channels * scale * scale, self.out_channels, 3, 1, "bn", "silu", self.owner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        if self.scale > 1:
+            x = space_to_depth(pad_to_multiple(x, self.scale), self.scale)
+        return self.conv(x)

@@ -15,7 +15,7 @@ from attnzoo.layouts import example_inputs, pyramid_sizes
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 #: Channels the contract suite builds modules with (pyramid: per level).
-TEST_CHANNELS: dict[str, Any] = {"nchw": 16, "pair": 16, "pyramid": [8, 16, 32], "tokens": 16, "temporal": 8}
+TEST_CHANNELS: dict[str, Any] = {"nchw": 16, "pair": 16, "pyramid": [8, 16, 32], "multi": 16, "tokens": 16, "temporal": 8}
 
 
 def channels_for(name: str) -> Any:

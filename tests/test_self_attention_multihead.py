@@ -342,8 +342,8 @@ def op_names(fn) -> set[str]:
 ATTENTION_CASES = [
     ("global_attention", {"heads": 2, "dim_head": 8}),
     ("spatial_self_attention", {"heads": 2, "reduction": 4}),
-    ("efficient_self_attention", {"heads": 2, "sr_ratio": 2, "reduction": "conv"}),
-    ("efficient_self_attention", {"heads": 2, "sr_ratio": 3, "reduction": "avg"}),
+    ("efficient_self_attention", {"heads": 2, "sr_ratio": 2, "sr_mode": "conv"}),
+    ("efficient_self_attention", {"heads": 2, "sr_ratio": 3, "sr_mode": "avg"}),
     ("self_attention_block", {"attention": "standard", "heads": 2}),
     ("self_attention_block", {"attention": "spatial"}),
     ("self_attention_block", {"attention": "efficient", "sr_ratio": 2}),  # key C/8 ≠ value C/2
@@ -419,8 +419,8 @@ def test_cot_capture():
 
 VARIANTS = [
     ("self_attention_block", {"attention": "standard", "heads": 2}),
-    ("self_attention_block", {"attention": "efficient", "sr_ratio": 3, "reduction": "conv", "heads": 2}),
-    ("efficient_self_attention", {"sr_ratio": 4, "reduction": "avg", "heads": 2}),
+    ("self_attention_block", {"attn_type": "efficient", "sr_ratio": 3, "sr_mode": "conv", "heads": 2}),
+    ("efficient_self_attention", {"sr_ratio": 4, "sr_mode": "avg", "heads": 2}),
     ("efficient_self_attention", {}),  # defaults: sr 8, conv
     ("spatial_self_attention", {"heads": 2, "reduction": 4, "out_channels": 8}),
     ("cot", {"kernel_size": 5, "key_groups": 8}),
@@ -484,7 +484,7 @@ BAD_ARGS = [
     (EfficientSelfAttention, (16,), {"heads": 3}, "heads"),
     (EfficientSelfAttention, (16,), {"heads": 4, "value_channels": 6}, "heads"),
     (EfficientSelfAttention, (16,), {"sr_ratio": 0}, "sr_ratio"),
-    (EfficientSelfAttention, (16,), {"reduction": "max"}, "reduction"),
+    (EfficientSelfAttention, (16,), {"sr_mode": "max"}, "sr_mode"),
     (EfficientSelfAttention, (16,), {"attn_drop": -0.1}, "attn_drop"),
     (SelfAttentionBlock, (16,), {"attention": "local"}, "attention"),
     (SelfAttentionBlock, (16,), {"attention": "standard", "heads": 3}, "heads"),

@@ -9,16 +9,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 from typing import Any
 
-from . import (
-    channel,
-    fusion,
-    local,
-    resample,
-    self_attention,
-    sequence,
-    spatial,
-    temporal,
-)
+from . import channel, fusion, local, resample, self_attention, sequence, spatial, temporal
 from .capture import capture_attention
 from .channel import (
     CoordinateAttention,
@@ -28,18 +19,23 @@ from .channel import (
 )
 from .fusion import (
     AdaptiveSpatialFeatureFusion,
+    AsymptoticFPN,
+    AttentionalFeatureFusion,
+    BiFPN,
     FeaturePyramidNetwork,
     PathAggregationNetwork,
+    WeightedFusion,
 )
-from .local import LocalWindowAttention, MultipoleAttention, OutlookAttention
-from .registry import (
-    FAMILIES,
-    LAYOUTS,
-    ModuleInfo,
-    create,
-    info,
-    list_modules,
-    register,
+from .local import (
+    LocalWindowAttention,
+    MultipoleAttention,
+    OutlookAttention,
+)
+from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
+from .resample import (
+    CARAFE,
+    DySample,
+    SPDConv,
 )
 from .self_attention import (
     CompactGeneralizedNonLocal,
@@ -63,8 +59,16 @@ from .sequence import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
-from .spatial import CBAM, CBAMChannelGate, CBAMSpatialGate, TripletAttention
-from .temporal import DilatedInception, GatedTemporalConv
+from .spatial import (
+    CBAM,
+    CBAMChannelGate,
+    CBAMSpatialGate,
+    TripletAttention,
+)
+from .temporal import (
+    DilatedInception,
+    GatedTemporalConv,
+)
 
 try:
     __version__ = _version("attnzoo")  # one version source: pyproject.toml
@@ -83,7 +87,10 @@ __all__ = [
     "insert",
     "timm_attn",
     "AdaptiveSpatialFeatureFusion",
-    "Any",
+    "AsymptoticFPN",
+    "AttentionalFeatureFusion",
+    "BiFPN",
+    "CARAFE",
     "CBAM",
     "CBAMChannelGate",
     "CBAMSpatialGate",
@@ -95,6 +102,7 @@ __all__ = [
     "DANetChannelAttention",
     "DANetPositionAttention",
     "DilatedInception",
+    "DySample",
     "EfficientChannelAttention",
     "EfficientSelfAttention",
     "FeaturePyramidNetwork",
@@ -109,6 +117,7 @@ __all__ = [
     "PositionalEncoding",
     "PositionalEncoding2D",
     "SAGANAttention",
+    "SPDConv",
     "SelectiveKernel",
     "SelfAttentionBlock",
     "SimplifiedMultiHeadAttention",
@@ -117,6 +126,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TripletAttention",
+    "WeightedFusion",
 ]
 _FAMILY_PACKAGES = (channel, spatial, self_attention, local, fusion, resample, sequence, temporal)
 

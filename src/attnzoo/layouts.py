@@ -87,9 +87,10 @@ class Layout:
 
 
 class _Pair(Layout):
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand, same_size: bool = False) -> tuple:
         h, w = size
-        return (rand(batch, channels, h, w), rand(batch, channels, (h + 1) // 2, (w + 1) // 2))
+        ch, cw = (h, w) if same_size else ((h + 1) // 2, (w + 1) // 2)
+        return (rand(batch, channels, h, w), rand(batch, channels, ch, cw))
 
     def bad_inputs(self, good: tuple) -> list[Case]:
         x, ctx = good
@@ -204,4 +205,5 @@ def example_inputs(
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, dtype=dtype, device=device, generator=generator)
 
-    return layout.example_inputs(channels, batch, layout.default_size if size is None else size, rand)
+    extra = {"same_size": True} if info(name).same_size_context else {}
+    return layout.example_inputs(channels, batch, layout.default_size if size is None else size, rand, **extra)

@@ -90,6 +90,7 @@ class ModuleInfo:
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     exceptions: Mapping[str, str] = field(default_factory=dict)
     maps: tuple[str, ...] = ()
+    same_size_context: bool = False
 
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
         return f"ModuleInfo(name={self.name!r}, family={self.family!r}, cls={self.cls.__name__}, layout={self.layout!r})"
@@ -113,6 +114,7 @@ def register(
     test_kwargs: Mapping[str, Any] | None = None,
     exceptions: Mapping[str, str] | None = None,
     maps: Sequence[str] = (),
+    same_size_context: bool = False,
 ) -> Callable[[type], type]:
     """Class decorator that registers an ``nn.Module`` under ``name``.
 
@@ -161,6 +163,7 @@ def register(
             test_kwargs=MappingProxyType(dict(test_kwargs or {})),
             exceptions=MappingProxyType(dict(exceptions or {})),
             maps=tuple(maps),
+            same_size_context=bool(same_size_context),
         )
         return cls
 

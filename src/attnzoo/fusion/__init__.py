@@ -1,6 +1,7 @@
 """Fusion necks (pyramid and multi-input): one file per paper."""
 
 from .afpn import AsymptoticFPN
+from .aff import AttentionalFeatureFusion
 from .asff import AdaptiveSpatialFeatureFusion
 from .bifpn import BiFPN
 from .fpn import FeaturePyramidNetwork
@@ -10,6 +11,7 @@ from .weighted_fusion import WeightedFusion
 __all__ = [
     "AdaptiveSpatialFeatureFusion",
     "AsymptoticFPN",
+    "AttentionalFeatureFusion",
     "BiFPN",
     "FeaturePyramidNetwork",
     "PathAggregationNetwork",

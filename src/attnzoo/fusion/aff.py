@@ -82,6 +82,7 @@ class MSCAM(nn.Module):
     "attention); iterative=True is iAFF.",
     test_kwargs={"reduction": 2},
     maps=("weights",),
+    same_size_context=True,
 )
 class AttentionalFeatureFusion(AttnModule):
     """AFF / iAFF (Dai et al., WACV 2021): ``forward(x, y)``, both B×C×H×W of one shape → B×C×H×W.

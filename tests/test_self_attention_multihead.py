@@ -344,9 +344,9 @@ ATTENTION_CASES = [
     ("spatial_self_attention", {"heads": 2, "reduction": 4}),
     ("efficient_self_attention", {"heads": 2, "sr_ratio": 2, "sr_mode": "conv"}),
     ("efficient_self_attention", {"heads": 2, "sr_ratio": 3, "sr_mode": "avg"}),
-    ("self_attention_block", {"attention": "standard", "heads": 2}),
-    ("self_attention_block", {"attention": "spatial"}),
-    ("self_attention_block", {"attention": "efficient", "sr_ratio": 2}),  # key C/8 ≠ value C/2
+    ("self_attention_block", {"attn_type": "standard", "heads": 2}),
+    ("self_attention_block", {"attn_type": "spatial"}),
+    ("self_attention_block", {"attn_type": "efficient", "sr_ratio": 2}),  # key C/8 ≠ value C/2
     ("efficient_self_attention", {"heads": 2, "sr_ratio": 2, "key_channels": 16, "value_channels": 8}),
 ]
 
@@ -418,7 +418,7 @@ def test_cot_capture():
 
 
 VARIANTS = [
-    ("self_attention_block", {"attention": "standard", "heads": 2}),
+    ("self_attention_block", {"attn_type": "standard", "heads": 2}),
     ("self_attention_block", {"attn_type": "efficient", "sr_ratio": 3, "sr_mode": "conv", "heads": 2}),
     ("efficient_self_attention", {"sr_ratio": 4, "sr_mode": "avg", "heads": 2}),
     ("efficient_self_attention", {}),  # defaults: sr 8, conv
@@ -486,12 +486,12 @@ BAD_ARGS = [
     (EfficientSelfAttention, (16,), {"sr_ratio": 0}, "sr_ratio"),
     (EfficientSelfAttention, (16,), {"sr_mode": "max"}, "sr_mode"),
     (EfficientSelfAttention, (16,), {"attn_drop": -0.1}, "attn_drop"),
-    (SelfAttentionBlock, (16,), {"attention": "local"}, "attention"),
-    (SelfAttentionBlock, (16,), {"attention": "standard", "heads": 3}, "heads"),
-    (SelfAttentionBlock, (16,), {"attention": "spatial", "sr_ratio": 2}, "sr_ratio"),
-    (SelfAttentionBlock, (16,), {"attention": "spatial", "qkv_bias": True}, "qkv_bias"),
-    (SelfAttentionBlock, (16,), {"attention": "standard", "reduction_ratio": 2}, "reduction_ratio"),
-    (SelfAttentionBlock, (16,), {"attention": "efficient", "reduction_ratio": 2}, "reduction_ratio"),
+    (SelfAttentionBlock, (16,), {"attn_type": "local"}, "attn_type"),
+    (SelfAttentionBlock, (16,), {"attn_type": "standard", "heads": 3}, "heads"),
+    (SelfAttentionBlock, (16,), {"attn_type": "spatial", "sr_ratio": 2}, "sr_ratio"),
+    (SelfAttentionBlock, (16,), {"attn_type": "spatial", "qkv_bias": True}, "qkv_bias"),
+    (SelfAttentionBlock, (16,), {"attn_type": "standard", "reduction": 2}, "reduction"),
+    (SelfAttentionBlock, (16,), {"attn_type": "efficient", "reduction": 2}, "reduction"),
     (SelfAttentionBlock, (16,), {"attention": "efficient", "heads": 4}, "heads"),  # key C//8 = 2
 ]
 

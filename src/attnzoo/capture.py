@@ -93,7 +93,7 @@ def capture_attention(model: nn.Module, max_elements: int | None = DEFAULT_MAX_E
 
     classes = tuple({entry.cls for entry in _REGISTRY.values()})
     found = CapturedMaps()
-    modules = [(name, m) for name, m in model.named_modules() if isinstance(m, classes)]
+    modules: list[tuple[str, nn.Module]] = [(n, m) for n, m in model.named_modules() if isinstance(m, classes)]  # type: ignore[misc]
     handles = []
     for name, m in modules:
         found[name] = {}

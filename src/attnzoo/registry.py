@@ -158,7 +158,7 @@ def register(
             complexity=complexity,
             summary=summary or (doc[0] if doc else cls.__name__),
             identity_at_init=identity_at_init,
-            min_size=tuple(min_size),
+            min_size=(int(min_size[0]), int(min_size[1])),
             output_shape=output_shape,
             test_kwargs=MappingProxyType(dict(test_kwargs or {})),
             exceptions=MappingProxyType(dict(exceptions or {})),
@@ -199,11 +199,11 @@ def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module
     ones.
     """
     entry = info(name)
-    params = inspect.signature(entry.cls.__init__).parameters
+    params = inspect.signature(getattr(entry.cls, "__init__")).parameters
     takes_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_var_kw:
         accepted = [p for p in list(params)[2:] if params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
-        aliases = getattr(entry.cls.__init__, "deprecated_args", {})
+        aliases = getattr(getattr(entry.cls, "__init__"), "deprecated_args", {})
         unknown = sorted(set(kwargs) - set(accepted) - set(aliases))
         if unknown:
             raise TypeError(f"{name} ({entry.cls.__name__}) got unknown keyword(s) {unknown}; accepted: {accepted}")

@@ -89,7 +89,7 @@ def _size_of(module: str, sizes: Mapping[str, tuple[int, int]]) -> tuple[int, in
     name = module
     while True:
         if name in sizes:
-            return tuple(sizes[name])
+            return (int(sizes[name][0]), int(sizes[name][1]))
         if not name:
             return None
         name = name.rsplit(".", 1)[0] if "." in name else ""
@@ -129,7 +129,7 @@ def panels(maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sampl
             t = t[min(sample, t.shape[0] - 1)]  # the sample's map (batch dim first)
         size = _size_of(module, sizes)
         if size is None and t.dim() >= 2 and t.shape[-2] * t.shape[-1] > 1 and not _is_probs(t):
-            size = tuple(t.shape[-2:])  # no recorded input size: assume the last two dims are the grid
+            size = (int(t.shape[-2]), int(t.shape[-1]))  # no recorded input size: assume the last two dims are the grid
         out.append((title, *_panel(t, size)))
     return out
 

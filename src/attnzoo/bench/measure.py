@@ -179,7 +179,7 @@ def time_call(fn: Callable[[], Any], threads: int, min_time: float, max_time: fl
     import torch.utils.benchmark as tb
 
     kwargs = {} if clock is None else {"timer": clock}
-    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, **kwargs)
+    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, **kwargs)  # type: ignore[arg-type]  # timer= is a callable
     m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_time, max_run_time=max(max_time, min_time))
     return {
         "ms": m.median * 1e3,
@@ -434,7 +434,7 @@ def resolve_size(layout: str, spec: Any) -> tuple[int, int]:
     of series.
     """
     if spec is None:
-        return tuple(DEFAULT_SIZE[layout])
+        return (int(DEFAULT_SIZE[layout][0]), int(DEFAULT_SIZE[layout][1]))
     if isinstance(spec, int):
         return (DEFAULT_SIZE["temporal"][0], spec) if layout == "temporal" else (spec, spec)
     h, w = spec

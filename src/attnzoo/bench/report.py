@@ -64,7 +64,7 @@ MEM_NOTE = (
 
 def make_row(info: dict, job: dict, measured: dict) -> dict:
     """A result row with every field of :data:`ROW_FIELDS` (``None`` where not measured)."""
-    row = {k: None for k in ROW_FIELDS}
+    row: dict[str, Any] = {k: None for k in ROW_FIELDS}
     row.update(
         module=info["name"],
         family=info["family"],
@@ -311,10 +311,10 @@ def plot(doc: dict, path: str) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     cmap = plt.get_cmap("tab20")
     markers = "osD^v<>ph*"
-    handles = {}
+    handles: dict[str, Any] = {}
     for ax, (key, title) in zip(axes.flat, panels):
         scale = 1 / 2**20 if key.endswith("bytes") else 1.0
-        ys_all = []
+        ys_all: list[float] = []
         for i, (name, rows) in enumerate(sorted(series.items())):
             pts = sorted((r["positions"], r[key] * scale) for r in rows if r.get(key) and r.get("positions"))
             if not pts:
@@ -348,7 +348,7 @@ def plot(doc: dict, path: str) -> None:
     right = 1 - ncol * (0.018 + 0.0068 * width)
     fig.tight_layout(rect=(0, 0, right, 0.96))
     fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(right + 0.005, 0.5),
-               fontsize=8, ncol=ncol, frameon=False)
+               fontsize=8, ncol=ncol, frameon=False)  # type: ignore[call-overload]  # matplotlib stubs: list handles
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

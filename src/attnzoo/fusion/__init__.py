@@ -1,7 +1,7 @@
 """Fusion necks (pyramid and multi-input): one file per paper."""
 
-from .afpn import AsymptoticFPN
 from .aff import AttentionalFeatureFusion
+from .afpn import AsymptoticFPN
 from .asff import AdaptiveSpatialFeatureFusion
 from .bifpn import BiFPN
 from .fpn import FeaturePyramidNetwork

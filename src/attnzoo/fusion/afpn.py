@@ -4,6 +4,7 @@ Paper: https://arxiv.org/abs/2306.15988"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -126,14 +127,15 @@ class _Stage(nn.Module):
     def forward(self, xs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         outs, weights = [], []
         for i in range(self.n):
-            ins = [xs[j] if j == i else self.resample[i][j](xs[j], xs[i]) for j in range(self.n)]
+            row = cast(nn.ModuleList, self.resample[i])
+            ins = [xs[j] if j == i else row[j](xs[j], xs[i]) for j in range(self.n)]
             fused, w = self.asff[i](ins)
             outs.append(self.blocks[i](fused))
             weights.append(w)
         return outs, weights
 
 
-def _afpn_output_shapes(module: nn.Module, levels: Sequence[torch.Tensor]) -> list[tuple[int, ...]]:
+def _afpn_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
     return [(t.shape[0], c, t.shape[2], t.shape[3]) for t, c in zip(levels, module.level_out_channels)]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.fx
@@ -28,7 +28,7 @@ from ..registry import register
 __all__ = ["AdaptiveSpatialFeatureFusion"]
 
 
-def _asff_output_shapes(module: nn.Module, levels: Sequence[torch.Tensor]) -> list[tuple[int, ...]]:
+def _asff_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
     t = levels[module.level]
     shapes = [(t.shape[0], module.out_channels, t.shape[2], t.shape[3])]
     if module.return_weights:
@@ -115,7 +115,7 @@ class AdaptiveSpatialFeatureFusion(AttnModule):
 
         l = self.level
         self.scale_factors = tuple(float(2 ** (j - l)) if j > l else 1.0 for j in range(n))
-        resize = []
+        resize: list[nn.Module] = []
         for j, c in enumerate(self.channels):
             if j < l:  # finer: (k-1) max-pools then a stride-2 conv
                 resize.append(nn.Sequential(

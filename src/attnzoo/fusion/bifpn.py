@@ -4,6 +4,7 @@ Paper: https://arxiv.org/abs/1911.09070"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from .weighted_fusion import FUSIONS, fusion_weights, weighted_sum
 
 __all__ = ["BiFPN", "down_to", "max_pool_same_3x3_s2", "up_to"]
 
-_BN = {"eps": 1e-3, "momentum": 0.01}  # EfficientDet's BatchNorm (TF momentum 0.99, epsilon 1e-3)
+_BN: dict[str, Any] = {"eps": 1e-3, "momentum": 0.01}  # EfficientDet's BatchNorm (TF momentum 0.99, epsilon 1e-3)
 
 
 @fx_leaf

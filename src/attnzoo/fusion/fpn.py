@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/1612.03144
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.fx
@@ -29,7 +29,7 @@ from ..registry import register
 __all__ = ["FeaturePyramidNetwork"]
 
 
-def _fpn_output_shapes(module: nn.Module, levels: Sequence[torch.Tensor]) -> list[tuple[int, ...]]:
+def _fpn_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
     oc = module.out_channels
     shapes = [(t.shape[0], oc, t.shape[2], t.shape[3]) for t in levels]
     b, _, h, w = shapes[-1]

@@ -5,7 +5,7 @@ Paper: https://arxiv.org/abs/1803.01534
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.fx
@@ -34,7 +34,7 @@ __all__ = ["PathAggregationNetwork"]
 from .fpn import FeaturePyramidNetwork
 
 
-def _panet_output_shapes(module: nn.Module, levels: Sequence[torch.Tensor]) -> list[tuple[int, ...]]:
+def _panet_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
     oc = module.out_channels
     shapes = [(t.shape[0], oc, t.shape[2], t.shape[3]) for t in levels]
     if module.extra_levels == "maxpool":

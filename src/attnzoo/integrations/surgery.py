@@ -258,7 +258,7 @@ def _select(model: nn.Module, where: Where) -> list[tuple[str, nn.Module]]:
 
 
 def _move_like(new: nn.Module, ref: nn.Module) -> nn.Module:
-    tensor = next(iter(ref.parameters()), None)
+    tensor: torch.Tensor | None = next(iter(ref.parameters()), None)
     if tensor is None:
         tensor = next(iter(ref.buffers()), None)
     if tensor is not None:

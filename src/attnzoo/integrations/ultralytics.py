@@ -220,7 +220,7 @@ def _install(tasks: Any) -> None:
 
     parse_model.attnzoo_original = original  # type: ignore[attr-defined]
     tasks.parse_model = parse_model
-    package = sys.modules.get("ultralytics.nn")
+    package: Any = sys.modules.get("ultralytics.nn")
     if package is not None and getattr(package, "parse_model", None) is original:
         package.parse_model = parse_model
 
@@ -453,13 +453,13 @@ def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> 
     for _ in range(2 * len(plans) + 2):
         new_rows = []
         for i, row in enumerate(rows):
-            plan = plans.get(i)
-            if plan is None:
+            row_plan = plans.get(i)
+            if row_plan is None:
                 new_rows.append(copy.deepcopy(row))
-            elif plan.kind == "select":
-                new_rows.append(_stand_in(_output_rule(plans[plan.inputs[0]], plan.pick, overrides), plans[plan.inputs[0]]))
+            elif row_plan.kind == "select":
+                new_rows.append(_stand_in(_output_rule(plans[row_plan.inputs[0]], row_plan.pick, overrides), plans[row_plan.inputs[0]]))
             else:
-                new_rows.append(_stand_in(_own_rule(plan, overrides), plan))
+                new_rows.append(_stand_in(_own_rule(row_plan, overrides), row_plan))
         dd = {k: copy.deepcopy(v) for k, v in d.items() if k not in ("backbone", "head")}
         dd["backbone"] = new_rows[:n_back]
         dd["head"] = new_rows[n_back:] + [[-1, 1, _RECORDER, ["ch"]]]

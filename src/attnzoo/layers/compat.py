@@ -45,7 +45,7 @@ def renamed_args(**renames: Rename) -> Callable[[F], F]:
 
 def deprecated_args_of(cls: type) -> Mapping[str, str]:
     """``{old: new}`` deprecated constructor arguments of ``cls`` (empty when there are none)."""
-    return getattr(cls.__init__, "deprecated_args", {})
+    return getattr(vars(cls).get("__init__"), "deprecated_args", {}) or getattr(getattr(cls, "__init__", None), "deprecated_args", {})
 
 
 def migrate_keys(state_dict: dict[str, Any], prefix: str, patterns: Mapping[str, str]) -> None:

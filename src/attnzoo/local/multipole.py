@@ -6,6 +6,8 @@ Paper: https://arxiv.org/abs/2507.02748
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -94,7 +96,7 @@ def _multipole(
         if level > 0:
             cur = _downsample(cur, down, rate)
         body = bodies[min(level, len(bodies) - 1)]
-        outs.append(window_attention(cur, body, kernel, stride, owner, f"attn_level{level}"))
+        outs.append(window_attention(cur, cast(WindowSelfAttention, body), kernel, stride, owner, f"attn_level{level}"))
     # V-cycle: res = o_l + up(res) / (i + 1), i counted from the coarse end (first merge weight 1)
     res = outs.pop()
     for i in range(len(outs)):
@@ -174,7 +176,7 @@ class MultipoleAttention(AttnModule):
         self.channels, self.kernel_size, self.stride, self.sampling_rate = channels, kernel_size, stride, sampling_rate
         self.heads, self.dim_head, self.shared, self.max_levels = heads, dim_head, shared, max_levels
         self.downsampling, self.upsampling = downsampling, up_kind[upsampling]
-        n_bodies = 1 if shared else max_levels
+        n_bodies = 1 if shared or max_levels is None else max_levels
         self.attention = nn.ModuleList(WindowSelfAttention(channels, heads, dim_head, float(dropout)) for _ in range(n_bodies))
         self.down = nn.Conv2d(channels, channels, sampling_rate, sampling_rate, bias=False) if downsampling == "conv" else None
         self.up = (nn.ConvTranspose2d(channels, channels, sampling_rate, sampling_rate, bias=False)

@@ -3,6 +3,8 @@ Paper: https://arxiv.org/abs/1905.02188"""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,7 +66,7 @@ def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: 
     return F.pixel_shuffle(out.reshape(b, c * s2, h, w), scale)
 
 
-def _carafe_shape(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+def _carafe_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
     s = module.scale
     return (x.shape[0], x.shape[1], s * x.shape[2], s * x.shape[3])
 
@@ -119,9 +121,9 @@ class CARAFE(AttnModule):
         self.content_encoder = nn.Conv2d(compressed_channels, groups * k_up * k_up * scale * scale, k_enc,
                                          padding=(k_enc - 1) // 2)
         nn.init.xavier_uniform_(self.channel_compressor.weight)
-        nn.init.zeros_(self.channel_compressor.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.channel_compressor.bias))
         nn.init.normal_(self.content_encoder.weight, 0.0, 0.001)
-        nn.init.zeros_(self.content_encoder.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.content_encoder.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

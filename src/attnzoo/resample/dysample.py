@@ -3,6 +3,8 @@ Paper: https://arxiv.org/abs/2308.15085"""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +16,7 @@ from ..registry import register
 __all__ = ["DySample"]
 
 
-def _dysample_shape(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+def _dysample_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
     s = module.scale
     return (x.shape[0], x.shape[1], s * x.shape[2], s * x.shape[3])
 
@@ -73,11 +75,11 @@ class DySample(AttnModule):
             cin, cout = channels, 2 * groups * s2
         self.offset = nn.Conv2d(cin, cout, 1)
         nn.init.normal_(self.offset.weight, 0.0, 0.001)
-        nn.init.zeros_(self.offset.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.offset.bias))
         if dyscope:
             self.scope = nn.Conv2d(cin, cout, 1)
             nn.init.zeros_(self.scope.weight)
-            nn.init.zeros_(self.scope.bias)
+            nn.init.zeros_(cast(torch.Tensor, self.scope.bias))
         self.register_buffer("init_pos", self._init_pos())
 
     def _init_pos(self) -> torch.Tensor:

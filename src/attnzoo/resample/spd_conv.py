@@ -3,8 +3,9 @@ Small Objects (Sunkara, Luo; ECML-PKDD 2022).  Paper: https://arxiv.org/abs/2208
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
 
 from ..layers import (
     AttnModule,
@@ -26,7 +27,7 @@ def space_to_depth(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return torch.cat([x[..., a::scale, b::scale] for b in range(scale) for a in range(scale)], 1)
 
 
-def _spd_shape(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+def _spd_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
     s = module.scale
     return (x.shape[0], module.out_channels, (x.shape[2] + s - 1) // s, (x.shape[3] + s - 1) // s)
 

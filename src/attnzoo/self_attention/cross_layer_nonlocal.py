@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.fx
@@ -102,7 +102,7 @@ class CrossLayerNonLocal(AttnModule):
         t = map_to_heads(self.theta(query_map))
         out = query_map
         for m, (ctx, c_m, phi, g, bn) in enumerate(zip(contexts, self.context_channels, self.phi, self.g, self.bn)):
-            ctx = check_context(ctx, query_map, c_m, owner)
+            ctx = check_context(cast(torch.Tensor, ctx), query_map, c_m, owner)
             key = "attn" if len(self.context_channels) == 1 else f"attn{m}"
             y = heads_to_map(attention(t, map_to_heads(phi(ctx)), map_to_heads(g(ctx)), scale=self.scale, module=self, key=key), h, w)
             out = out + bn(self.out(y))

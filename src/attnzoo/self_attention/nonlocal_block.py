@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -94,11 +96,11 @@ class NonLocalBlock(AttnModule):
         self.concat_project = conv1x1(2 * inner, 1, False, 0.01) if mode == "concatenation" else None
         self.out = conv1x1(inner, channels, True, 0.01)
         if use_bn:
-            self.bn = zero_bn(channels)
+            self.bn: nn.BatchNorm2d | None = zero_bn(channels)
         else:
             self.bn = None
             nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+            nn.init.zeros_(cast(torch.Tensor, self.out.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

@@ -63,6 +63,8 @@ class _DotProductAttention(AttnModule):
     d_v: int
     scale: float
     attn_drop: float
+    fc_o: nn.Linear
+    proj_drop: nn.Module
 
     def _project(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError

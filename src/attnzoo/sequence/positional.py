@@ -63,6 +63,8 @@ class PositionalEncoding(AttnModule):
         base: the wavelength base (10000 in the paper).
     """
 
+    pe: torch.Tensor
+
     def __init__(self, channels: int, max_len: int = 5000, dropout: float = 0.0, base: float = 10000.0) -> None:
         super().__init__()
         positive_int(channels, self.owner, "channels")

@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/2005.11650
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -104,8 +106,9 @@ class DilatedInception(AttnModule):
     def fused_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(C_out × C × 1 × 7 weight, C_out bias): branch k's taps right-aligned in 7, zeros in front."""
         kmax = KERNEL_SET[-1]
-        w = torch.cat([F.pad(conv.weight, (kmax - conv.weight.shape[-1], 0)) for conv in self.tconv], 0)
-        b = torch.cat([conv.bias for conv in self.tconv], 0)
+        convs = [cast(nn.Conv2d, conv) for conv in self.tconv]
+        w = torch.cat([F.pad(conv.weight, (kmax - conv.weight.shape[-1], 0)) for conv in convs], 0)
+        b = torch.cat([cast(torch.Tensor, conv.bias) for conv in convs], 0)
         return w, b
 
     def _prepare(self, x: torch.Tensor, owner: str) -> torch.Tensor:

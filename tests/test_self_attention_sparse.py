@@ -10,7 +10,6 @@ import importlib
 
 import pytest
 import torch
-import torch.nn as nn
 from helpers import randomize
 from reference import a2net, axial, ccnet, eanet, halonet
 from torch.utils import _pytree as pytree

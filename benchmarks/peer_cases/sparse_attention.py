@@ -8,9 +8,9 @@ axial, halo (against External-Attention-pytorch = fightingcv-attention, and timm
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from peers import Call, Comparison, Impl, az, copy_weights, fcv, nchw, timm_layer
+from torch import nn
 
 C, H = 64, 56
 

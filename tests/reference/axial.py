@@ -22,7 +22,7 @@ def mha(layer, t):
 
 
 def axial(m, x):
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     y = torch.empty_like(x)
     for s in range(b):
         for j in range(w):  # height axis: every column

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 def qkv(m, x):
     c = m.hidden_channels
     w, b = m.qkv_weight, m.qkv_bias
-    conv = lambda s: F.conv2d(x, w[s, :, None, None], b[s])  # noqa: E731
+    conv = lambda s: F.conv2d(x, w[s, :, None, None], b[s])
     return conv(slice(0, c)), conv(slice(c, 2 * c)), conv(slice(2 * c, None))
 
 

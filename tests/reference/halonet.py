@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 
 def halo(m, x):
-    bsz, c, hh, ww = x.shape
+    bsz, _, hh, ww = x.shape
     b, halo_, heads, d, dv = m.block_size, m.halo_size, m.heads, m.dim_head, m.dim_head_v
     q = F.conv2d(x, m.q.weight, m.q.bias)  # B×(heads·d)×H×W
     kv = F.conv2d(x, m.kv.weight, m.kv.bias)  # per head [k | v]

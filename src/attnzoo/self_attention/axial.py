@@ -8,10 +8,18 @@ attention layer, then a width-axis one.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import capture_target
-from ..layers import AttnModule, attention, check_arg, check_dropout, check_nchw, fx_leaf, positive_int
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_dropout,
+    check_nchw,
+    fx_leaf,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["AxialAttention", "AxisAttention"]

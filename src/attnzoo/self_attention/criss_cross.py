@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/1811.11721 — official code: https://github.com/sp
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import capture_target, record
 from ..layers import AttnModule, check_nchw, fx_leaf, hidden_width, positive_int

@@ -6,10 +6,10 @@ Paper: https://arxiv.org/abs/1810.11579 (no official code).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_nchw, fx_leaf, positive_int
+from ..layers import AttnModule, check_nchw, fx_leaf, inplace_ok, positive_int
 from ..registry import register
 
 __all__ = ["DoubleAttention"]
@@ -74,4 +74,5 @@ def _double_attention(x: torch.Tensor, proj: nn.Module, out: nn.Module, cm: int,
     record(owner, "distribute", dist.unflatten(2, (h, w)))
     g = a @ gather.transpose(1, 2)  # B×c_m×c_n global descriptors
     z = (g @ dist).unflatten(2, (h, w))  # B×c_m×H×W
-    return x + out(z)
+    y = out(z)
+    return y.add_(x) if inplace_ok() else x + y

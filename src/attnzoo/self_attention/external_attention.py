@@ -7,10 +7,10 @@ Paper: https://arxiv.org/abs/2105.02358 — official code: https://github.com/Me
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_arg, check_nchw, fx_leaf, positive_int
+from ..layers import AttnModule, check_arg, check_nchw, fx_leaf, inplace_ok, positive_int
 from ..registry import register
 
 __all__ = ["ExternalAttention"]
@@ -60,7 +60,10 @@ class ExternalAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        return torch.relu(x + self.norm(self.conv_out(_external_attention(x, self.conv_in, self.mk, self.mv, capture_target(self)))))
+        y = self.norm(self.conv_out(_external_attention(x, self.conv_in, self.mk, self.mv, capture_target(self))))
+        if inplace_ok():  # inference: reuse the block's own buffer for the residual and the ReLU
+            return y.add_(x).relu_()
+        return torch.relu(x + y)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, memory={self.memory}"

@@ -7,11 +7,19 @@ Paper: https://arxiv.org/abs/2103.12731 (no official code; timm's ``HaloAttn`` i
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import capture_target
-from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, non_negative_int, positive_int
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_nchw,
+    fx_leaf,
+    non_negative_int,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["HaloAttention"]

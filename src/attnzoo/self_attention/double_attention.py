@@ -74,5 +74,6 @@ def _double_attention(x: torch.Tensor, proj: nn.Module, out: nn.Module, cm: int,
     record(owner, "distribute", dist.unflatten(2, (h, w)))
     g = a @ gather.transpose(1, 2)  # B×c_m×c_n global descriptors
     z = (g @ dist).unflatten(2, (h, w))  # B×c_m×H×W
+    del y, a, bm, v, gather, dist  # inference frees them before the expansion conv (autograd keeps what it needs)
     y = out(z)
     return y.add_(x) if inplace_ok() else x + y

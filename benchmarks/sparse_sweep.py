@@ -3,8 +3,8 @@
     PYTHONPATH=src:benchmarks python benchmarks/sparse_sweep.py            # 14², 28², 56², 112²
     PYTHONPATH=src:benchmarks python benchmarks/sparse_sweep.py --sizes 14,28 --output /tmp/s.md
 
-For each square input 2×64×S×S: forward time (``eval()``, ``no_grad``; ``torch.utils.benchmark`` median; the
-modules take turns at each size, so load from other jobs hits all alike) and the extra peak resident memory of
+For each square input 2×64×S×S: forward time (``eval()``, ``no_grad``; median CPU time of the process per call,
+``time.process_time``, one thread by default: a loaded shared machine disturbs it far less than wall-clock time) and the extra peak resident memory of
 one forward, measured in a fresh child process (see ``_common.py``).  ``global_attention`` (fused SDPA over all
 N = S² positions, O(N²) time, memory linear in N) is the baseline the sparse modules are read against:
 criss_cross and axial O(N·(H+W)) = O(N^1.5), halo O(N·(b+2h)²), double_attention and external_attention O(N).
@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
 from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
-from torch.utils import benchmark
 
 import attnzoo
 
@@ -46,6 +47,17 @@ def make_input(size: int) -> torch.Tensor:
     return torch.randn(B, C, size, size, generator=torch.Generator().manual_seed(0))
 
 
+def cpu_ms(fn, min_time: float) -> float:
+    """Median CPU time (ms) of ``fn()`` over at least ``min_time`` seconds of CPU time (3 calls at least)."""
+    fn()
+    times: list[float] = []
+    while sum(times) < min_time or len(times) < 3:
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return statistics.median(times) * 1e3
+
+
 def child(spec: dict) -> None:
     torch.set_num_threads(spec["threads"])
     m, x = build(spec["name"]), make_input(spec["size"])
@@ -62,7 +74,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sizes", default="14,28,56,112")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "sparse_attention.md"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "sparse_sweep.png"))
@@ -77,12 +89,10 @@ def main() -> None:
     res: dict[str, dict[int, dict[str, float]]] = {n: {} for n in names}
     for s in sizes:
         x = make_input(s)
-        for k, name in enumerate(names[s % len(names):] + names[: s % len(names)]):
+        for name in names[s % len(names):] + names[: s % len(names)]:
             m = build(name)
             with torch.no_grad():
-                m(x)
-                t = benchmark.Timer("m(x)", globals={"m": m, "x": x}, num_threads=args.threads).blocked_autorange(
-                    min_run_time=args.min_time).median
+                t = cpu_ms(lambda m=m, x=x: m(x), args.min_time) / 1e3
             mem = child_peak_bytes(__file__, {"name": name, "size": s, "threads": args.threads})
             res[name][s] = {"fwd_ms": t * 1e3, "mem_bytes": mem}
             print(f"{s:4d}² {name:<20} fwd {t * 1e3:9.2f} ms  mem {fmt_bytes(mem)}", file=sys.stderr, flush=True)
@@ -97,7 +107,8 @@ def main() -> None:
                      + " | ".join(f"{r[s]['fwd_ms']:.2f}" for s in sizes) + " | "
                      + " | ".join(f"{r[s]['mem_bytes'] / 2**20:.1f}" for s in sizes) + " | "
                      + f"{r[sizes[-1]]['fwd_ms'] / r[sizes[0]]['fwd_ms']:.0f}× | {r[sizes[-1]]['fwd_ms'] / g:.3f} |")
-    body = (f"Input 2×{C}×S×S, forward (`eval`, `no_grad`), load average (1/5/15 min) {load}. N grows "
+    body = (f"Input 2×{C}×S×S, forward (`eval`, `no_grad`), CPU time per call (`time.process_time`), "
+            f"{args.threads} thread(s); load average (1/5/15 min) {load}. N grows "
             f"{(sizes[-1] / sizes[0]) ** 2:.0f}× from {sizes[0]}² to {sizes[-1]}²; absolute times are from a shared "
             "machine, read the growth and the ratios.\n\n" + "\n".join(lines))
     append_section(args.output, "Resolution sweep (sparse attention vs global attention)", body)

@@ -31,9 +31,9 @@ def criss_cross(
     e_row = q @ k.transpose(-1, -2)  # B×H×W×W' (per row)
     acc = torch.promote_types(e_row.dtype, torch.float32)
     diag = torch.eye(h, dtype=torch.bool, device=q.device)
-    e_col = e_col.to(acc).masked_fill(diag, torch.finfo(acc).min)
+    e_col = e_col.to(acc).masked_fill_(diag, torch.finfo(acc).min)  # a fresh matmul output: nothing saved it
     p = torch.cat([e_col.transpose(1, 2), e_row.to(acc)], dim=-1).softmax(-1).to(v.dtype)  # B×H×W×(H+W)
-    p_col, p_row = p[..., :h], p[..., h:]
+    p_col, p_row = p.split([h, w], dim=-1)  # split, not two slices: its backward is one cat, not two zero-filled copies
     if owner is not None:
         keep = ~diag[None, :, None, :].expand(b, h, w, h)
         col = p_col.masked_select(keep).view(b, h, w, h - 1)

@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_arg, check_nchw, fx_leaf, inplace_ok, positive_int
+from ..layers import (
+    AttnModule,
+    check_arg,
+    check_nchw,
+    fx_leaf,
+    inplace_ok,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["ExternalAttention"]

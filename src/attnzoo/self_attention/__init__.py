@@ -1,11 +1,16 @@
 """Global self-attention on feature maps: one file per paper."""
 
+from .axial import AxialAttention
 from .cgnl import CompactGeneralizedNonLocal
 from .cot import ContextualTransformer
+from .criss_cross import CrissCrossAttention
 from .cross_layer_nonlocal import CrossLayerNonLocal
 from .danet import DANetAttention, DANetChannelAttention, DANetPositionAttention
+from .double_attention import DoubleAttention
 from .efficient_self_attention import EfficientSelfAttention
+from .external_attention import ExternalAttention
 from .global_attention import GlobalAttention
+from .halo import HaloAttention
 from .nonlocal_block import NonLocalBlock
 from .sagan import SAGANAttention
 from .self_attention_block import SelfAttentionBlock
@@ -24,4 +29,9 @@ __all__ = [
     "EfficientSelfAttention",
     "SelfAttentionBlock",
     "ContextualTransformer",
+    "CrissCrossAttention",
+    "DoubleAttention",
+    "ExternalAttention",
+    "AxialAttention",
+    "HaloAttention",
 ]

@@ -1,0 +1,154 @@
+"""Scaling Local Self-Attention for Parameter Efficient Visual Backbones (HaloNet; Vaswani, Ramachandran,
+Srinivas, Parmar, Hechtman, Shlens; CVPR 2021).
+
+Paper: https://arxiv.org/abs/2103.12731 (no official code; timm's ``HaloAttn`` is the reference copy).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..capture import capture_target
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_nchw,
+    fx_leaf,
+    non_negative_int,
+    positive_int,
+)
+from ..registry import register
+
+__all__ = ["HaloAttention"]
+
+
+def _axis_valid(blocks: int, block: int, halo: int, size: int, device: torch.device) -> torch.Tensor:
+    """blocks×win bool: is key offset j of block i's window inside the image (row i·block − halo + j ∈ [0, size))?"""
+    pos = torch.arange(blocks, device=device)[:, None] * block + torch.arange(block + 2 * halo, device=device)[None, :]
+    return (pos >= halo) & (pos < size + halo)
+
+
+def _rel_table(table: torch.Tensor, block: int, win: int) -> torch.Tensor:
+    """block×win×d: row ``key − query + block − 1`` of the relative table for query offset i and key offset j."""
+    idx = torch.arange(win, device=table.device)[None, :] - torch.arange(block, device=table.device)[:, None] + block - 1
+    return table[idx]
+
+
+@fx_leaf
+def _halo(x: torch.Tensor, q_conv: nn.Conv2d, kv_conv: nn.Conv2d, height_rel: torch.Tensor, width_rel: torch.Tensor,
+          sizes: tuple[int, int, int, int, int], owner: nn.Module | None) -> torch.Tensor:
+    b, _, h, w = x.shape
+    bs, halo, heads, dqk, dv = sizes
+    scale = dqk**-0.5
+    win = bs + 2 * halo
+    nh, nw = (h + bs - 1) // bs, (w + bs - 1) // bs
+    hp, wp = nh * bs, nw * bs
+    nb = nh * nw
+    t = x.permute(0, 2, 3, 1)  # B×H×W×C
+    # queries: whole blocks (bottom/right zero padding; padded queries are dropped at the end)
+    q = F.linear(t, q_conv.weight.flatten(1), q_conv.bias)
+    q = F.pad(q, (0, 0, 0, wp - w, 0, hp - h))
+    q = q.view(b, nh, bs, nw, bs, heads, dqk).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * nb, heads, bs, bs, dqk)
+    # keys / values: the block plus a halo of `halo` pixels on each side (zero padded, masked below)
+    kv = F.linear(t, kv_conv.weight.flatten(1), kv_conv.bias)
+    kv = F.pad(kv, (0, 0, halo, wp - w + halo, halo, hp - h + halo))
+    kv = kv.unfold(1, win, bs).unfold(2, win, bs)  # B×nh×nw×C'×win×win (views)
+    kv = kv.permute(0, 1, 2, 4, 5, 3).reshape(b * nb, win * win, heads, dqk + dv).transpose(1, 2)
+    k, v = kv[..., :dqk], kv[..., dqk:]
+    # relative logits q·r_h[ky − qy] + q·r_w[kx − qx] as extra q/k columns: q' = [q·scale, A_h, A_w],
+    # k' = [k, onehot(ky), onehot(kx)], so q'·k' = scale·q·k + A_h[ky] + A_w[kx] and SDPA stays fused
+    a_h = torch.einsum("nhyxd,ykd->nhyxk", q, _rel_table(height_rel, bs, win))
+    a_w = torch.einsum("nhyxd,xkd->nhyxk", q, _rel_table(width_rel, bs, win))
+    q2 = torch.cat([q * scale, a_h, a_w], dim=-1).view(b * nb, heads, bs * bs, dqk + 2 * win)
+    eye = torch.eye(win, dtype=k.dtype, device=k.device)
+    onehot = torch.cat([eye[:, None, :].expand(win, win, win), eye[None, :, :].expand(win, win, win)], dim=-1)
+    k2 = torch.cat([k, onehot.reshape(1, 1, win * win, 2 * win).expand(b * nb, heads, -1, -1)], dim=-1)
+    mask = None
+    if halo > 0 or hp != h or wp != w:  # keys outside the image never take part (additive, finite: no NaN)
+        valid = _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None] & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
+        valid = valid.reshape(1, nb, 1, win * win).expand(b, -1, -1, -1).reshape(b * nb, 1, 1, win * win)
+        mask = torch.zeros(valid.shape, dtype=q2.dtype, device=x.device).masked_fill(~valid, torch.finfo(q2.dtype).min)
+    o = attention(q2, k2, v, mask=mask, scale=1.0, module=owner, key="attn")  # (B·nb)×heads×bs²×dv
+    o = o.reshape(b, nh, nw, heads, bs, bs, dv).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, heads * dv, hp, wp)
+    if hp != h or wp != w:
+        o = o[:, :, :h, :w]
+    return o.contiguous()
+
+
+@register(
+    "halo",
+    family="self_attention",
+    paper="Scaling Local Self-Attention for Parameter Efficient Visual Backbones (HaloNet; Vaswani et al.; CVPR 2021)",
+    url="https://arxiv.org/abs/2103.12731",
+    complexity="O(N·(b+2h)²)",
+    summary="Blocked local self-attention: each b×b block of queries attends to its (b+2h)² haloed neighbourhood, relative position logits; padded keys masked.",
+    test_kwargs={"block_size": 4, "halo_size": 1, "heads": 2},
+    maps=("attn",),
+)
+class HaloAttention(AttnModule):
+    """HaloNet blocked local self-attention; B×C×H×W → B×C×H×W.
+
+    The map is cut into ``block_size`` × ``block_size`` query blocks; each block attends to its neighbourhood
+    of (b + 2h)² positions (the block plus a halo of ``halo_size`` pixels).  Per head,
+    ``softmax(q·k / √dim_head + q·r_h[Δy] + q·r_w[Δx]) v`` with relative height/width embeddings (as timm's
+    ``HaloAttn``: the position logits are not scaled).  q: 1×1 conv C → heads·dim_head; kv: 1×1 conv
+    C → heads·(dim_head + C/heads), laid out per head [k | v] (timm's layout); no output projection (the
+    HaloNet bottleneck's next 1×1 conv does it), so the output has C = heads · C/heads channels.
+
+    Any H×W: the map is zero-padded to whole blocks and by the halo, and every padded key is masked (additive
+    finite mask), so nothing attends to padding (timm asserts divisibility and attends to its zero halo padding
+    at the border; External-Attention's copy inverts its mask).  A map smaller than a block is one padded block:
+    every position then attends to the whole map.  Cost O(N·(b+2h)²).
+
+    Args:
+        channels: C (divisible by ``heads``).
+        block_size: b (official 8).
+        halo_size: h (official 3; 0 = plain non-overlapping block attention).
+        heads: attention heads.
+        dim_head: q/k width per head (``None`` = C // heads); v width per head is C // heads.
+        qkv_bias: bias in the q and kv convs.
+
+    Captured map: ``"attn"`` (B·blocks)×heads×b²×(b+2h)², padded keys with weight 0.  See
+    docs/provenance/halo.md for the differences from timm and External-Attention.
+    """
+
+    def __init__(self, channels: int, block_size: int = 8, halo_size: int = 3, heads: int = 8, dim_head: int | None = None,
+                 qkv_bias: bool = False) -> None:
+        super().__init__()
+        owner = self.owner
+        positive_int(channels, owner, "channels")
+        positive_int(block_size, owner, "block_size")
+        non_negative_int(halo_size, owner, "halo_size")
+        positive_int(heads, owner, "heads")
+        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels}", heads)
+        if dim_head is None:
+            dim_head = channels // heads
+        positive_int(dim_head, owner, "dim_head")
+        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
+        check_arg(block_size <= 256 and halo_size <= 256, owner, "block_size and halo_size", "at most 256",
+                  (block_size, halo_size))
+        self.channels, self.block_size, self.halo_size, self.heads = channels, block_size, halo_size, heads
+        self.dim_head, self.dim_head_v = dim_head, channels // heads
+        self.scale = dim_head**-0.5
+        self.q = nn.Conv2d(channels, heads * dim_head, 1, bias=qkv_bias)
+        self.kv = nn.Conv2d(channels, heads * (dim_head + self.dim_head_v), 1, bias=qkv_bias)
+        rel = 2 * (block_size + halo_size) - 1  # relative offsets key − query in [−(b+h−1), b+h−1]
+        self.height_rel = nn.Parameter(torch.empty(rel, dim_head))
+        self.width_rel = nn.Parameter(torch.empty(rel, dim_head))
+        std = channels**-0.5  # timm: truncated normal, fan-in std for the convs, dim_head^-½ for the tables
+        nn.init.trunc_normal_(self.q.weight, std=std)
+        nn.init.trunc_normal_(self.kv.weight, std=std)
+        nn.init.trunc_normal_(self.height_rel, std=self.scale)
+        nn.init.trunc_normal_(self.width_rel, std=self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        sizes = (self.block_size, self.halo_size, self.heads, self.dim_head, self.dim_head_v)
+        return _halo(x, self.q, self.kv, self.height_rel, self.width_rel, sizes, capture_target(self))
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, block_size={self.block_size}, halo_size={self.halo_size}, heads={self.heads}, "
+                f"dim_head={self.dim_head}")

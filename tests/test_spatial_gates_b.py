@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from helpers import randomize
 from reference import caa as ref_caa
@@ -16,6 +15,7 @@ from reference import ela as ref_ela
 from reference import gam as ref_gam
 from reference import lsk as ref_lsk
 from reference import van as ref_van
+from torch import nn
 
 import attnzoo
 from attnzoo.spatial.lska import LSKA_KERNELS
@@ -225,7 +225,7 @@ def test_lska_decomposition_equals_dense_composite_kernel(kernel_size):
             getattr(m, name).bias.zero_()
     dense = ref_van.lska_dense_kernel(m)
     assert dense.shape[-1] == kernel_size
-    k0, kd, d = ref_van.LSKA_TABLE[kernel_size]
+    _, kd, d = ref_van.LSKA_TABLE[kernel_size]
     n, r = kernel_size + 6, d * (kd - 1) // 2
     x = x_input(3, n, n)
     with torch.no_grad():

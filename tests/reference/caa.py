@@ -8,7 +8,7 @@ the input by the returned factor.  ``variant="bn_silu"`` puts BN (eval statistic
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .van import conv_ref
 

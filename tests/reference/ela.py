@@ -12,7 +12,7 @@ The paper's presets (its table of ELA-T/B/S/L): kernel 5/7/5/7, conv groups C/C/
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 PRESETS = {"T": (5, "C", 32), "B": (7, "C", 16), "S": (5, "C/8", 16), "L": (7, "C/8", 16)}
 
@@ -34,7 +34,7 @@ def conv1d_loop(z: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Ten
 
 
 def group_norm_loop(z: torch.Tensor, gn: nn.GroupNorm) -> torch.Tensor:
-    b, c, n = z.shape
+    b, c = z.shape[:2]
     cg = c // gn.num_groups
     out = torch.empty_like(z)
     for bi in range(b):

@@ -10,7 +10,7 @@ statistics).  Convs as explicit tap loops; the shuffle as an explicit index map.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .caa import bn_eval
 from .van import conv_ref

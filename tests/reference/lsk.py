@@ -9,7 +9,7 @@ SA_avg = mean over the channels of Ũ, SA_max = max over the channels of Ũ; SA 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .van import conv_ref
 

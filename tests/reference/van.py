@@ -11,7 +11,7 @@ depthwise k×k kernel that the LSKA strips factorise.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 
 def conv2d_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int],

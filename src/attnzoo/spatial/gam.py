@@ -73,7 +73,7 @@ class GlobalAttentionMechanism(AttnModule):
         if variant != "paper":
             check_arg(isinstance(reduction, int) and not isinstance(reduction, bool), self.owner, "reduction",
                       f"an integer for variant {variant!r} (it is also the number of conv groups)", reduction)
-            groups = reduction
+            groups = int(reduction)
             for what, n in (("channels", channels), ("hidden width", hidden)):
                 check_arg(n % groups == 0, self.owner, what,
                           f"a multiple of the conv groups = reduction = {groups} for variant {variant!r}", n)

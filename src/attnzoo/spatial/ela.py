@@ -77,14 +77,10 @@ class EfficientLocalAttention(AttnModule):
         self.gn = nn.GroupNorm(gn, channels)
 
     def _axis(self, z: torch.Tensor) -> torch.Tensor:
-        """σ(GN(Conv1d(z))) for z: B×C×L.  GroupNorm written out (float32 statistics): ``F.group_norm`` refuses
-        groups of a single value (B = 1, L = 1, C = groups), whose normalised value is simply 0."""
-        y = self.conv(z)
-        b, c, n = y.shape
-        g = y.to(torch.promote_types(y.dtype, torch.float32)).reshape(b, self.gn_groups, -1)
-        var, mean = torch.var_mean(g, dim=2, unbiased=False, keepdim=True)
-        g = ((g - mean) * torch.rsqrt(var + self.gn.eps)).reshape(b, c, n).to(y.dtype)
-        return torch.sigmoid(g * self.gn.weight[:, None] + self.gn.bias[:, None])
+        """σ(GN(Conv1d(z))) for z: B×C×L.  ``torch.group_norm`` (the ATen op) rather than ``F.group_norm``, whose
+        Python-side check refuses groups of a single value (B = 1, L = 1, C = groups), normalised to 0."""
+        y = torch.group_norm(self.conv(z), self.gn_groups, self.gn.weight, self.gn.bias, self.gn.eps)
+        return torch.sigmoid(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

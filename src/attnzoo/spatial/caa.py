@@ -1,4 +1,4 @@
-"""Poly Kernel Inception Network for Remote Sensing Detection (Cai, Luo, Zhou, Tang, Zhang, Shen; CVPR 2024) —
+"""Poly Kernel Inception Network for Remote Sensing Detection (Cai, Lai, Wang, Wang, Sun, Yao; CVPR 2024) —
 Context Anchor Attention (CAA).
 
 Paper: https://arxiv.org/abs/2403.06258 (official code: NUST-Machine-Intelligence-Laboratory/PKINet, Apache-2.0)

@@ -1,4 +1,4 @@
-"""Visual Attention Network (Guo, Lu, Liu, Liu, Cheng, Hu; Computational Visual Media 2023) — Large Kernel Attention.
+"""Visual Attention Network (Guo, Lu, Liu, Cheng, Hu; Computational Visual Media 2023) — Large Kernel Attention.
 
 Paper: https://arxiv.org/abs/2202.09741 (official code: Visual-Attention-Network/VAN-Classification, Apache-2.0)
 """

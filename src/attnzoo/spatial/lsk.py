@@ -1,4 +1,4 @@
-"""Large Selective Kernel Network for Remote Sensing Object Detection (Li, Hou, Wang, Li, Cheng, Yang, Yang;
+"""Large Selective Kernel Network for Remote Sensing Object Detection (Li, Hou, Zheng, Cheng, Yang, Li;
 ICCV 2023) — the LSK selection block.
 
 Paper: https://arxiv.org/abs/2303.09030

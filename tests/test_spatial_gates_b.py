@@ -75,6 +75,13 @@ def test_gam_errors():
         attnzoo.create("gam", 16, reduction=0)
     with pytest.raises(ValueError, match="GlobalAttentionMechanism.*integer"):
         attnzoo.create("gam", 32, reduction=4.0, variant="grouped")
+    m = attnzoo.create("gam", 16).train()
+    with pytest.raises(ValueError, match="GlobalAttentionMechanism.*more than one value.*eval"):
+        m(torch.randn(1, 16, 1, 1))
+    m(torch.randn(2, 16, 1, 1))
+    m.eval()(torch.randn(1, 16, 1, 1))
+    with pytest.raises(ValueError, match="ContextAnchorAttention.*more than one value"):
+        attnzoo.create("caa", 8, variant="bn_silu").train()(torch.randn(1, 8, 1, 1))
 
 
 # ------------------------------------------------------------------------------------------------------ ELA

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..layers import Gate, check_choice, odd_kernel, positive_int
 from ..registry import register
+from .gam import check_bn_values
 
 __all__ = ["ContextAnchorAttention"]
 
@@ -37,7 +38,7 @@ class ContextAnchorAttention(Gate):
     ``variant="paper"`` (default): the 1×1 convs are plain convs with biases — the paper's equations and how
     PKINet itself builds CAA (``CAA(..., norm_cfg=None, act_cfg=None)`` inside every Inception bottleneck).
     ``variant="bn_silu"``: the official class's own defaults, which the copies keep — each 1×1 conv without bias,
-    then BatchNorm (momentum 0.03, eps 1e-3) and SiLU.
+    then BatchNorm (momentum 0.03, eps 1e-3) and SiLU (train mode needs B·H·W > 1).
 
     Args:
         channels: input channels C.
@@ -65,6 +66,8 @@ class ContextAnchorAttention(Gate):
 
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The attention A, B×C×H×W."""
+        if self.act is not None:
+            x = check_bn_values(x, self.training, self.owner)
         a = self.conv1(F.avg_pool2d(x, 7, 1, 3))
         if self.act is not None:
             a = self.act(self.bn1(a))

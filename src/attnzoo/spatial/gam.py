@@ -16,14 +16,25 @@ from ..layers import (
     check_arg,
     check_choice,
     check_nchw,
+    fx_leaf,
     hidden_width,
     inplace_ok,
 )
 from ..registry import register
 
-__all__ = ["GlobalAttentionMechanism"]
+__all__ = ["GlobalAttentionMechanism", "check_bn_values"]
 
 _VARIANTS = ("paper", "grouped", "yoloair")
+
+
+@fx_leaf
+def check_bn_values(x: torch.Tensor, training: bool, owner: str) -> torch.Tensor:
+    """In train mode a BatchNorm on the B×·×H×W map needs B·H·W > 1: a ``ValueError`` naming the module and the
+    remedy instead of PyTorch's bare "Expected more than 1 value per channel"."""
+    if training and not torch.jit.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        raise ValueError(f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
+                         f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map")
+    return x
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -51,7 +62,7 @@ class GlobalAttentionMechanism(AttnModule):
     channel shuffle (r groups) of the spatial gate, the parameter-saving form the paper uses in ResNet-50 (and
     YOLOAir's ``GAMAttention(group=True)``).  ``"yoloair"``: ``"grouped"`` without the channel sigmoid
     (``x' = x ⊙ MLP(x)``), as YOLOAir's copy — the other "GAM" in circulation.  In train mode the spatial
-    BatchNorms need more than one value per channel (B·H·W > 1).
+    BatchNorms need more than one value per channel: B·H·W = 1 raises ``ValueError``.
 
     Args:
         channels: input channels C.
@@ -87,7 +98,7 @@ class GlobalAttentionMechanism(AttnModule):
         self.bn2 = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_bn_values(check_nchw(x, self.channels, self.owner), self.training, self.owner)
         # The per-position MLP as two 1×1 convs (the same matrices as the Linear layers, no permuted copies).
         h = F.relu(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias))
         mc = F.conv2d(h, self.fc2.weight[:, :, None, None], self.fc2.bias)

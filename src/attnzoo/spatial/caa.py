@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_choice, odd_kernel, positive_int
+from ..layers import Gate, check_choice, inplace_ok, odd_kernel, positive_int
 from ..registry import register
 from .gam import check_bn_values
 
@@ -74,4 +74,4 @@ class ContextAnchorAttention(Gate):
         a = self.conv2(self.v_conv(self.h_conv(a)))
         if self.act is not None:
             a = self.act(self.bn2(a))
-        return torch.sigmoid(a)
+        return a.sigmoid_() if inplace_ok() else torch.sigmoid(a)  # a: this module's own buffer

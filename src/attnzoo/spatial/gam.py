@@ -100,14 +100,19 @@ class GlobalAttentionMechanism(AttnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_bn_values(check_nchw(x, self.channels, self.owner), self.training, self.owner)
         # The per-position MLP as two 1×1 convs (the same matrices as the Linear layers, no permuted copies).
-        h = F.relu(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias))
-        mc = F.conv2d(h, self.fc2.weight[:, :, None, None], self.fc2.bias)
+        # Intermediates are dropped as soon as they are used (a full-size map each) and, without autograd,
+        # activations run in place on this module's own buffers.
+        inplace = inplace_ok()
+        mc = F.conv2d(F.relu(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias), inplace=True),
+                      self.fc2.weight[:, :, None, None], self.fc2.bias)
         if self.channel_sigmoid:
-            mc = torch.sigmoid(mc)
+            mc = mc.sigmoid_() if inplace else torch.sigmoid(mc)
         record(self, "channel", mc)
         x = x * mc
-        ms = torch.sigmoid(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        del mc
+        ms = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)), inplace=True)))
+        ms = ms.sigmoid_() if inplace else torch.sigmoid(ms)
         if self.groups > 1:
             ms = channel_shuffle(ms, self.groups)
         record(self, "spatial", ms)
-        return x.mul_(ms) if inplace_ok() else x * ms
+        return x.mul_(ms) if inplace else x * ms

@@ -59,7 +59,7 @@ class GlobalAttentionMechanism(AttnModule):
     ``M_s = σ(BN(Conv7×7(ReLU(BN(Conv7×7(x'))))))`` with C → C/r → C channels, ``y = x' ⊙ M_s``.  r = 4.
 
     ``variant="paper"`` (default) is the above.  ``"grouped"``: both 7×7 convs grouped (groups = r) and a
-    channel shuffle (r groups) of the spatial gate, the parameter-saving form the paper uses in ResNet-50 (and
+    channel shuffle (r groups) of the spatial gate, the paper's optional parameter-saving form (and
     YOLOAir's ``GAMAttention(group=True)``).  ``"yoloair"``: ``"grouped"`` without the channel sigmoid
     (``x' = x ⊙ MLP(x)``), as YOLOAir's copy — the other "GAM" in circulation.  In train mode the spatial
     BatchNorms need more than one value per channel: B·H·W = 1 raises ``ValueError``.

@@ -68,10 +68,14 @@ class ContextAnchorAttention(Gate):
         """The attention A, B×C×H×W."""
         if self.act is not None:
             x = check_bn_values(x, self.training, self.owner)
+        # One name for the running map, reassigned at every step: each full-size intermediate is freed as soon
+        # as the next one exists (a name held across several layers keeps one more map alive at the peak).
         a = self.conv1(F.avg_pool2d(x, 7, 1, 3))
         if self.act is not None:
             a = self.act(self.bn1(a))
-        a = self.conv2(self.v_conv(self.h_conv(a)))
+        a = self.h_conv(a)
+        a = self.v_conv(a)
+        a = self.conv2(a)
         if self.act is not None:
             a = self.act(self.bn2(a))
         return a.sigmoid_() if inplace_ok() else torch.sigmoid(a)  # a: this module's own buffer

@@ -68,6 +68,7 @@ class LargeSelectiveKernel(AttnModule):
         sa = torch.sigmoid(self.select(torch.stack([mean, mx], 1)))
         record(self, "selection", sa)
         attn = u1 * sa[:, :1] + u2 * sa[:, 1:]
+        del u1, u2  # free the branches before the output projection
         s = F.conv2d(attn, self.proj.weight, self.proj.bias)
         record(self, "gate", s)
         return s.mul_(x) if inplace_ok() and not is_capturing(self) else x * s

@@ -14,12 +14,12 @@ Inputs: 8×256×28×28 and 2×64×56×56 (forward and forward+backward, memory);
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
-import torch.nn as nn
 from peers import Comparison, Impl, az, copy_weights, nchw, timm_layer
-
+from torch import nn
 
 # ------------------------------------------------------------------------------- copy-style implementations
 

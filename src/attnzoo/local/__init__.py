@@ -1,8 +1,9 @@
 """Local and multi-scale attention: one file per paper."""
 
+from .bra import BiLevelRoutingAttention
 from .neighborhood import NeighborhoodAttention
 from .multipole import MultipoleAttention, multipole_level_sizes
 from .outlook import OutlookAttention
 from .window import LocalWindowAttention
 
-__all__ = ["LocalWindowAttention", "OutlookAttention", "MultipoleAttention", "multipole_level_sizes", "NeighborhoodAttention"]
+__all__ = ["LocalWindowAttention", "OutlookAttention", "MultipoleAttention", "multipole_level_sizes", "NeighborhoodAttention", "BiLevelRoutingAttention"]

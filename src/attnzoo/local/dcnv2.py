@@ -20,10 +20,17 @@ from ..capture import record
 from ..layers import AttnModule, check_arg, check_choice, check_nchw, fx_leaf, non_negative_int, positive_int
 from ..registry import register
 
-try:  # optional fast path
-    from torchvision.ops import deform_conv2d as _tv_deform_conv2d
-except Exception:  # pragma: no cover - torchvision missing or broken
-    _tv_deform_conv2d = None
+_TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: `import attnzoo` stays light
+
+
+def _tv_deform_conv2d() -> object:
+    if not _TV:
+        try:
+            from torchvision.ops import deform_conv2d
+        except Exception:  # pragma: no cover - torchvision missing or broken
+            deform_conv2d = None
+        _TV.append(deform_conv2d)
+    return _TV[0]
 
 __all__ = ["ModulatedDeformConv", "deform_conv2d_pure", "conv_out_size"]
 
@@ -149,7 +156,7 @@ class ModulatedDeformConv(AttnModule):
         check_arg(channels % deform_groups == 0, owner, "deform_groups", f"a divisor of channels={channels}", deform_groups)
         check_arg(isinstance(bias, bool), owner, "bias", "a bool", bias)
         check_choice(backend, ("auto", "torchvision", "pure"), owner, "backend")
-        check_arg(backend != "torchvision" or _tv_deform_conv2d is not None, owner, "backend",
+        check_arg(backend != "torchvision" or _tv_deform_conv2d() is not None, owner, "backend",
                   "'auto' or 'pure' (torchvision is not installed)", backend)
         self.channels, self.out_channels, self.kernel_size, self.stride = channels, out_channels, kernel_size, stride
         self.padding, self.dilation, self.deform_groups, self.bias_flag, self.backend = padding, dilation, deform_groups, bias, backend
@@ -187,9 +194,9 @@ def _deform(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: t
             stride: int, padding: int, dilation: int, backend: str) -> torch.Tensor:
     dt = x.dtype
     s, p, d = (stride, stride), (padding, padding), (dilation, dilation)
-    fast = backend == "torchvision" or (backend == "auto" and _tv_deform_conv2d is not None and _plain_eager())
+    fast = backend == "torchvision" or (backend == "auto" and _plain_eager() and _tv_deform_conv2d() is not None)
     if fast:
         b = None if bias is None else bias.to(dt)
-        return _tv_deform_conv2d(x, offset.to(dt), weight.to(dt), b, stride=s, padding=p, dilation=d, mask=mask.to(dt))
+        return _TV[0](x, offset.to(dt), weight.to(dt), b, stride=s, padding=p, dilation=d, mask=mask.to(dt))
     return deform_conv2d_pure(x, offset, weight, bias, s, p, d, mask)
 

@@ -51,12 +51,11 @@ def _sample_positions(offset: torch.Tensor, h: int, w: int, stride: int, factor:
 
 
 @fx_leaf
-def _query_grid(x: torch.Tensor) -> torch.Tensor:
-    """Normalised (y, x) of every pixel of x: (H·W)×2."""
+def _query_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised y of every row and x of every column of x: (H,), (W,)."""
     h, w = x.shape[-2:]
-    gy = _normalise(torch.arange(h, device=x.device, dtype=x.dtype), h)
-    gx = _normalise(torch.arange(w, device=x.device, dtype=x.dtype), w)
-    return torch.stack((gy[:, None].expand(h, w), gx[None, :].expand(h, w)), dim=-1).reshape(h * w, 2)
+    return (_normalise(torch.arange(h, device=x.device, dtype=x.dtype), h),
+            _normalise(torch.arange(w, device=x.device, dtype=x.dtype), w))
 
 
 @register(
@@ -140,6 +139,31 @@ class DeformableAttention(AttnModule):
         t = F.gelu(self.offset_norm(t.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
         return self.offset_proj(t)
 
+    def bias(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Continuous position bias B×heads×N×Ns of the queries of x and the sampling positions pos.
+
+        φ(Δ) = W₂·ReLU(W₁·f(Δ) + b₁) with f(Δ) = sign(4Δ)·log2(1 + |4Δ|)/3 per coordinate.  The first layer is
+        evaluated per axis (rows × samples and columns × samples) and broadcast-added, which is exactly W₁·f(Δ)
+        + b₁ without the N×Ns×2 displacement tensor or a K=2 matmul."""
+        b, _, h, w = x.shape
+        g, ns = self.groups, pos.shape[1] * pos.shape[2]
+        lin1, lin2 = self.rpe[0], self.rpe[2]
+        dt = lin1.weight.dtype
+        qy, qx = _query_axes(x)
+        p = pos.reshape(b * g, 1, ns, 2).to(dt)
+
+        def f(d: torch.Tensor) -> torch.Tensor:
+            d = d * 4.0
+            return torch.sign(d) * torch.log2(d.abs() + 1.0) / 3.0
+
+        fy = f(qy.to(dt)[None, :, None] - p[..., 0])  # (B·G)×H×Ns
+        fx = f(qx.to(dt)[None, :, None] - p[..., 1])  # (B·G)×W×Ns
+        ay = fy[..., None] * lin1.weight[:, 0] + lin1.bias  # (B·G)×H×Ns×32
+        ax = fx[..., None] * lin1.weight[:, 1]  # (B·G)×W×Ns×32
+        hidden = (ay[:, :, None] + ax[:, None]).relu_()  # (B·G)×H×W×Ns×32
+        out = hidden @ lin2.weight.t()  # (B·G)×H×W×Ns×(heads/G)
+        return out.reshape(b * g, h * w, ns, -1).permute(0, 3, 1, 2).reshape(b, self.heads, h * w, ns)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, c, h, w = x.shape
@@ -155,9 +179,7 @@ class DeformableAttention(AttnModule):
         vh = self.proj_v(sampled).permute(0, 2, 3, 1).reshape(b, ns, heads, d).transpose(1, 2)
         bias = None
         if self.rpe is not None:
-            disp = (_query_grid(x)[None, :, None, :] - pos.reshape(b * g, 1, ns, 2)) * 4.0  # (B·G)×N×Ns×2
-            disp = torch.sign(disp) * torch.log2(disp.abs() + 1.0) / 3.0
-            bias = self.rpe(disp.to(self.rpe[0].weight.dtype)).permute(0, 3, 1, 2).reshape(b, heads, n, ns).to(qh.dtype)
+            bias = self.bias(x, pos).to(qh.dtype)
         out = attention(qh, kh, vh, mask=bias, scale=self.scale, dropout_p=self.attn_drop if self.training else 0.0,
                         module=capture_target(self), key="attn")
         out = out.transpose(2, 3).reshape(b, c, h, w)

@@ -59,6 +59,20 @@ def test_neighborhood_attention_equals_natten_na2d(h, w, k, d):
 
 
 @pytest.mark.faithful("neighborhood")
+def test_neighborhood_module_equals_natten_module_without_rpb():
+    """``position_bias=False`` has NATTEN's ``NeighborhoodAttention2D`` state dict (qkv, proj): copied weights, same
+    output (NATTEN takes B×H×W×C)."""
+    natten = pytest.importorskip("natten")
+    peer = natten.NeighborhoodAttention2D(16, 2, 5, dilation=2)
+    ours = NeighborhoodAttention(16, kernel_size=5, dilation=2, heads=2, position_bias=False).eval()
+    ours.load_state_dict(peer.state_dict())
+    x = torch.randn(2, 16, 12, 11)
+    with torch.no_grad():
+        ref = peer(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.faithful("neighborhood")
 @pytest.mark.parametrize("h,w,k,d", [(9, 11, 5, 1), (13, 11, 3, 2), (10, 9, 3, 3), (5, 4, 7, 1), (9, 6, 3, 4)])
 def test_neighborhood_module_equals_explicit_loop(h, w, k, d):
     """The whole module (qkv, rpb, proj) against a per-query loop with NATTEN's window / bias-start rules,

@@ -125,7 +125,7 @@ class BiLevelRoutingAttention(AttnModule):
     Args:
         channels: C.
         n_win: regions per axis (BiFormer: 7).
-        topk: routed regions per region (BiFormer: 1, 4, 16, 49 by stage; 4 by default).
+        topk: routed regions per region (BiFormer: 1, 4, 16 in stages 1-3; 4 by default).
         heads: attention heads (a divisor of C).
         qkv_bias: bias of the qkv Linear (official: True).
         kernel_size: kernel of the LCE depthwise conv (odd; BiFormer's ``side_dwconv=5``).

@@ -39,15 +39,16 @@ import time
 import warnings
 
 import torch
-import torch.nn as nn
 import torch.utils.benchmark as tb
+from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 warnings.filterwarnings("ignore")
 
-import attnzoo  # noqa: E402
-from _common import child_peak_bytes, machine_line, report_peak  # noqa: E402
-from attnzoo.local.neighborhood import neighborhood_attention  # noqa: E402
+from _common import child_peak_bytes, machine_line, report_peak
+
+import attnzoo
+from attnzoo.local.neighborhood import neighborhood_attention
 
 torch.set_num_threads(2)
 B, C = 2, 64
@@ -238,7 +239,7 @@ def check_equal(comp: str, cases: dict) -> str:
         m, x = cases[n]
         with torch.no_grad():
             y = m.eval()(x)
-        outs.append(y.permute(0, 1, 4, 2, 3, 5) if n == "na_attn_natten" else y)
+        outs.append(y.permute(0, 3, 1, 2, 4) if n == "na_attn_natten" else y)
     return f"max |Δ| = {max((o - outs[0]).abs().max().item() for o in outs[1:]):.1e}"
 
 
@@ -321,8 +322,8 @@ def main() -> None:
         child(spec)
         return
     lines = ["## Sparse and deformable local attention (neighborhood, bra, deformable_attention, dcnv2)", "", machine_line(), "",
-             "Times are medians of interleaved samples; ratios are attnzoo / the peer in the last row of each table "
-             "(below 1 = attnzoo faster), wall time first, process CPU time second.", ""]
+             ("Times are medians of interleaved samples; ratios are attnzoo / the peer in the last row of each table "
+              "(below 1 = attnzoo faster), wall time first, process CPU time second."), ""]
     only = args.only.split(",")
     for comp in COMPARISONS:
         if comp in only:

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from reference.biformer import bra_official, full_attention
 from reference.dat import dat_ref
 from reference.dcn import dcnv2_ref, deform_conv2d_ref
-from reference.nat import nat_ref, neighborhood_attention_ref
+from reference.nat import nat_ref
+from torch import nn
 
 import attnzoo
-from attnzoo.local import BiLevelRoutingAttention, DeformableAttention, ModulatedDeformConv, NeighborhoodAttention
+from attnzoo.local import (
+    BiLevelRoutingAttention,
+    DeformableAttention,
+    ModulatedDeformConv,
+    NeighborhoodAttention,
+)
 from attnzoo.local.dcnv2 import deform_conv2d_pure
 from attnzoo.local.neighborhood import neighborhood_attention
 

@@ -25,7 +25,7 @@ def bilinear(img: torch.Tensor, y: float, x: float) -> torch.Tensor:
 
 @torch.no_grad()
 def deform_conv2d_ref(x, offset, weight, bias=None, stride=1, padding=0, dilation=1, mask=None) -> torch.Tensor:
-    b, c, h, w = x.shape
+    b, c = x.shape[:2]
     o, _, kh, kw = weight.shape
     ho, wo = offset.shape[2:]
     groups = offset.shape[1] // (2 * kh * kw)

@@ -67,7 +67,7 @@ def neighborhood_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 @torch.no_grad()
 def nat_ref(m, x: torch.Tensor) -> torch.Tensor:
     """The whole ``NeighborhoodAttention`` module: qkv Linear, per-head neighbourhood attention, proj Linear."""
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     t = x.permute(0, 2, 3, 1)
     qkv = torch.nn.functional.linear(t, m.qkv.weight, m.qkv.bias).reshape(b, h, w, 3, m.heads, m.dim_head)
     q, k, v = (qkv[:, :, :, i].permute(0, 3, 1, 2, 4) for i in range(3))

@@ -13,11 +13,19 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import record
-from ..layers import AttnModule, check_arg, check_choice, check_nchw, fx_leaf, non_negative_int, positive_int
+from ..layers import (
+    AttnModule,
+    check_arg,
+    check_choice,
+    check_nchw,
+    fx_leaf,
+    non_negative_int,
+    positive_int,
+)
 from ..registry import register
 
 _TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: `import attnzoo` stays light
@@ -27,12 +35,12 @@ def _tv_deform_conv2d() -> object:
     if not _TV:
         try:
             from torchvision.ops import deform_conv2d
-        except Exception:  # pragma: no cover - torchvision missing or broken
+        except Exception:  # noqa: BLE001  # pragma: no cover - torchvision missing or broken (any import error)
             deform_conv2d = None
         _TV.append(deform_conv2d)
     return _TV[0]
 
-__all__ = ["ModulatedDeformConv", "deform_conv2d_pure", "conv_out_size"]
+__all__ = ["ModulatedDeformConv", "conv_out_size", "deform_conv2d_pure"]
 
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -84,9 +92,7 @@ def _plain_eager() -> bool:
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
         return False
     compiler = getattr(torch, "compiler", None)
-    if compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)()):
-        return False
-    return True
+    return not (compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)()))
 
 
 @fx_leaf
@@ -100,7 +106,7 @@ def _check_size(x: torch.Tensor, kernel: int, stride: int, padding: int, dilatio
     return x
 
 
-def _output_shape(m: "ModulatedDeformConv", x: torch.Tensor) -> tuple[int, int, int, int]:
+def _output_shape(m: ModulatedDeformConv, x: torch.Tensor) -> tuple[int, int, int, int]:
     k, s, p, d = m.kernel_size, m.stride, m.padding, m.dilation
     return (x.shape[0], m.out_channels, conv_out_size(x.shape[2], k, s, p, d), conv_out_size(x.shape[3], k, s, p, d))
 

@@ -11,11 +11,20 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import capture_target
-from ..layers import AttnModule, attention, check_arg, check_dropout, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_dropout,
+    check_nchw,
+    fx_leaf,
+    odd_kernel,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["DeformableAttention", "reference_points"]

@@ -11,13 +11,22 @@ one ``index_select`` each (O(N·k²) memory and time, never N×N), and the atten
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import capture_target
-from ..layers import AttnModule, attention, check_arg, check_dropout, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_dropout,
+    check_nchw,
+    fx_leaf,
+    odd_kernel,
+    positive_int,
+)
 from ..registry import register
 
-__all__ = ["NeighborhoodAttention", "neighborhood_indices", "neighborhood_attention"]
+__all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
 
 
 def neighborhood_indices(length: int, kernel: int, dilation: int, device: torch.device | None = None

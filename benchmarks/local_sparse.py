@@ -132,7 +132,7 @@ def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     if case.startswith("sweep:"):
         _, name, s = case.split(":")
-        kw = {"heads": 2}
+        kw = {} if name == "dcnv2" else {"heads": 2}
         if name == "global_attention":
             kw["dim_head"] = 32
         if name.startswith("deformable_attention"):
@@ -158,13 +158,14 @@ def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
         peer.load_state_dict(ours.state_dict())
         return NattenModule(peer), x
     if case.startswith("dcn_"):
-        ours = randomize(attnzoo.create("dcnv2", C, backend="pure" if case == "dcn_pure" else "auto"), 0.05)
+        ours = randomize(attnzoo.create("dcnv2", C, backend={"dcn_pure": "pure", "dcn_tvop": "torchvision"}.get(case, "auto")), 0.05)
         return (TorchvisionDCN(ours) if case == "dcn_tv" else ours), x
     if case.startswith("dat_"):
         x = torch.randn(B, C, 28, 28, generator=g)
         if case == "dat_ea":
             return randomize(EADAT(28)), x
-        kw = {"heads": 4, "groups": 2, "stride": 1, "kernel_size": 5, "position_bias": case == "dat_ours"}
+        bias = {"dat_ours": "table", "dat_cpb": "log_cpb", "dat_nobias": None}[case]
+        kw = {"heads": 4, "groups": 2, "stride": 1, "kernel_size": 5, "position_bias": bias}
         return randomize(attnzoo.create("deformable_attention", C, **kw)), x
     if case.startswith("bra_"):
         ours = randomize(attnzoo.create("bra", C, heads=2))
@@ -219,13 +220,13 @@ def time_interleaved(cases: dict[str, tuple[nn.Module, torch.Tensor]], backward:
 COMPARISONS = {
     "na_attn": ("neighborhood: attention only vs natten.functional.na2d (2×2 heads×56×56×32, k 7)", ["na_attn_ours", "na_attn_natten"]),
     "na": ("neighborhood: module vs natten.NeighborhoodAttention2D (2×64×56×56, k 7, 2 heads, no rpb)", ["na_ours", "na_natten"]),
-    "dcn": ("dcnv2 vs torchvision deform_conv2d + offset conv (2×64×56×56, 3×3)", ["dcn_auto", "dcn_pure", "dcn_tv"]),
-    "dat": ("deformable_attention vs External-Attention DAttentionBaseline (2×64×28×28, 4 heads, 2 groups, stride 1)", ["dat_ours", "dat_nobias", "dat_ea"]),
+    "dcn": ("dcnv2 vs torchvision deform_conv2d + offset conv (2×64×56×56, 3×3)", ["dcn_auto", "dcn_tvop", "dcn_tv"]),
+    "dat": ("deformable_attention vs External-Attention DAttentionBaseline (2×64×28×28, 4 heads, 2 groups, stride 1)", ["dat_ours", "dat_cpb", "dat_nobias", "dat_ea"]),
     "bra": ("bra vs the official BiFormer computation (torch.gather) (2×64×56×56, n_win 7, topk 4, 2 heads)", ["bra_ours", "bra_official"]),
 }
 LABELS = {"na_attn_ours": "attnzoo", "na_attn_natten": "NATTEN", "na_ours": "attnzoo", "na_natten": "NATTEN",
-          "dcn_auto": "attnzoo (torchvision op)", "dcn_pure": "attnzoo pure path", "dcn_tv": "torchvision",
-          "dat_ours": "attnzoo (log-CPB)", "dat_nobias": "attnzoo (no bias)", "dat_ea": "External-Attention",
+          "dcn_auto": "attnzoo (default on CPU: pure path)", "dcn_tvop": "attnzoo backend='torchvision'", "dcn_tv": "torchvision",
+          "dat_ours": "attnzoo (table, default)", "dat_cpb": "attnzoo (log-CPB)", "dat_nobias": "attnzoo (no bias)", "dat_ea": "External-Attention",
           "bra_ours": "attnzoo", "bra_official": "official (gather)"}
 
 
@@ -325,9 +326,16 @@ def main() -> None:
              ("Times are medians of interleaved samples; ratios are attnzoo / the peer in the last row of each table "
               "(below 1 = attnzoo faster), wall time first, process CPU time second."), ""]
     only = args.only.split(",")
+
+    def flush() -> None:
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write("\n".join(lines) + "\n")
+
     for comp in COMPARISONS:
         if comp in only:
             lines += compare(comp, args.repeats)
+            flush()
     if "sweep" in only:
         rows, data = sweep(max(3, args.repeats - 2))
         lines += rows
@@ -335,9 +343,7 @@ def main() -> None:
             plot(data, args.plot)
             with open(args.plot.replace(".png", ".json"), "w") as f:
                 json.dump({n: {str(s): v for s, v in d.items()} for n, d in data.items()}, f, indent=1)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    flush()
 
 
 if __name__ == "__main__":

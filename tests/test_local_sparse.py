@@ -182,10 +182,11 @@ def test_bra_defaults_and_errors():
 
 
 @pytest.mark.faithful("deformable_attention")
+@pytest.mark.parametrize("bias", ["table", "log_cpb"])
 @pytest.mark.parametrize("h,w,stride,groups,factor", [(7, 6, 2, 2, 2.0), (5, 5, 1, 1, 3.0), (6, 7, 3, 2, -1.0), (1, 2, 2, 1, 2.0)])
-def test_dat_equals_explicit_reference(h, w, stride, groups, factor):
-    m = randomize(DeformableAttention(8, heads=4, groups=groups, stride=stride, kernel_size=3,
-                                      offset_range_factor=factor).to(D), scale=0.5).eval()
+def test_dat_equals_explicit_reference(h, w, stride, groups, factor, bias):
+    m = randomize(DeformableAttention(8, heads=4, groups=groups, stride=stride, kernel_size=3, table_size=4,
+                                      offset_range_factor=factor, position_bias=bias).to(D), scale=0.5).eval()
     x = rand(2, 8, h, w)
     with torch.no_grad():
         torch.testing.assert_close(m(x), dat_ref(m, x))
@@ -193,10 +194,11 @@ def test_dat_equals_explicit_reference(h, w, stride, groups, factor):
 
 @pytest.mark.faithful("deformable_attention")
 @pytest.mark.parametrize("stride", [1, 2])
-def test_dat_zero_offsets_attend_the_pooled_grid(stride):
+@pytest.mark.parametrize("bias", ["table", "log_cpb"])
+def test_dat_zero_offsets_attend_the_pooled_grid(stride, bias):
     """Zero offsets: keys/values come from the stride-pooled map (cell centres; for stride 2 the bilinear sample
     at a 2×2 cell centre is the 2×2 average), i.e. plain attention over avg_pool2d(x, stride)."""
-    m = randomize(DeformableAttention(8, heads=2, stride=stride, kernel_size=3).to(D)).eval()
+    m = randomize(DeformableAttention(8, heads=2, stride=stride, kernel_size=3, position_bias=bias).to(D)).eval()
     with torch.no_grad():
         m.offset_proj.weight.zero_()
     x = rand(2, 8, 6, 8)
@@ -207,7 +209,7 @@ def test_dat_zero_offsets_attend_the_pooled_grid(stride):
     pos = torch.stack(torch.meshgrid(cy, cx, indexing="ij"), -1).reshape(1, hk * wk, 2).expand(2, -1, -1)
     with torch.no_grad():
         torch.testing.assert_close(m(x), dat_ref(m, x, pos=pos, sampled=pooled.flatten(2)))
-    plain = DeformableAttention(8, heads=2, stride=stride, position_bias=False).to(D).eval()
+    plain = DeformableAttention(8, heads=2, stride=stride, position_bias=None).to(D).eval()
     randomize(plain)
     with torch.no_grad():
         plain.offset_proj.weight.zero_()
@@ -223,10 +225,13 @@ def test_dat_zero_offsets_attend_the_pooled_grid(stride):
 def test_dat_defaults_and_errors():
     m = DeformableAttention(64)
     assert (m.heads, m.groups, m.offset_range_factor, m.stride, m.kernel_size) == (8, 1, 2.0, 1, 5)
-    assert m.conv_offset.groups == 64 and m.offset_proj.bias is None and m.rpe is not None
+    assert m.conv_offset.groups == 64 and m.offset_proj.bias is None and m.rpe is None
+    assert m.position_bias == "table" and m.rpe_table.shape == (8, 27, 27) and 0 < m.rpe_table.std() < 0.03
     x = torch.randn(1, 64, 9, 9)
     assert m(x).shape == x.shape
-    for kwargs in ({"heads": 3}, {"groups": 3}, {"stride": 0}, {"kernel_size": 4}, {"offset_range_factor": float("nan")}):
+    assert DeformableAttention(16, heads=4, position_bias="log_cpb").rpe is not None
+    for kwargs in ({"heads": 3}, {"groups": 3}, {"stride": 0}, {"kernel_size": 4}, {"offset_range_factor": float("nan")},
+                   {"position_bias": True}, {"table_size": 0}):
         with pytest.raises(ValueError, match="DeformableAttention"):
             DeformableAttention(16, **{"heads": 4, **kwargs})
 
@@ -237,7 +242,7 @@ def test_dat_defaults_and_errors():
 
 
 @pytest.mark.faithful("dcnv2")
-@pytest.mark.parametrize("backend", ["auto", "pure"])
+@pytest.mark.parametrize("backend", ["torchvision", "pure"])
 @pytest.mark.parametrize("kwargs", [{}, {"stride": 2, "out_channels": 6}, {"dilation": 2, "deform_groups": 2}, {"kernel_size": 5, "padding": 1}])
 def test_dcnv2_at_init_is_half_conv_plus_bias(backend, kwargs):
     m = ModulatedDeformConv(8, backend=backend, **kwargs).to(D).eval()
@@ -252,7 +257,7 @@ def test_dcnv2_at_init_is_half_conv_plus_bias(backend, kwargs):
 @pytest.mark.parametrize("kwargs", [{}, {"stride": 2, "deform_groups": 2}, {"dilation": 2, "out_channels": 4}])
 def test_dcnv2_equals_torchvision_and_explicit_loop(kwargs):
     tv = pytest.importorskip("torchvision.ops")
-    m = randomize(ModulatedDeformConv(8, **kwargs).to(D), scale=1.0).eval()
+    m = randomize(ModulatedDeformConv(8, backend="torchvision", **kwargs).to(D), scale=1.0).eval()
     x = rand(2, 8, 7, 6)
     with torch.no_grad():
         om = m.conv_offset(x)
@@ -279,7 +284,7 @@ def test_dcnv2_random_offsets_explicit_loop_outside_the_map():
 
 
 def test_dcnv2_paths_dispatch():
-    """Eager 'auto' calls torchvision; traced / exported graphs contain only the pure path."""
+    """'torchvision' calls the op in eager, 'auto' not on CPU; traced / exported graphs contain only the pure path."""
     pytest.importorskip("torchvision")
     from attnzoo.local import dcnv2
 
@@ -288,10 +293,14 @@ def test_dcnv2_paths_dispatch():
     real = dcnv2._TV[0]
     dcnv2._TV[0] = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
-        m = randomize(ModulatedDeformConv(4)).eval()
+        m = randomize(ModulatedDeformConv(4, backend="torchvision")).eval()
         x = torch.randn(1, 4, 6, 5)
         ref = m(x)
         assert calls == [1]
+        auto = ModulatedDeformConv(4).eval()
+        auto.load_state_dict(m.state_dict())
+        torch.testing.assert_close(auto(x), ref, atol=1e-5, rtol=1e-4)
+        assert calls == [1]  # CPU: the pure path
         traced = torch.jit.trace(m, x, check_trace=False)
         assert "torchvision" not in str(traced.inlined_graph)
         ep = torch.export.export(m, (x,))

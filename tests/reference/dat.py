@@ -1,6 +1,7 @@
 """Deformable attention (DAT) written out from the paper: the offset network read from the module's layers,
 reference points and sampling positions computed per point, bilinear sampling by hand (zero outside, pixel
-centres at integers), DAT++'s log-spaced continuous position bias per (query, sample) pair, explicit softmax.
+centres at integers), the position bias per (query, sample) pair (DAT's table read by hand-made bilinear
+interpolation, or DAT++'s log-spaced MLP), explicit softmax.
 Takes a ``DeformableAttention`` and reads its weights."""
 
 from __future__ import annotations
@@ -60,6 +61,22 @@ def dat_ref(m, x: torch.Tensor, pos: torch.Tensor | None = None, sampled: torch.
     qh = q.reshape(b, heads, d, h * w)
     kh, vh = k.reshape(b, heads, d, ns), v.reshape(b, heads, d, ns)
     logits = torch.einsum("bhdm,bhdn->bhmn", qh, kh) * d**-0.5
+    if getattr(m, "rpe_table", None) is not None:  # DAT: bilinear read of the table at Δ/2 (align_corners=True)
+        gy = [(2 * i + 1) / h - 1 for i in range(h)]
+        gx = [(2 * j + 1) / w - 1 for j in range(w)]
+        side = m.rpe_table.shape[-1]
+        bias = torch.zeros(b, heads, h * w, ns, dtype=x.dtype)
+        for n in range(b):
+            for gi in range(g):
+                table = m.rpe_table[gi * hg:(gi + 1) * hg]
+                for qi in range(h * w):
+                    for p in range(ns):
+                        py = (2 * float(pos[n * g + gi, p, 0]) + 1) / h - 1
+                        px = (2 * float(pos[n * g + gi, p, 1]) + 1) / w - 1
+                        ty = ((gy[qi // w] - py) * 0.5 + 1) / 2 * (side - 1)
+                        tx = ((gx[qi % w] - px) * 0.5 + 1) / 2 * (side - 1)
+                        bias[n, gi * hg:(gi + 1) * hg, qi, p] = bilinear(table, ty, tx)
+        logits = logits + bias
     if m.rpe is not None:
         gy = torch.tensor([(2 * i + 1) / h - 1 for i in range(h)], dtype=x.dtype)
         gx = torch.tensor([(2 * j + 1) / w - 1 for j in range(w)], dtype=x.dtype)

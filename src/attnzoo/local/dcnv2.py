@@ -4,8 +4,9 @@ https://arxiv.org/abs/1811.11168.
 Modulated deformable convolution: every kernel tap samples the input at its regular position plus a learned
 offset (bilinear interpolation, zero outside) and multiplies the sample by a learned modulation scalar in
 (0, 1); offsets and modulation come from a plain convolution on the input, zero-initialised.  Two equal paths:
-torchvision's ``deform_conv2d`` (compiled, eager only) and a pure-PyTorch path (one ``grid_sample`` of all
-taps + one matmul) used under tracing / export / compile, which exports to ONNX (``GridSample``, opset ≥ 16).
+torchvision's ``deform_conv2d`` (compiled, eager only; used on CUDA) and a pure-PyTorch path (one ``grid_sample``
+of all taps + one matmul; used on CPU, where it is faster, and under tracing / export / compile), which exports
+to ONNX (``GridSample``, opset ≥ 16).
 """
 
 from __future__ import annotations
@@ -130,10 +131,12 @@ class ModulatedDeformConv(AttnModule):
     zero-initialised as the official code: at init Δp = 0, Δm = 0.5, so y = 0.5·conv(x, W) + b.  Main weight
     uniform(±1/√(C·k²)) and zero bias (official init).  Sampling is bilinear with zeros outside the map.
 
-    ``backend="auto"`` runs torchvision's ``deform_conv2d`` in plain eager mode (when torchvision is installed)
-    and the pure-PyTorch path under ``torch.jit.trace``, FX, ``torch.export``, ``torch.compile`` and ONNX export
-    (torchvision's op has no ONNX symbolic); ``"torchvision"`` / ``"pure"`` force one.  Both give the same
-    result (tested).  See docs/provenance/dcnv2.md.
+    ``backend="auto"`` runs torchvision's ``deform_conv2d`` on CUDA tensors in plain eager mode (when
+    torchvision is installed) and the pure-PyTorch path otherwise: on CPU the pure path is the faster one
+    (0.5× forward, 0.2× forward+backward of torchvision's CPU kernel at 2×64×56×56, at up to 1.9× its peak
+    memory; benchmarks/results/local_sparse.md), and it is the path under ``torch.jit.trace``, FX,
+    ``torch.export``, ``torch.compile`` and ONNX export (torchvision's op has no ONNX symbolic).
+    ``"torchvision"`` uses the op in every eager call, ``"pure"`` never.  Both give the same result (tested).  See docs/provenance/dcnv2.md.
 
     Args:
         channels: C.
@@ -200,7 +203,10 @@ def _deform(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: t
             stride: int, padding: int, dilation: int, backend: str) -> torch.Tensor:
     dt = x.dtype
     s, p, d = (stride, stride), (padding, padding), (dilation, dilation)
-    fast = backend == "torchvision" or (backend == "auto" and _plain_eager() and _tv_deform_conv2d() is not None)
+    if backend == "auto":  # torchvision's op only where it is the faster one: CUDA (on CPU the pure path is)
+        fast = x.is_cuda and _plain_eager() and _tv_deform_conv2d() is not None
+    else:  # "torchvision" in eager; traced / exported graphs take the pure path (the op cannot be exported)
+        fast = backend == "torchvision" and _plain_eager()
     if fast:
         b = None if bias is None else bias.to(dt)
         return _TV[0](x, offset.to(dt), weight.to(dt), b, stride=s, padding=p, dilation=d, mask=mask.to(dt))

@@ -19,6 +19,7 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
+    check_choice,
     check_dropout,
     check_nchw,
     fx_leaf,
@@ -84,14 +85,16 @@ class DeformableAttention(AttnModule):
     LayerNorm → GELU → 1×1 conv to 2 channels (shared by the groups, as the official code); reference points p
     are the centres of the stride×stride cells (⌈H/s⌉×⌈W/s⌉); x̃ = bilinear ``grid_sample`` of x at p + Δp with
     Δp = ``offset_range_factor``·s/2·tanh(·) pixels; k = W_k x̃, v = W_v x̃; per head
-    ``softmax(q kᵀ · d^-0.5 + φ(q_pos − p − Δp)) v``, output 1×1 conv.  φ is DAT++'s log-spaced continuous
-    position bias (Linear(2, 32) → ReLU → Linear(32, heads per group) on sign(Δ)·log2(1+|4Δ|)/3 of the
-    normalised displacement), so no table is tied to a resolution.  No norm or residual inside.
+    ``softmax(q kᵀ · d^-0.5 + φ(q_pos − p − Δp)) v``, output 1×1 conv.  φ is a continuous function of the
+    normalised query–sample displacement, never tied to the input resolution: ``"table"`` (DAT) reads a
+    (2T−1)×(2T−1) table per head by bilinear interpolation at Δ/2; ``"log_cpb"`` (DAT++) is Linear(2, 32) → ReLU
+    → Linear(32, heads per group) on sign(4Δ)·log2(1+|4Δ|)/3.  No norm or residual inside.
 
-    Differences from the official DAT (v1): its bias is a (2H−1)×(2W−1) table fixed at construction (here DAT++'s
-    continuous bias; ``position_bias=False`` drops it); reference points and offsets use pixel-centre coordinates
-    (``align_corners=False``) so they are defined for every size including 1 (the official normalisation divides
-    by H_k − 1).  Cost: the bias is O(N·N_k·32) memory; see docs/provenance/deformable_attention.md.
+    Differences from the official DAT (v1): its table has the construction size (2H−1)×(2W−1) of the input
+    (here a fixed ``table_size``, read the same way at any input size); reference points and offsets use
+    pixel-centre coordinates (``align_corners=False``) so they are defined for every size including 1 (the
+    official normalisation divides by H_k − 1).  Cost: O(N·N_k·heads) for the table, O(N·N_k·32) for log-CPB;
+    see docs/provenance/deformable_attention.md.
 
     Args:
         channels: C.
@@ -100,14 +103,16 @@ class DeformableAttention(AttnModule):
         offset_range_factor: amplitude of the offsets (official 2; a negative value = unbounded, positions clamped).
         stride: stride of the reference grid (N_k = ⌈H/s⌉·⌈W/s⌉; official 8, 4, 2, 1 by stage).
         kernel_size: odd kernel of the offset network's depthwise conv (official 9, 7, 5, 3 by stage).
-        position_bias: the continuous position bias (True).
+        position_bias: ``"table"`` (DAT, default), ``"log_cpb"`` (DAT++) or None.
+        table_size: T of the ``"table"`` bias ((2T−1)² entries per head; 14 = DAT's stage-3 size at 224²).
         attn_drop, proj_drop: dropout on the probabilities and after the output projection.
 
     Attention maps: ``"attn"`` B×heads×N×N_k.
     """
 
     def __init__(self, channels: int, heads: int = 8, groups: int = 1, offset_range_factor: float = 2.0, stride: int = 1,
-                 kernel_size: int = 5, position_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+                 kernel_size: int = 5, position_bias: str | None = "table", table_size: int = 14, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
@@ -119,12 +124,13 @@ class DeformableAttention(AttnModule):
         check_arg(ok, owner, "offset_range_factor", "a finite number (negative = unbounded offsets)", offset_range_factor)
         positive_int(stride, owner, "stride")
         odd_kernel(kernel_size, owner)
-        check_arg(isinstance(position_bias, bool), owner, "position_bias", "a bool", position_bias)
+        check_choice(position_bias, ("table", "log_cpb", None), owner, "position_bias")
+        positive_int(table_size, owner, "table_size")
         self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
         proj_drop = check_dropout(proj_drop, owner, "proj_drop")
         self.channels, self.heads, self.groups = channels, heads, groups
         self.offset_range_factor, self.stride, self.kernel_size = float(offset_range_factor), stride, kernel_size
-        self.position_bias = position_bias
+        self.position_bias, self.table_size = position_bias, table_size
         self.dim_head = channels // heads
         self.scale = self.dim_head**-0.5
         cg = channels // groups
@@ -136,10 +142,13 @@ class DeformableAttention(AttnModule):
         self.proj_v = nn.Conv2d(channels, channels, 1)
         self.proj_out = nn.Conv2d(channels, channels, 1)
         self.proj_drop = nn.Dropout(proj_drop)
-        if position_bias:
+        self.rpe = None
+        self.rpe_table = None
+        if position_bias == "table":  # DAT: a (2T-1)² table per head, read by bilinear interpolation
+            self.rpe_table = nn.Parameter(torch.zeros(heads, 2 * table_size - 1, 2 * table_size - 1))
+            nn.init.trunc_normal_(self.rpe_table, std=0.01, a=-2.0, b=2.0)
+        elif position_bias == "log_cpb":  # DAT++: an MLP of the log-spaced displacement
             self.rpe = nn.Sequential(nn.Linear(2, 32), nn.ReLU(inplace=True), nn.Linear(32, heads // groups, bias=False))
-        else:
-            self.rpe = None
 
     def offsets(self, q: torch.Tensor) -> torch.Tensor:
         """Raw offsets (B·G)×2×Hk×Wk from the queries B×C×H×W."""
@@ -151,11 +160,22 @@ class DeformableAttention(AttnModule):
     def bias(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Continuous position bias B×heads×N×Ns of the queries of x and the sampling positions pos.
 
-        φ(Δ) = W₂·ReLU(W₁·f(Δ) + b₁) with f(Δ) = sign(4Δ)·log2(1 + |4Δ|)/3 per coordinate.  The first layer is
+        ``"table"``: bilinear interpolation of a (2T−1)×(2T−1) table per head at Δ/2 (normalised displacement,
+        DAT).  ``"log_cpb"``: φ(Δ) = W₂·ReLU(W₁·f(Δ) + b₁) with f(Δ) = sign(4Δ)·log2(1 + |4Δ|)/3 per coordinate.  The first layer is
         evaluated per axis (rows × samples and columns × samples) and broadcast-added, which is exactly W₁·f(Δ)
         + b₁ without the N×Ns×2 displacement tensor or a K=2 matmul."""
         b, _, h, w = x.shape
         g, ns = self.groups, pos.shape[1] * pos.shape[2]
+        if self.rpe_table is not None:  # bilinear read of the table at the displacement / 2 (in [-1, 1])
+            qy, qx = _query_axes(x)
+            p = pos.reshape(b * g, 1, 1, ns, 2).to(self.rpe_table.dtype)
+            dy = (qy.to(p.dtype)[None, :, None, None] - p[..., 0]) * 0.5  # (B·G)×H×1×Ns
+            dx = (qx.to(p.dtype)[None, None, :, None] - p[..., 1]) * 0.5  # (B·G)×1×W×Ns
+            grid = torch.stack((dx.expand(b * g, h, w, ns), dy.expand(b * g, h, w, ns)), dim=-1).reshape(b * g, h * w, ns, 2)
+            side = self.rpe_table.shape[-1]
+            table = self.rpe_table.reshape(1, self.heads, side, side).expand(b, -1, -1, -1).reshape(b * g, self.heads // g, side, side)
+            out = F.grid_sample(table, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B·G)×hg×N×Ns
+            return out.reshape(b, self.heads, h * w, ns)
         lin1, lin2 = self.rpe[0], self.rpe[2]
         dt = lin1.weight.dtype
         qy, qx = _query_axes(x)
@@ -187,7 +207,7 @@ class DeformableAttention(AttnModule):
         kh = self.proj_k(sampled).permute(0, 2, 3, 1).reshape(b, ns, heads, d).transpose(1, 2)
         vh = self.proj_v(sampled).permute(0, 2, 3, 1).reshape(b, ns, heads, d).transpose(1, 2)
         bias = None
-        if self.rpe is not None:
+        if self.position_bias is not None:
             bias = self.bias(x, pos).to(qh.dtype)
         out = attention(qh, kh, vh, mask=bias, scale=self.scale, dropout_p=self.attn_drop if self.training else 0.0,
                         module=capture_target(self), key="attn")

@@ -35,7 +35,7 @@ _TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: 
 def _tv_deform_conv2d() -> object:
     if not _TV:
         try:
-            from torchvision.ops import deform_conv2d
+            from torchvision.ops import deform_conv2d  # type: ignore[import-untyped]
         except Exception:  # noqa: BLE001  # pragma: no cover - torchvision missing or broken (any import error)
             deform_conv2d = None
         _TV.append(deform_conv2d)
@@ -181,7 +181,8 @@ class ModulatedDeformConv(AttnModule):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         nn.init.zeros_(self.conv_offset.weight)
-        nn.init.zeros_(self.conv_offset.bias)
+        if self.conv_offset.bias is not None:
+            nn.init.zeros_(self.conv_offset.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

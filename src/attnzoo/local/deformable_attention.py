@@ -9,6 +9,7 @@ of the continuous query–sample displacement (no table tied to a resolution), s
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -142,8 +143,8 @@ class DeformableAttention(AttnModule):
         self.proj_v = nn.Conv2d(channels, channels, 1)
         self.proj_out = nn.Conv2d(channels, channels, 1)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.rpe = None
-        self.rpe_table = None
+        self.rpe: nn.Sequential | None = None
+        self.rpe_table: nn.Parameter | None = None
         if position_bias == "table":  # DAT: a (2T-1)² table per head, read by bilinear interpolation
             self.rpe_table = nn.Parameter(torch.zeros(heads, 2 * table_size - 1, 2 * table_size - 1))
             nn.init.trunc_normal_(self.rpe_table, std=0.01, a=-2.0, b=2.0)
@@ -176,7 +177,7 @@ class DeformableAttention(AttnModule):
             table = self.rpe_table.reshape(1, self.heads, side, side).expand(b, -1, -1, -1).reshape(b * g, self.heads // g, side, side)
             out = F.grid_sample(table, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B·G)×hg×N×Ns
             return out.reshape(b, self.heads, h * w, ns)
-        lin1, lin2 = self.rpe[0], self.rpe[2]
+        lin1, lin2 = cast(nn.Linear, cast(nn.Sequential, self.rpe)[0]), cast(nn.Linear, cast(nn.Sequential, self.rpe)[2])
         dt = lin1.weight.dtype
         qy, qx = _query_axes(x)
         p = pos.reshape(b * g, 1, ns, 2).to(dt)

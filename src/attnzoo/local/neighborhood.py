@@ -1,0 +1,166 @@
+"""Neighborhood Attention Transformer (Hassani, Walton, Li, Li, Shi; CVPR 2023), https://arxiv.org/abs/2204.07143,
+and Dilated Neighborhood Attention Transformer (Hassani, Shi; arXiv 2022), https://arxiv.org/abs/2209.15001.
+
+Each query attends to the ``kernel_size``² keys of its (dilated) neighbourhood; at the borders the window is
+shifted inwards so that every query keeps exactly kernel² neighbours (NAT's definition, NATTEN's indexing).
+Pure PyTorch: the neighbour indices of each axis are built once per forward, keys and values are gathered with
+one ``index_select`` each (O(N·k²) memory and time, never N×N), and the attention runs through
+``attnzoo.layers.attention`` (fused SDPA, one query per row, k² keys).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..capture import capture_target
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_dropout,
+    check_nchw,
+    fx_leaf,
+    odd_kernel,
+    positive_int,
+)
+from ..registry import register
+
+__all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
+
+
+def neighborhood_indices(length: int, kernel: int, dilation: int, device: torch.device | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neighbour indices along one axis: ``(idx, rel)``, both ``length × k'`` (int64).
+
+    ``idx[i, t]`` is the position of the t-th neighbour of query i; ``rel[i, t]`` its index into a relative
+    position table of size 2·kernel − 1 (offset in dilated steps + kernel − 1).  Queries are split by
+    ``i mod dilation`` into interleaved groups; inside a group the window of ``kernel`` group members starts at
+    ``clamp(j − kernel // 2, 0, L_g − kernel)`` (shifted inwards at the borders, NAT / NATTEN).
+
+    Axes shorter than ``kernel · dilation``: the dilation drops to ``max(1, length // kernel)``; axes shorter
+    than ``kernel`` use every position (k' = length), so the window shrinks to the input.
+    """
+    if length < kernel * dilation:
+        dilation = max(1, length // kernel)
+    k = min(kernel, length)
+    i = torch.arange(length, device=device)
+    g = i % dilation
+    j = i // dilation
+    group_len = (length - g + dilation - 1) // dilation
+    start = torch.minimum((j - kernel // 2).clamp(min=0), group_len - k)
+    pos = start[:, None] + torch.arange(k, device=device)[None, :]  # neighbour index inside the group
+    idx = g[:, None] + pos * dilation
+    rel = pos - j[:, None] + (kernel - 1)
+    return idx, rel
+
+
+@fx_leaf
+def neighborhood_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kernel: int,
+    dilation: int,
+    bias_table: torch.Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    module: nn.Module | None = None,
+) -> torch.Tensor:
+    """Neighbourhood attention: q, k, v B×heads×H×W×d (any strides) → B×heads×H×W×d.
+
+    ``bias_table``: heads×(2·kernel−1)×(2·kernel−1) relative position bias (NAT's rpb) or None.
+    Captured map (``module`` capturing): ``"attn"`` B×(heads·H·W)×1×k'² probabilities.
+    """
+    b, heads, h, w, d = q.shape
+    ridx, rrel = neighborhood_indices(h, kernel, dilation, q.device)
+    cidx, crel = neighborhood_indices(w, kernel, dilation, q.device)
+    kh, kw = ridx.shape[1], cidx.shape[1]
+    n, m = h * w, kh * kw
+    flat = (ridx[:, None, :, None] * w + cidx[None, :, None, :]).reshape(-1)  # H×W×kh×kw → N·m
+    q = q.reshape(b, heads * n, 1, d)
+    k = k.reshape(b, heads, n, d).index_select(2, flat).view(b, heads * n, m, d)
+    v = v.reshape(b, heads, n, d).index_select(2, flat).view(b, heads * n, m, d)
+    mask = None
+    if bias_table is not None:
+        side = bias_table.shape[-1]
+        rel = (rrel[:, None, :, None] * side + crel[None, :, None, :]).reshape(-1)
+        mask = bias_table.reshape(heads, side * side).index_select(1, rel).view(heads * n, 1, m).to(q.dtype)
+    out = attention(q, k, v, mask=mask, scale=scale, dropout_p=dropout_p, module=module, key="attn")
+    return out.view(b, heads, h, w, d)
+
+
+@register(
+    "neighborhood",
+    family="local",
+    paper="Neighborhood Attention Transformer (Hassani, Walton, Li, Li, Shi; CVPR 2023) / Dilated Neighborhood Attention Transformer (Hassani, Shi; arXiv 2022)",
+    url="https://arxiv.org/abs/2204.07143",
+    complexity="O(N·k²)",
+    summary="Each query attends to its k×k (dilated) neighbourhood, windows shifted inwards at borders; relative position bias.",
+    test_kwargs={"heads": 2, "kernel_size": 3},
+    maps=("attn",),
+)
+class NeighborhoodAttention(AttnModule):
+    """Neighborhood attention (NAT) / dilated neighborhood attention (DiNAT); B×C×H×W → B×C×H×W.
+
+    Per head: ``o_i = softmax(q_i K_{ρ(i)}ᵀ · d^-0.5 + B(i, ρ(i))) V_{ρ(i)}`` where ρ(i) is the k×k neighbourhood
+    of pixel i with dilation δ, shifted inwards at the borders so every query has exactly k² neighbours, and B
+    the relative position bias (a (2k−1)×(2k−1) table per head, NAT's ``rpb``, truncated-normal std 0.02).
+    qkv is one Linear (with bias, as NAT), heads concatenated, output Linear.  No norm and no residual inside.
+
+    Inputs smaller than the window: an axis shorter than k·δ uses dilation ``max(1, L // k)``, and one shorter
+    than k attends to the whole axis (the window shrinks to the input; NAT pads such inputs with zeros that
+    become attended tokens, NATTEN raises).  See docs/provenance/neighborhood.md.
+
+    Args:
+        channels: C.
+        kernel_size: odd window size k (NAT: 7).
+        dilation: δ ≥ 1 (DiNAT alternates 1 and a dilation that makes the window cover the map).
+        heads: attention heads.
+        dim_head: width per head; ``None`` = C // heads.
+        qkv_bias: bias in the qkv projection (NAT: True).
+        position_bias: the relative position bias table (NAT's ``rpb``; True).
+        attn_drop, proj_drop: dropout on the probabilities and after the output projection.
+
+    Attention maps: ``"attn"`` B×(heads·H·W)×1×k², each query's probabilities over its neighbours (row-major).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 7, dilation: int = 1, heads: int = 8, dim_head: int | None = None,
+                 qkv_bias: bool = True, position_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        owner = self.owner
+        positive_int(channels, owner, "channels")
+        odd_kernel(kernel_size, owner)
+        positive_int(dilation, owner, "dilation")
+        positive_int(heads, owner, "heads")
+        if dim_head is None:
+            check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads)
+            dim_head = channels // heads
+        positive_int(dim_head, owner, "dim_head")
+        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
+        check_arg(isinstance(position_bias, bool), owner, "position_bias", "a bool", position_bias)
+        self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
+        proj_drop = check_dropout(proj_drop, owner, "proj_drop")
+        self.channels, self.kernel_size, self.dilation = channels, kernel_size, dilation
+        self.heads, self.dim_head, self.qkv_bias, self.position_bias = heads, dim_head, qkv_bias, position_bias
+        inner = heads * dim_head
+        self.scale = dim_head**-0.5
+        self.qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
+        if position_bias:
+            self.rpb = nn.Parameter(torch.zeros(heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
+            nn.init.trunc_normal_(self.rpb, std=0.02, a=-2.0, b=2.0)
+        else:
+            self.register_parameter("rpb", None)
+        self.proj = nn.Linear(inner, channels)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        b, _, h, w = x.shape
+        qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
+        # B×H×W×3×heads×d → 3 × (B×heads×H×W×d) views
+        q, k, v = qkv.view(b, h, w, 3, self.heads, self.dim_head).permute(3, 0, 4, 1, 2, 5).unbind(0)
+        out = neighborhood_attention(q, k, v, self.kernel_size, self.dilation, self.rpb, self.scale,
+                                     self.attn_drop if self.training else 0.0, capture_target(self))
+        out = out.permute(0, 2, 3, 1, 4).reshape(b, h, w, self.heads * self.dim_head)
+        return self.proj_drop(self.proj(out)).permute(0, 3, 1, 2)

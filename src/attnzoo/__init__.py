@@ -27,8 +27,12 @@ from .fusion import (
     WeightedFusion,
 )
 from .local import (
+    BiLevelRoutingAttention,
+    DeformableAttention,
     LocalWindowAttention,
+    ModulatedDeformConv,
     MultipoleAttention,
+    NeighborhoodAttention,
     OutlookAttention,
 )
 from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
@@ -102,6 +106,7 @@ __all__ = [
     "AttentionalFeatureFusion",
     "AxialAttention",
     "BiFPN",
+    "BiLevelRoutingAttention",
     "CARAFE",
     "CBAM",
     "CBAMChannelGate",
@@ -115,6 +120,7 @@ __all__ = [
     "DANetAttention",
     "DANetChannelAttention",
     "DANetPositionAttention",
+    "DeformableAttention",
     "DilatedInception",
     "DoubleAttention",
     "DySample",
@@ -131,8 +137,10 @@ __all__ = [
     "LargeSelectiveKernel",
     "LargeSeparableKernelAttention",
     "LocalWindowAttention",
+    "ModulatedDeformConv",
     "MultiHeadSelfAttention",
     "MultipoleAttention",
+    "NeighborhoodAttention",
     "NonLocalBlock",
     "OutlookAttention",
     "PathAggregationNetwork",

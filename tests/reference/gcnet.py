@@ -23,7 +23,7 @@ def _transform(t, c: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def gc_block(module, x: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     out = torch.empty_like(x)
     for i in range(b):
         xi = x[i]

@@ -12,15 +12,15 @@ from .se import SqueezeExcite
 from .sk import SelectiveKernel
 
 __all__ = [
-    "SqueezeExcite",
-    "EfficientChannelAttention",
-    "SelectiveKernel",
-    "CoordinateAttention",
-    "eca_kernel_size",
-    "GlobalContextBlock",
-    "EffectiveSqueezeExcite",
-    "GatherExcite",
-    "MultiSpectralAttention",
-    "GatedChannelTransform",
     "SCSE",
+    "CoordinateAttention",
+    "EffectiveSqueezeExcite",
+    "EfficientChannelAttention",
+    "GatedChannelTransform",
+    "GatherExcite",
+    "GlobalContextBlock",
+    "MultiSpectralAttention",
+    "SelectiveKernel",
+    "SqueezeExcite",
+    "eca_kernel_size",
 ]

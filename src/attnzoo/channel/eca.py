@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
+from ..functional.gating import spatial_mean
 from ..layers import Gate, odd_kernel, positive_int, positive_number
 from ..registry import register
 
@@ -60,5 +61,5 @@ class EfficientChannelAttention(Gate):
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
         b, k = x.shape[0], self.kernel_size
-        y = F.conv1d(x.mean((2, 3)).view(b, 1, self.channels), self.conv.weight, padding=(k - 1) // 2)
+        y = F.conv1d(spatial_mean(x).view(b, 1, self.channels), self.conv.weight, padding=(k - 1) // 2)
         return torch.sigmoid(y).view(b, self.channels, 1, 1)

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
+from ..functional.gating import spatial_mean
 from ..layers import ActLayer, Gate, get_act, positive_int
 from ..registry import register
 
@@ -46,4 +47,4 @@ class EffectiveSqueezeExcite(Gate):
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
         # F.linear on the 1×1 conv's weights: the same product on the B×C vector, without a convolution call.
-        return self.gate(F.linear(x.mean((2, 3)), self.fc.weight.flatten(1), self.fc.bias))[:, :, None, None]
+        return self.gate(F.linear(spatial_mean(x), self.fc.weight.flatten(1), self.fc.bias))[:, :, None, None]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..layers import Gate, check_arg, fx_leaf, hidden_width
 from ..registry import register
 
-__all__ = ["MultiSpectralAttention", "fca_frequencies", "dct_basis"]
+__all__ = ["MultiSpectralAttention", "dct_basis", "fca_frequencies"]
 
 # The frequency orders of the paper's 7×7 ablation (Fig. 4; the official ``get_freq_indices``): (u, v) pairs.
 _ORDERS = {

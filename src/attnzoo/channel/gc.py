@@ -4,11 +4,22 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import record
-from ..layers import ActLayer, AttnModule, check_arg, check_choice, check_nchw, fx_leaf, get_act, hidden_width, softmax_fp32
+from ..functional.gating import spatial_mean
+from ..layers import (
+    ActLayer,
+    AttnModule,
+    check_arg,
+    check_choice,
+    check_nchw,
+    fx_leaf,
+    get_act,
+    hidden_width,
+    softmax_fp32,
+)
 from ..registry import register
 
 __all__ = ["GlobalContextBlock"]
@@ -111,7 +122,7 @@ class GlobalContextBlock(AttnModule):
     def context(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled context, B×C."""
         if self.conv_mask is None:
-            return x.mean((2, 3))
+            return spatial_mean(x)
         logits = F.conv2d(x, self.conv_mask.weight, self.conv_mask.bias)  # B×1×H×W
         attn = softmax_fp32(logits.flatten(1), 1).to(x.dtype)  # over the H·W positions
         record(self, "attn", attn.view_as(logits))

@@ -4,7 +4,7 @@ Paper: https://arxiv.org/abs/1909.11519"""
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..layers import Gate, check_arg, check_choice, positive_int
 from ..registry import register

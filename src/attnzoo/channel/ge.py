@@ -4,11 +4,20 @@ NeurIPS 2018).  Paper: https://arxiv.org/abs/1810.12348"""
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import record
-from ..layers import ActLayer, Gate, check_arg, check_nchw, fx_leaf, get_act, hidden_width
+from ..functional.gating import spatial_mean
+from ..layers import (
+    ActLayer,
+    Gate,
+    check_arg,
+    check_nchw,
+    fx_leaf,
+    get_act,
+    hidden_width,
+)
 from ..registry import register
 
 __all__ = ["GatherExcite"]
@@ -118,7 +127,7 @@ class GatherExcite(Gate):
             for layer in self.gather:
                 g = _bn(g, layer) if isinstance(layer, nn.BatchNorm2d) else layer(g)
         elif self.extent == 0:
-            g = x.mean((2, 3), keepdim=True)
+            g = spatial_mean(x)[:, :, None, None]
         else:
             e = self.extent
             g = F.avg_pool2d(x, 2 * e - 1, e, e - 1, count_include_pad=False)

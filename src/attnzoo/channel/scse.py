@@ -4,11 +4,19 @@ MICCAI 2018).  Paper: https://arxiv.org/abs/1803.02579"""
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import record
-from ..layers import ActLayer, AttnModule, check_choice, check_nchw, get_act, hidden_width
+from ..functional.gating import spatial_mean
+from ..layers import (
+    ActLayer,
+    AttnModule,
+    check_choice,
+    check_nchw,
+    get_act,
+    hidden_width,
+)
 from ..registry import register
 
 __all__ = ["SCSE"]
@@ -62,7 +70,7 @@ class SCSE(AttnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         fc1, act, fc2 = self.cSE[0], self.cSE[1], self.cSE[2]
-        h = act(F.linear(x.mean((2, 3)), fc1.weight.flatten(1), fc1.bias))
+        h = act(F.linear(spatial_mean(x), fc1.weight.flatten(1), fc1.bias))
         c = torch.sigmoid(F.linear(h, fc2.weight.flatten(1), fc2.bias))[:, :, None, None]
         conv = self.sSE[0]
         s = torch.sigmoid(F.conv2d(x, conv.weight, conv.bias))

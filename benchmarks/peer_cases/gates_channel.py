@@ -138,13 +138,23 @@ def _se_eca_rows(tag: str, shape: tuple[int, ...]) -> list[Comparison]:
         return p, a
 
     def before(a: nn.Module) -> tuple[nn.Module, nn.Module]:
-        """attnzoo before this change: the plain ``x.mean((2, 3))`` backward (forked child only)."""
+        """attnzoo before this change: autograd's own ``x.mean((2, 3))`` backward (forked child only) and, for
+        ``eca``, the ``F.conv1d`` over the channel axis."""
         from attnzoo.functional import gating
 
         gating.fused_autograd = lambda x: False
-        return copy.deepcopy(a), a
+        m = copy.deepcopy(a)
+        if type(a).__name__ == "EfficientChannelAttention":
+            def old_gate_map(x: torch.Tensor) -> torch.Tensor:
+                b, k = x.shape[0], m.kernel_size
+                y = nn.functional.conv1d(x.mean((2, 3)).view(b, 1, m.channels), m.conv.weight, padding=(k - 1) // 2)
+                return torch.sigmoid(y).view(b, m.channels, 1, 1)
 
-    note_before = "attnzoo with autograd's own mean backward (before functional/gating.spatial_mean): same math"
+            m.gate_map = old_gate_map
+        return m, a
+
+    note_before = ("attnzoo before this change (autograd's own mean backward; eca: F.conv1d over the channels): "
+                   "same math")
     inp = _input(shape)
     return [
         Comparison(f"se_{tag}", "se", f"{cfg}, hidden {hidden}", az("se", c, hidden_channels=hidden), inp,

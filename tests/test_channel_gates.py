@@ -81,8 +81,9 @@ def test_gc_attention_map_captured_and_sums_to_one():
     a = maps[""]["attn"]
     assert a.shape == (2, 1, 6, 7)
     torch.testing.assert_close(a.sum((1, 2, 3)), torch.ones(2))
-    with attnzoo.capture_attention(attnzoo.create("gc", 32, pooling="avg")) as maps2:
-        attnzoo.create("gc", 32, pooling="avg")(x)
+    avg = attnzoo.create("gc", 32, pooling="avg")
+    with attnzoo.capture_attention(avg) as maps2:
+        avg(x)
     assert "attn" not in maps2.get("", {})
 
 

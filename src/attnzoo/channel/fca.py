@@ -41,7 +41,7 @@ def dct_basis(freqs: list[int], size: int) -> torch.Tensor:
     return (scale * torch.cos(math.pi * f * i / size)).float()
 
 
-def _adaptive_pool_matrix(n: int, d: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+def _adaptive_pool_matrix(n: int, d: int, like: torch.Tensor) -> torch.Tensor:
     """``P`` (d×n) with ``P @ v`` = ``adaptive_avg_pool1d(v, d)``: bin i averages [⌊i·n/d⌋, ⌈(i+1)·n/d⌉)."""
     i = torch.arange(d, device=like.device)[:, None]
     j = torch.arange(n, device=like.device)[None, :]
@@ -115,6 +115,9 @@ class MultiSpectralAttention(Gate):
         self.register_buffer("basis_w", dct_basis([v for _, v in freqs], dct_size), persistent=False)
         self.fc1 = nn.Linear(channels, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, channels, bias=False)
+
+    basis_h: torch.Tensor
+    basis_w: torch.Tensor
 
     def dct_filters(self) -> torch.Tensor:
         """The official per-channel filters on the dct_size² grid, C×d×d (for inspection and tests)."""

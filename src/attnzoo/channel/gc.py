@@ -117,7 +117,7 @@ class GlobalContextBlock(AttnModule):
         for t in (self.mul, self.add):
             if t is not None:
                 nn.init.zeros_(t.conv2.weight)
-                nn.init.zeros_(t.conv2.bias)
+                nn.init.zeros_(t.conv2.bias)  # type: ignore[arg-type]
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled context, B×C."""

@@ -31,6 +31,16 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     return bn(x)
 
 
+class _ConvMlp(nn.Module):
+    """1×1 conv → act → 1×1 conv, both with bias (timm's ``ConvMlp`` names: ``fc1``, ``fc2``)."""
+
+    def __init__(self, channels: int, hidden: int, act: ActLayer, owner: str) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = get_act(act, owner)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+
 @fx_leaf
 def _check_feat_size(x: torch.Tensor, feat_size: tuple[int, int], owner: str) -> torch.Tensor:
     if not torch.jit.is_tracing() and tuple(x.shape[-2:]) != tuple(feat_size):
@@ -111,12 +121,7 @@ class GatherExcite(Gate):
                     self.gather.add_module(f"norm{i + 1}", nn.BatchNorm2d(channels))
                     if i != steps - 1:
                         self.gather.add_module(f"act{i + 1}", get_act(act, self.owner))
-        self.mlp: nn.Module | None = None
-        if use_mlp:
-            self.mlp = nn.Module()
-            self.mlp.fc1 = nn.Conv2d(channels, hidden, 1)
-            self.mlp.act = get_act(act, self.owner)
-            self.mlp.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.mlp = _ConvMlp(channels, hidden, act, self.owner) if use_mlp else None
 
     def gathered(self, x: torch.Tensor) -> torch.Tensor:
         """ξ_G(x) followed by the MLP: B×C×h×w (1×1 for the global extent)."""

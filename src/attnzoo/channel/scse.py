@@ -3,6 +3,8 @@ MICCAI 2018).  Paper: https://arxiv.org/abs/1803.02579"""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,10 +72,10 @@ class SCSE(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        fc1, act, fc2 = self.cSE[0], self.cSE[1], self.cSE[2]
+        fc1, act, fc2 = cast(nn.Conv2d, self.cSE[0]), self.cSE[1], cast(nn.Conv2d, self.cSE[2])
         h = act(F.linear(spatial_mean(x), fc1.weight.flatten(1), fc1.bias))
         c = torch.sigmoid(F.linear(h, fc2.weight.flatten(1), fc2.bias))[:, :, None, None]
-        conv = self.sSE[0]
+        conv = cast(nn.Conv2d, self.sSE[0])
         s = torch.sigmoid(F.conv2d(x, conv.weight, conv.bias))
         record(self, "channel_gate", c)
         record(self, "spatial_gate", s)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
+from ..functional.gating import spatial_mean
 from ..layers import ActLayer, Gate, get_act, hidden_width
 from ..registry import register
 
@@ -60,6 +61,6 @@ class SqueezeExcite(Gate):
         """The gate, B×C×1×1."""
         # The 1×1 convs act on one B×C vector: F.linear on their weights is the same product without the
         # convolution's per-call overhead (it dominated this gate's time on small maps).
-        s = x.mean((2, 3))
+        s = spatial_mean(x)
         h = self.act(F.linear(s, self.fc1.weight.flatten(1), self.fc1.bias))
         return self.gate(F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias))[:, :, None, None]

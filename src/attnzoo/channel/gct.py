@@ -1,0 +1,63 @@
+"""Gated Channel Transformation for Visual Recognition (Yang, Zhu, Wu, Yang; CVPR 2020).
+Paper: https://arxiv.org/abs/1909.11519"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import Gate, check_arg, check_choice, positive_int
+from ..registry import register
+
+__all__ = ["GatedChannelTransform"]
+
+
+@register(
+    "gct",
+    family="channel",
+    paper="Gated Channel Transformation for Visual Recognition (Yang et al.; CVPR 2020)",
+    url="https://arxiv.org/abs/1909.11519",
+    complexity="O(N)",
+    summary="Per-channel ℓ2 (or ℓ1) embedding · α, channel normalisation · γ, gate 1 + tanh(· + β).",
+    maps=("gate",),
+    identity_at_init=True,
+)
+class GatedChannelTransform(Gate):
+    """GCT gate; B×C×H×W → B×C×H×W.
+
+    ``s_c = α_c (‖x_c‖₂² + ε)^½`` (``mode="l1"``: ``α_c Σ|x_c|``),
+    ``ŝ_c = √C · s_c / (‖s‖₂² + ε)^½`` written as ``s_c / (mean_c s_c² + ε)^½`` (``"l1"``: ``s_c / (mean_c |s_c| + ε)``),
+    ``y = x · (1 + tanh(γ_c ŝ_c + β_c))``.  As the official code α = 1, γ = β = 0 at init (the block is the
+    identity) and ε = 1e-5.
+
+    Args:
+        channels: C.  mode: ``"l2"`` or ``"l1"``.  eps: ε.
+
+    Parameters ``alpha``, ``gamma``, ``beta`` of shape 1×C×1×1 (the official names and shapes).
+    Captured map: ``"gate"`` B×C×1×1.  See docs/provenance/gct.md.
+    """
+
+    def __init__(self, channels: int, mode: str = "l2", eps: float = 1e-5) -> None:
+        super().__init__()
+        positive_int(channels, self.owner, "channels")
+        check_choice(mode, ("l2", "l1"), self.owner, "mode")
+        ok = isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < float("inf")
+        check_arg(ok, self.owner, "eps", "a non-negative finite number", eps)
+        self.channels, self.mode, self.eps = channels, mode, float(eps)
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def gate_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate, B×C×1×1."""
+        alpha, gamma, beta = (p.flatten() for p in (self.alpha, self.gamma, self.beta))
+        if self.mode == "l2":
+            # vector_norm is one pass without the x² temporary (accumulating in float32 for half inputs);
+            # sqrt(n² + ε) is the official (Σx² + ε)^½
+            n = torch.linalg.vector_norm(x, 2, dim=(2, 3))
+            emb = (n * n + self.eps).sqrt() * alpha
+            norm = gamma * (emb.pow(2).mean(1, keepdim=True) + self.eps).rsqrt()
+        else:
+            emb = torch.linalg.vector_norm(x, 1, dim=(2, 3)) * alpha
+            norm = gamma / (emb.abs().mean(1, keepdim=True) + self.eps)
+        return (1.0 + torch.tanh(emb * norm + beta)).to(x.dtype)[:, :, None, None]

@@ -16,7 +16,7 @@ def _bn(t, bn):  # eval-mode (running statistics) BatchNorm, written out
 
 def bam(module, x: torch.Tensor, fusion: str = "add") -> torch.Tensor:
     """Eval-mode BAM."""
-    b, c, h, w = x.shape
+    _b, _c, h, w = x.shape
     pooled = x.sum((2, 3)) / (h * w)  # global average pool
     hid = F.relu(_bn(pooled @ module.channel_fc1.weight.T, module.channel_bn))
     mc = (hid @ module.channel_fc2.weight.T + module.channel_fc2.bias)[:, :, None, None].expand_as(x)

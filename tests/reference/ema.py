@@ -29,7 +29,7 @@ def ema(module, x: torch.Tensor) -> torch.Tensor:
 
 def ema_loops(module, x: torch.Tensor) -> torch.Tensor:
     """The same, one (sample, group) at a time with explicit sums (for small inputs)."""
-    b, c, h, w = x.shape
+    b, c, _h, _w = x.shape
     g = module.factor
     cg = c // g
     out = torch.empty_like(x)

@@ -8,7 +8,7 @@ import torch
 
 
 def shuffle_attention(module, x: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = x.shape
+    _b, c, _h, _w = x.shape
     g = module.groups
     cpg = c // g
     half = cpg // 2

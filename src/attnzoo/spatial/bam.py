@@ -6,11 +6,19 @@ Paper: https://arxiv.org/abs/1807.06514
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import is_capturing, record
-from ..layers import AttnModule, check_choice, check_nchw, fx_leaf, hidden_width, inplace_ok, positive_int
+from ..layers import (
+    AttnModule,
+    check_choice,
+    check_nchw,
+    fx_leaf,
+    hidden_width,
+    inplace_ok,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["BAM", "PooledBatchNorm1d"]

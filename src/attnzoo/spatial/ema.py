@@ -6,11 +6,18 @@ Paper: https://arxiv.org/abs/2305.13563
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import record
-from ..layers import AttnModule, check_arg, check_nchw, inplace_ok, positive_int, softmax_fp32
+from ..layers import (
+    AttnModule,
+    check_arg,
+    check_nchw,
+    inplace_ok,
+    positive_int,
+    softmax_fp32,
+)
 from ..registry import register
 
 __all__ = ["EfficientMultiScaleAttention"]

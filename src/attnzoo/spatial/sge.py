@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/1905.09646
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import record
 from ..layers import AttnModule, check_arg, check_nchw, group_norm_groups, positive_int

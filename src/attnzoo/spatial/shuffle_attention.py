@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/2102.00240
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..capture import is_capturing, record
 from ..layers import AttnModule, check_arg, check_nchw, inplace_ok, positive_int

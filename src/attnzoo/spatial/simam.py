@@ -8,7 +8,14 @@ from __future__ import annotations
 import torch
 
 from ..capture import is_capturing, record
-from ..layers import AttnModule, check_nchw, fx_leaf, inplace_ok, positive_int, positive_number
+from ..layers import (
+    AttnModule,
+    check_nchw,
+    fx_leaf,
+    inplace_ok,
+    positive_int,
+    positive_number,
+)
 from ..registry import register
 
 __all__ = ["SimAM", "spread_count"]

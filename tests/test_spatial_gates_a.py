@@ -100,6 +100,8 @@ def test_ema_rejects_groups_that_do_not_divide(channels, factor):
 
 
 def test_ema_batch1_train_fp16_and_deterministic():
+    one = attnzoo.create("ema", 8, factor=1).train()(x_input(8, 1, 1, b=1))  # a single value per norm group
+    assert torch.isfinite(one).all()
     m = randomize(attnzoo.create("ema", 64, factor=8), scale=0.5)
     x = x_input(64, 9, 6, b=1)
     y_train = m.train()(x)  # GroupNorm and the softmaxes never mix samples: batch 1 trains as any batch

@@ -23,6 +23,25 @@ from ..registry import register
 __all__ = ["EfficientMultiScaleAttention"]
 
 
+def _tap_sums(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """For a 3×3 conv with zero padding 1 on x (N×C×H×W): the sum of x over the input positions each tap (i, j)
+    reads across all output positions, N×C×3×3 (so that GAP(conv(x)) = Σ W·sums / (H·W) + b).
+
+    Tap row 0 never reads the last row, tap row 2 never the first (columns alike): the total minus the
+    excluded row and column sums plus the excluded corner (exact also for H or W = 1, where both are empty).
+    ``rows``/``cols``: x summed over W / over H."""
+    total = rows.sum(2)[:, :, None, None]
+    zero = torch.zeros_like(rows[:, :, 0])
+    row_out = torch.stack([rows[:, :, -1], zero, rows[:, :, 0]], 2)[:, :, :, None]
+    col_out = torch.stack([cols[:, :, -1], zero, cols[:, :, 0]], 2)[:, :, None, :]
+    corner = torch.stack([
+        torch.stack([x[:, :, -1, -1], zero, x[:, :, -1, 0]], 2),
+        torch.stack([zero, zero, zero], 2),
+        torch.stack([x[:, :, 0, -1], zero, x[:, :, 0, 0]], 2),
+    ], 2)
+    return total - row_out - col_out + corner
+
+
 @register(
     "ema",
     family="spatial",
@@ -40,10 +59,10 @@ class EfficientMultiScaleAttention(AttnModule):
     1×1 branch ``x1 = GN(g ⊙ σ(conv1x1(pool_h g)) ⊙ σ(conv1x1(pool_w g)))`` (GroupNorm with one channel per
     group), 3×3 branch ``x2 = conv3x3(g)``; cross-spatial weights
     ``a = softmax(GAP(x1))ᵀ x2 + softmax(GAP(x2))ᵀ x1`` (softmax over the C/G channels) and
-    ``y = g ⊙ σ(a)``.  Official defaults (``factor=32``); weights are named as the official ``EMA`` so its
+    ``y = g ⊙ σ(a)``.  x2 enters only through these two products, so it is never built: a one-output-channel
+    conv with the softmax-combined kernel, and GAP(x2) from border sums (same values, 1/(C/G) of the 3×3 conv).  Official defaults (``factor=32``); weights are named as the official ``EMA`` so its
     state dicts load.  GAP(x1) is the GroupNorm bias exactly (a normalised channel has mean 0), so it is read
-    from the bias; x1 itself is never built (its product with the softmax is folded into a matrix product with
-    the normalised map's statistics).  See docs/provenance/ema.md.
+    from the bias.  See docs/provenance/ema.md.
 
     Args:
         channels: input channels C, divisible by ``factor``.
@@ -70,23 +89,24 @@ class EfficientMultiScaleAttention(AttnModule):
         gx = x.reshape(b * g, cg, h, w)
         # 1×1 branch: the shared 1×1 conv on [pool_h; pool_w] acts on each position alone, so it is applied to
         # the two pooled strips separately (the official concatenates and splits them again).
-        wt, bias = self.conv1x1.weight[:, :, :, 0], self.conv1x1.bias
-        a_h = torch.sigmoid(F.conv1d(gx.mean(3), wt, bias))  # (BG, cg, H)
-        a_w = torch.sigmoid(F.conv1d(gx.mean(2), wt, bias))  # (BG, cg, W)
+        w1, b1 = self.conv1x1.weight[:, :, 0, 0], self.conv1x1.bias[:, None]
+        rows, cols = gx.sum(3), gx.sum(2)  # (BG, cg, H), (BG, cg, W)
+        a_h = torch.sigmoid(torch.matmul(w1, rows / w) + b1)
+        a_w = torch.sigmoid(torch.matmul(w1, cols / h) + b1)
         z = gx * a_h[:, :, :, None]
         z = z.mul_(a_w[:, :, None, :]) if inplace_ok() else z * a_w[:, :, None, :]
-        var, mu = torch.var_mean(z, dim=(2, 3), correction=0)  # GroupNorm statistics (one channel per group)
-        rstd = torch.rsqrt(var + self.gn.eps)
-        # 3×3 branch.
-        x2 = self.conv3x3(gx)
-        p1 = softmax_fp32(self.gn.bias, 0).to(x2.dtype)  # softmax(GAP(x1)) = softmax(GN bias), (cg,)
-        p2 = softmax_fp32(x2.mean((2, 3)), 1)  # softmax(GAP(x2)), (BG, cg)
-        # softmax(GAP(x2))ᵀ x1 = Σ_c p2_c (γ_c rstd_c (z_c − μ_c) + β_c) = aᵀ z + const.
-        coef = p2 * self.gn.weight * rstd
-        const = (p2 * (self.gn.bias - self.gn.weight * rstd * mu)).sum(1)
-        zf = z.flatten(2)
-        logits = torch.matmul(p1[None, None, :], x2.flatten(2)) + torch.matmul(coef[:, None, :].to(zf.dtype), zf)
-        dt = self.gn.weight.dtype  # the parameters' precision (float32 under autocast)
-        gate = torch.sigmoid(logits.to(dt) + const[:, None, None].to(dt)).to(x.dtype).view(b * g, 1, h, w)
+        x1 = torch.group_norm(z, cg, self.gn.weight, self.gn.bias, self.gn.eps)  # self.gn, one channel per group
+        # 3×3 branch x2 = conv3x3(g), needed only through softmax(GAP(x1))ᵀ x2 and GAP(x2):
+        # softmax(GAP(x1)) = softmax(GN bias) =: p1 is the same for every sample, so p1ᵀ x2 is one conv with the
+        # p1-combined kernel (1 output channel), and GAP(x2) is the kernel applied to the sums of g over the
+        # rows/columns each tap sees (zero padding), so the C/G-channel x2 is never built.
+        w3, b3 = self.conv3x3.weight, self.conv3x3.bias
+        p1 = softmax_fp32(self.gn.bias, 0).to(w3.dtype)  # (cg,)
+        wsum = torch.matmul(p1, w3.flatten(1)).view(1, cg, 3, 3)
+        mean2 = torch.matmul(_tap_sums(gx, rows, cols).flatten(1), w3.flatten(1).t()) / (h * w) + b3  # (BG, cg)
+        p2 = softmax_fp32(mean2, 1)  # softmax(GAP(x2))
+        logits = F.conv2d(gx, wsum, (p1 * b3).sum().view(1), padding=1).flatten(2)
+        logits = logits + torch.matmul(p2[:, None, :].to(x1.dtype), x1.flatten(2))
+        gate = torch.sigmoid(logits.to(self.gn.weight.dtype)).to(x.dtype).view(b * g, 1, h, w)
         record(self, "gate", gate.view(b, g, h, w))
         return (gx * gate).view(b, c, h, w)

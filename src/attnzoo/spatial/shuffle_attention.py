@@ -37,7 +37,7 @@ class ShuffleAttention(AttnModule):
     ``σ(c_w · GAP(x) + c_b)``, the spatial half by ``σ(s_w · GN(x) + s_b)`` (GroupNorm with one channel per
     group); the gated map is then channel-shuffled with 2 groups.  Official parameters and init
     (``cweight = sweight = 0``, ``cbias = sbias = 1``), named as the official ``sa_layer``.  Both halves are one
-    per-channel affine ``σ(a·x + b)`` of x (a = 0 on the channel half), computed in one pass.  See
+    one per-channel GroupNorm of x (weight 0 on the channel half, plus its pooled logit), then one sigmoid.  See
     docs/provenance/shuffle_attention.md.
 
     Args:
@@ -67,15 +67,17 @@ class ShuffleAttention(AttnModule):
         x = check_nchw(x, self.channels, self.owner)
         b, c, h, w = x.shape
         g, half = self.groups, self.channels // (2 * self.groups)
-        var, mu = torch.var_mean(x, dim=(2, 3), correction=0)  # (B, C)
-        var, mu = var.view(b, g, 2, half), mu.view(b, g, 2, half)
-        cw, cb = self.cweight.view(half), self.cbias.view(half)
-        sw, sb = self.sweight.view(half), self.sbias.view(half)
-        # Channel half: σ(cw·μ + cb), a constant per channel.  Spatial half: σ(sw·(γ(x − μ)/σ + β) + sb) = σ(a·x + b).
-        scale = sw * self.gn.weight * torch.rsqrt(var[:, :, 1] + self.gn.eps)
-        a = torch.stack([torch.zeros_like(scale), scale], dim=2).view(b, c, 1, 1)
-        off = torch.stack([cw * mu[:, :, 0] + cb, sw * self.gn.bias + sb - scale * mu[:, :, 1]], dim=2).view(b, c, 1, 1)
-        t = torch.addcmul(off, a, x).sigmoid_()
+        # Spatial half: σ(sw·(γ(x − μ)/σ + β) + sb) is a GroupNorm (one channel per group) with weight sw·γ and
+        # bias sw·β + sb.  Channel half: σ(cw·μ + cb), a per-sample constant: GroupNorm weight and bias 0, plus
+        # that logit.  One GroupNorm over all C channels, one add, one sigmoid.
+        zero = torch.zeros_like(self.cweight.view(half))
+        weight = torch.stack([zero, self.sweight.view(half) * self.gn.weight], 0).expand(g, 2, half).reshape(c)
+        bias = torch.stack([zero, self.sweight.view(half) * self.gn.bias + self.sbias.view(half)], 0)
+        bias = bias.expand(g, 2, half).reshape(c)
+        mu = x.view(b, g, 2, half, h * w)[:, :, 0].mean(3)  # (B, G, half): the channel half's GAP
+        logit_c = mu * self.cweight.view(half) + self.cbias.view(half)
+        off = torch.stack([logit_c, torch.zeros_like(logit_c)], 2).view(b, c, 1, 1)
+        t = torch.group_norm(x, self.channels, weight, bias, self.gn.eps).add_(off).sigmoid_()
         record(self, "gate", t)
         # Gate, then the channel shuffle with 2 groups: output channel 2m + k is gated channel k·C/2 + m.
         if inplace_ok() and not is_capturing(self):

@@ -31,6 +31,15 @@ def spread_count(x: torch.Tensor, dims: tuple[int, ...]) -> int:
     return max(m - 1, 1)
 
 
+@fx_leaf
+def _gn_constants(x: torch.Tensor, channels: int, lambda_: float) -> tuple[torch.Tensor, float]:
+    """GroupNorm weight (sqrt(n/m) / 2 per channel) and eps (λn/m) that turn a per-channel GroupNorm into
+    SimAM's ``(x − μ) / (2·sqrt(σ² + λ))``, with m = H·W and n = max(m − 1, 1)."""
+    m = x.shape[2] * x.shape[3]
+    n = max(m - 1, 1)
+    return torch.full((channels,), 0.5 * (n / m) ** 0.5, dtype=x.dtype, device=x.device), lambda_ * n / m
+
+
 @register(
     "simam",
     family="spatial",
@@ -62,11 +71,11 @@ class SimAM(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        n = spread_count(x, (2, 3))
-        var, mu = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)  # var = Σd / (H·W)
-        # d / (4(σ² + λ)) = (s·(x − μ))² with s = 1 / (2·sqrt(σ² + λ)), σ² = Σd / n.
-        s = torch.rsqrt(var * (x.shape[2] * x.shape[3] / n) + self.lambda_) * 0.5
-        t = torch.addcmul(-mu * s, x, s)  # s·(x − μ), one pass
+        # d / (4(σ² + λ)) = t² with t = (x − μ) / (2·sqrt(σ² + λ)), σ² = Σd / n.  With the biased variance
+        # v = Σd / m (m = H·W) of a per-channel GroupNorm: sqrt(v + λn/m) = sqrt(n/m)·sqrt(σ² + λ), so
+        # t = GN_{eps=λn/m}(x) · sqrt(n/m) / 2 (one fused statistics + normalisation pass).
+        weight, eps = _gn_constants(x, self.channels, self.lambda_)
+        t = torch.group_norm(x, self.channels, weight, None, eps)
         if inplace_ok() and not is_capturing(self):
             return t.square_().add_(0.5).sigmoid_().mul_(x)  # one buffer, in place
         gate = torch.addcmul(torch.full((), 0.5, dtype=t.dtype, device=t.device), t, t).sigmoid_()

@@ -35,11 +35,12 @@ def _pooled_batch_norm(v: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, w
 class PooledBatchNorm1d(nn.BatchNorm1d):
     """``BatchNorm1d`` on a pooled B×C vector that also trains at batch 1: a single sample has no batch statistics
     (PyTorch raises "Expected more than 1 value per channel"), so in training with B = 1 it normalises with the
-    running statistics and leaves them unchanged (as in eval); with B ≥ 2 it is ``nn.BatchNorm1d``."""
+    running statistics and leaves them unchanged (as in eval); with B ≥ 2 it is ``nn.BatchNorm1d`` with a fixed
+    ``momentum`` (``momentum=None``, the cumulative average, is not supported: it counts as 0)."""
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return _pooled_batch_norm(v, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                                  self.momentum, self.eps)
+        return _pooled_batch_norm(v, self.running_mean, self.running_var, self.weight, self.bias,  # type: ignore[arg-type]
+                                  self.training, self.momentum or 0.0, self.eps)
 
 
 @register(

@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/2305.13563
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,7 +91,7 @@ class EfficientMultiScaleAttention(AttnModule):
         gx = x.reshape(b * g, cg, h, w)
         # 1×1 branch: the shared 1×1 conv on [pool_h; pool_w] acts on each position alone, so it is applied to
         # the two pooled strips separately (the official concatenates and splits them again).
-        w1, b1 = self.conv1x1.weight[:, :, 0, 0], self.conv1x1.bias[:, None]
+        w1, b1 = self.conv1x1.weight[:, :, 0, 0], cast(torch.Tensor, self.conv1x1.bias)[:, None]
         rows, cols = gx.sum(3), gx.sum(2)  # (BG, cg, H), (BG, cg, W)
         a_h = torch.sigmoid(torch.matmul(w1, rows / w) + b1)
         a_w = torch.sigmoid(torch.matmul(w1, cols / h) + b1)
@@ -100,7 +102,7 @@ class EfficientMultiScaleAttention(AttnModule):
         # softmax(GAP(x1)) = softmax(GN bias) =: p1 is the same for every sample, so p1ᵀ x2 is one conv with the
         # p1-combined kernel (1 output channel), and GAP(x2) is the kernel applied to the sums of g over the
         # rows/columns each tap sees (zero padding), so the C/G-channel x2 is never built.
-        w3, b3 = self.conv3x3.weight, self.conv3x3.bias
+        w3, b3 = self.conv3x3.weight, cast(torch.Tensor, self.conv3x3.bias)
         p1 = softmax_fp32(self.gn.bias, 0).to(w3.dtype)  # (cg,)
         wsum = torch.matmul(p1, w3.flatten(1)).view(1, cg, 3, 3)
         mean2 = torch.matmul(_tap_sums(gx, rows, cols).flatten(1), w3.flatten(1).t()) / (h * w) + b3  # (BG, cg)

@@ -53,7 +53,7 @@ class ShuffleAttention(AttnModule):
         if groups is None:
             groups = default_groups(channels)
             check_arg(groups is not None, self.owner, "channels", "even (two halves per group)", channels)
-        positive_int(groups, self.owner, "groups")
+        groups = positive_int(groups, self.owner, "groups")
         check_arg(channels % (2 * groups) == 0, self.owner, "groups", f"a g with 2·g dividing channels={channels}", groups)
         self.groups = groups
         half = channels // (2 * groups)

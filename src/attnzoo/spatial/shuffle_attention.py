@@ -80,8 +80,10 @@ class ShuffleAttention(AttnModule):
         t = torch.group_norm(x, self.channels, weight, bias, self.gn.eps).add_(off).sigmoid_()
         record(self, "gate", t)
         # Gate, then the channel shuffle with 2 groups: output channel 2m + k is gated channel k·C/2 + m.
-        if inplace_ok() and not is_capturing(self):
-            y = t.mul_(x)
-        else:
-            y = x * t
-        return y.reshape(b, 2, c // 2, h * w).transpose(1, 2).reshape(b, c, h, w)
+        shuffled = (b, 2, c // 2, h * w)
+        if inplace_ok() and not is_capturing(self) and not torch.compiler.is_compiling() and isinstance(x, torch.Tensor):
+            # Eager, no autograd: write the product straight into the shuffled order (one buffer, one pass).
+            out = torch.empty((b, c // 2, 2, h * w), dtype=t.dtype, device=t.device)
+            torch.mul(t.reshape(shuffled).transpose(1, 2), x.reshape(shuffled).transpose(1, 2), out=out)
+            return out.view(b, c, h, w)
+        return (x * t).reshape(shuffled).transpose(1, 2).reshape(b, c, h, w)

@@ -84,7 +84,7 @@ class PolarizedSelfAttention(AttnModule):
         b, c, h, w = x.shape
         xf = x.flatten(2)  # B×C×N
         # Channel-only: W_v(x)·p = W_v (x·p) + b_v, since the softmax weights p sum to 1.
-        q = torch.matmul(self._mat(self.ch_wq), xf)  # B×1×N
+        q = torch.matmul(self._mat(self.ch_wq).expand(b, 1, c), xf)  # B×1×N (a batched product: no copy of x)
         p = softmax_fp32(self._add_bias(q, self.ch_wq), 2)  # softmax over the positions
         pooled = torch.matmul(xf, torch.cat([p.to(xf.dtype), torch.full_like(p, 1.0 / (h * w)).to(xf.dtype)], 1).transpose(1, 2))
         ctx, mean = pooled[..., 0], pooled[..., 1]  # B×C each: x·p and GAP(x)

@@ -6,8 +6,8 @@ Paper: https://arxiv.org/abs/1807.06521
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import record
 from ..layers import (

@@ -19,7 +19,7 @@ def ref_cgnl(m, x):
     outs = []
     for ts, ps, gs in zip(t.split(_c, 1), p.split(_c, 1), g.split(_c, 1)):
         tv, pv, gv = ts.reshape(b, 1, _c * h * w), ps.reshape(b, 1, _c * h * w), gs.reshape(b, _c * h * w, 1)
-        if m.kernel == "dot":
+        if m.kernel_type == "dot":
             att = torch.bmm(pv, gv)
             if m.use_scale:
                 att = att.div((_c * h * w) ** 0.5)

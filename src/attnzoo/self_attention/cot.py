@@ -21,6 +21,7 @@ from ..layers import (
     odd_kernel,
     positive_int,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["ContextualTransformer"]
@@ -62,6 +63,10 @@ class ContextualTransformer(AttnModule):
         factor: hidden width of the kernel generator is C / factor (official 2).
         reduction_factor: split-attention hidden width 2C / reduction_factor (official 4).
         min_attn_channels: floor of that width (official 32).
+
+    Batch 1 in train(): the BN of the split-attention MLP (on the pooled vector) sees one value per channel; it
+    then normalises with its running statistics and does not update them (``PooledBatchNorm2d``); the other
+    BNs see H·W values per channel and train as usual.
 
     Shapes: x B×C×H×W → B×C×H×W.  Captured maps: ``"kernels"`` B×G×k²×H×W (the dynamic kernels) and
     ``"radix"`` B×C×2 (the split-attention weights of K2 and K1).
@@ -109,7 +114,7 @@ class ContextualTransformer(AttnModule):
         attn_chs = max(c * self.radix // reduction_factor, min_attn_channels)
         self.se = nn.Sequential(
             nn.Conv2d(c, attn_chs, 1),
-            nn.BatchNorm2d(attn_chs),
+            PooledBatchNorm2d(attn_chs),  # batch 1 in training: running statistics, not updated
             nn.ReLU(inplace=True),
             nn.Conv2d(attn_chs, self.radix * c, 1),
         )

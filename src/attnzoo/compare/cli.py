@@ -36,15 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (split over torchrun processes)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default, scaled with the batch: sgd 0.1 per 128 images for cifar_resnet*, "
-                        "0.1 per 256 for torchvision/timm models; adamw 1e-3 per 256); warm-up then cosine decay")
+                   help="peak learning rate (default, scaled with the batch: sgd 0.1 per 128 images, adamw 1e-3 per 256); "
+                        "linear warm-up then cosine decay")
     p.add_argument("--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05 (not on biases/norms)")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
     p.add_argument("--warmup-epochs", type=float, default=None,
                    help="linear warm-up before the cosine decay, in epochs (fractions allowed; default: min(1, epochs/5))")
-    p.add_argument("--no-zero-init-residual", dest="zero_init_residual", action="store_false",
-                   help="keep the last BatchNorm of each residual block at weight 1 (default: 0, each block starts as "
-                        "the identity, torchvision's zero_init_residual)")
+    p.add_argument("--zero-init-residual", action="store_true",
+                   help="zero the last BatchNorm of each residual block, so that each block starts as the identity "
+                        "(torchvision's zero_init_residual; slower start in short runs)")
     p.add_argument("--clip-grad-norm", type=float, default=d.clip_grad_norm,
                    help="clip the gradient norm to this value (0: no clipping)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)

@@ -27,16 +27,16 @@ from typing import Any
 import pytest
 import torch
 from helpers import channels_for, expected_shapes, flatten, randomize
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
-import attnzoo
-from attnzoo.layouts import example_inputs
+pytest.importorskip("hypothesis")  # in the dev extra
+import torch.fx.experimental.symbolic_shapes  # noqa: E402,F401  (lazy sympy import now, not under the time limit)
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
-# Lazy imports (sympy, via the meta kernels) happen here, not under the time limit's signal.
-import torch.fx.experimental.symbolic_shapes  # noqa: E402,F401
+import attnzoo  # noqa: E402
+from attnzoo.layouts import example_inputs  # noqa: E402
 
-with torch.device("meta"):
+with torch.device("meta"):  # the meta kernels' lazy imports happen here, not under the time limit's signal
     torch.nn.Conv2d(2, 2, 3)(torch.randn(1, 2, 4, 4)).softmax(-1).amax((2, 3))
 
 NAMES = attnzoo.list_modules()

@@ -33,8 +33,8 @@ from .engine import (
     train_run,
     write_json,
 )
-from .models import build_model, check_model_name
 from .health import describe_flags
+from .models import build_model, check_model_name
 from .report import rich_table, summarise, verdict, write_reports
 
 __all__ = ["run_compare", "insert_module"]

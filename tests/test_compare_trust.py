@@ -64,7 +64,7 @@ def test_zero_init_residual_makes_blocks_identity():
 
     model, notes = build_model("cifar_resnet8", 10, 16, zero_init=True)
     assert notes["zero_init_residual"] == 3
-    assert all(float(b.bn2.weight.abs().sum()) == 0 for b in (model.layer1[0], model.layer2[0], model.layer3[0]))
+    assert all(float(b.bn2.weight.detach().abs().sum()) == 0 for b in (model.layer1[0], model.layer2[0], model.layer3[0]))
 
 
 BIG = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}

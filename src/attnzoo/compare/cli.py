@@ -42,9 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
     p.add_argument("--warmup-epochs", type=float, default=None,
                    help="linear warm-up before the cosine decay, in epochs (fractions allowed; default: min(1, epochs/5))")
-    p.add_argument("--zero-init-residual", action="store_true",
+    p.add_argument("--zero-init-residual", choices=("auto", "on", "off"), default="auto",
                    help="zero the last BatchNorm of each residual block, so that each block starts as the identity "
-                        "(torchvision's zero_init_residual; slower start in short runs)")
+                        "(torchvision's zero_init_residual); auto: on for networks with more than 16 residual blocks "
+                        "(ResNet-101/152, CIFAR ResNet-56/110: they blow up at the start otherwise)")
     p.add_argument("--clip-grad-norm", type=float, default=d.clip_grad_norm,
                    help="clip the gradient norm to this value (0: no clipping)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
@@ -80,7 +81,7 @@ def config_from_args(args: argparse.Namespace):
         momentum=args.momentum,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
-        zero_init_residual=args.zero_init_residual,
+        zero_init_residual={"auto": None, "on": True, "off": False}[args.zero_init_residual],
         clip_grad_norm=args.clip_grad_norm or None,
         amp=args.amp,
         device=args.device,

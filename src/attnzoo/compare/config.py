@@ -50,7 +50,7 @@ class CompareConfig:
     momentum: float = 0.9
     warmup_epochs: float | None = None
     label_smoothing: float = 0.0
-    zero_init_residual: bool = False
+    zero_init_residual: bool | None = None  # None: on for networks with more than 16 residual blocks
     clip_grad_norm: float | None = 5.0
     amp: bool | None = None
     device: str = "auto"

@@ -129,6 +129,13 @@ def _cifar_stem(model: nn.Module) -> None:
     model.maxpool = nn.Identity()
 
 
+def count_residual_blocks(model: nn.Module) -> int:
+    """Number of torchvision ``BasicBlock``/``Bottleneck`` blocks in ``model``."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return sum(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules())
+
+
 def zero_init_residual(model: nn.Module) -> int:
     """Zero the weight of the last BatchNorm of every torchvision ``BasicBlock``/``Bottleneck`` (``bn2``/``bn3``):
     each residual block starts as the identity (Goyal et al. 2017; torchvision's ``zero_init_residual``).
@@ -146,12 +153,13 @@ def zero_init_residual(model: nn.Module) -> int:
 
 def build_model(
     name: str, num_classes: int, image_size: int, stem: str = "auto", pretrained: str | Path | None = None,
-    zero_init: bool = False,
+    zero_init: bool | None = False,
 ) -> tuple[nn.Module, dict]:
     """Build the base network (no attention inserted yet); returns ``(model, notes)``.
 
     ``zero_init=True`` zeroes the last BatchNorm of every residual block (:func:`zero_init_residual`; timm
-    models keep timm's own default, ``zero_init_last``), before a ``pretrained`` checkpoint is loaded.
+    models keep timm's own default, ``zero_init_last``), before a ``pretrained`` checkpoint is loaded;
+    ``None`` does it for networks with more than 16 residual blocks (deeper ones blow up at the start otherwise).
 
     ``notes`` records what was adapted (``stem``) and, with ``pretrained``, which tensors were loaded/skipped.
     """
@@ -176,6 +184,8 @@ def build_model(
 
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         notes["stem"] = "timm default"
+    if zero_init is None and not notes["stem"].startswith("timm"):  # auto: the deep networks only
+        zero_init = count_residual_blocks(model) > 16
     if zero_init and not notes["stem"].startswith("timm"):
         notes["zero_init_residual"] = zero_init_residual(model)
     if pretrained is not None:

@@ -24,7 +24,24 @@ BAD_ARGS = [
     ("transformer_encoder", 16, {"heads": 2, "dim_feedforward": 0}, "TransformerEncoder"),  # named the layer class
     ("transformer_encoder", 16, {"heads": 2, "activation": "x"}, "TransformerEncoder"),
     ("transformer_encoder", 16, {"heads": 2, "dropout": 2.5}, "TransformerEncoder"),
+    ("outlook", 16, {"heads": 2, "qk_scale": "x"}, "OutlookAttention"),  # bare "'>' not supported" TypeError
+    ("self_attention_block", 16, {"attention": []}, "SelfAttentionBlock"),  # "unhashable type: 'list'"
 ]
+
+
+# modules whose output shape depends on a constructor argument: the registry's ``output_shape`` says so
+SHAPES = [
+    ("sk", 16, {"out_channels": 17}, (1, 16, 5, 7), (1, 17, 5, 7)),
+    ("sk", 16, {"stride": 2}, (2, 16, 5, 7), (2, 16, 3, 4)),
+    ("spatial_self_attention", 16, {"out_channels": 5}, (1, 16, 3, 2), (1, 5, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("name,channels,kwargs,shape,expected", SHAPES)
+def test_declared_output_shape(name, channels, kwargs, shape, expected):
+    m = attnzoo.create(name, channels, **kwargs).eval()
+    x = torch.randn(shape)
+    assert tuple(m(x).shape) == expected == tuple(attnzoo.info(name).output_shape(m, x))
 
 
 @pytest.mark.parametrize("name,channels,kwargs,owner", BAD_ARGS, ids=[f"{n}-{k}" for n, _, k, _ in BAD_ARGS])

@@ -26,6 +26,11 @@ from ..registry import register
 __all__ = ["SelectiveKernel"]
 
 
+def _sk_output_shape(module: "SelectiveKernel", x: torch.Tensor) -> tuple[int, int, int, int]:
+    s = module.stride
+    return (x.shape[0], module.out_channels, -(-x.shape[2] // s), -(-x.shape[3] // s))
+
+
 @register(
     "sk",
     family="channel",
@@ -34,6 +39,7 @@ __all__ = ["SelectiveKernel"]
     complexity="O(N)",
     summary="Branches with different receptive fields fused by a softmax over branches (per channel).",
     maps=("branch_weights",),
+    output_shape=_sk_output_shape,
 )
 class SelectiveKernel(AttnModule):
     """Selective Kernel convolution; B×C×H×W → B×C_out×⌈H/s⌉×⌈W/s⌉.

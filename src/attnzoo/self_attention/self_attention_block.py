@@ -82,7 +82,7 @@ class SelfAttentionBlock(AttnModule):
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
-        check_arg(attention in _BLOCK_ARGS, owner, "attention", "'standard', 'spatial' or 'efficient'", attention)
+        check_arg(isinstance(attention, str) and attention in _BLOCK_ARGS, owner, "attention", "'standard', 'spatial' or 'efficient'", attention)
         given = {
             "heads": heads, "reduction_ratio": reduction_ratio, "sr_ratio": sr_ratio, "reduction": reduction,
             "key_channels": key_channels, "value_channels": value_channels, "qkv_bias": qkv_bias,
@@ -95,8 +95,8 @@ class SelfAttentionBlock(AttnModule):
         try:
             self._build(channels, attention, heads, reduction_ratio, sr_ratio, reduction, key_channels,
                         value_channels, qkv_bias, dropout)
-        except ValueError as err:  # name the block, keep the inner module's precise message
-            raise ValueError(f"{owner}: {err}") from None
+        except (ValueError, TypeError) as err:  # name the block, keep the inner module's precise message
+            raise type(err)(f"{owner}: {err}") from None
 
     def _build(self, channels: int, attention: str, heads: int | None, reduction_ratio: int | None,
                sr_ratio: int | None, reduction: str | None, key_channels: int | None,

@@ -204,8 +204,10 @@ def test_cli_viz_checkpoints(image_file, tmp_path, monkeypatch):
     attnzoo.insert(model, "se", where=["layer4"])
     torch.save(model, tmp_path / "whole.pt")
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="--unsafe-load-pickle"):  # a whole pickled model runs code: refused by default
+        cli_main(["viz", "--module", "se", "--image", str(image_file), "--checkpoint", "whole.pt"])
     assert cli_main(["viz", "--module", "se", "--image", str(image_file), "--checkpoint", "whole.pt",
-                     "--size", "64", "--panel", "64"]) == 0
+                     "--unsafe-load-pickle", "--size", "64", "--panel", "64"]) == 0
     with Image.open(tmp_path / "photo-se-maps.png") as im:  # default output name; image + one gate
         assert im.size == (2 * 64, 64)
     # a state dict of resnet18 with eca inserted

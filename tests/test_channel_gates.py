@@ -8,16 +8,16 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+import attnzoo
+from attnzoo.channel.fca import FREQ_SELS
 from helpers import randomize
 from reference.fcanet import dct_filters as ref_dct_filters
 from reference.fcanet import fca as ref_fca
 from reference.fcanet import frequencies as ref_frequencies
 from reference.gcnet import gc_block as ref_gc
 from reference.gct import gct as ref_gct
-from torch import nn
-
-import attnzoo
-from attnzoo.channel.fca import FREQ_SELS
 
 timm_layers = pytest.importorskip("timm.layers")
 

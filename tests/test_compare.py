@@ -77,7 +77,7 @@ def check_outputs(out: Path, modules: list[str], seeds: list[int]) -> dict:
     rows = read_csv(out / "results.csv")
     assert [r["module"] for r in rows] == modules
     md = (out / "results.md").read_text()
-    assert "| module | top-1 (%)" in md and all(f"| {m}" in md for m in modules)
+    assert "| module | status | top-1 (%)" in md and all(f"| {m}" in md for m in modules)
     return res
 
 

@@ -131,6 +131,65 @@ def test_bfloat16_autocast(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_float16_autocast(name):
+    """float16 under CPU autocast is finite wherever bfloat16 is (SPEC 3.6): softmax/reductions kept in float32."""
+    with contract(name, "float16"):
+        m = ready(name)
+        args = inputs(name, size=(9, 7))
+        ref = flatten(m(*args))
+        with torch.autocast("cpu", dtype=torch.float16):
+            low = flatten(m(*args))
+        assert [tuple(t.shape) for t in low] == [tuple(t.shape) for t in ref]
+        for r, lo in zip(ref, low):
+            assert torch.isfinite(lo).all(), f"{name}: non-finite output under float16 autocast"
+            err = (lo.float() - r).abs().max().item()
+            assert err <= 0.05 * r.abs().max().item() + 0.02, f"{name}: fp16 error {err:.3g} vs scale {r.abs().max():.3g}"
+
+
+BARE_BN_ERROR = "Expected more than 1 value per channel"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_train_batch1(name):
+    """train() at batch 1 (SPEC 3.6): forward + backward work (a BN on a pooled vector then uses its running
+    statistics, documented), or a ValueError names the module and the remedy; never PyTorch's bare BN error."""
+    with contract(name, "train_batch1"):
+        m = ready(name, "train")
+        args = inputs(name, batch=1, size=(7, 9))
+        flat, rebuild = tensors_of(args)
+        flat = [t.requires_grad_() for t in flat]
+        try:
+            out = flatten(m(*rebuild(flat)))
+        except ValueError as err:
+            msg = str(err)
+            assert BARE_BN_ERROR not in msg, f"{name}: PyTorch's bare BatchNorm error at batch 1 in train(): {msg}"
+            assert type(m).__name__ in msg, f"{name}: the batch-1 error must name the module: {msg}"
+            return
+        assert [tuple(t.shape) for t in out] == expected_shapes(name, m, args)
+        assert all(torch.isfinite(t).all() for t in out), f"{name}: non-finite output at batch 1 in train()"
+        sum(t.sum() for t in out).backward()
+        assert any(t.grad is not None for t in flat) or any(p.grad is not None for p in m.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_algorithms(name):
+    """Forward and backward run under ``torch.use_deterministic_algorithms(True)`` (SPEC 3.6); the flag is restored."""
+    prev, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        with contract(name, "deterministic"):
+            torch.use_deterministic_algorithms(True)
+            m = ready(name, "train")
+            args = inputs(name, size=(7, 5))
+            flat, rebuild = tensors_of(args)
+            flat = [t.requires_grad_() for t in flat]
+            out = flatten(m(*rebuild(flat)))
+            sum(t.sum() for t in out).backward()
+            assert all(torch.isfinite(t).all() for t in out)
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=warn_only)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_float64(name):
     m = ready(name, dtype=torch.float64)
     out = flatten(m(*inputs(name, dtype=torch.float64)))

@@ -8,6 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+import attnzoo
+from attnzoo.fusion import AsymptoticFPN, BiFPN, WeightedFusion
+from attnzoo.resample import CARAFE, DySample, SPDConv
 from helpers import randomize
 from reference.aff import aff_reference
 from reference.afpn import afpn_reference
@@ -15,11 +20,6 @@ from reference.bifpn import bifpn_reference
 from reference.carafe import carafe_reference
 from reference.dysample import dysample_reference
 from reference.spd import spd_reference
-from torch import nn
-
-import attnzoo
-from attnzoo.fusion import AsymptoticFPN, BiFPN, WeightedFusion
-from attnzoo.resample import CARAFE, DySample, SPDConv
 
 
 def rand(*shape, seed=0, dtype=torch.float32):

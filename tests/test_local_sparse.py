@@ -12,10 +12,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from reference.biformer import bra_official, full_attention
-from reference.dat import dat_ref
-from reference.dcn import dcnv2_ref, deform_conv2d_ref
-from reference.nat import nat_ref
 from torch import nn
 
 import attnzoo
@@ -27,6 +23,10 @@ from attnzoo.local import (
 )
 from attnzoo.local.dcnv2 import deform_conv2d_pure
 from attnzoo.local.neighborhood import neighborhood_attention
+from reference.biformer import bra_official, full_attention
+from reference.dat import dat_ref
+from reference.dcn import dcnv2_ref, deform_conv2d_ref
+from reference.nat import nat_ref
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 D = torch.float64

@@ -10,13 +10,13 @@ import importlib
 
 import pytest
 import torch
-from helpers import randomize
-from reference import a2net, axial, ccnet, eanet, halonet
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import attnzoo
 from attnzoo.self_attention.external_attention import _external_attention
+from helpers import randomize
+from reference import a2net, axial, ccnet, eanet, halonet
 
 
 def rand(*shape, seed=0, dtype=torch.float64):

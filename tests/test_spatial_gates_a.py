@@ -9,6 +9,8 @@ import importlib
 
 import pytest
 import torch
+
+import attnzoo
 from helpers import randomize
 from reference.bam import bam as bam_ref
 from reference.ema import ema as ema_ref
@@ -18,8 +20,6 @@ from reference.psa import psa_loops
 from reference.sanet import shuffle_attention as sa_ref
 from reference.sge import sge as sge_ref
 from reference.simam import simam as simam_ref
-
-import attnzoo
 
 SIZES = [(1, 1), (1, 6), (7, 5), (13, 11)]
 

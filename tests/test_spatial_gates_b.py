@@ -9,16 +9,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+import attnzoo
+from attnzoo.spatial.lska import LSKA_KERNELS
 from helpers import randomize
 from reference import caa as ref_caa
 from reference import ela as ref_ela
 from reference import gam as ref_gam
 from reference import lsk as ref_lsk
 from reference import van as ref_van
-from torch import nn
-
-import attnzoo
-from attnzoo.spatial.lska import LSKA_KERNELS
 
 
 def x_input(c=16, h=11, w=9, b=2, seed=0, dtype=torch.float64):

@@ -262,8 +262,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="resnet18",
                    help="host network: a torchvision model name (resnet18, resnet50, ...) or timm:<name>")
     p.add_argument("--checkpoint", default=None,
-                   help="a torch.save'd whole model (used as is; trusted files only, it is unpickled) or a "
-                        "state_dict of --model with --module inserted")
+                   help="a state_dict of --model with --module inserted (e.g. model.pt of attnzoo compare), loaded "
+                        "as data with torch.load(weights_only=True); a whole pickled model needs --unsafe-load-pickle")
+    p.add_argument("--unsafe-load-pickle", action="store_true",
+                   help="allow --checkpoint to be a whole torch.save'd model: unpickling EXECUTES CODE from the file, "
+                        "use it only for files you made yourself or fully trust")
     p.add_argument("--size", type=int, default=224, help="resize the image to SIZE×SIZE for the network")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="module argument (Python literal), repeatable, e.g. --arg kernel_size=3")
@@ -300,16 +303,34 @@ def _host(model: str) -> torch.nn.Module:
         raise SystemExit(f"attnzoo viz: unknown --model {model!r}: {e}")
 
 
+def load_checkpoint(path: str | Path, unsafe_load_pickle: bool = False) -> Any:
+    """``torch.load`` a checkpoint as data (``weights_only=True``: tensors and plain containers, no code runs).
+
+    With ``unsafe_load_pickle=True`` any pickle is accepted, e.g. a whole ``torch.save``'d model: unpickling
+    executes code from the file, so only for trusted files.  A file that needs it raises ``SystemExit`` saying so.
+    """
+    if unsafe_load_pickle:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(
+            f"attnzoo viz: refusing to unpickle {str(path)!r}: it is not plain tensor data ({first}). Loading it would "
+            "execute code from the file; pass --unsafe-load-pickle only if you made it yourself or fully trust it, "
+            "or save a state_dict instead (torch.save(model.state_dict(), path))."
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import attnzoo
 
     from .integrations import insert
 
     name = args.module
-    if args.checkpoint is not None:
-        obj = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    else:
-        obj = None
+    obj = None if args.checkpoint is None else load_checkpoint(args.checkpoint, getattr(args, "unsafe_load_pickle", False))
     if isinstance(obj, torch.nn.Module):
         model = obj
     else:

@@ -40,6 +40,9 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.layouts import DEFAULT_SIZE, example_channels, example_inputs
 
+from .flops import count_flops
+from .flops import custom_flop_mapping as _custom_flop_mapping
+
 __all__ = ["measure_case", "measure_module", "Case", "peak_rss_extra", "count_flops", "preload"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -117,53 +120,7 @@ def peak_cuda_extra(fn: Callable[[], Any], device: torch.device) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- FLOPs
-def _flash_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _flash_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_backward_flop_count
-
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
-def _mv_flop(mat_shape, vec_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * mat_shape[0] * mat_shape[1]
-
-
-def _dot_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * a_shape[0]
-
-
-def _addmv_flop(self_shape, mat_shape, vec_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * mat_shape[0] * mat_shape[1]
-
-
-def _custom_flop_mapping() -> dict:
-    """Ops torch's counter does not know: matrix-vector products and the CPU flash-attention kernels."""
-    aten = torch.ops.aten
-    mapping = {aten.mv: _mv_flop, aten.dot: _dot_flop, aten.addmv: _addmv_flop}
-    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _flash_cpu_flop
-    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
-        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _flash_cpu_backward_flop
-    return mapping
-
-
-def count_flops(forward: Callable[[], Any], backward: Callable[[Any], None] | None = None) -> tuple[int, int | None]:
-    """(forward FLOPs, forward+backward FLOPs) of one call, counted with ``FlopCounterMode``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False, custom_mapping=_custom_flop_mapping()) as counter:
-        out = forward()
-        fwd = int(counter.get_total_flops())
-        total = None
-        if backward is not None:
-            backward(out)
-            total = int(counter.get_total_flops())
-    return fwd, total
+# One counter for bench and compare: attnzoo.bench.flops (count_flops, the CPU flash-attention kernels included).
 
 
 # -------------------------------------------------------------------------------------------------- timing

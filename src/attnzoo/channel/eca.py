@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..functional.gating import spatial_mean
-from ..layers import Gate, odd_kernel, positive_int, positive_number
+from ..layers import Gate, check_arg, odd_kernel, positive_int, positive_number
 from ..registry import register
 
 __all__ = ["EfficientChannelAttention", "eca_kernel_size"]
@@ -52,6 +52,8 @@ class EfficientChannelAttention(Gate):
         positive_int(channels, self.owner, "channels")
         if kernel_size is None:
             positive_number(gamma, self.owner, "gamma")
+            finite = isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta)
+            check_arg(finite, self.owner, "beta", "a finite number", beta)
             kernel_size = eca_kernel_size(channels, gamma, beta)
         odd_kernel(kernel_size, self.owner)
         self.channels = channels

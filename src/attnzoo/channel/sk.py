@@ -20,9 +20,15 @@ from ..layers import (
     positive_number,
     renamed_args,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["SelectiveKernel"]
+
+
+def _sk_output_shape(module: "SelectiveKernel", x: torch.Tensor) -> tuple[int, int, int, int]:
+    s = module.stride
+    return (x.shape[0], module.out_channels, -(-x.shape[2] // s), -(-x.shape[3] // s))
 
 
 @register(
@@ -33,6 +39,7 @@ __all__ = ["SelectiveKernel"]
     complexity="O(N)",
     summary="Branches with different receptive fields fused by a softmax over branches (per channel).",
     maps=("branch_weights",),
+    output_shape=_sk_output_shape,
 )
 class SelectiveKernel(AttnModule):
     """Selective Kernel convolution; B×C×H×W → B×C_out×⌈H/s⌉×⌈W/s⌉.
@@ -53,6 +60,10 @@ class SelectiveKernel(AttnModule):
         reduction: r in d = max(C_out / r, min_hidden).
         min_hidden: L in the same formula (formerly ``min_attn_channels``).
         keep_3x3: express kernels > 3 as dilated 3×3 convs (official).
+
+    Batch 1 in train(): the BN of the pooled vector ``z`` sees one value per channel; it then normalises with
+    its running statistics and does not update them (:class:`~attnzoo.layers.batchnorm.PooledBatchNorm2d`);
+    the branch BNs train as usual.
 
     Captured map: ``"branch_weights"`` B×M×C_out×1×1.
     """
@@ -93,7 +104,7 @@ class SelectiveKernel(AttnModule):
                                           dilation=dilation, groups=groups))
         attn = max(int(out_channels / reduction), min_hidden)
         self.fc_reduce = nn.Conv2d(out_channels, attn, 1, bias=False)
-        self.bn = nn.BatchNorm2d(attn)
+        self.bn = PooledBatchNorm2d(attn)  # batch 1 in training: running statistics, not updated
         self.act = nn.ReLU(inplace=True)
         self.fc_select = nn.Conv2d(attn, out_channels * self.num_paths, 1, bias=False)
 

@@ -35,10 +35,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma-separated list")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (split over torchrun processes)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sgd 0.1, adamw 1e-3); cosine decay")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default, scaled with the batch: sgd 0.1 per 128 images, adamw 1e-3 per 256); "
+                        "linear warm-up then cosine decay")
     p.add_argument("--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05 (not on biases/norms)")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="linear warm-up before the cosine decay")
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help="linear warm-up before the cosine decay, in epochs (fractions allowed; default: min(1, epochs/5))")
+    p.add_argument("--zero-init-residual", choices=("auto", "on", "off"), default="auto",
+                   help="zero the last BatchNorm of each residual block, so that each block starts as the identity "
+                        "(torchvision's zero_init_residual); auto: on for networks with more than 16 residual blocks "
+                        "(ResNet-101/152, CIFAR ResNet-56/110: they blow up at the start otherwise)")
+    p.add_argument("--clip-grad-norm", type=float, default=d.clip_grad_norm,
+                   help="clip the gradient norm to this value (0: no clipping)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on with CUDA)")
     p.add_argument("--no-amp", dest="amp", action="store_false")
@@ -72,6 +81,8 @@ def config_from_args(args: argparse.Namespace):
         momentum=args.momentum,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
+        zero_init_residual={"auto": None, "on": True, "off": False}[args.zero_init_residual],
+        clip_grad_norm=args.clip_grad_norm or None,
         amp=args.amp,
         device=args.device,
         workers=args.workers,

@@ -36,7 +36,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["DistContext", "setup_distributed", "RunSpec", "train_run", "count_flops", "atomic_write_text", "read_json"]
+from .health import run_flags
+
+__all__ = ["DistContext", "setup_distributed", "RunSpec", "train_run", "count_flops", "atomic_write_text", "read_json", "load_checkpoint"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -134,6 +136,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
+    """Load a checkpoint as data: ``torch.load(weights_only=True)`` (tensors and plain containers; never runs
+    code from the file).  Everything ``compare`` writes loads this way; any other pickle is refused."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"compare: refusing to load {str(path)!r}: it is not a checkpoint written by attnzoo compare (not plain "
+            f"tensor data: {first}); loading it would execute code from the file. Delete it to restart that run."
+        ) from None
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -147,17 +164,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def count_flops(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
-    """Forward FLOPs of one image (``torch.utils.flop_counter``; counts matmuls/convolutions/attention, 1 MAC = 2 FLOPs)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Forward FLOPs of one image, with the counter of ``attnzoo bench`` (:mod:`attnzoo.bench.flops`: matmuls,
+    convolutions and attention, the CPU flash-attention kernels included; 1 MAC = 2 FLOPs)."""
+    from ..bench.flops import model_flops
 
-    was_training = model.training
-    model.eval()
     p = next(model.parameters())
     x = torch.zeros(1, in_chans, image_size, image_size, device=p.device, dtype=p.dtype)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
-    return int(counter.get_total_flops())
+    return model_flops(model, x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,6 +189,7 @@ class RunSpec:
     params: int
     flops: int
     inserted: list[str]  # qualified names of the inserted modules
+    num_classes: int = 10  # for the health flags (chance level)
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -310,13 +324,14 @@ def train_run(
     sampler, train_loader, test_loader = _loaders(train, test, ctx, cfg, spec.seed, workers)
     steps = len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(cfg["epochs"] * steps, cfg["warmup_epochs"] * steps)
+        optimizer, _lr_lambda(cfg["epochs"] * steps, round(cfg.get("warmup_epochs", 0) * steps))
     )
+    clip = cfg.get("clip_grad_norm")
     amp_dtype, scaler = _amp_setup(ctx.device, amp)
     history: list[dict] = []
     start_epoch = 0
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=ctx.device, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, ctx.device)
         raw.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -330,7 +345,8 @@ def train_run(
     if hooks.start:
         hooks.start(spec, start_epoch, steps)
 
-    for epoch in range(start_epoch, cfg["epochs"]):
+    diverged = any(not math.isfinite(r["train_loss"]) for r in history)
+    for epoch in range(start_epoch, cfg["epochs"] if not diverged else start_epoch):
         t_epoch = time.perf_counter()
         _seed_all(_epoch_seed(spec.seed, epoch, ctx.rank))
         sampler.set_epoch(epoch)
@@ -348,23 +364,30 @@ def train_run(
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(raw.parameters(), clip)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(raw.parameters(), clip)
                 optimizer.step()
             scheduler.step()
-            loss_sum += float(loss.detach()) * y.numel()
+            step_loss = float(loss.detach())
+            loss_sum += step_loss * y.numel()
             correct += float((out.detach().argmax(1) == y).sum())
             seen += y.numel()
             if hooks.step:
                 hooks.step()
+            if not math.isfinite(step_loss) and not ctx.distributed:
+                break  # diverged: the rest of the run is pointless (flagged below); under DDP all ranks stop at the epoch end
         if ctx.device.type == "cuda":
             torch.cuda.synchronize(ctx.device)
         train_time = ctx.all_max(time.perf_counter() - t0)
         loss_sum, correct, seen = ctx.all_sum([loss_sum, correct, float(seen)])
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"compare: training diverged ({spec.module}, seed {spec.seed}, epoch {epoch + 1}): loss is {loss_sum}; lower --lr")
+        diverged = not math.isfinite(loss_sum)
         if ctx.distributed:  # evaluate every shard with rank 0's BatchNorm statistics (the ones that get saved)
             for b in raw.buffers():
                 dist.broadcast(b, 0)
@@ -398,6 +421,8 @@ def train_run(
         ctx.barrier()
         if hooks.epoch:
             hooks.epoch(row)
+        if diverged:
+            break  # flagged "diverged" in the result
 
     last = history[-1]
     speeds = sorted(r["train_img_per_s"] for r in history)
@@ -415,7 +440,10 @@ def train_run(
         "wall_time_s": sum(r["epoch_time_s"] for r in history),
         "epochs": len(history),
         "resumed_at_epoch": start_epoch or None,
+        "num_classes": spec.num_classes,
+        "flags": run_flags(history, last["test_acc"], spec.num_classes, diverged),
     }
+    result = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
     if ctx.is_main:
         atomic_torch_save(raw.state_dict(), run_dir / "model.pt")
         write_json(result_path, result)  # marks the run finished

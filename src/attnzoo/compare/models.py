@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-__all__ = ["build_model", "check_model_name", "known_models", "CifarResNet", "load_pretrained"]
+__all__ = ["build_model", "check_model_name", "known_models", "CifarResNet", "load_pretrained", "zero_init_residual"]
 
 _TV_RESNETS = (
     "resnet18",
@@ -129,10 +129,37 @@ def _cifar_stem(model: nn.Module) -> None:
     model.maxpool = nn.Identity()
 
 
+def count_residual_blocks(model: nn.Module) -> int:
+    """Number of torchvision ``BasicBlock``/``Bottleneck`` blocks in ``model``."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return sum(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules())
+
+
+def zero_init_residual(model: nn.Module) -> int:
+    """Zero the weight of the last BatchNorm of every torchvision ``BasicBlock``/``Bottleneck`` (``bn2``/``bn3``):
+    each residual block starts as the identity (Goyal et al. 2017; torchvision's ``zero_init_residual``).
+    Returns how many blocks were changed."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    n = 0
+    for m in model.modules():
+        bn = m.bn3 if isinstance(m, Bottleneck) else m.bn2 if isinstance(m, BasicBlock) else None
+        if isinstance(bn, nn.BatchNorm2d) and bn.weight is not None:
+            nn.init.zeros_(bn.weight)
+            n += 1
+    return n
+
+
 def build_model(
-    name: str, num_classes: int, image_size: int, stem: str = "auto", pretrained: str | Path | None = None
+    name: str, num_classes: int, image_size: int, stem: str = "auto", pretrained: str | Path | None = None,
+    zero_init: bool | None = False,
 ) -> tuple[nn.Module, dict]:
     """Build the base network (no attention inserted yet); returns ``(model, notes)``.
+
+    ``zero_init=True`` zeroes the last BatchNorm of every residual block (:func:`zero_init_residual`; timm
+    models keep timm's own default, ``zero_init_last``), before a ``pretrained`` checkpoint is loaded;
+    ``None`` does it for networks with more than 16 residual blocks (deeper ones blow up at the start otherwise).
 
     ``notes`` records what was adapted (``stem``) and, with ``pretrained``, which tensors were loaded/skipped.
     """
@@ -157,6 +184,10 @@ def build_model(
 
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         notes["stem"] = "timm default"
+    if zero_init is None and not notes["stem"].startswith("timm"):  # auto: the deep networks only
+        zero_init = count_residual_blocks(model) > 16
+    if zero_init and not notes["stem"].startswith("timm"):
+        notes["zero_init_residual"] = zero_init_residual(model)
     if pretrained is not None:
         notes["pretrained"] = load_pretrained(model, pretrained)
     return model, notes

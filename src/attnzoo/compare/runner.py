@@ -13,6 +13,7 @@ a complete one-seed comparison.  The summary files are rewritten after every fin
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ from .engine import (
     train_run,
     write_json,
 )
+from .health import describe_flags
 from .models import build_model, check_model_name
-from .report import rich_table, summarise, write_reports
+from .report import rich_table, summarise, verdict, write_reports
 
 __all__ = ["run_compare", "insert_module"]
 
@@ -49,7 +51,8 @@ def insert_module(model: nn.Module, module: str, where: list[str] | None = None)
 
 
 def _build(cfg: CompareConfig, module: str, num_classes: int, image_size: int) -> tuple[nn.Module, list[str], dict]:
-    model, notes = build_model(cfg.model, num_classes, image_size, stem=cfg.stem, pretrained=cfg.pretrained)
+    model, notes = build_model(cfg.model, num_classes, image_size, stem=cfg.stem, pretrained=cfg.pretrained,
+                               zero_init=cfg.zero_init_residual)
     model, inserted = insert_module(model, module, cfg.where)
     return model, inserted, notes
 
@@ -143,7 +146,8 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             _check_config(run_dir / "config.json", run_cfg, "run folder")
             params, flops, inserted = costs[module]
             specs.append(
-                RunSpec(module, seed, run_dir, run_cfg, _builder(cfg, module, bundle.num_classes, bundle.image_size), params, flops, inserted)
+                RunSpec(module, seed, run_dir, run_cfg, _builder(cfg, module, bundle.num_classes, bundle.image_size), params, flops, inserted,
+                        num_classes=bundle.num_classes)
             )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +158,8 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
     title = f"{cfg.model} on {bundle.name}: {cfg.epochs} epochs × {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
     if show:
         console.print(
-            f"[bold]attnzoo compare[/bold] {title}; {bundle.describe()}; {cfg.optimizer} lr {cfg.lr} wd {cfg.weight_decay}, "
+            f"[bold]attnzoo compare[/bold] {title}; {bundle.describe()}; {cfg.optimizer} lr {cfg.lr:g} "
+            f"(warm-up {cfg.warmup_epochs:g} epochs, cosine) wd {cfg.weight_decay}, "
             f"batch {cfg.batch_size}{f' ({ctx.world} processes)' if ctx.distributed else ''}, device {ctx.device}, "
             f"{len(specs)} run{'s' if len(specs) > 1 else ''} → {out}"
         )
@@ -170,13 +175,23 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             progress.reset(current, total=(cfg.epochs - start_epoch) * steps, visible=True,
                            description=f"{spec.module} seed {spec.seed} ({what})")
 
+        first_loss: list[float] = []
+
         def epoch(row: dict) -> None:
             progress.update(overall, advance=1)
+            if row["epoch"] == 1 or not first_loss:
+                first_loss[:] = [row["train_loss"]]
             if show:
+                loss = row["train_loss"]
+                warn = ""
+                if not math.isfinite(loss):
+                    warn = "  [bold red]⚠ diverged (non-finite loss): stopping this run[/bold red]"
+                elif loss > first_loss[0] or loss > 1.5 * math.log(max(2, bundle.num_classes)):
+                    warn = "  [bold red]⚠ loss rising / above chance level[/bold red]"
                 progress.console.print(
                     f"  {current_spec[0].module:<10} seed {current_spec[0].seed} epoch {row['epoch']:>3}/{cfg.epochs}  "
-                    f"loss {row['train_loss']:.3f}  train {row['train_acc']:6.2f}%  test {row['test_acc']:6.2f}%  "
-                    f"{row['train_img_per_s']:.0f} img/s"
+                    f"loss {loss:.3f}  train {row['train_acc']:6.2f}%  test {row['test_acc']:6.2f}%  "
+                    f"{row['train_img_per_s']:.0f} img/s{warn}"
                 )
 
         hooks = RunHooks(start=start, step=lambda: progress.update(current, advance=1), epoch=epoch)
@@ -190,6 +205,12 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
                 if show:
                     progress.console.print(f"  {spec.module:<10} seed {spec.seed} already finished: test {result['test_acc']:.2f}% (kept)")
             results.append(result)
+            if show and result.get("flags"):
+                progress.console.print(
+                    f"  [bold red]⚠ {spec.module} seed {spec.seed}: "
+                    f"{describe_flags(result['flags'], result.get('test_acc'), bundle.num_classes)} — not a meaningful "
+                    f"comparison for this run (excluded from the Pareto front)[/bold red]"
+                )
             if ctx.is_main and not finished:  # a partial summary after every newly finished run
                 _write(out, cfg, bundle, results, title, ctx)
         progress.update(current, visible=False)
@@ -198,6 +219,8 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
     files = _write(out, cfg, bundle, results, title, ctx) if ctx.is_main else {}
     if ctx.is_main:
         console.print(rich_table(rows, title))
+        for line in verdict(rows):
+            console.print(("[bold red]" + line + "[/bold red]") if line.startswith("⚠") else line, highlight=False)
         if show:
             total = sum(r["wall_time_s"] for r in results)
             console.print(
@@ -214,8 +237,9 @@ def _write(out: Path, cfg: CompareConfig, bundle, results: list[dict], title: st
     meta = {
         "title": title,
         "description": (
-            f"{bundle.describe()}. {cfg.optimizer.upper()} lr {cfg.lr} (cosine), weight decay {cfg.weight_decay}, "
-            f"batch {cfg.batch_size}, label smoothing {cfg.label_smoothing}; top-1 on the test split after the last "
+            f"{bundle.describe()}. {cfg.optimizer.upper()} lr {cfg.lr:g} ({cfg.warmup_epochs:g} epochs linear warm-up, "
+            f"then cosine), weight decay {cfg.weight_decay}, batch {cfg.batch_size}, label smoothing {cfg.label_smoothing}, "
+            f"gradient norm clipped at {cfg.clip_grad_norm}, residual blocks zero-initialised: {cfg.zero_init_residual}; top-1 on the test split after the last "
             f"epoch, mean ± std over seeds {', '.join(map(str, sorted({r['seed'] for r in results})))}; "
             f"{len(results)} runs, {total / 60:.1f} min of training on {ctx.device.type}"
             f"{f' ({ctx.world} processes)' if ctx.distributed else ''}."

@@ -1,10 +1,10 @@
 """Local and multi-scale attention: one file per paper."""
 
-from .deformable_attention import DeformableAttention
-from .dcnv2 import ModulatedDeformConv
 from .bra import BiLevelRoutingAttention
-from .neighborhood import NeighborhoodAttention
+from .dcnv2 import ModulatedDeformConv
+from .deformable_attention import DeformableAttention
 from .multipole import MultipoleAttention, multipole_level_sizes
+from .neighborhood import NeighborhoodAttention
 from .outlook import OutlookAttention
 from .window import LocalWindowAttention
 

@@ -124,7 +124,8 @@ class OutlookAttention(AttnModule):
         positive_int(stride, name, "stride")
         positive_int(heads, name, "heads")
         check_arg(channels % heads == 0, name, "heads", f"a divisor of channels={channels}", heads)
-        check_arg(qk_scale is None or qk_scale > 0, name, "qk_scale", "None or a positive float", qk_scale)
+        check_arg(qk_scale is None or (isinstance(qk_scale, (int, float)) and not isinstance(qk_scale, bool)
+                                       and 0 < qk_scale < float("inf")), name, "qk_scale", "None or a positive float", qk_scale)
         for what, p in (("attn_drop", attn_drop), ("proj_drop", proj_drop)):
             check_arg(isinstance(p, (int, float)) and 0.0 <= p < 1.0, name, what, "a float in [0, 1)", p)
         self.channels, self.kernel_size, self.padding, self.stride, self.heads = channels, kernel_size, padding, stride, heads

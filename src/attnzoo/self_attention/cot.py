@@ -22,6 +22,7 @@ from ..layers import (
     positive_int,
     renamed_args,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["ContextualTransformer"]
@@ -63,6 +64,10 @@ class ContextualTransformer(AttnModule):
         factor: hidden width of the kernel generator is C / factor (official 2).
         reduction: split-attention hidden width 2C / reduction (official 4; formerly ``reduction_factor``).
         min_hidden: floor of that width (official 32; formerly ``min_attn_channels``).
+
+    Batch 1 in train(): the BN of the split-attention MLP (on the pooled vector) sees one value per channel; it
+    then normalises with its running statistics and does not update them (``PooledBatchNorm2d``); the other
+    BNs see H·W values per channel and train as usual.
 
     Shapes: x B×C×H×W → B×C×H×W.  Captured maps: ``"kernels"`` B×G×k²×H×W (the dynamic kernels) and
     ``"radix"`` B×C×2 (the split-attention weights of K2 and K1).
@@ -111,7 +116,7 @@ class ContextualTransformer(AttnModule):
         attn_chs = max(c * self.radix // reduction, min_hidden)
         self.se = nn.Sequential(
             nn.Conv2d(c, attn_chs, 1),
-            nn.BatchNorm2d(attn_chs),
+            PooledBatchNorm2d(attn_chs),  # batch 1 in training: running statistics, not updated
             nn.ReLU(inplace=True),
             nn.Conv2d(attn_chs, self.radix * c, 1),
         )

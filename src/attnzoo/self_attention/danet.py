@@ -156,8 +156,11 @@ class DANetAttention(AttnModule):
         super().__init__()
         positive_int(channels, self.owner, "channels")
         self.channels = channels
-        self.position = DANetPositionAttention(channels, reduction, qk_channels)
-        self.channel = DANetChannelAttention(channels)
+        try:  # the branches validate the arguments; errors name this class too
+            self.position = DANetPositionAttention(channels, reduction, qk_channels)
+            self.channel = DANetChannelAttention(channels)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{self.owner}: {e}") from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

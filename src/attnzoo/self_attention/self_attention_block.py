@@ -90,7 +90,7 @@ class SelfAttentionBlock(AttnModule):
             reduction, sr_mode = None, reduction
         attention = attn_type
         positive_int(channels, owner, "channels")
-        check_arg(attention in _BLOCK_ARGS, owner, "attn_type", "'standard', 'spatial' or 'efficient'", attention)
+        check_arg(isinstance(attention, str) and attention in _BLOCK_ARGS, owner, "attn_type", "'standard', 'spatial' or 'efficient'", attention)
         given = {
             "heads": heads, "reduction": reduction, "sr_ratio": sr_ratio, "sr_mode": sr_mode,
             "key_channels": key_channels, "value_channels": value_channels, "qkv_bias": qkv_bias,
@@ -103,8 +103,8 @@ class SelfAttentionBlock(AttnModule):
         try:
             self._build(channels, attention, heads, reduction, sr_ratio, sr_mode, key_channels,
                         value_channels, qkv_bias, dropout)
-        except ValueError as err:  # name the block, keep the inner module's precise message
-            raise ValueError(f"{owner}: {err}") from None
+        except (ValueError, TypeError) as err:  # name the block, keep the inner module's precise message
+            raise type(err)(f"{owner}: {err}") from None
 
     def _build(self, channels: int, attention: str, heads: int | None, reduction: int | None,
                sr_ratio: int | None, sr_mode: str | None, key_channels: int | None,

@@ -24,6 +24,10 @@ from ..registry import register
 __all__ = ["SpatialSelfAttention"]
 
 
+def _output_shape(module: "SpatialSelfAttention", x: torch.Tensor) -> tuple[int, int, int, int]:
+    return (x.shape[0], module.out_channels, x.shape[2], x.shape[3])
+
+
 @register(
     "spatial_self_attention",
     family="self_attention",
@@ -32,6 +36,7 @@ __all__ = ["SpatialSelfAttention"]
     complexity="O(N^2)",
     summary="Self-attention over all positions with q/k/v reduced to C/r, multi-head, 1×1 output conv back to C.",
     maps=('attn',),
+    output_shape=_output_shape,
 )
 class SpatialSelfAttention(AttnModule):
     """Spatial self-attention with reduced width (the community ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.

@@ -12,6 +12,7 @@ from ..layers import (
     check_dims,
     check_dropout,
     positive_int,
+    positive_number,
     renamed_args,
 )
 from ..registry import register
@@ -58,6 +59,7 @@ class TransformerEncoderLayer(AttnModule):
         dim_feedforward = 4 * channels if dim_feedforward is None else positive_int(dim_feedforward, owner, "dim_feedforward")
         check_arg(act in ("relu", "gelu"), owner, "act", "'relu' or 'gelu'", act)
         dropout = check_dropout(dropout, owner, "dropout")
+        positive_number(norm_eps, owner, "norm_eps")
         self.self_attn = MultiHeadSelfAttention(channels, heads, qkv_bias=qkv_bias, attn_drop=dropout)
         self.linear1 = nn.Linear(channels, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
@@ -129,6 +131,11 @@ class TransformerEncoder(AttnModule):
         positive_int(num_layers, self.owner, "num_layers")
         positive_int(heads, self.owner, "heads")
         check_arg(channels % heads == 0, self.owner, "heads", f"a divisor of channels={channels}", heads)
+        if dim_feedforward is not None:  # the layers validate these too, but errors must name this class
+            positive_int(dim_feedforward, self.owner, "dim_feedforward")
+        check_arg(act in ("relu", "gelu"), self.owner, "act", "'relu' or 'gelu'", act)
+        check_dropout(dropout, self.owner, "dropout")
+        positive_number(norm_eps, self.owner, "norm_eps")
         self.channels, self.num_layers = channels, num_layers
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(channels, heads, dim_feedforward, dropout, act, qkv_bias, norm_eps)

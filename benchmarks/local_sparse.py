@@ -45,9 +45,8 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 warnings.filterwarnings("ignore")
 
-from _common import child_peak_bytes, machine_line, report_peak
-
 import attnzoo
+from _common import child_peak_bytes, machine_line, report_peak
 from attnzoo.local.neighborhood import neighborhood_attention
 
 torch.set_num_threads(2)

@@ -33,9 +33,9 @@ import sys
 import torch
 import torch.nn.functional as F
 import torch.utils.benchmark as tbench
-from _common import child_peak_bytes, machine_line, report_peak
 from torch import nn
 
+from _common import child_peak_bytes, machine_line, report_peak
 from attnzoo.fusion import BiFPN
 from attnzoo.resample import CARAFE, DySample, SPDConv
 

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
 
 import attnzoo
+from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 C, B = 64, 2

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peers import Comparison, Impl, az, copy_weights, fcv
 from torch import nn
+
+from peers import Comparison, Impl, az, copy_weights, fcv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from reference.ema import ema as ema_official

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from peers import Comparison, Impl, az, copy_weights, nchw, timm_layer
 from torch import nn
+
+from peers import Comparison, Impl, az, copy_weights, nchw, timm_layer
 
 # ------------------------------------------------------------------------------- copy-style implementations
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from peers import Call, Comparison, Impl, az, copy_weights, fcv, nchw, timm_layer
 from torch import nn
+
+from peers import Call, Comparison, Impl, az, copy_weights, fcv, nchw, timm_layer
 
 C, H = 64, 56
 

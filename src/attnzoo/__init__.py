@@ -1,8 +1,8 @@
 """attnzoo: plug-and-play attention and feature-fusion modules for computer vision.
 
-    import attnzoo
-    gate = attnzoo.create("cbam", 256)          # any registered module by name
-    attnzoo.list_modules("channel")             # ['coord', 'eca', 'se', 'sk', ...]
+import attnzoo
+gate = attnzoo.create("cbam", 256)          # any registered module by name
+attnzoo.list_modules("channel")             # ['coord', 'eca', 'se', 'sk', ...]
 """
 
 from importlib.metadata import PackageNotFoundError

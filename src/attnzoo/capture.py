@@ -21,7 +21,15 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-__all__ = ["capture_attention", "record", "is_capturing", "capture_target", "check_map_size", "CapturedMaps", "DEFAULT_MAX_ELEMENTS"]
+__all__ = [
+    "capture_attention",
+    "record",
+    "is_capturing",
+    "capture_target",
+    "check_map_size",
+    "CapturedMaps",
+    "DEFAULT_MAX_ELEMENTS",
+]
 
 _ATTR = "_attnzoo_maps"
 _LIMIT = "_attnzoo_max_elements"
@@ -40,7 +48,7 @@ def capture_target(module: nn.Module) -> nn.Module | None:
     return module if is_capturing(module) else None
 
 
-def record(module: nn.Module, key: str, value: torch.Tensor) -> None:
+def record(module: nn.Module | None, key: str, value: torch.Tensor) -> None:
     """Store ``value`` (detached) as map ``key`` of ``module`` if a capture is active; otherwise do nothing."""
     maps = getattr(module, _ATTR, None)
     if maps is not None:
@@ -87,7 +95,9 @@ def capture_attention(model: nn.Module, max_elements: int | None = DEFAULT_MAX_E
     larger than ``max_elements`` (default 2**28, 1 GiB in float32) raises a ``ValueError`` naming the module
     and the size before anything is allocated; ``max_elements=None`` removes the limit.
     """
-    if max_elements is not None and (not isinstance(max_elements, int) or isinstance(max_elements, bool) or max_elements < 1):
+    if max_elements is not None and (
+        not isinstance(max_elements, int) or isinstance(max_elements, bool) or max_elements < 1
+    ):
         raise ValueError(f"capture_attention: max_elements must be a positive integer or None, got {max_elements!r}")
     from .registry import _REGISTRY
 

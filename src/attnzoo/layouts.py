@@ -80,14 +80,19 @@ class Layout:
     def bad_inputs(self, good: tuple) -> list[Case]:
         """Inputs with a wrong rank or channel count (each must raise a ``ValueError``)."""
         x = good[0]
-        return [("wrong rank", (x[0],) + good[1:]), ("wrong channels", (_more_channels(x, self.channel_dim),) + good[1:])]
+        return [
+            ("wrong rank", (x[0],) + good[1:]),
+            ("wrong channels", (_more_channels(x, self.channel_dim),) + good[1:]),
+        ]
 
     def describe(self, channels: Any) -> str:
         return f"B×{channels}×H×W"
 
 
 class _Pair(Layout):
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand, same_size: bool = False) -> tuple:
+    def example_inputs(
+        self, channels: Any, batch: int, size: tuple[int, int], rand: Rand, same_size: bool = False
+    ) -> tuple:
         h, w = size
         ch, cw = (h, w) if same_size else ((h + 1) // 2, (w + 1) // 2)
         return (rand(batch, channels, h, w), rand(batch, channels, ch, cw))

@@ -93,7 +93,9 @@ class ModuleInfo:
     same_size_context: bool = False
 
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
-        return f"ModuleInfo(name={self.name!r}, family={self.family!r}, cls={self.cls.__name__}, layout={self.layout!r})"
+        return (
+            f"ModuleInfo(name={self.name!r}, family={self.family!r}, cls={self.cls.__name__}, layout={self.layout!r})"
+        )
 
 
 _REGISTRY: dict[str, ModuleInfo] = {}
@@ -137,7 +139,9 @@ def register(
         raise ValueError(f"register({name!r}): layout must be one of {LAYOUTS}, got {layout!r}")
     unknown = sorted(set(exceptions or {}) - set(CONTRACT_CHECKS))
     if unknown:
-        raise ValueError(f"register({name!r}): unknown contract checks in exceptions {unknown}; known: {CONTRACT_CHECKS}")
+        raise ValueError(
+            f"register({name!r}): unknown contract checks in exceptions {unknown}; known: {CONTRACT_CHECKS}"
+        )
     for check, reason in (exceptions or {}).items():
         if not isinstance(reason, str) or len(reason.strip()) < 10:
             raise ValueError(f"register({name!r}): exception {check!r} needs a real reason, got {reason!r}")
@@ -228,8 +232,12 @@ def update_readme(path: str) -> None:
 
     readme = Path(path)
     text = readme.read_text()
-    new = re.sub(r"(<!-- modules:start -->\n).*?(\n<!-- modules:end -->)", lambda m: m.group(1) + markdown_table() + m.group(2),
-                 text, flags=re.S)
+    new = re.sub(
+        r"(<!-- modules:start -->\n).*?(\n<!-- modules:end -->)",
+        lambda m: m.group(1) + markdown_table() + m.group(2),
+        text,
+        flags=re.S,
+    )
     readme.write_text(new)
 
 

@@ -96,12 +96,17 @@ def _size_of(module: str, sizes: Mapping[str, tuple[int, int]]) -> tuple[int, in
 
 
 def _is_probs(t: torch.Tensor) -> bool:
-    return t.dim() >= 2 and t.shape[-1] > 1 and bool((t >= 0).all()) and torch.allclose(
-        t.sum(-1), torch.ones(()), atol=1e-3
+    return (
+        t.dim() >= 2
+        and t.shape[-1] > 1
+        and bool((t >= 0).all())
+        and torch.allclose(t.sum(-1), torch.ones(()), atol=1e-3)
     )
 
 
-def panels(maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sample: int = 0) -> list[tuple[str, str, torch.Tensor]]:
+def panels(
+    maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sample: int = 0
+) -> list[tuple[str, str, torch.Tensor]]:
     """Turn maps into drawable panels ``(title, kind, data)``; kind ``"heat"`` (2-D over the image), ``"bars"`` (1-D)
     or ``"matrix"`` (2-D, not over the image).  ``maps`` is the dict from :func:`attnzoo.capture_attention`
     (its ``input_sizes`` are used), a flat ``{title: tensor}`` dict, a list of tensors or one tensor."""
@@ -213,8 +218,18 @@ def overlay(
         return fig.add_axes((x0, y0, wd, ht))
 
     def label(ax, text: str) -> None:
-        ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=fs, color="white",
-                bbox=dict(facecolor="black", alpha=0.6, pad=1.5, linewidth=0), clip_on=True)
+        ax.text(
+            0.02,
+            0.98,
+            text,
+            transform=ax.transAxes,
+            va="top",
+            ha="left",
+            fontsize=fs,
+            color="white",
+            bbox=dict(facecolor="black", alpha=0.6, pad=1.5, linewidth=0),
+            clip_on=True,
+        )
 
     ax = cell(0, False)
     ax.imshow(img.numpy(), aspect="auto")
@@ -259,17 +274,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--module", required=True, help="registered nchw module, e.g. cbam")
     p.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
     p.add_argument("--output", default=None, help="output PNG (default: <image stem>-<module>-maps.png)")
-    p.add_argument("--model", default="resnet18",
-                   help="host network: a torchvision model name (resnet18, resnet50, ...) or timm:<name>")
-    p.add_argument("--checkpoint", default=None,
-                   help="a state_dict of --model with --module inserted (e.g. model.pt of attnzoo compare), loaded "
-                        "as data with torch.load(weights_only=True); a whole pickled model needs --unsafe-load-pickle")
-    p.add_argument("--unsafe-load-pickle", action="store_true",
-                   help="allow --checkpoint to be a whole torch.save'd model: unpickling EXECUTES CODE from the file, "
-                        "use it only for files you made yourself or fully trust")
+    p.add_argument(
+        "--model",
+        default="resnet18",
+        help="host network: a torchvision model name (resnet18, resnet50, ...) or timm:<name>",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a state_dict of --model with --module inserted (e.g. model.pt of attnzoo compare), loaded "
+        "as data with torch.load(weights_only=True); a whole pickled model needs --unsafe-load-pickle",
+    )
+    p.add_argument(
+        "--unsafe-load-pickle",
+        action="store_true",
+        help="allow --checkpoint to be a whole torch.save'd model: unpickling EXECUTES CODE from the file, "
+        "use it only for files you made yourself or fully trust",
+    )
     p.add_argument("--size", type=int, default=224, help="resize the image to SIZE×SIZE for the network")
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="module argument (Python literal), repeatable, e.g. --arg kernel_size=3")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="module argument (Python literal), repeatable, e.g. --arg kernel_size=3",
+    )
     p.add_argument("--columns", type=int, default=4, help="panels per row")
     p.add_argument("--panel", type=int, default=256, help="panel size in pixels")
     p.set_defaults(func=run)
@@ -296,7 +325,9 @@ def _host(model: str) -> torch.nn.Module:
     try:
         import torchvision
     except ImportError:
-        raise SystemExit("attnzoo viz: the default host network needs torchvision (pip install 'attnzoo[integrations]')")
+        raise SystemExit(
+            "attnzoo viz: the default host network needs torchvision (pip install 'attnzoo[integrations]')"
+        )
     try:
         return torchvision.models.get_model(model, weights=None)
     except ValueError as e:
@@ -330,7 +361,11 @@ def run(args: argparse.Namespace) -> int:
     from .integrations import insert
 
     name = args.module
-    obj = None if args.checkpoint is None else load_checkpoint(args.checkpoint, getattr(args, "unsafe_load_pickle", False))
+    obj = (
+        None
+        if args.checkpoint is None
+        else load_checkpoint(args.checkpoint, getattr(args, "unsafe_load_pickle", False))
+    )
     if isinstance(obj, torch.nn.Module):
         model = obj
     else:
@@ -343,7 +378,9 @@ def run(args: argparse.Namespace) -> int:
             if result.missing_keys or result.unexpected_keys:
                 print(f"checkpoint: {len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected keys")
         elif obj is not None:
-            raise SystemExit(f"attnzoo viz: {args.checkpoint} holds a {type(obj).__name__}, not a model or a state_dict")
+            raise SystemExit(
+                f"attnzoo viz: {args.checkpoint} holds a {type(obj).__name__}, not a model or a state_dict"
+            )
         print(f"{args.model}: inserted {len(report)} × {name}")
     model.eval()
 

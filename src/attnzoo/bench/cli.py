@@ -49,19 +49,33 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=None, help="channels (pyramid: of the finest level, doubling)")
     p.add_argument("--sizes", default=None, help="comma-separated sizes, S or HxW (default: the layout's default)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="bfloat16 runs the module under torch.autocast (weights and inputs stay float32)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16 runs the module under torch.autocast (weights and inputs stay float32)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    p.add_argument("--kwargs", default=None, metavar="JSON",
-                   help='constructor arguments per module, e.g. \'{"nonlocal": {"mode": "gaussian"}}\'')
+    p.add_argument(
+        "--kwargs",
+        default=None,
+        metavar="JSON",
+        help='constructor arguments per module, e.g. \'{"nonlocal": {"mode": "gaussian"}}\'',
+    )
     p.add_argument("--min-time", type=float, default=0.25, help="seconds timed per latency figure at least (0.25)")
     p.add_argument("--max-time", type=float, default=2.0, help="seconds timed per latency figure at most (2.0)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (600)")
     p.add_argument("--forward-only", action="store_true", help="skip forward+backward figures")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import a module (dotted name or .py file) that registers extra modules; repeatable")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (dotted name or .py file) that registers extra modules; repeatable",
+    )
     p.add_argument("--format", choices=FORMATS, default=None, help="output format (default: table, or from --output)")
     p.add_argument("--output", default=None, metavar="FILE", help="write the output there (the table still prints)")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="latency and memory against resolution (log-log)")
@@ -118,8 +132,13 @@ class _Progress:
             )
 
             self.bar = Progress(
-                TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), console=Console(stderr=True), transient=True,
+                TextColumn("[bold]bench[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                transient=True,
             )
             self.bar.start()
             self.task = self.bar.add_task("", total=total)
@@ -199,7 +218,11 @@ def measure(args: argparse.Namespace) -> dict:
                     "backward": not args.forward_only,
                     "seed": args.seed,
                 }
-                label = info["name"] if size is None else f"{info['name']} @ {size if isinstance(size, int) else 'x'.join(map(str, size))}"
+                label = (
+                    info["name"]
+                    if size is None
+                    else f"{info['name']} @ {size if isinstance(size, int) else 'x'.join(map(str, size))}"
+                )
                 progress.start(label)
                 try:
                     measured = worker.run(job, args.timeout)
@@ -257,8 +280,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
     failed = sum(1 for r in doc["results"] if r.get("error"))
     if failed and not args.quiet:
-        print(f"attnzoo bench: {failed} of {len(doc['results'])} cases reported an error (see the error column)",
-              file=sys.stderr)
+        print(
+            f"attnzoo bench: {failed} of {len(doc['results'])} cases reported an error (see the error column)",
+            file=sys.stderr,
+        )
     if not args.load and not args.quiet:
         print(f"attnzoo bench: {len(doc['results'])} cases in {doc['duration_seconds']:.1f} s", file=sys.stderr)
     return 1 if (failed and args.strict) else 0

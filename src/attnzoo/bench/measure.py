@@ -124,8 +124,9 @@ def peak_cuda_extra(fn: Callable[[], Any], device: torch.device) -> int:
 
 
 # -------------------------------------------------------------------------------------------------- timing
-def time_call(fn: Callable[[], Any], threads: int, min_time: float, max_time: float,
-              clock: Callable[[], float] | None = None) -> dict:
+def time_call(
+    fn: Callable[[], Any], threads: int, min_time: float, max_time: float, clock: Callable[[], float] | None = None
+) -> dict:
     """Median / IQR (ms per call) of an already warmed-up ``fn`` with ``torch.utils.benchmark``.
 
     ``Timer.adaptive_autorange`` times blocks of calls (a block lasts at least ~10 ms, so the timer overhead
@@ -256,9 +257,18 @@ def measure_case(job: dict, emit: Callable[[dict], None] | None = None) -> dict:
         row["seconds"] = round(time.perf_counter() - started, 3)
         return row
     return measure_module(
-        module, args, row=row, emit=emit, started=started, device=device, dtype=job.get("dtype", "float32"),
-        threads=threads, min_time=float(job.get("min_time", 0.25)), max_time=float(job.get("max_time", 2.0)),
-        memory=bool(job.get("memory", True)), backward=bool(job.get("backward", True)),
+        module,
+        args,
+        row=row,
+        emit=emit,
+        started=started,
+        device=device,
+        dtype=job.get("dtype", "float32"),
+        threads=threads,
+        min_time=float(job.get("min_time", 0.25)),
+        max_time=float(job.get("max_time", 2.0)),
+        memory=bool(job.get("memory", True)),
+        backward=bool(job.get("backward", True)),
     )
 
 
@@ -404,4 +414,3 @@ def _to(a: Any, device: torch.device) -> Any:
     if isinstance(a, (list, tuple)):
         return type(a)(_to(v, device) for v in a)
     return a
-

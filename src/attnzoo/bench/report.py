@@ -321,7 +321,9 @@ def plot(doc: dict, path: str) -> None:
                 continue
             xs, ys = zip(*pts)
             ys_all += ys
-            (h,) = ax.plot(xs, ys, marker=markers[(i // 20) % len(markers)], ms=4, lw=1.3, color=cmap(i % 20), label=name)
+            (h,) = ax.plot(
+                xs, ys, marker=markers[(i // 20) % len(markers)], ms=4, lw=1.3, color=cmap(i % 20), label=name
+            )
             handles.setdefault(name, h)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -341,14 +343,24 @@ def plot(doc: dict, path: str) -> None:
                 ax.plot([x0, x1], [y0, y0 * (x1 / x0) ** power], style, lw=1.2, alpha=0.7, label=label)
                 handles.setdefault(label, ax.lines[-1])
     s = doc["settings"]
-    fig.suptitle(f"attnzoo bench — {s['device']}, {s['dtype']}, batch {s['batch']}, "
-                 f"torch {doc['environment'].get('torch', '?')}", fontsize=12)
+    fig.suptitle(
+        f"attnzoo bench — {s['device']}, {s['dtype']}, batch {s['batch']}, "
+        f"torch {doc['environment'].get('torch', '?')}",
+        fontsize=12,
+    )
     ncol = 1 if len(handles) <= 26 else 2
     width = max(len(h) for h in handles) if handles else 10
     right = 1 - ncol * (0.018 + 0.0068 * width)
     fig.tight_layout(rect=(0, 0, right, 0.96))
-    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(right + 0.005, 0.5),
-               fontsize=8, ncol=ncol, frameon=False)  # type: ignore[call-overload]  # matplotlib stubs: list handles
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="center left",
+        bbox_to_anchor=(right + 0.005, 0.5),
+        fontsize=8,
+        ncol=ncol,
+        frameon=False,
+    )  # type: ignore[call-overload]  # matplotlib stubs: list handles
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -125,7 +125,9 @@ def run_forked(work: Callable[[Callable[[dict], None]], dict], timeout: float | 
             emit({**row, "final": True})
         except BaseException as exc:  # noqa: BLE001 - report anything, then leave without cleanup
             try:
-                os.write(w, (json.dumps({"error": f"worker: {type(exc).__name__}: {exc}", "final": True}) + "\n").encode())
+                os.write(
+                    w, (json.dumps({"error": f"worker: {type(exc).__name__}: {exc}", "final": True}) + "\n").encode()
+                )
             except Exception:  # noqa: BLE001
                 pass
             code = 1
@@ -219,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
         measure.preload()
     except Exception as exc:  # noqa: BLE001
-        proto_out.write(json.dumps({"ok": False, "fatal": True, "error": f"import: {type(exc).__name__}: {exc}"}) + "\n")
+        proto_out.write(
+            json.dumps({"ok": False, "fatal": True, "error": f"import: {type(exc).__name__}: {exc}"}) + "\n"
+        )
         proto_out.flush()
         return 1
     proto_out.write(json.dumps({"ok": True, "ready": True}) + "\n")

@@ -15,12 +15,18 @@ __all__ = ["MultiSpectralAttention", "dct_basis", "fca_frequencies"]
 
 # The frequency orders of the paper's 7×7 ablation (Fig. 4; the official ``get_freq_indices``): (u, v) pairs.
 _ORDERS = {
-    "top": ([0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2, 4, 6, 3, 5, 5, 2, 6, 5, 5, 3, 3, 4, 2, 2, 6, 1],
-            [0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2, 6, 3, 3, 3, 5, 1, 1, 2, 4, 2, 1, 1, 3, 0, 5, 3]),
-    "low": ([0, 0, 1, 1, 0, 2, 2, 1, 2, 0, 3, 4, 0, 1, 3, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4],
-            [0, 1, 0, 1, 2, 0, 1, 2, 2, 3, 0, 0, 4, 3, 1, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3]),
-    "bot": ([6, 1, 3, 3, 2, 4, 1, 2, 4, 4, 5, 1, 4, 6, 2, 5, 6, 1, 6, 2, 2, 4, 3, 3, 5, 5, 6, 2, 5, 5, 3, 6],
-            [6, 4, 4, 6, 6, 3, 1, 4, 4, 5, 6, 5, 2, 2, 5, 1, 4, 3, 5, 0, 3, 1, 1, 2, 4, 2, 1, 1, 5, 3, 3, 3]),
+    "top": (
+        [0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2, 4, 6, 3, 5, 5, 2, 6, 5, 5, 3, 3, 4, 2, 2, 6, 1],
+        [0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2, 6, 3, 3, 3, 5, 1, 1, 2, 4, 2, 1, 1, 3, 0, 5, 3],
+    ),
+    "low": (
+        [0, 0, 1, 1, 0, 2, 2, 1, 2, 0, 3, 4, 0, 1, 3, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4],
+        [0, 1, 0, 1, 2, 0, 1, 2, 2, 3, 0, 0, 4, 3, 1, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3],
+    ),
+    "bot": (
+        [6, 1, 3, 3, 2, 4, 1, 2, 4, 4, 5, 1, 4, 6, 2, 5, 6, 1, 6, 2, 2, 4, 3, 3, 5, 5, 6, 2, 5, 5, 3, 6],
+        [6, 4, 4, 6, 6, 3, 1, 4, 4, 5, 6, 5, 2, 2, 5, 1, 4, 3, 5, 0, 3, 1, 1, 2, 4, 2, 1, 1, 5, 3, 3, 3],
+    ),
 }
 FREQ_SELS = tuple(f"{o}{n}" for o in ("top", "low", "bot") for n in (1, 2, 4, 8, 16, 32))
 
@@ -101,14 +107,25 @@ class MultiSpectralAttention(Gate):
     ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
-        check_arg(isinstance(freq_sel, str) and freq_sel in FREQ_SELS, self.owner, "freq_sel",
-                  "one of " + ", ".join(FREQ_SELS), freq_sel)
-        check_arg(isinstance(dct_size, int) and not isinstance(dct_size, bool) and dct_size >= 7, self.owner,
-                  "dct_size", "an integer ≥ 7", dct_size)
+        check_arg(
+            isinstance(freq_sel, str) and freq_sel in FREQ_SELS,
+            self.owner,
+            "freq_sel",
+            "one of " + ", ".join(FREQ_SELS),
+            freq_sel,
+        )
+        check_arg(
+            isinstance(dct_size, int) and not isinstance(dct_size, bool) and dct_size >= 7,
+            self.owner,
+            "dct_size",
+            "an integer ≥ 7",
+            dct_size,
+        )
         freqs = fca_frequencies(freq_sel, dct_size)
         k = len(freqs)
-        check_arg(channels % k == 0, self.owner, "channels", f"a multiple of the {k} frequencies of {freq_sel!r}",
-                  channels)
+        check_arg(
+            channels % k == 0, self.owner, "channels", f"a multiple of the {k} frequencies of {freq_sel!r}", channels
+        )
         self.channels, self.reduction, self.freq_sel, self.dct_size = channels, reduction, freq_sel, dct_size
         self.num_freq = k
         self.register_buffer("basis_h", dct_basis([u for u, _ in freqs], dct_size), persistent=False)

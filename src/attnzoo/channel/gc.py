@@ -101,8 +101,13 @@ class GlobalContextBlock(AttnModule):
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
         check_choice(pooling, ("attention", "avg"), self.owner, "pooling")
-        check_arg(isinstance(fusion, str) and fusion in _FUSIONS, self.owner, "fusion",
-                  "one of 'add', 'mul', 'add_mul'", fusion)
+        check_arg(
+            isinstance(fusion, str) and fusion in _FUSIONS,
+            self.owner,
+            "fusion",
+            "one of 'add', 'mul', 'add_mul'",
+            fusion,
+        )
         self.channels, self.reduction, self.pooling, self.fusion = channels, reduction, pooling, fusion
         self.conv_mask = nn.Conv2d(channels, 1, 1) if pooling == "attention" else None
         self.mul = _Transform(channels, hidden, act, self.owner) if "mul" in fusion else None

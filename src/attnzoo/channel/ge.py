@@ -44,8 +44,10 @@ class _ConvMlp(nn.Module):
 @fx_leaf
 def _check_feat_size(x: torch.Tensor, feat_size: tuple[int, int], owner: str) -> torch.Tensor:
     if not torch.jit.is_tracing() and tuple(x.shape[-2:]) != tuple(feat_size):
-        raise ValueError(f"{owner}: with extent=0 and extra_params=True the input must be "
-                         f"{feat_size[0]}×{feat_size[1]} (feat_size), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{owner}: with extent=0 and extra_params=True the input must be "
+            f"{feat_size[0]}×{feat_size[1]} (feat_size), got shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -98,7 +100,9 @@ class GatherExcite(Gate):
     ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
-        check_arg(extent in (0, 2, 4, 8) and not isinstance(extent, bool), self.owner, "extent", "one of 0, 2, 4, 8", extent)
+        check_arg(
+            extent in (0, 2, 4, 8) and not isinstance(extent, bool), self.owner, "extent", "one of 0, 2, 4, 8", extent
+        )
         check_arg(isinstance(extra_params, bool), self.owner, "extra_params", "a bool", extra_params)
         check_arg(isinstance(use_mlp, bool), self.owner, "use_mlp", "a bool", use_mlp)
         self.channels, self.extent, self.extra_params, self.use_mlp = channels, extent, extra_params, use_mlp
@@ -107,17 +111,30 @@ class GatherExcite(Gate):
         if extra_params:
             self.gather = nn.Sequential()
             if extent == 0:
-                ok = (isinstance(feat_size, (tuple, list)) and len(feat_size) == 2
-                      and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in feat_size))
-                check_arg(ok, self.owner, "feat_size", "(H, W) of the input (positive ints) when extent=0 and "
-                          "extra_params=True (the gather is a depthwise conv over the whole map)", feat_size)
+                ok = (
+                    isinstance(feat_size, (tuple, list))
+                    and len(feat_size) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in feat_size)
+                )
+                check_arg(
+                    ok,
+                    self.owner,
+                    "feat_size",
+                    "(H, W) of the input (positive ints) when extent=0 and "
+                    "extra_params=True (the gather is a depthwise conv over the whole map)",
+                    feat_size,
+                )
                 self.feat_size = (int(feat_size[0]), int(feat_size[1]))  # type: ignore[index]
-                self.gather.add_module("conv1", nn.Conv2d(channels, channels, self.feat_size, groups=channels, bias=False))
+                self.gather.add_module(
+                    "conv1", nn.Conv2d(channels, channels, self.feat_size, groups=channels, bias=False)
+                )
                 self.gather.add_module("norm1", nn.BatchNorm2d(channels))
             else:
                 steps = extent.bit_length() - 1
                 for i in range(steps):
-                    self.gather.add_module(f"conv{i + 1}", nn.Conv2d(channels, channels, 3, 2, 1, groups=channels, bias=False))
+                    self.gather.add_module(
+                        f"conv{i + 1}", nn.Conv2d(channels, channels, 3, 2, 1, groups=channels, bias=False)
+                    )
                     self.gather.add_module(f"norm{i + 1}", nn.BatchNorm2d(channels))
                     if i != steps - 1:
                         self.gather.add_module(f"act{i + 1}", get_act(act, self.owner))
@@ -156,4 +173,3 @@ class GatherExcite(Gate):
         if self.extent == 0:  # a B×C×1×1 gate broadcasts
             return x * gate
         return x * _upsample_nearest(gate, x)
-

@@ -90,7 +90,13 @@ class SelectiveKernel(AttnModule):
         positive_int(groups, owner, "groups")
         positive_number(reduction, owner, "reduction")
         positive_int(min_hidden, owner, "min_hidden")
-        check_arg(isinstance(kernels, (list, tuple)) and len(kernels) >= 2, owner, "kernels", "at least two kernel sizes", kernels)
+        check_arg(
+            isinstance(kernels, (list, tuple)) and len(kernels) >= 2,
+            owner,
+            "kernels",
+            "at least two kernel sizes",
+            kernels,
+        )
         kernels = tuple(kernels)
         for k in kernels:
             odd_kernel(k, owner, "each kernel in kernels")
@@ -100,17 +106,32 @@ class SelectiveKernel(AttnModule):
         self.paths = nn.ModuleList()
         for k in kernels:
             ksize, dilation = (3, (k - 1) // 2) if keep_3x3 and k > 3 else (k, 1)
-            self.paths.append(ConvNormAct(channels, out_channels, ksize, stride, norm="bn", act="relu", owner=owner,
-                                          dilation=dilation, groups=groups))
+            self.paths.append(
+                ConvNormAct(
+                    channels,
+                    out_channels,
+                    ksize,
+                    stride,
+                    norm="bn",
+                    act="relu",
+                    owner=owner,
+                    dilation=dilation,
+                    groups=groups,
+                )
+            )
         attn = max(int(out_channels / reduction), min_hidden)
         self.fc_reduce = nn.Conv2d(out_channels, attn, 1, bias=False)
         self.bn = PooledBatchNorm2d(attn)  # batch 1 in training: running statistics, not updated
         self.act = nn.ReLU(inplace=True)
         self.fc_select = nn.Conv2d(attn, out_channels * self.num_paths, 1, bias=False)
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], *args: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], *args: Any
+    ) -> None:
         if local_metadata.get("version", 1) < 2:
-            migrate_keys(state_dict, prefix, {r"^paths\.(\d+)\.0\.": r"paths.\1.conv.", r"^paths\.(\d+)\.1\.": r"paths.\1.norm."})
+            migrate_keys(
+                state_dict, prefix, {r"^paths\.(\d+)\.0\.": r"paths.\1.conv.", r"^paths\.(\d+)\.1\.": r"paths.\1.norm."}
+            )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
     def branch_weights(self, branches: list[torch.Tensor]) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """``attnzoo compare``: train one network with each attention module and compare accuracy against cost.
 
-    attnzoo compare --modules none,se,eca,cbam,coord --model resnet18 --dataset digits --epochs 15 --seeds 3 --output runs/digits
-    torchrun --standalone --nproc_per_node 2 -m attnzoo compare ...      # the same, with DistributedDataParallel
+attnzoo compare --modules none,se,eca,cbam,coord --model resnet18 --dataset digits --epochs 15 --seeds 3 --output runs/digits
+torchrun --standalone --nproc_per_node 2 -m attnzoo compare ...      # the same, with DistributedDataParallel
 """
 
 from __future__ import annotations
@@ -26,38 +26,74 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--modules", default=",".join(d.modules), help="comma-separated registry names; 'none' = baseline")
-    p.add_argument("--model", default=d.model, help="resnet18/34/50 (torchvision), cifar_resnet{8,14,20,32,44,56,110}, or a timm name")
+    p.add_argument(
+        "--model",
+        default=d.model,
+        help="resnet18/34/50 (torchvision), cifar_resnet{8,14,20,32,44,56,110}, or a timm name",
+    )
     p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder:PATH | synthetic")
     p.add_argument("--data-root", default=d.data_root, help="where cifar10/cifar100 are (or get downloaded)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: 32, imagefolder 224)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma-separated list")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (split over torchrun processes)")
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help="global batch size (split over torchrun processes)"
+    )
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
-    p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default, scaled with the batch: sgd 0.1 per 128 images, adamw 1e-3 per 256); "
-                        "linear warm-up then cosine decay")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05 (not on biases/norms)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (default, scaled with the batch: sgd 0.1 per 128 images, adamw 1e-3 per 256); "
+        "linear warm-up then cosine decay",
+    )
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05 (not on biases/norms)"
+    )
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
-    p.add_argument("--warmup-epochs", type=float, default=None,
-                   help="linear warm-up before the cosine decay, in epochs (fractions allowed; default: min(1, epochs/5))")
-    p.add_argument("--zero-init-residual", choices=("auto", "on", "off"), default="auto",
-                   help="zero the last BatchNorm of each residual block, so that each block starts as the identity "
-                        "(torchvision's zero_init_residual); auto: on for networks with more than 16 residual blocks "
-                        "(ResNet-101/152, CIFAR ResNet-56/110: they blow up at the start otherwise)")
-    p.add_argument("--clip-grad-norm", type=float, default=d.clip_grad_norm,
-                   help="clip the gradient norm to this value (0: no clipping)")
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="linear warm-up before the cosine decay, in epochs (fractions allowed; default: min(1, epochs/5))",
+    )
+    p.add_argument(
+        "--zero-init-residual",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="zero the last BatchNorm of each residual block, so that each block starts as the identity "
+        "(torchvision's zero_init_residual); auto: on for networks with more than 16 residual blocks "
+        "(ResNet-101/152, CIFAR ResNet-56/110: they blow up at the start otherwise)",
+    )
+    p.add_argument(
+        "--clip-grad-norm",
+        type=float,
+        default=d.clip_grad_norm,
+        help="clip the gradient norm to this value (0: no clipping)",
+    )
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on with CUDA)")
+    p.add_argument(
+        "--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on with CUDA)"
+    )
     p.add_argument("--no-amp", dest="amp", action="store_false")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 for in-memory data, else 4)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers (default: 0 for in-memory data, else 4)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice)")
     p.add_argument("--pretrained", default=None, metavar="PATH", help="local checkpoint loaded into the base model")
-    p.add_argument("--stem", choices=("auto", "imagenet", "cifar"), default=d.stem,
-                   help="torchvision ResNets: 'auto' uses a 3x3 stride-1 stem without max-pool below 64x64 inputs")
-    p.add_argument("--where", default=None, help="comma-separated module names or patterns (e.g. 'layer3.0,layer3.1') for attnzoo.insert(where=...); default: every residual block")
+    p.add_argument(
+        "--stem",
+        choices=("auto", "imagenet", "cifar"),
+        default=d.stem,
+        help="torchvision ResNets: 'auto' uses a 3x3 stride-1 stem without max-pool below 64x64 inputs",
+    )
+    p.add_argument(
+        "--where",
+        default=None,
+        help="comma-separated module names or patterns (e.g. 'layer3.0,layer3.1') for attnzoo.insert(where=...); default: every residual block",
+    )
     p.add_argument("--output", default=d.output, help="output folder (rerun with the same folder to resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)

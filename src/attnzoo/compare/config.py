@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CompareConfig", "parse_modules", "parse_seeds", "check_module_names", "TRAINING_KEYS", "default_lr", "default_warmup"]
+__all__ = [
+    "CompareConfig",
+    "parse_modules",
+    "parse_seeds",
+    "check_module_names",
+    "TRAINING_KEYS",
+    "default_lr",
+    "default_warmup",
+]
 
 #: Fields of :class:`CompareConfig` that change what a run computes.  A run folder written with other values of
 #: these cannot be resumed or reused (``output``, ``device``, ``workers``... only change where/how fast).
@@ -86,16 +94,30 @@ class CompareConfig:
             ("weight_decay", c.weight_decay, math.isfinite(c.weight_decay) and c.weight_decay >= 0, ">= 0"),
             ("momentum", c.momentum, 0 <= c.momentum < 1, "in [0, 1)"),
             ("warmup_epochs", c.warmup_epochs, 0 <= c.warmup_epochs < c.epochs, f"in [0, epochs={c.epochs})"),
-            ("clip_grad_norm", c.clip_grad_norm, c.clip_grad_norm is None or (math.isfinite(c.clip_grad_norm) and c.clip_grad_norm > 0),
-             "None or a positive number"),
+            (
+                "clip_grad_norm",
+                c.clip_grad_norm,
+                c.clip_grad_norm is None or (math.isfinite(c.clip_grad_norm) and c.clip_grad_norm > 0),
+                "None or a positive number",
+            ),
             ("label_smoothing", c.label_smoothing, 0 <= c.label_smoothing < 1, "in [0, 1)"),
             ("image_size", c.image_size, c.image_size is None or c.image_size >= 8, "None or >= 8"),
             ("device", c.device, c.device in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
             ("stem", c.stem, c.stem in ("auto", "imagenet", "cifar"), "'auto', 'imagenet' or 'cifar'"),
             ("workers", c.workers, c.workers is None or c.workers >= 0, "None or >= 0"),
             ("threads", c.threads, c.threads is None or c.threads >= 1, "None or >= 1"),
-            ("seeds", c.seeds, len(c.seeds) >= 1 and len(set(c.seeds)) == len(c.seeds), "a non-empty list of distinct ints"),
-            ("modules", c.modules, len(c.modules) >= 1 and len(set(c.modules)) == len(c.modules), "a non-empty list of distinct names"),
+            (
+                "seeds",
+                c.seeds,
+                len(c.seeds) >= 1 and len(set(c.seeds)) == len(c.seeds),
+                "a non-empty list of distinct ints",
+            ),
+            (
+                "modules",
+                c.modules,
+                len(c.modules) >= 1 and len(set(c.modules)) == len(c.modules),
+                "a non-empty list of distinct names",
+            ),
         ]
         for name, value, ok, expected in checks:
             if not ok:
@@ -143,7 +165,9 @@ def parse_seeds(text: str | int) -> list[int]:
             return [int(v) for v in s.split(",") if v.strip()]
         n = int(s)
     except ValueError:
-        raise ValueError(f"compare: seeds must be a count (e.g. 3) or a comma-separated list (e.g. 0,5,7), got {text!r}") from None
+        raise ValueError(
+            f"compare: seeds must be a count (e.g. 3) or a comma-separated list (e.g. 0,5,7), got {text!r}"
+        ) from None
     if n < 1:
         raise ValueError(f"compare: seeds must be a count >= 1, got {n}")
     return list(range(n))

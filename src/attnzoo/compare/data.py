@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sized, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -43,7 +43,7 @@ class DataBundle:
     in_memory: bool  # tensors in RAM: no DataLoader workers needed
 
     def describe(self) -> str:
-        return f"{self.name}: {len(self.train)} train / {len(self.test)} test images, {self.num_classes} classes, {self.image_size}×{self.image_size}"
+        return f"{self.name}: {len(cast(Sized, self.train))} train / {len(cast(Sized, self.test))} test images, {self.num_classes} classes, {self.image_size}×{self.image_size}"
 
 
 class TensorImages(Dataset):
@@ -102,7 +102,9 @@ def check_dataset_spec(spec: str, data_root: str | os.PathLike | None = None) ->
         _imagefolder_roots(path)  # raises on a folder without class subfolders
 
 
-def load_dataset(spec: str, image_size: int | None = None, data_root: str | os.PathLike = "data", download: bool = True) -> DataBundle:
+def load_dataset(
+    spec: str, image_size: int | None = None, data_root: str | os.PathLike = "data", download: bool = True
+) -> DataBundle:
     """Load ``spec`` (see :data:`DATASETS`) with training augmentation on the train split."""
     check_dataset_spec(spec, data_root)
     kind = dataset_kind(spec)
@@ -136,7 +138,12 @@ def _digits(size: int) -> DataBundle:
     train_idx, test_idx = torch.as_tensor(train_idx), torch.as_tensor(test_idx)
     shift = RandomShift(padding=max(1, size // 8), flip=False)
     return DataBundle(
-        "digits", TensorImages(x[train_idx], y[train_idx], shift), TensorImages(x[test_idx], y[test_idx]), 10, size, True
+        "digits",
+        TensorImages(x[train_idx], y[train_idx], shift),
+        TensorImages(x[test_idx], y[test_idx]),
+        10,
+        size,
+        True,
     )
 
 
@@ -186,9 +193,7 @@ def _imagefolder_roots(path: Path) -> tuple[Path, Path | None]:
             f"compare: dataset folder {str(path)!r} must hold one subfolder of images per class (at least 2), "
             f"or train/ and val/ folders laid out that way; found {len(classes)} class folder(s)"
         )
-    has_images = any(
-        f.suffix.lower() in _IMAGE_EXTENSIONS for d in classes for f in d.rglob("*") if f.is_file()
-    )
+    has_images = any(f.suffix.lower() in _IMAGE_EXTENSIONS for d in classes for f in d.rglob("*") if f.is_file())
     if not has_images:
         raise ValueError(f"compare: dataset folder {str(path)!r} holds no images ({', '.join(_IMAGE_EXTENSIONS)})")
     return (train, test) if root is train else (path, None)

@@ -29,7 +29,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sized, cast
 
 import torch
 import torch.distributed as dist
@@ -38,7 +38,16 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .health import run_flags
 
-__all__ = ["DistContext", "setup_distributed", "RunSpec", "train_run", "count_flops", "atomic_write_text", "read_json", "load_checkpoint"]
+__all__ = [
+    "DistContext",
+    "setup_distributed",
+    "RunSpec",
+    "train_run",
+    "count_flops",
+    "atomic_write_text",
+    "read_json",
+    "load_checkpoint",
+]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -235,7 +244,9 @@ def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
 
 def _loaders(train: Dataset, test: Dataset, ctx: DistContext, cfg: dict, seed: int, workers: int):
     per_rank = cfg["batch_size"] // ctx.world
-    sampler = DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=seed)
+    sampler: DistributedSampler = DistributedSampler(
+        train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=seed
+    )
     # BatchNorm cannot train on a last batch of one image: drop it only in that case.
     drop_last = len(sampler) % per_rank == 1
     pin = ctx.device.type == "cuda"
@@ -243,7 +254,7 @@ def _loaders(train: Dataset, test: Dataset, ctx: DistContext, cfg: dict, seed: i
         train, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=drop_last, pin_memory=pin
     )
     # Evaluation: every rank takes rank::world of the test set (no padding, no duplicates); sums are all-reduced.
-    shard = torch.utils.data.Subset(test, list(range(ctx.rank, len(test), ctx.world)))
+    shard = torch.utils.data.Subset(test, list(range(ctx.rank, len(cast(Sized, test)), ctx.world)))
     test_loader = DataLoader(shard, batch_size=max(per_rank, 256), shuffle=False, num_workers=workers, pin_memory=pin)
     return sampler, train_loader, test_loader
 
@@ -260,7 +271,7 @@ def evaluate(model: nn.Module, loader: DataLoader, ctx: DistContext, amp_dtype) 
     """(top-1 accuracy in %, mean cross-entropy) over the whole test set (all ranks' shards)."""
     model.eval()
     correct = loss = 0.0
-    n = 0
+    n: float = 0
     crit = nn.CrossEntropyLoss(reduction="sum")
     with torch.no_grad():
         for x, y in loader:
@@ -340,7 +351,9 @@ def train_run(
         history, start_epoch = ckpt["history"], ckpt["epoch"]
     model: nn.Module = raw
     if ctx.distributed:
-        model = nn.parallel.DistributedDataParallel(raw, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            raw, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
     if hooks.start:
         hooks.start(spec, start_epoch, steps)
@@ -353,7 +366,7 @@ def train_run(
         model.train()
         lr_start = optimizer.param_groups[0]["lr"]
         loss_sum = correct = 0.0
-        seen = 0
+        seen: float = 0
         t0 = time.perf_counter()
         for x, y in train_loader:
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)

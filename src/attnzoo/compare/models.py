@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -123,7 +124,7 @@ def check_model_name(name: str) -> None:
 
 def _cifar_stem(model: nn.Module) -> None:
     """Replace a torchvision ResNet's 7×7/2 conv + max-pool stem by a 3×3/1 conv (the usual CIFAR adaptation)."""
-    old = model.conv1
+    old = cast(nn.Conv2d, model.conv1)
     model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, 3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
@@ -152,7 +153,11 @@ def zero_init_residual(model: nn.Module) -> int:
 
 
 def build_model(
-    name: str, num_classes: int, image_size: int, stem: str = "auto", pretrained: str | Path | None = None,
+    name: str,
+    num_classes: int,
+    image_size: int,
+    stem: str = "auto",
+    pretrained: str | Path | None = None,
     zero_init: bool | None = False,
 ) -> tuple[nn.Module, dict]:
     """Build the base network (no attention inserted yet); returns ``(model, notes)``.
@@ -182,7 +187,7 @@ def build_model(
     else:
         import timm
 
-        model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+        model = cast(Any, timm.create_model(name, pretrained=False, num_classes=num_classes))
         notes["stem"] = "timm default"
     if zero_init is None and not notes["stem"].startswith("timm"):  # auto: the deep networks only
         zero_init = count_residual_blocks(model) > 16

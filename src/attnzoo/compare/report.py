@@ -13,7 +13,15 @@ from typing import Any
 from .engine import atomic_write_text
 from .health import chance_accuracy, describe_flags
 
-__all__ = ["summarise", "pareto_front", "write_reports", "markdown_table", "rich_table", "plot_accuracy_vs_flops", "verdict"]
+__all__ = [
+    "summarise",
+    "pareto_front",
+    "write_reports",
+    "markdown_table",
+    "rich_table",
+    "plot_accuracy_vs_flops",
+    "verdict",
+]
 
 CSV_FIELDS = (
     "module",
@@ -89,15 +97,21 @@ def verdict(rows: list[dict]) -> list[str]:
     base = next((r for r in rows if r["module"] == "none"), None)
     for r in rows:
         if not r["meaningful"]:
-            lines.append(f"⚠ {r['module']}: {r['flag_text']} — the comparison is not meaningful for this row "
-                         f"(excluded from the Pareto front).")
+            lines.append(
+                f"⚠ {r['module']}: {r['flag_text']} — the comparison is not meaningful for this row "
+                f"(excluded from the Pareto front)."
+            )
     if base is not None and not base["meaningful"] and len(rows) > 1:
-        lines.append("⚠ the baseline 'none' did not train properly: no Δ top-1 in this table is meaningful "
-                     "(lower --lr, add --warmup-epochs or train longer).")
+        lines.append(
+            "⚠ the baseline 'none' did not train properly: no Δ top-1 in this table is meaningful "
+            "(lower --lr, add --warmup-epochs or train longer)."
+        )
     inside = [r["module"] for r in rows if r.get("delta_within_spread") and r.get("delta_meaningful")]
     if inside:
-        lines.append(f"Δ top-1 of {', '.join(inside)} is within the seed-to-seed spread (|Δ| ≤ √(std² + std_none²)): "
-                     f"not a measurable difference.")
+        lines.append(
+            f"Δ top-1 of {', '.join(inside)} is within the seed-to-seed spread (|Δ| ≤ √(std² + std_none²)): "
+            f"not a measurable difference."
+        )
     if rows and all(r["seeds"] < 2 for r in rows) and len(rows) > 1:
         lines.append("One seed per module: no seed-to-seed spread to judge Δ top-1 against (use --seeds 3 or more).")
     return lines
@@ -107,9 +121,7 @@ def pareto_front(points: list[tuple[float, float]]) -> set[int]:
     """Indices of the points (cost, accuracy) that no other point dominates (cost ≤ and accuracy ≥, one strictly)."""
     front = set()
     for i, (c, a) in enumerate(points):
-        dominated = any(
-            (c2 <= c and a2 >= a) and (c2 < c or a2 > a) for j, (c2, a2) in enumerate(points) if j != i
-        )
+        dominated = any((c2 <= c and a2 >= a) and (c2 < c or a2 > a) for j, (c2, a2) in enumerate(points) if j != i)
         if not dominated:
             front.add(i)
     return front
@@ -184,7 +196,12 @@ def _csv_text(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else " ".join(r[k]) if isinstance(r.get(k), list) else r.get(k)) for k in CSV_FIELDS})
+        w.writerow(
+            {
+                k: ("" if r.get(k) is None else " ".join(r[k]) if isinstance(r.get(k), list) else r.get(k))
+                for k in CSV_FIELDS
+            }
+        )
     return buf.getvalue()
 
 
@@ -210,7 +227,13 @@ def plot_accuracy_vs_flops(rows: list[dict], path: Path, title: str) -> None:
             mfc="tab:red" if r["pareto"] else "white",
             zorder=3,
         )
-        ax.annotate(r["module"] + ("" if r.get("meaningful", True) else " (⚠ not meaningful)"), (x, y), textcoords="offset points", xytext=(7, 5), fontsize=9)
+        ax.annotate(
+            r["module"] + ("" if r.get("meaningful", True) else " (⚠ not meaningful)"),
+            (x, y),
+            textcoords="offset points",
+            xytext=(7, 5),
+            fontsize=9,
+        )
     front = sorted((r["flops"] / scale, r["top1_mean"]) for r in rows if r["pareto"])
     if len(front) > 1:
         xs, ys = zip(*front)
@@ -245,17 +268,20 @@ def write_reports(output: Path, rows: list[dict], results: list[dict], meta: dic
     atomic_write_text(paths["csv"], _csv_text(rows))
     clean_rows = [{k: v for k, v in r.items()} for r in rows]
     notes = verdict(rows)
-    atomic_write_text(paths["json"], json.dumps({"meta": {**meta, "verdict": notes}, "summary": clean_rows, "runs": results},
-                                                indent=2) + "\n")
+    atomic_write_text(
+        paths["json"],
+        json.dumps({"meta": {**meta, "verdict": notes}, "summary": clean_rows, "runs": results}, indent=2) + "\n",
+    )
     title = meta.get("title", "attnzoo compare")
     md = [f"## {title}", "", meta.get("description", ""), "", markdown_table(rows)]
     md += [f"- {line}" for line in notes] + ([""] if notes else [])
-    md.append("`*` = on the Pareto front among the rows that trained properly (no other such module is both cheaper "
-              "and more accurate); ⚠ rows (diverged, rising loss or near-chance accuracy) are excluded. FLOPs: forward "
-              "pass of one image counted by the `attnzoo bench` counter (`torch.utils.flop_counter` plus the CPU "
-              "flash-attention kernels; convolutions, matrix products and attention; element-wise gating not counted).")
+    md.append(
+        "`*` = on the Pareto front among the rows that trained properly (no other such module is both cheaper "
+        "and more accurate); ⚠ rows (diverged, rising loss or near-chance accuracy) are excluded. FLOPs: forward "
+        "pass of one image counted by the `attnzoo bench` counter (`torch.utils.flop_counter` plus the CPU "
+        "flash-attention kernels; convolutions, matrix products and attention; element-wise gating not counted)."
+    )
     atomic_write_text(paths["markdown"], "\n".join(md) + "\n")
     if rows:
         plot_accuracy_vs_flops(rows, paths["plot"], title)
     return paths
-

@@ -51,8 +51,9 @@ def insert_module(model: nn.Module, module: str, where: list[str] | None = None)
 
 
 def _build(cfg: CompareConfig, module: str, num_classes: int, image_size: int) -> tuple[nn.Module, list[str], dict]:
-    model, notes = build_model(cfg.model, num_classes, image_size, stem=cfg.stem, pretrained=cfg.pretrained,
-                               zero_init=cfg.zero_init_residual)
+    model, notes = build_model(
+        cfg.model, num_classes, image_size, stem=cfg.stem, pretrained=cfg.pretrained, zero_init=cfg.zero_init_residual
+    )
     model, inserted = insert_module(model, module, cfg.where)
     return model, inserted, notes
 
@@ -105,11 +106,15 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             console = Console(width=max(console.width, 160))
     show = ctx.is_main and not cfg.quiet
     if cfg.batch_size % ctx.world:
-        raise ValueError(f"compare: batch size must be divisible by the number of processes ({ctx.world}), got {cfg.batch_size}")
+        raise ValueError(
+            f"compare: batch size must be divisible by the number of processes ({ctx.world}), got {cfg.batch_size}"
+        )
     bundle = ctx.main_first(lambda: load_dataset(cfg.dataset, cfg.image_size, cfg.data_root, cfg.download))
     cfg.image_size = bundle.image_size
     if len(bundle.train) < cfg.batch_size:
-        raise ValueError(f"compare: batch size must be at most the training set size ({len(bundle.train)}), got {cfg.batch_size}")
+        raise ValueError(
+            f"compare: batch size must be at most the training set size ({len(bundle.train)}), got {cfg.batch_size}"
+        )
     amp = cfg.amp if cfg.amp is not None else ctx.device.type == "cuda"
     workers = cfg.workers if cfg.workers is not None else (0 if bundle.in_memory else 4)
 
@@ -146,8 +151,17 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             _check_config(run_dir / "config.json", run_cfg, "run folder")
             params, flops, inserted = costs[module]
             specs.append(
-                RunSpec(module, seed, run_dir, run_cfg, _builder(cfg, module, bundle.num_classes, bundle.image_size), params, flops, inserted,
-                        num_classes=bundle.num_classes)
+                RunSpec(
+                    module,
+                    seed,
+                    run_dir,
+                    run_cfg,
+                    _builder(cfg, module, bundle.num_classes, bundle.image_size),
+                    params,
+                    flops,
+                    inserted,
+                    num_classes=bundle.num_classes,
+                )
             )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +169,9 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             write_json(out / "compare.json", training)
     ctx.barrier()
 
-    title = f"{cfg.model} on {bundle.name}: {cfg.epochs} epochs × {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
+    title = (
+        f"{cfg.model} on {bundle.name}: {cfg.epochs} epochs × {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
+    )
     if show:
         console.print(
             f"[bold]attnzoo compare[/bold] {title}; {bundle.describe()}; {cfg.optimizer} lr {cfg.lr:g} "
@@ -172,8 +188,12 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
         def start(spec: RunSpec, start_epoch: int, steps: int) -> None:
             progress.update(overall, advance=start_epoch)
             what = f"resumed at epoch {start_epoch + 1}" if start_epoch else "training"
-            progress.reset(current, total=(cfg.epochs - start_epoch) * steps, visible=True,
-                           description=f"{spec.module} seed {spec.seed} ({what})")
+            progress.reset(
+                current,
+                total=(cfg.epochs - start_epoch) * steps,
+                visible=True,
+                description=f"{spec.module} seed {spec.seed} ({what})",
+            )
 
         first_loss: list[float] = []
 
@@ -203,7 +223,9 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             if finished:
                 progress.update(overall, advance=cfg.epochs)
                 if show:
-                    progress.console.print(f"  {spec.module:<10} seed {spec.seed} already finished: test {result['test_acc']:.2f}% (kept)")
+                    progress.console.print(
+                        f"  {spec.module:<10} seed {spec.seed} already finished: test {result['test_acc']:.2f}% (kept)"
+                    )
             results.append(result)
             if show and result.get("flags"):
                 progress.console.print(

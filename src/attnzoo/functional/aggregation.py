@@ -25,7 +25,7 @@ def local_aggregation(v: torch.Tensor, w: torch.Tensor, kernel_size: int) -> tor
     out = vp[..., 0:h, 0:wd] * w[:, :, :, 0]
     for idx in range(1, kernel_size * kernel_size):
         i, j = divmod(idx, kernel_size)
-        out = out + vp[..., i:i + h, j:j + wd] * w[:, :, :, idx]
+        out = out + vp[..., i : i + h, j : j + wd] * w[:, :, :, idx]
     return out.reshape(b, c, h, wd)
 
 

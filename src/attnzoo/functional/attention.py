@@ -12,7 +12,11 @@ __all__ = ["sdpa", "explicit_attention"]
 
 @fx_leaf
 def sdpa(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, scale: float | None = None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    scale: float | None = None,
     dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` arranged so PyTorch picks its fused kernel.
@@ -35,7 +39,11 @@ def sdpa(
 
 
 def explicit_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, scale: float | None = None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    scale: float | None = None,
     dropout_p: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(softmax(q kᵀ · scale + mask) v, probabilities)`` with the Nq×Nk probabilities built explicitly.

@@ -51,7 +51,11 @@ def prepare_mask(
         parts.append(mask)
     if key_padding_mask is not None:
         if not isinstance(key_padding_mask, torch.Tensor) or tuple(key_padding_mask.shape) != (b, nk):
-            got = tuple(key_padding_mask.shape) if isinstance(key_padding_mask, torch.Tensor) else type(key_padding_mask).__name__
+            got = (
+                tuple(key_padding_mask.shape)
+                if isinstance(key_padding_mask, torch.Tensor)
+                else type(key_padding_mask).__name__
+            )
             raise ValueError(f"{owner}: key_padding_mask must be a B×Nk = {b}×{nk} tensor, got {got}")
         parts.append(key_padding_mask[:, None, None, :])
     if all(p.dtype == torch.bool for p in parts):
@@ -64,7 +68,11 @@ def prepare_mask(
     dtype = q.dtype
     add = None
     for p in parts:
-        p = torch.zeros((), dtype=dtype, device=p.device).masked_fill(p, float("-inf")) if p.dtype == torch.bool else p.to(dtype)
+        p = (
+            torch.zeros((), dtype=dtype, device=p.device).masked_fill(p, float("-inf"))
+            if p.dtype == torch.bool
+            else p.to(dtype)
+        )
         add = p if add is None else add + p
     if add is None:  # unreachable: parts is non-empty
         return None, None
@@ -130,4 +138,3 @@ def zero_dead_queries(out: torch.Tensor, dead: torch.Tensor | None) -> torch.Ten
         dead = dead.unsqueeze(0)
     all_dead = dead.all(1).expand(b, nq, 1) if dead.shape[1] > 1 else dead[:, 0].expand(b, nq, 1)
     return out.masked_fill(all_dead, 0.0)
-

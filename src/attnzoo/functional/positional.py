@@ -10,7 +10,11 @@ __all__ = ["sinusoidal_table", "grid_table"]
 
 
 def sinusoidal_table(
-    length: int, channels: int, base: float = 10000.0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    length: int,
+    channels: int,
+    base: float = 10000.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """The length×channels sinusoidal table: ``PE[p, 2i] = sin(p / base^(2i/C))``, ``PE[p, 2i+1] = cos(...)``.
 
@@ -27,9 +31,9 @@ def sinusoidal_table(
     return pe.to(dtype)
 
 
-
-def grid_table(h: int, w: int, half: int, base: float, device: torch.device | str | None, dtype: torch.dtype) -> torch.Tensor:
+def grid_table(
+    h: int, w: int, half: int, base: float, device: torch.device | str | None, dtype: torch.dtype
+) -> torch.Tensor:
     rows = sinusoidal_table(h, half, base, device, dtype).t()[:, :, None].expand(half, h, w)
     cols = sinusoidal_table(w, half, base, device, dtype).t()[:, None, :].expand(half, h, w)
     return torch.cat([rows, cols], 0)
-

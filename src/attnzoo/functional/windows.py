@@ -85,4 +85,3 @@ def gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -
 def fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
     """:func:`_fold` with the cheap backward (one :func:`_gather`)."""
     return _shifts(y, False, kernel, stride, hb, wb)
-

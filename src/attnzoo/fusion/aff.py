@@ -107,8 +107,14 @@ class AttentionalFeatureFusion(AttnModule):
     Captured map: ``"weights"`` B×C×H×W, the (last) fusion weight M.
     """
 
-    def __init__(self, channels: int, reduction: float = 4, iterative: bool = False,
-                 hidden_channels: int | None = None, variant: str = "paper") -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 4,
+        iterative: bool = False,
+        hidden_channels: int | None = None,
+        variant: str = "paper",
+    ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, 1, self.owner)
         self.channels = channels

@@ -105,7 +105,9 @@ class _Stage(nn.Module):
     """Fusion of levels 0..n-1 (n ≥ 2): every level j is resampled to level i, ASFF_n at level i, then
     ``num_blocks`` residual blocks."""
 
-    def __init__(self, hidden: Sequence[int], n: int, compress: int, num_blocks: int, act: ActLayer, owner: str) -> None:
+    def __init__(
+        self, hidden: Sequence[int], n: int, compress: int, num_blocks: int, act: ActLayer, owner: str
+    ) -> None:
         super().__init__()
         self.n = n
         resample = []
@@ -122,7 +124,8 @@ class _Stage(nn.Module):
         self.resample = nn.ModuleList(resample)
         self.asff = nn.ModuleList(_ASFF(hidden[i], n, compress, act, owner) for i in range(n))
         self.blocks = nn.ModuleList(
-            nn.Sequential(*[_ResBlock(hidden[i], act, owner) for _ in range(num_blocks)]) for i in range(n))
+            nn.Sequential(*[_ResBlock(hidden[i], act, owner) for _ in range(num_blocks)]) for i in range(n)
+        )
 
     def forward(self, xs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         outs, weights = [], []
@@ -181,8 +184,15 @@ class AsymptoticFPN(AttnModule):
     Captured maps: ``"weights_s{k}_l{i}"``: B×k×H_i×W_i per-pixel level weights of the ASFF at level i of stage k.
     """
 
-    def __init__(self, channels: Sequence[int], out_channels: int | Sequence[int] = 256, reduction: int = 8,
-                 num_blocks: int = 4, compress_channels: int = 8, act: ActLayer = "relu") -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        out_channels: int | Sequence[int] = 256,
+        reduction: int = 8,
+        num_blocks: int = 4,
+        compress_channels: int = 8,
+        act: ActLayer = "relu",
+    ) -> None:
         super().__init__()
         self.channels = check_level_channels(channels, self.owner)
         n = len(self.channels)
@@ -204,7 +214,8 @@ class AsymptoticFPN(AttnModule):
         self.input_convs = nn.ModuleList(_ConvBNAct(c, h, 1, 1, act, self.owner) for c, h in zip(self.channels, hidden))
         self.first_convs = nn.ModuleList(_ConvBNAct(h, h, 1, 1, act, self.owner) for h in hidden)
         self.stages = nn.ModuleList(
-            _Stage(hidden, k, compress_channels, num_blocks, act, self.owner) for k in range(2, n + 1))
+            _Stage(hidden, k, compress_channels, num_blocks, act, self.owner) for k in range(2, n + 1)
+        )
         self.output_convs = nn.ModuleList(_ConvBNAct(h, o, 1, 1, act, self.owner) for h, o in zip(hidden, outs))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

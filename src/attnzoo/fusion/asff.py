@@ -46,7 +46,7 @@ def _asff_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tup
     summary="Resize every level to one level, fuse with per-pixel softmax weights over levels, 3×3 expand conv.",
     output_shape=_asff_output_shapes,
     test_kwargs={"level": 1},
-    maps=('weights',),
+    maps=("weights",),
 )
 class AdaptiveSpatialFeatureFusion(AttnModule):
     """Adaptively Spatial Feature Fusion (Liu, Huang, Wang, 2019) for one output level; list in, one map out.
@@ -103,10 +103,17 @@ class AdaptiveSpatialFeatureFusion(AttnModule):
         n = len(self.channels)
         check_arg(
             isinstance(level, int) and not isinstance(level, bool) and -n <= level < n,
-            self.owner, "level", f"an index into the {n} input levels (0 = finest, -{n}..{n - 1})", level,
+            self.owner,
+            "level",
+            f"an index into the {n} input levels (0 = finest, -{n}..{n - 1})",
+            level,
         )
         self.level = level % n
-        inter = self.channels[self.level] if inter_channels is None else positive_int(inter_channels, self.owner, "inter_channels")
+        inter = (
+            self.channels[self.level]
+            if inter_channels is None
+            else positive_int(inter_channels, self.owner, "inter_channels")
+        )
         self.inter_channels = inter
         self.out_channels = inter if out_channels is None else positive_int(out_channels, self.owner, "out_channels")
         self.compress_channels = positive_int(compress_channels, self.owner, "compress_channels")
@@ -118,16 +125,20 @@ class AdaptiveSpatialFeatureFusion(AttnModule):
         resize: list[nn.Module] = []
         for j, c in enumerate(self.channels):
             if j < l:  # finer: (k-1) max-pools then a stride-2 conv
-                resize.append(nn.Sequential(
-                    *[MaxPool3x3s2() for _ in range(l - j - 1)],
-                    ConvNormAct(c, inter, 3, 2, norm, act, self.owner),
-                ))
+                resize.append(
+                    nn.Sequential(
+                        *[MaxPool3x3s2() for _ in range(l - j - 1)],
+                        ConvNormAct(c, inter, 3, 2, norm, act, self.owner),
+                    )
+                )
             elif c != inter:  # same level with another width, or coarser: 1×1 compress (then nearest, in forward)
                 resize.append(ConvNormAct(c, inter, 1, 1, norm, act, self.owner))
             else:
                 resize.append(nn.Identity())
         self.resize = nn.ModuleList(resize)
-        self.weight = nn.ModuleList(ConvNormAct(inter, compress_channels, 1, 1, norm, act, self.owner) for _ in range(n))
+        self.weight = nn.ModuleList(
+            ConvNormAct(inter, compress_channels, 1, 1, norm, act, self.owner) for _ in range(n)
+        )
         self.weight_levels = nn.Conv2d(compress_channels * n, n, 1)
         self.expand = ConvNormAct(inter, self.out_channels, 3, 1, norm, act, self.owner)
 
@@ -135,9 +146,16 @@ class AdaptiveSpatialFeatureFusion(AttnModule):
     def yolov3(cls, level: int, rfb: bool = False, return_weights: bool = False) -> "AdaptiveSpatialFeatureFusion":
         """The official YOLOv3 ASFF for output ``level`` (0 = stride 8, 256 → 256 channels; 1 = stride 16,
         256 → 512; 2 = stride 32, 512 → 1024) on inputs of 256 / 256 / 512 channels; ``rfb`` → compress 8."""
-        check_arg(level in (0, 1, 2) and not isinstance(level, bool), cls.__name__, "level", "0, 1 or 2 for yolov3()", level)
-        return cls([256, 256, 512], level=level, out_channels=(256, 512, 1024)[level],
-                   compress_channels=8 if rfb else 16, return_weights=return_weights)
+        check_arg(
+            level in (0, 1, 2) and not isinstance(level, bool), cls.__name__, "level", "0, 1 or 2 for yolov3()", level
+        )
+        return cls(
+            [256, 256, 512],
+            level=level,
+            out_channels=(256, 512, 1024)[level],
+            compress_channels=8 if rfb else 16,
+            return_weights=return_weights,
+        )
 
     def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = check_pyramid(x, self.channels, self.owner, True)

@@ -80,8 +80,16 @@ class BiFPNLayer(nn.Module):
     """One BiFPN layer over L levels (finest first): a top-down path of nodes ``td_i`` (i = L−2 … 0; ``td_0`` is
     output 0), then a bottom-up path ``out_i`` (i = 1 … L−1) with the skip edge from the layer's input."""
 
-    def __init__(self, channels: Sequence[int], out_channels: int, variant: str, fusion: str, act: ActLayer,
-                 eps: float, owner: str) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        out_channels: int,
+        variant: str,
+        fusion: str,
+        act: ActLayer,
+        eps: float,
+        owner: str,
+    ) -> None:
         super().__init__()
         n, d = len(channels), out_channels
         self.levels, self.variant, self.fusion, self.eps = n, variant, fusion, eps
@@ -93,11 +101,15 @@ class BiFPNLayer(nn.Module):
         self.w_top = nn.Parameter(torch.ones(2)) if learned else None
         self.pre_act = get_act(act, owner) if variant == "official" else None
         self.conv_td = nn.ModuleList(
-            SeparableConvBlock(d, get_act(act, owner) if variant == "paper" else None) for _ in range(n - 1))
+            SeparableConvBlock(d, get_act(act, owner) if variant == "paper" else None) for _ in range(n - 1)
+        )
         self.conv_out = nn.ModuleList(
-            SeparableConvBlock(d, get_act(act, owner) if variant == "paper" else None) for _ in range(n - 1))
+            SeparableConvBlock(d, get_act(act, owner) if variant == "paper" else None) for _ in range(n - 1)
+        )
 
-    def _node(self, conv: nn.Module, w: torch.Tensor | None, xs: list[torch.Tensor], owner: nn.Module, key: str) -> torch.Tensor:
+    def _node(
+        self, conv: nn.Module, w: torch.Tensor | None, xs: list[torch.Tensor], owner: nn.Module, key: str
+    ) -> torch.Tensor:
         wn = fusion_weights(w, self.fusion, self.eps, len(xs), xs[0])
         record(owner, key, wn)
         y = weighted_sum(xs, wn.to(xs[0].dtype))
@@ -165,8 +177,16 @@ class BiFPN(AttnModule):
     Captured maps: ``"weights_r{k}_td{i}"`` and ``"weights_r{k}_out{i}"``: the normalised weights of every node.
     """
 
-    def __init__(self, channels: Sequence[int], out_channels: int = 64, num_repeats: int = 1, variant: str = "paper",
-                 fusion: str = "fast", act: ActLayer = "silu", eps: float = 1e-4) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        out_channels: int = 64,
+        num_repeats: int = 1,
+        variant: str = "paper",
+        fusion: str = "fast",
+        act: ActLayer = "silu",
+        eps: float = 1e-4,
+    ) -> None:
         super().__init__()
         self.channels = check_level_channels(channels, self.owner)
         self.out_channels = positive_int(out_channels, self.owner, "out_channels")
@@ -178,8 +198,15 @@ class BiFPN(AttnModule):
         get_act(act, self.owner)  # validate
         n = len(self.channels)
         self.layers = nn.ModuleList(
-            BiFPNLayer(self.channels if k == 0 else [out_channels] * n, out_channels, variant, fusion, act, self.eps,
-                       self.owner)
+            BiFPNLayer(
+                self.channels if k == 0 else [out_channels] * n,
+                out_channels,
+                variant,
+                fusion,
+                act,
+                self.eps,
+                self.owner,
+            )
             for k in range(num_repeats)
         )
 

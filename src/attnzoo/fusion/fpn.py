@@ -96,7 +96,13 @@ class FeaturePyramidNetwork(AttnModule):
         super().__init__()
         self.channels = check_level_channels(channels, self.owner)
         self.out_channels = positive_int(out_channels, self.owner, "out_channels")
-        check_arg(extra_levels in (None, "maxpool", "p6p7"), self.owner, "extra_levels", "None, 'maxpool' or 'p6p7'", extra_levels)
+        check_arg(
+            extra_levels in (None, "maxpool", "p6p7"),
+            self.owner,
+            "extra_levels",
+            "None, 'maxpool' or 'p6p7'",
+            extra_levels,
+        )
         if extra_levels == "p6p7":
             p6_from = "c5" if p6_from is None else p6_from
             check_arg(p6_from in ("c5", "p5"), self.owner, "p6_from", "'c5' or 'p5'", p6_from)
@@ -104,8 +110,12 @@ class FeaturePyramidNetwork(AttnModule):
             check_arg(p6_from is None, self.owner, "p6_from", "None unless extra_levels='p6p7'", p6_from)
         self.extra_levels = extra_levels
         self.p6_from = p6_from
-        self.lateral = nn.ModuleList(ConvNormAct(c, out_channels, 1, norm=norm, owner=self.owner) for c in self.channels)
-        self.output = nn.ModuleList(ConvNormAct(out_channels, out_channels, 3, norm=norm, owner=self.owner) for _ in self.channels)
+        self.lateral = nn.ModuleList(
+            ConvNormAct(c, out_channels, 1, norm=norm, owner=self.owner) for c in self.channels
+        )
+        self.output = nn.ModuleList(
+            ConvNormAct(out_channels, out_channels, 3, norm=norm, owner=self.owner) for _ in self.channels
+        )
         if extra_levels == "p6p7":
             p6_in = self.channels[-1] if p6_from == "c5" else out_channels
             self.p6 = nn.Conv2d(p6_in, out_channels, 3, 2, 1)

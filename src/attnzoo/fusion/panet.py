@@ -96,8 +96,12 @@ class PathAggregationNetwork(AttnModule):
         get_act(act, self.owner)
         self.fpn = FeaturePyramidNetwork(self.channels, out_channels, norm=norm)
         n = len(self.channels)
-        self.down = nn.ModuleList(ConvNormAct(out_channels, out_channels, 3, 2, norm, act, self.owner) for _ in range(n - 1))
-        self.fuse = nn.ModuleList(ConvNormAct(out_channels, out_channels, 3, 1, norm, act, self.owner) for _ in range(n - 1))
+        self.down = nn.ModuleList(
+            ConvNormAct(out_channels, out_channels, 3, 2, norm, act, self.owner) for _ in range(n - 1)
+        )
+        self.fuse = nn.ModuleList(
+            ConvNormAct(out_channels, out_channels, 3, 1, norm, act, self.owner) for _ in range(n - 1)
+        )
         init_caffe2_xavier(self.down)
         init_caffe2_xavier(self.fuse)
 

@@ -59,15 +59,19 @@ class InsertedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attn(self.module(x))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # Keys written by the unmodified model (prefix + "weight", prefix + "running_mean", ...) belong to `module`.
         for key in [k for k in state_dict if k.startswith(prefix)]:
-            rest = key[len(prefix):]
+            rest = key[len(prefix) :]
             if not rest.startswith(("module.", "attn.")):
                 new = prefix + "module." + rest
                 if new not in state_dict:
                     state_dict[new] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,9 @@ def _select(model: nn.Module, where: Where) -> list[tuple[str, nn.Module]]:
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
                 raise ValueError(f"insert: where names {pattern!r}, which is not a submodule of the model{hint}")
     else:
-        raise ValueError(f"insert: where must be None, a function (name, module) -> bool or a list of names, got {where!r}")
+        raise ValueError(
+            f"insert: where must be None, a function (name, module) -> bool or a list of names, got {where!r}"
+        )
     picked = [(n, m) for n, m in picked if n]  # the model itself has no parent to be wrapped in
     if not picked:
         raise ValueError("insert: where selected no submodule of the model")
@@ -315,7 +321,9 @@ def insert(
 
     parents = {id(m): (parent, child_name) for parent in model.modules() for child_name, m in parent.named_children()}
     # Resolve every selection to (parent, attribute, target, kind, norm) before changing anything.
-    plans: list[tuple[nn.Module, str, str, nn.Module, str]] = []  # parent, attribute, kind, the layer it follows, its name
+    plans: list[
+        tuple[nn.Module, str, str, nn.Module, str]
+    ] = []  # parent, attribute, kind, the layer it follows, its name
     for qual, module in _select(model, where):
         block = recognised_block(module) if position == "auto" else None
         if block is not None:

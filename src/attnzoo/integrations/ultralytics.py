@@ -406,14 +406,22 @@ def _build(plans: dict[int, _Row], chs: list, overrides: dict) -> tuple[dict[int
         if plan.kind == "select":
             t = plan.inputs[0]
             if t not in outputs:
-                raise ValueError(f"{_where(plan)}: Select picks an element of a row that outputs a list (an attnzoo pyramid neck); row {t} does not")
+                raise ValueError(
+                    f"{_where(plan)}: Select picks an element of a row that outputs a list (an attnzoo pyramid neck); row {t} does not"
+                )
             n = len(outputs[t])
             if not -n <= plan.pick < n:
                 raise ValueError(f"{_where(plan)}: row {t} outputs {n} maps, index {plan.pick} is out of range")
             want = outputs[t][plan.pick]
             if chs[i] != want:
                 neck = plans[t]
-                fix = _match(want, chs, [neck.inputs[plan.pick % n]] if plan.pick % n < len(neck.inputs) else [], neck, f"output {plan.pick}")
+                fix = _match(
+                    want,
+                    chs,
+                    [neck.inputs[plan.pick % n]] if plan.pick % n < len(neck.inputs) else [],
+                    neck,
+                    f"output {plan.pick}",
+                )
                 return built, {(t, plan.pick % n): fix, (t, plan.pick): fix}
             built[i] = Select(plan.pick)
             continue
@@ -434,8 +442,11 @@ def _build(plans: dict[int, _Row], chs: list, overrides: dict) -> tuple[dict[int
 def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> Any:
     rows = [list(r) for r in list(d["backbone"]) + list(d["head"])]
     rewritten = {
-        i for i, r in enumerate(rows)
-        if len(r) == 4 and isinstance(r[2], str) and r[2] in _REWRITTEN
+        i
+        for i, r in enumerate(rows)
+        if len(r) == 4
+        and isinstance(r[2], str)
+        and r[2] in _REWRITTEN
         and tasks.__dict__.get(r[2]) is (Select if _REWRITTEN[r[2]] is _SELECT else _REWRITTEN[r[2]].cls)
     }
     if not rewritten:
@@ -457,7 +468,11 @@ def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> 
             if row_plan is None:
                 new_rows.append(copy.deepcopy(row))
             elif row_plan.kind == "select":
-                new_rows.append(_stand_in(_output_rule(plans[row_plan.inputs[0]], row_plan.pick, overrides), plans[row_plan.inputs[0]]))
+                new_rows.append(
+                    _stand_in(
+                        _output_rule(plans[row_plan.inputs[0]], row_plan.pick, overrides), plans[row_plan.inputs[0]]
+                    )
+                )
             else:
                 new_rows.append(_stand_in(_own_rule(row_plan, overrides), row_plan))
         dd = {k: copy.deepcopy(v) for k, v in d.items() if k not in ("backbone", "head")}
@@ -479,7 +494,9 @@ def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> 
         if fix is None:
             break
         if all(overrides.get(k) == v for k, v in fix.items()):
-            raise RuntimeError(f"attnzoo.integrations.ultralytics: could not size the rows {sorted(plans)} (no progress)")
+            raise RuntimeError(
+                f"attnzoo.integrations.ultralytics: could not size the rows {sorted(plans)} (no progress)"
+            )
         overrides.update(fix)
     else:
         raise RuntimeError(f"attnzoo.integrations.ultralytics: could not size the rows {sorted(plans)}")

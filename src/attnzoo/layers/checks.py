@@ -70,8 +70,13 @@ def _is_int(v: object) -> bool:
 
 def check_choice(value: object, choices: Sequence[object], owner: str, what: str) -> Any:
     """``value`` if it is one of ``choices`` (a ``ValueError`` listing them otherwise)."""
-    check_arg(isinstance(value, (str, int, type(None))) and value in choices, owner, what,
-              "one of " + ", ".join(repr(c) for c in choices), value)
+    check_arg(
+        isinstance(value, (str, int, type(None))) and value in choices,
+        owner,
+        what,
+        "one of " + ", ".join(repr(c) for c in choices),
+        value,
+    )
     return value
 
 
@@ -119,7 +124,9 @@ def check_nchw(x: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"{owner}: expected a 4-D input B×{channels}×H×W, got shape {tuple(x.shape)}")
     if x.shape[1] != channels:
-        raise ValueError(f"{owner}: expected {channels} input channels (B×{channels}×H×W), got {x.shape[1]} (shape {tuple(x.shape)})")
+        raise ValueError(
+            f"{owner}: expected {channels} input channels (B×{channels}×H×W), got {x.shape[1]} (shape {tuple(x.shape)})"
+        )
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{owner}: expected non-empty batch and spatial sizes, got shape {tuple(x.shape)}")
     return x

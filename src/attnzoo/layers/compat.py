@@ -45,13 +45,15 @@ def renamed_args(**renames: Rename) -> Callable[[F], F]:
 
 def deprecated_args_of(cls: type) -> Mapping[str, str]:
     """``{old: new}`` deprecated constructor arguments of ``cls`` (empty when there are none)."""
-    return getattr(vars(cls).get("__init__"), "deprecated_args", {}) or getattr(getattr(cls, "__init__", None), "deprecated_args", {})
+    return getattr(vars(cls).get("__init__"), "deprecated_args", {}) or getattr(
+        getattr(cls, "__init__", None), "deprecated_args", {}
+    )
 
 
 def migrate_keys(state_dict: dict[str, Any], prefix: str, patterns: Mapping[str, str]) -> None:
     """Rename, in place, the keys under ``prefix`` that match a regex of ``patterns`` (``{regex: replacement}``)."""
     for key in [k for k in state_dict if k.startswith(prefix)]:
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         for pattern, replacement in patterns.items():
             new_rest = re.sub(pattern, replacement, rest)
             if new_rest != rest:

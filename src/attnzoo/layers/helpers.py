@@ -6,12 +6,26 @@ import torch
 
 from .checks import check_arg, fx_leaf, positive_int
 
-__all__ = ["hidden_width", "inplace_ok", "to_tokens", "to_map", "split_heads", "merge_heads", "map_to_heads", "heads_to_map"]
+__all__ = [
+    "hidden_width",
+    "inplace_ok",
+    "to_tokens",
+    "to_map",
+    "split_heads",
+    "merge_heads",
+    "map_to_heads",
+    "heads_to_map",
+]
 
 
 def hidden_width(
-    channels: int, reduction: float, hidden_channels: int | None, min_hidden: int, owner: str,
-    name: str = "hidden_channels", cap_floor: bool = True,
+    channels: int,
+    reduction: float,
+    hidden_channels: int | None,
+    min_hidden: int,
+    owner: str,
+    name: str = "hidden_channels",
+    cap_floor: bool = True,
 ) -> int:
     """Bottleneck width: ``hidden_channels`` if given, else ``max(channels // reduction, min(min_hidden, channels), 1)``
     (``cap_floor=False``: ``max(channels // reduction, min_hidden, 1)``, the floor not capped at C, as Coordinate
@@ -25,8 +39,13 @@ def hidden_width(
         return positive_int(hidden_channels, owner, name)
     ok = isinstance(reduction, (int, float)) and not isinstance(reduction, bool) and 0 < reduction < float("inf")
     check_arg(ok, owner, "reduction", "a positive finite number", reduction)
-    check_arg(isinstance(min_hidden, int) and not isinstance(min_hidden, bool) and min_hidden >= 0, owner,
-              "min_hidden", "a non-negative integer", min_hidden)
+    check_arg(
+        isinstance(min_hidden, int) and not isinstance(min_hidden, bool) and min_hidden >= 0,
+        owner,
+        "min_hidden",
+        "a non-negative integer",
+        min_hidden,
+    )
     return max(int(channels // reduction), min(min_hidden, channels) if cap_floor else min_hidden, 1)
 
 

@@ -78,8 +78,16 @@ class ConvNormAct(nn.Sequential):
         padding = dilation * (kernel_size - 1) // 2
         self.add_module(
             "conv",
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
-                      bias=norm_layer is None),
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation=dilation,
+                groups=groups,
+                bias=norm_layer is None,
+            ),
         )
         if norm_layer is not None:
             self.add_module("norm", norm_layer)

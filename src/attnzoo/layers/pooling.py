@@ -98,7 +98,9 @@ def max_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(x, 3, 2, 1)
     ho, wo = (x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2
     xp = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
-    y = torch.maximum(torch.maximum(xp[..., 0 : 2 * ho : 2, :], xp[..., 1 : 2 * ho + 1 : 2, :]), xp[..., 2 : 2 * ho + 2 : 2, :])
+    y = torch.maximum(
+        torch.maximum(xp[..., 0 : 2 * ho : 2, :], xp[..., 1 : 2 * ho + 1 : 2, :]), xp[..., 2 : 2 * ho + 2 : 2, :]
+    )
     return torch.maximum(torch.maximum(y[..., 0 : 2 * wo : 2], y[..., 1 : 2 * wo + 1 : 2]), y[..., 2 : 2 * wo + 2 : 2])
 
 

@@ -38,7 +38,9 @@ def _halves(big: int, small: int) -> bool:
 
 
 @fx_leaf
-def check_pyramid(xs: Sequence[torch.Tensor], channels: tuple[int, ...], owner: str, halving: bool) -> Sequence[torch.Tensor]:
+def check_pyramid(
+    xs: Sequence[torch.Tensor], channels: tuple[int, ...], owner: str, halving: bool
+) -> Sequence[torch.Tensor]:
     """Check a list of maps against ``channels`` (finest first); return it unchanged.
 
     Raises ``ValueError`` naming the module, the level, what was expected and what was received: wrong type or
@@ -75,7 +77,9 @@ def check_pyramid(xs: Sequence[torch.Tensor], channels: tuple[int, ...], owner: 
             )
     for i, (t, c) in enumerate(zip(xs, channels)):
         if t.shape[1] != c:
-            raise ValueError(f"{owner}: level {i} expected {c} channels (B×{c}×H×W), got {t.shape[1]} (shape {tuple(t.shape)})")
+            raise ValueError(
+                f"{owner}: level {i} expected {c} channels (B×{c}×H×W), got {t.shape[1]} (shape {tuple(t.shape)})"
+            )
         if t.shape[0] != xs[0].shape[0]:
             raise ValueError(f"{owner}: level {i} expected batch size {xs[0].shape[0]} (as level 0), got {t.shape[0]}")
     return xs
@@ -97,8 +101,6 @@ def fit_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def softmax_fp32(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """Softmax in at least float32 (bfloat16 / float16 logits are upcast; float64 stays float64)."""
     return torch.softmax(logits, dim, dtype=torch.promote_types(logits.dtype, torch.float32))
-
-
 
 
 def stride2_size(n: int) -> int:

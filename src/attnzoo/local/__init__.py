@@ -8,4 +8,13 @@ from .neighborhood import NeighborhoodAttention
 from .outlook import OutlookAttention
 from .window import LocalWindowAttention
 
-__all__ = ["LocalWindowAttention", "OutlookAttention", "MultipoleAttention", "multipole_level_sizes", "NeighborhoodAttention", "BiLevelRoutingAttention", "ModulatedDeformConv", "DeformableAttention"]
+__all__ = [
+    "LocalWindowAttention",
+    "OutlookAttention",
+    "MultipoleAttention",
+    "multipole_level_sizes",
+    "NeighborhoodAttention",
+    "BiLevelRoutingAttention",
+    "ModulatedDeformConv",
+    "DeformableAttention",
+]

@@ -143,8 +143,17 @@ class BiLevelRoutingAttention(AttnModule):
     Attention maps: ``"attn"`` (B·R)×heads×L×(topk·L) (R regions of L tokens), ``"routing"`` B×R×topk.
     """
 
-    def __init__(self, channels: int, n_win: int = 7, topk: int = 4, heads: int = 8, qkv_bias: bool = True,
-                 kernel_size: int = 5, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        n_win: int = 7,
+        topk: int = 4,
+        heads: int = 8,
+        qkv_bias: bool = True,
+        kernel_size: int = 5,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
@@ -168,7 +177,16 @@ class BiLevelRoutingAttention(AttnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         q, k, v = self.qkv(x.permute(0, 2, 3, 1)).chunk(3, dim=-1)  # B×H×W×C views
-        out = routing_attention(q, k, v, self.n_win, self.topk, self.heads, self.scale,
-                                self.attn_drop if self.training else 0.0, capture_target(self))
+        out = routing_attention(
+            q,
+            k,
+            v,
+            self.n_win,
+            self.topk,
+            self.heads,
+            self.scale,
+            self.attn_drop if self.training else 0.0,
+            capture_target(self),
+        )
         out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.proj_drop(self.proj(out)).permute(0, 3, 1, 2)

@@ -41,6 +41,7 @@ def _tv_deform_conv2d() -> object:
         _TV.append(deform_conv2d)
     return _TV[0]
 
+
 __all__ = ["ModulatedDeformConv", "conv_out_size", "deform_conv2d_pure"]
 
 
@@ -70,16 +71,21 @@ def deform_conv2d_pure(
     taps = kh * kw
     groups = offset.shape[1] // (2 * taps)
     dev, dt = x.device, x.dtype
-    ys = (torch.arange(ho, device=dev) * stride[0] - padding[0])[None, :] + (torch.arange(kh, device=dev) * dilation[0])[:, None]
-    xs = (torch.arange(wo, device=dev) * stride[1] - padding[1])[None, :] + (torch.arange(kw, device=dev) * dilation[1])[:, None]
+    ys = (torch.arange(ho, device=dev) * stride[0] - padding[0])[None, :] + (
+        torch.arange(kh, device=dev) * dilation[0]
+    )[:, None]
+    xs = (torch.arange(wo, device=dev) * stride[1] - padding[1])[None, :] + (
+        torch.arange(kw, device=dev) * dilation[1]
+    )[:, None]
     base_y = ys[:, None, :, None].expand(kh, kw, ho, wo).reshape(1, taps, ho, wo).to(dt)
     base_x = xs[None, :, None, :].expand(kh, kw, ho, wo).reshape(1, taps, ho, wo).to(dt)
     off = offset.to(dt).reshape(b * groups, taps, 2, ho * wo)
     py = base_y + off[:, :, 0].view(b * groups, taps, ho, wo)
     px = base_x + off[:, :, 1].view(b * groups, taps, ho, wo)
     grid = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1).view(b * groups, taps * ho, wo, 2)
-    cols = F.grid_sample(x.reshape(b * groups, c // groups, h, w), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)  # (B·G)×(C/G)×(taps·Ho)×Wo
+    cols = F.grid_sample(
+        x.reshape(b * groups, c // groups, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # (B·G)×(C/G)×(taps·Ho)×Wo
     if mask is not None:
         cols = cols * mask.to(dt).reshape(b * groups, 1, taps * ho, wo)
     out = weight.to(dt).reshape(o, c * taps) @ cols.reshape(b, c * taps, ho * wo)
@@ -93,7 +99,9 @@ def _plain_eager() -> bool:
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
         return False
     compiler = getattr(torch, "compiler", None)
-    return not (compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)()))
+    return not (
+        compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)())
+    )
 
 
 @fx_leaf
@@ -101,9 +109,14 @@ def _check_size(x: torch.Tensor, kernel: int, stride: int, padding: int, dilatio
     if torch.jit.is_tracing():
         return x
     h, w = x.shape[-2:]
-    if conv_out_size(h, kernel, stride, padding, dilation) < 1 or conv_out_size(w, kernel, stride, padding, dilation) < 1:
-        raise ValueError(f"{owner}: expected an input of at least {dilation * (kernel - 1) + 1 - 2 * padding} pixels per side "
-                         f"(kernel_size={kernel}, dilation={dilation}, padding={padding}), got {h}×{w}")
+    if (
+        conv_out_size(h, kernel, stride, padding, dilation) < 1
+        or conv_out_size(w, kernel, stride, padding, dilation) < 1
+    ):
+        raise ValueError(
+            f"{owner}: expected an input of at least {dilation * (kernel - 1) + 1 - 2 * padding} pixels per side "
+            f"(kernel_size={kernel}, dilation={dilation}, padding={padding}), got {h}×{w}"
+        )
     return x
 
 
@@ -150,9 +163,18 @@ class ModulatedDeformConv(AttnModule):
     Captured maps: ``"offset"`` B×(2·G·k²)×Ho×Wo (dy, dx per tap), ``"modulation"`` B×(G·k²)×Ho×Wo.
     """
 
-    def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 3, stride: int = 1,
-                 padding: int | None = None, dilation: int = 1, deform_groups: int = 1, bias: bool = True,
-                 backend: str = "auto") -> None:
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int | None = None,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        dilation: int = 1,
+        deform_groups: int = 1,
+        bias: bool = True,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
@@ -162,13 +184,26 @@ class ModulatedDeformConv(AttnModule):
         positive_int(dilation, owner, "dilation")
         padding = dilation * (kernel_size - 1) // 2 if padding is None else non_negative_int(padding, owner, "padding")
         positive_int(deform_groups, owner, "deform_groups")
-        check_arg(channels % deform_groups == 0, owner, "deform_groups", f"a divisor of channels={channels}", deform_groups)
+        check_arg(
+            channels % deform_groups == 0, owner, "deform_groups", f"a divisor of channels={channels}", deform_groups
+        )
         check_arg(isinstance(bias, bool), owner, "bias", "a bool", bias)
         check_choice(backend, ("auto", "torchvision", "pure"), owner, "backend")
-        check_arg(backend != "torchvision" or _tv_deform_conv2d() is not None, owner, "backend",
-                  "'auto' or 'pure' (torchvision is not installed)", backend)
+        check_arg(
+            backend != "torchvision" or _tv_deform_conv2d() is not None,
+            owner,
+            "backend",
+            "'auto' or 'pure' (torchvision is not installed)",
+            backend,
+        )
         self.channels, self.out_channels, self.kernel_size, self.stride = channels, out_channels, kernel_size, stride
-        self.padding, self.dilation, self.deform_groups, self.bias_flag, self.backend = padding, dilation, deform_groups, bias, backend
+        self.padding, self.dilation, self.deform_groups, self.bias_flag, self.backend = (
+            padding,
+            dilation,
+            deform_groups,
+            bias,
+            backend,
+        )
         self.weight = nn.Parameter(torch.empty(out_channels, channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         taps = deform_groups * kernel_size * kernel_size
@@ -195,13 +230,24 @@ class ModulatedDeformConv(AttnModule):
         return _deform(x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation, self.backend)
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, deform_groups={self.deform_groups}, backend={self.backend!r}")
+        return (
+            f"{self.channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, deform_groups={self.deform_groups}, backend={self.backend!r}"
+        )
 
 
 @fx_leaf
-def _deform(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-            stride: int, padding: int, dilation: int, backend: str) -> torch.Tensor:
+def _deform(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    padding: int,
+    dilation: int,
+    backend: str,
+) -> torch.Tensor:
     dt = x.dtype
     s, p, d = (stride, stride), (padding, padding), (dilation, dilation)
     if backend == "auto":  # torchvision's op only where it is the faster one: CUDA (on CPU the pure path is)
@@ -212,4 +258,3 @@ def _deform(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: t
         b = None if bias is None else bias.to(dt)
         return _TV[0](x, offset.to(dt), weight.to(dt), b, stride=s, padding=p, dilation=d, mask=mask.to(dt))
     return deform_conv2d_pure(x, offset, weight, bias, s, p, d, mask)
-

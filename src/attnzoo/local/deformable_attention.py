@@ -32,7 +32,9 @@ from ..registry import register
 __all__ = ["DeformableAttention", "reference_points"]
 
 
-def reference_points(length: int, stride: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+def reference_points(
+    length: int, stride: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Centres (pixel coordinates, pixel centres at integers) of the ⌈length / stride⌉ cells of ``stride`` pixels
     along one axis; the last cell is cut at the border and its centre moves with it."""
     i = torch.arange((length + stride - 1) // stride, device=device)
@@ -65,8 +67,10 @@ def _sample_positions(offset: torch.Tensor, h: int, w: int, stride: int, factor:
 def _query_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised y of every row and x of every column of x: (H,), (W,)."""
     h, w = x.shape[-2:]
-    return (_normalise(torch.arange(h, device=x.device, dtype=x.dtype), h),
-            _normalise(torch.arange(w, device=x.device, dtype=x.dtype), w))
+    return (
+        _normalise(torch.arange(h, device=x.device, dtype=x.dtype), h),
+        _normalise(torch.arange(w, device=x.device, dtype=x.dtype), w),
+    )
 
 
 @register(
@@ -111,9 +115,19 @@ class DeformableAttention(AttnModule):
     Attention maps: ``"attn"`` B×heads×N×N_k.
     """
 
-    def __init__(self, channels: int, heads: int = 8, groups: int = 1, offset_range_factor: float = 2.0, stride: int = 1,
-                 kernel_size: int = 5, position_bias: str | None = "table", table_size: int = 14, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        heads: int = 8,
+        groups: int = 1,
+        offset_range_factor: float = 2.0,
+        stride: int = 1,
+        kernel_size: int = 5,
+        position_bias: str | None = "table",
+        table_size: int = 14,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
@@ -121,8 +135,14 @@ class DeformableAttention(AttnModule):
         check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels}", heads)
         positive_int(groups, owner, "groups")
         check_arg(heads % groups == 0, owner, "groups", f"a divisor of heads={heads}", groups)
-        ok = isinstance(offset_range_factor, (int, float)) and not isinstance(offset_range_factor, bool) and math.isfinite(offset_range_factor)
-        check_arg(ok, owner, "offset_range_factor", "a finite number (negative = unbounded offsets)", offset_range_factor)
+        ok = (
+            isinstance(offset_range_factor, (int, float))
+            and not isinstance(offset_range_factor, bool)
+            and math.isfinite(offset_range_factor)
+        )
+        check_arg(
+            ok, owner, "offset_range_factor", "a finite number (negative = unbounded offsets)", offset_range_factor
+        )
         positive_int(stride, owner, "stride")
         odd_kernel(kernel_size, owner)
         check_choice(position_bias, ("table", "log_cpb", None), owner, "position_bias")
@@ -149,7 +169,9 @@ class DeformableAttention(AttnModule):
             self.rpe_table = nn.Parameter(torch.zeros(heads, 2 * table_size - 1, 2 * table_size - 1))
             nn.init.trunc_normal_(self.rpe_table, std=0.01, a=-2.0, b=2.0)
         elif position_bias == "log_cpb":  # DAT++: an MLP of the log-spaced displacement
-            self.rpe = nn.Sequential(nn.Linear(2, 32), nn.ReLU(inplace=True), nn.Linear(32, heads // groups, bias=False))
+            self.rpe = nn.Sequential(
+                nn.Linear(2, 32), nn.ReLU(inplace=True), nn.Linear(32, heads // groups, bias=False)
+            )
 
     def offsets(self, q: torch.Tensor) -> torch.Tensor:
         """Raw offsets (B·G)×2×Hk×Wk from the queries B×C×H×W."""
@@ -172,12 +194,21 @@ class DeformableAttention(AttnModule):
             p = pos.reshape(b * g, 1, 1, ns, 2).to(self.rpe_table.dtype)
             dy = (qy.to(p.dtype)[None, :, None, None] - p[..., 0]) * 0.5  # (B·G)×H×1×Ns
             dx = (qx.to(p.dtype)[None, None, :, None] - p[..., 1]) * 0.5  # (B·G)×1×W×Ns
-            grid = torch.stack((dx.expand(b * g, h, w, ns), dy.expand(b * g, h, w, ns)), dim=-1).reshape(b * g, h * w, ns, 2)
+            grid = torch.stack((dx.expand(b * g, h, w, ns), dy.expand(b * g, h, w, ns)), dim=-1).reshape(
+                b * g, h * w, ns, 2
+            )
             side = self.rpe_table.shape[-1]
-            table = self.rpe_table.reshape(1, self.heads, side, side).expand(b, -1, -1, -1).reshape(b * g, self.heads // g, side, side)
+            table = (
+                self.rpe_table.reshape(1, self.heads, side, side)
+                .expand(b, -1, -1, -1)
+                .reshape(b * g, self.heads // g, side, side)
+            )
             out = F.grid_sample(table, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B·G)×hg×N×Ns
             return out.reshape(b, self.heads, h * w, ns)
-        lin1, lin2 = cast(nn.Linear, cast(nn.Sequential, self.rpe)[0]), cast(nn.Linear, cast(nn.Sequential, self.rpe)[2])
+        lin1, lin2 = (
+            cast(nn.Linear, cast(nn.Sequential, self.rpe)[0]),
+            cast(nn.Linear, cast(nn.Sequential, self.rpe)[2]),
+        )
         dt = lin1.weight.dtype
         qy, qx = _query_axes(x)
         p = pos.reshape(b * g, 1, ns, 2).to(dt)
@@ -201,8 +232,13 @@ class DeformableAttention(AttnModule):
         q = self.proj_q(x)
         pos = _sample_positions(self.offsets(q), h, w, self.stride, self.offset_range_factor)  # (B·G)×Hk×Wk×2 (y, x)
         hk, wk = pos.shape[1], pos.shape[2]
-        sampled = F.grid_sample(x.reshape(b * g, c // g, h, w), pos.flip(-1).to(x.dtype), mode="bilinear",
-                                padding_mode="zeros", align_corners=False).reshape(b, c, hk, wk)
+        sampled = F.grid_sample(
+            x.reshape(b * g, c // g, h, w),
+            pos.flip(-1).to(x.dtype),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        ).reshape(b, c, hk, wk)
         n, ns = h * w, hk * wk
         qh = q.permute(0, 2, 3, 1).reshape(b, n, heads, d).transpose(1, 2)
         kh = self.proj_k(sampled).permute(0, 2, 3, 1).reshape(b, ns, heads, d).transpose(1, 2)
@@ -210,7 +246,15 @@ class DeformableAttention(AttnModule):
         bias = None
         if self.position_bias is not None:
             bias = self.bias(x, pos).to(qh.dtype)
-        out = attention(qh, kh, vh, mask=bias, scale=self.scale, dropout_p=self.attn_drop if self.training else 0.0,
-                        module=capture_target(self), key="attn")
+        out = attention(
+            qh,
+            kh,
+            vh,
+            mask=bias,
+            scale=self.scale,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            module=capture_target(self),
+            key="attn",
+        )
         out = out.transpose(2, 3).reshape(b, c, h, w)
         return self.proj_drop(self.proj_out(out))

@@ -31,7 +31,9 @@ _MANO_PAPER = "Linear Attention with Global Context: A Multipole Attention Mecha
 _MANO_URL = "https://arxiv.org/abs/2507.02748"
 
 
-def multipole_level_sizes(h: int, w: int, kernel_size: int, sampling_rate: int, max_levels: int | None = None) -> list[tuple[int, int]]:
+def multipole_level_sizes(
+    h: int, w: int, kernel_size: int, sampling_rate: int, max_levels: int | None = None
+) -> list[tuple[int, int]]:
     """Grid sizes of the multipole hierarchy for an H×W input, finest first.
 
     Level 0 is the input; while the current map is at least the window (max(h, w) ≥ k, and larger than 1×1)
@@ -114,7 +116,7 @@ def _multipole(
     complexity="O(N)",
     summary="MANO multipole attention: shared window attention on a down-sampled hierarchy merged by a V-cycle (global, linear).",
     test_kwargs={"heads": 2, "dim_head": 8, "kernel_size": 3, "downsampling": "conv", "upsampling": "conv_transpose"},
-    maps=('attn_level*',),
+    maps=("attn_level*",),
 )
 class MultipoleAttention(AttnModule):
     """Multipole attention (MANO, Colagrande et al., 2025); B×C×H×W → B×C×H×W.
@@ -156,31 +158,69 @@ class MultipoleAttention(AttnModule):
     Attention maps: ``"attn_level{l}"`` per level, (B·windows)×heads×k²×k².
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, stride: int | None = None, sampling_rate: int = 2,
-                 heads: int = 8, dim_head: int | None = 64, downsampling: str = "avg_pool", upsampling: str = "nearest",
-                 dropout: float = 0.0, shared: bool = True, max_levels: int | None = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 7,
+        stride: int | None = None,
+        sampling_rate: int = 2,
+        heads: int = 8,
+        dim_head: int | None = 64,
+        downsampling: str = "avg_pool",
+        upsampling: str = "nearest",
+        dropout: float = 0.0,
+        shared: bool = True,
+        max_levels: int | None = None,
+    ) -> None:
         super().__init__()
         name = "MultipoleAttention"
         stride, heads, dim_head = _check_window_args(name, channels, kernel_size, stride, heads, dim_head, dropout)
-        check_arg(isinstance(sampling_rate, int) and not isinstance(sampling_rate, bool) and sampling_rate >= 2,
-                         name, "sampling_rate", "an integer ≥ 2", sampling_rate)
+        check_arg(
+            isinstance(sampling_rate, int) and not isinstance(sampling_rate, bool) and sampling_rate >= 2,
+            name,
+            "sampling_rate",
+            "an integer ≥ 2",
+            sampling_rate,
+        )
         check_arg(downsampling in ("avg_pool", "conv"), name, "downsampling", "'avg_pool' or 'conv'", downsampling)
-        up_kind = {"nearest": "nearest", "conv_transpose": "conv_transpose", "avg_pool": "nearest", "conv": "conv_transpose"}
-        check_arg(upsampling in up_kind, name, "upsampling",
-                         "'nearest' or 'conv_transpose' (or the community code's 'avg_pool' / 'conv' spellings)", upsampling)
+        up_kind = {
+            "nearest": "nearest",
+            "conv_transpose": "conv_transpose",
+            "avg_pool": "nearest",
+            "conv": "conv_transpose",
+        }
+        check_arg(
+            upsampling in up_kind,
+            name,
+            "upsampling",
+            "'nearest' or 'conv_transpose' (or the community code's 'avg_pool' / 'conv' spellings)",
+            upsampling,
+        )
         check_arg(isinstance(shared, bool), name, "shared", "a bool", shared)
         if max_levels is not None:
             positive_int(max_levels, name, "max_levels")
-        check_arg(shared or max_levels is not None, name, "max_levels",
-                         "an integer (the number of per-level attention modules) when shared=False", max_levels)
+        check_arg(
+            shared or max_levels is not None,
+            name,
+            "max_levels",
+            "an integer (the number of per-level attention modules) when shared=False",
+            max_levels,
+        )
         self.channels, self.kernel_size, self.stride, self.sampling_rate = channels, kernel_size, stride, sampling_rate
         self.heads, self.dim_head, self.shared, self.max_levels = heads, dim_head, shared, max_levels
         self.downsampling, self.upsampling = downsampling, up_kind[upsampling]
         n_bodies = 1 if shared or max_levels is None else max_levels
-        self.attention = nn.ModuleList(WindowSelfAttention(channels, heads, dim_head, float(dropout)) for _ in range(n_bodies))
-        self.down = nn.Conv2d(channels, channels, sampling_rate, sampling_rate, bias=False) if downsampling == "conv" else None
-        self.up = (nn.ConvTranspose2d(channels, channels, sampling_rate, sampling_rate, bias=False)
-                   if self.upsampling == "conv_transpose" else None)
+        self.attention = nn.ModuleList(
+            WindowSelfAttention(channels, heads, dim_head, float(dropout)) for _ in range(n_bodies)
+        )
+        self.down = (
+            nn.Conv2d(channels, channels, sampling_rate, sampling_rate, bias=False) if downsampling == "conv" else None
+        )
+        self.up = (
+            nn.ConvTranspose2d(channels, channels, sampling_rate, sampling_rate, bias=False)
+            if self.upsampling == "conv_transpose"
+            else None
+        )
 
     def level_sizes(self, h: int, w: int) -> list[tuple[int, int]]:
         """The grid sizes this module uses for an H×W input, finest first."""
@@ -188,10 +228,21 @@ class MultipoleAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        return _multipole(x, self.attention, self.down, self.up, self.kernel_size, self.stride, self.sampling_rate,
-                          self.max_levels, capture_target(self))
+        return _multipole(
+            x,
+            self.attention,
+            self.down,
+            self.up,
+            self.kernel_size,
+            self.stride,
+            self.sampling_rate,
+            self.max_levels,
+            capture_target(self),
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, sampling_rate={self.sampling_rate}, "
-                f"heads={self.heads}, dim_head={self.dim_head}, downsampling={self.downsampling!r}, "
-                f"upsampling={self.upsampling!r}, shared={self.shared}, max_levels={self.max_levels}")
+        return (
+            f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, sampling_rate={self.sampling_rate}, "
+            f"heads={self.heads}, dim_head={self.dim_head}, downsampling={self.downsampling!r}, "
+            f"upsampling={self.upsampling!r}, shared={self.shared}, max_levels={self.max_levels}"
+        )

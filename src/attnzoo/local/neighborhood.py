@@ -29,8 +29,9 @@ from ..registry import register
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
 
 
-def neighborhood_indices(length: int, kernel: int, dilation: int, device: torch.device | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def neighborhood_indices(
+    length: int, kernel: int, dilation: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Neighbour indices along one axis: ``(idx, rel)``, both ``length × k'`` (int64).
 
     ``idx[i, t]`` is the position of the t-th neighbour of query i; ``rel[i, t]`` its index into a relative
@@ -125,8 +126,18 @@ class NeighborhoodAttention(AttnModule):
     Attention maps: ``"attn"`` B×(heads·H·W)×1×k², each query's probabilities over its neighbours (row-major).
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, dilation: int = 1, heads: int = 8, dim_head: int | None = None,
-                 qkv_bias: bool = True, position_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 7,
+        dilation: int = 1,
+        heads: int = 8,
+        dim_head: int | None = None,
+        qkv_bias: bool = True,
+        position_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
@@ -134,7 +145,9 @@ class NeighborhoodAttention(AttnModule):
         positive_int(dilation, owner, "dilation")
         positive_int(heads, owner, "heads")
         if dim_head is None:
-            check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads)
+            check_arg(
+                channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
+            )
             dim_head = channels // heads
         positive_int(dim_head, owner, "dim_head")
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
@@ -160,7 +173,16 @@ class NeighborhoodAttention(AttnModule):
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
         # B×H×W×3×heads×d → 3 × (B×heads×H×W×d) views
         q, k, v = qkv.view(b, h, w, 3, self.heads, self.dim_head).permute(3, 0, 4, 1, 2, 5).unbind(0)
-        out = neighborhood_attention(q, k, v, self.kernel_size, self.dilation, self.rpb, self.scale,
-                                     self.attn_drop if self.training else 0.0, capture_target(self))
+        out = neighborhood_attention(
+            q,
+            k,
+            v,
+            self.kernel_size,
+            self.dilation,
+            self.rpb,
+            self.scale,
+            self.attn_drop if self.training else 0.0,
+            capture_target(self),
+        )
         out = out.permute(0, 2, 3, 1, 4).reshape(b, h, w, self.heads * self.dim_head)
         return self.proj_drop(self.proj(out)).permute(0, 3, 1, 2)

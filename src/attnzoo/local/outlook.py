@@ -75,7 +75,7 @@ def _outlook(
     complexity="O(N·k⁴)",
     summary="VOLO outlook attention: k²×k² weights generated from each centre token, aggregate and sum overlapping windows.",
     test_kwargs={"heads": 2},
-    maps=('attn',),
+    maps=("attn",),
 )
 class OutlookAttention(AttnModule):
     """Outlook attention (VOLO, Yuan et al., TPAMI 2022); B×C×H×W → B×C×H×W.
@@ -110,25 +110,51 @@ class OutlookAttention(AttnModule):
     Attention maps: ``"attn"``, B×heads×N'×k²×k² (N' = ⌈H/s⌉·⌈W/s⌉).
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3, padding: int | None = None, stride: int = 1,
-                 heads: int = 1, qkv_bias: bool = False, qk_scale: float | None = None, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        padding: int | None = None,
+        stride: int = 1,
+        heads: int = 1,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         name = "OutlookAttention"
         positive_int(channels, name, "channels")
         odd_kernel(kernel_size, name)
         padding = kernel_size // 2 if padding is None else padding
-        check_arg(padding == kernel_size // 2, name, "padding",
-                         f"(kernel_size - 1) / 2 = {kernel_size // 2} (the only padding for which the official unfold "
-                         f"grid matches the ⌈H/stride⌉ attention grid)", padding)
+        check_arg(
+            padding == kernel_size // 2,
+            name,
+            "padding",
+            f"(kernel_size - 1) / 2 = {kernel_size // 2} (the only padding for which the official unfold "
+            f"grid matches the ⌈H/stride⌉ attention grid)",
+            padding,
+        )
         positive_int(stride, name, "stride")
         positive_int(heads, name, "heads")
         check_arg(channels % heads == 0, name, "heads", f"a divisor of channels={channels}", heads)
-        check_arg(qk_scale is None or (isinstance(qk_scale, (int, float)) and not isinstance(qk_scale, bool)
-                                       and 0 < qk_scale < float("inf")), name, "qk_scale", "None or a positive float", qk_scale)
+        check_arg(
+            qk_scale is None
+            or (isinstance(qk_scale, (int, float)) and not isinstance(qk_scale, bool) and 0 < qk_scale < float("inf")),
+            name,
+            "qk_scale",
+            "None or a positive float",
+            qk_scale,
+        )
         for what, p in (("attn_drop", attn_drop), ("proj_drop", proj_drop)):
             check_arg(isinstance(p, (int, float)) and 0.0 <= p < 1.0, name, what, "a float in [0, 1)", p)
-        self.channels, self.kernel_size, self.padding, self.stride, self.heads = channels, kernel_size, padding, stride, heads
+        self.channels, self.kernel_size, self.padding, self.stride, self.heads = (
+            channels,
+            kernel_size,
+            padding,
+            stride,
+            heads,
+        )
         self.scale = float(qk_scale) if qk_scale is not None else (channels // heads) ** -0.5
         self.v = nn.Linear(channels, channels, bias=qkv_bias)
         self.attn = nn.Linear(channels, kernel_size**4 * heads)
@@ -138,8 +164,19 @@ class OutlookAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        out = _outlook(x, self.v, self.attn, self.proj, self.attn_drop, self.kernel_size, self.padding, self.stride,
-                       self.heads, self.scale, capture_target(self))
+        out = _outlook(
+            x,
+            self.v,
+            self.attn,
+            self.proj,
+            self.attn_drop,
+            self.kernel_size,
+            self.padding,
+            self.stride,
+            self.heads,
+            self.scale,
+            capture_target(self),
+        )
         return self.proj_drop(out)
 
     def extra_repr(self) -> str:

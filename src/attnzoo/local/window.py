@@ -61,7 +61,9 @@ class WindowSelfAttention(nn.Module):
         # window (and does not repeat the work for overlapping windows).
         return self.attn_norm(self.norm(x))
 
-    def attend(self, box: list[torch.Tensor], valid: torch.Tensor | None, owner: nn.Module | None, key: str) -> torch.Tensor:
+    def attend(
+        self, box: list[torch.Tensor], valid: torch.Tensor | None, owner: nn.Module | None, key: str
+    ) -> torch.Tensor:
         """Window tokens n×L×C (normalised; passed in a one-element list that is emptied, so that the caller
         holds no reference and inference frees them as soon as q, k, v exist) → n×L×C.  ``valid``: n×1×1×L
         bool (False = padding) or None."""
@@ -72,7 +74,9 @@ class WindowSelfAttention(nn.Module):
         del win
         mask = None
         if valid is not None:  # additive mask, the dtype's most negative finite value (never -inf, never NaN)
-            mask = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, torch.finfo(q.dtype).min)
+            mask = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(
+                ~valid, torch.finfo(q.dtype).min
+            )
         p = self.dropout if self.training else 0.0
         out = attention(q, k, v, mask=mask, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
         del q, k, v
@@ -111,7 +115,10 @@ def window_attention(
     del y
     valid = None
     if padded:  # padding never takes part as a key (masked in attend)
-        valid = axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None] & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+        valid = (
+            axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
+            & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+        )
         valid = valid.reshape(1, nh * nw, 1, 1, k2).expand(b, -1, -1, -1, -1).reshape(n, 1, 1, k2)
     out = body.attend(box, valid, owner, key)
     if stride == kernel:
@@ -123,31 +130,41 @@ def window_attention(
     return (full[:, :h, :w] / cover[:, :, None].to(full.dtype)).permute(0, 3, 1, 2)
 
 
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # local_window
 # ----------------------------------------------------------------------------------------------------------------
 
 
 @fx_leaf
-def _local_window(x: torch.Tensor, body: WindowSelfAttention, kernel: int, stride: int, owner: nn.Module | None) -> torch.Tensor:
+def _local_window(
+    x: torch.Tensor, body: WindowSelfAttention, kernel: int, stride: int, owner: nn.Module | None
+) -> torch.Tensor:
     return window_attention(x, body, kernel, stride, owner, "attn")
 
 
-def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int | None, heads: int,
-                       dim_head: int | None, dropout: float) -> tuple[int, int, int]:
+def _check_window_args(
+    owner: str, channels: int, kernel_size: int, stride: int | None, heads: int, dim_head: int | None, dropout: float
+) -> tuple[int, int, int]:
     positive_int(channels, owner, "channels")
     positive_int(kernel_size, owner, "kernel_size")
     stride = kernel_size if stride is None else stride
-    check_arg(isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= kernel_size, owner,
-                     "stride", f"an integer in [1, kernel_size={kernel_size}] (larger strides leave pixels uncovered)", stride)
+    check_arg(
+        isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= kernel_size,
+        owner,
+        "stride",
+        f"an integer in [1, kernel_size={kernel_size}] (larger strides leave pixels uncovered)",
+        stride,
+    )
     positive_int(heads, owner, "heads")
     if dim_head is None:
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads)
+        check_arg(
+            channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
+        )
         dim_head = channels // heads
     positive_int(dim_head, owner, "dim_head")
-    check_arg(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout)
+    check_arg(
+        isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout
+    )
     return stride, heads, dim_head
 
 
@@ -159,7 +176,7 @@ def _check_window_args(owner: str, channels: int, kernel_size: int, stride: int 
     complexity="O(N·k²)",
     summary="Multi-head self-attention inside k×k windows (non-overlapping or overlapping-and-averaged); padded keys masked.",
     test_kwargs={"heads": 2, "dim_head": 8},
-    maps=('attn',),
+    maps=("attn",),
 )
 class LocalWindowAttention(AttnModule):
     """Local window multi-head self-attention (MANO's ``LocalAttention2D``); B×C×H×W → B×C×H×W.
@@ -193,10 +210,19 @@ class LocalWindowAttention(AttnModule):
     Attention maps (``attnzoo.capture_attention``): ``"attn"``, (B·windows)×heads×k²×k².
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, stride: int | None = None, heads: int = 8,
-                 dim_head: int | None = 64, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 7,
+        stride: int | None = None,
+        heads: int = 8,
+        dim_head: int | None = 64,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        stride, heads, dim_head = _check_window_args(self.owner, channels, kernel_size, stride, heads, dim_head, dropout)
+        stride, heads, dim_head = _check_window_args(
+            self.owner, channels, kernel_size, stride, heads, dim_head, dropout
+        )
         self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
         self.heads, self.dim_head = heads, dim_head
         self.attention = WindowSelfAttention(channels, heads, dim_head, float(dropout))

@@ -106,8 +106,15 @@ class CARAFE(AttnModule):
     Captured map: ``"kernels"`` B×(groups·k_up²)×sH×sW (softmax weights of every output pixel).
     """
 
-    def __init__(self, channels: int, scale: int = 2, k_up: int = 5, k_enc: int = 3, compressed_channels: int = 64,
-                 groups: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        scale: int = 2,
+        k_up: int = 5,
+        k_enc: int = 3,
+        compressed_channels: int = 64,
+        groups: int = 1,
+    ) -> None:
         super().__init__()
         self.channels = positive_int(channels, self.owner, "channels")
         self.scale = positive_int(scale, self.owner, "scale")
@@ -118,8 +125,9 @@ class CARAFE(AttnModule):
         self.groups = positive_int(groups, self.owner, "groups")
         check_arg(channels % groups == 0, self.owner, "groups", f"a divisor of channels={channels}", groups)
         self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-        self.content_encoder = nn.Conv2d(compressed_channels, groups * k_up * k_up * scale * scale, k_enc,
-                                         padding=(k_enc - 1) // 2)
+        self.content_encoder = nn.Conv2d(
+            compressed_channels, groups * k_up * k_up * scale * scale, k_enc, padding=(k_enc - 1) // 2
+        )
         nn.init.xavier_uniform_(self.channel_compressor.weight)
         nn.init.zeros_(cast(torch.Tensor, self.channel_compressor.bias))
         nn.init.normal_(self.content_encoder.weight, 0.0, 0.001)

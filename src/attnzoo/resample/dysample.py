@@ -57,7 +57,9 @@ class DySample(AttnModule):
     See docs/provenance/dysample.md.
     """
 
-    def __init__(self, channels: int, scale: int = 2, style: str = "lp", groups: int = 4, dyscope: bool = False) -> None:
+    def __init__(
+        self, channels: int, scale: int = 2, style: str = "lp", groups: int = 4, dyscope: bool = False
+    ) -> None:
         super().__init__()
         self.channels = positive_int(channels, self.owner, "channels")
         self.scale = positive_int(scale, self.owner, "scale")
@@ -69,7 +71,9 @@ class DySample(AttnModule):
         self.dyscope = dyscope
         s2 = scale * scale
         if style == "pl":
-            check_arg(channels % s2 == 0, self.owner, "channels", f"a multiple of scale²={s2} with style='pl'", channels)
+            check_arg(
+                channels % s2 == 0, self.owner, "channels", f"a multiple of scale²={s2} with style='pl'", channels
+            )
             cin, cout = channels // s2, 2 * groups
         else:
             cin, cout = channels, 2 * groups * s2
@@ -119,6 +123,11 @@ class DySample(AttnModule):
         gx = (off[:, :g] + rx) * (2.0 / w) - 1.0
         gy = (off[:, g:] + ry) * (2.0 / h) - 1.0
         grid = torch.stack([gx, gy], -1).reshape(b * g, s * h, s * w, 2)
-        out = F.grid_sample(x.reshape(b * g, c // g, h, w), grid.to(x.dtype), mode="bilinear", padding_mode="border",
-                            align_corners=False)
+        out = F.grid_sample(
+            x.reshape(b * g, c // g, h, w),
+            grid.to(x.dtype),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
         return out.reshape(b, c, s * h, s * w)

@@ -32,7 +32,9 @@ class AxisAttention(nn.Module):
     fused SDPA kernel, heads concatenated, ``to_out`` (Linear with bias) back to C.
     """
 
-    def __init__(self, channels: int, heads: int, dim_head: int, qkv_bias: bool, attn_drop: float, proj_drop: float) -> None:
+    def __init__(
+        self, channels: int, heads: int, dim_head: int, qkv_bias: bool, attn_drop: float, proj_drop: float
+    ) -> None:
         super().__init__()
         self.heads, self.dim_head, self.attn_drop = heads, dim_head, attn_drop
         inner = heads * dim_head
@@ -90,18 +92,30 @@ class AxialAttention(AttnModule):
     community copies: see docs/provenance/axial.md.
     """
 
-    def __init__(self, channels: int, heads: int = 8, dim_head: int | None = None, qkv_bias: bool = False,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        heads: int = 8,
+        dim_head: int | None = None,
+        qkv_bias: bool = False,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
         positive_int(heads, owner, "heads")
         if dim_head is None:
-            check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads)
+            check_arg(
+                channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
+            )
             dim_head = channels // heads
         positive_int(dim_head, owner, "dim_head")
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
-        attn_drop, proj_drop = check_dropout(attn_drop, owner, "attn_drop"), check_dropout(proj_drop, owner, "proj_drop")
+        attn_drop, proj_drop = (
+            check_dropout(attn_drop, owner, "attn_drop"),
+            check_dropout(proj_drop, owner, "proj_drop"),
+        )
         self.channels, self.heads, self.dim_head = channels, heads, dim_head
         self.attn_h = AxisAttention(channels, heads, dim_head, qkv_bias, attn_drop, proj_drop)
         self.attn_w = AxisAttention(channels, heads, dim_head, qkv_bias, attn_drop, proj_drop)

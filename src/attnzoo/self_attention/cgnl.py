@@ -34,7 +34,7 @@ CGNL_KERNELS = ("dot", "gaussian")
     complexity="O(N)",
     summary="CGNL: one attention scalar per channel group from ⟨φ, g⟩ over all positions and channels; GN zero-init.",
     identity_at_init=True,
-    maps=('attn',),
+    maps=("attn",),
 )
 class CompactGeneralizedNonLocal(AttnModule):
     """Compact Generalized Non-local block (Yue et al., NeurIPS 2018); B×C×H×W → B×C×H×W.
@@ -85,7 +85,13 @@ class CompactGeneralizedNonLocal(AttnModule):
         check_arg(planes % groups == 0, owner, "groups", f"a divisor of planes={planes}", groups)
         check_arg(channels % groups == 0, owner, "groups", f"a divisor of channels={channels}", groups)
         check_arg(kernel_type in CGNL_KERNELS, owner, "kernel_type", f"one of {CGNL_KERNELS}", kernel_type)
-        check_arg(isinstance(order, int) and not isinstance(order, bool) and order >= 0, owner, "order", "a non-negative integer", order)
+        check_arg(
+            isinstance(order, int) and not isinstance(order, bool) and order >= 0,
+            owner,
+            "order",
+            "a non-negative integer",
+            order,
+        )
         check_arg(isinstance(gamma, (int, float)) and gamma > 0, owner, "gamma", "a positive number", gamma)
         self.channels, self.planes, self.groups = channels, planes, groups
         self.kernel_type, self.order, self.gamma, self.use_scale = kernel_type, order, float(gamma), bool(use_scale)

@@ -35,7 +35,7 @@ __all__ = ["ContextualTransformer"]
     url="https://arxiv.org/abs/2107.12292",
     complexity="O(N)",
     summary="Static k×k context keys + dynamic k×k local aggregation of values, fused by radix-2 split attention.",
-    maps=('kernels', 'radix'),
+    maps=("kernels", "radix"),
 )
 class ContextualTransformer(AttnModule):
     """CoT block, the official ``CotLayer`` (Li et al., TPAMI 2022); B×C×H×W → B×C×H×W.

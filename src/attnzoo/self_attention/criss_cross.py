@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/1811.11721 — official code: https://github.com/sp
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -15,9 +17,7 @@ from ..registry import register
 __all__ = ["CrissCrossAttention", "criss_cross"]
 
 
-def criss_cross(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Module | None = None
-) -> torch.Tensor:
+def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Module | None = None) -> torch.Tensor:
     """Criss-cross attention on channels-last maps q, k: B×H×W×c, v: B×H×W×C → B×H×W×C.
 
     Position (h, w) attends jointly (one softmax) to the H positions of its column and the W positions of its
@@ -43,8 +43,9 @@ def criss_cross(
 
 
 @fx_leaf
-def _cca(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int,
-         owner: nn.Module | None) -> torch.Tensor:
+def _cca(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int, owner: nn.Module | None
+) -> torch.Tensor:
     t = x.permute(0, 2, 3, 1)  # B×H×W×C view (free for channels_last)
     qkv = nn.functional.linear(t, weight, bias)
     q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
@@ -83,18 +84,24 @@ class CrissCrossAttention(AttnModule):
     recurrence).  Differences from the official / community copies: see docs/provenance/criss_cross.md.
     """
 
-    def __init__(self, channels: int, reduction: int = 8, hidden_channels: int | None = None, recurrence: int = 1) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 8, hidden_channels: int | None = None, recurrence: int = 1
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
         positive_int(reduction, owner, "reduction")
-        self.channels, self.reduction, self.recurrence = channels, reduction, positive_int(recurrence, owner, "recurrence")
+        self.channels, self.reduction, self.recurrence = (
+            channels,
+            reduction,
+            positive_int(recurrence, owner, "recurrence"),
+        )
         self.hidden_channels = hidden_width(channels, reduction, hidden_channels, 1, owner)
         c = self.hidden_channels
         # the official three 1×1 convs (query, key: C → C/8, value: C → C, all with bias) in one weight
         convs = [nn.Conv2d(channels, n, 1) for n in (c, c, channels)]
         self.qkv_weight = nn.Parameter(torch.cat([cv.weight.detach().flatten(1) for cv in convs]))
-        self.qkv_bias = nn.Parameter(torch.cat([cv.bias.detach() for cv in convs]))
+        self.qkv_bias = nn.Parameter(torch.cat([cast(torch.Tensor, cv.bias).detach() for cv in convs]))
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

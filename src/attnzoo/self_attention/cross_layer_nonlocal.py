@@ -36,7 +36,7 @@ __all__ = ["CrossLayerNonLocal"]
     complexity="O(N^2)",
     summary="Cross-layer non-local: queries from one map, keys/values from one or several other maps; BN zero-init.",
     identity_at_init=True,
-    maps=('attn*',),
+    maps=("attn*",),
 )
 class CrossLayerNonLocal(AttnModule):
     """Cross-layer non-local block, CNL (Ye et al., ICIP 2020); ``forward(query_map, context)`` → query-shaped.
@@ -75,15 +75,20 @@ class CrossLayerNonLocal(AttnModule):
             ctx = [channels if context_channels is None else context_channels]
             self.single = True
         else:
-            check_arg(isinstance(context_channels, Sequence) and len(context_channels) >= 1, owner, "context_channels",
-                      "an int or a non-empty list of ints", context_channels)
+            check_arg(
+                isinstance(context_channels, Sequence) and len(context_channels) >= 1,
+                owner,
+                "context_channels",
+                "an int or a non-empty list of ints",
+                context_channels,
+            )
             ctx = list(context_channels)
             self.single = False
         for c in ctx:
             positive_int(c, owner, "context_channels")
         planes = hidden_width(channels, 8, inner_channels, 0, owner, "inner_channels")
         self.channels, self.context_channels, self.planes = channels, tuple(ctx), planes
-        self.scale = planes ** -0.5 if use_scale else 1.0
+        self.scale = planes**-0.5 if use_scale else 1.0
         self.theta = conv1x1(channels, planes, False, 0.01)
         self.phi = nn.ModuleList(conv1x1(c, planes, False, 0.01) for c in ctx)
         self.g = nn.ModuleList(conv1x1(c, planes, False, 0.01) for c in ctx)
@@ -104,6 +109,8 @@ class CrossLayerNonLocal(AttnModule):
         for m, (ctx, c_m, phi, g, bn) in enumerate(zip(contexts, self.context_channels, self.phi, self.g, self.bn)):
             ctx = check_context(cast(torch.Tensor, ctx), query_map, c_m, owner)
             key = "attn" if len(self.context_channels) == 1 else f"attn{m}"
-            y = heads_to_map(attention(t, map_to_heads(phi(ctx)), map_to_heads(g(ctx)), scale=self.scale, module=self, key=key), h, w)
+            y = heads_to_map(
+                attention(t, map_to_heads(phi(ctx)), map_to_heads(g(ctx)), scale=self.scale, module=self, key=key), h, w
+            )
             out = out + bn(self.out(y))
         return out

@@ -39,7 +39,7 @@ _DANET_URL = "https://arxiv.org/abs/1809.02983"
     complexity="O(N^2)",
     summary="DANet position attention (PAM): C/8 query/key, softmax over positions, γ residual (γ=0 at init).",
     identity_at_init=True,
-    maps=('attn',),
+    maps=("attn",),
 )
 class DANetPositionAttention(AttnModule):
     """DANet position attention module, PAM (Fu et al., CVPR 2019); B×C×H×W → B×C×H×W.
@@ -79,8 +79,6 @@ class DANetPositionAttention(AttnModule):
         return x + self.gamma * self.term(x)
 
 
-
-
 @register(
     "danet_channel",
     family="self_attention",
@@ -89,7 +87,7 @@ class DANetPositionAttention(AttnModule):
     complexity="O(N)",
     summary="DANet channel attention (CAM): softmax(rowmax(E) − E) over channels, β residual (β=0 at init).",
     identity_at_init=True,
-    maps=('attn',),
+    maps=("attn",),
 )
 class DANetChannelAttention(AttnModule):
     """DANet channel attention module, CAM (Fu et al., CVPR 2019); B×C×H×W → B×C×H×W.

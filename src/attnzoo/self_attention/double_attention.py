@@ -62,8 +62,9 @@ class DoubleAttention(AttnModule):
 
 
 @fx_leaf
-def _double_attention(x: torch.Tensor, proj: nn.Module, out: nn.Module, cm: int, cn: int,
-                      owner: nn.Module | None) -> torch.Tensor:
+def _double_attention(
+    x: torch.Tensor, proj: nn.Module, out: nn.Module, cm: int, cn: int, owner: nn.Module | None
+) -> torch.Tensor:
     h, w = x.shape[2], x.shape[3]
     y = proj(x).flatten(2)  # B×(c_m+2c_n)×N
     a, bm, v = y[:, :cm], y[:, cm : cm + cn], y[:, cm + cn :]

@@ -40,7 +40,7 @@ __all__ = ["EfficientSelfAttention"]
     complexity="O(N^2/R^2)",
     summary="Spatial-reduction attention: keys/values from the map reduced by sr_ratio (strided conv + LN, or avg pool).",
     test_kwargs={"heads": 2, "sr_ratio": 3},
-    maps=('attn',),
+    maps=("attn",),
 )
 class EfficientSelfAttention(AttnModule):
     """Spatial-reduction attention (PVT "SRA", SegFormer "efficient self-attention"); B×C×H×W → B×C_out×H×W.

@@ -77,8 +77,9 @@ class ExternalAttention(AttnModule):
 
 
 @fx_leaf
-def _external_attention(x: torch.Tensor, conv_in: nn.Module, mk: nn.Module, mv: nn.Module,
-                        owner: nn.Module | None) -> torch.Tensor:
+def _external_attention(
+    x: torch.Tensor, conv_in: nn.Module, mk: nn.Module, mv: nn.Module, owner: nn.Module | None
+) -> torch.Tensor:
     """conv_in → M_k → softmax over positions → ℓ1 over memory units → M_v, back to B×C×H×W."""
     size = (x.shape[2], x.shape[3])
     u = conv_in(x).flatten(2)  # B×C×N

@@ -34,7 +34,7 @@ __all__ = ["GlobalAttention"]
     complexity="O(N^2)",
     summary="Pre-LayerNorm multi-head self-attention over all H·W positions of a feature map (the community AttentionBlock).",
     test_kwargs={"heads": 2, "dim_head": 8},
-    maps=('attn',),
+    maps=("attn",),
 )
 class GlobalAttention(AttnModule):
     """Global multi-head self-attention on a feature map (the community ``AttentionBlock``); B×C×H×W → B×C×H×W.
@@ -80,10 +80,15 @@ class GlobalAttention(AttnModule):
         inner = heads * dim_head
         if project_out is None:
             project_out = not (heads == 1 and dim_head == channels)
-        check_arg(project_out or inner == channels, owner, "heads * dim_head without output projection",
-                  f"equal to channels ({channels})", inner)
+        check_arg(
+            project_out or inner == channels,
+            owner,
+            "heads * dim_head without output projection",
+            f"equal to channels ({channels})",
+            inner,
+        )
         self.channels, self.heads, self.dim_head, self.inner = channels, heads, dim_head, inner
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.norm = nn.LayerNorm(channels)
         self.to_qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
         self.to_out = nn.Sequential(nn.Linear(inner, channels), nn.Dropout(dropout)) if project_out else nn.Identity()

@@ -33,13 +33,22 @@ def _axis_valid(blocks: int, block: int, halo: int, size: int, device: torch.dev
 
 def _rel_table(table: torch.Tensor, block: int, win: int) -> torch.Tensor:
     """block×win×d: row ``key − query + block − 1`` of the relative table for query offset i and key offset j."""
-    idx = torch.arange(win, device=table.device)[None, :] - torch.arange(block, device=table.device)[:, None] + block - 1
+    idx = (
+        torch.arange(win, device=table.device)[None, :] - torch.arange(block, device=table.device)[:, None] + block - 1
+    )
     return table[idx]
 
 
 @fx_leaf
-def _halo(x: torch.Tensor, q_conv: nn.Conv2d, kv_conv: nn.Conv2d, height_rel: torch.Tensor, width_rel: torch.Tensor,
-          sizes: tuple[int, int, int, int, int], owner: nn.Module | None) -> torch.Tensor:
+def _halo(
+    x: torch.Tensor,
+    q_conv: nn.Conv2d,
+    kv_conv: nn.Conv2d,
+    height_rel: torch.Tensor,
+    width_rel: torch.Tensor,
+    sizes: tuple[int, int, int, int, int],
+    owner: nn.Module | None,
+) -> torch.Tensor:
     b, _, h, w = x.shape
     bs, halo, heads, dqk, dv = sizes
     scale = dqk**-0.5
@@ -68,7 +77,10 @@ def _halo(x: torch.Tensor, q_conv: nn.Conv2d, kv_conv: nn.Conv2d, height_rel: to
     k2 = torch.cat([k, onehot.reshape(1, 1, win * win, 2 * win).expand(b * nb, heads, -1, -1)], dim=-1)
     mask = None
     if halo > 0 or hp != h or wp != w:  # keys outside the image never take part (additive, finite: no NaN)
-        valid = _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None] & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
+        valid = (
+            _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None]
+            & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
+        )
         valid = valid.reshape(1, nb, 1, win * win).expand(b, -1, -1, -1).reshape(b * nb, 1, 1, win * win)
         mask = torch.zeros(valid.shape, dtype=q2.dtype, device=x.device).masked_fill(~valid, torch.finfo(q2.dtype).min)
     o = attention(q2, k2, v, mask=mask, scale=1.0, module=owner, key="attn")  # (B·nb)×heads×bs²×dv
@@ -115,8 +127,15 @@ class HaloAttention(AttnModule):
     docs/provenance/halo.md for the differences from timm and External-Attention.
     """
 
-    def __init__(self, channels: int, block_size: int = 8, halo_size: int = 3, heads: int = 8, dim_head: int | None = None,
-                 qkv_bias: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        block_size: int = 8,
+        halo_size: int = 3,
+        heads: int = 8,
+        dim_head: int | None = None,
+        qkv_bias: bool = False,
+    ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
@@ -128,8 +147,13 @@ class HaloAttention(AttnModule):
             dim_head = channels // heads
         positive_int(dim_head, owner, "dim_head")
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
-        check_arg(block_size <= 256 and halo_size <= 256, owner, "block_size and halo_size", "at most 256",
-                  (block_size, halo_size))
+        check_arg(
+            block_size <= 256 and halo_size <= 256,
+            owner,
+            "block_size and halo_size",
+            "at most 256",
+            (block_size, halo_size),
+        )
         self.channels, self.block_size, self.halo_size, self.heads = channels, block_size, halo_size, heads
         self.dim_head, self.dim_head_v = dim_head, channels // heads
         self.scale = dim_head**-0.5
@@ -150,5 +174,7 @@ class HaloAttention(AttnModule):
         return _halo(x, self.q, self.kv, self.height_rel, self.width_rel, sizes, capture_target(self))
 
     def extra_repr(self) -> str:
-        return (f"{self.channels}, block_size={self.block_size}, halo_size={self.halo_size}, heads={self.heads}, "
-                f"dim_head={self.dim_head}")
+        return (
+            f"{self.channels}, block_size={self.block_size}, halo_size={self.halo_size}, heads={self.heads}, "
+            f"dim_head={self.dim_head}"
+        )

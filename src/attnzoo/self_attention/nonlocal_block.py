@@ -39,7 +39,7 @@ NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation
     complexity="O(N^2)",
     summary="Non-local block: every position aggregates g(x) over all (2×2 max-pooled) positions; BN γ=0 residual.",
     identity_at_init=True,
-    maps=('attn',),
+    maps=("attn",),
 )
 class NonLocalBlock(AttnModule):
     """Non-local block (Wang et al., CVPR 2018); B×C×H×W → B×C×H×W.
@@ -114,7 +114,9 @@ class NonLocalBlock(AttnModule):
         if self.mode == "embedded_gaussian" or self.mode == "gaussian":
             d = self.inner_channels if self.theta is not None else self.channels
             scale = d**-0.5 if self.use_scale else 1.0
-            y = heads_to_map(attention(map_to_heads(q), map_to_heads(k), map_to_heads(g), scale=scale, module=self), h, w)
+            y = heads_to_map(
+                attention(map_to_heads(q), map_to_heads(k), map_to_heads(g), scale=scale, module=self), h, w
+            )
         elif self.mode == "dot_product":
             qf, kf, gf = q.flatten(2), k.flatten(2), g.flatten(2)  # B×d×N, B×d×N', B×d×N'
             inv_n = 1.0 / kf.shape[2]

@@ -31,7 +31,7 @@ __all__ = ["SAGANAttention"]
     complexity="O(N^2)",
     summary="SAGAN self-attention: C/8 query/key, softmax over positions, γ-scaled residual (γ=0 at init).",
     identity_at_init=True,
-    maps=('attn',),
+    maps=("attn",),
 )
 class SAGANAttention(AttnModule):
     """SAGAN self-attention (Zhang et al., ICML 2019); B×C×H×W → B×C×H×W.
@@ -77,7 +77,13 @@ class SAGANAttention(AttnModule):
         qk = hidden_width(channels, reduction, qk_channels, 0, owner, "qk_channels")
         dv = channels if value_channels is None else positive_int(value_channels, owner, "value_channels")
         out_conv = dv != channels if out_conv is None else bool(out_conv)
-        check_arg(out_conv or dv == channels, owner, "value_channels (with out_conv=False)", f"equal to channels={channels}", dv)
+        check_arg(
+            out_conv or dv == channels,
+            owner,
+            "value_channels (with out_conv=False)",
+            f"equal to channels={channels}",
+            dv,
+        )
         self.channels, self.pool, self.qk_channels, self.value_channels = channels, bool(pool), qk, dv
         self.query = conv1x1(channels, qk, bias)
         self.key = conv1x1(channels, qk, bias)

@@ -86,52 +86,101 @@ class SelfAttentionBlock(AttnModule):
         super().__init__()
         owner = self.owner
         if isinstance(reduction, str):  # the 0.1.0 name of sr_mode (``reduction="avg"``)
-            warnings.warn(f"{owner}: reduction={reduction!r} (a mode) is deprecated, use sr_mode", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"{owner}: reduction={reduction!r} (a mode) is deprecated, use sr_mode",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             reduction, sr_mode = None, reduction
         attention = attn_type
         positive_int(channels, owner, "channels")
-        check_arg(isinstance(attention, str) and attention in _BLOCK_ARGS, owner, "attn_type", "'standard', 'spatial' or 'efficient'", attention)
+        check_arg(
+            isinstance(attention, str) and attention in _BLOCK_ARGS,
+            owner,
+            "attn_type",
+            "'standard', 'spatial' or 'efficient'",
+            attention,
+        )
         given = {
-            "heads": heads, "reduction": reduction, "sr_ratio": sr_ratio, "sr_mode": sr_mode,
-            "key_channels": key_channels, "value_channels": value_channels, "qkv_bias": qkv_bias,
+            "heads": heads,
+            "reduction": reduction,
+            "sr_ratio": sr_ratio,
+            "sr_mode": sr_mode,
+            "key_channels": key_channels,
+            "value_channels": value_channels,
+            "qkv_bias": qkv_bias,
         }
         for arg, value in given.items():
-            check_arg(value is None or arg in _BLOCK_ARGS[attention], owner, arg,
-                      f"None with attn_type={attention!r} (it only applies to "
-                      f"{', '.join(a for a in _BLOCK_ARGS if arg in _BLOCK_ARGS[a])})", value)
+            check_arg(
+                value is None or arg in _BLOCK_ARGS[attention],
+                owner,
+                arg,
+                f"None with attn_type={attention!r} (it only applies to "
+                f"{', '.join(a for a in _BLOCK_ARGS if arg in _BLOCK_ARGS[a])})",
+                value,
+            )
         self.channels, self.attention_type = channels, attention
         try:
-            self._build(channels, attention, heads, reduction, sr_ratio, sr_mode, key_channels,
-                        value_channels, qkv_bias, dropout)
+            self._build(
+                channels,
+                attention,
+                heads,
+                reduction,
+                sr_ratio,
+                sr_mode,
+                key_channels,
+                value_channels,
+                qkv_bias,
+                dropout,
+            )
         except (ValueError, TypeError) as err:  # name the block, keep the inner module's precise message
             raise type(err)(f"{owner}: {err}") from None
 
-    def _build(self, channels: int, attention: str, heads: int | None, reduction: int | None,
-               sr_ratio: int | None, sr_mode: str | None, key_channels: int | None,
-               value_channels: int | None, qkv_bias: bool | None, dropout: float) -> None:
+    def _build(
+        self,
+        channels: int,
+        attention: str,
+        heads: int | None,
+        reduction: int | None,
+        sr_ratio: int | None,
+        sr_mode: str | None,
+        key_channels: int | None,
+        value_channels: int | None,
+        qkv_bias: bool | None,
+        dropout: float,
+    ) -> None:
         if attention == "standard":
             h = 8 if heads is None else heads
             check_heads(h, channels, "GlobalAttention", "channels")
             self.norm: nn.Module = nn.Identity()  # the LayerNorm is self.attention.norm
             self.attention: nn.Module = GlobalAttention(
-                channels, heads=h, dim_head=channels // h, dropout=dropout,
-                qkv_bias=bool(qkv_bias), project_out=True,
+                channels,
+                heads=h,
+                dim_head=channels // h,
+                dropout=dropout,
+                qkv_bias=bool(qkv_bias),
+                project_out=True,
             )
         elif attention == "spatial":
             self.norm = nn.BatchNorm2d(channels)
             self.attention = SpatialSelfAttention(
-                channels, heads=1 if heads is None else heads,
-                reduction=8 if reduction is None else reduction, attn_drop=dropout,
+                channels,
+                heads=1 if heads is None else heads,
+                reduction=8 if reduction is None else reduction,
+                attn_drop=dropout,
             )
         else:
             self.norm = nn.BatchNorm2d(channels)
             self.attention = EfficientSelfAttention(
-                channels, heads=1 if heads is None else heads,
+                channels,
+                heads=1 if heads is None else heads,
                 sr_ratio=8 if sr_ratio is None else sr_ratio,
                 sr_mode="avg" if sr_mode is None else sr_mode,
                 key_channels=max(1, channels // 8) if key_channels is None else key_channels,
                 value_channels=max(1, channels // 2) if value_channels is None else value_channels,
-                qkv_bias=True if qkv_bias is None else qkv_bias, attn_drop=dropout, proj_drop=dropout,
+                qkv_bias=True if qkv_bias is None else qkv_bias,
+                attn_drop=dropout,
+                proj_drop=dropout,
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ def _output_shape(module: "SpatialSelfAttention", x: torch.Tensor) -> tuple[int,
     url="https://arxiv.org/abs/1706.03762",
     complexity="O(N^2)",
     summary="Self-attention over all positions with q/k/v reduced to C/r, multi-head, 1×1 output conv back to C.",
-    maps=('attn',),
+    maps=("attn",),
     output_shape=_output_shape,
 )
 class SpatialSelfAttention(AttnModule):

@@ -54,9 +54,9 @@ def _check_qkv(
     return q, k, v
 
 
-
 class _DotProductAttention(AttnModule):
     """Shared forward of the two multi-head attention modules (projections are supplied by subclasses)."""
+
     channels: int
     heads: int
     d_k: int
@@ -66,7 +66,9 @@ class _DotProductAttention(AttnModule):
     fc_o: nn.Linear
     proj_drop: nn.Module
 
-    def _project(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(
@@ -109,12 +111,12 @@ def _heads_dims(channels: int, heads: int, d_k: int | None, d_v: int | None, own
     positive_int(channels, owner, "channels (d_model)")
     positive_int(heads, owner, "heads")
     if d_k is None or d_v is None:
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels} (or give d_k and d_v)", heads)
+        check_arg(
+            channels % heads == 0, owner, "heads", f"a divisor of channels={channels} (or give d_k and d_v)", heads
+        )
     d_k = channels // heads if d_k is None else positive_int(d_k, owner, "d_k")
     d_v = channels // heads if d_v is None else positive_int(d_v, owner, "d_v")
     return d_k, d_v
-
-
 
 
 @register(
@@ -126,7 +128,7 @@ def _heads_dims(channels: int, heads: int, d_k: int | None, d_v: int | None, own
     complexity="O(N^2)",
     summary="Multi-head scaled dot-product attention with masks and weights; fused SDPA, O(N) memory.",
     test_kwargs={"heads": 2},
-    maps=('attn',),
+    maps=("attn",),
 )
 class MultiHeadSelfAttention(_DotProductAttention):
     """Multi-head scaled dot-product attention (Vaswani et al., NeurIPS 2017); tokens B×Nq×C → B×Nq×C.
@@ -187,7 +189,9 @@ class MultiHeadSelfAttention(_DotProductAttention):
             if lin.bias is not None:
                 nn.init.zeros_(lin.bias)
 
-    def _project(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.heads
         return (
             self.fc_q(q).unflatten(-1, (h, self.d_k)).transpose(1, 2),
@@ -196,7 +200,9 @@ class MultiHeadSelfAttention(_DotProductAttention):
         )
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, heads={self.heads}, d_k={self.d_k}, d_v={self.d_v}, attn_drop={self.attn_drop}"
+        return (
+            f"channels={self.channels}, heads={self.heads}, d_k={self.d_k}, d_v={self.d_v}, attn_drop={self.attn_drop}"
+        )
 
 
 @register(
@@ -208,7 +214,7 @@ class MultiHeadSelfAttention(_DotProductAttention):
     complexity="O(N^2)",
     summary="Multi-head attention without q/k/v projections (heads split the channels), output projection only.",
     test_kwargs={"heads": 2},
-    maps=('attn',),
+    maps=("attn",),
 )
 class SimplifiedMultiHeadAttention(_DotProductAttention):
     """Multi-head scaled dot-product attention without input projections; tokens B×Nq×C → B×Nq×C.
@@ -242,7 +248,9 @@ class SimplifiedMultiHeadAttention(_DotProductAttention):
         nn.init.xavier_uniform_(self.fc_o.weight)
         nn.init.zeros_(self.fc_o.bias)
 
-    def _project(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.heads
         return tuple(t.unflatten(-1, (h, self.d_k)).transpose(1, 2) for t in (q, k, v))  # type: ignore[return-value]
 

@@ -113,7 +113,9 @@ class PositionalEncoding2D(AttnModule):
         self.channels, self.base = channels, float(base)
         self.dropout = nn.Dropout(check_dropout(dropout, self.owner, "dropout"))
 
-    def encoding(self, h: int, w: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def encoding(
+        self, h: int, w: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """The C×H×W encoding that ``forward`` adds."""
         return grid_table(h, w, self.channels // 2, self.base, device, dtype)
 
@@ -123,8 +125,6 @@ class PositionalEncoding2D(AttnModule):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
-
-
 
 
 @fx_leaf

@@ -56,7 +56,9 @@ class TransformerEncoderLayer(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        dim_feedforward = 4 * channels if dim_feedforward is None else positive_int(dim_feedforward, owner, "dim_feedforward")
+        dim_feedforward = (
+            4 * channels if dim_feedforward is None else positive_int(dim_feedforward, owner, "dim_feedforward")
+        )
         check_arg(act in ("relu", "gelu"), owner, "act", "'relu' or 'gelu'", act)
         dropout = check_dropout(dropout, owner, "dropout")
         positive_number(norm_eps, owner, "norm_eps")

@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/1807.06514
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,8 +27,16 @@ __all__ = ["BAM", "PooledBatchNorm1d"]
 
 
 @fx_leaf
-def _pooled_batch_norm(v: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor,
-                       bias: torch.Tensor, training: bool, momentum: float, eps: float) -> torch.Tensor:
+def _pooled_batch_norm(
+    v: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
     if training and v.shape[0] > 1:
         return F.batch_norm(v, mean, var, weight, bias, True, momentum, eps)
     return F.batch_norm(v, mean, var, weight, bias, False, 0.0, eps)
@@ -39,8 +49,16 @@ class PooledBatchNorm1d(nn.BatchNorm1d):
     ``momentum`` (``momentum=None``, the cumulative average, is not supported: it counts as 0)."""
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return _pooled_batch_norm(v, self.running_mean, self.running_var, self.weight, self.bias,  # type: ignore[arg-type]
-                                  self.training, self.momentum or 0.0, self.eps)
+        return _pooled_batch_norm(
+            v,
+            cast(torch.Tensor, self.running_mean),
+            cast(torch.Tensor, self.running_var),
+            self.weight,
+            self.bias,  # type: ignore[arg-type]
+            self.training,
+            self.momentum or 0.0,
+            self.eps,
+        )
 
 
 @register(
@@ -73,8 +91,15 @@ class BAM(AttnModule):
     Captured maps: ``"channel"`` Mc B×C×1×1 and ``"spatial"`` Ms B×1×H×W (before the sigmoid).
     """
 
-    def __init__(self, channels: int, reduction: float = 16, hidden_channels: int | None = None, min_hidden: int = 1,
-                 dilation: int = 4, fusion: str = "add") -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        hidden_channels: int | None = None,
+        min_hidden: int = 1,
+        dilation: int = 4,
+        fusion: str = "add",
+    ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
         self.channels, self.reduction = channels, reduction

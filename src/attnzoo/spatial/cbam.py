@@ -54,7 +54,9 @@ class CBAMChannelGate(Gate):
     Captured map: ``"gate"`` B×C×1×1.
     """
 
-    def __init__(self, channels: int, reduction: float = 16, hidden_channels: int | None = None, min_hidden: int = 8) -> None:
+    def __init__(
+        self, channels: int, reduction: float = 16, hidden_channels: int | None = None, min_hidden: int = 8
+    ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
         self.channels, self.reduction = channels, reduction

@@ -65,13 +65,23 @@ class EfficientLocalAttention(AttnModule):
         self.variant = check_choice(variant, tuple(ELA_VARIANTS), self.owner, "variant")
         k, rule, gn = ELA_VARIANTS[variant]
         if rule == "C/8":
-            check_arg(channels % 8 == 0, self.owner, "channels",
-                      f"a multiple of 8 for variant {variant!r} (conv groups = C/8)", channels)
+            check_arg(
+                channels % 8 == 0,
+                self.owner,
+                "channels",
+                f"a multiple of 8 for variant {variant!r} (conv groups = C/8)",
+                channels,
+            )
             groups = channels // 8
         else:
             groups = channels
-        check_arg(channels % gn == 0, self.owner, "channels",
-                  f"a multiple of {gn} for variant {variant!r} (GroupNorm with {gn} groups)", channels)
+        check_arg(
+            channels % gn == 0,
+            self.owner,
+            "channels",
+            f"a multiple of {gn} for variant {variant!r} (GroupNorm with {gn} groups)",
+            channels,
+        )
         self.kernel_size, self.groups, self.gn_groups = k, groups, gn
         self.conv = nn.Conv1d(channels, channels, k, padding=k // 2, groups=groups, bias=False)
         self.gn = nn.GroupNorm(gn, channels)

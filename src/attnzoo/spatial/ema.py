@@ -36,11 +36,14 @@ def _tap_sums(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.
     zero = torch.zeros_like(rows[:, :, 0])
     row_out = torch.stack([rows[:, :, -1], zero, rows[:, :, 0]], 2)[:, :, :, None]
     col_out = torch.stack([cols[:, :, -1], zero, cols[:, :, 0]], 2)[:, :, None, :]
-    corner = torch.stack([
-        torch.stack([x[:, :, -1, -1], zero, x[:, :, -1, 0]], 2),
-        torch.stack([zero, zero, zero], 2),
-        torch.stack([x[:, :, 0, -1], zero, x[:, :, 0, 0]], 2),
-    ], 2)
+    corner = torch.stack(
+        [
+            torch.stack([x[:, :, -1, -1], zero, x[:, :, -1, 0]], 2),
+            torch.stack([zero, zero, zero], 2),
+            torch.stack([x[:, :, 0, -1], zero, x[:, :, 0, 0]], 2),
+        ],
+        2,
+    )
     return total - row_out - col_out + corner
 
 
@@ -77,8 +80,13 @@ class EfficientMultiScaleAttention(AttnModule):
         super().__init__()
         self.channels = positive_int(channels, self.owner, "channels")
         self.factor = positive_int(factor, self.owner, "factor")
-        check_arg(channels % factor == 0, self.owner, "factor",
-                  f"a divisor of channels={channels} (channels // factor ≥ 1 channels in each group)", factor)
+        check_arg(
+            channels % factor == 0,
+            self.owner,
+            "factor",
+            f"a divisor of channels={channels} (channels // factor ≥ 1 channels in each group)",
+            factor,
+        )
         cg = channels // factor
         self.gn = nn.GroupNorm(cg, cg)
         self.conv1x1 = nn.Conv2d(cg, cg, 1)

@@ -32,8 +32,10 @@ def check_bn_values(x: torch.Tensor, training: bool, owner: str) -> torch.Tensor
     """In train mode a BatchNorm on the B×·×H×W map needs B·H·W > 1: a ``ValueError`` naming the module and the
     remedy instead of PyTorch's bare "Expected more than 1 value per channel"."""
     if training and not torch.jit.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-        raise ValueError(f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
-                         f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map")
+        raise ValueError(
+            f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
+            f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map"
+        )
     return x
 
 
@@ -74,20 +76,36 @@ class GlobalAttentionMechanism(AttnModule):
     Captured maps: ``"channel"`` and ``"spatial"``, both B×C×H×W.  See docs/provenance/gam.md.
     """
 
-    def __init__(self, channels: int, reduction: float = 4, hidden_channels: int | None = None, min_hidden: int = 1,
-                 variant: str = "paper") -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 4,
+        hidden_channels: int | None = None,
+        min_hidden: int = 1,
+        variant: str = "paper",
+    ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
         self.variant = check_choice(variant, _VARIANTS, self.owner, "variant")
         self.channels, self.reduction = channels, reduction
         groups = 1
         if variant != "paper":
-            check_arg(isinstance(reduction, int) and not isinstance(reduction, bool), self.owner, "reduction",
-                      f"an integer for variant {variant!r} (it is also the number of conv groups)", reduction)
+            check_arg(
+                isinstance(reduction, int) and not isinstance(reduction, bool),
+                self.owner,
+                "reduction",
+                f"an integer for variant {variant!r} (it is also the number of conv groups)",
+                reduction,
+            )
             groups = int(reduction)
             for what, n in (("channels", channels), ("hidden width", hidden)):
-                check_arg(n % groups == 0, self.owner, what,
-                          f"a multiple of the conv groups = reduction = {groups} for variant {variant!r}", n)
+                check_arg(
+                    n % groups == 0,
+                    self.owner,
+                    what,
+                    f"a multiple of the conv groups = reduction = {groups} for variant {variant!r}",
+                    n,
+                )
         self.groups = groups
         self.channel_sigmoid = variant != "yoloair"
         self.fc1 = nn.Linear(channels, hidden)
@@ -103,8 +121,11 @@ class GlobalAttentionMechanism(AttnModule):
         # Intermediates are dropped as soon as they are used (a full-size map each) and, without autograd,
         # activations run in place on this module's own buffers.
         inplace = inplace_ok()
-        mc = F.conv2d(F.relu(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias), inplace=True),
-                      self.fc2.weight[:, :, None, None], self.fc2.bias)
+        mc = F.conv2d(
+            F.relu(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias), inplace=True),
+            self.fc2.weight[:, :, None, None],
+            self.fc2.bias,
+        )
         if self.channel_sigmoid:
             mc = mc.sigmoid_() if inplace else torch.sigmoid(mc)
         record(self, "channel", mc)

@@ -31,8 +31,14 @@ LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
 
 def _strip(channels: int, k: int, dilation: int, horizontal: bool) -> nn.Conv2d:
     pad = dilation * (k - 1) // 2
-    return nn.Conv2d(channels, channels, (1, k) if horizontal else (k, 1), padding=(0, pad) if horizontal else (pad, 0),
-                     dilation=dilation, groups=channels)
+    return nn.Conv2d(
+        channels,
+        channels,
+        (1, k) if horizontal else (k, 1),
+        padding=(0, pad) if horizontal else (pad, 0),
+        dilation=dilation,
+        groups=channels,
+    )
 
 
 @register(
@@ -66,8 +72,9 @@ class LargeSeparableKernelAttention(Gate):
         super().__init__()
         self.channels = positive_int(channels, self.owner, "channels")
         ok = isinstance(kernel_size, int) and not isinstance(kernel_size, bool) and kernel_size in LSKA_KERNELS
-        check_arg(ok, self.owner, "kernel_size", "one of the paper's sizes " + ", ".join(map(str, LSKA_KERNELS)),
-                  kernel_size)
+        check_arg(
+            ok, self.owner, "kernel_size", "one of the paper's sizes " + ", ".join(map(str, LSKA_KERNELS)), kernel_size
+        )
         self.kernel_size = kernel_size
         k0, kd, d = LSKA_KERNELS[kernel_size]
         self.conv0h = _strip(channels, k0, 1, True)

@@ -86,7 +86,9 @@ class PolarizedSelfAttention(AttnModule):
         # Channel-only: W_v(x)·p = W_v (x·p) + b_v, since the softmax weights p sum to 1.
         q = torch.matmul(self._mat(self.ch_wq).expand(b, 1, c), xf)  # B×1×N (a batched product: no copy of x)
         p = softmax_fp32(self._add_bias(q, self.ch_wq), 2)  # softmax over the positions
-        pooled = torch.matmul(xf, torch.cat([p.to(xf.dtype), torch.full_like(p, 1.0 / (h * w)).to(xf.dtype)], 1).transpose(1, 2))
+        pooled = torch.matmul(
+            xf, torch.cat([p.to(xf.dtype), torch.full_like(p, 1.0 / (h * w)).to(xf.dtype)], 1).transpose(1, 2)
+        )
         ctx, mean = pooled[..., 0], pooled[..., 1]  # B×C each: x·p and GAP(x)
         v = self._add_bias(F.linear(ctx, self._mat(self.ch_wv)), self.ch_wv)
         z = self._add_bias(F.linear(v, self._mat(self.ch_wz)), self.ch_wz)

@@ -54,7 +54,9 @@ class ShuffleAttention(AttnModule):
             groups = default_groups(channels)
             check_arg(groups is not None, self.owner, "channels", "even (two halves per group)", channels)
         groups = positive_int(groups, self.owner, "groups")
-        check_arg(channels % (2 * groups) == 0, self.owner, "groups", f"a g with 2·g dividing channels={channels}", groups)
+        check_arg(
+            channels % (2 * groups) == 0, self.owner, "groups", f"a g with 2·g dividing channels={channels}", groups
+        )
         self.groups = groups
         half = channels // (2 * groups)
         self.cweight = nn.Parameter(torch.zeros(1, half, 1, 1))
@@ -81,7 +83,12 @@ class ShuffleAttention(AttnModule):
         record(self, "gate", t)
         # Gate, then the channel shuffle with 2 groups: output channel 2m + k is gated channel k·C/2 + m.
         shuffled = (b, 2, c // 2, h * w)
-        if inplace_ok() and not is_capturing(self) and not torch.compiler.is_compiling() and isinstance(x, torch.Tensor):
+        if (
+            inplace_ok()
+            and not is_capturing(self)
+            and not torch.compiler.is_compiling()
+            and isinstance(x, torch.Tensor)
+        ):
             # Eager, no autograd: write the product straight into the shuffled order (one buffer, one pass).
             out = torch.empty((b, c // 2, 2, h * w), dtype=t.dtype, device=t.device)
             torch.mul(t.reshape(shuffled).transpose(1, 2), x.reshape(shuffled).transpose(1, 2), out=out)

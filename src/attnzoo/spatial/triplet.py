@@ -61,7 +61,9 @@ class TripletAttention(AttnModule):
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The averaged gate, broadcastable to B×C×H×W."""
         g_cw = self.cw(z_pool(x, 2)).squeeze(1).unsqueeze(2)  # pooled over H: plane (C, W) -> B, C, 1, W
-        g_hc = self.hc(z_pool(x, 3).transpose(2, 3)).squeeze(1).transpose(1, 2).unsqueeze(3)  # plane (H, C) -> B, C, H, 1
+        g_hc = (
+            self.hc(z_pool(x, 3).transpose(2, 3)).squeeze(1).transpose(1, 2).unsqueeze(3)
+        )  # plane (H, C) -> B, C, H, 1
         # Scale the small per-branch gates, then one broadcast sum into a single full-size buffer.
         if self.hw is None:
             return g_cw * 0.5 + g_hc * 0.5

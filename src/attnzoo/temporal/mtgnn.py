@@ -50,7 +50,13 @@ def _inception_args(channels: int, out_channels: int | None, dilation: int, padd
     positive_int(channels, owner, "channels")
     out_channels = channels if out_channels is None else out_channels
     positive_int(out_channels, owner, "out_channels")
-    check_arg(out_channels % len(KERNEL_SET) == 0, owner, "out_channels", f"divisible by {len(KERNEL_SET)} (one quarter per kernel size)", out_channels)
+    check_arg(
+        out_channels % len(KERNEL_SET) == 0,
+        owner,
+        "out_channels",
+        f"divisible by {len(KERNEL_SET)} (one quarter per kernel size)",
+        out_channels,
+    )
     positive_int(dilation, owner, "dilation")
     check_arg(padding in _PADDINGS, owner, "padding", f"one of {_PADDINGS}", padding)
     return out_channels
@@ -88,11 +94,16 @@ class DilatedInception(AttnModule):
         padding: ``"valid"`` (official, output length T − 6d, needs T ≥ 6d + 1) or ``"causal"`` (length T).
     """
 
-    def __init__(self, channels: int, out_channels: int | None = None, dilation: int = 1, padding: str = "valid") -> None:
+    def __init__(
+        self, channels: int, out_channels: int | None = None, dilation: int = 1, padding: str = "valid"
+    ) -> None:
         super().__init__()
         self.out_channels = _inception_args(channels, out_channels, dilation, padding, self.owner)
         self.channels, self.dilation, self.padding = channels, dilation, padding
-        self.tconv = nn.ModuleList(nn.Conv2d(channels, self.out_channels // len(KERNEL_SET), (1, k), dilation=(1, dilation)) for k in KERNEL_SET)
+        self.tconv = nn.ModuleList(
+            nn.Conv2d(channels, self.out_channels // len(KERNEL_SET), (1, k), dilation=(1, dilation))
+            for k in KERNEL_SET
+        )
 
     @property
     def receptive_field(self) -> int:
@@ -136,7 +147,7 @@ class DilatedInception(AttnModule):
     summary="MTGNN gated temporal convolution: tanh(inception_f(x)) ⊙ sigmoid(inception_g(x)), then dropout.",
     min_size=(1, 7),
     output_shape=lambda m, x: (x.shape[0], m.out_channels, x.shape[2], m.filter_conv.output_length(x.shape[3])),
-    maps=('gate',),
+    maps=("gate",),
 )
 class GatedTemporalConv(AttnModule):
     """MTGNN gated temporal convolution (Wu et al., KDD 2020); B×C×N×T → B×C_out×N×(T − 6d) (T if causal).
@@ -159,11 +170,22 @@ class GatedTemporalConv(AttnModule):
     """
 
     def __init__(
-        self, channels: int, out_channels: int | None = None, dilation: int = 1, padding: str = "valid", dropout: float = 0.0
+        self,
+        channels: int,
+        out_channels: int | None = None,
+        dilation: int = 1,
+        padding: str = "valid",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         out_channels = _inception_args(channels, out_channels, dilation, padding, self.owner)
-        check_arg(isinstance(dropout, (int, float)) and 0 <= dropout < 1, self.owner, "dropout", "a probability in [0, 1)", dropout)
+        check_arg(
+            isinstance(dropout, (int, float)) and 0 <= dropout < 1,
+            self.owner,
+            "dropout",
+            "a probability in [0, 1)",
+            dropout,
+        )
         self.channels, self.out_channels, self.dilation, self.padding = channels, out_channels, dilation, padding
         self.filter_conv = DilatedInception(channels, out_channels, dilation, padding)
         self.gate_conv = DilatedInception(channels, out_channels, dilation, padding)

@@ -1,4 +1,4 @@
-"""The contract every registered module passes (SPEC section 3), parametrised over the whole registry.
+"""The contract every registered module passes, parametrised over the whole registry.
 
 A module registered anywhere in attnzoo is tested here the moment it is registered.  A check it cannot pass
 must be declared in its ``ModuleInfo.exceptions`` with a reason; ``helpers.contract`` then asserts that the
@@ -132,7 +132,7 @@ def test_bfloat16_autocast(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_float16_autocast(name):
-    """float16 under CPU autocast is finite wherever bfloat16 is (SPEC 3.6): softmax/reductions kept in float32."""
+    """float16 under CPU autocast is finite wherever bfloat16 is: softmax/reductions kept in float32."""
     with contract(name, "float16"):
         m = ready(name)
         args = inputs(name, size=(9, 7))
@@ -151,7 +151,7 @@ BARE_BN_ERROR = "Expected more than 1 value per channel"
 
 @pytest.mark.parametrize("name", NAMES)
 def test_train_batch1(name):
-    """train() at batch 1 (SPEC 3.6): forward + backward work (a BN on a pooled vector then uses its running
+    """train() at batch 1: forward + backward work (a BN on a pooled vector then uses its running
     statistics, documented), or a ValueError names the module and the remedy; never PyTorch's bare BN error."""
     with contract(name, "train_batch1"):
         m = ready(name, "train")
@@ -173,7 +173,7 @@ def test_train_batch1(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_algorithms(name):
-    """Forward and backward run under ``torch.use_deterministic_algorithms(True)`` (SPEC 3.6); the flag is restored."""
+    """Forward and backward run under ``torch.use_deterministic_algorithms(True)``; the flag is restored."""
     prev, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         with contract(name, "deterministic"):
@@ -317,7 +317,7 @@ IDENTITY_AT_INIT = {"nonlocal", "sagan", "danet", "danet_position", "danet_chann
 
 def test_identity_modules_declare_it():
     for n in IDENTITY_AT_INIT & set(NAMES):
-        assert attnzoo.info(n).identity_at_init, f"{n} must be identity at init (SPEC 3.9)"
+        assert attnzoo.info(n).identity_at_init, f"{n} must be identity at init"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every registered module (SPEC 3.11): no crash but a clear one.
+"""Property-based fuzzing of every registered module: no crash but a clear one.
 
 For each module of ``attnzoo.list_modules()`` (so a module registered later is fuzzed too), hypothesis draws
 constructor arguments from the ``__init__`` signature — each argument left at its (test) value or replaced by

@@ -40,7 +40,7 @@ def rand(*shape: int, seed: int = 1) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# window attention references (seed 000 AttentionBlock / LocalAttention2D, written from the definition)
+# window attention references (the community AttentionBlock / LocalAttention2D, written from the definition)
 # ------------------------------------------------------------------------------------------------------------------
 
 
@@ -163,7 +163,7 @@ def test_local_window_bad_arguments(kwargs, match):
 
 
 def test_local_window_partition_is_a_reshape():
-    """Non-overlapping windows do not go through unfold / fold (SPEC 4)."""
+    """Non-overlapping windows do not go through unfold / fold."""
     m = LocalWindowAttention(8, kernel_size=4, heads=2, dim_head=4).eval()
     x = torch.randn(1, 8, 8, 8)
     with torch.profiler.profile() as prof:

@@ -1,4 +1,4 @@
-"""Public API of the registry (SPEC section 1)."""
+"""Public API of the registry."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from .checks import (
     odd_kernel,
     positive_int,
     positive_number,
+    resolve_dim_head,
 )
 from .compat import deprecated_args_of, migrate_keys, renamed_args
 from .create_act import ActLayer, HardSigmoid, HardSwish, get_act
@@ -74,6 +75,7 @@ __all__ = [
     "odd_kernel",
     "positive_int",
     "positive_number",
+    "resolve_dim_head",
     "ActLayer",
     "HardSigmoid",
     "HardSwish",

@@ -22,6 +22,7 @@ __all__ = [
     "positive_number",
     "odd_kernel",
     "check_heads",
+    "resolve_dim_head",
     "check_dropout",
     "check_nchw",
     "check_dims",
@@ -106,6 +107,17 @@ def check_heads(heads: object, width: int, owner: str, what: str) -> int:
     positive_int(heads, owner, "heads")
     check_arg(width % heads == 0, owner, "heads", f"a divisor of {what} ({width})", heads)  # type: ignore[operator]
     return int(heads)  # type: ignore[call-overload]
+
+
+def resolve_dim_head(channels: int, heads: int, dim_head: int | None, owner: str) -> int:
+    """The per-head width: ``dim_head`` when given (a positive int), else ``channels // heads`` (heads must divide)."""
+    positive_int(heads, owner, "heads")
+    if dim_head is None:
+        check_arg(
+            channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
+        )
+        dim_head = channels // heads
+    return positive_int(dim_head, owner, "dim_head")
 
 
 def check_dropout(p: object, owner: str, what: str = "dropout") -> float:

@@ -23,6 +23,7 @@ from ..layers import (
     fx_leaf,
     odd_kernel,
     positive_int,
+    resolve_dim_head,
 )
 from ..registry import register
 
@@ -144,12 +145,7 @@ class NeighborhoodAttention(AttnModule):
         odd_kernel(kernel_size, owner)
         positive_int(dilation, owner, "dilation")
         positive_int(heads, owner, "heads")
-        if dim_head is None:
-            check_arg(
-                channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
-            )
-            dim_head = channels // heads
-        positive_int(dim_head, owner, "dim_head")
+        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         check_arg(isinstance(position_bias, bool), owner, "position_bias", "a bool", position_bias)
         self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")

@@ -27,6 +27,7 @@ from ..layers import (
     check_nchw,
     fx_leaf,
     positive_int,
+    resolve_dim_head,
 )
 from ..registry import register
 
@@ -156,12 +157,7 @@ def _check_window_args(
         stride,
     )
     positive_int(heads, owner, "heads")
-    if dim_head is None:
-        check_arg(
-            channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
-        )
-        dim_head = channels // heads
-    positive_int(dim_head, owner, "dim_head")
+    dim_head = resolve_dim_head(channels, heads, dim_head, owner)
     check_arg(
         isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout
     )

@@ -19,6 +19,7 @@ from ..layers import (
     check_nchw,
     fx_leaf,
     positive_int,
+    resolve_dim_head,
 )
 from ..registry import register
 
@@ -105,12 +106,7 @@ class AxialAttention(AttnModule):
         owner = self.owner
         positive_int(channels, owner, "channels")
         positive_int(heads, owner, "heads")
-        if dim_head is None:
-            check_arg(
-                channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
-            )
-            dim_head = channels // heads
-        positive_int(dim_head, owner, "dim_head")
+        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         attn_drop, proj_drop = (
             check_dropout(attn_drop, owner, "attn_drop"),

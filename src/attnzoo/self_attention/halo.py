@@ -19,6 +19,7 @@ from ..layers import (
     fx_leaf,
     non_negative_int,
     positive_int,
+    resolve_dim_head,
 )
 from ..registry import register
 
@@ -143,9 +144,7 @@ class HaloAttention(AttnModule):
         non_negative_int(halo_size, owner, "halo_size")
         positive_int(heads, owner, "heads")
         check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels}", heads)
-        if dim_head is None:
-            dim_head = channels // heads
-        positive_int(dim_head, owner, "dim_head")
+        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         check_arg(
             block_size <= 256 and halo_size <= 256,

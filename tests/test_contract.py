@@ -154,21 +154,26 @@ def test_train_batch1(name):
     """train() at batch 1: forward + backward work (a BN on a pooled vector then uses its running
     statistics, documented), or a ValueError names the module and the remedy; never PyTorch's bare BN error."""
     with contract(name, "train_batch1"):
-        m = ready(name, "train")
-        args = inputs(name, batch=1, size=(7, 9))
-        flat, rebuild = tensors_of(args)
-        flat = [t.requires_grad_() for t in flat]
-        try:
-            out = flatten(m(*rebuild(flat)))
-        except ValueError as err:
-            msg = str(err)
-            assert BARE_BN_ERROR not in msg, f"{name}: PyTorch's bare BatchNorm error at batch 1 in train(): {msg}"
-            assert type(m).__name__ in msg, f"{name}: the batch-1 error must name the module: {msg}"
-            return
-        assert [tuple(t.shape) for t in out] == expected_shapes(name, m, args)
-        assert all(torch.isfinite(t).all() for t in out), f"{name}: non-finite output at batch 1 in train()"
-        sum(t.sum() for t in out).backward()
-        assert any(t.grad is not None for t in flat) or any(p.grad is not None for p in m.parameters())
+        for size in ((7, 9), (1, 1)):  # at 1×1 every BatchNorm sees one value per channel
+            _train_batch1_at(name, size)
+
+
+def _train_batch1_at(name: str, size: tuple[int, int]) -> None:
+    m = ready(name, "train")
+    args = inputs(name, batch=1, size=size)
+    flat, rebuild = tensors_of(args)
+    flat = [t.requires_grad_() for t in flat]
+    try:
+        out = flatten(m(*rebuild(flat)))
+    except ValueError as err:
+        msg = str(err)
+        assert BARE_BN_ERROR not in msg, f"{name}: PyTorch's bare BatchNorm error at batch 1 in train(): {msg}"
+        assert type(m).__name__ in msg, f"{name}: the batch-1 error must name the module: {msg}"
+        return
+    assert [tuple(t.shape) for t in out] == expected_shapes(name, m, args)
+    assert all(torch.isfinite(t).all() for t in out), f"{name}: non-finite output at batch 1 in train()"
+    sum(t.sum() for t in out).backward()
+    assert any(t.grad is not None for t in flat) or any(p.grad is not None for p in m.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)

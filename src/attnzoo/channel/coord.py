@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from ..capture import record
 from ..layers import AttnModule, HardSwish, check_nchw, hidden_width, inplace_ok
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["CoordinateAttention"]
@@ -42,7 +43,7 @@ class CoordinateAttention(AttnModule):
         mip = hidden_width(channels, reduction, None, min_hidden, self.owner, cap_floor=False)
         self.channels, self.reduction = channels, reduction
         self.conv1 = nn.Conv2d(channels, mip, 1, bias=True)
-        self.bn1 = nn.BatchNorm2d(mip)
+        self.bn1 = PooledBatchNorm2d(mip)
         self.act = HardSwish()
         self.conv_h = nn.Conv2d(mip, channels, 1, bias=True)
         self.conv_w = nn.Conv2d(mip, channels, 1, bias=True)

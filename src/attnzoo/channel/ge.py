@@ -18,6 +18,7 @@ from ..layers import (
     get_act,
     hidden_width,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["GatherExcite"]
@@ -128,14 +129,14 @@ class GatherExcite(Gate):
                 self.gather.add_module(
                     "conv1", nn.Conv2d(channels, channels, self.feat_size, groups=channels, bias=False)
                 )
-                self.gather.add_module("norm1", nn.BatchNorm2d(channels))
+                self.gather.add_module("norm1", PooledBatchNorm2d(channels))
             else:
                 steps = extent.bit_length() - 1
                 for i in range(steps):
                     self.gather.add_module(
                         f"conv{i + 1}", nn.Conv2d(channels, channels, 3, 2, 1, groups=channels, bias=False)
                     )
-                    self.gather.add_module(f"norm{i + 1}", nn.BatchNorm2d(channels))
+                    self.gather.add_module(f"norm{i + 1}", PooledBatchNorm2d(channels))
                     if i != steps - 1:
                         self.gather.add_module(f"act{i + 1}", get_act(act, self.owner))
         self.mlp = _ConvMlp(channels, hidden, act, self.owner) if use_mlp else None

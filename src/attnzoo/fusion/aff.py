@@ -16,6 +16,7 @@ from ..layers import (
     fx_leaf,
     hidden_width,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["MSCAM", "AttentionalFeatureFusion"]
@@ -52,13 +53,13 @@ class MSCAM(nn.Module):
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
         self.local_conv1 = nn.Conv2d(channels, hidden, 1)
-        self.local_bn1 = nn.BatchNorm2d(hidden)
+        self.local_bn1 = PooledBatchNorm2d(hidden)
         self.local_conv2 = nn.Conv2d(hidden, channels, 1)
-        self.local_bn2 = nn.BatchNorm2d(channels)
+        self.local_bn2 = PooledBatchNorm2d(channels)
         self.global_conv1 = nn.Conv2d(channels, hidden, 1)
-        self.global_bn1 = nn.BatchNorm2d(hidden)
+        self.global_bn1 = PooledBatchNorm2d(hidden)
         self.global_conv2 = nn.Conv2d(hidden, channels, 1)
-        self.global_bn2 = nn.BatchNorm2d(channels)
+        self.global_bn2 = PooledBatchNorm2d(channels)
 
     def local_branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.local_bn2(self.local_conv2(F.relu(self.local_bn1(self.local_conv1(x)))))

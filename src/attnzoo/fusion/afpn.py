@@ -25,6 +25,7 @@ from ..layers import (
     positive_int,
     softmax_fp32,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["AsymptoticFPN"]
@@ -36,7 +37,7 @@ class _ConvBNAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, stride: int, act: ActLayer, owner: str) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, stride, (k - 1) // 2 if k % 2 else 0, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
+        self.bn = PooledBatchNorm2d(cout)
         self.act = get_act(act, owner)
 
 
@@ -46,9 +47,9 @@ class _ResBlock(nn.Module):
     def __init__(self, c: int, act: ActLayer, owner: str) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
+        self.bn1 = PooledBatchNorm2d(c)
         self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
+        self.bn2 = PooledBatchNorm2d(c)
         self.act = get_act(act, owner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from ..layers import (
     positive_int,
     positive_number,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 from .weighted_fusion import FUSIONS, fusion_weights, weighted_sum
 
@@ -61,7 +62,7 @@ class SeparableConvBlock(nn.Module):
         super().__init__()
         self.depthwise = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False)
         self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
-        self.bn = nn.BatchNorm2d(channels, **_BN)
+        self.bn = PooledBatchNorm2d(channels, **_BN)
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +74,7 @@ def _projection(cin: int, cout: int) -> nn.Module:
     """EfficientDet's input resampling conv when the widths differ: 1×1 conv + BN (no activation)."""
     if cin == cout:
         return nn.Identity()
-    return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout, **_BN))
+    return nn.Sequential(nn.Conv2d(cin, cout, 1), PooledBatchNorm2d(cout, **_BN))
 
 
 class BiFPNLayer(nn.Module):

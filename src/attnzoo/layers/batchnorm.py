@@ -1,11 +1,13 @@
-"""BatchNorm for pooled vectors that also trains at batch 1.
+"""BatchNorm that also trains at batch 1 on one value per channel (pooled vectors, 1×1 maps).
 
 A BatchNorm on a globally pooled B×C×1×1 vector (SK's and CoT's attention MLPs) sees one value per channel when
 the batch holds one image, and PyTorch's BatchNorm then stops training with "Expected more than 1 value per
 channel when training" (batch 1 is common in detection and segmentation).  :class:`PooledBatchNorm2d` is
 ``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys) except in that one case: in training with a
 single value per channel it normalises with its running statistics, as in eval, and leaves them unchanged
-(one value gives no variance to learn from).  Gradients still reach its weight and bias.
+(one value gives no variance to learn from).  Gradients still reach its weight and bias.  The library builds
+every BatchNorm2d of its modules with it (``make_norm("bn")``, ``zero_bn``, CBAM/Triplet gates, ...), so batch 1
+in training never stops on PyTorch's bare "Expected more than 1 value per channel" (1×1 maps included).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from typing import Callable, Union
 
 import torch.nn as nn
 
+from .batchnorm import PooledBatchNorm2d
 from .create_act import ActLayer, get_act
 
 __all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "zero_bn", "conv1x1"]
@@ -28,7 +29,7 @@ def make_norm(norm: NormLayer, channels: int, owner: str) -> nn.Module | None:
     if isinstance(norm, str):
         key = norm.lower()
         if key in ("bn", "batchnorm", "batch_norm"):
-            return nn.BatchNorm2d(channels)
+            return PooledBatchNorm2d(channels)
         if key in ("gn", "groupnorm", "group_norm"):
             return nn.GroupNorm(group_norm_groups(channels), channels)
         raise ValueError(f"{owner}: norm must be None, 'bn', 'gn' or a callable norm(channels), got {norm!r}")
@@ -39,7 +40,7 @@ def make_norm(norm: NormLayer, channels: int, owner: str) -> nn.Module | None:
 
 def zero_bn(channels: int) -> nn.BatchNorm2d:
     """A BatchNorm2d with weight and bias 0: the zero-init that makes a residual block the identity at init."""
-    bn = nn.BatchNorm2d(channels)
+    bn = PooledBatchNorm2d(channels)
     nn.init.zeros_(bn.weight)
     nn.init.zeros_(bn.bias)
     return bn

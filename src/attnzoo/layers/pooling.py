@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .batchnorm import PooledBatchNorm2d
 from .checks import fx_leaf, odd_kernel
 from .helpers import inplace_ok
 
@@ -50,7 +51,7 @@ class ZPoolGate(nn.Module):
         super().__init__()
         odd_kernel(kernel_size, owner)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01)
+        self.bn = PooledBatchNorm2d(1, eps=1e-5, momentum=0.01)
         if zero_init:
             nn.init.zeros_(self.bn.weight)
 

@@ -100,18 +100,18 @@ class ContextualTransformer(AttnModule):
         self.kernel_groups = c // share_planes
         self.key_embed = nn.Sequential(
             nn.Conv2d(c, c, k, padding=k // 2, groups=key_groups, bias=False),
-            nn.BatchNorm2d(c),
+            PooledBatchNorm2d(c),
             nn.ReLU(inplace=True),
         )
         self.embed = nn.Sequential(
             nn.Conv2d(2 * c, c // factor, 1, bias=False),
-            nn.BatchNorm2d(c // factor),
+            PooledBatchNorm2d(c // factor),
             nn.ReLU(inplace=True),
             nn.Conv2d(c // factor, k * k * self.kernel_groups, 1),
             nn.GroupNorm(self.kernel_groups, k * k * self.kernel_groups),
         )
-        self.conv1x1 = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
-        self.bn = nn.BatchNorm2d(c)
+        self.conv1x1 = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), PooledBatchNorm2d(c))
+        self.bn = PooledBatchNorm2d(c)
         self.act = nn.SiLU(inplace=True)
         attn_chs = max(c * self.radix // reduction, min_hidden)
         self.se = nn.Sequential(

@@ -18,6 +18,7 @@ from ..layers import (
     inplace_ok,
     positive_int,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["ExternalAttention"]
@@ -63,7 +64,7 @@ class ExternalAttention(AttnModule):
         with torch.no_grad():
             self.mv.weight.copy_(self.mk.weight.transpose(0, 1))
         self.conv_out = nn.Conv2d(channels, channels, 1, bias=False)
-        self.norm = nn.BatchNorm2d(channels)
+        self.norm = PooledBatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

@@ -20,6 +20,7 @@ from ..registry import register
 
 __all__ = ["SelfAttentionBlock"]
 
+from ..layers.batchnorm import PooledBatchNorm2d
 from .efficient_self_attention import EfficientSelfAttention
 from .global_attention import GlobalAttention
 from .spatial_self_attention import SpatialSelfAttention
@@ -162,7 +163,7 @@ class SelfAttentionBlock(AttnModule):
                 project_out=True,
             )
         elif attention == "spatial":
-            self.norm = nn.BatchNorm2d(channels)
+            self.norm = PooledBatchNorm2d(channels)
             self.attention = SpatialSelfAttention(
                 channels,
                 heads=1 if heads is None else heads,
@@ -170,7 +171,7 @@ class SelfAttentionBlock(AttnModule):
                 attn_drop=dropout,
             )
         else:
-            self.norm = nn.BatchNorm2d(channels)
+            self.norm = PooledBatchNorm2d(channels)
             self.attention = EfficientSelfAttention(
                 channels,
                 heads=1 if heads is None else heads,

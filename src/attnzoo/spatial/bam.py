@@ -21,6 +21,7 @@ from ..layers import (
     inplace_ok,
     positive_int,
 )
+from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["BAM", "PooledBatchNorm1d"]
@@ -111,11 +112,11 @@ class BAM(AttnModule):
         self.channel_fc2 = nn.Linear(hidden, channels)
         # spatial branch (official SpatialGate: 1×1 reduce, two dilated 3×3, 1×1 to one map)
         self.spatial_reduce = nn.Conv2d(channels, hidden, 1, bias=False)
-        self.spatial_bn0 = nn.BatchNorm2d(hidden)
+        self.spatial_bn0 = PooledBatchNorm2d(hidden)
         self.spatial_conv1 = nn.Conv2d(hidden, hidden, 3, padding=dilation, dilation=dilation, bias=False)
-        self.spatial_bn1 = nn.BatchNorm2d(hidden)
+        self.spatial_bn1 = PooledBatchNorm2d(hidden)
         self.spatial_conv2 = nn.Conv2d(hidden, hidden, 3, padding=dilation, dilation=dilation, bias=False)
-        self.spatial_bn2 = nn.BatchNorm2d(hidden)
+        self.spatial_bn2 = PooledBatchNorm2d(hidden)
         self.spatial_out = nn.Conv2d(hidden, 1, 1)
         for m in self.modules():  # the official ResNet builder: convs Kaiming (fan-out), every bias 0
             if isinstance(m, nn.Conv2d):

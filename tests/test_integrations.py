@@ -419,3 +419,23 @@ def test_fx_and_jit_trace_of_model_with_inserted_modules():
         ref = model(x2)
         torch.testing.assert_close(gm(x2), ref, rtol=0, atol=0)
         torch.testing.assert_close(traced(x2), ref, rtol=1e-5, atol=1e-5)
+
+
+NEW_GATES = ["gc", "ese", "ge", "fca", "gct", "scse", "simam", "ema", "shuffle_attention", "sge", "bam", "polarized",
+             "gam", "ela", "caa", "lka", "lska", "lsk"]
+
+
+@pytest.mark.parametrize("name", NEW_GATES)
+def test_insert_every_new_gate_into_resnet50_and_timm_resnet26d(name):
+    """Each gate goes into every bottleneck of torchvision's resnet50 (16) and timm's resnet26d (8), after the
+    last norm of the residual branch, and the network still runs."""
+    torchvision = pytest.importorskip("torchvision")
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    for host, count in ((torchvision.models.resnet50(), 16), (timm.create_model("resnet26d"), 8)):
+        host.eval()
+        model, where = attnzoo.insert(host, name)
+        assert len(where) == count
+        with torch.no_grad():
+            assert model(x).shape == (1, 1000)

@@ -57,9 +57,9 @@ def test_train_at_batch_1_uses_running_statistics_of_the_pooled_bn(name):
     and leaves them unchanged; the spatial BNs still update theirs."""
     torch.manual_seed(0)
     m = attnzoo.create(name, 64).train()
-    pooled = [b for b in m.modules() if isinstance(b, PooledBatchNorm2d)]
-    spatial = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d) and not isinstance(b, PooledBatchNorm2d)]
-    assert len(pooled) == 1 and spatial
+    pooled = [m.bn if name == "sk" else m.se[1]]  # the BN on the pooled vector
+    spatial = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d) and b is not pooled[0]]
+    assert isinstance(pooled[0], PooledBatchNorm2d) and spatial
     before = [t.clone() for t in (pooled[0].running_mean, pooled[0].running_var, pooled[0].num_batches_tracked)]
     spatial_before = spatial[0].running_mean.clone()
     x = torch.randn(1, 64, 7, 9, requires_grad=True)

@@ -23,13 +23,12 @@ import torch.nn as nn
 
 from .config import CompareConfig, check_module_names
 from .data import check_dataset_spec, load_dataset
+from .distributed import DistContext, setup_distributed
 from .engine import (
-    DistContext,
     RunHooks,
     RunSpec,
     count_flops,
     read_json,
-    setup_distributed,
     train_run,
     write_json,
 )

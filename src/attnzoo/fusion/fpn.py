@@ -29,7 +29,8 @@ from ..registry import register
 __all__ = ["FeaturePyramidNetwork"]
 
 
-def _fpn_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
+def fpn_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
+    """One map of ``out_channels`` per level, then the stride-2 extra levels (``"maxpool"``: 1, ``"p6p7"``: 2)."""
     oc = module.out_channels
     shapes = [(t.shape[0], oc, t.shape[2], t.shape[3]) for t in levels]
     b, _, h, w = shapes[-1]
@@ -48,7 +49,7 @@ def _fpn_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tupl
     layout="pyramid",
     complexity="O(N)",
     summary="Top-down pathway with 1×1 laterals and 3×3 output convs; optional P6 (max-pool) or RetinaNet P6/P7.",
-    output_shape=_fpn_output_shapes,
+    output_shape=fpn_output_shapes,
     test_kwargs={"out_channels": 16},
 )
 class FeaturePyramidNetwork(AttnModule):

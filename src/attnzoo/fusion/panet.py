@@ -5,7 +5,7 @@ Paper: https://arxiv.org/abs/1803.01534
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.fx
@@ -25,22 +25,11 @@ from ..layers import (
     init_caffe2_xavier,
     make_norm,
     positive_int,
-    stride2_size,
 )
 from ..registry import register
+from .fpn import FeaturePyramidNetwork, fpn_output_shapes
 
 __all__ = ["PathAggregationNetwork"]
-
-from .fpn import FeaturePyramidNetwork
-
-
-def _panet_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[Any, ...]]:
-    oc = module.out_channels
-    shapes = [(t.shape[0], oc, t.shape[2], t.shape[3]) for t in levels]
-    if module.extra_levels == "maxpool":
-        b, _, h, w = shapes[-1]
-        shapes.append((b, oc, stride2_size(h), stride2_size(w)))
-    return shapes
 
 
 @register(
@@ -51,7 +40,7 @@ def _panet_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tu
     layout="pyramid",
     complexity="O(N)",
     summary="FPN top-down path, then a bottom-up path N_{i+1} = conv3×3(conv3×3_s2(N_i) + P_{i+1}).",
-    output_shape=_panet_output_shapes,
+    output_shape=fpn_output_shapes,
     test_kwargs={"out_channels": 16},
 )
 class PathAggregationNetwork(AttnModule):

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import statistics
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+import torch.utils.benchmark as tb
 
 from attnzoo.bench.measure import peak_rss_extra
 from attnzoo.bench.worker import cpu_model
@@ -66,3 +69,82 @@ class SeedAttentionBlock(nn.Module):
         q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
         attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
         return self.to_out((attn @ v).transpose(1, 2).reshape(n, length, -1))
+
+
+def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
+    """One call of ``m`` on ``x``: forward under ``no_grad``, or forward + backward with an input gradient."""
+    if backward:
+        m.zero_grad(set_to_none=True)
+        xg = x.detach().requires_grad_()
+        m(xg).sum().backward()
+    else:
+        with torch.no_grad():
+            m(x)
+
+
+def time_interleaved(
+    cases: dict[str, tuple[nn.Module, torch.Tensor]],
+    backward: bool,
+    repeats: int,
+    prepare: Callable[[nn.Module, bool], Any] | None = None,
+    budget_s: float = 0.2,
+) -> dict[str, tuple[float, float]]:
+    """{name: (median wall seconds, median process-CPU seconds)} per call, the cases taking turns ``repeats``
+    times (a burst of load hits every case alike).  ``prepare(m, backward)`` defaults to ``m.train(backward)``."""
+    numbers = {}
+    for name, (m, x) in cases.items():
+        (prepare or (lambda mod, b: mod.train(b)))(m, backward)
+        run_once(m, x, backward)  # warm-up
+        t0 = time.perf_counter()
+        run_once(m, x, backward)
+        numbers[name] = max(1, round(budget_s / max(time.perf_counter() - t0, 1e-6)))
+    wall: dict[str, list[float]] = {n: [] for n in cases}
+    cpu: dict[str, list[float]] = {n: [] for n in cases}
+    for _ in range(repeats):
+        for name, (m, x) in cases.items():
+            timer = tb.Timer("run_once(m, x, b)", globals={"run_once": run_once, "m": m, "x": x, "b": backward})
+            c0 = time.process_time()
+            meas = timer.timeit(numbers[name])
+            cpu[name].append((time.process_time() - c0) / numbers[name])
+            wall[name].append(meas.mean)
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in cases}
+
+
+def outputs(out: Any) -> list[torch.Tensor]:
+    """A module's output as a list of tensors (one map, or the levels of a pyramid)."""
+    return [out] if isinstance(out, torch.Tensor) else list(out)
+
+
+def runners(m: nn.Module, x: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(forward, forward+backward) closures for ``m(x)`` (x a tensor or a list of maps): eval + no_grad inference,
+    and a train-mode step with input gradients."""
+    xs = [x] if isinstance(x, torch.Tensor) else list(x)
+    xg = [t.clone().requires_grad_() for t in xs]
+    arg_g = xg[0] if isinstance(x, torch.Tensor) else xg
+
+    def fwd() -> None:
+        m.eval()
+        with torch.no_grad():
+            m(x)
+
+    def fwd_bwd() -> None:
+        m.train()
+        for t in (*m.parameters(), *xg):
+            t.grad = None
+        sum(o.float().mean() for o in outputs(m(arg_g))).backward()
+
+    return fwd, fwd_bwd
+
+
+def medians(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
+    """Median seconds of ``runs`` single calls of each function, the functions interleaved (ABAB, then BABA...)
+    so that peers see the same background load; one warm-up call each first."""
+    timers = {k: tb.Timer("f()", globals={"f": f}, num_threads=2) for k, f in fns.items()}
+    for f in fns.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for i in range(runs):
+        for k in keys if i % 2 == 0 else keys[::-1]:
+            times[k].append(timers[k].timeit(1).median)
+    return {k: statistics.median(v) for k, v in times.items()}

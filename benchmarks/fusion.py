@@ -22,9 +22,9 @@ import sys
 from collections import OrderedDict
 
 import torch
-import torch.utils.benchmark as tbench
-from torch.utils.flop_counter import FlopCounterMode
 
+from _common import medians, outputs, runners
+from attnzoo.bench.flops import model_flops
 from attnzoo.bench.measure import peak_rss_extra
 from attnzoo.bench.worker import cpu_model
 
@@ -80,46 +80,15 @@ class _ListAdapter(torch.nn.Module):
         return list(self.fpn(OrderedDict((str(i), x) for i, x in enumerate(xs))).values())
 
 
-def outputs(out) -> list[torch.Tensor]:
-    return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
 def count_flops(m: torch.nn.Module, xs: list[torch.Tensor]) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        m(xs)
-    return fc.get_total_flops()
+    """Forward FLOPs with attnzoo's counter (the one ``attnzoo bench`` and ``attnzoo compare`` use)."""
+    return model_flops(m, xs)
 
 
-def runners(m: torch.nn.Module, xs: list[torch.Tensor]) -> tuple:
-    """(forward, forward+backward) closures: eval + no_grad inference; train-mode step with input gradients."""
-    xs_grad = [x.clone().requires_grad_() for x in xs]
-
-    def fwd() -> None:
-        m.eval()
-        with torch.no_grad():
-            m(xs)
-
-    def fwd_bwd() -> None:
-        m.train()
-        for t in (*m.parameters(), *xs_grad):
-            t.grad = None
-        sum(o.float().mean() for o in outputs(m(xs_grad))).backward()
-
-    return fwd, fwd_bwd
 
 
-def medians(fns: dict, runs: int) -> dict:
-    """Median seconds of ``runs`` single calls of each function, the functions interleaved (ABAB, then BABA…)
-    so that peers see the same background load; one warm-up call each first."""
-    timers = {k: tbench.Timer("f()", globals={"f": f}, num_threads=2) for k, f in fns.items()}
-    for f in fns.values():
-        f()
-    times: dict = {k: [] for k in fns}
-    keys = list(fns)
-    for i in range(runs):
-        for k in keys if i % 2 == 0 else keys[::-1]:
-            times[k].append(timers[k].timeit(1).median)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def child_peak_memory(case: str, repeats: int = 3) -> None:

@@ -35,17 +35,14 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
-import torch.utils.benchmark as tb
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
-from _common import SeedAttentionBlock, child_peak_bytes, report_peak
+from _common import SeedAttentionBlock, child_peak_bytes, report_peak, run_once, time_interleaved
 from attnzoo.bench.worker import cpu_model
 
 torch.set_num_threads(2)
@@ -149,14 +146,6 @@ def build(impl: str, size: int | None = None, stride: int = 1) -> tuple[nn.Modul
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
-    if backward:
-        m.zero_grad(set_to_none=True)
-        xg = x.detach().requires_grad_()
-        m(xg).sum().backward()
-    else:
-        with torch.no_grad():
-            m(x)
 
 
 def prepare(m: nn.Module, backward: bool) -> nn.Module:
@@ -193,25 +182,6 @@ def peak_memory(impl: str, backward: bool, size: int | None = None, stride: int 
 # ------------------------------------------------------------------------------------------------------------
 
 
-def time_interleaved(cases: dict[str, tuple[nn.Module, torch.Tensor]], backward: bool, repeats: int) -> dict[str, tuple[float, float]]:
-    """{name: (median wall seconds, median process-CPU seconds)} per call, the cases interleaved."""
-    numbers = {}
-    for name, (m, x) in cases.items():
-        prepare(m, backward)
-        run_once(m, x, backward)  # warm-up
-        t0 = time.perf_counter()
-        run_once(m, x, backward)
-        numbers[name] = max(1, round(0.2 / max(time.perf_counter() - t0, 1e-6)))
-    wall: dict[str, list[float]] = {n: [] for n in cases}
-    cpu: dict[str, list[float]] = {n: [] for n in cases}
-    for _ in range(repeats):
-        for name, (m, x) in cases.items():
-            timer = tb.Timer("run_once(m, x, backward)", globals={"run_once": run_once, "m": m, "x": x, "backward": backward})
-            c0 = time.process_time()
-            meas = timer.timeit(numbers[name])
-            cpu[name].append((time.process_time() - c0) / numbers[name])
-            wall[name].append(meas.mean)
-    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in cases}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -235,7 +205,7 @@ def compare_local_window(repeats: int) -> dict:
         key = "fwd_bwd" if backward else "fwd"
         math = build("local_window_math")[0]
         t = time_interleaved({"local_window": (ours, x), "local_window_math": (math, x), "seed_local": (seed, xs)},
-                             backward, repeats)
+                             backward, repeats, prepare=prepare)
         res[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward)} for n in t}
     return res
 
@@ -253,7 +223,7 @@ def compare_outlook(repeats: int) -> dict:
         entry: dict = {"max_abs_diff": diffs}
         for backward in (False, True):
             key = "fwd_bwd" if backward else "fwd"
-            t = time_interleaved(cases, backward, repeats)
+            t = time_interleaved(cases, backward, repeats, prepare=prepare)
             entry[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward, stride=stride)} for n in t}
         res[f"stride{stride}"] = entry
     return res
@@ -270,7 +240,7 @@ def compare_multipole(repeats: int) -> dict:
             reps = repeats if size <= 128 else max(3, repeats // 2)
             if size == MP["global_max"]:
                 reps = max(3, repeats // 2)
-            t = time_interleaved(cases, backward, reps)
+            t = time_interleaved(cases, backward, reps, prepare=prepare)
             entry[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward, size=size)} for n in t}
         res[str(size)] = entry
     return res

@@ -33,20 +33,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 import warnings
 
 import torch
-import torch.utils.benchmark as tb
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 warnings.filterwarnings("ignore")
 
 import attnzoo
-from _common import child_peak_bytes, machine_line, report_peak
+from _common import child_peak_bytes, machine_line, report_peak, run_once, time_interleaved
 from attnzoo.local.neighborhood import neighborhood_attention
 
 torch.set_num_threads(2)
@@ -175,14 +172,6 @@ def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
 FORWARD_ONLY = {"na_attn_natten", "na_natten"}
 
 
-def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
-    if backward:
-        m.zero_grad(set_to_none=True)
-        xg = x.detach().requires_grad_()
-        m(xg).sum().backward()
-    else:
-        with torch.no_grad():
-            m(x)
 
 
 def child(spec: dict) -> None:
@@ -196,24 +185,6 @@ def peak_mib(case: str, backward: bool) -> float:
     return child_peak_bytes(__file__, {"case": case, "backward": backward}) / 2**20
 
 
-def time_interleaved(cases: dict[str, tuple[nn.Module, torch.Tensor]], backward: bool, repeats: int) -> dict[str, tuple[float, float]]:
-    numbers = {}
-    for name, (m, x) in cases.items():
-        m.train(backward)
-        run_once(m, x, backward)
-        t0 = time.perf_counter()
-        run_once(m, x, backward)
-        numbers[name] = max(1, round(0.15 / max(time.perf_counter() - t0, 1e-6)))
-    wall: dict[str, list[float]] = {n: [] for n in cases}
-    cpu: dict[str, list[float]] = {n: [] for n in cases}
-    for _ in range(repeats):
-        for name, (m, x) in cases.items():
-            timer = tb.Timer("run_once(m, x, b)", globals={"run_once": run_once, "m": m, "x": x, "b": backward})
-            c0 = time.process_time()
-            meas = timer.timeit(numbers[name])
-            cpu[name].append((time.process_time() - c0) / numbers[name])
-            wall[name].append(meas.mean)
-    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in cases}
 
 
 COMPARISONS = {
@@ -249,9 +220,9 @@ def compare(comp: str, repeats: int) -> list[str]:
     rows = [f"#### {title}", "", check_equal(comp, cases) + f"; load average {os.getloadavg()[0]:.1f}", "",
             "| implementation | forward (ratio to peer, CPU-time ratio) | forward peak MiB | fwd+bwd (ratio, CPU ratio) | fwd+bwd peak MiB |",
             "|---|---|---|---|---|"]
-    fwd = time_interleaved(cases, False, repeats)
+    fwd = time_interleaved(cases, False, repeats, budget_s=0.15)
     bwd_cases = {n: c for n, c in cases.items() if n not in FORWARD_ONLY}
-    bwd = time_interleaved(bwd_cases, True, repeats)
+    bwd = time_interleaved(bwd_cases, True, repeats, budget_s=0.15)
     peer = names[-1]
     for n in names:
         f = f"{fwd[n][0] * 1e3:.1f} ms ({fwd[n][0] / fwd[peer][0]:.2f}, {fwd[n][1] / fwd[peer][1]:.2f})"
@@ -276,7 +247,7 @@ def sweep(repeats: int) -> tuple[list[str], dict]:
     data: dict[str, dict[int, tuple[float, float]]] = {n: {} for n in SWEEP}
     for s in SWEEP_SIZES:
         cases = {n: build(f"sweep:{n}:{s}") for n, sizes in SWEEP.items() if s in sizes}
-        res = time_interleaved(cases, False, repeats)
+        res = time_interleaved(cases, False, repeats, budget_s=0.15)
         for n in cases:
             data[n][s] = (res[n][0], peak_mib(f"sweep:{n}:{s}", False))
         print(s, {n: f"{data[n][s][0] * 1e3:.1f} ms" for n in cases}, flush=True)

@@ -27,15 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
-import torch.utils.benchmark as tbench
 from torch import nn
 
-from _common import child_peak_bytes, machine_line, report_peak
+from _common import child_peak_bytes, machine_line, medians, report_peak, runners
 from attnzoo.fusion import BiFPN
 from attnzoo.resample import CARAFE, DySample, SPDConv
 
@@ -200,39 +198,10 @@ def build(case: str) -> tuple[nn.Module, object]:
     raise ValueError(case)
 
 
-def outputs(out) -> list[torch.Tensor]:
-    return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
-def runners(m: nn.Module, x) -> tuple:
-    xs = [x] if isinstance(x, torch.Tensor) else list(x)
-    xg = [t.clone().requires_grad_() for t in xs]
-    arg_g = xg[0] if isinstance(x, torch.Tensor) else xg
-
-    def fwd() -> None:
-        m.eval()
-        with torch.no_grad():
-            m(x)
-
-    def fwd_bwd() -> None:
-        m.train()
-        for t in (*m.parameters(), *xg):
-            t.grad = None
-        sum(o.mean() for o in outputs(m(arg_g))).backward()
-
-    return fwd, fwd_bwd
 
 
-def medians(fns: dict, runs: int) -> dict:
-    timers = {k: tbench.Timer("f()", globals={"f": f}, num_threads=2) for k, f in fns.items()}
-    for f in fns.values():
-        f()
-    times: dict = {k: [] for k in fns}
-    keys = list(fns)
-    for i in range(runs):
-        for k in keys if i % 2 == 0 else keys[::-1]:
-            times[k].append(timers[k].timeit(1).median)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def child(spec: dict) -> None:

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 import attnzoo
 from attnzoo.layouts import example_inputs, pyramid_sizes
+from attnzoo.testing import flatten, randomize, tensors_of
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -29,19 +30,6 @@ def build(name: str, channels: Any = None, seed: int = 0, **overrides: Any) -> n
     return attnzoo.create(name, channels_for(name) if channels is None else channels, **{**entry.test_kwargs, **overrides})
 
 
-@torch.no_grad()
-def randomize(module: nn.Module, seed: int = 1, scale: float = 0.1) -> nn.Module:
-    """Perturb every parameter and BN statistic, so zero-initialised (identity) blocks exercise their whole path."""
-    g = torch.Generator().manual_seed(seed)
-    for p in module.parameters():
-        p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g).to(m.running_mean.dtype))
-            m.running_var.copy_((1 + 0.5 * torch.rand(m.running_var.shape, generator=g)).to(m.running_var.dtype))
-    return module
-
-
 def inputs(name: str, batch: int = 2, size: tuple[int, int] = (7, 5), dtype: torch.dtype = torch.float32, seed: int = 2,
            channels: Any = None, respect_min_size: bool = True) -> tuple:
     """Example inputs at ``size``, raised to the module's declared ``min_size`` unless ``respect_min_size=False``."""
@@ -50,38 +38,6 @@ def inputs(name: str, batch: int = 2, size: tuple[int, int] = (7, 5), dtype: tor
     g = torch.Generator().manual_seed(seed)
     ch = channels_for(name) if channels is None else channels
     return example_inputs(name, batch=batch, channels=ch, size=size, dtype=dtype, generator=g)
-
-
-def flatten(out: Any) -> list[torch.Tensor]:
-    """Every tensor in a (nested) output, in order."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in flatten(o)]
-    raise TypeError(f"unexpected output type {type(out)}")
-
-
-def tensors_of(args: tuple) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], tuple]]:
-    """Split positional args into their tensors and a function that rebuilds the args from new tensors."""
-    flat = flatten(list(args))
-
-    def rebuild(new: list[torch.Tensor]) -> tuple:
-        it = iter(new)
-
-        def sub(a: Any) -> Any:
-            if isinstance(a, torch.Tensor):
-                return next(it)
-            if isinstance(a, list):
-                return [sub(x) for x in a]
-            if isinstance(a, tuple):
-                return tuple(sub(x) for x in a)
-            return a
-
-        return tuple(sub(a) for a in args)
-
-    return flat, rebuild
 
 
 def map_args(args: tuple, fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple:

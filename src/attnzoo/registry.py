@@ -47,6 +47,8 @@ CONTRACT_CHECKS = (
     "export",
     "compile",
     "onnx",
+    "openvino",
+    "ncnn",
 )
 
 

@@ -1,0 +1,147 @@
+"""``attnzoo deploy``: the module × runtime deployment matrix (ONNX Runtime, OpenVINO, ncnn)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  attnzoo deploy                                   # every module, every installed runtime
+  attnzoo deploy --modules cbam,eca --runtimes ncnn
+  attnzoo deploy --model resnet18 --insert cbam    # a whole network with CBAM in every block
+  attnzoo deploy --format json --output deploy.json
+  attnzoo deploy --size 32 --update-doc docs/deployment.md --output docs/deployment.json
+
+Every (module, runtime) case runs in a forked process: build with default arguments and perturbed weights, eval
+mode, batch 1; export; run; compare with eager PyTorch (atol = rtol = 1e-4; ncnn 1e-3); time the median.
+Status: ok, mismatch (ran, outputs differ), failed (did not convert or run), declared (failed, and the module
+declares the runtime unsupported with a reason), missing (runtime not installed: pip install 'attnzoo[deploy]').
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "deploy",
+        help="export modules to ONNX Runtime, OpenVINO and ncnn; compare with eager and time them",
+        description="Export registered modules (or a network with modules inserted) to ONNX Runtime, OpenVINO "
+        "(f32) and ncnn (via pnnx), run them, and report max |difference| to eager PyTorch and latency.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--modules", default=None, help="comma-separated registry names (default: every module)")
+    p.add_argument("--family", default=None, help="only modules of this family")
+    p.add_argument("--runtimes", default=None, help="comma-separated: onnxruntime,openvino,ncnn (default: all three)")
+    p.add_argument("--model", default=None, help="a torchvision or timm network (e.g. resnet18) instead of modules")
+    p.add_argument("--insert", default=None, help="with --model: the registered module to insert (attnzoo.insert)")
+    p.add_argument("--size", default=None, help="S or HxW (default: the layout's default size; 224 for --model)")
+    p.add_argument("--threads", type=int, default=1, help="threads for eager PyTorch and every runtime (default 1)")
+    p.add_argument("--min-time", type=float, default=0.1, help="seconds timed per latency figure at least (0.1)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (600)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default=None, help="default: table")
+    p.add_argument(
+        "--output", default=None, metavar="FILE", help="write the output there (.json / .md pick the format)"
+    )
+    p.add_argument("--update-doc", default=None, metavar="FILE.md", help="rewrite the matrix between the markers")
+    p.add_argument("--load", default=None, metavar="FILE.json", help="render a saved JSON run instead of running")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 unless every row is ok or declared")
+    p.set_defaults(func=run)
+    return p
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        nums = [int(v) for v in parts]
+    except ValueError:
+        raise SystemExit(f"attnzoo deploy: --size must be S or HxW, got {text!r}") from None
+    if len(nums) not in (1, 2) or min(nums) < 1:
+        raise SystemExit(f"attnzoo deploy: --size must be S or HxW with positive sizes, got {text!r}")
+    return (nums[0], nums[-1])
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import report
+    from .core import deploy
+
+    size = _size(args.size)
+    if args.load:
+        results, meta = report.from_json(Path(args.load).read_text())
+    else:
+        import attnzoo
+
+        if args.insert and not args.model:
+            raise SystemExit("attnzoo deploy: --insert needs --model")
+        modules = _split(args.modules)
+        if args.family:
+            modules = [m for m in (modules or attnzoo.list_modules()) if attnzoo.info(m).family == args.family]
+        runtimes = _split(args.runtimes)
+        total = (1 if args.model else len(modules if modules is not None else attnzoo.list_modules())) * len(
+            runtimes or report.RUNTIMES
+        )
+        with _progress(total, args.quiet) as advance:
+            results = deploy(modules, runtimes, model=args.model, insert=args.insert, size=size,
+                             threads=args.threads, min_time=args.min_time, timeout=args.timeout,
+                             progress=advance)  # fmt: skip
+        meta = report.metadata(size, args.threads)
+    fmt = args.format or {".json": "json", ".md": "markdown"}.get(Path(args.output or "").suffix, "table")
+    text = report.to_json(results, meta) if fmt == "json" else report.to_markdown(results, meta)
+    if args.output:
+        Path(args.output).write_text(report.to_json(results, meta) if args.output.endswith(".json") else text)
+    if args.update_doc:
+        report.update_doc(args.update_doc, results, meta)
+    if fmt == "table":
+        _print_table(report.to_rich(results, meta), results)
+    elif not args.output:
+        sys.stdout.write(text)
+    print(report.summary_line(results), file=sys.stderr)
+    bad = [r for r in results if not r.ok]
+    return 1 if args.strict and bad else 0
+
+
+def _print_table(table: Any, results: Any) -> None:
+    try:
+        from rich.console import Console
+    except ImportError:  # rich is in the deploy extra; fall back to Markdown
+        from . import report
+
+        sys.stdout.write(report.to_markdown(results))
+        return
+    Console(width=max(160, Console().width)).print(table)
+
+
+class _progress:
+    """A rich progress bar (stderr) advanced once per finished case; silent without rich or with --quiet."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet, self.bar, self.task = total, quiet, None, None
+
+    def __enter__(self) -> Any:
+        if not self.quiet and sys.stderr.isatty():
+            try:
+                from rich.progress import Progress
+            except ImportError:
+                return self.advance
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("deploy", total=self.total)
+        return self.advance
+
+    def advance(self, result: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=f"{result.module} · {result.runtime}: {result.status}")
+        elif not self.quiet:
+            print(f"{result.module:28s} {result.runtime:12s} {result.status}", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

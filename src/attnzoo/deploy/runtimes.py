@@ -1,0 +1,202 @@
+"""The deployment runtimes: ONNX Runtime, OpenVINO and ncnn (through pnnx).
+
+Each runtime turns an eval-mode module with flat tensor inputs (:class:`attnzoo.testing.FlatIO`) into a
+callable on NumPy arrays, the way its users do it:
+
+* ``onnxruntime``: ``torch.onnx.export(dynamo=True)``, then an ``InferenceSession`` on the CPU provider.
+* ``openvino``: ``openvino.convert_model(module, example_input=...)`` (the PyTorch frontend, no ONNX in
+  between), compiled for the CPU with ``INFERENCE_PRECISION_HINT=f32`` (the CPU plugin's default is bf16 on
+  CPUs that have it, which moves outputs by up to 1e-1 … 2 and is not what a deployment check compares).
+* ``ncnn``: ``torch.jit.trace`` + the ``pnnx`` converter (``fp16=0``: weights stay f32) to ``.ncnn.param`` /
+  ``.ncnn.bin``, run by ``ncnn.Net`` with fp16/bf16 storage and arithmetic off.  ncnn has no batch axis: the
+  check runs batch 1 and drops the leading axis of every input.
+
+A runtime whose package is not installed is reported as ``missing``; nothing here imports it eagerly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = ["RUNTIMES", "CONTRACT_CHECK", "TOLERANCE", "Runtime", "runtime", "available", "version"]
+
+Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+
+
+class ConversionError(RuntimeError):
+    """The runtime's converter or loader rejected the module; the message names the first reason it gave."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    packages: tuple[str, ...]  # import names that must all be installed
+    dist: str  # distribution whose version is reported
+    tolerance: float  # atol = rtol of the comparison with eager PyTorch (f32)
+    needs_batch1: bool = False
+    extra: str = "deploy"
+
+    def available(self) -> bool:
+        return all(importlib.util.find_spec(p) is not None for p in self.packages)
+
+    def version(self) -> str | None:
+        try:
+            return importlib.metadata.version(self.dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def prepare(self, module: nn.Module, inputs: Sequence[torch.Tensor], workdir: Path, threads: int) -> Run:
+        return _PREPARE[self.name](module, list(inputs), workdir, threads)
+
+
+def _onnxruntime(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads: int) -> Run:
+    import onnxruntime as ort
+
+    path = workdir / "model.onnx"
+    torch.onnx.export(module, tuple(inputs), str(path), dynamo=True, verbose=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    if len(names) != len(inputs):
+        raise ConversionError(f"the ONNX graph has {len(names)} inputs, the module {len(inputs)}")
+    return lambda arrays: list(sess.run(None, dict(zip(names, arrays))))
+
+
+def _openvino(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads: int) -> Run:
+    import openvino as ov
+
+    ov_model = ov.convert_model(module, example_input=tuple(inputs))
+    compiled = ov.Core().compile_model(
+        ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
+    )
+    request = compiled.create_infer_request()
+    outputs = list(compiled.outputs)
+
+    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        result = request.infer(list(arrays))
+        return [np.asarray(result[o]) for o in outputs]
+
+    return run
+
+
+def _pnnx_messages(text: str) -> list[str]:
+    """The lines of pnnx's log that say what ncnn cannot run."""
+    keys = ("not supported", "unsupported", "not implemented", "error", "fallback", "ignore")
+    return [ln.strip() for ln in text.splitlines() if any(k in ln.lower() for k in keys)]
+
+
+def _numbered(names: Sequence[str]) -> list[str]:
+    """pnnx names blobs in0, in1, … and out0, out1, …; ncnn lists them in graph order, which can differ."""
+    return sorted(names, key=lambda n: (len(n), n))
+
+
+def _ncnn(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads: int) -> Run:
+    import ncnn
+    import pnnx
+
+    pt = workdir / "model.pt"
+    torch.jit.trace(module, tuple(inputs), check_trace=False).save(str(pt))
+    shapes = ",".join("[" + ",".join(str(d) for d in t.shape) + "]f32" for t in inputs)
+    cmd = [pnnx.EXEC_PATH, str(pt), f"inputshape={shapes}", "device=cpu", "fp16=0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600)
+    log = done.stdout + done.stderr
+    (workdir / "pnnx.log").write_text(log)
+    param, weights = workdir / "model.ncnn.param", workdir / "model.ncnn.bin"
+    messages = _pnnx_messages(log)
+    if done.returncode != 0 or not param.exists():
+        raise ConversionError(messages[0] if messages else f"pnnx exited with {done.returncode}: {log[-300:]}")
+    net = ncnn.Net()
+    for opt in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
+        setattr(net.opt, opt, False)
+    net.opt.num_threads = threads
+    net.opt.use_vulkan_compute = False
+    if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
+        raise ConversionError(messages[0] if messages else "ncnn could not load the converted model")
+    in_names, out_names = _numbered(net.input_names()), _numbered(net.output_names())
+    if len(in_names) != len(inputs):
+        raise ConversionError(f"the ncnn graph has {len(in_names)} inputs, the module {len(inputs)}")
+
+    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        ex = net.create_extractor()
+        for name, a in zip(in_names, arrays):
+            ex.input(name, ncnn.Mat(np.ascontiguousarray(a[0])))  # ncnn has no batch axis
+        outs = []
+        for name in out_names:
+            ret, mat = ex.extract(name)
+            if ret != 0:
+                msg = messages[0] if messages else f"extract({name!r}) returned {ret}"
+                raise ConversionError(f"ncnn could not compute {name}: {msg}")
+            outs.append(np.array(mat)[None])
+        return outs
+
+    return run
+
+
+_PREPARE: dict[str, Callable[[nn.Module, list[torch.Tensor], Path, int], Run]] = {
+    "onnxruntime": _onnxruntime,
+    "openvino": _openvino,
+    "ncnn": _ncnn,
+}
+
+#: The runtimes, in report order.
+RUNTIMES: dict[str, Runtime] = {
+    "onnxruntime": Runtime("onnxruntime", ("onnxruntime", "onnx", "onnxscript"), "onnxruntime", 1e-4),
+    "openvino": Runtime("openvino", ("openvino",), "openvino", 1e-4),
+    "ncnn": Runtime("ncnn", ("ncnn", "pnnx"), "ncnn", 1e-3, needs_batch1=True),
+}
+
+#: The ``ModuleInfo.exceptions`` key a module declares a runtime under.
+CONTRACT_CHECK = {"onnxruntime": "onnx", "openvino": "openvino", "ncnn": "ncnn"}
+TOLERANCE = {k: r.tolerance for k, r in RUNTIMES.items()}
+
+
+#: What each runtime imports: imported once in the parent, every forked case starts with them loaded.
+_IMPORTS = {
+    "onnxruntime": ("onnxruntime", "onnxscript", "torch.onnx._internal.exporter._core"),
+    "openvino": ("openvino", "openvino.frontend.pytorch"),
+    "ncnn": ("ncnn", "pnnx"),
+}
+
+
+def preload(names: Sequence[str]) -> None:
+    """Import the installed runtimes' packages (seconds each) before the per-case processes are forked."""
+    for name in names:
+        if RUNTIMES[name].available():
+            for mod in _IMPORTS[name]:
+                try:
+                    importlib.import_module(mod)
+                except ImportError:  # a private module path moved: the case imports what it needs itself
+                    pass
+
+
+def runtime(name: str) -> Runtime:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise ValueError(f"deploy: runtime must be one of {list(RUNTIMES)}, got {name!r}") from None
+
+
+def available() -> dict[str, bool]:
+    return {k: r.available() for k, r in RUNTIMES.items()}
+
+
+def version() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        **{k: r.version() for k, r in RUNTIMES.items()},
+    }

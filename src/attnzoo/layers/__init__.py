@@ -26,6 +26,7 @@ from .checks import (
 from .compat import deprecated_args_of, migrate_keys, renamed_args
 from .create_act import ActLayer, HardSigmoid, HardSwish, get_act
 from .helpers import (
+    exporting,
     heads_to_map,
     hidden_width,
     inplace_ok,
@@ -56,6 +57,7 @@ from .pyramid import (
 )
 
 __all__ = [
+    "exporting",
     "attention",
     "AttnModule",
     "Gate",

@@ -23,6 +23,7 @@ from ..layers import (
     check_arg,
     check_choice,
     check_nchw,
+    exporting,
     fx_leaf,
     non_negative_int,
     positive_int,
@@ -92,16 +93,6 @@ def deform_conv2d_pure(
     if bias is not None:
         out = out + bias.to(dt)[:, None]
     return out.view(b, o, ho, wo)
-
-
-def _plain_eager() -> bool:
-    """True outside every tracer / exporter / compiler (where the compiled torchvision op is fine)."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return False
-    compiler = getattr(torch, "compiler", None)
-    return not (
-        compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)())
-    )
 
 
 @fx_leaf
@@ -251,9 +242,9 @@ def _deform(
     dt = x.dtype
     s, p, d = (stride, stride), (padding, padding), (dilation, dilation)
     if backend == "auto":  # torchvision's op only where it is the faster one: CUDA (on CPU the pure path is)
-        fast = x.is_cuda and _plain_eager() and _tv_deform_conv2d() is not None
+        fast = x.is_cuda and not exporting() and _tv_deform_conv2d() is not None
     else:  # "torchvision" in eager; traced / exported graphs take the pure path (the op cannot be exported)
-        fast = backend == "torchvision" and _plain_eager()
+        fast = backend == "torchvision" and not exporting()
     if fast:
         b = None if bias is None else bias.to(dt)
         return _TV[0](x, offset.to(dt), weight.to(dt), b, stride=s, padding=p, dilation=d, mask=mask.to(dt))

@@ -14,6 +14,7 @@ from ..layers import (
     check_arg,
     check_choice,
     check_same_shape,
+    exporting,
     inplace_ok,
     positive_int,
     positive_number,
@@ -46,9 +47,12 @@ def fusion_weights(w: torch.Tensor | None, fusion: str, eps: float, n: int, like
 def weighted_sum(xs: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
     """``Σ_i w_i · x_i`` for a 1-D weight vector."""
     out = xs[0] * w[0]
-    inplace = inplace_ok()
+    inplace, export = inplace_ok(), exporting()
     for i in range(1, len(xs)):
-        out = out.addcmul_(xs[i], w[i]) if inplace else torch.addcmul(out, xs[i], w[i])
+        if export:  # pnnx turns addcmul into an expression ncnn cannot run
+            out = out + xs[i] * w[i]
+        else:
+            out = out.addcmul_(xs[i], w[i]) if inplace else torch.addcmul(out, xs[i], w[i])
     return out
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..layers import (
     AttnModule,
     ConvNormAct,
     check_arg,
     check_nchw,
+    exporting,
     pad_to_multiple,
     positive_int,
 )
@@ -24,7 +26,13 @@ def space_to_depth(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     """B×C×H×W → B×s²C×(H/s)×(W/s) in the paper's (and official code's) order: sub-maps
     ``f_{a,b} = X[a::s, b::s]`` concatenated with the row offset ``a`` varying fastest (for s = 2:
     ``[x[::2, ::2], x[1::2, ::2], x[::2, 1::2], x[1::2, 1::2]]``).  H and W must be multiples of ``s``."""
-    return torch.cat([x[..., a::scale, b::scale] for b in range(scale) for a in range(scale)], 1)
+    if not exporting():
+        return torch.cat([x[..., a::scale, b::scale] for b in range(scale) for a in range(scale)], 1)
+    # Export form (ncnn has no strided slice): pixel_unshuffle of the transposed map puts sub-map (a, b) of channel
+    # c at c·s² + b·s + a; one transpose makes the offset the outer index, as above.
+    n, c, h, w = x.shape
+    y = F.pixel_unshuffle(x.transpose(2, 3), scale).transpose(2, 3)
+    return y.reshape(n, c, scale * scale, h // scale, w // scale).transpose(1, 2).flatten(1, 2)
 
 
 def _spd_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:

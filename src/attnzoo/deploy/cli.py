@@ -123,7 +123,9 @@ class _progress:
     """A rich progress bar (stderr) advanced once per finished case; silent without rich or with --quiet."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet, self.bar, self.task = total, quiet, None, None
+        self.total, self.quiet = total, quiet
+        self.bar: Any = None
+        self.task: Any = None
 
     def __enter__(self) -> Any:
         if not self.quiet and sys.stderr.isatty():

@@ -185,7 +185,7 @@ def check(
     rt = runtime(runtime_name)
     if (name is None) == (model is None):
         raise ValueError(f"deploy.check: give a module name or a model, got name={name!r}, model={model!r}")
-    label = name if model is None else (f"{model}+{insert}" if insert else model)
+    label = str(name) if model is None else (f"{model}+{insert}" if insert else model)
     if size is None:
         size = (224, 224) if model is not None else DEFAULT_SIZE[attnzoo.info(str(name)).layout]
     elif len(size) == 1:

@@ -23,6 +23,7 @@ from ..layers import (
     get_act,
     positive_int,
     positive_number,
+    traced_size,
 )
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
@@ -37,8 +38,10 @@ _BN: dict[str, Any] = {"eps": 1e-3, "momentum": 0.01}  # EfficientDet's BatchNor
 def max_pool_same_3x3_s2(x: torch.Tensor) -> torch.Tensor:
     """3×3 stride-2 max-pool with TensorFlow "SAME" padding (EfficientDet's downsampling): output ⌈H/2⌉×⌈W/2⌉,
     padding (H mod 2) rows on top and 1 at the bottom (likewise for W); padded cells never win."""
-    ph, pw = x.shape[-2] % 2, x.shape[-1] % 2
-    x = F.pad(x, (pw, 1, ph, 1), value=float("-inf"))
+    h, w = traced_size(x)
+    ph, pw = h % 2, w % 2
+    # the dtype's lowest finite value: -inf does not fit in ncnn's parameter files
+    x = F.pad(x, (pw, 1, ph, 1), value=torch.finfo(x.dtype).min)
     return F.max_pool2d(x, 3, 2)
 
 

@@ -282,23 +282,7 @@ def test_torch_compile_fullgraph(name):
         assert_close(compiled(*args), m(*args), msg="torch.compile")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_onnx_onnxruntime(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    with contract(name, "onnx"):
-        m = ready(name)
-        args = inputs(name)
-        path = tmp_path / "m.onnx"
-        torch.onnx.export(m, args, str(path), dynamo=True, verbose=False)
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        flat, _ = tensors_of(args)
-        feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), flat)}
-        got = sess.run(None, feeds)
-        ref = flatten(m(*args))
-        assert len(got) == len(ref)
-        for g, r in zip(got, ref):
-            torch.testing.assert_close(torch.from_numpy(g), r, atol=1e-4, rtol=1e-4)
+# ONNX Runtime, OpenVINO and ncnn: tests/test_deploy.py (the "onnx", "openvino" and "ncnn" checks).
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if attnzoo.info(n).identity_at_init])

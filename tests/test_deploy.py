@@ -130,3 +130,24 @@ def test_flat_io_rebuilds_lists():
     flat_out = FlatIO(m, (xs,))(*xs)
     for a, b in zip(flatten(flat_out), flatten(m(xs))):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def test_deployment_doc_has_a_current_row_per_module():
+    """docs/deployment.md and docs/deployment.json (``attnzoo deploy --update-doc``) cover the whole registry,
+    every row ok or a declared exception; a new module without a row fails here."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    text = (docs / "deployment.md").read_text()
+    body = text.split(deploy_report.MARK_START)[1].split(deploy_report.MARK_END)[0]
+    rows = re.findall(r"^\| `([^`]+)` \|", body, re.M)
+    regen = "regenerate: attnzoo deploy --size 13x11 --update-doc docs/deployment.md --output docs/deployment.json"
+    assert sorted(rows) == sorted(NAMES), f"docs/deployment.md rows differ from the registry; {regen}"
+    results, meta = deploy_report.from_json((docs / "deployment.json").read_text())
+    assert {(r.module, r.runtime) for r in results} == {(n, rt) for n in NAMES for rt in RUNTIMES}, regen
+    for r in results:
+        declared = attnzoo.info(r.module).exceptions.get(CONTRACT_CHECK[r.runtime])
+        assert r.status == ("exception" if declared else "ok"), f"{r.module} / {r.runtime}: {r.status} {r.message}"
+    assert meta["size"] == "13x11"
+    assert "docs/deployment.md" in (docs.parent / "README.md").read_text()

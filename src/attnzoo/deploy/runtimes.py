@@ -19,8 +19,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -99,6 +101,20 @@ def _pnnx_messages(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if any(k in ln.lower() for k in keys)]
 
 
+def _stderr_of(fn: Callable[[], Any]) -> tuple[Any, str]:
+    """``fn()`` and what native code printed to file descriptor 2 meanwhile (ncnn reports load errors there)."""
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            result = fn()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        return result, f.read().decode(errors="replace")
+
+
 def _numbered(names: Sequence[str]) -> list[str]:
     """pnnx names blobs in0, in1, … and out0, out1, …; ncnn lists them in graph order, which can differ."""
     return sorted(names, key=lambda n: (len(n), n))
@@ -124,8 +140,10 @@ def _ncnn(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads:
         setattr(net.opt, opt, False)
     net.opt.num_threads = threads
     net.opt.use_vulkan_compute = False
-    if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-        raise ConversionError(messages[0] if messages else "ncnn could not load the converted model")
+    (ret_param, ret_model), ncnn_log = _stderr_of(lambda: (net.load_param(str(param)), net.load_model(str(weights))))
+    if ret_param != 0 or ret_model != 0:
+        said = messages or [ln.strip() for ln in ncnn_log.splitlines() if ln.strip()]
+        raise ConversionError(said[0] if said else "ncnn could not load the converted model")
     in_names, out_names = _numbered(net.input_names()), _numbered(net.output_names())
     if len(in_names) != len(inputs):
         raise ConversionError(f"the ncnn graph has {len(in_names)} inputs, the module {len(inputs)}")

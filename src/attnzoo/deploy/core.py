@@ -89,6 +89,7 @@ def _build_case(spec: dict[str, Any]) -> tuple[Any, list[Any]]:
     import torch
 
     import attnzoo
+    from attnzoo.layers import AttnModule
     from attnzoo.layouts import example_channels, example_inputs
     from attnzoo.testing import FlatIO, randomize, tensors_of
 
@@ -102,14 +103,17 @@ def _build_case(spec: dict[str, Any]) -> tuple[Any, list[Any]]:
         if spec.get("insert"):
             attnzoo.insert(model, spec["insert"])
         args: tuple = (torch.randn(spec["batch"], 3, *size, generator=gen),)
-        module = model
-    else:
-        name = spec["module"]
-        entry = attnzoo.info(name)
-        size = tuple(max(a, b) for a, b in zip(size, entry.min_size))
-        module = attnzoo.create(name, example_channels(name, spec.get("channels")), **spec.get("kwargs", {}))
-        args = example_inputs(name, batch=spec["batch"], channels=example_channels(name, spec.get("channels")),
-                              size=size, generator=gen)  # fmt: skip
+        # perturb the inserted modules only: a whole perturbed network's activations grow to 1e3+ and hide nothing
+        for sub in model.modules():
+            if isinstance(sub, AttnModule):
+                randomize(sub, seed=spec["seed"])
+        return FlatIO(model.eval(), args).eval(), tensors_of(args)[0]
+    name = spec["module"]
+    entry = attnzoo.info(name)
+    size = tuple(max(a, b) for a, b in zip(size, entry.min_size))
+    module = attnzoo.create(name, example_channels(name, spec.get("channels")), **spec.get("kwargs", {}))
+    args = example_inputs(name, batch=spec["batch"], channels=example_channels(name, spec.get("channels")),
+                          size=size, generator=gen)  # fmt: skip
     randomize(module.eval(), seed=spec["seed"])
     flat, _ = tensors_of(args)
     return FlatIO(module, args).eval(), flat

@@ -55,6 +55,14 @@ CAPTION = (
     "`attnzoo.insert`, run on scikit-learn's sample photograph `china.jpg` ({h}×{w}); maps recorded by "
     "`attnzoo.capture_attention`, first block of each stage, drawn by `attnzoo.viz.overlay`."
 )
+LAYOUT_TEXT = {  # as attnzoo/layouts.py documents them
+    "nchw": "`forward(x)`, x: B×C×H×W",
+    "pair": "`forward(query_map, context)`: query B×C×H×W, context B×C×h×w (another resolution unless stated)",
+    "pyramid": "`forward([x_0, ..., x_{L-1}])`, x_i: B×C_i×⌈H/2^i⌉×⌈W/2^i⌉, finest first",
+    "multi": "`forward([x_0, ..., x_{n-1}])`, n maps of one shape B×C×H×W fused into one",
+    "tokens": "`forward(x)`, x: B×N×C",
+    "temporal": "`forward(x)`, x: B×C×N×T (N series, T steps)",
+}
 FAMILY_TITLES = {
     "channel": "Channel attention",
     "spatial": "Spatial and channel-spatial gates",
@@ -509,7 +517,7 @@ def example_code(name: str, info: Any, m: Measured) -> str:
     if info.layout in ("pyramid", "multi"):
         shapes = re.findall(r"\d+(?:×\d+)+", m.inputs[0])
         lines.append("xs = [" + ", ".join(f"torch.randn({s.replace('×', ', ')})" for s in shapes) + "]")
-        lines.append(f"ys = m(xs)   # {m.output}")
+        lines.append(f"{'ys' if m.output.startswith('[') else 'y'} = m(xs)   # {m.output}")
     else:
         names = ["x", "context"] if info.layout == "pair" else [f"x{i}" if i else "x" for i in range(len(m.inputs))]
         for n, s in zip(names, m.inputs):
@@ -547,13 +555,11 @@ def _demote(md: str) -> str:
 
 def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, picture: str) -> str:
     attnzoo = _attnzoo()
-    from attnzoo.layouts import LAYOUT_OBJECTS
 
     info = attnzoo.info(name)
     cls = info.cls
     head, computes, arg_docs = doc_parts(cls)
     prov = provenance_text(name)
-    layout = LAYOUT_OBJECTS[info.layout]
     paper = f"[{info.paper}]({info.url})" if info.url else info.paper
     out = [
         f"# `{name}` — {cls.__name__}",
@@ -605,12 +611,11 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         "",
         "## Input and output",
         "",
-        f"- **Layout** `{info.layout}`: `{layout.describe('C' if info.layout != 'pyramid' else ['C0', 'C1', '…'])}`"
-        if info.layout != "pyramid"
-        else f"- **Layout** `{info.layout}`: a list of maps, finest first, `[B×C_0×H×W, B×C_1×H/2×W/2, ...]`",
+        f"- **Layout** `{info.layout}`: {LAYOUT_TEXT[info.layout]}",
         f"- **Default input** (channels `{m.channels!r}`): `{'`, `'.join(m.inputs)}`",
         f"- **Output**: `{m.output}`",
-        f"- **Smallest input** (H, W) with the default arguments: {info.min_size}",
+        f"- **Smallest input** ({'N, T' if info.layout == 'temporal' else 'H, W'}) with the default arguments: "
+        f"{info.min_size}",
     ]
     if info.maps:
         out.append(f"- **Captured maps** (`attnzoo.capture_attention`): {', '.join(f'`{k}`' for k in info.maps)}")

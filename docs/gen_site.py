@@ -42,7 +42,7 @@ DOCS = ROOT / "docs"
 BENCH_JSON = DOCS / "data" / "bench.json"
 DEPLOYMENT_JSON = DOCS / "deployment.json"
 BENCH_COMMAND = (
-    "attnzoo bench --sizes 14,28,56,112 --forward-only --no-memory --min-time 0.05 --max-time 0.3 "
+    "attnzoo bench --sizes 14,28,56,112 --threads 1 --forward-only --no-memory --min-time 0.05 --max-time 0.3 "
     "--timeout 120 --format json --output docs/data/bench.json"
 )
 SWEEP = (14, 28, 56, 112)  # --sizes of BENCH_COMMAND
@@ -100,6 +100,7 @@ class Bench:
     created: str
     machine: str
     command: str
+    threads: int | None = None
 
     def label(self) -> str:
         return f"{self.machine}, {self.created[:10]} (one `attnzoo bench` run on a shared machine: indicative only)"
@@ -115,8 +116,11 @@ def load_bench(path: Path = BENCH_JSON) -> Bench:
     for rs in rows.values():
         rs.sort(key=lambda r: r["positions"])
     env = doc.get("environment", {})
-    machine = f"{env.get('cpu') or 'CPU'}, {env.get('default_threads')} threads, torch {env.get('torch')}"
-    return Bench(rows, doc.get("created", ""), machine, doc.get("command", ""))
+    threads = doc.get("settings", {}).get("threads") or env.get("default_threads")
+    machine = (
+        f"{env.get('cpu') or 'CPU'} ({env.get('cpu_count')} cores), {threads} torch thread(s), torch {env.get('torch')}"
+    )
+    return Bench(rows, doc.get("created", ""), machine, doc.get("command", ""), threads)
 
 
 def load_deployment(path: Path = DEPLOYMENT_JSON) -> dict | None:
@@ -454,7 +458,9 @@ def family_chart(family: str, names: list[str], bench: Bench) -> bytes:
         ax.tick_params(labelsize=8)
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_title(f"{FAMILY_TITLES[family]}: FLOPs", fontsize=11)
-    axes[1].set_title(f"latency ({bench.created[:10]}, shared 2-core CPU: indicative)", fontsize=10)
+    axes[1].set_title(
+        f"latency ({bench.created[:10]}, {bench.threads} torch thread(s), shared CPU: indicative)", fontsize=10
+    )
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.75, 0.5), fontsize=9, frameon=False)
     return _png(fig)
 
@@ -606,7 +612,7 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
     args = arguments(cls, arg_docs)
     out += ["## Arguments", "", "| argument | default | type | meaning |", "|---|---|---|---|"]
     for a, d, t, desc in args:
-        out.append(f"| `{a}` | {d} | {t.replace('|', '&#124;')} | {desc.replace('|', '&#124;')} |")
+        out.append(f"| `{a}` | {d} | {t} | {desc.replace('|', '&#124;')} |")  # pipes in code spans are safe
     out += [
         "",
         "## Input and output",

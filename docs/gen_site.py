@@ -396,14 +396,22 @@ def _thumbnail(img: Any, title: str, kind: str, data: Any) -> bytes:
     return _png(fig)
 
 
+def _major_labels_only(ax: Any) -> None:
+    """No labels on the minor ticks of log axes (short ranges get cluttered with 2×10¹, 3×10¹, ...)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def cost_curve(name: str, bench: Bench, small: bool = False) -> bytes:
     """FLOPs and forward latency against the number of positions, log-log, from the bench rows."""
     rows = [r for r in bench.rows[name] if r.get("flops") is not None or r.get("fwd_ms") is not None]
     if not rows:
         raise DocsError(f"{name}: no bench row with FLOPs or latency to draw a cost curve")
     fig = _figure(3.0, 2.0) if small else _figure(6.0, 3.2)
-    fs = 6 if small else 9
-    ax = fig.add_axes((0.17, 0.2, 0.62, 0.66) if small else (0.1, 0.15, 0.75, 0.75))
+    fs = 7 if small else 9
+    ax = fig.add_axes((0.17, 0.2, 0.64, 0.66) if small else (0.1, 0.15, 0.75, 0.75))
     flops = [(r["positions"], r["flops"]) for r in rows if r.get("flops")]
     ax.set_xscale("log")
     if flops:
@@ -428,6 +436,8 @@ def cost_curve(name: str, bench: Bench, small: bool = False) -> bytes:
         ax2.loglog([p for p, _ in lat], [m for _, m in lat], "s--", color="tab:orange")
         ax2.set_ylabel("forward ms", color="tab:orange", fontsize=fs)
         ax2.tick_params(labelsize=fs)
+        _major_labels_only(ax2)
+    _major_labels_only(ax)
     ax.set_title(f"{name}: cost against resolution", fontsize=fs + 1)
     return _png(fig)
 
@@ -457,6 +467,7 @@ def family_chart(family: str, names: list[str], bench: Bench) -> bytes:
         ax.set_ylabel(what, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(True, which="major", alpha=0.3)
+        _major_labels_only(ax)
     axes[0].set_title(f"{FAMILY_TITLES[family]}: FLOPs", fontsize=11)
     axes[1].set_title(
         f"latency ({bench.created[:10]}, {bench.threads} torch thread(s), shared CPU: indicative)", fontsize=10

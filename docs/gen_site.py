@@ -101,12 +101,15 @@ class Bench:
     machine: str
     command: str
     threads: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # module -> label of the run its rows come from
 
-    def label(self) -> str:
+    def label(self, name: str | None = None) -> str:
+        if name is not None and name in self.labels:
+            return self.labels[name]
         return f"{self.machine}, {self.created[:10]} (one `attnzoo bench` run on a shared machine: indicative only)"
 
 
-def load_bench(path: Path = BENCH_JSON) -> Bench:
+def _read_bench(path: Path) -> Bench:
     doc = json.loads(Path(path).read_text())
     if doc.get("schema") != "attnzoo-bench":
         raise DocsError(f"{path}: not an attnzoo bench JSON document (schema {doc.get('schema')!r})")
@@ -121,6 +124,20 @@ def load_bench(path: Path = BENCH_JSON) -> Bench:
         f"{env.get('cpu') or 'CPU'} ({env.get('cpu_count')} cores), {threads} torch thread(s), torch {env.get('torch')}"
     )
     return Bench(rows, doc.get("created", ""), machine, doc.get("command", ""), threads)
+
+
+def load_bench(path: Path = BENCH_JSON) -> Bench:
+    """The bench run at ``path``; beside a ``bench.json``, every ``bench-*.json`` in its folder adds (or replaces)
+    the rows of the modules it measured, so a new module needs only its own run (``BENCH_COMMAND`` with
+    ``--modules NAME --output docs/data/bench-NAME.json``), not a new run of the whole registry."""
+    path = Path(path)
+    bench = _read_bench(path)
+    if path.name == "bench.json":
+        for extra in sorted(path.parent.glob("bench-*.json")):
+            more = _read_bench(extra)
+            bench.rows.update(more.rows)
+            bench.labels.update({name: more.label() for name in more.rows})
+    return bench
 
 
 def load_deployment(path: Path = DEPLOYMENT_JSON) -> dict | None:
@@ -614,7 +631,7 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
             f"![{name}: cost against resolution](img/{name}.png){{ .az-picture }}",
             "",
             f'<p class="az-caption" markdown>No map picture: this module {why}. Its cost against resolution '
-            f"instead: forward FLOPs (counted) and forward latency from the committed bench run ({bench.label()}).</p>",
+            f"instead: forward FLOPs (counted) and forward latency from the committed bench run ({bench.label(name)}).</p>",
         ]
     out += ["", "## Paper", "", f"- **Paper:** {paper}", f"- **Official code:** {official_code(prov)}", ""]
     out += ["## What it computes", "", head, ""]
@@ -649,7 +666,7 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         f"- **FLOPs** at the default input ({', '.join(m.inputs)}): {_fmt_flops(m.flops)} "
         "(counted by `torch.utils.flop_counter`; 1 multiply-add = 2 FLOPs; elementwise ops not counted)",
         "",
-        f"Forward latency on {bench.label()}: batch 2, default arguments, median of the timed blocks.",
+        f"Forward latency on {bench.label(name)}: batch 2, default arguments, median of the timed blocks.",
         "",
         "| input size | positions N | FLOPs | forward (ms) | IQR (ms) | note |",
         "|---|---:|---:|---:|---:|---|",
@@ -751,6 +768,9 @@ def which_page(by_family: dict[str, list[str]], infos: dict[str, Any], bench: Be
         f"Regenerate the data: `{BENCH_COMMAND}`.",
         "",
     ]
+    if bench.labels:
+        later = ", ".join(f"`{n}`" for n in sorted(bench.labels) if n in infos)
+        out += [f"Measured in later runs of their own (each module page names its run): {later}.", ""]
     for family, names in by_family.items():
         out += [
             f"## {FAMILY_TITLES[family]} {{ #{family} }}",

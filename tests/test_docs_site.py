@@ -99,9 +99,24 @@ def test_module_page_content(text_site):
 def test_bench_data_covers_every_registered_module(gen):
     bench = gen.load_bench(gen.BENCH_JSON)
     missing = sorted(set(attnzoo.list_modules()) - set(bench.rows))
-    assert not missing, f"docs/data/bench.json has no rows for {missing}; rerun `{gen.BENCH_COMMAND}`"
+    assert not missing, (
+        f"docs/data/bench*.json have no rows for {missing}: run `{gen.BENCH_COMMAND}` with `--modules NAME` and "
+        "`--output docs/data/bench-NAME.json` (see docs/adding-a-module.md)"
+    )
     no_latency = sorted(n for n in attnzoo.list_modules() if not any(r.get("fwd_ms") for r in bench.rows[n]))
     assert not no_latency, f"no latency measured for {no_latency}"
+
+
+def test_a_new_module_needs_only_its_own_bench_run(gen, tmp_path):
+    doc = json.loads(gen.BENCH_JSON.read_text())
+    se_rows = [r for r in doc["results"] if r["module"] == "se"]
+    doc["results"] = [r for r in doc["results"] if r["module"] != "se"]
+    (tmp_path / "bench.json").write_text(json.dumps(doc))
+    extra = dict(doc, results=se_rows, created="2031-01-02T00:00:00+00:00")
+    (tmp_path / "bench-se.json").write_text(json.dumps(extra))
+    bench = gen.load_bench(tmp_path / "bench.json")
+    assert bench.rows["se"] == sorted(se_rows, key=lambda r: r["positions"])
+    assert "2031-01-02" in bench.label("se") and "2031-01-02" not in bench.label("eca")
 
 
 def test_deployment_status_with_and_without_the_matrix(gen, tmp_path):

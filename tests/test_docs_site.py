@@ -1,4 +1,4 @@
-"""The documentation site (issue 17): the generator (docs/gen_site.py) documents every registered module, fails
+"""The documentation site (issue 17): the generator (docs/sitegen, run by the mkdocs hook docs/gen_site.py) documents every registered module, fails
 loudly on one it cannot document, reads the deployment matrix when it exists; the committed bench data covers
 the registry; and, with ``ATTNZOO_DOCS_SITE=site`` (CI sets it after ``mkdocs build --strict``), the built gallery
 opens in headless Chromium with one loaded image per card and a working filter.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -38,18 +38,17 @@ CHROMIUM_ARGS = [
 ]
 
 
-def load_gen_site():
-    if "gen_site" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("gen_site", ROOT / "docs" / "gen_site.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["gen_site"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["gen_site"]
+def load_sitegen():
+    """docs/sitegen, the generator behind the mkdocs hook docs/gen_site.py."""
+    docs = str(ROOT / "docs")
+    if docs not in sys.path:
+        sys.path.insert(0, docs)
+    return importlib.import_module("sitegen")
 
 
 @pytest.fixture(scope="module")
 def gen():
-    return load_gen_site()
+    return load_sitegen()
 
 
 @pytest.fixture(scope="module")

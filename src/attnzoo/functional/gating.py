@@ -53,8 +53,8 @@ class _SpatialMean(torch.autograd.Function):
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
     """``x.mean((2, 3))`` (B×C) with the lean backward in eager autograd."""
+    if fused_autograd(x):  # (never under a tracer, exporter or compiler)
+        return _SpatialMean.apply(x)
     if exporting():
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
-    if fused_autograd(x):
-        return _SpatialMean.apply(x)
     return x.mean((2, 3))

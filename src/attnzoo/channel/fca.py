@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_arg, fx_leaf, hidden_width
+from ..layers import Gate, check_arg, exporting, fx_leaf, hidden_width
 from ..registry import register
 
 __all__ = ["MultiSpectralAttention", "dct_basis", "fca_frequencies"]
@@ -145,6 +145,12 @@ class MultiSpectralAttention(Gate):
         """The multi-spectral descriptor Freq(x), B×C."""
         b, k = x.shape[0], self.num_freq
         filt = _spatial_filters(self.basis_h, self.basis_w, x)  # K×H×W
+        if exporting():
+            # the same weighted sums as a product and a global average pool: pnnx (ncnn) places the batch axis
+            # only from operators it knows (pooling, convolutions, …), not from the matmul of the eager form (a
+            # depthwise convolution with this computed H×W kernel would not compile in OpenVINO)
+            weight = filt.repeat_interleave(self.channels // k, dim=0) * (x.shape[2] * x.shape[3])  # C×H×W
+            return F.adaptive_avg_pool2d(x * weight, 1).flatten(1)
         # per group: (C/K × HW) @ (HW) — one read of x
         y = torch.matmul(x.reshape(b, k, self.channels // k, -1), filt.reshape(k, -1, 1))
         return y.reshape(b, self.channels)

@@ -4,9 +4,10 @@ Paper: https://arxiv.org/abs/1909.11519"""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_arg, check_choice, positive_int
+from ..layers import Gate, check_arg, check_choice, exporting, positive_int
 from ..registry import register
 
 __all__ = ["GatedChannelTransform"]
@@ -48,16 +49,27 @@ class GatedChannelTransform(Gate):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
+    def channel_sums(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_hw x²`` (``"l2"``) or ``Σ_hw |x|`` (``"l1"``) per channel, B×C."""
+        if exporting():
+            # H·W × a global average pool: pnnx (ncnn) places the batch axis only from operators it knows
+            # (pooling, convolutions, …), not from vector_norm
+            t = x * x if self.mode == "l2" else x.abs()
+            return F.adaptive_avg_pool2d(t, 1).flatten(1) * (x.shape[2] * x.shape[3])
+        # vector_norm is one pass without the x² temporary (accumulating in float32 for half inputs)
+        if self.mode == "l2":
+            n = torch.linalg.vector_norm(x, 2, dim=(2, 3))
+            return n * n
+        return torch.linalg.vector_norm(x, 1, dim=(2, 3))
+
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""
         alpha, gamma, beta = (p.flatten() for p in (self.alpha, self.gamma, self.beta))
         if self.mode == "l2":
-            # vector_norm is one pass without the x² temporary (accumulating in float32 for half inputs);
-            # sqrt(n² + ε) is the official (Σx² + ε)^½
-            n = torch.linalg.vector_norm(x, 2, dim=(2, 3))
-            emb = (n * n + self.eps).sqrt() * alpha
+            # sqrt(Σx² + ε) is the official (Σx² + ε)^½
+            emb = (self.channel_sums(x) + self.eps).sqrt() * alpha
             norm = gamma * (emb.pow(2).mean(1, keepdim=True) + self.eps).rsqrt()
         else:
-            emb = torch.linalg.vector_norm(x, 1, dim=(2, 3)) * alpha
+            emb = self.channel_sums(x) * alpha
             norm = gamma / (emb.abs().mean(1, keepdim=True) + self.eps)
         return (1.0 + torch.tanh(emb * norm + beta)).to(x.dtype)[:, :, None, None]

@@ -8,9 +8,12 @@ the input's gradient is then the only full-size pass (same values).
 (A batched-dot ``bmm`` for the gate gradient ``Σ_hw grad·x`` was measured too: 4-5× slower than
 ``(grad * x).sum((2, 3))`` on CPU for B·C rows of H·W, so the product keeps autograd's own backward.)
 
-Used only in eager mode with autograd enabled: under ``torch.jit.trace``, ``torch.fx``, ``torch.compile`` and
-``torch.export`` (and without autograd) the plain ``mean`` is recorded, so graphs and exports see standard
-operators.  The forward is the same op either way.
+Used only in eager mode with autograd enabled: under ``torch.fx`` (and without autograd) the plain ``mean`` is
+recorded, so graphs see a standard operator.  Under a tracer, exporter or compiler (``layers.exporting()``) the
+mean is ``adaptive_avg_pool2d(x, 1)`` flattened (same values): pnnx places ncnn's batch axis only from operators
+it knows to keep the batch first (pooling, convolutions, …), and a gate whose only ops are ``mean`` and
+``F.linear`` on B×C vectors (pnnx turns those into batch-agnostic ``nn.Linear``) would otherwise be converted
+as if the batch were a channel axis.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+
+from ..layers.helpers import exporting
 
 __all__ = ["fused_autograd", "spatial_mean"]
 
@@ -47,6 +53,8 @@ class _SpatialMean(torch.autograd.Function):
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
     """``x.mean((2, 3))`` (B×C) with the lean backward in eager autograd."""
-    if fused_autograd(x):
+    if fused_autograd(x):  # (never under a tracer, exporter or compiler)
         return _SpatialMean.apply(x)
+    if exporting():
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
     return x.mean((2, 3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.fx
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..functional import (
     grid_table,
@@ -16,6 +17,7 @@ from ..layers import (
     check_dims,
     check_dropout,
     check_nchw,
+    exporting,
     fx_leaf,
     positive_int,
 )
@@ -27,6 +29,17 @@ __all__ = ["PositionalEncoding", "PositionalEncoding2D"]
 _TOKENS = "B×N×C"
 _PAPER_ATTN = "Attention Is All You Need (Vaswani et al.; NeurIPS 2017)"
 _URL_ATTN = "https://arxiv.org/abs/1706.03762"
+
+
+def _batch_first(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself; under an exporter (``layers.exporting()``) an average pool of kernel 1 (the identity).
+
+    ncnn has no batch axis, and pnnx finds it only from operators it knows to keep the batch first (pooling,
+    convolutions, …): a module that only adds a table has none, so pnnx took the batch for a data axis and
+    broadcast the table over it (B×N×N×C outputs).  The pool names the batch axis; it costs one copy."""
+    if not exporting():
+        return x
+    return F.avg_pool1d(x, 1) if x.dim() == 3 else F.avg_pool2d(x, 1)
 
 
 @fx_leaf
@@ -75,7 +88,7 @@ class PositionalEncoding(AttnModule):
         self.dropout = nn.Dropout(check_dropout(dropout, self.owner, "dropout"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_dims(x, 3, -1, self.channels, self.owner, _TOKENS)
+        x = _batch_first(check_dims(x, 3, -1, self.channels, self.owner, _TOKENS))
         return self.dropout(x + _pe_rows(self.pe, x, self.base).to(x.dtype))
 
     def extra_repr(self) -> str:
@@ -120,7 +133,7 @@ class PositionalEncoding2D(AttnModule):
         return grid_table(h, w, self.channels // 2, self.base, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = _batch_first(check_nchw(x, self.channels, self.owner))
         return self.dropout(x + _pe_2d_table(x, self.channels // 2, self.base))
 
     def extra_repr(self) -> str:

@@ -136,4 +136,4 @@ class BAM(AttnModule):
         t = (mc + ms if self.fusion == "add" else mc * ms).sigmoid_()  # the full B×C×H×W map σ(Mc ∘ Ms)
         if inplace_ok() and not is_capturing(self):
             return t.add_(1.0).mul_(x)
-        return torch.addcmul(x, x, t)  # x·(1 + σ)
+        return x + x * t  # x·(1 + σ) (not addcmul: ncnn has none; and its backward is slower)

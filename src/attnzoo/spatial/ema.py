@@ -16,6 +16,7 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
+    exporting,
     inplace_ok,
     positive_int,
     softmax_fp32,
@@ -94,6 +95,8 @@ class EfficientMultiScaleAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
+        if exporting():
+            return self._forward_grouped(x)
         b, c, h, w = x.shape
         g, cg = self.factor, self.channels // self.factor
         gx = x.reshape(b * g, cg, h, w)
@@ -120,3 +123,31 @@ class EfficientMultiScaleAttention(AttnModule):
         gate = torch.sigmoid(logits.to(self.gn.weight.dtype)).to(x.dtype).view(b * g, 1, h, w)
         record(self, "gate", gate.view(b, g, h, w))
         return (gx * gate).view(b, c, h, w)
+
+    def _forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """The same values with the G groups kept on their own axis, for exporters (``layers.exporting()``).
+
+        ncnn has no batch axis: the eager form's groups folded into the batch (B·G×C/G×H×W) convert to a graph
+        that silently mixes the groups.  Here the 1×1 and the combined 3×3 conv are grouped convolutions on
+        B×C×… maps and the group products are batched over a G axis.  (Slower in eager PyTorch: the grouped 1×1
+        conv on H×1 strips falls back to a per-group loop.)"""
+        b, c, h, w = x.shape
+        g, cg = self.factor, self.channels // self.factor
+        w1, b1 = self.conv1x1.weight.repeat(g, 1, 1, 1), cast(torch.Tensor, self.conv1x1.bias).repeat(g)
+        rows, cols = x.sum(3, keepdim=True), x.sum(2, keepdim=True)  # (B, C, H, 1), (B, C, 1, W)
+        a_h = torch.sigmoid(F.conv2d(rows / w, w1, b1, groups=g))
+        a_w = torch.sigmoid(F.conv2d(cols / h, w1, b1, groups=g))
+        x1 = torch.group_norm(
+            x * a_h * a_w, self.channels, self.gn.weight.repeat(g), self.gn.bias.repeat(g), self.gn.eps
+        )
+        w3, b3 = self.conv3x3.weight, cast(torch.Tensor, self.conv3x3.bias)
+        p1 = softmax_fp32(self.gn.bias, 0).to(w3.dtype)  # (cg,)
+        wsum = torch.matmul(p1, w3.flatten(1)).view(1, cg, 3, 3).repeat(g, 1, 1, 1)
+        taps = _tap_sums(x, rows.squeeze(3), cols.squeeze(2)).reshape(b, g, cg * 9)
+        mean2 = torch.matmul(taps, w3.flatten(1).t()) / (h * w) + b3  # (B, G, cg)
+        p2 = softmax_fp32(mean2, 2)  # softmax(GAP(x2))
+        logits = F.conv2d(x, wsum, (p1 * b3).sum().repeat(g), padding=1, groups=g).view(b, g, 1, h * w)
+        logits = logits + torch.matmul(p2[:, :, None, :].to(x1.dtype), x1.view(b, g, cg, h * w))
+        gate = torch.sigmoid(logits.to(self.gn.weight.dtype)).to(x.dtype).view(b, g, 1, h, w)
+        record(self, "gate", gate.view(b, g, h, w))
+        return (x.view(b, g, cg, h, w) * gate).view(b, c, h, w)

@@ -74,10 +74,11 @@ class SimAM(AttnModule):
         # d / (4(σ² + λ)) = t² with t = (x − μ) / (2·sqrt(σ² + λ)), σ² = Σd / n.  With the biased variance
         # v = Σd / m (m = H·W) of a per-channel GroupNorm: sqrt(v + λn/m) = sqrt(n/m)·sqrt(σ² + λ), so
         # t = GN_{eps=λn/m}(x) · sqrt(n/m) / 2 (one fused statistics + normalisation pass).
+        # (an explicit zero bias: pnnx cannot convert a group_norm without one, and the kernel folds it for free)
         weight, eps = _gn_constants(x, self.channels, self.lambda_)
-        t = torch.group_norm(x, self.channels, weight, None, eps)
+        t = torch.group_norm(x, self.channels, weight, torch.zeros_like(weight), eps)
         if inplace_ok() and not is_capturing(self):
             return t.square_().add_(0.5).sigmoid_().mul_(x)  # one buffer, in place
-        gate = torch.addcmul(torch.full((), 0.5, dtype=t.dtype, device=t.device), t, t).sigmoid_()
+        gate = t.square().add_(0.5).sigmoid_()
         record(self, "gate", gate)
         return x * gate

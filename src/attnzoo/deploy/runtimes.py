@@ -132,8 +132,11 @@ def _ncnn(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads:
 
     def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         ex = net.create_extractor()
-        for name, a in zip(in_names, arrays):
-            ex.input(name, ncnn.Mat(np.ascontiguousarray(a[0])))  # ncnn has no batch axis
+        # ncnn.Mat(array) wraps the array's memory and in-place layers write into it: give ncnn its own copies,
+        # kept alive until the extraction is done (a temporary array freed early was a segmentation fault).
+        mats = [ncnn.Mat(np.ascontiguousarray(a[0])).clone() for a in arrays]  # ncnn has no batch axis
+        for name, mat in zip(in_names, mats):
+            ex.input(name, mat)
         outs = []
         for name in out_names:
             ret, mat = ex.extract(name)

@@ -35,6 +35,7 @@ from .helpers import (
     split_heads,
     to_map,
     to_tokens,
+    traced_size,
 )
 from .norm import ConvNormAct, NormLayer, conv1x1, group_norm_groups, make_norm, zero_bn
 from .pooling import (
@@ -57,6 +58,7 @@ from .pyramid import (
 )
 
 __all__ = [
+    "traced_size",
     "exporting",
     "attention",
     "AttnModule",

@@ -7,6 +7,7 @@ import torch
 from .checks import check_arg, fx_leaf, positive_int
 
 __all__ = [
+    "traced_size",
     "exporting",
     "hidden_width",
     "inplace_ok",
@@ -59,6 +60,16 @@ def exporting() -> bool:
         return True
     compiler = getattr(torch, "compiler", None)
     return compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)())
+
+
+def traced_size(x: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of ``x``; plain ints under ``torch.jit.trace``, so paddings and window counts derived from them are
+    constants of the traced graph (pnnx hands size arithmetic to ncnn, which cannot evaluate it).  Symbolic sizes
+    under ``torch.export`` / ``torch.compile`` stay symbolic (dynamic shapes keep working)."""
+    h, w = x.shape[-2], x.shape[-1]
+    if torch.jit.is_tracing():
+        return int(h), int(w)
+    return h, w
 
 
 def inplace_ok() -> bool:

@@ -20,11 +20,13 @@ from ..functional import (
     gather_shifts,
     window_grid,
 )
+from ..functional.windows import merge_heads, merge_windows, partition_windows, split_heads
 from ..layers import (
     AttnModule,
     attention,
     check_arg,
     check_nchw,
+    exporting,
     fx_leaf,
     positive_int,
     resolve_dim_head,
@@ -84,6 +86,22 @@ class WindowSelfAttention(nn.Module):
         out = out.transpose(1, 2).reshape(n, length, self.heads * self.dim_head)
         return self.out_drop(self.to_out(out))
 
+    def attend_grouped(
+        self, win: torch.Tensor, valid: torch.Tensor | None, owner: nn.Module | None, key: str
+    ) -> torch.Tensor:
+        """:meth:`attend` with the windows on their own axis (the export form: ncnn has no batch axis to fold
+        them into, and at most 5 axes): win B×G×L×C (normalised) → B×G×L×C; ``valid``: G×L bool or None."""
+        g = win.shape[1]
+        q, k, v = (split_heads(t, self.heads) for t in self.to_qkv(win).chunk(3, dim=-1))  # B×(G·heads)×L×d
+        mask = None
+        if valid is not None:  # additive, arithmetic (ncnn has no masked_fill and does not broadcast SDPA's mask)
+            length = win.shape[2]
+            mask = (~valid).to(q.dtype) * torch.finfo(q.dtype).min  # G×L → 1×(G·heads)×L×L
+            mask = mask[:, None, None, :].expand(-1, self.heads, length, -1).reshape(1, g * self.heads, length, -1)
+        p = self.dropout if self.training else 0.0
+        out = attention(q, k, v, mask=mask, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
+        return self.out_drop(self.to_out(merge_heads(out, self.heads)))
+
 
 def window_attention(
     x: torch.Tensor,
@@ -105,6 +123,17 @@ def window_attention(
     padded = hp != h or wp != w
     k2 = kernel * kernel
     n = b * nh * nw
+    if stride == kernel and exporting():  # windows on their own axis, at most 5 axes (ncnn); same result
+        y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
+        win = body.normalise(partition_windows(y, kernel))
+        valid = None
+        if padded:
+            valid = (
+                axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
+                & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+            ).reshape(nh * nw, k2)
+        out = merge_windows(body.attend_grouped(win, valid, owner, key), kernel, nh, nw)
+        return out[:, :, :h, :w] if padded else out
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]

@@ -1,0 +1,40 @@
+"""The export forms (``attnzoo.layers.exporting()``: windows / heads on their own axes, at most 5 axes, no
+masked_fill, … — what ncnn via pnnx can run) equal the eager forms.
+
+Each module runs eagerly and under ``torch.jit.trace`` (which takes the export form) on the same input; the
+outputs must agree, at sizes that tile the windows, that do not, and smaller than a window.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import attnzoo
+from attnzoo.layouts import example_channels, example_inputs
+from attnzoo.testing import randomize
+
+MODULES = ["local_window", "multipole"]
+SIZES = [(13, 11), (7, 9), (16, 16), (1, 1)]
+
+
+def _traced_vs_eager(name: str, size: tuple[int, int], **kwargs) -> None:
+    torch.manual_seed(0)
+    channels = example_channels(name, None)
+    module = attnzoo.create(name, channels, **kwargs)
+    randomize(module.eval(), seed=0)
+    size = tuple(max(a, b) for a, b in zip(size, attnzoo.info(name).min_size))
+    args = example_inputs(name, batch=2, channels=channels, size=size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = module(*args)
+        traced = torch.jit.trace(module, args, check_trace=False)(*args)
+    torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", MODULES)
+def test_export_form_equals_eager(name: str, size: tuple[int, int]) -> None:
+    _traced_vs_eager(name, size)

@@ -16,7 +16,7 @@ import attnzoo
 from attnzoo.layouts import example_channels, example_inputs
 from attnzoo.testing import randomize
 
-MODULES = ["local_window", "multipole"]
+MODULES = ["local_window", "multipole", "axial", "criss_cross", "cot"]
 SIZES = [(13, 11), (7, 9), (16, 16), (1, 1)]
 
 

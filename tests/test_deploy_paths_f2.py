@@ -16,7 +16,7 @@ import attnzoo
 from attnzoo.layouts import example_channels, example_inputs
 from attnzoo.testing import randomize
 
-MODULES = ["local_window", "multipole", "axial", "criss_cross", "cot"]
+MODULES = ["local_window", "multipole", "axial", "criss_cross", "cot", "halo", "outlook", "neighborhood"]
 SIZES = [(13, 11), (7, 9), (16, 16), (1, 1)]
 
 
@@ -38,3 +38,23 @@ def _traced_vs_eager(name: str, size: tuple[int, int], **kwargs) -> None:
 @pytest.mark.parametrize("name", MODULES)
 def test_export_form_equals_eager(name: str, size: tuple[int, int]) -> None:
     _traced_vs_eager(name, size)
+
+
+VARIANTS = [
+    ("outlook", {"stride": 2, "heads": 2}),
+    ("outlook", {"kernel_size": 5}),
+    ("halo", {"block_size": 4, "halo_size": 0, "heads": 2}),
+    ("halo", {"block_size": 4, "halo_size": 2, "heads": 4, "dim_head": 8}),
+    ("local_window", {"kernel_size": 4, "heads": 2, "dim_head": 8}),
+    ("multipole", {"kernel_size": 3, "heads": 2, "dim_head": 8}),
+    ("axial", {"heads": 2, "dim_head": 4}),
+    ("neighborhood", {"kernel_size": 3, "heads": 2}),
+    ("neighborhood", {"kernel_size": 5, "dilation": 2, "heads": 2}),
+    ("neighborhood", {"kernel_size": 9, "heads": 2, "position_bias": False}),
+]
+
+
+@pytest.mark.parametrize("size", [(13, 11), (8, 8), (3, 20)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS, ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_export_form_equals_eager_variants(name: str, kwargs: dict, size: tuple[int, int]) -> None:
+    _traced_vs_eager(name, size, **kwargs)

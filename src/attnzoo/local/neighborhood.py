@@ -227,11 +227,14 @@ class NeighborhoodAttention(AttnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, _, h, w = x.shape
-        qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
         if exporting() and not self.training and self._dilation_one(h, w) and capture_target(self) is None:
-            q, k, v = qkv.permute(0, 3, 1, 2).chunk(3, dim=1)  # B×(heads·d)×H×W each
+            # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+            qkv = self.qkv(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
+            q, k, v = qkv.chunk(3, dim=1)  # B×(heads·d)×H×W each
             out = _neighborhood_export(q, k, v, self.heads, self.kernel_size, self.rpb, self.scale)
-            return self.proj_drop(self.proj(out)).permute(0, 3, 1, 2)
+            out = self.proj_drop(self.proj(out.reshape(b, h * w, -1)))
+            return out.transpose(1, 2).reshape(b, -1, h, w)
+        qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
         # B×H×W×3×heads×d → 3 × (B×heads×H×W×d) views
         q, k, v = qkv.view(b, h, w, 3, self.heads, self.dim_head).permute(3, 0, 4, 1, 2, 5).unbind(0)
         out = neighborhood_attention(

@@ -90,12 +90,13 @@ def _outlook_export(
     n = centre.shape[2] * centre.shape[3]
     a = attn_proj(centre.permute(0, 2, 3, 1).reshape(b, n, c)).reshape(b, n * heads, k2, k2)
     a = attn_drop((a * scale).softmax(dim=-1))  # B×(N'·heads)×k²(out)×k²(source)
-    v = v_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    # the projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+    v = v_proj(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
     vu = F.unfold(v, kernel, padding=padding, stride=stride).reshape(b, heads, d, k2, n)
     vu = vu.permute(0, 4, 1, 3, 2).reshape(b, n * heads, k2, d)
     y = (a @ vu).reshape(b, n, heads, k2, d).permute(0, 2, 4, 3, 1).reshape(b, c * k2, n)
     out = F.fold(y, (h, w), kernel, padding=padding, stride=stride)  # B×C×H×W
-    return out_proj(out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return out_proj(out.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
 
 
 @register(

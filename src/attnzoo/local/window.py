@@ -91,21 +91,24 @@ class WindowSelfAttention(nn.Module):
     ) -> torch.Tensor:
         """:meth:`attend` with the windows on their own axis (the export form: ncnn has no batch axis to fold
         them into, and at most 5 axes): win B×G×L×C (normalised) → B×G×L×C; ``valid``: G×L bool or None."""
-        g = win.shape[1]
-        q, k, v = (split_heads(t, self.heads) for t in self.to_qkv(win).chunk(3, dim=-1))  # B×(G·heads)×L×d
+        b, g, length, c = win.shape
+        # the projections on B×(G·L)×C tokens: a Linear on 4 axes becomes, in ncnn, a Gemm followed by a
+        # shape-referencing reshape that costs 20× the Gemm
+        qkv = self.to_qkv(win.reshape(b, g * length, c)).reshape(b, g, length, -1)
+        q, k, v = (split_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # B×(G·heads)×L×d
         scale = self.dim_head**-0.5
         if valid is not None:
             # padded keys: one more q/k column, 1 · (most negative finite value × scale) — after the scale a
             # logit below −1e36, whose probability is exactly 0 (no masked_fill, which ncnn lacks, and no
             # (G·heads)×L×L mask constant: ncnn's SDPA does not broadcast its mask)
-            b, length = win.shape[0], win.shape[2]
             penalty = (~valid).to(q.dtype) * (torch.finfo(q.dtype).min * scale)  # G×L
             penalty = penalty[:, None, :, None].expand(-1, self.heads, -1, -1).reshape(1, g * self.heads, length, 1)
             q = torch.cat([q, q.new_ones(1, 1, 1, 1).expand(b, g * self.heads, length, 1)], dim=-1)
             k = torch.cat([k, penalty.expand(b, -1, -1, -1)], dim=-1)
         p = self.dropout if self.training else 0.0
         out = attention(q, k, v, scale=scale, dropout_p=p, module=owner, key=key)
-        return self.out_drop(self.to_out(merge_heads(out, self.heads)))
+        out = merge_heads(out, self.heads).reshape(b, g * length, self.heads * self.dim_head)
+        return self.out_drop(self.to_out(out)).reshape(b, g, length, c)
 
 
 def window_attention(

@@ -55,10 +55,14 @@ class AxisAttention(nn.Module):
     def grouped(self, t: torch.Tensor, owner: nn.Module | None, key: str) -> torch.Tensor:
         """:meth:`forward` with the sequences on their own axis, B×G×L×C → B×G×L×C (the export form: ncnn has
         no batch axis to fold G into); heads share that axis in the SDPA call, B×(G·heads)×L×d."""
-        q, k, v = (split_heads(s, self.heads) for s in self.to_qkv(t).chunk(3, dim=-1))
+        b, g, length, c = t.shape
+        # projections on B×(G·L)×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+        qkv = self.to_qkv(t.reshape(b, g * length, c)).reshape(b, g, length, -1)
+        q, k, v = (split_heads(s, self.heads) for s in qkv.chunk(3, dim=-1))
         p = self.attn_drop if self.training else 0.0
         o = attention(q, k, v, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
-        return self.drop(self.to_out(merge_heads(o, self.heads)))
+        o = merge_heads(o, self.heads).reshape(b, g * length, self.heads * self.dim_head)
+        return self.drop(self.to_out(o)).reshape(b, g, length, c)
 
 
 @fx_leaf

@@ -122,8 +122,11 @@ def _halo_export(
     kv = kv.permute(0, 4, 1, 3, 2).reshape(b, g, win * win, dqk + dv)  # B×G×win²×(dqk+dv)
     k, v = kv[..., :dqk], kv[..., dqk:]
     # relative logits: q·table[key − query + bs − 1] is, for query row y, columns bs−1−y … of q·tableᵀ
-    p_h = (q @ height_rel.t()).reshape(b, g, bs, bs, -1)
-    p_w = (q @ width_rel.t()).reshape(b, g, bs, bs, -1)
+    # (on B×(G·bs²)×dqk rows: a product with a weight on 4 axes becomes, in ncnn, a Gemm plus a slow
+    # shape-referencing reshape)
+    q_rows = q.reshape(b, g * bs * bs, dqk)
+    p_h = (q_rows @ height_rel.t()).reshape(b, g, bs, bs, -1)
+    p_w = (q_rows @ width_rel.t()).reshape(b, g, bs, bs, -1)
     a_h = torch.cat([p_h[:, :, y : y + 1, :, bs - 1 - y : bs - 1 - y + win] for y in range(bs)], dim=2)
     a_w = torch.cat([p_w[:, :, :, i : i + 1, bs - 1 - i : bs - 1 - i + win] for i in range(bs)], dim=3)
     parts_q = [q * dqk**-0.5, a_h.reshape(b, g, bs * bs, win), a_w.reshape(b, g, bs * bs, win)]

@@ -3,6 +3,9 @@ masked_fill, … — what ncnn via pnnx can run) equal the eager forms.
 
 Each module runs eagerly and under ``torch.jit.trace`` (which takes the export form) on the same input; the
 outputs must agree, at sizes that tile the windows, that do not, and smaller than a window.
+
+bra's export form attends to every region with the non-routed ones masked (no topk): equal to the gathered
+form except on exact affinity ties (not met by random inputs).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import attnzoo
 from attnzoo.layouts import example_channels, example_inputs
 from attnzoo.testing import randomize
 
-MODULES = ["local_window", "multipole", "axial", "criss_cross", "cot", "halo", "outlook", "neighborhood"]
+MODULES = ["local_window", "multipole", "axial", "criss_cross", "cot", "halo", "outlook", "neighborhood", "bra"]
 SIZES = [(13, 11), (7, 9), (16, 16), (1, 1)]
 
 
@@ -51,6 +54,8 @@ VARIANTS = [
     ("neighborhood", {"kernel_size": 3, "heads": 2}),
     ("neighborhood", {"kernel_size": 5, "dilation": 2, "heads": 2}),
     ("neighborhood", {"kernel_size": 9, "heads": 2, "position_bias": False}),
+    ("bra", {"heads": 2, "n_win": 3, "topk": 2}),
+    ("bra", {"heads": 4, "n_win": 4, "topk": 1}),
 ]
 
 

@@ -142,6 +142,21 @@ def window_attention(
             ).reshape(nh * nw, k2)
         out = merge_windows(body.attend_grouped(win, valid, owner, key), kernel, nh, nw)
         return out[:, :, :h, :w] if padded else out
+    if exporting():  # overlapping windows by F.unfold / F.fold (ncnn has no step slices), ≤5 axes
+        y = body.normalise(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if padded:
+            y = F.pad(y, (0, wp - w, 0, hp - h))
+        win = F.unfold(y, kernel, stride=stride).reshape(b, c, k2, nh * nw).permute(0, 3, 2, 1)  # B×G×k²×C
+        valid = None
+        if padded:
+            valid = (
+                axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
+                & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+            ).reshape(nh * nw, k2)
+        out = body.attend_grouped(win, valid, owner, key).permute(0, 3, 2, 1).reshape(b, c * k2, nh * nw)
+        full = F.fold(out, (hp, wp), kernel, stride=stride)[:, :, :h, :w]
+        cover = axis_cover(nh, kernel, stride, h, x.device)[:, None] * axis_cover(nw, kernel, stride, w, x.device)
+        return full * (1.0 / cover.to(full.dtype)).reshape(1, 1, h, w)
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["window_grid", "axis_valid", "axis_cover", "gather_shifts", "fold_shifts"]
+__all__ = [
+    "window_grid",
+    "axis_valid",
+    "axis_cover",
+    "gather_shifts",
+    "fold_shifts",
+    "partition_windows",
+    "merge_windows",
+    "split_heads",
+    "merge_heads",
+]
 
 
 def window_grid(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -85,3 +95,38 @@ def gather_shifts(t: torch.Tensor, kernel: int, stride: int, gh: int, gw: int) -
 def fold_shifts(y: torch.Tensor, kernel: int, stride: int, hb: int, wb: int) -> torch.Tensor:
     """:func:`_fold` with the cheap backward (one :func:`_gather`)."""
     return _shifts(y, False, kernel, stride, hb, wb)
+
+
+# Rank-5 forms (batch kept as its own axis, at most 5 axes): what ncnn (via pnnx) can run.  ncnn has no batch axis and
+# at most 4 axes besides it, so windows and heads are never folded into the batch and no view has 6 axes.
+
+
+def partition_windows(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """B×C×H×W (H, W multiples of ``kernel``) → B×(H/k·W/k)×k²×C window tokens (row-major windows and offsets),
+    through views of at most 5 axes."""
+    b, c, h, w = x.shape
+    nh, nw = h // kernel, w // kernel
+    t = x.reshape(b, c, nh, kernel, w).permute(0, 2, 3, 4, 1)  # B×nh×k×W×C
+    t = t.reshape(b, nh, kernel, nw, kernel * c).permute(0, 1, 3, 2, 4)  # B×nh×nw×k×(k·C)
+    return t.reshape(b, nh * nw, kernel * kernel, c)
+
+
+def merge_windows(t: torch.Tensor, kernel: int, nh: int, nw: int) -> torch.Tensor:
+    """The inverse of :func:`partition_windows`: B×(nh·nw)×k²×C → B×C×(nh·k)×(nw·k)."""
+    b, c = t.shape[0], t.shape[-1]
+    t = t.reshape(b, nh, nw, kernel, kernel * c).permute(0, 1, 3, 2, 4)  # B×nh×k×nw×(k·C)
+    return t.reshape(b, nh * kernel, nw * kernel, c).permute(0, 3, 1, 2)
+
+
+def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """B×G×L×(heads·d) → B×(G·heads)×L×d: groups and heads on one axis (SDPA on 4 axes)."""
+    b, g, length, inner = t.shape
+    d = inner // heads
+    return t.reshape(b, g, length, heads, d).permute(0, 1, 3, 2, 4).reshape(b, g * heads, length, d)
+
+
+def merge_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of :func:`split_heads`: B×(G·heads)×L×d → B×G×L×(heads·d)."""
+    b, gh, length, d = t.shape
+    g = gh // heads
+    return t.reshape(b, g, heads, length, d).permute(0, 1, 3, 2, 4).reshape(b, g, length, heads * d)

@@ -21,6 +21,7 @@ from ..layers import (
     check_arg,
     check_dropout,
     check_nchw,
+    exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
@@ -106,6 +107,65 @@ def routing_attention(
     return out[:, :h, :w] if padded else out
 
 
+def _greater_than_zero(t: torch.Tensor) -> torch.Tensor:
+    """1.0 where t > 0, else 0.0, by arithmetic (ncnn has no comparison op): ceil(clamp(t, 0, 1))."""
+    return torch.ceil(torch.clamp(t, 0.0, 1.0))
+
+
+def _routing_export(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_win: int, topk: int, heads: int, scale: float
+) -> torch.Tensor:
+    """:func:`routing_attention` in the export form (ncnn has no topk, gather or comparison and no batch axis).
+
+    The routed regions are not gathered: every region's tokens attend to all tokens, and keys outside the
+    top-k regions of the query's region get a most-negative logit (probability exactly 0), so the result is
+    the same.  Region j is routed from region i when fewer than ``topk`` regions have a strictly larger
+    affinity (comparisons as arithmetic); the logit offset rides on R extra q/k columns (the query's region
+    one-hot · the key's column of offsets), not on an N×N mask.  Only on exact ties at the top-k boundary,
+    where ``torch.topk``'s choice is itself unspecified, are all tied regions kept.  Cost O(N²) (eager
+    O(N²·topk/R)).
+    """
+    b, h, w, c = q.shape
+    nh, rh = region_grid(h, n_win)
+    nw, rw = region_grid(w, n_win)
+    hp, wp = nh * rh, nw * rw
+    padded = hp != h or wp != w
+    if padded:
+        q, k, v = (F.pad(t, (0, 0, 0, wp - w, 0, hp - h)) for t in (q, k, v))
+    r, length = nh * nw, rh * rw
+    n, d = r * length, c // heads
+
+    def regions(t: torch.Tensor) -> torch.Tensor:  # B×Hp×Wp×C → B×R×L×C, at most 5 axes
+        t = t.reshape(b, nh, rh, nw, rw * c).permute(0, 1, 3, 2, 4)
+        return t.reshape(b, r, length, c)
+
+    qr, kr, vr = regions(q), regions(k), regions(v)
+    big = torch.finfo(q.dtype).max / 4  # two offsets and a logit stay finite
+    if padded:
+        valid = (torch.arange(hp, device=q.device) < h)[:, None] & (torch.arange(wp, device=q.device) < w)[None, :]
+        valid = valid.reshape(nh, rh, nw, rw).permute(0, 2, 1, 3).reshape(r, length)
+        inv_count = (1.0 / valid.sum(-1).to(q.dtype)).reshape(1, r, 1)
+        q_mean, k_mean = qr.sum(2) * inv_count, kr.sum(2) * inv_count
+    else:
+        q_mean, k_mean = qr.mean(2), kr.mean(2)
+    affinity = q_mean @ k_mean.transpose(1, 2)  # B×R×R
+    # rank of region j in row i: the regions with a strictly larger affinity
+    rank = _greater_than_zero(affinity[:, :, None, :] - affinity[:, :, :, None]).sum(-1)  # B×R×R
+    routed = _greater_than_zero(topk - rank)  # 1 where rank < topk
+    offset = (routed - 1.0) * big  # B×R(query region)×R(key region): 0 or −big
+    k_extra = offset.transpose(1, 2)[:, :, None, :].expand(b, r, length, r).reshape(b, n, r)
+    if padded:  # padded keys: −big as well
+        k_extra = k_extra + (valid.reshape(n, 1).to(q.dtype) - 1.0) * big
+    eye = torch.eye(r, dtype=q.dtype, device=q.device)
+    q_extra = eye[:, None, :].expand(r, length, r).reshape(1, 1, n, r).expand(b, heads, n, r)
+    qs = torch.cat([qr.reshape(b, n, heads, d).transpose(1, 2), q_extra], dim=-1)
+    ks = torch.cat([kr.reshape(b, n, heads, d).transpose(1, 2), k_extra[:, None].expand(b, heads, n, r)], dim=-1)
+    vs = vr.reshape(b, n, heads, d).transpose(1, 2)
+    out = attention(qs, ks, vs, scale=scale)  # B×heads×N×d
+    out = out.transpose(1, 2).reshape(b, nh, nw, rh, rw * c).permute(0, 1, 3, 2, 4).reshape(b, hp, wp, c)
+    return out[:, :h, :w] if padded else out
+
+
 @register(
     "bra",
     family="local",
@@ -176,6 +236,13 @@ class BiLevelRoutingAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
+        if exporting() and not self.training and capture_target(self) is None:
+            b, c, h, w = x.shape
+            # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+            q, k, v = self.qkv(x.flatten(2).transpose(1, 2)).reshape(b, h, w, 3 * c).chunk(3, dim=-1)
+            out = _routing_export(q, k, v, self.n_win, self.topk, self.heads, self.scale)
+            out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return self.proj(out.reshape(b, h * w, c)).transpose(1, 2).reshape(b, c, h, w)
         q, k, v = self.qkv(x.permute(0, 2, 3, 1)).chunk(3, dim=-1)  # B×H×W×C views
         out = routing_attention(
             q,

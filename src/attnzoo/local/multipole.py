@@ -18,6 +18,7 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
+    exporting,
     fx_leaf,
     positive_int,
 )
@@ -49,8 +50,8 @@ def multipole_level_sizes(
 
 def _downsample(x: torch.Tensor, conv: nn.Conv2d | None, rate: int) -> torch.Tensor:
     """B×C×h×w → B×C×⌈h/r⌉×⌈w/r⌉: average over the real pixels of each r×r cell, or a stride-r conv on the zero-padded map."""
-    if conv is None:
-        return F.avg_pool2d(x, rate, rate, ceil_mode=True)
+    if conv is None:  # no padding: count_include_pad only matters to runtimes that count the ceil overhang (ncnn)
+        return F.avg_pool2d(x, rate, rate, ceil_mode=True, count_include_pad=False)
     h, w = x.shape[-2:]
     pad_h, pad_w = (-h) % rate, (-w) % rate
     if pad_h or pad_w:
@@ -61,7 +62,9 @@ def _downsample(x: torch.Tensor, conv: nn.Conv2d | None, rate: int) -> torch.Ten
 def _upsample(x: torch.Tensor, deconv: nn.ConvTranspose2d | None, rate: int, h: int, w: int) -> torch.Tensor:
     """B×C×h'×w' → B×C×h×w: nearest (r× repeat) or a stride-r transposed conv, cropped to the finer level's size."""
     b, c, hc, wc = x.shape
-    if deconv is None:
+    if deconv is None and exporting():  # the same r× repeat without a 6-axis view (ncnn has at most 5)
+        y = F.interpolate(x, scale_factor=rate, mode="nearest")
+    elif deconv is None:
         y = x[:, :, :, None, :, None].expand(b, c, hc, rate, wc, rate).reshape(b, c, hc * rate, wc * rate)
     else:
         y = deconv(x)
@@ -72,7 +75,7 @@ def _merge(o: torch.Tensor, res: torch.Tensor, up: nn.ConvTranspose2d | None, ra
     """V-cycle step ``o + weight · up(res)``; nearest up-sampling by broadcasting when the sizes divide."""
     b, c, h, w = o.shape
     hc, wc = res.shape[-2:]
-    if up is None and hc * rate == h and wc * rate == w and o.is_contiguous():
+    if up is None and hc * rate == h and wc * rate == w and o.is_contiguous() and not exporting():
         merged = torch.add(o.view(b, c, hc, rate, wc, rate), res[:, :, :, None, :, None], alpha=weight)
         return merged.view(b, c, h, w)
     return torch.add(o, _upsample(res, up, rate, h, w), alpha=weight)

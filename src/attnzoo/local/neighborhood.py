@@ -11,6 +11,7 @@ one ``index_select`` each (O(N·k²) memory and time, never N×N), and the atten
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture_target
@@ -20,6 +21,7 @@ from ..layers import (
     check_arg,
     check_dropout,
     check_nchw,
+    exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
@@ -90,6 +92,61 @@ def neighborhood_attention(
         mask = bias_table.reshape(heads, side * side).index_select(1, rel).view(heads * n, 1, m).to(q.dtype)
     out = attention(q, k, v, mask=mask, scale=scale, dropout_p=dropout_p, module=module, key="attn")
     return out.view(b, heads, h, w, d)
+
+
+def _shifted_pads(length: int, kernel: int) -> tuple[int, int, int]:
+    """Dilation 1 along one axis: ``(k', before, after)`` such that neighbour t of every query is
+    ``replicate_pad(axis[t : t + length − k' + 1], before, after)`` (the window starts clamp(i − k//2, 0, L − k')
+    of :func:`neighborhood_indices`, written as a slice whose first and last start are repeated)."""
+    k = min(kernel, length)
+    if length == k:  # every query uses the whole axis: one start, repeated
+        return k, 0, length - 1
+    starts = [min(max(i - kernel // 2, 0), length - k) for i in range(length)]
+    return k, starts.count(0) - 1, starts.count(length - k) - 1
+
+
+def _neighborhood_export(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    kernel: int,
+    bias_table: torch.Tensor | None,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`neighborhood_attention` at dilation 1 in the export form: q, k, v B×(heads·d)×H×W maps →
+    B×H×W×(heads·d), with at most 5 axes and no index_select on activations (ncnn): neighbour (t, s) of every
+    query is a slice of the key / value map, replicate-padded (the windows shifted inwards at the borders)."""
+    b, c, h, w = q.shape
+    d = c // heads
+    kh, top, bottom = _shifted_pads(h, kernel)
+    kw, left, right = _shifted_pads(w, kernel)
+    n, m = h * w, kh * kw
+
+    def gather(t: torch.Tensor) -> torch.Tensor:  # B×(heads·d)×H×W → B×(heads·N)×m×d
+        views = []
+        for i in range(kh):
+            for j in range(kw):
+                view = t[:, :, i : i + h - kh + 1, j : j + w - kw + 1]
+                # an axis no longer than the window: its one start broadcast (not a replicate pad of 1 row)
+                view = view.expand(-1, -1, h if h == kh else -1, w if w == kw else -1)
+                pads = (0, 0) if w == kw else (left, right), (0, 0) if h == kh else (top, bottom)
+                if any(pads[0]) or any(pads[1]):
+                    view = F.pad(view, (*pads[0], *pads[1]), mode="replicate")
+                views.append(view)
+        g = torch.stack(views, dim=1).reshape(b, m, heads, d, n)  # B×m×heads×d×N
+        return g.permute(0, 2, 4, 1, 3).reshape(b, heads * n, m, d)
+
+    qs = q.reshape(b, heads, d, n).transpose(2, 3).reshape(b, heads * n, 1, d)
+    mask = None
+    if bias_table is not None:
+        ridx, rrel = neighborhood_indices(h, kernel, 1, q.device)
+        cidx, crel = neighborhood_indices(w, kernel, 1, q.device)
+        side = bias_table.shape[-1]
+        rel = (rrel[:, None, :, None] * side + crel[None, :, None, :]).reshape(-1)
+        mask = bias_table.reshape(heads, side * side).index_select(1, rel).view(1, heads * n, 1, m).to(q.dtype)
+    out = attention(qs, gather(k), gather(v), mask=mask, scale=scale)  # B×(heads·N)×1×d
+    return out.reshape(b, heads, n, d).transpose(1, 2).reshape(b, h, w, heads * d)
 
 
 @register(
@@ -163,9 +220,20 @@ class NeighborhoodAttention(AttnModule):
         self.proj = nn.Linear(inner, channels)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def _dilation_one(self, h: int, w: int) -> bool:
+        """Is the effective dilation 1 on both axes (what the export form handles)?"""
+        return all(self.dilation == 1 or n < self.kernel_size * 2 for n in (h, w))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, _, h, w = x.shape
+        if exporting() and not self.training and self._dilation_one(h, w) and capture_target(self) is None:
+            # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+            qkv = self.qkv(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
+            q, k, v = qkv.chunk(3, dim=1)  # B×(heads·d)×H×W each
+            out = _neighborhood_export(q, k, v, self.heads, self.kernel_size, self.rpb, self.scale)
+            out = self.proj_drop(self.proj(out.reshape(b, h * w, -1)))
+            return out.transpose(1, 2).reshape(b, -1, h, w)
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
         # B×H×W×3×heads×d → 3 × (B×heads×H×W×d) views
         q, k, v = qkv.view(b, h, w, 3, self.heads, self.dim_head).permute(3, 0, 4, 1, 2, 5).unbind(0)

@@ -19,6 +19,7 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
+    exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
@@ -42,6 +43,8 @@ def _outlook(
     scale: float,
     owner: nn.Module | None,
 ) -> torch.Tensor:
+    if exporting() and owner is None:
+        return _outlook_export(x, v_proj, attn_proj, out_proj, attn_drop, kernel, padding, stride, heads, scale)
     b, c, h, w = x.shape
     d = c // heads
     k2 = kernel * kernel
@@ -65,6 +68,35 @@ def _outlook(
     del y
     out = out[:, padding : padding + h, padding : padding + w].reshape(b, h, w, c)
     return out_proj(out).permute(0, 3, 1, 2)
+
+
+def _outlook_export(
+    x: torch.Tensor,
+    v_proj: nn.Linear,
+    attn_proj: nn.Linear,
+    out_proj: nn.Linear,
+    attn_drop: nn.Dropout,
+    kernel: int,
+    padding: int,
+    stride: int,
+    heads: int,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`_outlook` in the export form, the official ``F.unfold`` / ``F.fold`` with at most 4 axes besides
+    the batch (ncnn): the window grid and the heads share one axis, never the batch's."""
+    b, c, h, w = x.shape
+    d, k2 = c // heads, kernel * kernel
+    centre = x if stride == 1 else F.avg_pool2d(x, stride, stride, ceil_mode=True, count_include_pad=False)
+    n = centre.shape[2] * centre.shape[3]
+    a = attn_proj(centre.permute(0, 2, 3, 1).reshape(b, n, c)).reshape(b, n * heads, k2, k2)
+    a = attn_drop((a * scale).softmax(dim=-1))  # B×(N'·heads)×k²(out)×k²(source)
+    # the projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+    v = v_proj(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+    vu = F.unfold(v, kernel, padding=padding, stride=stride).reshape(b, heads, d, k2, n)
+    vu = vu.permute(0, 4, 1, 3, 2).reshape(b, n * heads, k2, d)
+    y = (a @ vu).reshape(b, n, heads, k2, d).permute(0, 2, 4, 3, 1).reshape(b, c * k2, n)
+    out = F.fold(y, (h, w), kernel, padding=padding, stride=stride)  # B×C×H×W
+    return out_proj(out.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
 
 
 @register(

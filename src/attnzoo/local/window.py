@@ -20,11 +20,13 @@ from ..functional import (
     gather_shifts,
     window_grid,
 )
+from ..functional.windows import merge_heads, merge_windows, partition_windows, split_heads
 from ..layers import (
     AttnModule,
     attention,
     check_arg,
     check_nchw,
+    exporting,
     fx_leaf,
     positive_int,
     resolve_dim_head,
@@ -84,6 +86,30 @@ class WindowSelfAttention(nn.Module):
         out = out.transpose(1, 2).reshape(n, length, self.heads * self.dim_head)
         return self.out_drop(self.to_out(out))
 
+    def attend_grouped(
+        self, win: torch.Tensor, valid: torch.Tensor | None, owner: nn.Module | None, key: str
+    ) -> torch.Tensor:
+        """:meth:`attend` with the windows on their own axis (the export form: ncnn has no batch axis to fold
+        them into, and at most 5 axes): win B×G×L×C (normalised) → B×G×L×C; ``valid``: G×L bool or None."""
+        b, g, length, c = win.shape
+        # the projections on B×(G·L)×C tokens: a Linear on 4 axes becomes, in ncnn, a Gemm followed by a
+        # shape-referencing reshape that costs 20× the Gemm
+        qkv = self.to_qkv(win.reshape(b, g * length, c)).reshape(b, g, length, -1)
+        q, k, v = (split_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # B×(G·heads)×L×d
+        scale = self.dim_head**-0.5
+        if valid is not None:
+            # padded keys: one more q/k column, 1 · (most negative finite value × scale) — after the scale a
+            # logit below −1e36, whose probability is exactly 0 (no masked_fill, which ncnn lacks, and no
+            # (G·heads)×L×L mask constant: ncnn's SDPA does not broadcast its mask)
+            penalty = (~valid).to(q.dtype) * (torch.finfo(q.dtype).min * scale)  # G×L
+            penalty = penalty[:, None, :, None].expand(-1, self.heads, -1, -1).reshape(1, g * self.heads, length, 1)
+            q = torch.cat([q, q.new_ones(1, 1, 1, 1).expand(b, g * self.heads, length, 1)], dim=-1)
+            k = torch.cat([k, penalty.expand(b, -1, -1, -1)], dim=-1)
+        p = self.dropout if self.training else 0.0
+        out = attention(q, k, v, scale=scale, dropout_p=p, module=owner, key=key)
+        out = merge_heads(out, self.heads).reshape(b, g * length, self.heads * self.dim_head)
+        return self.out_drop(self.to_out(out)).reshape(b, g, length, c)
+
 
 def window_attention(
     x: torch.Tensor,
@@ -105,6 +131,32 @@ def window_attention(
     padded = hp != h or wp != w
     k2 = kernel * kernel
     n = b * nh * nw
+    if stride == kernel and exporting():  # windows on their own axis, at most 5 axes (ncnn); same result
+        y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
+        win = body.normalise(partition_windows(y, kernel))
+        valid = None
+        if padded:
+            valid = (
+                axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
+                & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+            ).reshape(nh * nw, k2)
+        out = merge_windows(body.attend_grouped(win, valid, owner, key), kernel, nh, nw)
+        return out[:, :, :h, :w] if padded else out
+    if exporting():  # overlapping windows by F.unfold / F.fold (ncnn has no step slices), ≤5 axes
+        y = body.normalise(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if padded:
+            y = F.pad(y, (0, wp - w, 0, hp - h))
+        win = F.unfold(y, kernel, stride=stride).reshape(b, c, k2, nh * nw).permute(0, 3, 2, 1)  # B×G×k²×C
+        valid = None
+        if padded:
+            valid = (
+                axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
+                & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
+            ).reshape(nh * nw, k2)
+        out = body.attend_grouped(win, valid, owner, key).permute(0, 3, 2, 1).reshape(b, c * k2, nh * nw)
+        full = F.fold(out, (hp, wp), kernel, stride=stride)[:, :, :h, :w]
+        cover = axis_cover(nh, kernel, stride, h, x.device)[:, None] * axis_cover(nw, kernel, stride, w, x.device)
+        return full * (1.0 / cover.to(full.dtype)).reshape(1, 1, h, w)
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]

@@ -11,12 +11,14 @@ import torch
 from torch import nn
 
 from ..capture import capture_target
+from ..functional.windows import merge_heads, split_heads
 from ..layers import (
     AttnModule,
     attention,
     check_arg,
     check_dropout,
     check_nchw,
+    exporting,
     fx_leaf,
     positive_int,
     resolve_dim_head,
@@ -50,10 +52,26 @@ class AxisAttention(nn.Module):
         o = attention(q, k, v, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)  # n×heads×L×d
         return self.drop(self.to_out(o.transpose(1, 2).reshape(n, length, self.heads * self.dim_head)))
 
+    def grouped(self, t: torch.Tensor, owner: nn.Module | None, key: str) -> torch.Tensor:
+        """:meth:`forward` with the sequences on their own axis, B×G×L×C → B×G×L×C (the export form: ncnn has
+        no batch axis to fold G into); heads share that axis in the SDPA call, B×(G·heads)×L×d."""
+        b, g, length, c = t.shape
+        # projections on B×(G·L)×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+        qkv = self.to_qkv(t.reshape(b, g * length, c)).reshape(b, g, length, -1)
+        q, k, v = (split_heads(s, self.heads) for s in qkv.chunk(3, dim=-1))
+        p = self.attn_drop if self.training else 0.0
+        o = attention(q, k, v, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
+        o = merge_heads(o, self.heads).reshape(b, g * length, self.heads * self.dim_head)
+        return self.drop(self.to_out(o)).reshape(b, g, length, c)
+
 
 @fx_leaf
 def _axial(x: torch.Tensor, attn_h: AxisAttention, attn_w: AxisAttention, owner: nn.Module | None) -> torch.Tensor:
     b, c, h, w = x.shape
+    if exporting():  # the same with the other axis kept as its own axis (ncnn cannot fold it into the batch)
+        t = attn_h.grouped(x.permute(0, 3, 2, 1), owner, "attn_h")  # B×W×H×C
+        t = attn_w.grouped(t.transpose(1, 2), owner, "attn_w")  # B×H×W×C
+        return t.permute(0, 3, 1, 2)
     t = x.permute(0, 3, 2, 1).reshape(b * w, h, c)  # columns: (B·W)×H×C (the width axis folded into the batch)
     t = attn_h(t, owner, "attn_h").view(b, w, h, c)
     t = t.transpose(1, 2).reshape(b * h, w, c)  # rows: (B·H)×W×C

@@ -10,7 +10,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from ..capture import record
+from ..capture import is_capturing, record
 from ..functional import (
     local_aggregation,
 )
@@ -18,6 +18,7 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
+    exporting,
     odd_kernel,
     positive_int,
     renamed_args,
@@ -26,6 +27,22 @@ from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
 __all__ = ["ContextualTransformer"]
+
+
+def _aggregate_4d(v: torch.Tensor, w: torch.Tensor, groups: int, kernel_size: int) -> torch.Tensor:
+    """:func:`attnzoo.functional.local_aggregation` with at most 4 axes (the export form; ncnn has at most 4
+    besides the batch): v B×C×H×W, w B×(G·k²)×H×W (the kernel generator's output, group-major) → B×C×H×W."""
+    b, c, h, wd = v.shape
+    k2, p = kernel_size * kernel_size, kernel_size // 2
+    vp = nn.functional.pad(v, (p, p, p, p))
+    wk = w.reshape(b, groups, k2, h * wd).permute(0, 2, 1, 3)  # B×k²×G×(H·W)
+    out = None
+    for idx in range(k2):
+        i, j = divmod(idx, kernel_size)
+        term = vp[:, :, i : i + h, j : j + wd].reshape(b, c // groups, groups, h * wd) * wk[:, idx : idx + 1]
+        out = term if out is None else out + term
+    assert out is not None
+    return out.reshape(b, c, h, wd)
 
 
 @register(
@@ -128,6 +145,11 @@ class ContextualTransformer(AttnModule):
         x = check_nchw(x, self.channels, self.owner)
         k1 = self.key_embed(x)
         w = self.embed(torch.cat([x, k1], dim=1))
+        if exporting() and not is_capturing(self):  # the same computation with at most 4 axes (ncnn)
+            k2 = self.act(self.bn(_aggregate_4d(self.conv1x1(x), w, self.kernel_groups, self.kernel_size)))
+            logits = self.se((k1 + k2).mean((2, 3), keepdim=True))  # B×2C×1×1, radix fastest
+            attn = logits.reshape(logits.shape[0], self.channels, self.radix, 1).softmax(2)
+            return k2 * attn[:, :, 0:1] + k1 * attn[:, :, 1:2]
         w = w.unflatten(1, (self.kernel_groups, self.kernel_size * self.kernel_size))  # B×G×k²×H×W
         record(self, "kernels", w)
         k2 = self.act(self.bn(local_aggregation(self.conv1x1(x), w, self.kernel_size)))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_nchw, fx_leaf, hidden_width, positive_int
+from ..layers import AttnModule, check_nchw, exporting, fx_leaf, hidden_width, positive_int
 from ..registry import register
 
 __all__ = ["CrissCrossAttention", "criss_cross"]
@@ -31,7 +31,10 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Mod
     e_row = q @ k.transpose(-1, -2)  # B×H×W×W' (per row)
     acc = torch.promote_types(e_row.dtype, torch.float32)
     diag = torch.eye(h, dtype=torch.bool, device=q.device)
-    e_col = e_col.to(acc).masked_fill_(diag, torch.finfo(acc).min)  # a fresh matmul output: nothing saved it
+    if exporting():  # additive (ncnn has no masked_fill): min + a logit rounds to min, the same probabilities
+        e_col = e_col.to(acc) + diag.to(acc) * torch.finfo(acc).min
+    else:
+        e_col = e_col.to(acc).masked_fill_(diag, torch.finfo(acc).min)  # a fresh matmul output: nothing saved it
     p = torch.cat([e_col.transpose(1, 2), e_row.to(acc)], dim=-1).softmax(-1).to(v.dtype)  # B×H×W×(H+W)
     p_col, p_row = p.split([h, w], dim=-1)  # split, not two slices: its backward is one cat, not two zero-filled copies
     if owner is not None:
@@ -46,8 +49,10 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Mod
 def _cca(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int, owner: nn.Module | None
 ) -> torch.Tensor:
-    t = x.permute(0, 2, 3, 1)  # B×H×W×C view (free for channels_last)
-    qkv = nn.functional.linear(t, weight, bias)
+    if exporting():  # a 1×1 conv: it tells pnnx which axis is the batch (ncnn has none); same values
+        qkv = nn.functional.conv2d(x, weight[:, :, None, None], bias).permute(0, 2, 3, 1)
+    else:
+        qkv = nn.functional.linear(x.permute(0, 2, 3, 1), weight, bias)  # B×H×W×C view (free for channels_last)
     q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
     y = criss_cross(q, k, v, owner)
     return x + gamma * y.permute(0, 3, 1, 2)

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture_target
+from ..functional.windows import merge_heads, merge_windows, partition_windows, split_heads
 from ..layers import (
     AttnModule,
     attention,
     check_arg,
     check_nchw,
+    exporting,
     fx_leaf,
     non_negative_int,
     positive_int,
@@ -50,6 +52,8 @@ def _halo(
     sizes: tuple[int, int, int, int, int],
     owner: nn.Module | None,
 ) -> torch.Tensor:
+    if exporting():
+        return _halo_export(x, q_conv, kv_conv, height_rel, width_rel, sizes, owner)
     b, _, h, w = x.shape
     bs, halo, heads, dqk, dv = sizes
     scale = dqk**-0.5
@@ -89,6 +93,59 @@ def _halo(
     if hp != h or wp != w:
         o = o[:, :, :h, :w]
     return o.contiguous()
+
+
+def _halo_export(
+    x: torch.Tensor,
+    q_conv: nn.Conv2d,
+    kv_conv: nn.Conv2d,
+    height_rel: torch.Tensor,
+    width_rel: torch.Tensor,
+    sizes: tuple[int, int, int, int, int],
+    owner: nn.Module | None,
+) -> torch.Tensor:
+    """:func:`_halo` in the export form: at most 5 axes, blocks and heads on one axis G (never folded into the
+    batch: ncnn has none), the k×k neighbourhoods by ``F.unfold``, the relative logits as per-row / per-column
+    slices of q·tableᵀ, and the padding mask as one more q/k column (1 · mask[key]) instead of an SDPA mask."""
+    b, _, h, w = x.shape
+    bs, halo, heads, dqk, dv = sizes
+    win = bs + 2 * halo
+    nh, nw = (h + bs - 1) // bs, (w + bs - 1) // bs
+    hp, wp = nh * bs, nw * bs
+    g = nh * nw * heads
+    q = q_conv(x)  # B×(heads·dqk)×H×W
+    if hp != h or wp != w:
+        q = F.pad(q, (0, wp - w, 0, hp - h))
+    q = split_heads(partition_windows(q, bs), heads)  # B×G×bs²×dqk
+    kv = F.pad(kv_conv(x), (halo, wp - w + halo, halo, hp - h + halo))
+    kv = F.unfold(kv, win, stride=bs).reshape(b, heads, dqk + dv, win * win, nh * nw)
+    kv = kv.permute(0, 4, 1, 3, 2).reshape(b, g, win * win, dqk + dv)  # B×G×win²×(dqk+dv)
+    k, v = kv[..., :dqk], kv[..., dqk:]
+    # relative logits: q·table[key − query + bs − 1] is, for query row y, columns bs−1−y … of q·tableᵀ
+    # (on B×(G·bs²)×dqk rows: a product with a weight on 4 axes becomes, in ncnn, a Gemm plus a slow
+    # shape-referencing reshape)
+    q_rows = q.reshape(b, g * bs * bs, dqk)
+    p_h = (q_rows @ height_rel.t()).reshape(b, g, bs, bs, -1)
+    p_w = (q_rows @ width_rel.t()).reshape(b, g, bs, bs, -1)
+    a_h = torch.cat([p_h[:, :, y : y + 1, :, bs - 1 - y : bs - 1 - y + win] for y in range(bs)], dim=2)
+    a_w = torch.cat([p_w[:, :, :, i : i + 1, bs - 1 - i : bs - 1 - i + win] for i in range(bs)], dim=3)
+    parts_q = [q * dqk**-0.5, a_h.reshape(b, g, bs * bs, win), a_w.reshape(b, g, bs * bs, win)]
+    eye = torch.eye(win, dtype=k.dtype, device=k.device)
+    onehot = torch.cat([eye[:, None, :].expand(win, win, win), eye[None, :, :].expand(win, win, win)], dim=-1)
+    parts_k = [k, onehot.reshape(1, 1, win * win, 2 * win).expand(b, g, -1, -1)]
+    if halo > 0 or hp != h or wp != w:  # keys outside the image: + 1 · (dtype's most negative finite value)
+        valid = (
+            _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None]
+            & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
+        ).reshape(nh * nw, 1, win * win, 1)
+        penalty = (~valid).to(k.dtype) * torch.finfo(k.dtype).min
+        parts_q.append(q.new_ones(1, 1, 1, 1).expand(b, g, bs * bs, 1))
+        parts_k.append(penalty.expand(-1, heads, -1, -1).reshape(1, g, win * win, 1).expand(b, -1, -1, -1))
+    o = attention(torch.cat(parts_q, dim=-1), torch.cat(parts_k, dim=-1), v, scale=1.0, module=owner, key="attn")
+    o = merge_windows(merge_heads(o, heads), bs, nh, nw)  # B×(heads·dv)×hp×wp
+    if hp != h or wp != w:
+        o = o[:, :, :h, :w]
+    return o
 
 
 @register(

@@ -21,7 +21,6 @@ from ..layers import (
     check_arg,
     check_dropout,
     check_nchw,
-    exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
@@ -236,7 +235,9 @@ class BiLevelRoutingAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        if exporting() and not self.training and capture_target(self) is None:
+        # Traced graphs (pnnx → ncnn, OpenVINO's PyTorch frontend) take the dense export form: ncnn has no topk.
+        # torch.export / ONNX keep the sparse routing (TopK and gathers exist there).
+        if torch.jit.is_tracing() and not self.training and capture_target(self) is None:
             b, c, h, w = x.shape
             # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
             q, k, v = self.qkv(x.flatten(2).transpose(1, 2)).reshape(b, h, w, 3 * c).chunk(3, dim=-1)

@@ -16,8 +16,8 @@ __all__ = [
     "fold_shifts",
     "partition_windows",
     "merge_windows",
-    "split_heads",
-    "merge_heads",
+    "split_group_heads",
+    "merge_group_heads",
 ]
 
 
@@ -118,15 +118,15 @@ def merge_windows(t: torch.Tensor, kernel: int, nh: int, nw: int) -> torch.Tenso
     return t.reshape(b, nh * kernel, nw * kernel, c).permute(0, 3, 1, 2)
 
 
-def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+def split_group_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     """B×G×L×(heads·d) → B×(G·heads)×L×d: groups and heads on one axis (SDPA on 4 axes)."""
     b, g, length, inner = t.shape
     d = inner // heads
     return t.reshape(b, g, length, heads, d).permute(0, 1, 3, 2, 4).reshape(b, g * heads, length, d)
 
 
-def merge_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
-    """The inverse of :func:`split_heads`: B×(G·heads)×L×d → B×G×L×(heads·d)."""
+def merge_group_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of :func:`split_group_heads`: B×(G·heads)×L×d → B×G×L×(heads·d)."""
     b, gh, length, d = t.shape
     g = gh // heads
     return t.reshape(b, g, heads, length, d).permute(0, 1, 3, 2, 4).reshape(b, g, length, heads * d)

@@ -20,7 +20,7 @@ from ..functional import (
     gather_shifts,
     window_grid,
 )
-from ..functional.windows import merge_heads, merge_windows, partition_windows, split_heads
+from ..functional.windows import merge_group_heads, merge_windows, partition_windows, split_group_heads
 from ..layers import (
     AttnModule,
     attention,
@@ -95,7 +95,7 @@ class WindowSelfAttention(nn.Module):
         # the projections on B×(G·L)×C tokens: a Linear on 4 axes becomes, in ncnn, a Gemm followed by a
         # shape-referencing reshape that costs 20× the Gemm
         qkv = self.to_qkv(win.reshape(b, g * length, c)).reshape(b, g, length, -1)
-        q, k, v = (split_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # B×(G·heads)×L×d
+        q, k, v = (split_group_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # B×(G·heads)×L×d
         scale = self.dim_head**-0.5
         if valid is not None:
             # padded keys: one more q/k column, 1 · (most negative finite value × scale) — after the scale a
@@ -107,8 +107,15 @@ class WindowSelfAttention(nn.Module):
             k = torch.cat([k, penalty.expand(b, -1, -1, -1)], dim=-1)
         p = self.dropout if self.training else 0.0
         out = attention(q, k, v, scale=scale, dropout_p=p, module=owner, key=key)
-        out = merge_heads(out, self.heads).reshape(b, g * length, self.heads * self.dim_head)
+        out = merge_group_heads(out, self.heads).reshape(b, g * length, self.heads * self.dim_head)
         return self.out_drop(self.to_out(out)).reshape(b, g, length, c)
+
+
+def _valid_tokens(nh: int, nw: int, kernel: int, stride: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(nh·nw)×k² bool: which window tokens lie inside the unpadded H×W map (export forms)."""
+    rows = axis_valid(nh, kernel, stride, h, device)[:, None, :, None]
+    cols = axis_valid(nw, kernel, stride, w, device)[None, :, None, :]
+    return (rows & cols).reshape(nh * nw, kernel * kernel)
 
 
 def window_attention(
@@ -134,12 +141,7 @@ def window_attention(
     if stride == kernel and exporting():  # windows on their own axis, at most 5 axes (ncnn); same result
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         win = body.normalise(partition_windows(y, kernel))
-        valid = None
-        if padded:
-            valid = (
-                axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
-                & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
-            ).reshape(nh * nw, k2)
+        valid = _valid_tokens(nh, nw, kernel, stride, h, w, x.device) if padded else None
         out = merge_windows(body.attend_grouped(win, valid, owner, key), kernel, nh, nw)
         return out[:, :, :h, :w] if padded else out
     if exporting():  # overlapping windows by F.unfold / F.fold (ncnn has no step slices), ≤5 axes
@@ -147,12 +149,7 @@ def window_attention(
         if padded:
             y = F.pad(y, (0, wp - w, 0, hp - h))
         win = F.unfold(y, kernel, stride=stride).reshape(b, c, k2, nh * nw).permute(0, 3, 2, 1)  # B×G×k²×C
-        valid = None
-        if padded:
-            valid = (
-                axis_valid(nh, kernel, stride, h, x.device)[:, None, :, None]
-                & axis_valid(nw, kernel, stride, w, x.device)[None, :, None, :]
-            ).reshape(nh * nw, k2)
+        valid = _valid_tokens(nh, nw, kernel, stride, h, w, x.device) if padded else None
         out = body.attend_grouped(win, valid, owner, key).permute(0, 3, 2, 1).reshape(b, c * k2, nh * nw)
         full = F.fold(out, (hp, wp), kernel, stride=stride)[:, :, :h, :w]
         cover = axis_cover(nh, kernel, stride, h, x.device)[:, None] * axis_cover(nw, kernel, stride, w, x.device)

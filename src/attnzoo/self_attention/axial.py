@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..capture import capture_target
-from ..functional.windows import merge_heads, split_heads
+from ..functional.windows import merge_group_heads, split_group_heads
 from ..layers import (
     AttnModule,
     attention,
@@ -58,10 +58,10 @@ class AxisAttention(nn.Module):
         b, g, length, c = t.shape
         # projections on B×(G·L)×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
         qkv = self.to_qkv(t.reshape(b, g * length, c)).reshape(b, g, length, -1)
-        q, k, v = (split_heads(s, self.heads) for s in qkv.chunk(3, dim=-1))
+        q, k, v = (split_group_heads(s, self.heads) for s in qkv.chunk(3, dim=-1))
         p = self.attn_drop if self.training else 0.0
         o = attention(q, k, v, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
-        o = merge_heads(o, self.heads).reshape(b, g * length, self.heads * self.dim_head)
+        o = merge_group_heads(o, self.heads).reshape(b, g * length, self.heads * self.dim_head)
         return self.drop(self.to_out(o)).reshape(b, g, length, c)
 
 

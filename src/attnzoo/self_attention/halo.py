@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture_target
-from ..functional.windows import merge_heads, merge_windows, partition_windows, split_heads
+from ..functional.windows import merge_group_heads, merge_windows, partition_windows, split_group_heads
 from ..layers import (
     AttnModule,
     attention,
@@ -116,7 +116,7 @@ def _halo_export(
     q = q_conv(x)  # B×(heads·dqk)×H×W
     if hp != h or wp != w:
         q = F.pad(q, (0, wp - w, 0, hp - h))
-    q = split_heads(partition_windows(q, bs), heads)  # B×G×bs²×dqk
+    q = split_group_heads(partition_windows(q, bs), heads)  # B×G×bs²×dqk
     kv = F.pad(kv_conv(x), (halo, wp - w + halo, halo, hp - h + halo))
     kv = F.unfold(kv, win, stride=bs).reshape(b, heads, dqk + dv, win * win, nh * nw)
     kv = kv.permute(0, 4, 1, 3, 2).reshape(b, g, win * win, dqk + dv)  # B×G×win²×(dqk+dv)
@@ -142,7 +142,7 @@ def _halo_export(
         parts_q.append(q.new_ones(1, 1, 1, 1).expand(b, g, bs * bs, 1))
         parts_k.append(penalty.expand(-1, heads, -1, -1).reshape(1, g, win * win, 1).expand(b, -1, -1, -1))
     o = attention(torch.cat(parts_q, dim=-1), torch.cat(parts_k, dim=-1), v, scale=1.0, module=owner, key="attn")
-    o = merge_windows(merge_heads(o, heads), bs, nh, nw)  # B×(heads·dv)×hp×wp
+    o = merge_windows(merge_group_heads(o, heads), bs, nh, nw)  # B×(heads·dv)×hp×wp
     if hp != h or wp != w:
         o = o[:, :, :h, :w]
     return o

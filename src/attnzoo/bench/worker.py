@@ -153,6 +153,8 @@ def run_forked(work: Callable[[Callable[[dict], None]], dict], timeout: float | 
                 if line.strip():
                     last = json.loads(line)
                     final = final or bool(last.get("final"))
+            if final:  # done: do not wait for EOF, a grandchild (e.g. a library's telemetry process) may hold the pipe
+                break
     finally:
         os.close(r)
         _, status = os.waitpid(pid, 0)

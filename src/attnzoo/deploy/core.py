@@ -77,6 +77,9 @@ def _silenced(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """In the forked child: the exporters' and converters' chatter (progress lines, tracer warnings) to /dev/null."""
     import warnings
 
+    # OpenVINO's converter sends telemetry from a forked process that, without network, hangs in getaddrinfo and
+    # outlives this child; its telemetry is off where CI=true (only this short-lived process is affected).
+    os.environ["CI"] = "true"
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

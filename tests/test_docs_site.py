@@ -14,6 +14,7 @@ import http.server
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -88,7 +89,8 @@ def test_module_page_content(text_site):
     assert "Jongchan/attention-module" in page  # official code, from docs/provenance/cbam.md
     assert "| `kernel_size` | `7` | `int` |" in page  # from the signature, with the docstring's description
     assert "x = torch.randn(2, 64, 56, 56)" in page and 'attnzoo.insert(torchvision.models.resnet18(), "cbam")' in page
-    assert "not measured yet" in page  # no docs/deployment.json on this branch
+    for rt in ("onnxruntime", "openvino", "ncnn"):  # from the committed docs/deployment.json
+        assert re.search(rf"\| {rt} [\d.]+ \| ok \|", page), rt
     assert "Untrained network, freshly initialised" in page
     assert "| 56×56 | 3,136 |" in page  # latency rows from the committed bench run
     pyramid = text_site.files["modules/fpn.md"].decode()

@@ -89,6 +89,7 @@ def test_module_page_content(text_site):
     assert "Jongchan/attention-module" in page  # official code, from docs/provenance/cbam.md
     assert "| `kernel_size` | `7` | `int` |" in page  # from the signature, with the docstring's description
     assert "x = torch.randn(2, 64, 56, 56)" in page and 'attnzoo.insert(torchvision.models.resnet18(), "cbam")' in page
+    assert "at batch 1, input 13x11" in page
     for rt in ("onnxruntime", "openvino", "ncnn"):  # from the committed docs/deployment.json
         assert re.search(rf"\| {rt} [\d.]+ \| ok \|", page), rt
     assert "Untrained network, freshly initialised" in page

@@ -126,7 +126,7 @@ def load_deployment(path: Path = DEPLOYMENT_JSON) -> dict | None:
     by_module: dict[str, dict[str, dict]] = {}
     for row in doc["rows"]:
         by_module.setdefault(row["module"], {})[row["runtime"]] = row
-    return {"attnzoo": doc.get("attnzoo"), "runtimes": doc["runtimes"], "by_module": by_module}
+    return {"attnzoo": doc.get("attnzoo"), "size": doc.get("size"), "runtimes": doc["runtimes"], "by_module": by_module}
 
 
 def provenance_text(name: str) -> str:

@@ -116,7 +116,7 @@ def deployment_section(name: str, deployment: dict | None) -> str:
         )
     rows = deployment["by_module"].get(name, {})
     lines = [
-        f"Measured with attnzoo {deployment.get('attnzoo') or '?'} at batch 1, {deployment.get('size') or 'default size'}"
+        f"Measured with attnzoo {deployment.get('attnzoo') or '?'} at batch 1, input {deployment.get('size') or 'of the default size'}"
         f" (`attnzoo deploy`); see the [deployment guide](../deployment.md).\n",
         "| runtime | status | max abs diff | latency (ms) | message |",
         "|---|---|---:|---:|---|",

@@ -1,4 +1,4 @@
-"""The documentation site (issue 17): the generator (docs/sitegen, run by the mkdocs hook docs/gen_site.py) documents every registered module, fails
+"""The documentation site: the generator (docs/sitegen, run by the mkdocs hook docs/gen_site.py) documents every registered module, fails
 loudly on one it cannot document, reads the deployment matrix when it exists; the committed bench data covers
 the registry; and, with ``ATTNZOO_DOCS_SITE=site`` (CI sets it after ``mkdocs build --strict``), the built gallery
 opens in headless Chromium with one loaded image per card and a working filter.

@@ -115,7 +115,7 @@ def load_bench(path: Path = BENCH_JSON) -> Bench:
 
 
 def load_deployment(path: Path = DEPLOYMENT_JSON) -> dict | None:
-    """The deployment matrix (issue 16) as ``{"runtimes": {...}, "by_module": {module: {runtime: row}}}``, or
+    """The deployment matrix (`attnzoo deploy --output docs/deployment.json`) as ``{"runtimes": {...}, "by_module": {module: {runtime: row}}}``, or
     ``None`` when the file does not exist yet."""
     path = Path(path)
     if not path.exists():

@@ -51,6 +51,20 @@ def _from_regions(t: torch.Tensor, b: int, nh: int, rh: int, nw: int, rw: int) -
     return t.reshape(b, nh * rh, nw * rw, c)
 
 
+def _pad_to_regions(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_win: int
+) -> tuple[tuple[torch.Tensor, ...], tuple[int, int, int, int], bool]:
+    """q, k, v (B×H×W×C) zero-padded at the bottom / right to whole regions; (nh, rh, nw, rw); whether padded."""
+    h, w = q.shape[1], q.shape[2]
+    nh, rh = region_grid(h, n_win)
+    nw, rw = region_grid(w, n_win)
+    hp, wp = nh * rh, nw * rw
+    padded = hp != h or wp != w
+    if padded:
+        q, k, v = (F.pad(t, (0, 0, 0, wp - w, 0, hp - h)) for t in (q, k, v))
+    return (q, k, v), (nh, rh, nw, rw), padded
+
+
 @fx_leaf
 def routing_attention(
     q: torch.Tensor,
@@ -69,12 +83,8 @@ def routing_attention(
     (``module`` capturing): ``"routing"`` B×R×topk region indices (as float), ``"attn"`` (B·R)×heads×L×(topk·L).
     """
     b, h, w, c = q.shape
-    nh, rh = region_grid(h, n_win)
-    nw, rw = region_grid(w, n_win)
+    (q, k, v), (nh, rh, nw, rw), padded = _pad_to_regions(q, k, v, n_win)
     hp, wp = nh * rh, nw * rw
-    padded = hp != h or wp != w
-    if padded:
-        q, k, v = (F.pad(t, (0, 0, 0, wp - w, 0, hp - h)) for t in (q, k, v))
     r, length = nh * nw, rh * rw
     topk = min(topk, r)
     qr, kr, vr = (_to_regions(t, nh, rh, nw, rw) for t in (q, k, v))  # B×R×L×C
@@ -125,12 +135,8 @@ def _routing_export(
     O(N²·topk/R)).
     """
     b, h, w, c = q.shape
-    nh, rh = region_grid(h, n_win)
-    nw, rw = region_grid(w, n_win)
+    (q, k, v), (nh, rh, nw, rw), padded = _pad_to_regions(q, k, v, n_win)
     hp, wp = nh * rh, nw * rw
-    padded = hp != h or wp != w
-    if padded:
-        q, k, v = (F.pad(t, (0, 0, 0, wp - w, 0, hp - h)) for t in (q, k, v))
     r, length = nh * nw, rh * rw
     n, d = r * length, c // heads
 

@@ -96,6 +96,7 @@ from .temporal import (
     DilatedInception,
     GatedTemporalConv,
 )
+from .tracing import export_target
 
 try:
     __version__ = _version("attnzoo")  # one version source: pyproject.toml
@@ -111,6 +112,7 @@ __all__ = [
     "list_modules",
     "register",
     "capture_attention",
+    "export_target",
     "insert",
     "timm_attn",
     "AdaptiveSpatialFeatureFusion",

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
+from .tracing import PortableForm
+
 __all__ = [
     "FAMILIES",
     "LAYOUTS",
@@ -76,6 +78,8 @@ class ModuleInfo:
             that it records exactly these); empty for modules without an attention or gate map.
         exceptions: contract checks (names from :data:`CONTRACT_CHECKS`) this module cannot pass, each with
             the reason.  The contract suite asserts that the list stays short and justified.
+        forms: the module's portable forms for export targets (:class:`attnzoo.tracing.PortableForm`), each
+            tested equal to the eager form; a module that calls ``tracing.portable`` must declare one.
     """
 
     name: str
@@ -93,6 +97,7 @@ class ModuleInfo:
     exceptions: Mapping[str, str] = field(default_factory=dict)
     maps: tuple[str, ...] = ()
     same_size_context: bool = False
+    forms: tuple[PortableForm, ...] = ()
 
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
         return (
@@ -119,6 +124,7 @@ def register(
     exceptions: Mapping[str, str] | None = None,
     maps: Sequence[str] = (),
     same_size_context: bool = False,
+    forms: Sequence[PortableForm] = (),
 ) -> Callable[[type], type]:
     """Class decorator that registers an ``nn.Module`` under ``name``.
 
@@ -144,6 +150,8 @@ def register(
         raise ValueError(
             f"register({name!r}): unknown contract checks in exceptions {unknown}; known: {CONTRACT_CHECKS}"
         )
+    if not all(isinstance(f, PortableForm) for f in forms):
+        raise ValueError(f"register({name!r}): forms must be attnzoo.tracing.PortableForm objects, got {forms!r}")
     for check, reason in (exceptions or {}).items():
         if not isinstance(reason, str) or len(reason.strip()) < 10:
             raise ValueError(f"register({name!r}): exception {check!r} needs a real reason, got {reason!r}")
@@ -170,6 +178,7 @@ def register(
             exceptions=MappingProxyType(dict(exceptions or {})),
             maps=tuple(maps),
             same_size_context=bool(same_size_context),
+            forms=tuple(forms),
         )
         return cls
 

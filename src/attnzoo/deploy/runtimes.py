@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..tracing import export_target
+
 __all__ = ["RUNTIMES", "CONTRACT_CHECK", "TOLERANCE", "Runtime", "runtime", "available", "version"]
 
 Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
@@ -66,7 +68,8 @@ def _onnxruntime(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, t
     import onnxruntime as ort
 
     path = workdir / "model.onnx"
-    torch.onnx.export(module, tuple(inputs), str(path), dynamo=True, verbose=False)
+    with export_target("onnx"):
+        torch.onnx.export(module, tuple(inputs), str(path), dynamo=True, verbose=False)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -81,7 +84,8 @@ def _onnxruntime(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, t
 def _openvino(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads: int) -> Run:
     import openvino as ov
 
-    ov_model = ov.convert_model(module, example_input=tuple(inputs))
+    with export_target("openvino"):
+        ov_model = ov.convert_model(module, example_input=tuple(inputs))
     compiled = ov.Core().compile_model(
         ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
     )
@@ -125,7 +129,8 @@ def _ncnn(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads:
     import pnnx
 
     pt = workdir / "model.pt"
-    torch.jit.trace(module, tuple(inputs), check_trace=False).save(str(pt))
+    with export_target("ncnn"):
+        torch.jit.trace(module, tuple(inputs), check_trace=False).save(str(pt))
     shapes = ",".join("[" + ",".join(str(d) for d in t.shape) + "]f32" for t in inputs)
     cmd = [pnnx.EXEC_PATH, str(pt), f"inputshape={shapes}", "device=cpu", "fp16=0"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600)

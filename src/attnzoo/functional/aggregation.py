@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..layers.checks import fx_leaf
+from ..tracing import fx_leaf
 
 __all__ = ["local_aggregation", "cam_attention"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..layers.checks import fx_leaf
+from ..tracing import fx_leaf
 from .attention import sdpa
 
 __all__ = ["check_broadcast", "prepare_mask", "masked_attention", "probabilities", "zero_dead_queries"]

@@ -7,11 +7,11 @@ shapes are baked into the trace), and ``torch.compile`` / ``torch.export`` evalu
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 import torch
-import torch.fx
+
+from ..tracing import fx_leaf
 
 __all__ = [
     "fx_leaf",
@@ -29,34 +29,6 @@ __all__ = [
     "check_same_shape",
     "check_context",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _has_proxy(args: Sequence[Any]) -> torch.fx.Proxy | None:
-    for a in args:
-        for t in a if isinstance(a, (list, tuple)) else (a,):
-            if isinstance(t, torch.fx.Proxy):
-                return t
-    return None
-
-
-def fx_leaf(fn: F) -> F:
-    """Make ``fn`` a single node in ``torch.fx.symbolic_trace`` graphs (a leaf), wherever it is called from.
-
-    Works like ``torch.fx.wrap`` without its rule that callers must look the function up through its defining
-    module: when any argument (or a list element) is an FX proxy, the call is recorded as a node instead of
-    being traced into.  Eager calls cost one scan of the arguments.
-    """
-
-    @functools.wraps(fn)
-    def leaf(*args: Any, **kwargs: Any) -> Any:
-        proxy = _has_proxy((*args, *kwargs.values()))
-        if proxy is not None:
-            return proxy.tracer.create_proxy("call_function", leaf, args, kwargs)
-        return fn(*args, **kwargs)
-
-    return leaf  # type: ignore[return-value]
 
 
 def check_arg(ok: bool, owner: str, what: str, expected: str, got: object) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_arg, fx_leaf, positive_int
+from ..tracing import fx_leaf, inplace_ok, traced_size
+from .checks import check_arg, positive_int
 
 __all__ = [
     "traced_size",
@@ -60,23 +61,6 @@ def exporting() -> bool:
         return True
     compiler = getattr(torch, "compiler", None)
     return compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)())
-
-
-def traced_size(x: torch.Tensor) -> tuple[int, int]:
-    """(H, W) of ``x``; plain ints under ``torch.jit.trace``, so paddings and window counts derived from them are
-    constants of the traced graph (pnnx hands size arithmetic to ncnn, which cannot evaluate it).  Symbolic sizes
-    under ``torch.export`` / ``torch.compile`` stay symbolic (dynamic shapes keep working)."""
-    h, w = x.shape[-2], x.shape[-1]
-    if torch.jit.is_tracing():
-        return int(h), int(w)
-    return h, w
-
-
-def inplace_ok() -> bool:
-    """True when a module may overwrite its own intermediate in place: no autograd and no ``torch.jit.trace``
-    (a trace must record the same graph whatever the grad mode of its sanity re-run).  Never overwrite a
-    tensor that was passed to ``record`` or that the caller owns."""
-    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

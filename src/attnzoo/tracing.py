@@ -73,10 +73,10 @@ def current_export_target() -> str | None:
     ``torch.export``)."""
     if _target is not None:
         return _target
+    if torch.onnx.is_in_onnx_export():  # first: the TorchScript ONNX exporter runs inside a jit trace
+        return "onnx"
     if torch.jit.is_tracing():
         return "ncnn"
-    if torch.onnx.is_in_onnx_export():
-        return "onnx"
     return None
 
 

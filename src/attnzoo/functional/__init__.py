@@ -10,7 +10,8 @@ from .masks import (
     probabilities,
     zero_dead_queries,
 )
-from .positional import grid_table, sinusoidal_table
+from .pooling import adaptive_pool2d, pool_bins, unpool
+from .positional import SINCOS_ORDERS, grid_table, sincos_2d_table, sinusoidal_table
 from .windows import axis_cover, axis_valid, fold_shifts, gather_shifts, window_grid
 
 __all__ = [
@@ -25,6 +26,11 @@ __all__ = [
     "zero_dead_queries",
     "sinusoidal_table",
     "grid_table",
+    "SINCOS_ORDERS",
+    "sincos_2d_table",
+    "pool_bins",
+    "adaptive_pool2d",
+    "unpool",
     "window_grid",
     "axis_valid",
     "axis_cover",

@@ -1,4 +1,4 @@
-"""Sinusoidal positional tables (1-D, and the separable 2-D form of DETR)."""
+"""Sinusoidal positional tables (1-D, the separable 2-D form of DETR, and RT-DETR's 2-D sin-cos table)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import math
 
 import torch
 
-__all__ = ["sinusoidal_table", "grid_table"]
+__all__ = ["sinusoidal_table", "grid_table", "SINCOS_ORDERS", "sincos_2d_table"]
+
+#: Position layouts of :func:`sincos_2d_table`.
+SINCOS_ORDERS = ("xy", "yx", "rtdetr")
 
 
 def sinusoidal_table(
@@ -37,3 +40,39 @@ def grid_table(
     rows = sinusoidal_table(h, half, base, device, dtype).t()[:, :, None].expand(half, h, w)
     cols = sinusoidal_table(w, half, base, device, dtype).t()[:, None, :].expand(half, h, w)
     return torch.cat([rows, cols], 0)
+
+
+def sincos_2d_table(
+    h: int,
+    w: int,
+    channels: int,
+    temperature: float = 10000.0,
+    order: str = "xy",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """RT-DETR's 2-D sin-cos position table for an H×W map flattened row-major: (H·W)×C.
+
+    With d = C/4 and ω_i = temperature^(−i/d), the token at (y, x) gets, in blocks of d channels,
+    ``[sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)]`` (``order="xy"``, correct for every H×W), or the y blocks first
+    (``"yx"``, what recent Ultralytics builds use).  ``"rtdetr"`` is the official RT-DETR grid, kept for
+    checkpoint parity: it enumerates positions column-major while the tokens are row-major, so token k gets
+    x = k // H and y = k % H — garbled when H ≠ W, the x and y halves swapped when H = W.  Computed in float64.
+    """
+    if channels % 4 != 0 or channels <= 0:
+        raise ValueError(
+            f"sincos_2d_table: channels must be a positive multiple of 4 (d = C/4 per part), got {channels}"
+        )
+    if order not in SINCOS_ORDERS:
+        raise ValueError(f"sincos_2d_table: order must be one of {SINCOS_ORDERS}, got {order!r}")
+    work = torch.float64 if torch.device(device or "cpu").type in ("cpu", "cuda") else torch.float32
+    d = channels // 4
+    omega = temperature ** (-torch.arange(d, dtype=work, device=device) / d)
+    k = torch.arange(h * w, device=device)
+    if order == "rtdetr":
+        x, y = k // h, k % h
+    else:
+        y, x = k // w, k % w
+    ax, ay = x.to(work)[:, None] * omega, y.to(work)[:, None] * omega
+    blocks = [ax.sin(), ax.cos(), ay.sin(), ay.cos()] if order != "yx" else [ay.sin(), ay.cos(), ax.sin(), ax.cos()]
+    return torch.cat(blocks, 1).to(dtype)

@@ -37,7 +37,7 @@ from .helpers import (
     to_tokens,
     traced_size,
 )
-from .norm import ConvNormAct, NormLayer, conv1x1, group_norm_groups, make_norm, zero_bn
+from .norm import ConvBN, ConvNormAct, NormLayer, conv1x1, group_norm_groups, make_norm, zero_bn
 from .pooling import (
     MaxPool3x3s2,
     ZPoolGate,
@@ -93,6 +93,7 @@ __all__ = [
     "to_map",
     "to_tokens",
     "ConvNormAct",
+    "ConvBN",
     "conv1x1",
     "NormLayer",
     "group_norm_groups",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
+import torch
 import torch.nn as nn
 
 from .batchnorm import PooledBatchNorm2d
 from .create_act import ActLayer, get_act
 
-__all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "zero_bn", "conv1x1"]
+__all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "ConvBN", "zero_bn", "conv1x1"]
 
 #: A normalisation: ``None``, ``"bn"`` (BatchNorm2d), ``"gn"`` (GroupNorm, 32 groups or the largest divisor of
 #: the channels below 32, as Detectron's ``get_group_gn``) or a callable ``norm(channels) -> nn.Module``
@@ -94,3 +95,36 @@ class ConvNormAct(nn.Sequential):
             self.add_module("norm", norm_layer)
         if act is not None:
             self.add_module("act", get_act(act, owner))
+
+
+class ConvBN(nn.Module):
+    """The convolution block of the YOLO family: ``Conv2d(bias=False, padding d·(k−1)/2) → BatchNorm2d → SiLU``.
+
+    Children ``conv``, ``bn``, ``act`` (the state-dict keys of the YOLO ``Conv`` block, so its weights load as
+    they are).  ``act=False`` (or ``None``) leaves the activation out; ``act`` may also name another activation.
+    ``bn_weight_init`` sets the BatchNorm weight (0 makes the block output 0 at init, as the output projections
+    of EfficientViT and SHViT).  The BatchNorm keeps working in training on one value per channel.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        act: bool | ActLayer = True,
+        bn_weight_init: float = 1.0,
+    ) -> None:
+        super().__init__()
+        padding = dilation * (kernel_size - 1) // 2
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=False
+        )
+        self.bn = PooledBatchNorm2d(out_channels)
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+        self.act = nn.SiLU() if act is True else get_act(None if act is False else act, type(self).__name__)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))

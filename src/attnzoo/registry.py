@@ -256,7 +256,7 @@ def unregister(name: str) -> ModuleInfo:
 
 
 def markdown_table() -> str:
-    """The README's module table, generated from the registry (``python -m attnzoo.registry`` prints it)."""
+    """The README's module table, generated from the registry (``python -m attnzoo.dev sync`` writes it)."""
     rows = ["| name | class | family | layout | cost | paper |", "|---|---|---|---|---|---|"]
     for family in FAMILIES:
         for name in list_modules(family):
@@ -266,28 +266,7 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def update_readme(path: str) -> None:
-    """Replace the module table between the ``<!-- modules:start -->`` / ``<!-- modules:end -->`` markers."""
-    import re
-    from pathlib import Path
-
-    readme = Path(path)
-    text = readme.read_text()
-    new = re.sub(
-        r"(<!-- modules:start -->\n).*?(\n<!-- modules:end -->)",
-        lambda m: m.group(1) + markdown_table() + m.group(2),
-        text,
-        flags=re.S,
-    )
-    readme.write_text(new)
-
-
 if __name__ == "__main__":
-    import sys
-
     from attnzoo import registry  # the imported module holds the registry (this __main__ copy does not)
 
-    if len(sys.argv) > 2 and sys.argv[1] == "--update-readme":
-        registry.update_readme(sys.argv[2])
-    else:
-        print(registry.markdown_table())
+    print(registry.markdown_table())  # `python -m attnzoo.dev sync` writes it into the README

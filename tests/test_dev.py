@@ -166,6 +166,16 @@ def test_deploy_merge_keeps_the_other_modules_rows():
     assert [(r.module, r.runtime) for r in merged] == [(r.module, r.runtime) for r in rows]
 
 
+def test_deploy_merge_records_the_run_that_added_rows():
+    _, meta = report.from_json((ROOT / "docs/deployment.json").read_text())
+    new = {**meta, "machine": "Other CPU", "created": "2031-01-02"}
+    merged = report.merge_meta(meta, new, ["zz_b", "zz_a", "zz_b"])
+    assert merged["created"] == meta["created"] and merged["machine"] == meta["machine"]
+    assert merged["additions"] == [{**{k: v for k, v in new.items() if k not in ("size", "threads")}, "modules": ["zz_a", "zz_b"]}]
+    line = report.to_markdown([], merged).splitlines()[0]
+    assert line.endswith("Rows of `zz_a`, `zz_b` added later (Other CPU, 2031-01-02, torch " + str(meta["torch"]) + ").")
+
+
 def test_bench_args_are_the_documentation_run():
     """The bench command sync prints is the documentation's BENCH_COMMAND (docs/sitegen) for one module."""
     from test_docs_site import load_sitegen

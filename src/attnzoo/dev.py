@@ -234,6 +234,9 @@ def _deployment(root: Path, registered: list[str], res: SyncResult) -> None:
     removed = sorted(present - set(registered))
     if removed:
         kept = [r for r in rows if r.module not in removed]
+        additions = [{**a, "modules": [m for m in a["modules"] if m not in removed]} for a in meta.get("additions", [])]
+        if "additions" in meta:
+            meta = {**meta, "additions": [a for a in additions if a["modules"]]}
         res.writes[str(DEPLOYMENT_JSON)] = report.to_json(kept, meta)
         md = root / DEPLOYMENT_MD
         if md.exists():

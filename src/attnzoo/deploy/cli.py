@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                              progress=advance)  # fmt: skip
         meta = report.metadata(size, args.threads)
     if args.merge:
-        results = _merged(args, results, meta)
+        results, meta = _merged(args, results, meta)
     fmt = args.format or {".json": "json", ".md": "markdown"}.get(Path(args.output or "").suffix, "table")
     text = report.to_json(results, meta) if fmt == "json" else report.to_markdown(results, meta)
     if args.output:
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.strict and bad else 0
 
 
-def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> Any:
+def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from . import report
 
     if not (args.output or "").endswith(".json") or not Path(args.output).exists():
@@ -127,7 +127,7 @@ def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> Any
             f"attnzoo deploy --merge: {args.output} was measured with --size {old_meta.get('size')} --threads "
             f"{old_meta.get('threads')}; run with the same settings (got {meta.get('size')}, {meta.get('threads')})"
         )
-    return report.merge(old, results)
+    return report.merge(old, results), report.merge_meta(old_meta, meta, [r.module for r in results])
 
 
 def _print_table(table: Any, results: Any) -> None:

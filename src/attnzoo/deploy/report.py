@@ -105,6 +105,10 @@ def _meta_line(meta: dict[str, Any]) -> str:
         f"attnzoo {meta.get('attnzoo')}, torch {meta.get('torch')}, {rts}; input batch 1 at {size}, "
         f"{meta.get('threads')} thread(s), {meta.get('machine', 'this machine')}, {meta.get('created')}. "
         "Cells: status · max |difference| to eager PyTorch (f32) · median latency (runtime ÷ eager)."
+    ) + "".join(
+        f" Rows of {', '.join(f'`{m}`' for m in add.get('modules', []))} added later ({add.get('machine')}, "
+        f"{add.get('created')}, torch {add.get('torch')})."
+        for add in meta.get("additions", [])
     )
 
 
@@ -148,6 +152,12 @@ def update_doc(path: str | Path, results: Sequence[DeployResult], meta: dict[str
     """Replace the generated matrix between the markers of ``path`` (a Markdown guide)."""
     p = Path(path)
     p.write_text(render_doc(p.read_text(), results, meta, str(p)))
+
+
+def merge_meta(old: dict[str, Any], new: dict[str, Any], modules: Sequence[str]) -> dict[str, Any]:
+    """The saved matrix's metadata, plus a record of the run that added (or replaced) the rows of ``modules``."""
+    added = {k: v for k, v in new.items() if k not in ("size", "threads", "additions")}
+    return {**old, "additions": [*old.get("additions", []), {"modules": sorted(set(modules)), **added}]}
 
 
 def merge(old: Sequence[DeployResult], new: Sequence[DeployResult]) -> list[DeployResult]:

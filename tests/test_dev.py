@@ -69,6 +69,19 @@ def checkout(tmp_path):
     sys.modules.pop("attnzoo.channel.zz_test_gate", None)
 
 
+#: The shared files a new (or removed) module changes, all written by sync.
+SHARED = ("src/attnzoo/channel/__init__.py", "src/attnzoo/__init__.py", "README.md", "tests/data/state_dict_keys.json")
+
+
+def add_deploy_rows(checkout: Path) -> None:
+    """What ``attnzoo deploy --modules zz_test_gate --merge`` writes, with the rows of ``se`` as the figures."""
+    rows, meta = report.from_json((checkout / "docs/deployment.json").read_text())
+    merged = report.merge(rows, [type(r)(**dict(r.to_dict(), module="zz_test_gate")) for r in rows if r.module == "se"])
+    (checkout / "docs/deployment.json").write_text(report.to_json(merged, meta))
+    md = checkout / "docs/deployment.md"
+    md.write_text(report.render_doc(md.read_text(), merged, meta))
+
+
 def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=cwd, capture_output=True, text=True)
 
@@ -76,13 +89,7 @@ def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_a_new_module_file_is_wired_in(checkout):
     (checkout / "src/attnzoo/channel/zz_test_gate.py").write_text(NEW_MODULE)
     res = dev.sync(checkout)
-    assert set(res.writes) == {
-        "src/attnzoo/channel/__init__.py",
-        "src/attnzoo/__init__.py",
-        "README.md",
-        "tests/data/state_dict_keys.json",
-        "docs/provenance/zz_test_gate.md",
-    }
+    assert set(res.writes) == {*SHARED, "docs/provenance/zz_test_gate.md"}
     family = (checkout / "src/attnzoo/channel/__init__.py").read_text()
     package = (checkout / "src/attnzoo/__init__.py").read_text()
     assert "from .zz_test_gate import ZzTestGate\n" in family and '    "ZzTestGate",\n' in family
@@ -112,9 +119,7 @@ def test_a_new_module_file_is_wired_in(checkout):
     bench = json.loads((checkout / "docs/data/bench.json").read_text())
     bench["results"] = [dict(r, module="zz_test_gate") for r in bench["results"] if r["module"] == "se"]
     (checkout / "docs/data/bench-zz_test_gate.json").write_text(json.dumps(bench))
-    rows, meta = report.from_json((checkout / "docs/deployment.json").read_text())
-    new_rows = [type(r)(**dict(r.to_dict(), module="zz_test_gate")) for r in rows if r.module == "se"]
-    (checkout / "docs/deployment.json").write_text(report.to_json(report.merge(rows, new_rows), meta))
+    add_deploy_rows(checkout)
     final = dev.sync(checkout, check=True)
     assert not final.problems and not final.commands
 
@@ -122,27 +127,15 @@ def test_a_new_module_file_is_wired_in(checkout):
 def test_a_removed_module_is_wired_out(checkout):
     (checkout / "src/attnzoo/channel/zz_test_gate.py").write_text(NEW_MODULE)
     dev.sync(checkout)
-    rows, meta = report.from_json((checkout / "docs/deployment.json").read_text())
-    added = [type(r)(**dict(r.to_dict(), module="zz_test_gate")) for r in rows if r.module == "se"]
-    (checkout / "docs/deployment.json").write_text(report.to_json(report.merge(rows, added), meta))
-    md = checkout / "docs/deployment.md"
-    md.write_text(report.render_doc(md.read_text(), report.merge(rows, added), meta))
-    assert "zz_test_gate" in md.read_text()
+    add_deploy_rows(checkout)
+    assert "zz_test_gate" in (checkout / "docs/deployment.md").read_text()
 
     (checkout / "src/attnzoo/channel/zz_test_gate.py").unlink()
     (checkout / "docs/provenance/zz_test_gate.md").unlink()
     attnzoo.registry.unregister("zz_test_gate")
     res = dev.sync(checkout)
-    assert set(res.writes) == {
-        "src/attnzoo/channel/__init__.py",
-        "src/attnzoo/__init__.py",
-        "README.md",
-        "tests/data/state_dict_keys.json",
-        "docs/deployment.json",
-        "docs/deployment.md",
-    }
-    for rel in ("src/attnzoo/__init__.py", "src/attnzoo/channel/__init__.py", "README.md", "docs/deployment.json",
-                "docs/deployment.md", "tests/data/state_dict_keys.json"):  # fmt: skip
+    assert set(res.writes) == {*SHARED, "docs/deployment.json", "docs/deployment.md"}
+    for rel in res.writes:
         assert (checkout / rel).read_text() == (ROOT / rel).read_text(), rel
     assert not dev.sync(checkout, check=True).stale
 

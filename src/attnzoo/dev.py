@@ -129,8 +129,9 @@ def replace_block(text: str, start: str, end: str, body: str, path: str) -> str:
 
 
 def hand_written_exports(text: str) -> list[str]:
-    """Public names the hand-written part of ``attnzoo/__init__.py`` provides: what it imports from the
-    package's own modules, and the keys of ``_LAZY`` (names imported on first use)."""
+    """Public names the hand-written part of a package's ``__init__.py`` (outside the generated block)
+    provides: what it imports from the package's own modules, and the keys of ``_LAZY`` (names imported on first
+    use)."""
     outside = re.sub(re.escape(BLOCK_START) + r"\n.*?" + re.escape(BLOCK_END), "", text, flags=re.S)
     names: list[str] = []
     for node in ast.parse(outside).body:
@@ -259,12 +260,10 @@ def sync(root: str | Path | None = None, check: bool = False) -> SyncResult:
     files = module_files(base)
     load_module_files(files)
     res = SyncResult()
-    current: dict[str, str] = {}
 
     def propose(rel: str, new: str) -> None:
         path = base / rel
-        old = current.get(rel, path.read_text() if path.exists() else None)
-        if new != old:
+        if new != (path.read_text() if path.exists() else None):
             res.writes[rel] = new
 
     families: dict[str, list[str]] = {}
@@ -286,9 +285,9 @@ def sync(root: str | Path | None = None, check: bool = False) -> SyncResult:
     registered = list_modules()
     snap_path = base / SNAPSHOT
     snapshot = json.loads(snap_path.read_text()) if snap_path.exists() else {}
-    updated = {n: snapshot[n] if n in snapshot else state_dict_shapes(n) for n in registered}
-    if snapshot_text(updated) != (snap_path.read_text() if snap_path.exists() else None):
-        res.writes[str(SNAPSHOT)] = snapshot_text(updated)
+    propose(
+        str(SNAPSHOT), snapshot_text({n: snapshot[n] if n in snapshot else state_dict_shapes(n) for n in registered})
+    )
 
     for name in registered:
         rel = f"docs/provenance/{name}.md"
@@ -319,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when anything is stale")
     p.add_argument("--root", default=None, help="the source checkout (default: the one attnzoo is imported from)")
     args = parser.parse_args(argv)
-    res = sync(args.root, check=args.check)
+    try:
+        res = sync(args.root, check=args.check)
+    except ValueError as e:  # not a checkout, a generated block's markers missing
+        print(e, file=sys.stderr)
+        return 2
     verb = "stale (run `python -m attnzoo.dev sync`)" if args.check else "updated"
     for rel in res.writes:
         print(f"{verb}: {rel}")

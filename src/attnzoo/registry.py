@@ -2,7 +2,7 @@
 
 Every module of the library (and any third-party module) is registered once under a short lowercase name
 with a :class:`ModuleInfo`.  The contract test suite, the ``attnzoo bench`` profiler, ``attnzoo deploy`` and the
-integrations all iterate over this registry (through :func:`entries` / :func:`classes`, never the private dict),
+integrations all iterate over this registry (through its public functions, never the private dict),
 so a module is tested and profiled the moment it is registered.
 """
 

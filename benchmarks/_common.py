@@ -53,8 +53,8 @@ def append_section(path: str, title: str, body: str) -> None:
         f.write(f"\n### {title}\n\n{machine_line()}\n\n{body}\n")
 
 
-class SeedAttentionBlock(nn.Module):
-    """the community ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
+class CommunityAttentionBlock(nn.Module):
+    """The community ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
 
     def __init__(self, dim: int, heads: int, dim_head: int) -> None:
         super().__init__()

@@ -32,13 +32,13 @@ import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
-from _common import SeedAttentionBlock, append_section, child_peak_bytes, fmt_bytes, report_peak
+from _common import CommunityAttentionBlock, append_section, child_peak_bytes, fmt_bytes, report_peak
 
 torch.set_num_threads(2)
 
 
-class NaiveGlobalAttention(SeedAttentionBlock):
-    """The the community ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
+class NaiveGlobalAttention(CommunityAttentionBlock):
+    """The community ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

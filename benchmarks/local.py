@@ -3,10 +3,10 @@
 Comparisons, every one run ``--runs`` times (default 2) and every run reported:
 
 1. ``local_window`` against the community code's unfold-based ``LocalAttention2D`` (community code: ``nn.Unfold`` → LayerNorm
-   → AttentionBlock → ``nn.Fold`` / overlap count), written out below from the seed with the same
+   → AttentionBlock → ``nn.Fold`` / overlap count), written out below from the community code with the same
    configuration: input 2×64×56×56, window 7 (non-overlapping), 2 heads, dim_head 32.  Forward (eval,
    ``no_grad``) and forward+backward (train; input and weight gradients, ``zero_grad(set_to_none=True)``
-   first as an optimizer loop does).  Target: forward+backward ≤ 0.6× the seed.
+   first as an optimizer loop does).  Target: forward+backward ≤ 0.6× the community code.
 2. ``outlook`` against External-Attention's ``OutlookAttention`` (PyPI ``fightingcv-attention``, channels-last
    input) and timm's ``OutlookAttention`` (= the official VOLO code), same weights (outputs checked equal),
    input 2×28×28×64, kernel 3, 2 heads, stride 1; stride 2 against timm only (the community class crashes at
@@ -15,7 +15,7 @@ Comparisons, every one run ``--runs`` times (default 2) and every run reported:
    forward and forward+backward time and peak memory (should grow ≈4× per step), and against
    ``global_attention`` of the same width (2 heads × 32) up to 128² (it grows ≈16× per step).
 
-Method.  Each implementation gets its natural input layout (attnzoo: contiguous B×C×H×W; the seed and
+Method.  Each implementation gets its natural input layout (attnzoo: contiguous B×C×H×W; the community code and
 External-Attention: B×H×W×C).  Time: the implementations of one comparison run interleaved in one process
 (A, B, A, B, ...), each sample is ``torch.utils.benchmark.Timer.timeit(number)`` with ``number`` chosen so a
 sample lasts ≥ 0.2 s, medians over ``--repeats`` samples, 2 threads.  The machine is shared with other jobs,
@@ -42,7 +42,7 @@ import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
-from _common import SeedAttentionBlock, child_peak_bytes, report_peak, run_once, time_interleaved
+from _common import CommunityAttentionBlock, child_peak_bytes, report_peak, run_once, time_interleaved
 from attnzoo.bench.worker import cpu_model
 
 torch.set_num_threads(2)
@@ -53,14 +53,14 @@ torch.set_num_threads(2)
 # ------------------------------------------------------------------------------------------------------------
 
 
-class SeedLocalAttention2D(nn.Module):
+class CommunityLocalAttention2D(nn.Module):
     """The community ``LocalAttention2D`` (B×H×W×C): nn.Unfold windows → LayerNorm → AttentionBlock → nn.Fold / count."""
 
     def __init__(self, kernel_size: int, stride: int, dim: int, heads: int, dim_head: int) -> None:
         super().__init__()
         self.k, self.s = kernel_size, stride
         self.norm = nn.LayerNorm(dim)
-        self.attention = SeedAttentionBlock(dim, heads, dim_head)
+        self.attention = CommunityAttentionBlock(dim, heads, dim_head)
         self.unfold = nn.Unfold(kernel_size=kernel_size, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,12 +88,12 @@ class MathBackend(nn.Module):
             return self.module(x)
 
 
-def copy_local_weights(ours: nn.Module, seed: SeedLocalAttention2D) -> None:
+def copy_local_weights(ours: nn.Module, community: CommunityLocalAttention2D) -> None:
     a = ours.attention
-    seed.norm.load_state_dict(a.norm.state_dict())
-    seed.attention.norm.load_state_dict(a.attn_norm.state_dict())
-    seed.attention.to_qkv.load_state_dict(a.to_qkv.state_dict())
-    seed.attention.to_out[0].load_state_dict(a.to_out.state_dict())
+    community.norm.load_state_dict(a.norm.state_dict())
+    community.attention.norm.load_state_dict(a.attn_norm.state_dict())
+    community.attention.to_qkv.load_state_dict(a.to_qkv.state_dict())
+    community.attention.to_out[0].load_state_dict(a.to_out.state_dict())
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def build(impl: str, size: int | None = None, stride: int = 1) -> tuple[nn.Modul
     """Module and input (in the implementation's layout) for one implementation name."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    if impl in ("local_window", "local_window_math", "seed_local"):
+    if impl in ("local_window", "local_window_math", "community_local"):
         c, s = LW["channels"], LW["size"]
         ours = attnzoo.create("local_window", c, kernel_size=LW["kernel"], heads=LW["heads"], dim_head=LW["dim_head"])
         x = torch.randn(LW["batch"], c, s, s, generator=g)
@@ -117,9 +117,9 @@ def build(impl: str, size: int | None = None, stride: int = 1) -> tuple[nn.Modul
             return ours, x
         if impl == "local_window_math":
             return MathBackend(ours), x
-        seed = SeedLocalAttention2D(LW["kernel"], LW["kernel"], c, LW["heads"], LW["dim_head"])
-        copy_local_weights(ours, seed)
-        return seed, x.permute(0, 2, 3, 1).contiguous()
+        community = CommunityLocalAttention2D(LW["kernel"], LW["kernel"], c, LW["heads"], LW["dim_head"])
+        copy_local_weights(ours, community)
+        return community, x.permute(0, 2, 3, 1).contiguous()
     if impl in ("outlook", "ea_outlook", "timm_outlook"):
         c, s = OL["channels"], OL["size"]
         ours = attnzoo.create("outlook", c, heads=OL["heads"], stride=stride)
@@ -157,7 +157,7 @@ def prepare(m: nn.Module, backward: bool) -> nn.Module:
 # ------------------------------------------------------------------------------------------------------------
 
 
-CHANNELS_LAST = ("seed_local", "ea_outlook", "timm_outlook")
+CHANNELS_LAST = ("community_local", "ea_outlook", "timm_outlook")
 
 
 def child(spec: dict) -> None:
@@ -199,12 +199,12 @@ def check_equal(a: nn.Module, xa: torch.Tensor, b: nn.Module, xb: torch.Tensor, 
 
 def compare_local_window(repeats: int) -> dict:
     ours, x = build("local_window")
-    seed, xs = build("seed_local")
-    res = {"max_abs_diff": check_equal(ours, x, seed, xs, True)}
+    community, xs = build("community_local")
+    res = {"max_abs_diff": check_equal(ours, x, community, xs, True)}
     for backward in (False, True):
         key = "fwd_bwd" if backward else "fwd"
         math = build("local_window_math")[0]
-        t = time_interleaved({"local_window": (ours, x), "local_window_math": (math, x), "seed_local": (seed, xs)},
+        t = time_interleaved({"local_window": (ours, x), "local_window_math": (math, x), "community_local": (community, xs)},
                              backward, repeats, prepare=prepare)
         res[key] = {n: {"wall": t[n][0], "cpu": t[n][1], "peak_mib": peak_memory(n, backward)} for n in t}
     return res
@@ -297,11 +297,11 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
             "### local_window vs the community code's unfold-based LocalAttention2D",
             "",
             f"Input 2×64×56×56, window 7 (non-overlapping), 2 heads × 32, same weights (max |difference| {d:.1e}).",
-            "Target: forward+backward ≤ 0.6× the seed.",
+            "Target: forward+backward ≤ 0.6× the community code.",
             "",
             HEADER,
-            *pair_rows(runs, lambda r: r["local_window"], "local_window", "seed_local", "7×7 windows"),
-            *pair_rows(runs, lambda r: r["local_window"], "local_window_math", "seed_local", "7×7 windows, SDPA math backend"),
+            *pair_rows(runs, lambda r: r["local_window"], "local_window", "community_local", "7×7 windows"),
+            *pair_rows(runs, lambda r: r["local_window"], "local_window_math", "community_local", "7×7 windows, SDPA math backend"),
             "",
             "The second case is the same module with `scaled_dot_product_attention` restricted to its math backend",
             "(explicit softmax on the 49×49 window scores), in the same interleaved run.",
@@ -366,10 +366,10 @@ def targets(runs: list[dict]) -> list[str]:
 
     if runs and "local_window" in runs[0]:
         for key, what in (("fwd_bwd", "forward+backward"), ("fwd", "forward (no target; for reference)")):
-            wall = [r["local_window"][key]["local_window"]["wall"] / r["local_window"][key]["seed_local"]["wall"] for r in runs]
-            cpu = [r["local_window"][key]["local_window"]["cpu"] / r["local_window"][key]["seed_local"]["cpu"] for r in runs]
+            wall = [r["local_window"][key]["local_window"]["wall"] / r["local_window"][key]["community_local"]["wall"] for r in runs]
+            cpu = [r["local_window"][key]["local_window"]["cpu"] / r["local_window"][key]["community_local"]["cpu"] for r in runs]
             txt, met = cell(wall, 0.6)
-            rows.append(f"| local_window {what} time ≤ 0.6× the seed | wall {txt}; CPU {cell(cpu, 0.6)[0]} | {met if key == 'fwd_bwd' else '—'} |")
+            rows.append(f"| local_window {what} time ≤ 0.6× the community code | wall {txt}; CPU {cell(cpu, 0.6)[0]} | {met if key == 'fwd_bwd' else '—'} |")
     if runs and "outlook" in runs[0]:
         e = [r["outlook"]["stride1"]["fwd"] for r in runs]
         wall = [x["outlook"]["wall"] / x["ea_outlook"]["wall"] for x in e]

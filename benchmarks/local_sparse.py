@@ -25,7 +25,7 @@ sample ``torch.utils.benchmark.Timer.timeit(number)`` (≥ 0.15 s), medians over
 threads; process CPU time reported too (less sensitive to the load of the shared machine).  Peak memory: a fresh
 child process per case, resident high-water mark of one call minus the resident size before it.
 
-    PYTHONPATH=src:benchmarks:tests /work/venv/bin/python benchmarks/local_sparse.py --output benchmarks/results/local_sparse.md --plot benchmarks/results/local_sparse_sweep.png
+    PYTHONPATH=src:benchmarks:tests python benchmarks/local_sparse.py --output benchmarks/results/local_sparse.md --plot benchmarks/results/local_sparse_sweep.png
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.bench import measure
 from attnzoo.bench.worker import run_forked
-from attnzoo.channel import eca_kernel_size
+from attnzoo.channel.eca import eca_kernel_size
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -18,7 +18,7 @@ Forward: eval + ``torch.no_grad``; forward+backward: train mode, input gradients
 Peak memory: extra resident memory of one call after a warm-up, in a fresh child process per case
 (``benchmarks/_common.py``).  The machine is shared: read the ratios, not the absolute times.
 
-    cd WORKTREE && PYTHONPATH=src:benchmarks /work/venv/bin/python benchmarks/resample_fusion.py \
+    PYTHONPATH=src:benchmarks python benchmarks/resample_fusion.py \
         --output benchmarks/results/resample_fusion.md
 """
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import attnzoo
-from attnzoo.channel import eca_kernel_size
+from attnzoo.channel.eca import eca_kernel_size
 from helpers import randomize
 from reference.triplet import OfficialTriplet
 

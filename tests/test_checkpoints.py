@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import attnzoo
-from attnzoo.layouts import example_channels
+from attnzoo.dev import snapshot_text, state_dict_shapes
 from helpers import assert_close, flatten
 
 DATA = Path(__file__).parent / "data"
@@ -19,16 +19,10 @@ GOLDEN = DATA / "checkpoints_0.1.0.pt"
 SNAPSHOT = DATA / "state_dict_keys.json"
 
 
-def state_dict_shapes(name: str) -> dict[str, list[int]]:
-    torch.manual_seed(0)
-    m = attnzoo.create(name, example_channels(name))
-    return {k: list(v.shape) for k, v in m.state_dict().items()}
-
-
 def write_snapshot() -> None:
-    """Regenerate the snapshot (``python tests/test_checkpoints.py``): only for a deliberate, migrated change."""
-    snap = {name: state_dict_shapes(name) for name in attnzoo.list_modules()}
-    SNAPSHOT.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")
+    """Rewrite every entry of the snapshot (``python tests/test_checkpoints.py``): only for a deliberate, migrated
+    change of existing modules.  A new module's entry comes from ``python -m attnzoo.dev sync``."""
+    SNAPSHOT.write_text(snapshot_text({name: state_dict_shapes(name) for name in attnzoo.list_modules()}))
 
 
 _golden = torch.load(GOLDEN, weights_only=True)
@@ -56,7 +50,7 @@ def test_snapshot_covers_the_registry():
     snap = json.loads(SNAPSHOT.read_text())
     missing = sorted(set(attnzoo.list_modules()) - set(snap))
     stale = sorted(set(snap) - set(attnzoo.list_modules()))
-    assert not missing, f"no state-dict snapshot for {missing}: run `python tests/test_checkpoints.py` and commit"
+    assert not missing, f"no state-dict snapshot for {missing}: run `python -m attnzoo.dev sync` and commit"
     assert not stale, f"snapshot has unregistered modules {stale}"
 
 
@@ -64,7 +58,7 @@ def test_snapshot_covers_the_registry():
 def test_state_dict_keys_and_shapes_are_stable(name):
     snap = json.loads(SNAPSHOT.read_text())
     if name not in snap:
-        pytest.fail(f"no snapshot for {name}: run `python tests/test_checkpoints.py` and commit tests/data/state_dict_keys.json")
+        pytest.fail(f"no snapshot for {name}: run `python -m attnzoo.dev sync` and commit tests/data/state_dict_keys.json")
     assert state_dict_shapes(name) == snap[name], (
         f"{name}: state-dict keys/shapes changed; keep old checkpoints loading (_version + _load_from_state_dict) "
         "and regenerate the snapshot"

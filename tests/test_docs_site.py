@@ -174,7 +174,7 @@ def test_generator_fails_loudly_on_a_module_it_cannot_document(gen):
         with pytest.raises(gen.DocsError, match="docs_undocumentable: no row in the bench data"):
             gen.generate(names=["docs_undocumentable", "se"], pictures=False, workers=1)
     finally:
-        registry._REGISTRY.pop("docs_undocumentable", None)
+        registry.unregister("docs_undocumentable")
 
 
 def test_generator_reports_every_problem(gen, tmp_path):

@@ -1,7 +1,7 @@
 """Faithfulness tests for the local family: local_window, outlook, multipole.
 
 Each module is compared with slow references written here from the definitions (weights copied from the module):
-the seed's unfold → attention → fold window attention, a per-window loop that crops border windows instead of
+the community code's unfold → attention → fold window attention (``LocalAttention2D``), a per-window loop that crops border windows instead of
 padding them (so padding can never take part), the official VOLO computation with ``nn.Unfold`` + ``F.fold``
 (and timm's / External-Attention's classes), and the MANO V-cycle built from the window reference.  Plus the
 invariants: locality of window attention, globality of multipole attention, stride-2 Outlook sizes.
@@ -61,7 +61,7 @@ def local(channels=8, **kw) -> LocalWindowAttention:
 )
 @pytest.mark.faithful("local_window")
 def test_local_window_equals_seed_unfold_reference(size, k, s, heads, dim_head):
-    """Where windows tile the map exactly, the module equals the seed's unfold/fold computation."""
+    """Where windows tile the map exactly, the module equals the community unfold/fold computation."""
     h, w = size
     assert (h - k) % s == 0 and (w - k) % s == 0
     m = local(8, kernel_size=k, stride=s, heads=heads, dim_head=dim_head)

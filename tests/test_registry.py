@@ -69,7 +69,10 @@ def test_third_party_register():
         with pytest.raises(ValueError, match="already registered"):
             attnzoo.register("my_test_gate", family="channel", paper="x", complexity="O(N)")(type("Other", (nn.Module,), {}))
     finally:
-        registry._REGISTRY.pop("my_test_gate", None)
+        registry.unregister("my_test_gate")
+    assert "my_test_gate" not in attnzoo.list_modules()
+    with pytest.raises(ValueError, match="my_test_gate"):
+        registry.unregister("my_test_gate")
     with pytest.raises(ValueError):
         attnzoo.register("bad", family="nope", paper="x", complexity="O(N)")
     with pytest.raises(ValueError):
@@ -86,7 +89,7 @@ def test_readme_module_table_in_sync():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- modules:start -->\n(.*?)\n<!-- modules:end -->", readme, re.S)
     assert block, "README lacks the module table markers"
-    assert block.group(1).strip() == registry.markdown_table().strip(), "regenerate: python -m attnzoo.registry"
+    assert block.group(1).strip() == registry.markdown_table().strip(), "regenerate: python -m attnzoo.dev sync"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -1,8 +1,8 @@
 """Faithfulness tests for global_attention, spatial_self_attention, efficient_self_attention,
 self_attention_block and cot.
 
-Each module is compared with a slow reference written from the paper / official code (or the user's seed code
-where the module is the seed's), with weights copied from the module under test; plus the invariants the
+Each module is compared with a slow reference written from the paper / official code (or the community code
+where the module follows it), with weights copied from the module under test; plus the invariants the
 issue lists (permutation equivariance, fused attention kernel, capture) and the argument checks.
 """
 
@@ -122,7 +122,7 @@ def test_global_attention_matches_seed_attention_block(heads, dim_head, qkv_bias
     if ref.project_out:
         ref.to_out.load_state_dict(m.to_out[0].state_dict())
     else:
-        assert isinstance(m.to_out, nn.Identity)  # heads == 1 and dim_head == C: the seed drops the projection
+        assert isinstance(m.to_out, nn.Identity)  # heads == 1 and dim_head == C: the community code drops the projection
     x = rand(2, c, *size)
     close(m(x), to_map(ref(to_tokens(x)), *size))
     close(m.train()(x), to_map(ref(to_tokens(x)), *size))  # dropout defaults to 0
@@ -163,7 +163,7 @@ def test_spatial_self_attention_matches_seed(heads, reduction_ratio, out_channel
 
 
 def test_spatial_self_attention_heads_are_used():
-    """heads=2 is a different function from heads=1 with the same weights (the seed ignores num_heads)."""
+    """heads=2 is a different function from heads=1 with the same weights (the community code ignores num_heads)."""
     a = SpatialSelfAttention(32, heads=1, reduction=4).double()
     b = SpatialSelfAttention(32, heads=2, reduction=4).double()
     b.load_state_dict(a.state_dict())

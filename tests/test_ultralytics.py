@@ -309,18 +309,16 @@ EXAMPLES = {
 
 @pytest.fixture()
 def stand_ins(offline):
-    from attnzoo.registry import _REGISTRY
-
     added = []
     for name, (cls, kw) in STAND_INS.items():
-        if name not in _REGISTRY:
+        if name not in attnzoo.list_modules():
             attnzoo.register(name, paper="test stand-in", complexity="O(N)", **kw)(cls)
             added.append(name)
     try:
         yield azu.register(names=list(STAND_INS))
     finally:
         for name in added:
-            _REGISTRY.pop(name, None)
+            attnzoo.registry.unregister(name)
 
 
 def attnzoo_names() -> set[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnzoo.channel import eca_kernel_size
+from attnzoo.channel.eca import eca_kernel_size
 from peers import Comparison, Impl, az, copy_weights, fcv, timm_layer
 
 SHAPES = {"8x256x28": (8, 256, 28, 28), "2x64x56": (2, 64, 56, 56)}

@@ -1,8 +1,9 @@
-"""The module registry: ``register``, ``create``, ``info`` and ``list_modules``.
+"""The module registry: ``register``, ``create``, ``info``, ``list_modules``, ``entries`` and ``classes``.
 
 Every module of the library (and any third-party module) is registered once under a short lowercase name
-with a :class:`ModuleInfo`.  The contract test suite, the ``attnzoo bench`` profiler and the integrations all
-iterate over this registry, so a module is tested and profiled the moment it is registered.
+with a :class:`ModuleInfo`.  The contract test suite, the ``attnzoo bench`` profiler, ``attnzoo deploy`` and the
+integrations all iterate over this registry (through its public functions, never the private dict),
+so a module is tested and profiled the moment it is registered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ __all__ = [
     "create",
     "info",
     "list_modules",
+    "entries",
+    "classes",
+    "unregister",
 ]
 
 FAMILIES = ("channel", "spatial", "self_attention", "local", "fusion", "resample", "sequence", "temporal")
@@ -72,8 +76,9 @@ class ModuleInfo:
             default arguments; smaller inputs must raise ``ValueError``.  (1, 1) for almost every module.
         output_shape: ``f(module, *inputs) -> shape`` (a list of shapes for pyramids) when the output shape is
             not the layout's default (same as the input; query-shaped for pairs; per-level sizes for pyramids).
-        test_kwargs: constructor arguments the contract suite and the profiler use on their small inputs
-            (merged into the defaults), e.g. fewer heads.
+        test_kwargs: constructor arguments the contract suite and the unit tests use on their small inputs
+            (merged into the defaults), e.g. fewer heads.  The profiler (``attnzoo bench``), ``attnzoo deploy``
+            and the documentation build the module with its default arguments instead.
         maps: the capture keys the module records under ``attnzoo.capture_attention`` (the contract checks
             that it records exactly these); empty for modules without an attention or gate map.
         exceptions: contract checks (names from :data:`CONTRACT_CHECKS`) this module cannot pass, each with
@@ -225,8 +230,33 @@ def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module
     return entry.cls(channels, **kwargs)
 
 
+def entries(family: str | None = None) -> list[ModuleInfo]:
+    """The :class:`ModuleInfo` of every registered module (optionally of one family), sorted by name."""
+    return [_REGISTRY[n] for n in list_modules(family)]
+
+
+def classes(family: str | None = None) -> dict[str, type]:
+    """``{registry name: class}`` of every registered module (optionally of one family), sorted by name.
+
+    Several names may share a class only if a third party registers it twice; tools that need the distinct
+    classes (e.g. to find the registered modules inside a network) take ``set(classes().values())``.
+    """
+    return {e.name: e.cls for e in entries(family)}
+
+
+def unregister(name: str) -> ModuleInfo:
+    """Remove a registered module and return its :class:`ModuleInfo` (``ValueError`` if unknown).
+
+    For third-party code and tests that register temporary modules (a notebook cell run twice, a test that
+    registers a stand-in); the library's own modules are registered once at import and never removed.
+    """
+    entry = info(name)
+    del _REGISTRY[name]
+    return entry
+
+
 def markdown_table() -> str:
-    """The README's module table, generated from the registry (``python -m attnzoo.registry`` prints it)."""
+    """The README's module table, generated from the registry (``python -m attnzoo.dev sync`` writes it)."""
     rows = ["| name | class | family | layout | cost | paper |", "|---|---|---|---|---|---|"]
     for family in FAMILIES:
         for name in list_modules(family):
@@ -236,28 +266,7 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def update_readme(path: str) -> None:
-    """Replace the module table between the ``<!-- modules:start -->`` / ``<!-- modules:end -->`` markers."""
-    import re
-    from pathlib import Path
-
-    readme = Path(path)
-    text = readme.read_text()
-    new = re.sub(
-        r"(<!-- modules:start -->\n).*?(\n<!-- modules:end -->)",
-        lambda m: m.group(1) + markdown_table() + m.group(2),
-        text,
-        flags=re.S,
-    )
-    readme.write_text(new)
-
-
 if __name__ == "__main__":
-    import sys
-
     from attnzoo import registry  # the imported module holds the registry (this __main__ copy does not)
 
-    if len(sys.argv) > 2 and sys.argv[1] == "--update-readme":
-        registry.update_readme(sys.argv[2])
-    else:
-        print(registry.markdown_table())
+    print(registry.markdown_table())  # `python -m attnzoo.dev sync` writes it into the README

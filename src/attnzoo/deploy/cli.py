@@ -14,6 +14,7 @@ examples:
   attnzoo deploy --model resnet18 --insert cbam    # a whole network with CBAM in every block
   attnzoo deploy --format json --output deploy.json
   attnzoo deploy --size 32 --update-doc docs/deployment.md --output docs/deployment.json
+  attnzoo deploy --modules my_gate --size 13x11 --merge --output docs/deployment.json --update-doc docs/deployment.md
 
 Every (module, runtime) case runs in a forked process: build with default arguments and perturbed weights, eval
 mode, batch 1; export; run; compare with eager PyTorch (atol = rtol = 1e-4; ncnn 1e-3); time the median.
@@ -45,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--output", default=None, metavar="FILE", help="write the output there (.json / .md pick the format)"
     )
     p.add_argument("--update-doc", default=None, metavar="FILE.md", help="rewrite the matrix between the markers")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --output FILE.json: keep FILE's rows of the modules not measured now (add a module to a matrix)",
+    )
     p.add_argument("--load", default=None, metavar="FILE.json", help="render a saved JSON run instead of running")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true", help="exit with status 1 unless every row is ok or declared")
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                              threads=args.threads, min_time=args.min_time, timeout=args.timeout,
                              progress=advance)  # fmt: skip
         meta = report.metadata(size, args.threads)
+    if args.merge:
+        results, meta = _merged(args, results, meta)
     fmt = args.format or {".json": "json", ".md": "markdown"}.get(Path(args.output or "").suffix, "table")
     text = report.to_json(results, meta) if fmt == "json" else report.to_markdown(results, meta)
     if args.output:
@@ -106,6 +114,20 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary_line(results), file=sys.stderr)
     bad = [r for r in results if not r.ok]
     return 1 if args.strict and bad else 0
+
+
+def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    from . import report
+
+    if not (args.output or "").endswith(".json") or not Path(args.output).exists():
+        raise SystemExit("attnzoo deploy: --merge needs --output naming an existing JSON matrix")
+    old, old_meta = report.from_json(Path(args.output).read_text())
+    if old_meta.get("size") != meta.get("size") or old_meta.get("threads") != meta.get("threads"):
+        raise SystemExit(
+            f"attnzoo deploy --merge: {args.output} was measured with --size {old_meta.get('size')} --threads "
+            f"{old_meta.get('threads')}; run with the same settings (got {meta.get('size')}, {meta.get('threads')})"
+        )
+    return report.merge(old, results), report.merge_meta(old_meta, meta, [r.module for r in results])
 
 
 def _print_table(table: Any, results: Any) -> None:

@@ -44,9 +44,9 @@ __all__ = ["register", "yaml_modules", "row_kind", "insert_layers", "save_yaml",
 def yaml_modules(prefix: str = "") -> dict[str, type]:
     """The YAML names :func:`register` would add for registry modules: ``prefix + class name`` for every module
     whose :func:`row_kind` is not empty (layouts ``nchw``, ``multi``, ``pair``, ``pyramid``)."""
-    from ..registry import _REGISTRY
+    from ..registry import entries
 
-    return {prefix + e.cls.__name__: e.cls for _, e in sorted(_REGISTRY.items()) if row_kind(e)}
+    return {prefix + e.cls.__name__: e.cls for e in entries() if row_kind(e)}
 
 
 def register(prefix: str = "", names: Iterable[str] | None = None, overwrite: bool = False) -> dict[str, type]:
@@ -75,9 +75,9 @@ def register(prefix: str = "", names: Iterable[str] | None = None, overwrite: bo
 
     entries: dict[str, Any] = {}
     if names is None:
-        from ..registry import _REGISTRY
+        from ..registry import entries as registered
 
-        for _, entry in sorted(_REGISTRY.items()):
+        for entry in registered():
             if row_kind(entry):
                 entries[prefix + entry.cls.__name__] = entry
         explicit = False

@@ -1,8 +1,13 @@
-"""Shared building blocks of the modules: checks, the base classes, width and layout helpers, activation and
-norm factories, ``ConvNormAct``, pooling tricks, pyramid helpers and the attention entry point.
+"""Shared building blocks of the modules, and the extension API for third-party modules.
 
-Modules import what they use from here (``from ..layers import check_nchw, Gate``): input checks are FX leaves
-wherever they are called from (see :func:`fx_leaf`).
+Public (``__all__``, documented in docs/api.md, stable within a minor version): the base classes ``AttnModule``
+and ``Gate``, the attention entry point ``attention``, the argument and input checks, the width, token and head
+helpers, the activation / norm factories and ``ConvNormAct``, the checkpoint-compatibility helpers, and the
+tracing helpers re-exported from :mod:`attnzoo.tracing`.
+
+The library's own modules also import internal helpers from here (pooling tricks, pyramid helpers, init
+helpers, ...): they are not in ``__all__`` and may change in any release.  Input checks are FX leaves wherever
+they are called from (see :func:`fx_leaf`).
 """
 
 from .attention import attention
@@ -23,10 +28,9 @@ from .checks import (
     positive_number,
     resolve_dim_head,
 )
-from .compat import deprecated_args_of, migrate_keys, renamed_args
-from .create_act import ActLayer, HardSigmoid, HardSwish, get_act
+from .compat import migrate_keys, renamed_args
+from .create_act import ActLayer, get_act
 from .helpers import (
-    exporting,
     heads_to_map,
     hidden_width,
     inplace_ok,
@@ -37,8 +41,16 @@ from .helpers import (
     to_tokens,
     traced_size,
 )
-from .norm import ConvBN, ConvNormAct, NormLayer, conv1x1, group_norm_groups, make_norm, zero_bn
-from .pooling import (
+from .norm import ConvBN, ConvNormAct, NormLayer, make_norm
+from .pyramid import check_level_channels, check_pyramid
+
+# isort: split
+# Internal: imported by attnzoo's own modules; not public, may change in any release.
+from .compat import deprecated_args_of  # noqa: F401
+from .create_act import HardSigmoid, HardSwish  # noqa: F401
+from .helpers import exporting  # noqa: F401
+from .norm import conv1x1, group_norm_groups, zero_bn  # noqa: F401
+from .pooling import (  # noqa: F401
     MaxPool3x3s2,
     ZPoolGate,
     avg_reduce,
@@ -48,69 +60,49 @@ from .pooling import (
     pad_to_multiple,
     z_pool,
 )
-from .pyramid import (
-    check_level_channels,
-    check_pyramid,
-    fit_to,
-    init_caffe2_xavier,
-    softmax_fp32,
-    stride2_size,
-)
+from .pyramid import fit_to, init_caffe2_xavier, softmax_fp32, stride2_size  # noqa: F401
 
 __all__ = [
-    "traced_size",
-    "exporting",
-    "attention",
+    # bases and the attention entry point
     "AttnModule",
     "Gate",
-    "fx_leaf",
-    "renamed_args",
-    "deprecated_args_of",
-    "migrate_keys",
+    "attention",
+    # argument and input checks (ValueError naming the module, the expected and the received value)
     "check_arg",
     "check_choice",
     "check_context",
     "check_dims",
     "check_dropout",
     "check_heads",
+    "check_level_channels",
     "check_nchw",
+    "check_pyramid",
     "check_same_shape",
+    "hidden_width",
     "non_negative_int",
     "odd_kernel",
     "positive_int",
     "positive_number",
     "resolve_dim_head",
-    "ActLayer",
-    "HardSigmoid",
-    "HardSwish",
-    "get_act",
-    "hidden_width",
+    # layouts, tokens and heads
     "heads_to_map",
     "map_to_heads",
-    "inplace_ok",
     "merge_heads",
     "split_heads",
     "to_map",
     "to_tokens",
+    # factories
+    "ActLayer",
     "ConvNormAct",
     "ConvBN",
-    "conv1x1",
     "NormLayer",
-    "group_norm_groups",
+    "get_act",
     "make_norm",
-    "zero_bn",
-    "MaxPool3x3s2",
-    "ZPoolGate",
-    "avg_reduce",
-    "max_over",
-    "max_pool_2x2_ceil",
-    "max_pool_3x3_s2",
-    "pad_to_multiple",
-    "z_pool",
-    "check_level_channels",
-    "check_pyramid",
-    "fit_to",
-    "init_caffe2_xavier",
-    "softmax_fp32",
-    "stride2_size",
+    # checkpoint compatibility
+    "migrate_keys",
+    "renamed_args",
+    # tracing helpers (also in attnzoo.tracing)
+    "fx_leaf",
+    "inplace_ok",
+    "traced_size",
 ]

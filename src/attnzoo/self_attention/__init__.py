@@ -1,5 +1,7 @@
 """Global self-attention on feature maps: one file per paper."""
 
+from .aifi import AIFI
+from .area_attention import A2C2f, AreaAttention
 from .axial import AxialAttention
 from .cgnl import CompactGeneralizedNonLocal
 from .cot import ContextualTransformer
@@ -12,6 +14,7 @@ from .external_attention import ExternalAttention
 from .global_attention import GlobalAttention
 from .halo import HaloAttention
 from .nonlocal_block import NonLocalBlock
+from .psa import C2PSA, PSA
 from .sagan import SAGANAttention
 from .self_attention_block import SelfAttentionBlock
 from .spatial_self_attention import SpatialSelfAttention
@@ -34,4 +37,9 @@ __all__ = [
     "ExternalAttention",
     "AxialAttention",
     "HaloAttention",
+    "AIFI",
+    "AreaAttention",
+    "A2C2f",
+    "PSA",
+    "C2PSA",
 ]

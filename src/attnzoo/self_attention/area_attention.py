@@ -11,9 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..capture import capture_target
 from ..layers import AttnModule, ConvBN, attention, check_arg, check_choice, check_nchw, positive_int, traced_size
 from ..layers.hosts import Inner, build_inner, check_inner_output
 from ..registry import register
+from ..tracing import PortableForm, fx_leaf, portable
 
 __all__ = ["AreaAttention", "AreaBlock", "A2C2f"]
 
@@ -38,6 +40,15 @@ def _area_heads(heads: int | None, channels: int, owner: str) -> int:
     summary="YOLO12 area attention: multi-head attention inside `area` horizontal strips + a depthwise positional conv.",
     test_kwargs={"heads": 2, "area": 2},
     maps=("attn",),
+    forms=(
+        PortableForm(
+            targets=("ncnn",),
+            marker="aten::cat",
+            reason="ncnn has at most 4 axes: the strips cannot be folded into a 5-axis batch view, so each strip "
+            "attends on its own (the last one short instead of padded and masked)",
+            cases=({}, {"area": 4}, {"area": 1, "variant": "turbo"}),
+        ),
+    ),
 )
 class AreaAttention(AttnModule):
     """YOLO12's area attention; B×C×H×W → B×C×H×W.
@@ -82,38 +93,52 @@ class AreaAttention(AttnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, c, h, w = x.shape
-        hh, ww = traced_size(x)
-        rows = -(-hh // self.area)  # rows per strip
-        strips = -(-hh // rows)
-        pad = strips * rows - hh
         if self.variant == "v1":
-            qkv = self.qkv(x)
-            parts = qkv.view(b, self.heads, 3, self.head_dim, h, w).unbind(2)  # per head [q, k, v]
-            q, k, v = (t.reshape(b, c, h, w) for t in parts)
-        else:
-            q, k = self.qk(x).split((c, c), 1)
-            v = self.v(x)
-            positions = self.pe(v)
-        tokens = [self._strips(t, strips, rows, pad) for t in (q, k, v)]  # (B·strips)×heads×n×d
-        mask = None
-        if pad:
-            valid = torch.arange(strips * rows, device=x.device).view(strips, 1, rows, 1) < hh
-            mask = valid.expand(strips, 1, rows, ww).reshape(1, strips, 1, 1, rows * ww)
-            mask = mask.expand(b, strips, 1, 1, rows * ww).reshape(b * strips, 1, 1, rows * ww)
-        out = attention(*tokens, mask=mask, scale=self.head_dim**-0.5, module=self)
-        out = out.view(b, strips, self.heads, rows * ww, self.head_dim).permute(0, 2, 4, 1, 3)
-        out = out.reshape(b, c, strips * rows, ww)[:, :, :hh]
-        if self.variant == "v1":
-            positions = self.pe(v)
-        return self.proj(out + positions)
+            qkv = self.qkv(x).view(b, self.heads, 3 * self.head_dim, h * w)  # per head [q, k, v]
+            d = self.head_dim
+            q, k, v = (qkv[:, :, i * d : (i + 1) * d].reshape(b, c, h, w) for i in range(3))
+            return self.proj(strip_attention(q, k, v, self.heads, self.area, capture_target(self)) + self.pe(v))
+        q, k = self.qk(x).split((c, c), 1)
+        v = self.v(x)
+        return self.proj(strip_attention(q, k, v, self.heads, self.area, capture_target(self)) + self.pe(v))
 
-    def _strips(self, t: torch.Tensor, strips: int, rows: int, pad: int) -> torch.Tensor:
-        """B×C×H×W → (B·strips)×heads×(rows·W)×head_dim (padded rows at the bottom)."""
-        b, _, _, w = t.shape
+
+@fx_leaf
+def strip_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, area: int, module: nn.Module | None = None
+) -> torch.Tensor:
+    """Multi-head attention of B×C×H×W q, k, v inside horizontal strips of ⌈H/area⌉ rows (the last one padded,
+    its padded keys masked); B×C×H×W out."""
+    b, c, _, _ = q.shape
+    h, w = traced_size(q)
+    rows = -(-h // area)
+    strips = -(-h // rows)
+    pad = strips * rows - h
+    d = c // heads
+    if portable("ncnn"):  # one attention per strip, ≤ 4 axes (ncnn has no 5-axis reshape); the last strip is short
+        outs = []
+        for s in range(strips):
+            parts = [t[:, :, s * rows : (s + 1) * rows] for t in (q, k, v)]
+            n = parts[0].shape[2] * w
+            toks = [t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts]
+            out = attention(*toks, scale=d**-0.5, module=module)
+            outs.append(out.transpose(-1, -2).reshape(b, c, n // w, w))
+        return torch.cat(outs, 2)
+
+    def split(t: torch.Tensor) -> torch.Tensor:  # → (B·strips)×heads×(rows·W)×d
         if pad:
             t = F.pad(t, (0, 0, 0, pad))
-        t = t.view(b, self.heads, self.head_dim, strips, rows * w).permute(0, 3, 1, 4, 2)
-        return t.reshape(b * strips, self.heads, rows * w, self.head_dim)
+        t = t.reshape(b, heads, d, strips, rows * w).permute(0, 3, 1, 4, 2)
+        return t.reshape(b * strips, heads, rows * w, d)
+
+    mask = None
+    if pad:
+        valid = torch.arange(strips * rows, device=q.device).view(strips, 1, rows, 1) < h
+        mask = valid.expand(strips, 1, rows, w).reshape(1, strips, 1, 1, rows * w)
+        mask = mask.expand(b, strips, 1, 1, rows * w).reshape(b * strips, 1, 1, rows * w)
+    out = attention(split(q), split(k), split(v), mask=mask, scale=d**-0.5, module=module)
+    out = out.reshape(b, strips, heads, rows * w, d).permute(0, 2, 4, 1, 3)
+    return out.reshape(b, c, strips * rows, w)[:, :, :h]
 
 
 def _init_convs(module: nn.Module) -> None:

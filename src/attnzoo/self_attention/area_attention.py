@@ -120,8 +120,8 @@ def strip_attention(
         for s in range(strips):
             parts = [t[:, :, s * rows : (s + 1) * rows] for t in (q, k, v)]
             n = parts[0].shape[2] * w
-            toks = [t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts]
-            out = attention(*toks, scale=d**-0.5, module=module)
+            tq, tk, tv = (t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts)
+            out = attention(tq, tk, tv, scale=d**-0.5, module=module)
             outs.append(out.transpose(-1, -2).reshape(b, c, n // w, w))
         return torch.cat(outs, 2)
 

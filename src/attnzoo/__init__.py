@@ -48,6 +48,11 @@ from .local import (
 )
 from .resample import CARAFE, DySample, SPDConv
 from .self_attention import (
+    AIFI,
+    C2PSA,
+    PSA,
+    A2C2f,
+    AreaAttention,
     AxialAttention,
     CompactGeneralizedNonLocal,
     ContextualTransformer,
@@ -80,6 +85,7 @@ from .spatial import (
     CBAMChannelGate,
     CBAMSpatialGate,
     ContextAnchorAttention,
+    ConvolutionalGLU,
     EfficientLocalAttention,
     EfficientMultiScaleAttention,
     GlobalAttentionMechanism,
@@ -95,13 +101,18 @@ from .spatial import (
 from .temporal import DilatedInception, GatedTemporalConv
 
 __all__ = [
+    "AIFI",
     "BAM",
+    "C2PSA",
     "CARAFE",
     "CBAM",
     "FAMILIES",
     "LAYOUTS",
+    "PSA",
     "SCSE",
+    "A2C2f",
     "AdaptiveSpatialFeatureFusion",
+    "AreaAttention",
     "AsymptoticFPN",
     "AttentionalFeatureFusion",
     "AxialAttention",
@@ -112,6 +123,7 @@ __all__ = [
     "CompactGeneralizedNonLocal",
     "ContextAnchorAttention",
     "ContextualTransformer",
+    "ConvolutionalGLU",
     "CoordinateAttention",
     "CrissCrossAttention",
     "CrossLayerNonLocal",

@@ -99,9 +99,11 @@ def capture_attention(model: nn.Module, max_elements: int | None = DEFAULT_MAX_E
         not isinstance(max_elements, int) or isinstance(max_elements, bool) or max_elements < 1
     ):
         raise ValueError(f"capture_attention: max_elements must be a positive integer or None, got {max_elements!r}")
+    from .layers.base import AttnModule
     from .registry import classes as registered_classes
 
-    classes = tuple(set(registered_classes().values()))
+    # registered modules, and attnzoo's inner blocks (e.g. the default attention inside a host block)
+    classes = tuple(set(registered_classes().values()) | {AttnModule})
     found = CapturedMaps()
     modules: list[tuple[str, nn.Module]] = [(n, m) for n, m in model.named_modules() if isinstance(m, classes)]  # type: ignore[misc]
     handles = []

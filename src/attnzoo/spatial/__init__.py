@@ -4,6 +4,7 @@
 from .bam import BAM
 from .caa import ContextAnchorAttention
 from .cbam import CBAM, CBAMChannelGate, CBAMSpatialGate
+from .cglu import ConvolutionalGLU
 from .ela import EfficientLocalAttention
 from .ema import EfficientMultiScaleAttention
 from .gam import GlobalAttentionMechanism
@@ -22,6 +23,7 @@ __all__ = [
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ContextAnchorAttention",
+    "ConvolutionalGLU",
     "EfficientLocalAttention",
     "EfficientMultiScaleAttention",
     "GlobalAttentionMechanism",

@@ -41,7 +41,7 @@ from .local import (
     NeighborhoodAttention,
     OutlookAttention,
 )
-from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
+from .registry import FAMILIES, LAYOUTS, ModuleInfo, ShapeRule, create, info, list_modules, register
 from .resample import (
     CARAFE,
     DySample,
@@ -107,6 +107,7 @@ __all__ = [
     "FAMILIES",
     "LAYOUTS",
     "ModuleInfo",
+    "ShapeRule",
     "create",
     "info",
     "list_modules",

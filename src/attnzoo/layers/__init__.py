@@ -7,6 +7,7 @@ wherever they are called from (see :func:`fx_leaf`).
 
 from .attention import attention
 from .base import AttnModule, Gate
+from .batchnorm import PooledBatchNorm1d, PooledBatchNorm2d, check_bn_values
 from .checks import (
     check_arg,
     check_choice,
@@ -16,6 +17,7 @@ from .checks import (
     check_heads,
     check_nchw,
     check_same_shape,
+    check_window_args,
     fx_leaf,
     non_negative_int,
     odd_kernel,
@@ -33,6 +35,7 @@ from .helpers import (
     map_to_heads,
     merge_heads,
     split_heads,
+    spread_count,
     to_map,
     to_tokens,
     traced_size,
@@ -63,6 +66,9 @@ __all__ = [
     "attention",
     "AttnModule",
     "Gate",
+    "PooledBatchNorm1d",
+    "PooledBatchNorm2d",
+    "check_bn_values",
     "fx_leaf",
     "renamed_args",
     "deprecated_args_of",
@@ -75,6 +81,7 @@ __all__ = [
     "check_heads",
     "check_nchw",
     "check_same_shape",
+    "check_window_args",
     "non_negative_int",
     "odd_kernel",
     "positive_int",
@@ -90,6 +97,7 @@ __all__ = [
     "inplace_ok",
     "merge_heads",
     "split_heads",
+    "spread_count",
     "to_map",
     "to_tokens",
     "ConvNormAct",

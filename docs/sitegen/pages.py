@@ -148,7 +148,7 @@ def example_code(name: str, info: Any, m: Measured) -> str:
         lines.append("xs = [" + ", ".join(f"torch.randn({s.replace('×', ', ')})" for s in shapes) + "]")
         lines.append(f"{'ys' if m.output.startswith('[') else 'y'} = m(xs)   # {m.output}")
     else:
-        names = ["x", "context"] if info.layout == "pair" else ["x", "y"] if info.layout == "pair_same" else [f"x{i}" if i else "x" for i in range(len(m.inputs))]
+        names = ["x", "context"] if info.layout == "pair" else [f"x{i}" if i else "x" for i in range(len(m.inputs))]
         for n, s in zip(names, m.inputs):
             lines.append(f"{n} = torch.randn({s.replace('×', ', ')})")
         lines.append(f"y = m({', '.join(names[: len(m.inputs)])})   # {m.output}")

@@ -114,6 +114,11 @@ class _Pair(Layout):
 class _PairSame(_Pair):
     same_size = True
 
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        x, y = good
+        taller = torch.randn(y.shape[0], y.shape[1], y.shape[2] + 1, y.shape[3])
+        return super().bad_inputs(good) + [("maps of different sizes", (x, taller))]
+
 
 class _Pyramid(Layout):
     def channels(self, c: int) -> Any:

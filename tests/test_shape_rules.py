@@ -175,10 +175,12 @@ def test_timm_attn_asks_the_same_question():
         timm_attn("dysample")
     with pytest.raises(ValueError, match="with stride=2"):
         timm_attn("sk", stride=2)
-    factory = timm_attn("sk", out_channels=8)  # keeps the shape of an 8-channel map only
-    assert factory(8).out_channels == 8
-    with pytest.raises(ValueError, match="B×16×56×56 map into B×8×56×56"):
+    factory = timm_attn("sk", out_channels=32)  # keeps the shape of a 32-channel map only: checked per call
+    assert factory(32).out_channels == 32
+    with pytest.raises(ValueError, match="B×16×56×56 map into B×32×56×56"):
         factory(16)
+    with pytest.raises(ValueError, match="turns a B×C×56×56 map into B×C×28×28"):  # the size needs no channels
+        timm_attn("dcnv2", stride=2)
 
 
 def test_compare_asks_the_same_question():

@@ -229,7 +229,8 @@ class ModuleInfo:
 
     def _shape_change(self, args: Args) -> str:
         c = args["channels"]
-        oc = self.shape.out_channels(args)
+        oc = "C" if c is None else self.shape.out_channels(args)  # channels not known yet: judge the size only
+        c = "C" if c is None else c
         moved = [(s, self.shape.out_size(*s, args)) for s in PROBE_SIZES]
         moved = [(s, o) for s, o in moved if o != s]
         if oc == c and not moved:
@@ -238,21 +239,22 @@ class ModuleInfo:
         how = f" ({self.shape.text})" if self.shape.text else ""
         return f"turns a B×{c}×{h}×{w} map into B×{oc}×{oh}×{ow}{how}"
 
-    def shape_change(self, channels: int, **kwargs: Any) -> str:
+    def shape_change(self, channels: int | None, **kwargs: Any) -> str:
         """``""`` when ``create(name, channels, **kwargs)`` is a same-shape single-map ``nchw`` module (what
         :func:`attnzoo.insert`, timm's ``attn_layer``, ``compare`` and plain YOLO rows need); else what it does
-        instead, in words ("takes two maps ...", "turns a B×64×56×56 map into B×64×112×112 ...")."""
+        instead, in words ("takes two maps ...", "turns a B×64×56×56 map into B×64×112×112 ...").
+        ``channels=None`` (not known yet) judges the layout and the size only."""
         if self.layout != "nchw":
             from .layouts import LAYOUT_OBJECTS  # layouts imports this module
 
             return f"takes {LAYOUT_OBJECTS[self.layout].text} (layout {self.layout!r})"
         return self._shape_change(self.arguments(channels, **kwargs))
 
-    def same_shape_nchw(self, channels: int, **kwargs: Any) -> bool:
+    def same_shape_nchw(self, channels: int | None, **kwargs: Any) -> bool:
         """Whether ``create(name, channels, **kwargs)`` maps one B×C×H×W map to a map of the same shape."""
         return not self.shape_change(channels, **kwargs)
 
-    def require_same_shape_nchw(self, tool: str, channels: int, **kwargs: Any) -> None:
+    def require_same_shape_nchw(self, tool: str, channels: int | None, **kwargs: Any) -> None:
         """``ValueError`` naming the module, what it does to the shape and what ``tool`` needs, unless
         :meth:`same_shape_nchw`."""
         change = self.shape_change(channels, **kwargs)

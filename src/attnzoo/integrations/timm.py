@@ -30,7 +30,8 @@ class TimmAttn:
     def __init__(self, name: str, ignore: Iterable[str] = (), **kwargs: Any) -> None:
         from ..registry import info
 
-        info(name).require_same_shape_nchw("timm_attn", 8, **kwargs)  # ValueError with close matches if unknown
+        # layout and size now (ValueError with close matches if unknown); the channels once timm gives them
+        info(name).require_same_shape_nchw("timm_attn", None, **kwargs)
         if isinstance(ignore, str):
             raise ValueError(f"timm_attn: ignore must be a list of keyword names, got the string {ignore!r}")
         self.name = name

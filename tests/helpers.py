@@ -16,7 +16,7 @@ from attnzoo.testing import flatten, randomize, tensors_of
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 #: Channels the contract suite builds modules with (pyramid: per level).
-TEST_CHANNELS: dict[str, Any] = {"nchw": 16, "pair": 16, "pyramid": [8, 16, 32], "multi": 16, "tokens": 16, "temporal": 8}
+TEST_CHANNELS: dict[str, Any] = {"nchw": 16, "pair": 16, "pair_same": 16, "pyramid": [8, 16, 32], "multi": 16, "tokens": 16, "temporal": 8}
 
 
 def channels_for(name: str) -> Any:
@@ -47,15 +47,10 @@ def map_args(args: tuple, fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple:
 
 def expected_shapes(name: str, module: nn.Module, args: tuple) -> list[tuple[int, ...]]:
     entry = attnzoo.info(name)
-    if entry.output_shape is not None:
-        shapes = entry.output_shape(module, *args)
-        return [tuple(s) for s in shapes] if isinstance(shapes, list) else [tuple(shapes)]
-    if entry.layout == "pyramid":
+    if entry.layout == "pyramid" and entry.output_shape is None:
         out_c = getattr(module, "out_channels")
         return [(x.shape[0], out_c, x.shape[2], x.shape[3]) for x in args[0]]
-    if entry.layout == "multi":
-        return [tuple(args[0][0].shape)]
-    return [tuple(args[0].shape)]
+    return entry.output_shape_of(module, *args)
 
 
 def assert_close(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4, msg: str = "") -> None:

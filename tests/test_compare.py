@@ -201,6 +201,7 @@ def test_ddp_torchrun_two_processes(tmp_path):
     [
         (["--modules", "none,sqeeze"], "unknown module 'sqeeze'"),
         (["--modules", "none,fpn"], "layout 'nchw'"),
+        (["--modules", "none,dysample"], "'dysample' (DySample) turns a B×64×56×56 map into B×64×112×112"),
         (["--model", "resnet19"], "model must be one of"),
         (["--dataset", "imagefolder:/no/such/folder"], "must be an existing directory"),
         (["--dataset", "mnist"], "dataset must be one of"),

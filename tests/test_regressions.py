@@ -29,7 +29,7 @@ BAD_ARGS = [
 ]
 
 
-# modules whose output shape depends on a constructor argument: the registry's ``output_shape`` says so
+# modules whose output shape depends on a constructor argument: the registry's ``ShapeRule`` says so
 SHAPES = [
     ("sk", 16, {"out_channels": 17}, (1, 16, 5, 7), (1, 17, 5, 7)),
     ("sk", 16, {"stride": 2}, (2, 16, 5, 7), (2, 16, 3, 4)),
@@ -41,7 +41,10 @@ SHAPES = [
 def test_declared_output_shape(name, channels, kwargs, shape, expected):
     m = attnzoo.create(name, channels, **kwargs).eval()
     x = torch.randn(shape)
-    assert tuple(m(x).shape) == expected == tuple(attnzoo.info(name).output_shape(m, x))
+    entry = attnzoo.info(name)
+    assert tuple(m(x).shape) == expected
+    assert [expected] == entry.output_shape_of(m, x)
+    assert expected[1:] == (entry.output_channels(channels, **kwargs), *entry.output_size(*shape[2:], channels, **kwargs))
 
 
 @pytest.mark.parametrize("name,channels,kwargs,owner", BAD_ARGS, ids=[f"{n}-{k}" for n, _, k, _ in BAD_ARGS])

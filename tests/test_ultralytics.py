@@ -38,6 +38,7 @@ import yaml
 
 import attnzoo
 from attnzoo.integrations import ultralytics as azu
+from attnzoo.registry import ShapeRule, strided, upsampled
 
 ultralytics = pytest.importorskip("ultralytics")
 tasks = pytest.importorskip("ultralytics.nn.tasks")
@@ -75,6 +76,8 @@ def test_register_names_and_clashes(monkeypatch):
         azu.register(names=[tokens[0]])
     assert azu.register(names=["fpn"]) == {"FeaturePyramidNetwork": attnzoo.FeaturePyramidNetwork, "Select": azu.Select}
     assert azu.row_kind("cbam") == "nchw" and azu.row_kind("panet") == "pyramid"
+    # the shape rule, not the family, makes a row rewritten: sk (family channel) may change channels and stride
+    assert azu.row_kind("sk") == azu.row_kind("dysample") == "resample" and azu.row_kind("aff") == "pair"
     # a clash: skipped with a warning when registering everything, an error when asked for by name
     monkeypatch.setattr(tasks, "SqueezeExcite", object(), raising=False)
     with pytest.warns(UserWarning, match="SqueezeExcite"):
@@ -290,9 +293,9 @@ class StandInLevelMixer(nn.Module):
 
 STAND_INS = {
     "test_weighted_fusion": (StandInWeightedFusion, {"family": "fusion", "layout": "multi"}),
-    "test_upsample": (StandInUpsample, {"family": "resample", "layout": "nchw"}),
-    "test_spd_conv": (StandInSpaceToDepthConv, {"family": "resample", "layout": "nchw"}),
-    "test_pair_fusion": (StandInPairFusion, {"family": "fusion", "layout": "pair"}),
+    "test_upsample": (StandInUpsample, {"family": "resample", "shape": ShapeRule(size=upsampled("scale"))}),
+    "test_spd_conv": (StandInSpaceToDepthConv, {"family": "resample", "shape": ShapeRule("out_channels", strided("scale"))}),
+    "test_pair_fusion": (StandInPairFusion, {"family": "fusion", "layout": "pair_same"}),
     "test_level_mixer": (StandInLevelMixer, {"family": "fusion", "layout": "pyramid"}),
 }
 #: the example YAMLs' future attnzoo names -> stand-in YAML names

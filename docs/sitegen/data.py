@@ -31,7 +31,8 @@ CAPTION = (
 )
 LAYOUT_TEXT = {  # as attnzoo/layouts.py documents them
     "nchw": "`forward(x)`, x: B×C×H×W",
-    "pair": "`forward(query_map, context)`: query B×C×H×W, context B×C×h×w (another resolution unless stated)",
+    "pair": "`forward(query_map, context)`: query B×C×H×W, context B×C×h×w (another resolution)",
+    "pair_same": "`forward(x, y)`: two maps of one shape B×C×H×W fused into one",
     "pyramid": "`forward([x_0, ..., x_{L-1}])`, x_i: B×C_i×⌈H/2^i⌉×⌈W/2^i⌉, finest first",
     "multi": "`forward([x_0, ..., x_{n-1}])`, n maps of one shape B×C×H×W fused into one",
     "tokens": "`forward(x)`, x: B×N×C",

@@ -152,7 +152,7 @@ def example_code(name: str, info: Any, m: Measured) -> str:
         for n, s in zip(names, m.inputs):
             lines.append(f"{n} = torch.randn({s.replace('×', ', ')})")
         lines.append(f"y = m({', '.join(names[: len(m.inputs)])})   # {m.output}")
-    if has_map_picture(info) or (info.layout == "nchw" and info.family not in ("resample",)):
+    if has_map_picture(info) or info.same_shape_nchw(ch):
         lines += [
             "",
             "# into every residual block of a torchvision ResNet (after the last norm, before the addition)",
@@ -219,8 +219,7 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         why = (
             "records no attention or gate map"
             if not info.maps
-            else f"does not fit in a ResNet residual block (layout `{info.layout}`"
-            + (", changes the resolution)" if info.family == "resample" else ")")
+            else f"does not fit in a ResNet residual block: it {info.shape_change(m.channels)}"
         )
         out += [
             f"![{name}: cost against resolution](img/{name}.png){{ .az-picture }}",

@@ -60,7 +60,7 @@ def photo() -> Any:
 
 def has_map_picture(info: Any) -> bool:
     """Maps are drawn for modules that record maps and fit in a resnet's residual block (same-shape nchw)."""
-    return bool(info.maps) and info.layout == "nchw" and info.family != "resample"
+    return bool(info.maps) and info.same_shape_nchw(64)
 
 
 def capture_in_resnet(name: str) -> dict:

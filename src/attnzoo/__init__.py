@@ -11,7 +11,7 @@ from importlib.metadata import version as _version
 from typing import Any
 
 from .capture import capture_attention
-from .registry import FAMILIES, LAYOUTS, ModuleInfo, create, info, list_modules, register
+from .registry import FAMILIES, LAYOUTS, ModuleInfo, ShapeRule, create, info, list_modules, register
 from .tracing import export_target
 
 # isort: split
@@ -167,6 +167,7 @@ __all__ = [
     "SAGANAttention",
     "SelectiveKernel",
     "SelfAttentionBlock",
+    "ShapeRule",
     "ShuffleAttention",
     "SimAM",
     "SimplifiedMultiHeadAttention",

@@ -1,9 +1,12 @@
 """Input layouts: one :class:`Layout` object per layout, the only place that knows what each layout's inputs
 look like (example inputs, bad inputs, channel axis).  Tests, ``attnzoo bench`` and the integrations ask the
-layout instead of branching on its name, so a new layout is one new class here.
+layout instead of branching on its name, so a new layout is one new class here.  What a module does to the shape
+of its map is not a layout question: the registry's :class:`attnzoo.ShapeRule` answers it
+(``attnzoo.info(name).output_size(...)``, ``.same_shape_nchw(...)``).
 
     nchw      ``forward(x)``, x: B×C×H×W
     pair      ``forward(query_map, context)``: query B×C×H×W, context B×C×⌈H/2⌉×⌈W/2⌉ (another resolution)
+    pair_same ``forward(x, y)``: two maps of one shape B×C×H×W fused into one
     pyramid   ``forward([x_0, ..., x_{L-1}])``, x_i: B×C_i×⌈H/2^i⌉×⌈W/2^i⌉, finest first
     multi     ``forward([x_0, ..., x_{n-1}])``, n maps of one shape B×C×H×W fused into one
     tokens    ``forward(x)``, x: B×N×C with N = H·W
@@ -57,6 +60,7 @@ class Layout:
 
     Attributes:
         name: the layout's name in :data:`attnzoo.LAYOUTS`.
+        text: what the inputs are, in words (for messages and docs).
         default_size: (H, W) of the default input (tokens: N = H·W; temporal: (N series, T steps)).
         default_channels: channel count of the default input (pyramid: of the finest level).
         channel_dim: axis of the channels in each input tensor.
@@ -64,6 +68,7 @@ class Layout:
     """
 
     name: str
+    text: str
     default_size: tuple[int, int]
     default_channels: int
     channel_dim: int = 1
@@ -90,11 +95,12 @@ class Layout:
 
 
 class _Pair(Layout):
-    def example_inputs(
-        self, channels: Any, batch: int, size: tuple[int, int], rand: Rand, same_size: bool = False
-    ) -> tuple:
+    #: the context has the query's size (``pair_same``) rather than half of it (``pair``)
+    same_size: bool = False
+
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
         h, w = size
-        ch, cw = (h, w) if same_size else ((h + 1) // 2, (w + 1) // 2)
+        ch, cw = (h, w) if self.same_size else ((h + 1) // 2, (w + 1) // 2)
         return (rand(batch, channels, h, w), rand(batch, channels, ch, cw))
 
     def bad_inputs(self, good: tuple) -> list[Case]:
@@ -103,6 +109,15 @@ class _Pair(Layout):
             ("context with wrong channels", (x, _more_channels(ctx, 1))),
             ("3-D context", (x, ctx[0])),
         ]
+
+
+class _PairSame(_Pair):
+    same_size = True
+
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        x, y = good
+        taller = torch.randn(y.shape[0], y.shape[1], y.shape[2] + 1, y.shape[3])
+        return super().bad_inputs(good) + [("maps of different sizes", (x, taller))]
 
 
 class _Pyramid(Layout):
@@ -163,12 +178,13 @@ class _Temporal(Layout):
 
 
 LAYOUT_OBJECTS: dict[str, Layout] = {
-    "nchw": Layout("nchw", (56, 56), 64),
-    "pair": _Pair("pair", (28, 28), 64),
-    "pyramid": _Pyramid("pyramid", (56, 56), 64),
-    "multi": _Multi("multi", (28, 28), 64),
-    "tokens": _Tokens("tokens", (14, 14), 64, channel_dim=-1, spatial_4d=False),
-    "temporal": _Temporal("temporal", (8, 24), 32, spatial_4d=False),
+    "nchw": Layout("nchw", "one B×C×H×W map", (56, 56), 64),
+    "pair": _Pair("pair", "two maps, forward(query_map, context), the context at another resolution", (28, 28), 64),
+    "pair_same": _PairSame("pair_same", "two B×C×H×W maps of one shape, forward(x, y)", (28, 28), 64),
+    "pyramid": _Pyramid("pyramid", "a feature pyramid, a list of maps finest first", (56, 56), 64),
+    "multi": _Multi("multi", "a list of B×C×H×W maps of one shape", (28, 28), 64),
+    "tokens": _Tokens("tokens", "B×N×C tokens", (14, 14), 64, channel_dim=-1, spatial_4d=False),
+    "temporal": _Temporal("temporal", "a B×C×N×T map of N series over T steps", (8, 24), 32, spatial_4d=False),
 }
 assert set(LAYOUT_OBJECTS) == set(LAYOUTS), "every registry layout needs a Layout object"
 
@@ -210,5 +226,4 @@ def example_inputs(
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, dtype=dtype, device=device, generator=generator)
 
-    extra = {"same_size": True} if info(name).same_size_context else {}
-    return layout.example_inputs(channels, batch, layout.default_size if size is None else size, rand, **extra)
+    return layout.example_inputs(channels, batch, layout.default_size if size is None else size, rand)

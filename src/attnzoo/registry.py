@@ -23,6 +23,11 @@ __all__ = [
     "LAYOUTS",
     "CONTRACT_CHECKS",
     "ModuleInfo",
+    "ShapeRule",
+    "SAME_SHAPE",
+    "OUT_CHANNELS",
+    "upsampled",
+    "strided",
     "register",
     "create",
     "info",
@@ -33,7 +38,7 @@ __all__ = [
 ]
 
 FAMILIES = ("channel", "spatial", "self_attention", "local", "fusion", "resample", "sequence", "temporal")
-LAYOUTS = ("nchw", "pair", "pyramid", "tokens", "temporal", "multi")
+LAYOUTS = ("nchw", "pair", "pair_same", "pyramid", "tokens", "temporal", "multi")
 
 #: Names of the contract checks a module may declare an exception for (with a reason).
 CONTRACT_CHECKS = (
@@ -58,6 +63,74 @@ CONTRACT_CHECKS = (
 )
 
 
+Args = Mapping[str, Any]
+SizeRule = Callable[[int, int, Args], tuple[int, int]]
+
+#: (H, W) at which :meth:`ModuleInfo.preserves_shape` evaluates a size rule: even, odd, 1 and mixed sizes.
+PROBE_SIZES = ((1, 1), (2, 3), (7, 5), (13, 11), (16, 16), (56, 56))
+
+#: What the tools that put a module into an existing network (insert, timm ``attn_layer``, compare, viz,
+#: plain YOLO rows) need from it.
+SAME_SHAPE_NEED = "one B×C×H×W map in and a map of the same shape out (layout 'nchw', same channels and H×W)"
+
+
+@dataclass(frozen=True)
+class ShapeRule:
+    """What a module does to the shape of its main map, evaluated for given constructor arguments.
+
+    The main map is the input of the ``nchw``, ``tokens`` and ``temporal`` layouts, the query map of ``pair``,
+    the first map of ``pair_same`` and every map of ``multi`` (pyramids declare per-level shapes with
+    ``output_shape`` instead).  The rules take ``args``: every constructor argument by name with the defaults
+    applied, ``args["channels"]`` being the input channels (see :meth:`ModuleInfo.arguments`).
+
+    Attributes:
+        channels: output channels: the name of the argument that gives them (its value ``None`` means the input
+            channels, e.g. ``"out_channels"``), or a function ``f(args) -> int``; ``None``: the input channels.
+        size: output (H, W) — (N, T) for the temporal layout —: ``f(h, w, args) -> (h', w')``; ``None``: the
+            input size.
+        text: how the shape changes, in words, for messages and docs ("upsamples H×W by `scale`").
+    """
+
+    channels: str | Callable[[Args], int] | None = None
+    size: SizeRule | None = None
+    text: str = ""
+
+    @property
+    def changes(self) -> bool:
+        """Whether some arguments change the shape (``False`` for :data:`SAME_SHAPE`)."""
+        return self.channels is not None or self.size is not None
+
+    def out_channels(self, args: Args) -> int:
+        if self.channels is None:
+            return int(args["channels"])
+        if isinstance(self.channels, str):
+            value = args[self.channels]
+            return int(args["channels"] if value is None else value)
+        return int(self.channels(args))
+
+    def out_size(self, h: int, w: int, args: Args) -> tuple[int, int]:
+        if self.size is None:
+            return (h, w)
+        oh, ow = self.size(h, w, args)
+        return (int(oh), int(ow))
+
+
+#: The rule of a module that keeps the shape of its main map whatever its arguments (the default).
+SAME_SHAPE = ShapeRule()
+#: The rule of a module that keeps H×W and outputs its argument ``out_channels`` (``None``: the input channels).
+OUT_CHANNELS = ShapeRule("out_channels", text="C → `out_channels`")
+
+
+def upsampled(factor: str) -> SizeRule:
+    """Size rule ``(s·H, s·W)`` with ``s`` the argument ``factor``."""
+    return lambda h, w, a: (h * a[factor], w * a[factor])
+
+
+def strided(factor: str) -> SizeRule:
+    """Size rule ``(⌈H/s⌉, ⌈W/s⌉)`` with ``s`` the argument ``factor`` (a stride-``s`` layer with "same" padding)."""
+    return lambda h, w, a: (-(-h // a[factor]), -(-w // a[factor]))
+
+
 @dataclass(frozen=True)
 class ModuleInfo:
     """What the registry knows about one module.
@@ -74,8 +147,11 @@ class ModuleInfo:
         identity_at_init: the paper initialises the block as the identity (zero-init gamma / BN / GN).
         min_size: smallest spatial size (H, W) — for the temporal layout (N, T) — the module accepts with its
             default arguments; smaller inputs must raise ``ValueError``.  (1, 1) for almost every module.
-        output_shape: ``f(module, *inputs) -> shape`` (a list of shapes for pyramids) when the output shape is
-            not the layout's default (same as the input; query-shaped for pairs; per-level sizes for pyramids).
+        shape: what the module does to the shape of its main map (:class:`ShapeRule`); :data:`SAME_SHAPE`
+            when it keeps it for every argument.  Ask :meth:`output_channels`, :meth:`output_size`,
+            :meth:`preserves_shape` and :meth:`same_shape_nchw` rather than the layout or family.
+        output_shape: ``f(module, *inputs) -> list of shapes`` for layouts whose output is not one map the
+            :class:`ShapeRule` describes: pyramids (per-level shapes) and modules returning several tensors.
         test_kwargs: constructor arguments the contract suite and the unit tests use on their small inputs
             (merged into the defaults), e.g. fewer heads.  The profiler (``attnzoo bench``), ``attnzoo deploy``
             and the documentation build the module with its default arguments instead.
@@ -101,8 +177,114 @@ class ModuleInfo:
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     exceptions: Mapping[str, str] = field(default_factory=dict)
     maps: tuple[str, ...] = ()
-    same_size_context: bool = False
     forms: tuple[PortableForm, ...] = ()
+    shape: ShapeRule = SAME_SHAPE
+
+    # ------------------------------------------------------------------------------------------------------------
+    # shape semantics: every tool asks these instead of branching on the layout or the family
+
+    def arguments(self, channels: Any, **kwargs: Any) -> dict[str, Any]:
+        """The arguments ``cls(channels, **kwargs)`` receives, by name, defaults applied (deprecated names mapped
+        to the current ones); ``"channels"`` holds ``channels``.  ``TypeError`` for an argument the class does
+        not take."""
+        init = getattr(self.cls, "__init__")
+        renamed = getattr(init, "deprecated_args", {})
+        convert = getattr(init, "deprecated_convert", {})
+        given = {}
+        for key, value in kwargs.items():
+            given[renamed.get(key, key)] = convert[key](value) if key in convert else value
+        params = list(inspect.signature(init).parameters.values())
+        try:
+            bound = inspect.Signature(params).bind(None, channels, **given)
+        except TypeError as e:
+            raise TypeError(f"{self.name} ({self.cls.__name__}): {e}") from None
+        bound.apply_defaults()
+        args = dict(bound.arguments)
+        for p in params:
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                args.update(args.pop(p.name, {}))
+            elif p.kind is inspect.Parameter.VAR_POSITIONAL:
+                args.pop(p.name, None)
+        args.pop(params[0].name, None)
+        args.pop(params[1].name, None)
+        return {"channels": channels, **args}
+
+    def _single_map(self, what: str) -> None:
+        if self.layout == "pyramid":
+            raise ValueError(
+                f"{self.name} ({self.cls.__name__}): {what} is defined for one main map; layout 'pyramid' maps a list "
+                f"of levels to a list (ModuleInfo.output_shape gives their shapes)"
+            )
+
+    def output_channels(self, channels: int, **kwargs: Any) -> int:
+        """Channels of the output map of ``create(name, channels, **kwargs)``."""
+        self._single_map("output_channels")
+        return self.shape.out_channels(self.arguments(channels, **kwargs))
+
+    def output_size(self, h: int, w: int, channels: int, **kwargs: Any) -> tuple[int, int]:
+        """(H, W) of the output map of ``create(name, channels, **kwargs)`` on an H×W input ((N, T) for the
+        temporal layout)."""
+        self._single_map("output_size")
+        return self.shape.out_size(h, w, self.arguments(channels, **kwargs))
+
+    def preserves_shape(self, channels: int, **kwargs: Any) -> bool:
+        """Whether ``create(name, channels, **kwargs)`` keeps the channels and the size of its main map (the size
+        rule is evaluated at :data:`PROBE_SIZES`).  ``False`` for pyramids."""
+        return self.layout != "pyramid" and not self._shape_change(self.arguments(channels, **kwargs))
+
+    def _shape_change(self, args: Args) -> str:
+        c = args["channels"]
+        oc = "C" if c is None else self.shape.out_channels(args)  # channels not known yet: judge the size only
+        c = "C" if c is None else c
+        moved = [(s, self.shape.out_size(*s, args)) for s in PROBE_SIZES]
+        moved = [(s, o) for s, o in moved if o != s]
+        if oc == c and not moved:
+            return ""
+        (h, w), (oh, ow) = moved[-1] if moved else (PROBE_SIZES[-1], PROBE_SIZES[-1])
+        how = f" ({self.shape.text})" if self.shape.text else ""
+        return f"turns a B×{c}×{h}×{w} map into B×{oc}×{oh}×{ow}{how}"
+
+    def shape_change(self, channels: int | None, **kwargs: Any) -> str:
+        """``""`` when ``create(name, channels, **kwargs)`` is a same-shape single-map ``nchw`` module (what
+        :func:`attnzoo.insert`, timm's ``attn_layer``, ``compare`` and plain YOLO rows need); else what it does
+        instead, in words ("takes two maps ...", "turns a B×64×56×56 map into B×64×112×112 ...").
+        ``channels=None`` (not known yet) judges the layout and the size only."""
+        if self.layout != "nchw":
+            from .layouts import LAYOUT_OBJECTS  # layouts imports this module
+
+            return f"takes {LAYOUT_OBJECTS[self.layout].text} (layout {self.layout!r})"
+        return self._shape_change(self.arguments(channels, **kwargs))
+
+    def same_shape_nchw(self, channels: int | None, **kwargs: Any) -> bool:
+        """Whether ``create(name, channels, **kwargs)`` maps one B×C×H×W map to a map of the same shape."""
+        return not self.shape_change(channels, **kwargs)
+
+    def require_same_shape_nchw(self, tool: str, channels: int | None, **kwargs: Any) -> None:
+        """``ValueError`` naming the module, what it does to the shape and what ``tool`` needs, unless
+        :meth:`same_shape_nchw`."""
+        change = self.shape_change(channels, **kwargs)
+        if change:
+            args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            with_args = f" with {args}" if args else ""
+            raise ValueError(
+                f"{tool}: module {self.name!r} ({self.cls.__name__}){with_args} {change}; {tool} needs {SAME_SHAPE_NEED}"
+            )
+
+    def output_shape_of(self, module: nn.Module, *inputs: Any) -> list[tuple[int, ...]]:
+        """Output shapes of ``module`` (built from this entry) on ``inputs``: ``output_shape`` when declared, else
+        the main map's shape by the :class:`ShapeRule`, with the arguments read from the module's attributes of
+        the same names (modules store their resolved arguments: ``self.scale``, ``self.out_channels``)."""
+        if self.output_shape is not None:
+            shapes = self.output_shape(module, *inputs)
+            return [tuple(s) for s in shapes] if isinstance(shapes, list) else [tuple(shapes)]
+        self._single_map("output_shape_of")
+        x = inputs[0][0] if isinstance(inputs[0], (list, tuple)) else inputs[0]
+        if not self.shape.changes:
+            return [tuple(x.shape)]
+        params = list(inspect.signature(getattr(self.cls, "__init__")).parameters.values())[2:]
+        args = {p.name: getattr(module, p.name, p.default) for p in params}
+        args["channels"] = int(x.shape[1])
+        return [(int(x.shape[0]), self.shape.out_channels(args), *self.shape.out_size(x.shape[2], x.shape[3], args))]
 
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
         return (
@@ -128,8 +310,8 @@ def register(
     test_kwargs: Mapping[str, Any] | None = None,
     exceptions: Mapping[str, str] | None = None,
     maps: Sequence[str] = (),
-    same_size_context: bool = False,
     forms: Sequence[PortableForm] = (),
+    shape: ShapeRule = SAME_SHAPE,
 ) -> Callable[[type], type]:
     """Class decorator that registers an ``nn.Module`` under ``name``.
 
@@ -154,6 +336,12 @@ def register(
     if unknown:
         raise ValueError(
             f"register({name!r}): unknown contract checks in exceptions {unknown}; known: {CONTRACT_CHECKS}"
+        )
+    if not isinstance(shape, ShapeRule):
+        raise ValueError(f"register({name!r}): shape must be an attnzoo.ShapeRule, got {shape!r}")
+    if shape.changes and layout == "pyramid":
+        raise ValueError(
+            f"register({name!r}): a pyramid module declares its per-level shapes with output_shape, not shape"
         )
     if not all(isinstance(f, PortableForm) for f in forms):
         raise ValueError(f"register({name!r}): forms must be attnzoo.tracing.PortableForm objects, got {forms!r}")
@@ -182,8 +370,8 @@ def register(
             test_kwargs=MappingProxyType(dict(test_kwargs or {})),
             exceptions=MappingProxyType(dict(exceptions or {})),
             maps=tuple(maps),
-            same_size_context=bool(same_size_context),
             forms=tuple(forms),
+            shape=shape,
         )
         return cls
 

@@ -266,12 +266,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "viz",
         help="draw the attention maps of a module inserted into a small network, over an image",
         description=(
-            "Insert a registered nchw module into every residual block of a network (torchvision resnet18 by "
+            "Insert a registered same-shape nchw module into every residual block of a network (torchvision resnet18 by "
             "default, freshly initialised), run one image through it and write its attention maps over the "
             "image as a PNG.  With --checkpoint, use a saved model instead."
         ),
     )
-    p.add_argument("--module", required=True, help="registered nchw module, e.g. cbam")
+    p.add_argument(
+        "--module", required=True, help="registered module that keeps the shape of its B×C×H×W map, e.g. cbam"
+    )
     p.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
     p.add_argument("--output", default=None, help="output PNG (default: <image stem>-<module>-maps.png)")
     p.add_argument(

@@ -21,14 +21,9 @@ from ..layers import (
     renamed_args,
 )
 from ..layers.batchnorm import PooledBatchNorm2d
-from ..registry import register
+from ..registry import ShapeRule, register, strided
 
 __all__ = ["SelectiveKernel"]
-
-
-def _sk_output_shape(module: "SelectiveKernel", x: torch.Tensor) -> tuple[int, int, int, int]:
-    s = module.stride
-    return (x.shape[0], module.out_channels, -(-x.shape[2] // s), -(-x.shape[3] // s))
 
 
 @register(
@@ -39,7 +34,7 @@ def _sk_output_shape(module: "SelectiveKernel", x: torch.Tensor) -> tuple[int, i
     complexity="O(N)",
     summary="Branches with different receptive fields fused by a softmax over branches (per channel).",
     maps=("branch_weights",),
-    output_shape=_sk_output_shape,
+    shape=ShapeRule("out_channels", strided("stride"), "C → `out_channels`, H×W → ⌈H/`stride`⌉×⌈W/`stride`⌉"),
 )
 class SelectiveKernel(AttnModule):
     """Selective Kernel convolution; B×C×H×W → B×C_out×⌈H/s⌉×⌈W/s⌉.

@@ -174,7 +174,8 @@ def parse_seeds(text: str | int) -> list[int]:
 
 
 def check_module_names(names: list[str]) -> None:
-    """Every name is ``none`` or a registered nchw module; otherwise ``ValueError`` (with close matches)."""
+    """Every name is ``none`` or a registered same-shape nchw module with its default arguments (what goes into a
+    residual block); otherwise ``ValueError`` (with close matches)."""
     import attnzoo
 
     for name in names:
@@ -184,7 +185,4 @@ def check_module_names(names: list[str]) -> None:
             entry = attnzoo.info(name)
         except ValueError as e:
             raise ValueError(f"compare: unknown module {name!r} ('none' is the baseline): {e}") from None
-        if entry.layout != "nchw":
-            raise ValueError(
-                f"compare: module {name!r} must have layout 'nchw' to go into a residual block, got layout {entry.layout!r}"
-            )
+        entry.require_same_shape_nchw("compare", 64)

@@ -77,13 +77,12 @@ class MSCAM(nn.Module):
     family="fusion",
     paper="Attentional Feature Fusion (Dai, Gieseke, Oehmcke, Wu, Barnard; WACV 2021)",
     url="https://arxiv.org/abs/2009.14082",
-    layout="pair",
+    layout="pair_same",
     complexity="O(N)",
     summary="Fuses two same-shape maps as x·M + y·(1−M) with M = MS-CAM(x + y) (local + global channel "
     "attention); iterative=True is iAFF.",
     test_kwargs={"reduction": 2},
     maps=("weights",),
-    same_size_context=True,
 )
 class AttentionalFeatureFusion(AttnModule):
     """AFF / iAFF (Dai et al., WACV 2021): ``forward(x, y)``, both B×C×H×W of one shape → B×C×H×W.

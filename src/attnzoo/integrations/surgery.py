@@ -205,9 +205,7 @@ def _check_factory(name: Factory) -> None:
     if isinstance(name, str):
         from ..registry import info
 
-        layout = info(name).layout  # ValueError with close matches if unknown
-        if layout != "nchw":
-            raise ValueError(f"insert: module {name!r} must have layout 'nchw' (B×C×H×W in and out), got {layout!r}")
+        info(name)  # ValueError with close matches if unknown
     elif isinstance(name, nn.Module) or not callable(name):
         raise ValueError(
             f"insert: name must be a registered module name or a factory called as factory(channels, **kwargs), "
@@ -289,8 +287,10 @@ def insert(
 
     Args:
         model: a torchvision / timm network or any ``nn.Module``.
-        name: a registered ``nchw`` module name (``"cbam"``, ``"eca"``, ...) or a factory called as
-            ``factory(channels, **kwargs)`` (e.g. a class).
+        name: a registered module name (``"cbam"``, ``"eca"``, ...) that maps one B×C×H×W map to a map of
+            the same shape with these ``kwargs`` (:meth:`attnzoo.ModuleInfo.same_shape_nchw`; a module that
+            changes the channels or the resolution, or takes other inputs, is refused with a ``ValueError``
+            before the model is touched), or a factory called as ``factory(channels, **kwargs)`` (e.g. a class).
         where: ``None`` — every recognised residual block (see the module docstring); a list of qualified
             module names (``["layer3", "layer4.1"]``; shell patterns per dotted segment, ``"layer4.*"`` = the
             children of ``layer4``); or a
@@ -345,8 +345,8 @@ def insert(
     if channels is None and example_input is not None:
         measured = _measure_channels(model, [p[3] for p in plans], example_input)
 
-    inserted: list[tuple[nn.Module, str, int]] = []  # (attn, name of the layer it follows, channels)
-    for parent, attr, kind, ref, after in plans:
+    widths: list[int] = []
+    for _, _, _, ref, _ in plans:
         c = channels if channels is not None else measured.get(id(ref))
         if c is None:
             c = out_channels(ref)
@@ -355,6 +355,15 @@ def insert(
                 f"insert: cannot infer the channels after {type(ref).__name__} (no num_features / out_channels); "
                 f"pass channels= or example_input="
             )
+        widths.append(c)
+    if isinstance(name, str):
+        from ..registry import info
+
+        for c in sorted(set(widths)):
+            info(name).require_same_shape_nchw("insert", c, **kwargs)
+
+    inserted: list[tuple[nn.Module, str, int]] = []  # (attn, name of the layer it follows, channels)
+    for (parent, attr, kind, ref, after), c in zip(plans, widths):
         attn = _move_like(_build(name, c, kwargs), ref)
         slot = getattr(parent, attr)
         if kind == "slot" and (slot is None or isinstance(slot, nn.Identity)):

@@ -30,9 +30,8 @@ class TimmAttn:
     def __init__(self, name: str, ignore: Iterable[str] = (), **kwargs: Any) -> None:
         from ..registry import info
 
-        layout = info(name).layout  # ValueError with close matches for an unknown name
-        if layout != "nchw":
-            raise ValueError(f"timm_attn: module {name!r} must have layout 'nchw', got {layout!r}")
+        # layout and size now (ValueError with close matches if unknown); the channels once timm gives them
+        info(name).require_same_shape_nchw("timm_attn", None, **kwargs)
         if isinstance(ignore, str):
             raise ValueError(f"timm_attn: ignore must be a list of keyword names, got the string {ignore!r}")
         self.name = name
@@ -56,8 +55,9 @@ class TimmAttn:
                 f"timm_attn({self.name!r}) got host keyword(s) {unknown} it does not use; pass "
                 f"timm_attn({self.name!r}, ignore={unknown!r}) to drop them"
             )
-        from ..registry import create
+        from ..registry import create, info
 
+        info(self.name).require_same_shape_nchw("timm_attn", channels, **self.kwargs)
         module = create(self.name, channels, **self.kwargs)
         if device is not None or dtype is not None:
             module = module.to(device=device, dtype=dtype)
@@ -73,7 +73,8 @@ def timm_attn(name: str, *, ignore: Iterable[str] = (), **kwargs: Any) -> TimmAt
     """An attnzoo module usable wherever timm takes an attention layer class.
 
     Args:
-        name: a registered ``nchw`` module (``"eca"``, ``"cbam"``, ``"coord"``, ...).
+        name: a registered module that maps one B×C×H×W map to a map of the same shape with these ``kwargs``
+            (``"eca"``, ``"cbam"``, ``"coord"``, ...; checked here and again for the channels timm asks for).
         ignore: host keywords to accept and drop, e.g. ``("act_layer",)`` for EfficientNet's ``se_layer``.
         **kwargs: module arguments, e.g. ``timm_attn("cbam", kernel_size=3)``.
 

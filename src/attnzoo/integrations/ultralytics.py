@@ -7,8 +7,10 @@ Ultralytics' ``parse_model`` resolves a YAML module name in the namespace of ``u
 - ``nchw`` gates / attention: ``[-1, 1, CBAM, [c2]]``, args passed through as written (``c2`` = the previous
   row's width-scaled channels); output channels = the input's (parse_model's own rule).
 - ``multi`` / ``pair`` fusion: ``[[-1, 6], 1, WeightedFusion, []]``; channels filled in; output = the inputs'.
-- ``resample`` family: ``[-1, 1, DySample, [2]]`` for ``nn.Upsample`` (output = the input's channels) or
-  ``[-1, 1, SPDConv, [256]]`` for a strided ``Conv`` (``out_channels`` scaled like a ``Conv``'s c2).
+- ``resample``: one map in, a map whose shape the module's registered :class:`attnzoo.ShapeRule` may change
+  (``dysample``, ``carafe``, ``spd_conv``, ``sk``, ``dcnv2``, modules with ``out_channels``):
+  ``[-1, 1, DySample, [2]]`` for ``nn.Upsample`` (output = the input's channels) or ``[-1, 1, SPDConv, [256]]``
+  for a strided ``Conv`` (``out_channels`` scaled like a ``Conv``'s c2).
 - ``pyramid`` necks: ``[[4, 6, 10], 1, PathAggregationNetwork, [256]]`` outputs the list of levels;
   ``[11, 1, Select, [i]]`` passes on level i with its channels (to later rows and ``Detect``).
 
@@ -43,7 +45,7 @@ __all__ = ["register", "yaml_modules", "row_kind", "insert_layers", "save_yaml",
 
 def yaml_modules(prefix: str = "") -> dict[str, type]:
     """The YAML names :func:`register` would add for registry modules: ``prefix + class name`` for every module
-    whose :func:`row_kind` is not empty (layouts ``nchw``, ``multi``, ``pair``, ``pyramid``)."""
+    whose :func:`row_kind` is not empty (layouts ``nchw``, ``multi``, ``pair``, ``pair_same``, ``pyramid``)."""
     from ..registry import entries
 
     return {prefix + e.cls.__name__: e.cls for e in entries() if row_kind(e)}
@@ -88,8 +90,8 @@ def register(prefix: str = "", names: Iterable[str] | None = None, overwrite: bo
             entry = info(name)
             if not row_kind(entry):
                 raise ValueError(
-                    f"register: module {name!r} must take B×C×H×W maps (layout 'nchw', 'multi', 'pair' or "
-                    f"'pyramid') to be used in a YOLO YAML, got layout {entry.layout!r}"
+                    f"register: module {name!r} must take B×C×H×W maps (layout 'nchw', 'multi', 'pair', "
+                    f"'pair_same' or 'pyramid') to be used in a YOLO YAML, got layout {entry.layout!r}"
                 )
             entries[prefix + entry.cls.__name__] = entry
         explicit = True

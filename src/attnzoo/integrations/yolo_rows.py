@@ -31,8 +31,10 @@ _REWRITTEN: dict[str, Any] = {}
 def row_kind(entry: Any) -> str:
     """How the registered module ``entry`` (a :class:`attnzoo.ModuleInfo`, or a name) is used in a YOLO YAML.
 
-    ``"nchw"`` (one map in, same channels out: args passed through unchanged, ``c2`` token), ``"multi"`` or
-    ``"pair"`` (list ``from``, one map out), ``"resample"`` (family ``resample``: one map in, resized map out),
+    ``"nchw"`` (one map in, a map of the same shape out for every argument: args passed through unchanged,
+    ``c2`` token), ``"multi"`` or ``"pair"`` (list ``from``, one map out; layouts ``pair`` and ``pair_same``),
+    ``"resample"`` (one map in, out a map whose channels or size the module's :class:`attnzoo.ShapeRule` may
+    change: upsamplers, ``spd_conv``, ``sk``, ``dcnv2``, modules with ``out_channels``; channels filled in),
     ``"pyramid"`` (list ``from``, finest first; outputs a list picked by :class:`Select`, or one map), or
     ``""`` (not usable in a YAML: ``tokens`` / ``temporal`` layouts).
     """
@@ -40,11 +42,11 @@ def row_kind(entry: Any) -> str:
         from ..registry import info
 
         entry = info(entry)
-    if entry.layout in ("multi", "pair", "pyramid"):
-        return entry.layout
-    if entry.layout == "nchw":
-        return "resample" if entry.family == "resample" else "nchw"
-    return ""
+    # the layout says what the row's inputs are; the shape rule what the module does to them
+    kind = {"multi": "multi", "pair": "pair", "pair_same": "pair", "pyramid": "pyramid", "nchw": "nchw"}
+    if kind.get(entry.layout) == "nchw" and entry.shape.changes:
+        return "resample"
+    return kind.get(entry.layout, "")
 
 
 class Select(nn.Module):

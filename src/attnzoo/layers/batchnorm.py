@@ -12,6 +12,8 @@ in training never stops on PyTorch's bare "Expected more than 1 value per channe
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 
 from .checks import fx_leaf
 
-__all__ = ["PooledBatchNorm2d", "one_value_per_channel"]
+__all__ = ["PooledBatchNorm2d", "PooledBatchNorm1d", "one_value_per_channel", "check_bn_values"]
 
 
 @fx_leaf
@@ -40,3 +42,50 @@ class PooledBatchNorm2d(nn.BatchNorm2d):
         if self.training and self.running_mean is not None and one_value_per_channel(x) is True:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
+
+
+@fx_leaf
+def _pooled_batch_norm(
+    v: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
+    if training and v.shape[0] > 1:
+        return F.batch_norm(v, mean, var, weight, bias, True, momentum, eps)
+    return F.batch_norm(v, mean, var, weight, bias, False, 0.0, eps)
+
+
+class PooledBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` on a pooled B×C vector that also trains at batch 1: a single sample has no batch statistics
+    (PyTorch raises "Expected more than 1 value per channel"), so in training with B = 1 it normalises with the
+    running statistics and leaves them unchanged (as in eval); with B ≥ 2 it is ``nn.BatchNorm1d`` with a fixed
+    ``momentum`` (``momentum=None``, the cumulative average, is not supported: it counts as 0)."""
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return _pooled_batch_norm(
+            v,
+            cast(torch.Tensor, self.running_mean),
+            cast(torch.Tensor, self.running_var),
+            self.weight,
+            self.bias,  # type: ignore[arg-type]
+            self.training,
+            self.momentum or 0.0,
+            self.eps,
+        )
+
+
+@fx_leaf
+def check_bn_values(x: torch.Tensor, training: bool, owner: str) -> torch.Tensor:
+    """In train mode a BatchNorm on the B×·×H×W map needs B·H·W > 1: a ``ValueError`` naming the module and the
+    remedy instead of PyTorch's bare "Expected more than 1 value per channel"."""
+    if training and not torch.jit.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        raise ValueError(
+            f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
+            f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map"
+        )
+    return x

@@ -28,6 +28,7 @@ __all__ = [
     "check_dims",
     "check_same_shape",
     "check_context",
+    "check_window_args",
 ]
 
 
@@ -162,3 +163,27 @@ def check_context(ctx: torch.Tensor, query: torch.Tensor, channels: int, owner: 
             f"{owner}: expected a context map with the query's batch size {query.shape[0]}, got {ctx.shape[0]} (shape {tuple(ctx.shape)})"
         )
     return ctx
+
+
+def check_window_args(
+    owner: str, channels: int, kernel_size: int, stride: int | None, heads: int, dim_head: int | None, dropout: float
+) -> tuple[int, int, int]:
+    """The window-attention prologue (``local_window``, ``multipole``): positive ``channels``, ``kernel_size`` and
+    ``heads``, ``stride`` in [1, kernel_size] (``None`` = kernel_size), ``dim_head`` resolved, ``dropout`` in
+    [0, 1).  Returns ``(stride, heads, dim_head)``."""
+    positive_int(channels, owner, "channels")
+    positive_int(kernel_size, owner, "kernel_size")
+    stride = kernel_size if stride is None else stride
+    check_arg(
+        isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= kernel_size,
+        owner,
+        "stride",
+        f"an integer in [1, kernel_size={kernel_size}] (larger strides leave pixels uncovered)",
+        stride,
+    )
+    positive_int(heads, owner, "heads")
+    dim_head = resolve_dim_head(channels, heads, dim_head, owner)
+    check_arg(
+        isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout
+    )
+    return stride, heads, dim_head

@@ -38,6 +38,7 @@ def renamed_args(**renames: Rename) -> Callable[[F], F]:
             init(self, *args, **kwargs)
 
         wrapper.deprecated_args = {old: spec if isinstance(spec, str) else spec[0] for old, spec in renames.items()}  # type: ignore[attr-defined]
+        wrapper.deprecated_convert = {old: spec[1] for old, spec in renames.items() if not isinstance(spec, str)}  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

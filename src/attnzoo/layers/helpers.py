@@ -18,6 +18,7 @@ __all__ = [
     "merge_heads",
     "map_to_heads",
     "heads_to_map",
+    "spread_count",
 ]
 
 
@@ -96,3 +97,13 @@ def map_to_heads(t: torch.Tensor) -> torch.Tensor:
 def heads_to_map(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """B×1×(H·W)×C → B×C×H×W view (channels-last strides, no copy)."""
     return y.squeeze(1).transpose(1, 2).unflatten(2, (h, w))
+
+
+@fx_leaf
+def spread_count(x: torch.Tensor, dims: tuple[int, ...]) -> int:
+    """``max(M - 1, 1)`` for the M elements of ``x`` over ``dims``: the unbiased variance's divisor, kept at 1
+    when M = 1 (a single value has no spread: its squared deviation is 0, so 0 / 1 = 0 instead of 0 / 0)."""
+    m = 1
+    for d in dims:
+        m *= x.shape[d]
+    return max(m - 1, 1)

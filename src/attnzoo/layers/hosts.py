@@ -33,12 +33,7 @@ def build_inner(spec: Inner, channels: int, host: str, role: str, default: Calla
         from ..registry import create, info
 
         entry = info(spec)  # ValueError with close matches for an unknown name
-        if entry.layout != "nchw" or entry.output_shape is not None:
-            raise ValueError(
-                f"{host}: {role}={spec!r} must be a registered module that keeps a B×C×H×W map's shape; "
-                f"{spec!r} has layout {entry.layout!r}"
-                + (" and changes the shape" if entry.output_shape is not None else "")
-            )
+        entry.require_same_shape_nchw(f"{host}: {role}={spec!r}", channels)
         try:
             return create(spec, channels)
         except ValueError as err:

@@ -12,6 +12,7 @@ to ONNX (``GridSample``, opset ≥ 16).
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from ..layers import (
     non_negative_int,
     positive_int,
 )
-from ..registry import register
+from ..registry import ShapeRule, register
 
 _TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: `import attnzoo` stays light
 
@@ -111,9 +112,10 @@ def _check_size(x: torch.Tensor, kernel: int, stride: int, padding: int, dilatio
     return x
 
 
-def _output_shape(m: ModulatedDeformConv, x: torch.Tensor) -> tuple[int, int, int, int]:
-    k, s, p, d = m.kernel_size, m.stride, m.padding, m.dilation
-    return (x.shape[0], m.out_channels, conv_out_size(x.shape[2], k, s, p, d), conv_out_size(x.shape[3], k, s, p, d))
+def _output_size(h: int, w: int, a: Mapping[str, Any]) -> tuple[int, int]:
+    k, s, d = a["kernel_size"], a["stride"], a["dilation"]
+    p = d * (k - 1) // 2 if a["padding"] is None else a["padding"]
+    return conv_out_size(h, k, s, p, d), conv_out_size(w, k, s, p, d)
 
 
 @register(
@@ -124,7 +126,11 @@ def _output_shape(m: ModulatedDeformConv, x: torch.Tensor) -> tuple[int, int, in
     complexity="O(N·k²)",
     summary="Modulated deformable convolution: learned per-tap offsets and modulation (zero-init), torchvision op or exportable pure path.",
     test_kwargs={},
-    output_shape=_output_shape,
+    shape=ShapeRule(
+        "out_channels",
+        _output_size,
+        "C → `out_channels`, H×W as nn.Conv2d with `kernel_size`, `stride`, `padding`, `dilation`",
+    ),
     maps=("offset", "modulation"),
 )
 class ModulatedDeformConv(AttnModule):

@@ -18,6 +18,7 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
+    check_window_args,
     exporting,
     fx_leaf,
     positive_int,
@@ -26,7 +27,7 @@ from ..registry import register
 
 __all__ = ["MultipoleAttention", "multipole_level_sizes"]
 
-from .window import WindowSelfAttention, _check_window_args, window_attention
+from .window import WindowSelfAttention, window_attention
 
 _MANO_PAPER = "Linear Attention with Global Context: A Multipole Attention Mechanism for Vision and Physics (Colagrande, Caillon, Feillet, Allauzen; arXiv 2025)"
 _MANO_URL = "https://arxiv.org/abs/2507.02748"
@@ -177,7 +178,7 @@ class MultipoleAttention(AttnModule):
     ) -> None:
         super().__init__()
         name = "MultipoleAttention"
-        stride, heads, dim_head = _check_window_args(name, channels, kernel_size, stride, heads, dim_head, dropout)
+        stride, heads, dim_head = check_window_args(name, channels, kernel_size, stride, heads, dim_head, dropout)
         check_arg(
             isinstance(sampling_rate, int) and not isinstance(sampling_rate, bool) and sampling_rate >= 2,
             name,

@@ -24,13 +24,11 @@ from ..functional.windows import merge_group_heads, merge_windows, partition_win
 from ..layers import (
     AttnModule,
     attention,
-    check_arg,
     check_nchw,
     exporting,
     fx_leaf,
-    positive_int,
-    resolve_dim_head,
 )
+from ..layers import check_window_args as _check_window_args
 from ..registry import register
 
 __all__ = ["LocalWindowAttention", "WindowSelfAttention", "window_attention"]
@@ -190,27 +188,6 @@ def _local_window(
     x: torch.Tensor, body: WindowSelfAttention, kernel: int, stride: int, owner: nn.Module | None
 ) -> torch.Tensor:
     return window_attention(x, body, kernel, stride, owner, "attn")
-
-
-def _check_window_args(
-    owner: str, channels: int, kernel_size: int, stride: int | None, heads: int, dim_head: int | None, dropout: float
-) -> tuple[int, int, int]:
-    positive_int(channels, owner, "channels")
-    positive_int(kernel_size, owner, "kernel_size")
-    stride = kernel_size if stride is None else stride
-    check_arg(
-        isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= kernel_size,
-        owner,
-        "stride",
-        f"an integer in [1, kernel_size={kernel_size}] (larger strides leave pixels uncovered)",
-        stride,
-    )
-    positive_int(heads, owner, "heads")
-    dim_head = resolve_dim_head(channels, heads, dim_head, owner)
-    check_arg(
-        isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout
-    )
-    return stride, heads, dim_head
 
 
 @register(

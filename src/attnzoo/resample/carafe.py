@@ -3,7 +3,7 @@ Paper: https://arxiv.org/abs/1905.02188"""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from ..layers import (
     positive_int,
     softmax_fp32,
 )
-from ..registry import register
+from ..registry import ShapeRule, register, upsampled
 
 __all__ = ["CARAFE", "carafe_reassemble"]
 
@@ -66,11 +66,6 @@ def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: 
     return F.pixel_shuffle(out.reshape(b, c * s2, h, w), scale)
 
 
-def _carafe_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
-    s = module.scale
-    return (x.shape[0], x.shape[1], s * x.shape[2], s * x.shape[3])
-
-
 @register(
     "carafe",
     family="resample",
@@ -79,7 +74,7 @@ def _carafe_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
     complexity="O(N)",
     summary="Content-aware upsampler: predicts a softmax-normalised k_up×k_up kernel per output pixel and "
     "reassembles the input neighbourhood with it (pure PyTorch, exportable).",
-    output_shape=_carafe_shape,
+    shape=ShapeRule(size=upsampled("scale"), text="upsamples H×W by `scale`"),
     test_kwargs={"compressed_channels": 8, "k_up": 3},
     maps=("kernels",),
 )

@@ -3,7 +3,7 @@ Paper: https://arxiv.org/abs/2308.15085"""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -11,14 +11,9 @@ from torch import nn
 
 from ..capture import record
 from ..layers import AttnModule, check_arg, check_choice, check_nchw, positive_int
-from ..registry import register
+from ..registry import ShapeRule, register, upsampled
 
 __all__ = ["DySample"]
-
-
-def _dysample_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
-    s = module.scale
-    return (x.shape[0], x.shape[1], s * x.shape[2], s * x.shape[3])
 
 
 @register(
@@ -29,7 +24,7 @@ def _dysample_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
     complexity="O(N)",
     summary="Dynamic upsampler: a 1×1 conv predicts per-sub-pixel offsets around the bilinear sampling "
     "positions, then grid_sample; bilinear upsampling when the offsets are 0.",
-    output_shape=_dysample_shape,
+    shape=ShapeRule(size=upsampled("scale"), text="upsamples H×W by `scale`"),
     test_kwargs={"groups": 2},
     maps=("offsets",),
 )

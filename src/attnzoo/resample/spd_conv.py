@@ -3,8 +3,6 @@ Small Objects (Sunkara, Luo; ECML-PKDD 2022).  Paper: https://arxiv.org/abs/2208
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -17,7 +15,7 @@ from ..layers import (
     pad_to_multiple,
     positive_int,
 )
-from ..registry import register
+from ..registry import ShapeRule, register, strided
 
 __all__ = ["SPDConv", "space_to_depth"]
 
@@ -35,11 +33,6 @@ def space_to_depth(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return y.reshape(n, c, scale * scale, h // scale, w // scale).transpose(1, 2).flatten(1, 2)
 
 
-def _spd_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
-    s = module.scale
-    return (x.shape[0], module.out_channels, (x.shape[2] + s - 1) // s, (x.shape[3] + s - 1) // s)
-
-
 @register(
     "spd_conv",
     family="resample",
@@ -48,7 +41,7 @@ def _spd_shape(module: Any, x: torch.Tensor) -> tuple[Any, ...]:
     url="https://arxiv.org/abs/2208.03641",
     complexity="O(N)",
     summary="Space-to-depth (C → s²C at H/s × W/s, no information dropped) then a non-strided 3×3 conv + BN + SiLU.",
-    output_shape=_spd_shape,
+    shape=ShapeRule("out_channels", strided("scale"), "C → `out_channels`, H×W → ⌈H/`scale`⌉×⌈W/`scale`⌉"),
     test_kwargs={"out_channels": 24},
 )
 class SPDConv(AttnModule):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..capture import capture_target
 from ..layers import AttnModule, ConvBN, attention, check_arg, check_choice, check_nchw, positive_int, traced_size
 from ..layers.hosts import Inner, build_inner, check_inner_output
-from ..registry import register
+from ..registry import OUT_CHANNELS, register
 from ..tracing import PortableForm, fx_leaf, portable
 
 __all__ = ["AreaAttention", "AreaBlock", "A2C2f"]
@@ -171,10 +171,6 @@ class AreaBlock(nn.Module):
         return x + self.mlp(x)
 
 
-def _a2c2f_shape(module: "A2C2f", x: torch.Tensor) -> tuple[int, ...]:
-    return (x.shape[0], module.out_channels, x.shape[2], x.shape[3])
-
-
 @register(
     "a2c2f",
     family="self_attention",
@@ -183,7 +179,7 @@ def _a2c2f_shape(module: "A2C2f", x: torch.Tensor) -> tuple[int, ...]:
     complexity="O(N^2/a)",
     summary="YOLO12's A2C2f: 1×1, n pairs of area-attention blocks, all intermediate maps concatenated, 1×1; attn= pluggable.",
     test_kwargs={"heads": 2, "area": 2},
-    output_shape=_a2c2f_shape,
+    shape=OUT_CHANNELS,
     maps=(),
 )
 class A2C2f(AttnModule):

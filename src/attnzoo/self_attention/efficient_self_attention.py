@@ -27,7 +27,7 @@ from ..layers import (
     to_map,
     to_tokens,
 )
-from ..registry import register
+from ..registry import OUT_CHANNELS, register
 
 __all__ = ["EfficientSelfAttention"]
 
@@ -41,6 +41,7 @@ __all__ = ["EfficientSelfAttention"]
     summary="Spatial-reduction attention: keys/values from the map reduced by sr_ratio (strided conv + LN, or avg pool).",
     test_kwargs={"heads": 2, "sr_ratio": 3},
     maps=("attn",),
+    shape=OUT_CHANNELS,
 )
 class EfficientSelfAttention(AttnModule):
     """Spatial-reduction attention (PVT "SRA", SegFormer "efficient self-attention"); B×C×H×W → B×C_out×H×W.

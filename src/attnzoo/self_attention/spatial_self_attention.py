@@ -19,13 +19,9 @@ from ..layers import (
     to_map,
     to_tokens,
 )
-from ..registry import register
+from ..registry import OUT_CHANNELS, register
 
 __all__ = ["SpatialSelfAttention"]
-
-
-def _output_shape(module: "SpatialSelfAttention", x: torch.Tensor) -> tuple[int, int, int, int]:
-    return (x.shape[0], module.out_channels, x.shape[2], x.shape[3])
 
 
 @register(
@@ -36,7 +32,7 @@ def _output_shape(module: "SpatialSelfAttention", x: torch.Tensor) -> tuple[int,
     complexity="O(N^2)",
     summary="Self-attention over all positions with q/k/v reduced to C/r, multi-head, 1×1 output conv back to C.",
     maps=("attn",),
-    output_shape=_output_shape,
+    shape=OUT_CHANNELS,
 )
 class SpatialSelfAttention(AttnModule):
     """Spatial self-attention with reduced width (the community ``SpatialSelfAttention``); B×C×H×W → B×C_out×H×W.

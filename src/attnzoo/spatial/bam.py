@@ -5,8 +5,6 @@ Paper: https://arxiv.org/abs/1807.06514
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,50 +14,14 @@ from ..layers import (
     AttnModule,
     check_choice,
     check_nchw,
-    fx_leaf,
     hidden_width,
     inplace_ok,
     positive_int,
 )
-from ..layers.batchnorm import PooledBatchNorm2d
+from ..layers.batchnorm import PooledBatchNorm1d, PooledBatchNorm2d
 from ..registry import register
 
-__all__ = ["BAM", "PooledBatchNorm1d"]
-
-
-@fx_leaf
-def _pooled_batch_norm(
-    v: torch.Tensor,
-    mean: torch.Tensor,
-    var: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    training: bool,
-    momentum: float,
-    eps: float,
-) -> torch.Tensor:
-    if training and v.shape[0] > 1:
-        return F.batch_norm(v, mean, var, weight, bias, True, momentum, eps)
-    return F.batch_norm(v, mean, var, weight, bias, False, 0.0, eps)
-
-
-class PooledBatchNorm1d(nn.BatchNorm1d):
-    """``BatchNorm1d`` on a pooled B×C vector that also trains at batch 1: a single sample has no batch statistics
-    (PyTorch raises "Expected more than 1 value per channel"), so in training with B = 1 it normalises with the
-    running statistics and leaves them unchanged (as in eval); with B ≥ 2 it is ``nn.BatchNorm1d`` with a fixed
-    ``momentum`` (``momentum=None``, the cumulative average, is not supported: it counts as 0)."""
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return _pooled_batch_norm(
-            v,
-            cast(torch.Tensor, self.running_mean),
-            cast(torch.Tensor, self.running_var),
-            self.weight,
-            self.bias,  # type: ignore[arg-type]
-            self.training,
-            self.momentum or 0.0,
-            self.eps,
-        )
+__all__ = ["BAM"]
 
 
 @register(

@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_choice, inplace_ok, odd_kernel, positive_int
+from ..layers import Gate, check_bn_values, check_choice, inplace_ok, odd_kernel, positive_int
 from ..registry import register
-from .gam import check_bn_values
 
 __all__ = ["ContextAnchorAttention"]
 

@@ -14,29 +14,17 @@ from ..capture import record
 from ..layers import (
     AttnModule,
     check_arg,
+    check_bn_values,
     check_choice,
     check_nchw,
-    fx_leaf,
     hidden_width,
     inplace_ok,
 )
 from ..registry import register
 
-__all__ = ["GlobalAttentionMechanism", "check_bn_values"]
+__all__ = ["GlobalAttentionMechanism"]
 
 _VARIANTS = ("paper", "grouped", "yoloair")
-
-
-@fx_leaf
-def check_bn_values(x: torch.Tensor, training: bool, owner: str) -> torch.Tensor:
-    """In train mode a BatchNorm on the B×·×H×W map needs B·H·W > 1: a ``ValueError`` naming the module and the
-    remedy instead of PyTorch's bare "Expected more than 1 value per channel"."""
-    if training and not torch.jit.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-        raise ValueError(
-            f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
-            f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map"
-        )
-    return x
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

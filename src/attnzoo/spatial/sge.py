@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from ..capture import record
-from ..layers import AttnModule, check_arg, check_nchw, group_norm_groups, positive_int
+from ..layers import AttnModule, check_arg, check_nchw, group_norm_groups, positive_int, spread_count
 from ..registry import register
-from .simam import spread_count
 
 __all__ = ["SpatialGroupEnhance"]
 

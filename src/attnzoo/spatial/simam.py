@@ -18,17 +18,7 @@ from ..layers import (
 )
 from ..registry import register
 
-__all__ = ["SimAM", "spread_count"]
-
-
-@fx_leaf
-def spread_count(x: torch.Tensor, dims: tuple[int, ...]) -> int:
-    """``max(M - 1, 1)`` for the M elements of ``x`` over ``dims``: the unbiased variance's divisor, kept at 1
-    when M = 1 (a single value has no spread: its squared deviation is 0, so 0 / 1 = 0 instead of 0 / 0)."""
-    m = 1
-    for d in dims:
-        m *= x.shape[d]
-    return max(m - 1, 1)
+__all__ = ["SimAM"]
 
 
 @fx_leaf

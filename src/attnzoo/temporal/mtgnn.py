@@ -5,7 +5,7 @@ Paper: https://arxiv.org/abs/2005.11650
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, Mapping, cast
 
 import torch
 import torch.fx
@@ -20,7 +20,7 @@ from ..layers import (
     fx_leaf,
     positive_int,
 )
-from ..registry import register
+from ..registry import ShapeRule, register
 
 __all__ = ["DilatedInception", "GatedTemporalConv"]
 
@@ -30,6 +30,18 @@ _LAYOUT = "B×C×N×T"
 _PAPER = "Connecting the Dots: Multivariate Time Series Forecasting with Graph Neural Networks (Wu et al.; KDD 2020)"
 _URL = "https://arxiv.org/abs/2005.11650"
 _PADDINGS = ("valid", "causal")
+
+
+def _output_length(t: int, dilation: int, padding: str) -> int:
+    """Output length of the dilated inception for input length ``t``: T − 6d (``"valid"``) or T (``"causal"``)."""
+    return t if padding == "causal" else t - (KERNEL_SET[-1] - 1) * dilation
+
+
+def _output_size(n: int, t: int, a: Mapping[str, Any]) -> tuple[int, int]:
+    return n, _output_length(t, a["dilation"], a["padding"])
+
+
+_SHAPE = ShapeRule("out_channels", _output_size, "C → `out_channels`, T → T − 6·`dilation` with padding 'valid'")
 
 
 @fx_leaf
@@ -71,7 +83,7 @@ def _inception_args(channels: int, out_channels: int | None, dilation: int, padd
     complexity="O(N)",
     summary="MTGNN dilated inception: 1×k dilated convs, k ∈ (2,3,6,7), cut to a common length, concatenated.",
     min_size=(1, 7),
-    output_shape=lambda m, x: (x.shape[0], m.out_channels, x.shape[2], m.output_length(x.shape[3])),
+    shape=_SHAPE,
 )
 class DilatedInception(AttnModule):
     """MTGNN dilated inception layer (Wu et al., KDD 2020); B×C×N×T → B×C_out×N×(T − 6d) (T with causal padding).
@@ -112,7 +124,7 @@ class DilatedInception(AttnModule):
 
     def output_length(self, t: int) -> int:
         """Output length for input length ``t``."""
-        return t if self.padding == "causal" else t - self.receptive_field + 1
+        return _output_length(t, self.dilation, self.padding)
 
     def fused_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(C_out × C × 1 × 7 weight, C_out bias): branch k's taps right-aligned in 7, zeros in front."""
@@ -146,7 +158,7 @@ class DilatedInception(AttnModule):
     complexity="O(N)",
     summary="MTGNN gated temporal convolution: tanh(inception_f(x)) ⊙ sigmoid(inception_g(x)), then dropout.",
     min_size=(1, 7),
-    output_shape=lambda m, x: (x.shape[0], m.out_channels, x.shape[2], m.filter_conv.output_length(x.shape[3])),
+    shape=_SHAPE,
     maps=("gate",),
 )
 class GatedTemporalConv(AttnModule):

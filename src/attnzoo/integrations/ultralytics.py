@@ -13,6 +13,12 @@ Ultralytics' ``parse_model`` resolves a YAML module name in the namespace of ``u
   for a strided ``Conv`` (``out_channels`` scaled like a ``Conv``'s c2).
 - ``pyramid`` necks: ``[[4, 6, 10], 1, PathAggregationNetwork, [256]]`` outputs the list of levels;
   ``[11, 1, Select, [i]]`` passes on level i with its channels (to later rows and ``Detect``).
+- host blocks (``PSA``, ``C2PSA``, ``A2C2f``, ``AIFI``), written exactly like Ultralytics' own row of the same
+  block plus an optional trailing dict of attnzoo keywords: ``[-1, 2, AzC2PSA, [1024, {attn: ema}]]``.  Their
+  class names are Ultralytics' too, so they are registered under a prefix (``register(prefix="Az")``; without
+  one they are skipped silently and the YAML names keep meaning Ultralytics' blocks).  ``parse_model`` sizes the
+  row through Ultralytics' block (width, ``max_channels``, depth-scaled repeats), and attnzoo's block is built
+  with the sizes read from it.
 
 How the wrapper works (see docs/integrations.md): the rows of the last three kinds are rewritten into
 stand-in rows that ``parse_model`` itself knows how to count (a ``Concat`` of one earlier row has that row's
@@ -110,7 +116,8 @@ def register(prefix: str = "", names: Iterable[str] | None = None, overwrite: bo
                     f"register: {yaml_name!r} already names {existing!r} in ultralytics.nn.tasks; use prefix= or "
                     f"overwrite=True"
                 )
-            clashes.append(yaml_name)
+            if not (entry is not _SELECT and row_kind(entry) == "host" and yaml_name == entry.cls.__name__):
+                clashes.append(yaml_name)  # (a host block shares its name with Ultralytics' own: use a prefix)
             continue
         setattr(tasks, yaml_name, cls)
         if entry is _SELECT or row_kind(entry) in _REWRITTEN_KINDS:

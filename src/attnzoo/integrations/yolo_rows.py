@@ -21,7 +21,11 @@ import torch.nn as nn
 __all__ = ["row_kind", "Select", "PairInputs"]
 
 #: kinds of YAML rows an attnzoo module can be (by registry metadata); "nchw" rows are passed through as is
-_REWRITTEN_KINDS = ("multi", "pair", "pyramid", "resample")
+_REWRITTEN_KINDS = ("multi", "pair", "pyramid", "resample", "host")
+#: attnzoo's host blocks -> the Ultralytics block whose YAML row they read like: the same arguments (sized and
+#: depth-scaled by parse_model through that block), plus an optional trailing dict of attnzoo keywords
+#: (``{attn: ema}``).
+_HOSTS = {"psa": "PSA", "c2psa": "C2PSA", "a2c2f": "A2C2f", "aifi": "AIFI"}
 _RECORDER = "AttnzooChannelRecorder"  # the YAML name of the last, hidden row that records parse_model's channels
 _SELECT = "select"
 #: YAML name -> ModuleInfo (or _SELECT) of the names whose rows the parse_model wrapper rewrites
@@ -35,13 +39,16 @@ def row_kind(entry: Any) -> str:
     ``c2`` token), ``"multi"`` or ``"pair"`` (list ``from``, one map out; layouts ``pair`` and ``pair_same``),
     ``"resample"`` (one map in, out a map whose channels or size the module's :class:`attnzoo.ShapeRule` may
     change: upsamplers, ``spd_conv``, ``sk``, ``dcnv2``, modules with ``out_channels``; channels filled in),
-    ``"pyramid"`` (list ``from``, finest first; outputs a list picked by :class:`Select`, or one map), or
+    ``"pyramid"`` (list ``from``, finest first; outputs a list picked by :class:`Select`, or one map),
+    ``"host"`` (a host block written like Ultralytics' own row: PSA, C2PSA, A2C2f, AIFI), or
     ``""`` (not usable in a YAML: ``tokens`` / ``temporal`` layouts).
     """
     if isinstance(entry, str):
         from ..registry import info
 
         entry = info(entry)
+    if entry.name in _HOSTS:
+        return "host"
     # the layout says what the row's inputs are; the shape rule what the module does to them
     kind = {"multi": "multi", "pair": "pair", "pair_same": "pair", "pyramid": "pyramid", "nchw": "nchw"}
     if kind.get(entry.layout) == "nchw" and entry.shape.changes:
@@ -133,6 +140,7 @@ class _Row:
     kwargs: dict = field(default_factory=dict)
     out_raw: int | None = None  # out_channels before width scaling (None: the module keeps input channels)
     pick: int = 0  # Select: the element
+    repeats: int = 1  # host rows: the YAML n (depth-scaled by parse_model through the stand-in block)
     shown: str = ""  # the arguments the module was built with (for the layer table)
 
 
@@ -160,7 +168,7 @@ def _plan(i: int, row: list, d: dict) -> _Row:
     f, n, name, args = row
     kind = "select" if _REWRITTEN[name] is _SELECT else row_kind(_REWRITTEN[name])
     where = f"YAML row {i} ({name}, from {f})"
-    if n != 1:
+    if n != 1 and kind != "host":
         raise ValueError(f"{where}: repeats must be 1 for this row, got {n}")
     froms = f if isinstance(f, (list, tuple)) else [f]
     if not froms or not all(isinstance(x, int) and not isinstance(x, bool) for x in froms):
@@ -172,7 +180,7 @@ def _plan(i: int, row: list, d: dict) -> _Row:
     kwargs: dict = {}
     if args and isinstance(args[-1], dict):
         kwargs = dict(args.pop())
-    plan = _Row(i, name, kind, f, inputs, args=args, kwargs=kwargs)
+    plan = _Row(i, name, kind, f, inputs, args=args, kwargs=kwargs, repeats=n)
     if kind == "select":
         if len(inputs) != 1 or kwargs or len(args) > 1:
             raise ValueError(f"{where}: write [row, 1, Select, [i]]: one 'from' row and the index of its output")
@@ -181,6 +189,16 @@ def _plan(i: int, row: list, d: dict) -> _Row:
             raise ValueError(f"{where}: the Select index must be an int, got {plan.pick!r}")
         return plan
     entry = plan.entry = _REWRITTEN[name]
+    if kind == "host":
+        if len(inputs) != 1:
+            raise ValueError(f"{where}: a host block takes one row as 'from'")
+        params = inspect.signature(entry.cls).parameters
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(
+                f"{where}: {entry.cls.__name__} has no argument(s) {unknown}; accepted: {list(params)[1:]}"
+            )
+        return plan
     need = {"multi": (2, None), "pair": (2, None), "pyramid": (2, None), "resample": (1, 1)}[kind]
     if len(inputs) < need[0] or (need[1] is not None and len(inputs) > need[1]):
         wanted = "one row" if need[1] == 1 else "a list of at least 2 rows"
@@ -202,7 +220,10 @@ def _plan(i: int, row: list, d: dict) -> _Row:
 
 
 def _stand_in(rule: tuple, plan: _Row) -> list:
-    """A row parse_model counts by itself: ("conv", c) -> c scaled like a Conv's c2; ("row", j) -> row j's channels."""
+    """A row parse_model counts by itself: ("conv", c) -> c scaled like a Conv's c2; ("row", j) -> row j's channels;
+    ("host",) -> the Ultralytics block the host row reads like, with the row's own arguments."""
+    if rule[0] == "host":
+        return [plan.f, plan.repeats, _HOSTS[plan.entry.name], list(plan.args)]
     if rule[0] == "conv":
         return [plan.inputs[0], 1, "Conv", [rule[1]]]
     return [[rule[1]], 1, "Concat", [1]]
@@ -211,6 +232,8 @@ def _stand_in(rule: tuple, plan: _Row) -> list:
 def _own_rule(plan: _Row, overrides: dict) -> tuple:
     if (plan.index, None) in overrides:
         return overrides[(plan.index, None)]
+    if plan.kind == "host":
+        return ("host",)
     return ("conv", plan.out_raw) if plan.out_raw is not None else ("row", plan.inputs[0])
 
 
@@ -292,7 +315,59 @@ def _match(want: int, chs: list, candidates: Sequence[int], plan: _Row, what: st
     )
 
 
-def _build(plans: dict[int, _Row], chs: list, overrides: dict) -> tuple[dict[int, nn.Module], dict | None]:
+def _ratio(part: int, whole: int) -> float:
+    """A ratio r with ``int(whole · r) == part`` (the exact quotient when it survives float rounding)."""
+    r = part / whole
+    return r if int(whole * r) == part else (part + 0.5) / whole
+
+
+def _host(plan: _Row, stand_in: Any) -> nn.Module:
+    """attnzoo's host block with the sizes parse_model gave the Ultralytics block it stood in for (read from that
+    block's layers), plus the row's attnzoo keywords."""
+    name, cls = plan.entry.name, plan.entry.cls
+    try:
+        if name in ("psa", "c2psa"):
+            c1, c = stand_in.cv1.conv.in_channels, stand_in.cv1.conv.out_channels // 2
+            sizes: dict = {"expansion": _ratio(c, c1)}
+            if name == "c2psa":
+                sizes["num_repeats"] = len(stand_in.m)
+        elif name == "a2c2f":
+            c1, c, c2 = stand_in.cv1.conv.in_channels, stand_in.cv1.conv.out_channels, stand_in.cv2.conv.out_channels
+            block: Any = stand_in.m[0][0] if isinstance(stand_in.m[0], nn.Sequential) else None
+            if block is None or not hasattr(block, "attn"):
+                raise ValueError(
+                    f"{_where(plan)}: this row has no area attention (a2=False builds C3k blocks); keep Ultralytics' "
+                    f"A2C2f for it"
+                )
+            sizes = {
+                "out_channels": c2,
+                "num_repeats": len(stand_in.m),
+                "area": block.attn.area,
+                "residual": getattr(stand_in, "gamma", None) is not None,
+                "mlp_ratio": _ratio(block.mlp[0].conv.out_channels, c),
+                "expansion": _ratio(c, c2),
+            }
+        else:  # aifi
+            c1 = stand_in.fc1.in_features
+            sizes = {"dim_feedforward": stand_in.fc1.out_features, "heads": stand_in.ma.num_heads}
+    except AttributeError as e:
+        import ultralytics
+
+        raise RuntimeError(
+            f"{_where(plan)}: could not read the sizes of ultralytics {ultralytics.__version__}'s "
+            f"{_HOSTS[name]} ({e}); tested with 8.4.190"
+        ) from e
+    kwargs = {**sizes, **plan.kwargs}
+    plan.shown = ", ".join([repr(c1), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    try:
+        return cls(c1, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{_where(plan)} with input channels {c1}: {e}") from e
+
+
+def _build(
+    plans: dict[int, _Row], chs: list, overrides: dict, layers: list | None = None
+) -> tuple[dict[int, nn.Module], dict | None]:
     """Build the attnzoo modules from parse_model's channel list; or return the stand-in corrections needed."""
     built: dict[int, nn.Module] = {}
     outputs: dict[int, list[int]] = {}
@@ -320,6 +395,10 @@ def _build(plans: dict[int, _Row], chs: list, overrides: dict) -> tuple[dict[int
             built[i] = Select(plan.pick)
             continue
         in_ch = [chs[x] for x in plan.inputs]
+        if plan.kind == "host":
+            assert layers is not None
+            built[i] = _host(plan, layers[i])
+            continue
         module = _construct(plan, in_ch, chs[i])
         out = _probe(module, plan, in_ch)
         if isinstance(out, int):
@@ -384,7 +463,7 @@ def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> 
                 f"pass its channel list to a YAML argument 'ch'; rows of fusion / resample / pyramid modules "
                 f"cannot be sized (tested with 8.4.190)"
             )
-        built, fix = _build(plans, chs, overrides)
+        built, fix = _build(plans, chs, overrides, layers)
         if fix is None:
             break
         if all(overrides.get(k) == v for k, v in fix.items()):

@@ -40,6 +40,7 @@ from .fusion import (
 from .local import (
     BiLevelRoutingAttention,
     DeformableAttention,
+    InvertedResidualMobileBlock,
     LocalWindowAttention,
     ModulatedDeformConv,
     MultipoleAttention,
@@ -148,6 +149,7 @@ __all__ = [
     "GlobalAttentionMechanism",
     "GlobalContextBlock",
     "HaloAttention",
+    "InvertedResidualMobileBlock",
     "LargeKernelAttention",
     "LargeSelectiveKernel",
     "LargeSeparableKernelAttention",

@@ -4,6 +4,7 @@
 from .bra import BiLevelRoutingAttention
 from .dcnv2 import ModulatedDeformConv
 from .deformable_attention import DeformableAttention
+from .irmb import InvertedResidualMobileBlock
 from .multipole import MultipoleAttention
 from .neighborhood import NeighborhoodAttention
 from .outlook import OutlookAttention
@@ -12,6 +13,7 @@ from .window import LocalWindowAttention
 __all__ = [
     "BiLevelRoutingAttention",
     "DeformableAttention",
+    "InvertedResidualMobileBlock",
     "LocalWindowAttention",
     "ModulatedDeformConv",
     "MultipoleAttention",

@@ -391,3 +391,16 @@ def test_hs_fpn_gate_module_factory_and_errors() -> None:
     bad = attnzoo.create("hs_fpn", [8, 16], out_channels=16, gate=lambda c: nn.Conv2d(c, c, 3, 2, 1))
     with pytest.raises(ValueError, match="HighLevelScreeningFPN.*gate"):
         bad(xs)
+
+
+def test_gd_neck_every_parameter_gets_a_gradient_once_the_high_stage_has_two_tokens() -> None:
+    """The contract's gradient check is a declared exception (one gathered token at 7×5); at 13×11 the high stage
+    gathers 2×2 tokens and every parameter, q and k included, gets a gradient."""
+    channels = [8, 16, 32]
+    torch.manual_seed(0)
+    m = randomize(attnzoo.create("gd_neck", channels, **attnzoo.info("gd_neck").test_kwargs), seed=1).train()
+    xs = _levels(channels, pyramid_sizes((13, 11), 3), dtype=torch.float32)
+    g = torch.Generator().manual_seed(3)
+    sum((o * torch.randn(o.shape, generator=g)).sum() for o in m(xs)).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -12,13 +12,12 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..capture import record
 from ..channel.eca import EfficientChannelAttention
 from ..functional.pooling import adaptive_pool2d
 from ..layers import AttnModule, ConvBN, check_arg, check_nchw, check_pyramid, fx_leaf, hidden_width, traced_size
-from ..layers.pyramid import check_level_channels
+from ..layers.pyramid import check_level_channels, resize_to
 from ..registry import register
 from .aff import check_same_pair
 
@@ -26,15 +25,6 @@ __all__ = ["ScaleSequenceFusion", "TripleFeatureEncoding", "ChannelPositionAtten
 
 _PAPER = "ASF-YOLO: A Novel YOLO Model with Attentional Scale Sequence Fusion (Kang, Ting, Ting, Phan; IVC 2024)"
 _URL = "https://arxiv.org/abs/2312.06458"
-
-
-@fx_leaf
-def nearest_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """``x`` nearest-resized to the spatial size of ``ref`` (``x`` itself when they agree)."""
-    h, w = traced_size(ref)
-    if (x.shape[-2], x.shape[-1]) == (h, w):
-        return x
-    return F.interpolate(x, size=(h, w), mode="nearest")
 
 
 @fx_leaf
@@ -99,7 +89,7 @@ class ScaleSequenceFusion(AttnModule):
         x = check_pyramid(x, self.channels, self.owner, False)
         n = len(self.channels)
         p3 = x[0]
-        u = [p3] + [nearest_to(self.reduce[i - 1](x[i]), p3) for i in range(1, n)]
+        u = [p3] + [resize_to(self.reduce[i - 1](x[i]), p3) for i in range(1, n)]
         y = self.act(self.bn(self.conv(torch.cat(u, dim=-1))))  # B×C₀×H₀×(L·W₀): the scales side by side
         parts = torch.chunk(y, n, dim=-1)
         out = parts[0]
@@ -149,7 +139,7 @@ class TripleFeatureEncoding(AttnModule):
         ref = x[self.level]
         parts = [max_plus_avg_to(x[i], ref) for i in range(self.level)]
         parts.append(ref)
-        parts.extend(nearest_to(x[i], ref) for i in range(self.level + 1, len(self.channels)))
+        parts.extend(resize_to(x[i], ref) for i in range(self.level + 1, len(self.channels)))
         return torch.cat(parts, dim=1)
 
 

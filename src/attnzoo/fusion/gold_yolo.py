@@ -30,7 +30,7 @@ from ..layers import (
     traced_size,
 )
 from ..layers.batchnorm import PooledBatchNorm2d
-from ..layers.pyramid import check_level_channels
+from ..layers.pyramid import check_level_channels, resize_to
 from ..registry import register
 
 __all__ = ["InformationInjection", "GatherDistributeNeck"]
@@ -46,15 +46,6 @@ def pool_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 @fx_leaf
-def bilinear_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """``x`` bilinearly resized (``align_corners=False``) to ``ref``'s spatial size; ``x`` when they agree."""
-    h, w = traced_size(ref)
-    if (x.shape[-2], x.shape[-1]) == (h, w):
-        return x
-    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-
-
-@fx_leaf
 def resize_global(x: torch.Tensor, ref: torch.Tensor, gate: bool, legacy_pool_gate: bool) -> torch.Tensor:
     """The injection's resize R of a global map to the local one's size, then (``gate``) the hard sigmoid.
 
@@ -65,7 +56,7 @@ def resize_global(x: torch.Tensor, ref: torch.Tensor, gate: bool, legacy_pool_ga
     h, w = traced_size(ref)
     gh, gw = x.shape[-2], x.shape[-1]
     pooled = gh >= h and gw >= w and (gh > h or gw > w)
-    y = adaptive_pool2d(x, (h, w), "avg") if pooled else bilinear_to(x, ref)
+    y = adaptive_pool2d(x, (h, w), "avg") if pooled else resize_to(x, ref, "bilinear")
     if not gate or (pooled and legacy_pool_gate):
         return y
     return F.hardsigmoid(y)
@@ -172,7 +163,11 @@ class LocalFusion(nn.Module):
 
     def forward(self, fine: torch.Tensor | None, mid: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         m = self.mid(mid)
-        parts = [m, bilinear_to(coarse, m)] if fine is None else [pool_to(fine, m), m, bilinear_to(coarse, m)]
+        parts = (
+            [m, resize_to(coarse, m, "bilinear")]
+            if fine is None
+            else [pool_to(fine, m), m, resize_to(coarse, m, "bilinear")]
+        )
         return self.fuse(torch.cat(parts, dim=1))
 
 
@@ -343,7 +338,7 @@ class GatherDistributeNeck(AttnModule):
         c3, c4, c5 = x[len(self.channels) - 3], x[len(self.channels) - 2], x[len(self.channels) - 1]
         # low stage: gather at c4's size, distribute to p4 and p3
         finer = [pool_to(x[i], c4) for i in range(len(self.channels) - 2)]
-        g = self.low_ifm(torch.cat([*finer, c4, bilinear_to(c5, c4)], dim=1))
+        g = self.low_ifm(torch.cat([*finer, c4, resize_to(c5, c4, "bilinear")], dim=1))
         g0, g1 = g[:, :o2], g[:, o2:]
         c5_half = self.reduce_c5(c5)
         p4 = self.rep_p4(self.inject_p4.inject(self.laf_p4(c3, c4, c5_half), g0))

@@ -16,11 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import record
-from ..layers import AttnModule, Gate, check_arg, check_pyramid, fx_leaf, hidden_width, positive_int, traced_size
+from ..layers import AttnModule, Gate, check_arg, check_pyramid, hidden_width, positive_int
 from ..layers.hosts import Inner, build_inner, check_inner_output
 from ..layers.norm import group_norm_groups
 from ..layers.pooling import max_over
-from ..layers.pyramid import check_level_channels
+from ..layers.pyramid import check_level_channels, resize_to
 from ..registry import register
 
 __all__ = ["HSChannelGate", "HighLevelScreeningFPN"]
@@ -42,15 +42,6 @@ class HSChannelGate(Gate):
         pooled = torch.stack([x.mean((2, 3)), max_over(x, (2, 3))], dim=1)  # B×2×C (not on the batch axis)
         logits = F.linear(F.relu(F.linear(pooled, self.fc1.weight.flatten(1))), self.fc2.weight.flatten(1))
         return torch.sigmoid(logits[:, 0] + logits[:, 1])[:, :, None, None]
-
-
-@fx_leaf
-def upsample_to(h: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """The transposed conv's 2H×2W map bilinearly resized to ``ref``'s size when they differ (odd sizes)."""
-    size = traced_size(ref)
-    if (h.shape[-2], h.shape[-1]) == size:
-        return h
-    return F.interpolate(h, size=size, mode="bilinear", align_corners=False)
 
 
 class OutputConv(nn.Sequential):
@@ -142,7 +133,7 @@ class HighLevelScreeningFPN(AttnModule):
         outs = [self.output[n - 1](fused)]
         high = fused
         for i in range(n - 2, -1, -1):
-            h = upsample_to(self.upsample[i](high), x[i])
+            h = resize_to(self.upsample[i](high), x[i], "bilinear")  # 2H×2W → the level's size (odd sizes)
             fusion_gate: HSChannelGate = self.fusion_gate[i]  # type: ignore[assignment]
             weights = fusion_gate.gate_map(h)
             record(self, f"fusion_gate_{i}", weights)

@@ -404,3 +404,36 @@ def test_gd_neck_every_parameter_gets_a_gradient_once_the_high_stage_has_two_tok
     sum((o * torch.randn(o.shape, generator=g)).sum() for o in m(xs)).backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+class _InjectPooling(nn.Module):
+    """gd_inject with a larger global map (its pooling branch) and tfe, at sizes that do not divide."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inject = randomize(attnzoo.create("gd_inject", 4, context_channels=6), seed=2, scale=0.3)
+        self.tfe = attnzoo.create("tfe", [4, 6, 8])
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inject(x, g), self.tfe([g[:, :4], x[:, :4].repeat(1, 2, 1, 1)[:, :6], s])
+
+
+@pytest.mark.slow
+@pytest.mark.faithful("gd_inject", "tfe")
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_pooling_branches_run_exactly_in_onnxruntime(dynamo: bool) -> None:
+    """Both ONNX exporters: the pooling branches at 13×11 → 7×6 (where the eager operators do not export, or the
+    copies' fixed-kernel pools give other bins) equal eager PyTorch in ONNX Runtime."""
+    import io
+
+    ort = pytest.importorskip("onnxruntime")
+    m = _InjectPooling().eval()
+    args = (torch.randn(1, 4, 7, 6), torch.randn(1, 6, 13, 11), torch.randn(1, 8, 4, 3))
+    f = io.BytesIO()
+    torch.onnx.export(m, args, f, dynamo=dynamo, input_names=["x", "g", "s"], output_names=["inject", "tfe"])
+    sess = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {n: a.numpy() for n, a in zip(("x", "g", "s"), args)})
+    with torch.no_grad():
+        for g, e in zip(got, m(*args)):
+            torch.testing.assert_close(torch.from_numpy(g), e, atol=1e-5, rtol=1e-5)

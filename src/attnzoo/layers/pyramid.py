@@ -8,9 +8,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..tracing import traced_size
 from .checks import check_arg, fx_leaf
 
-__all__ = ["init_caffe2_xavier", "check_level_channels", "check_pyramid", "fit_to", "softmax_fp32", "stride2_size"]
+__all__ = [
+    "init_caffe2_xavier",
+    "check_level_channels",
+    "check_pyramid",
+    "fit_to",
+    "resize_to",
+    "softmax_fp32",
+    "stride2_size",
+]
 
 
 def init_caffe2_xavier(module: nn.Module) -> None:
@@ -95,6 +104,18 @@ def fit_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if ph > 0 or pw > 0:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     return x
+
+
+@fx_leaf
+def resize_to(x: torch.Tensor, ref: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    """``x`` interpolated (``"nearest"`` or ``"bilinear"`` with ``align_corners=False``) to the exact spatial size
+    of ``ref``; ``x`` itself when they agree (both modes are the identity there)."""
+    h, w = traced_size(ref)
+    if (x.shape[-2], x.shape[-1]) == (h, w):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=(h, w), mode="nearest")
+    return F.interpolate(x, size=(h, w), mode=mode, align_corners=False)
 
 
 @fx_leaf

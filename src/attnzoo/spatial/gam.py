@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import tracing
 from ..capture import record
 from ..layers import (
     AttnModule,
@@ -31,7 +32,7 @@ _VARIANTS = ("paper", "grouped", "yoloair")
 def check_bn_values(x: torch.Tensor, training: bool, owner: str) -> torch.Tensor:
     """In train mode a BatchNorm on the B×·×H×W map needs B·H·W > 1: a ``ValueError`` naming the module and the
     remedy instead of PyTorch's bare "Expected more than 1 value per channel"."""
-    if training and not torch.jit.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+    if training and not tracing.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
         raise ValueError(
             f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
             f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map"

@@ -173,7 +173,7 @@ def _previous(shapes: list[tuple[int, ...]], repeats: int, only: set[str] | None
             if name == "weighted_fusion":
                 new, old, arg = Unstack(new), Unstack(old), torch.randn(3, *shape)
             with torch.no_grad():
-                torch.testing.assert_close(old.eval()(arg), new.eval()(arg), atol=1e-4, rtol=1e-4)  # same function
+                torch.testing.assert_close(old.eval()(arg), new.eval()(arg), atol=1e-3, rtol=1e-3)  # same function
             modes = [("eager", old, new)]
             if compile_too:
                 modes.append(("compile", torch.compile(copy.deepcopy(old)), torch.compile(copy.deepcopy(new))))

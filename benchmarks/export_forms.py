@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -139,6 +139,35 @@ class Under(nn.Module):
             return self.m(x)
 
 
+def _each(shapes: list[tuple[int, ...]], entries: list[Any], only: set[str] | None) -> Iterator[tuple[Any, ...]]:
+    """(shape, input, entry) for every shape and every entry named in ``only`` (all without it), seeded."""
+    for shape in shapes:
+        x = torch.randn(shape)
+        for entry in entries:
+            if not only or entry[0] in only:
+                torch.manual_seed(0)
+                yield shape, x, entry
+
+
+def _mode_rows(
+    name: str,
+    shape: tuple[int, ...],
+    labels: tuple[str, str],
+    pair: tuple[nn.Module, nn.Module],
+    compiled: tuple[nn.Module, nn.Module] | None,
+    arg: torch.Tensor,
+    repeats: int,
+) -> list[str]:
+    """The rows of one comparison (second / first), eager and, when given, compiled; printed as they come."""
+    rows = []
+    for mode, (a, b) in (("eager", pair), ("compile", compiled)) if compiled else (("eager", pair),):
+        cases = {labels[0]: (a, arg), labels[1]: (b, arg)}
+        for row in _ratio_rows(name, "×".join(map(str, shape)), cases, repeats):
+            rows.append(row.replace(" | fwd", f" | {mode} | fwd", 1))
+            print(rows[-1], flush=True)
+    return rows
+
+
 def _ratio_rows(label: str, dims: str, cases: dict[str, tuple[nn.Module, torch.Tensor]], repeats: int) -> list[str]:
     rows = []
     (a_name, _), (b_name, _) = cases.items()
@@ -160,29 +189,17 @@ def _previous(shapes: list[tuple[int, ...]], repeats: int, only: set[str] | None
         ("weighted_fusion", lambda c: WeightedFusion(c, 3), PreviousWeightedFusion),
         ("criss_cross", CrissCrossAttention, PreviousCrissCross),
     ]
-    for shape in shapes:
-        x = torch.randn(shape)
-        for name, new_cls, old_cls in pairs:
-            if only and name not in only:
-                continue
-            torch.manual_seed(0)
-            new = randomize(new_cls(shape[1]), seed=1, scale=0.5)
-            old = old_cls(shape[1], 3) if name == "weighted_fusion" else old_cls(shape[1])
-            old.load_state_dict(new.state_dict())
-            arg = x
-            if name == "weighted_fusion":
-                new, old, arg = Unstack(new), Unstack(old), torch.randn(3, *shape)
-            with torch.no_grad():
-                torch.testing.assert_close(old.eval()(arg), new.eval()(arg), atol=1e-3, rtol=1e-3)  # same function
-            modes = [("eager", old, new)]
-            if compile_too:
-                modes.append(("compile", torch.compile(copy.deepcopy(old)), torch.compile(copy.deepcopy(new))))
-            for mode, a, b in modes:
-                for row in _ratio_rows(
-                    name, "×".join(map(str, shape)), {"previous": (a, arg), "new": (b, arg)}, repeats
-                ):
-                    rows.append(row.replace(" | fwd", f" | {mode} | fwd", 1))
-                    print(rows[-1], flush=True)  # progress
+    for shape, x, (name, new_cls, old_cls) in _each(shapes, pairs, only):
+        new = randomize(new_cls(shape[1]), seed=1, scale=0.5)
+        old = old_cls(shape[1], 3) if name == "weighted_fusion" else old_cls(shape[1])
+        old.load_state_dict(new.state_dict())
+        arg = x
+        if name == "weighted_fusion":
+            new, old, arg = Unstack(new), Unstack(old), torch.randn(3, *shape)
+        with torch.no_grad():
+            torch.testing.assert_close(old.eval()(arg), new.eval()(arg), atol=1e-3, rtol=1e-3)  # same function
+        compiled = (torch.compile(copy.deepcopy(old)), torch.compile(copy.deepcopy(new))) if compile_too else None
+        rows += _mode_rows(name, shape, ("previous", "new"), (old, new), compiled, arg, repeats)
     return "\n".join(rows)
 
 
@@ -200,25 +217,15 @@ TWINS: list[tuple[str, dict[str, Any], str]] = [
 def _twins(shapes: list[tuple[int, ...]], repeats: int, only: set[str] | None, compile_too: bool) -> str:
     rows = ["| module | input | mode | pass | eager form (ms) | portable form (ms) | portable / eager |",
             "|---|---|---|---|---:|---:|---:|"]  # fmt: skip
-    for shape in shapes:
-        x = torch.randn(shape)
-        for name, kwargs, target in TWINS:
-            if only and name not in only:
-                continue
-            torch.manual_seed(0)
-            m = randomize(attnzoo.create(name, shape[1], **kwargs), seed=1, scale=0.5)
-            portable = Under(copy.deepcopy(m), target)
-            with torch.no_grad():
-                torch.testing.assert_close(portable.eval()(x), m.eval()(x), atol=1e-3, rtol=1e-3)  # same function
-            modes = [("eager", m, portable)]
-            if compile_too:
-                modes.append(
-                    ("compile", torch.compile(copy.deepcopy(m)), Under(torch.compile(copy.deepcopy(m)), target))
-                )
-            for mode, a, b in modes:
-                for row in _ratio_rows(name, "×".join(map(str, shape)), {"eager": (a, x), "portable": (b, x)}, repeats):
-                    rows.append(row.replace(" | fwd", f" | {mode} | fwd", 1))
-                    print(rows[-1], flush=True)  # progress
+    for shape, x, (name, kwargs, target) in _each(shapes, TWINS, only):
+        m = randomize(attnzoo.create(name, shape[1], **kwargs), seed=1, scale=0.5)
+        portable = Under(copy.deepcopy(m), target)
+        with torch.no_grad():
+            torch.testing.assert_close(portable.eval()(x), m.eval()(x), atol=1e-3, rtol=1e-3)  # same function
+        compiled = (
+            (torch.compile(copy.deepcopy(m)), Under(torch.compile(copy.deepcopy(m)), target)) if compile_too else None
+        )
+        rows += _mode_rows(name, shape, ("eager", "portable"), (m, portable), compiled, x, repeats)
     return "\n".join(rows)
 
 

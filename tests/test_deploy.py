@@ -151,24 +151,3 @@ def test_deployment_doc_has_a_current_row_per_module():
         assert r.status == ("exception" if declared else "ok"), f"{r.module} / {r.runtime}: {r.status} {r.message}"
     assert meta["size"] == "13x11"
     assert "docs/deployment.md" in (docs.parent / "README.md").read_text()
-
-
-@pytest.mark.parametrize("name", ["spd_conv", "weighted_fusion", "bifpn"])
-@pytest.mark.parametrize("size", [(13, 11), (8, 8), (2, 3)])
-def test_export_forms_equal_eager_forms(name, size):
-    """spd_conv (pixel_unshuffle), weighted_fusion / bifpn (no addcmul, finite SAME padding) take export forms
-    under tracing; the traced graph equals the eager module."""
-    from attnzoo.layouts import example_channels, example_inputs
-    from attnzoo.testing import FlatIO, flatten, randomize
-
-    torch.manual_seed(0)
-    m = randomize(attnzoo.create(name, example_channels(name, 16)).eval())
-    args = example_inputs(name, batch=2, channels=example_channels(name, 16), size=size)
-    flat = flatten(list(args))
-    wrapped = FlatIO(m, args)
-    with torch.no_grad():
-        traced = torch.jit.trace(wrapped, tuple(flat), check_trace=False)
-        for a, b in zip(flatten(traced(*flat)), flatten(m(*args))):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    if name == "spd_conv":  # the traced graph really holds the export form
-        assert "pixel_unshuffle" in str(traced.inlined_graph)

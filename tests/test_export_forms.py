@@ -7,8 +7,12 @@ For each declared form, each of its configurations and each export target it nam
   (with autograd) so do the input gradients;
 - sizes that tile windows, that do not, and 1×1.
 
-Also: ``torch.compile`` and ``torch.export`` never take a portable form, and a module that calls the predicate
-declares a form (a static check over src/).
+- the marker is absent from the trace of the eager forms (so it proves the form);
+
+Also: ``torch.compile`` and ``torch.export`` never take a portable form; a module whose traced graph under a
+target differs from its eager-form graph declares a form for that target (a dynamic check over the registry);
+no source file asks the tracers directly, and a file that calls the predicate declares a form and names its
+portable forms ``*_portable`` (static checks over src/).
 """
 
 from __future__ import annotations
@@ -26,6 +30,26 @@ from attnzoo.testing import flatten, randomize
 from helpers import build, inputs
 
 SIZES = [(13, 11), (7, 9), (1, 1)]
+
+
+def _trace(module: torch.nn.Module, args: tuple, target: str | None) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` under ``export_target(target)``; ``target=None``: with every portable form off (the
+    eager forms, as ``torch.compile`` gets them), although ``torch.jit.trace`` alone would take the ncnn forms."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if target is not None:
+            with attnzoo.export_target(target):
+                return torch.jit.trace(module, args, check_trace=False)
+        saved = tracing.current_export_target
+        tracing.current_export_target = lambda: None  # portable() asks it
+        try:
+            return torch.jit.trace(module, args, check_trace=False)
+        finally:
+            tracing.current_export_target = saved
+
+
+def _ops(traced: torch.jit.ScriptModule) -> list[str]:
+    return [node.kind() for node in traced.inlined_graph.nodes()]
 
 CASES = [
     pytest.param(name, f, c, t, id=f"{name}-form{f}-case{c}-{t}")
@@ -51,12 +75,11 @@ def test_portable_form_equals_eager(name: str, form_index: int, case_index: int,
         eager = flatten(module(*args))
         with attnzoo.export_target(target):
             portable = flatten(module(*args))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                traced = torch.jit.trace(module, args, check_trace=False)
-        graph = str(traced.inlined_graph)
+        traced = _trace(module, args, target)
         traced_out = flatten(traced(*args))
-    assert form.marker in graph, f"{name}: the {target} trace did not take the portable form ({form.marker} missing)"
+        eager_ops = _ops(_trace(module, args, None))
+    assert form.marker in _ops(traced), f"{name}: the {target} trace did not take the portable form ({form.marker} missing)"
+    assert form.marker not in eager_ops, f"{name}: the marker {form.marker} is in the eager form's trace too: it proves nothing"
     for e, p, t in zip(eager, portable, traced_out, strict=True):
         torch.testing.assert_close(p, e, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(t, e, atol=1e-5, rtol=1e-4)
@@ -103,26 +126,81 @@ def test_predicate_is_off_under_compile_and_export() -> None:
             pass
 
 
+def _configurations(name: str) -> list[dict]:
+    """The contract configuration and every configuration a declared form is tested under."""
+    configs: list[dict] = [{}]
+    for form in attnzoo.info(name).forms:
+        configs += [dict(c) for c in form.cases if dict(c) not in configs]
+    return configs
+
+
+@pytest.mark.parametrize("name", attnzoo.list_modules())
+def test_a_graph_that_changes_under_a_target_is_declared(name: str) -> None:
+    """Traced under each export target and with every form off, at an odd size: where the graphs differ, the
+    module declares a form for that target (a form nobody declared would go untested)."""
+    declared = {t for form in attnzoo.info(name).forms for t in form.targets}
+    for config in _configurations(name):
+        module = build(name, **config).eval()
+        args = inputs(name, batch=2, size=(7, 9), seed=1)
+        with torch.no_grad():
+            eager = _ops(_trace(module, args, None))
+            for target in tracing.EXPORT_TARGETS:
+                if target not in declared:
+                    assert _ops(_trace(module, args, target)) == eager, (
+                        f"{name} {config}: its {target} graph differs from the eager forms' graph, but no form of "
+                        f"{name} declares {target!r} (register(..., forms=(PortableForm(targets=...),)))"
+                    )
+
+
 SRC = Path(attnzoo.__file__).parent
 _PREDICATES = re.compile(r"\b(portable\(|exporting\(\)|torch\.jit\.is_tracing\(\)|is_compiling\(\)|is_in_onnx_export\(\))")
+_PORTABLE_FN = re.compile(r"\b\w+_portable\(")  # defined here or shared (e.g. in functional/)
 
 
 def test_only_declared_modules_use_the_predicate() -> None:
-    """A module file that switches on an export target declares a form for every class it registers there, and
-    no module file asks the tracers directly (``tracing`` does, once)."""
-    offenders, undeclared = [], []
-    by_file: dict[str, list[str]] = {}
+    """No source file asks the tracers directly (``tracing`` does, once); a module file that switches on an
+    export target declares a form for a class it registers there; every file that calls the predicate names its
+    portable forms ``*_portable`` (the naming rule of docs/exports.md: it defines or calls one)."""
+    registered: dict[Path, list[str]] = {}
     for name in attnzoo.list_modules():
-        cls = attnzoo.info(name).cls
-        by_file.setdefault(cls.__module__, []).append(name)
-    for module_name, names in by_file.items():
-        path = SRC.parent / (module_name.replace(".", "/") + ".py")
+        path = SRC.parent / (attnzoo.info(name).cls.__module__.replace(".", "/") + ".py")
+        registered.setdefault(path, []).append(name)
+    offenders, undeclared, unnamed = [], [], []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "tracing.py" and path.parent == SRC:
+            continue
         text = path.read_text()
         uses = set(_PREDICATES.findall(text))
-        direct = uses - {"portable("}
-        if direct:
-            offenders.append(f"{path.name}: {sorted(direct)}")
-        if "portable(" in uses and not any(attnzoo.info(n).forms for n in names):
-            undeclared.append(f"{path.name} ({', '.join(names)})")
-    assert not offenders, f"ask attnzoo.tracing (portable / eager_only / traced_size), not the tracers: {offenders}"
+        rel = path.relative_to(SRC)
+        if uses - {"portable("}:
+            offenders.append(f"{rel}: {sorted(uses - {'portable('})}")
+        if "portable(" not in uses:
+            continue
+        if not _PORTABLE_FN.search(text):
+            unnamed.append(str(rel))
+        names = registered.get(path)
+        if names is not None and not any(attnzoo.info(n).forms for n in names):
+            undeclared.append(f"{rel} ({', '.join(names)})")
+    assert not offenders, f"ask attnzoo.tracing (portable / eager_only / is_tracing), not the tracers: {offenders}"
     assert not undeclared, f"these files call tracing.portable but declare no PortableForm: {undeclared}"
+    assert not unnamed, f"these files call tracing.portable but define or call no *_portable form: {unnamed}"
+
+
+def forms_markdown() -> str:
+    """The table of docs/exports.md: every declared form, from the registry."""
+    rows = ["| module | targets | marker | why the eager form does not export | tested configurations |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for name in sorted(attnzoo.list_modules()):
+        for form in attnzoo.info(name).forms:
+            cases = "; ".join(", ".join(f"{k}={v!r}" for k, v in c.items()) or "default" for c in form.cases)
+            targets = ", ".join(form.targets)
+            rows.append(f"| `{name}` | {targets} | `{form.marker}` | {form.reason} | {cases} |")
+    return "\n".join(rows)
+
+
+def test_docs_list_every_form() -> None:
+    text = (SRC.parents[1] / "docs" / "exports.md").read_text()
+    block = re.search(r"<!-- forms:start -->\n(.*?)\n<!-- forms:end -->", text, re.S)
+    assert block, "docs/exports.md lacks the <!-- forms:start --> … <!-- forms:end --> markers"
+    expected = forms_markdown()
+    assert block.group(1).strip() == expected, f"docs/exports.md: replace the forms table by\n{expected}"

@@ -86,6 +86,24 @@ def test_weighted_fusion_defaults_and_errors():
 # BiFPN
 
 
+@pytest.mark.parametrize("name", ["weighted_fusion", "bifpn"])
+@pytest.mark.parametrize("size", [(13, 11), (8, 8), (2, 3)])
+def test_fusion_traces_without_addcmul(name, size):
+    """One form for eager and export: no ``torch.addcmul`` (pnnx turns it into an expression ncnn cannot run) and
+    BiFPN's SAME max-pool padding finite (ncnn's parameter files hold no -inf); the trace equals eager."""
+    from attnzoo.layouts import example_channels, example_inputs
+    from attnzoo.testing import FlatIO, flatten
+
+    torch.manual_seed(0)
+    m = randomize(attnzoo.create(name, example_channels(name, 16))).eval()
+    args = example_inputs(name, batch=2, channels=example_channels(name, 16), size=size)
+    flat = flatten(list(args))
+    with torch.no_grad():
+        traced = torch.jit.trace(FlatIO(m, args), tuple(flat), check_trace=False)
+        close(flatten(traced(*flat)), flatten(m(*args)))
+    assert "aten::addcmul" not in str(traced.inlined_graph)
+
+
 @pytest.mark.faithful("bifpn")
 @pytest.mark.parametrize(
     "channels,sizes,kwargs",

@@ -230,6 +230,20 @@ def test_bam_trains_at_batch1_with_running_statistics():
     assert not torch.equal(m.channel_bn.running_mean, stats)
 
 
+@pytest.mark.parametrize("name, kwargs", [("simam", {}), ("bam", {"fusion": "add"}), ("bam", {"fusion": "mul"})])
+@pytest.mark.parametrize("size", [(13, 11), (7, 9), (1, 1)])
+def test_simam_bam_trace_without_addcmul(name, kwargs, size):
+    """SimAM and BAM have one form for eager and export (no ``torch.addcmul``, which pnnx cannot convert to ncnn):
+    the trace records it, and equals the eager module (in-place path without autograd, out-of-place with)."""
+    m = randomize(attnzoo.create(name, 64, **kwargs), scale=0.3).eval()
+    x = x_input(64, *size)
+    y = both_grad_modes(m, x)
+    with torch.no_grad():
+        traced = torch.jit.trace(m, (x,), check_trace=False)
+        torch.testing.assert_close(traced(x), y, atol=1e-5, rtol=1e-5)
+    assert "aten::addcmul" not in str(traced.inlined_graph)
+
+
 # ----------------------------------------------------------------------------------------- Polarized (PSA)
 
 

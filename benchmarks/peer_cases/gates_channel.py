@@ -142,7 +142,12 @@ def _se_eca_rows(tag: str, shape: tuple[int, ...]) -> list[Comparison]:
         ``eca``, the ``F.conv1d`` over the channel axis."""
         from attnzoo.functional import gating
 
-        gating.fused_autograd = lambda x: False
+        class PlainMean:  # spatial_mean's autograd function replaced by the plain mean (autograd's backward)
+            @staticmethod
+            def apply(x: torch.Tensor) -> torch.Tensor:
+                return x.mean((2, 3))
+
+        gating._SpatialMean = PlainMean  # type: ignore[misc,assignment]
         m = copy.deepcopy(a)
         if type(a).__name__ == "EfficientChannelAttention":
             def old_gate_map(x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ __all__ = [
     "portable",
     "eager_only",
     "inplace_ok",
+    "is_tracing",
     "traced_size",
     "fx_leaf",
 ]
@@ -99,6 +100,12 @@ def eager_only(x: Any = None) -> bool:
         return False
     compiler = getattr(torch, "compiler", None)
     return not (compiler is not None and (compiler.is_compiling() or compiler.is_exporting()))
+
+
+def is_tracing() -> bool:
+    """True inside ``torch.jit.trace``.  For input checks only (a trace bakes the shapes in; the check ran when
+    the trace was recorded), never for choosing a form (that is :func:`portable`)."""
+    return torch.jit.is_tracing()
 
 
 def inplace_ok() -> bool:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..functional.gating import spatial_mean
+from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
 from ..layers import Gate, check_arg, odd_kernel, positive_int, positive_number
 from ..registry import register
 
@@ -32,6 +32,7 @@ def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int
     complexity="O(N)",
     summary="Global average pool → 1-D conv across channels (adaptive kernel) → sigmoid gate.",
     maps=("gate",),
+    forms=(SPATIAL_MEAN_FORM,),
 )
 class EfficientChannelAttention(Gate):
     """ECA gate: local cross-channel interaction without dimensionality reduction; B×C×H×W → B×C×H×W.

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..functional.gating import spatial_mean
+from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
 from ..layers import ActLayer, Gate, get_act, positive_int
 from ..registry import register
 
@@ -22,6 +22,7 @@ __all__ = ["EffectiveSqueezeExcite"]
     complexity="O(N)",
     summary="Global average pool → one C→C 1×1 conv (no bottleneck) → hard-sigmoid channel gate.",
     maps=("gate",),
+    forms=(SPATIAL_MEAN_FORM,),
 )
 class EffectiveSqueezeExcite(Gate):
     """Effective SE (VoVNetV2's eSE); B×C×H×W → B×C×H×W.

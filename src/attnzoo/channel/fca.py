@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_arg, exporting, fx_leaf, hidden_width
+from .. import tracing
+from ..functional.gating import BATCH_AXIS
+from ..layers import Gate, check_arg, fx_leaf, hidden_width
 from ..registry import register
 
 __all__ = ["MultiSpectralAttention", "dct_basis", "fca_frequencies"]
@@ -68,6 +70,13 @@ def _spatial_filters(basis_h: torch.Tensor, basis_w: torch.Tensor, x: torch.Tens
     return ah[:, :, None] * aw[:, None, :]
 
 
+_POOLED_FORM = tracing.PortableForm(
+    targets=("ncnn",),
+    marker="aten::adaptive_avg_pool2d",
+    reason="the weighted sums by matmul over B×C/K rows; " + BATCH_AXIS,
+)
+
+
 @register(
     "fca",
     family="channel",
@@ -76,6 +85,7 @@ def _spatial_filters(basis_h: torch.Tensor, basis_w: torch.Tensor, x: torch.Tens
     complexity="O(N)",
     summary="Multi-spectral channel pooling with fixed 2-D DCT filters (one frequency per channel group) → FC → ReLU → FC → sigmoid.",
     maps=("gate",),
+    forms=(_POOLED_FORM,),
 )
 class MultiSpectralAttention(Gate):
     """FcaNet multi-spectral channel attention; B×C×H×W → B×C×H×W.
@@ -143,17 +153,19 @@ class MultiSpectralAttention(Gate):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The multi-spectral descriptor Freq(x), B×C."""
-        b, k = x.shape[0], self.num_freq
         filt = _spatial_filters(self.basis_h, self.basis_w, x)  # K×H×W
-        if exporting():
-            # the same weighted sums as a product and a global average pool: pnnx (ncnn) places the batch axis
-            # only from operators it knows (pooling, convolutions, …), not from the matmul of the eager form (a
-            # depthwise convolution with this computed H×W kernel would not compile in OpenVINO)
-            weight = filt.repeat_interleave(self.channels // k, dim=0) * (x.shape[2] * x.shape[3])  # C×H×W
-            return F.adaptive_avg_pool2d(x * weight, 1).flatten(1)
+        if tracing.portable(*_POOLED_FORM.targets):
+            return self._pooled_portable(x, filt)
         # per group: (C/K × HW) @ (HW) — one read of x
+        b, k = x.shape[0], self.num_freq
         y = torch.matmul(x.reshape(b, k, self.channels // k, -1), filt.reshape(k, -1, 1))
         return y.reshape(b, self.channels)
+
+    def _pooled_portable(self, x: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
+        """:meth:`pooled` as a product and a global average pool (a depthwise convolution with this computed H×W
+        kernel would not compile in OpenVINO)."""
+        weight = filt.repeat_interleave(self.channels // self.num_freq, dim=0) * (x.shape[2] * x.shape[3])  # C×H×W
+        return F.adaptive_avg_pool2d(x * weight, 1).flatten(1)
 
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""

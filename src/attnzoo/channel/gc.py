@@ -127,7 +127,7 @@ class GlobalContextBlock(AttnModule):
     def context(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled context, B×C."""
         if self.conv_mask is None:
-            return spatial_mean(x)
+            return spatial_mean(x, portable_form=False)
         logits = F.conv2d(x, self.conv_mask.weight, self.conv_mask.bias)  # B×1×H×W
         attn = softmax_fp32(logits.flatten(1), 1).to(x.dtype)  # over the H·W positions
         record(self, "attn", attn.view_as(logits))

@@ -7,10 +7,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_arg, check_choice, exporting, positive_int
+from .. import tracing
+from ..functional.gating import BATCH_AXIS
+from ..layers import Gate, check_arg, check_choice, positive_int
 from ..registry import register
 
 __all__ = ["GatedChannelTransform"]
+
+
+_SUMS_FORM = tracing.PortableForm(
+    targets=("ncnn",),
+    marker="aten::adaptive_avg_pool2d",
+    reason="the channel sums by vector_norm; " + BATCH_AXIS,
+    cases=({}, {"mode": "l1"}),
+)
 
 
 @register(
@@ -22,6 +32,7 @@ __all__ = ["GatedChannelTransform"]
     summary="Per-channel ℓ2 (or ℓ1) embedding · α, channel normalisation · γ, gate 1 + tanh(· + β).",
     maps=("gate",),
     identity_at_init=True,
+    forms=(_SUMS_FORM,),
 )
 class GatedChannelTransform(Gate):
     """GCT gate; B×C×H×W → B×C×H×W.
@@ -51,16 +62,19 @@ class GatedChannelTransform(Gate):
 
     def channel_sums(self, x: torch.Tensor) -> torch.Tensor:
         """``Σ_hw x²`` (``"l2"``) or ``Σ_hw |x|`` (``"l1"``) per channel, B×C."""
-        if exporting():
-            # H·W × a global average pool: pnnx (ncnn) places the batch axis only from operators it knows
-            # (pooling, convolutions, …), not from vector_norm
-            t = x * x if self.mode == "l2" else x.abs()
-            return F.adaptive_avg_pool2d(t, 1).flatten(1) * (x.shape[2] * x.shape[3])
+        if tracing.portable(*_SUMS_FORM.targets):
+            return self._channel_sums_portable(x)
         # vector_norm is one pass without the x² temporary (accumulating in float32 for half inputs)
         if self.mode == "l2":
             n = torch.linalg.vector_norm(x, 2, dim=(2, 3))
             return n * n
         return torch.linalg.vector_norm(x, 1, dim=(2, 3))
+
+    def _channel_sums_portable(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`channel_sums` as H·W × a global average pool of x² (or |x|): 1.5–2.8× slower in eager PyTorch
+        (benchmarks/export_forms.py)."""
+        t = x * x if self.mode == "l2" else x.abs()
+        return F.adaptive_avg_pool2d(t, 1).flatten(1) * (x.shape[2] * x.shape[3])
 
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×C×1×1."""

@@ -3,12 +3,15 @@ NeurIPS 2018).  Paper: https://arxiv.org/abs/1810.12348"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import tracing
 from ..capture import record
-from ..functional.gating import spatial_mean
+from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
 from ..layers import (
     ActLayer,
     Gate,
@@ -44,7 +47,7 @@ class _ConvMlp(nn.Module):
 
 @fx_leaf
 def _check_feat_size(x: torch.Tensor, feat_size: tuple[int, int], owner: str) -> torch.Tensor:
-    if not torch.jit.is_tracing() and tuple(x.shape[-2:]) != tuple(feat_size):
+    if not tracing.is_tracing() and tuple(x.shape[-2:]) != tuple(feat_size):
         raise ValueError(
             f"{owner}: with extent=0 and extra_params=True the input must be "
             f"{feat_size[0]}×{feat_size[1]} (feat_size), got shape {tuple(x.shape)}"
@@ -66,6 +69,12 @@ def _upsample_nearest(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     summary="Gather context over an extent (global or stride 2/4/8, pooled or depthwise-strided) → excite: resize + sigmoid gate.",
     maps=("gate",),
     test_kwargs={"extent": 4, "extra_params": True},
+    forms=(
+        replace(
+            SPATIAL_MEAN_FORM,
+            cases=({"extent": 0, "extra_params": False}, {"extent": 0, "extra_params": False, "use_mlp": False}),
+        ),
+    ),
 )
 class GatherExcite(Gate):
     """Gather-Excite gate; B×C×H×W → B×C×H×W.

@@ -73,7 +73,7 @@ class SCSE(AttnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         fc1, act, fc2 = cast(nn.Conv2d, self.cSE[0]), self.cSE[1], cast(nn.Conv2d, self.cSE[2])
-        h = act(F.linear(spatial_mean(x), fc1.weight.flatten(1), fc1.bias))
+        h = act(F.linear(spatial_mean(x, portable_form=False), fc1.weight.flatten(1), fc1.bias))
         c = torch.sigmoid(F.linear(h, fc2.weight.flatten(1), fc2.bias))[:, :, None, None]
         conv = cast(nn.Conv2d, self.sSE[0])
         s = torch.sigmoid(F.conv2d(x, conv.weight, conv.bias))

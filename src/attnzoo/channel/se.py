@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..functional.gating import spatial_mean
+from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
 from ..layers import ActLayer, Gate, get_act, hidden_width
 from ..registry import register
 
@@ -21,6 +21,7 @@ __all__ = ["SqueezeExcite"]
     complexity="O(N)",
     summary="Global average pool → FC → ReLU → FC → sigmoid channel gate.",
     maps=("gate",),
+    forms=(SPATIAL_MEAN_FORM,),
 )
 class SqueezeExcite(Gate):
     """Squeeze-and-Excitation gate; B×C×H×W → B×C×H×W.

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import tracing
 from ..capture import record
 from ..layers import (
     AttnModule,
@@ -25,7 +26,7 @@ __all__ = ["MSCAM", "AttentionalFeatureFusion"]
 @fx_leaf
 def check_same_pair(x: torch.Tensor, y: torch.Tensor, owner: str) -> torch.Tensor:
     """``y`` must have exactly the shape of ``x`` (AFF fuses two maps of one shape)."""
-    if torch.jit.is_tracing():
+    if tracing.is_tracing():
         return y
     if not isinstance(y, torch.Tensor) or y.dim() != 4:
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__

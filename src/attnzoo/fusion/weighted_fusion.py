@@ -14,7 +14,6 @@ from ..layers import (
     check_arg,
     check_choice,
     check_same_shape,
-    exporting,
     inplace_ok,
     positive_int,
     positive_number,
@@ -45,14 +44,13 @@ def fusion_weights(w: torch.Tensor | None, fusion: str, eps: float, n: int, like
 
 
 def weighted_sum(xs: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
-    """``Σ_i w_i · x_i`` for a 1-D weight vector."""
+    """``Σ_i w_i · x_i`` for a 1-D weight vector.  Without autograd in place (``addcmul_``, one pass per input);
+    otherwise ``out + x_i · w_i``, not ``torch.addcmul``: pnnx turns that into an expression ncnn cannot run, and
+    it is no faster (benchmarks/export_forms.py)."""
     out = xs[0] * w[0]
-    inplace, export = inplace_ok(), exporting()
+    inplace = inplace_ok()
     for i in range(1, len(xs)):
-        if export:  # pnnx turns addcmul into an expression ncnn cannot run
-            out = out + xs[i] * w[i]
-        else:
-            out = out.addcmul_(xs[i], w[i]) if inplace else torch.addcmul(out, xs[i], w[i])
+        out = out.addcmul_(xs[i], w[i]) if inplace else out + xs[i] * w[i]
     return out
 
 

@@ -19,7 +19,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import fx_leaf
+from ..tracing import fx_leaf, is_tracing
 
 __all__ = ["PooledBatchNorm2d", "PooledBatchNorm1d", "one_value_per_channel", "check_bn_values"]
 
@@ -83,7 +83,7 @@ class PooledBatchNorm1d(nn.BatchNorm1d):
 def check_bn_values(x: torch.Tensor, training: bool, owner: str) -> torch.Tensor:
     """In train mode a BatchNorm on the B×·×H×W map needs B·H·W > 1: a ``ValueError`` naming the module and the
     remedy instead of PyTorch's bare "Expected more than 1 value per channel"."""
-    if training and not torch.jit.is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+    if training and not is_tracing() and x.shape[0] * x.shape[2] * x.shape[3] == 1:
         raise ValueError(
             f"{owner}: expected more than one value per channel for the BatchNorm in train mode "
             f"(batch × H × W > 1), got shape {tuple(x.shape)}; use eval(), a larger batch or a larger map"

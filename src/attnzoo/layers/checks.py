@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..tracing import fx_leaf
+from ..tracing import fx_leaf, is_tracing
 
 __all__ = [
     "fx_leaf",
@@ -102,7 +102,7 @@ def check_dropout(p: object, owner: str, what: str = "dropout") -> float:
 @fx_leaf
 def check_nchw(x: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
     """Check that ``x`` is a non-empty B×C×H×W tensor with ``channels`` channels; return it unchanged."""
-    if torch.jit.is_tracing():  # shapes are baked into a trace; the check ran when the trace was recorded
+    if is_tracing():  # shapes are baked into a trace; the check ran when the trace was recorded
         return x
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{owner}: expected a tensor of shape B×{channels}×H×W, got {type(x).__name__}")
@@ -120,7 +120,7 @@ def check_nchw(x: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
 @fx_leaf
 def check_dims(x: torch.Tensor, ndim: int, channel_dim: int, channels: int, owner: str, layout: str) -> torch.Tensor:
     """Rank + channel check for the token (B×N×C) and temporal (B×C×N×T) layouts."""
-    if torch.jit.is_tracing():
+    if is_tracing():
         return x
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{owner}: expected a tensor of layout {layout}, got {type(x).__name__}")
@@ -138,7 +138,7 @@ def check_dims(x: torch.Tensor, ndim: int, channel_dim: int, channels: int, owne
 @fx_leaf
 def check_same_shape(xs: Sequence[torch.Tensor], count: int, channels: int, owner: str) -> Sequence[torch.Tensor]:
     """A list of ``count`` B×C×H×W maps that all share one shape (the ``multi`` layout)."""
-    if torch.jit.is_tracing():
+    if is_tracing():
         return xs
     if not isinstance(xs, (list, tuple)):
         raise ValueError(f"{owner}: expected a list of {count} maps B×{channels}×H×W, got {type(xs).__name__}")
@@ -155,7 +155,7 @@ def check_same_shape(xs: Sequence[torch.Tensor], count: int, channels: int, owne
 @fx_leaf
 def check_context(ctx: torch.Tensor, query: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
     """A context map must be B×channels×H'×W' with the query's batch size."""
-    if torch.jit.is_tracing():
+    if is_tracing():
         return ctx
     check_nchw(ctx, channels, owner)
     if ctx.shape[0] != query.shape[0]:

@@ -13,7 +13,7 @@ from typing import Callable, Union
 import torch
 import torch.nn as nn
 
-from ..tracing import fx_leaf
+from ..tracing import fx_leaf, is_tracing
 
 __all__ = ["Inner", "build_inner", "check_inner_output"]
 
@@ -51,7 +51,7 @@ def build_inner(spec: Inner, channels: int, host: str, role: str, default: Calla
 @fx_leaf
 def check_inner_output(y: torch.Tensor, x: torch.Tensor, host: str, role: str) -> torch.Tensor:
     """``y`` (the inner module's output) must have the shape of its input ``x``."""
-    if torch.jit.is_tracing():
+    if is_tracing():
         return y
     if not isinstance(y, torch.Tensor) or y.shape != x.shape:
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__

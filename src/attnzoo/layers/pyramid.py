@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..tracing import traced_size
+from ..tracing import is_tracing, traced_size
 from .checks import check_arg, fx_leaf
 
 __all__ = [
@@ -56,7 +56,7 @@ def check_pyramid(
     number of levels, a level that is not B×C_i×H×W, levels not ordered from fine to coarse (or, with
     ``halving``, not halving from one level to the next), mismatched batch sizes.
     """
-    if torch.jit.is_tracing():  # shapes are baked into a trace; the check ran when the trace was recorded
+    if is_tracing():  # shapes are baked into a trace; the check ran when the trace was recorded
         return xs
     n = len(channels)
     layout = f"a list of {n} maps B×C_i×H_i×W_i with C = {list(channels)}, finest first"

@@ -71,7 +71,7 @@ def _from_window_heads(t: torch.Tensor, w: int, hp: int, wp: int, partition: str
     return t.reshape(b, c, hp, wp)
 
 
-def _portable_window_attention(
+def window_attention_portable(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, window: int, partition: str, module: nn.Module | None
 ) -> torch.Tensor:
     h, w = traced_size(q)
@@ -101,7 +101,7 @@ def window_attention(
     """Multi-head attention of B×C×H×W q, k (C channels) and v (C_v channels) inside w×w windows (padded to whole
     windows; padded keys masked); B×C_v×H×W out."""
     if portable("ncnn"):
-        return _portable_window_attention(q, k, v, heads, window, partition, module)
+        return window_attention_portable(q, k, v, heads, window, partition, module)
     b = q.shape[0]
     h, w = traced_size(q)
     ph, pw = (window - h % window) % window, (window - w % window) % window

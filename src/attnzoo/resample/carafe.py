@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import tracing
 from ..capture import is_capturing, record
 from ..layers import (
     AttnModule,
@@ -25,14 +26,6 @@ from ..registry import ShapeRule, register, upsampled
 __all__ = ["CARAFE", "carafe_reassemble"]
 
 
-def _use_unfold(x: torch.Tensor, kernels: torch.Tensor) -> bool:
-    """Eager autograd: a batched matmul over an input-resolution unfold has a far cheaper backward (one col2im)
-    than k² sliced products; inference, tracing, export and compile use the shifted views."""
-    if not torch.is_grad_enabled() or not (x.requires_grad or kernels.requires_grad):
-        return False
-    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
-
-
 @fx_leaf
 def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: int, groups: int = 1) -> torch.Tensor:
     """CARAFE's reassembly: ``y[c, s·i + a, s·j + b] = Σ_{u,v} K[g(c), u·k + v, a·s + b, i, j] · x[c, i + u − k//2, j + v − k//2]``
@@ -47,7 +40,7 @@ def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: 
     """
     b, c, h, w = x.shape
     s2, kk, r = scale * scale, k_up * k_up, k_up // 2
-    if _use_unfold(x, kernels):
+    if torch.is_grad_enabled() and (x.requires_grad or kernels.requires_grad) and tracing.eager_only(x):
         cols = F.unfold(x, k_up, padding=r).view(b * groups, c // groups, kk, h * w).permute(0, 3, 1, 2)
         kern = kernels.reshape(b * groups, kk, s2, h * w).permute(0, 3, 1, 2)
         out = torch.matmul(cols, kern).permute(0, 2, 3, 1)  # (B·G)×(C/G)×s²×HW

@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import tracing
 from ..layers import (
     AttnModule,
     ConvNormAct,
     check_arg,
     check_nchw,
-    exporting,
     pad_to_multiple,
     positive_int,
 )
@@ -24,13 +24,24 @@ def space_to_depth(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     """B×C×H×W → B×s²C×(H/s)×(W/s) in the paper's (and official code's) order: sub-maps
     ``f_{a,b} = X[a::s, b::s]`` concatenated with the row offset ``a`` varying fastest (for s = 2:
     ``[x[::2, ::2], x[1::2, ::2], x[::2, 1::2], x[1::2, 1::2]]``).  H and W must be multiples of ``s``."""
-    if not exporting():
-        return torch.cat([x[..., a::scale, b::scale] for b in range(scale) for a in range(scale)], 1)
-    # Export form (ncnn has no strided slice): pixel_unshuffle of the transposed map puts sub-map (a, b) of channel
-    # c at c·s² + b·s + a; one transpose makes the offset the outer index, as above.
+    if tracing.portable(*_SPACE_TO_DEPTH_FORM.targets):
+        return space_to_depth_portable(x, scale)
+    return torch.cat([x[..., a::scale, b::scale] for b in range(scale) for a in range(scale)], 1)
+
+
+def space_to_depth_portable(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    """:func:`space_to_depth` without strided slices (ncnn has none): ``pixel_unshuffle`` of the transposed map
+    puts sub-map (a, b) of channel c at c·s² + b·s + a; one transpose makes the offset the outer index."""
     n, c, h, w = x.shape
     y = F.pixel_unshuffle(x.transpose(2, 3), scale).transpose(2, 3)
     return y.reshape(n, c, scale * scale, h // scale, w // scale).transpose(1, 2).flatten(1, 2)
+
+
+_SPACE_TO_DEPTH_FORM = tracing.PortableForm(
+    targets=("ncnn",),
+    marker="aten::pixel_unshuffle",
+    reason="ncnn has no strided slice (x[..., a::s, b::s])",
+)
 
 
 @register(
@@ -43,6 +54,7 @@ def space_to_depth(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     summary="Space-to-depth (C → s²C at H/s × W/s, no information dropped) then a non-strided 3×3 conv + BN + SiLU.",
     shape=ShapeRule("out_channels", strided("scale"), "C → `out_channels`, H×W → ⌈H/`scale`⌉×⌈W/`scale`⌉"),
     test_kwargs={"out_channels": 24},
+    forms=(_SPACE_TO_DEPTH_FORM,),
 )
 class SPDConv(AttnModule):
     """SPD-Conv downsampler: ``y = SiLU(BN(Conv3×3_s1(space_to_depth_s(x))))``; B×C×H×W → B×C'×⌈H/s⌉×⌈W/s⌉.

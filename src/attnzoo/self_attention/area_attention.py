@@ -103,6 +103,22 @@ class AreaAttention(AttnModule):
         return self.proj(strip_attention(q, k, v, self.heads, self.area, capture_target(self)) + self.pe(v))
 
 
+def strip_attention_portable(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, rows: int, strips: int, module: nn.Module | None
+) -> torch.Tensor:
+    """One attention per strip with at most 4 axes (ncnn has no 5-axis reshape); the last strip is short."""
+    b, c, _, w = q.shape
+    d = c // heads
+    outs = []
+    for s in range(strips):
+        parts = [t[:, :, s * rows : (s + 1) * rows] for t in (q, k, v)]
+        n = parts[0].shape[2] * w
+        tq, tk, tv = (t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts)
+        out = attention(tq, tk, tv, scale=d**-0.5, module=module)
+        outs.append(out.transpose(-1, -2).reshape(b, c, n // w, w))
+    return torch.cat(outs, 2)
+
+
 @fx_leaf
 def strip_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, area: int, module: nn.Module | None = None
@@ -115,15 +131,8 @@ def strip_attention(
     strips = -(-h // rows)
     pad = strips * rows - h
     d = c // heads
-    if portable("ncnn"):  # one attention per strip, ≤ 4 axes (ncnn has no 5-axis reshape); the last strip is short
-        outs = []
-        for s in range(strips):
-            parts = [t[:, :, s * rows : (s + 1) * rows] for t in (q, k, v)]
-            n = parts[0].shape[2] * w
-            tq, tk, tv = (t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts)
-            out = attention(tq, tk, tv, scale=d**-0.5, module=module)
-            outs.append(out.transpose(-1, -2).reshape(b, c, n // w, w))
-        return torch.cat(outs, 2)
+    if portable("ncnn"):
+        return strip_attention_portable(q, k, v, heads, rows, strips, module)
 
     def split(t: torch.Tensor) -> torch.Tensor:  # → (B·strips)×heads×(rows·W)×d
         if pad:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_nchw, exporting, fx_leaf, hidden_width, positive_int
+from ..layers import AttnModule, check_nchw, fx_leaf, hidden_width, positive_int
 from ..registry import register
 
 __all__ = ["CrissCrossAttention", "criss_cross"]
@@ -22,7 +22,7 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Mod
 
     Position (h, w) attends jointly (one softmax) to the H positions of its column and the W positions of its
     row, itself counted once: the column branch drops the self position (as the official code's −∞ diagonal,
-    here a ``masked_fill`` with the dtype's most negative finite value, so no −∞ and no NaN, also when H = 1).
+    here the dtype's most negative finite value added to it, so no −∞ and no NaN, also when H = 1).
     Memory B·H·W·(H+W), never B·N·N.  When ``owner`` is capturing, records ``"attn"`` B×H×W×(H+W−1): the
     column weights without the self entry, then the row weights.
     """
@@ -31,10 +31,8 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Mod
     e_row = q @ k.transpose(-1, -2)  # B×H×W×W' (per row)
     acc = torch.promote_types(e_row.dtype, torch.float32)
     diag = torch.eye(h, dtype=torch.bool, device=q.device)
-    if exporting():  # additive (ncnn has no masked_fill): min + a logit rounds to min, the same probabilities
-        e_col = e_col.to(acc) + diag.to(acc) * torch.finfo(acc).min
-    else:
-        e_col = e_col.to(acc).masked_fill_(diag, torch.finfo(acc).min)  # a fresh matmul output: nothing saved it
+    # additive, not masked_fill (ncnn has none; as fast): the lowest value + a logit rounds to it, same probabilities
+    e_col = e_col.to(acc) + diag.to(acc) * torch.finfo(acc).min
     p = torch.cat([e_col.transpose(1, 2), e_row.to(acc)], dim=-1).softmax(-1).to(v.dtype)  # B×H×W×(H+W)
     p_col, p_row = p.split([h, w], dim=-1)  # split, not two slices: its backward is one cat, not two zero-filled copies
     if owner is not None:
@@ -49,10 +47,9 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Mod
 def _cca(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int, owner: nn.Module | None
 ) -> torch.Tensor:
-    if exporting():  # a 1×1 conv: it tells pnnx which axis is the batch (ncnn has none); same values
-        qkv = nn.functional.conv2d(x, weight[:, :, None, None], bias).permute(0, 2, 3, 1)
-    else:
-        qkv = nn.functional.linear(x.permute(0, 2, 3, 1), weight, bias)  # B×H×W×C view (free for channels_last)
+    # a 1×1 convolution, not a linear on the channels-last view: it tells pnnx which axis is ncnn's (absent) batch
+    # axis, and is as fast (benchmarks/export_forms.py)
+    qkv = nn.functional.conv2d(x, weight[:, :, None, None], bias).permute(0, 2, 3, 1)
     q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
     y = criss_cross(q, k, v, owner)
     return x + gamma * y.permute(0, 3, 1, 2)

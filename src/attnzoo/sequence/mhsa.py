@@ -10,6 +10,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import tracing
 from ..capture import check_map_size, is_capturing, record
 from ..functional import (
     masked_attention,
@@ -43,7 +44,7 @@ def _check_qkv(
     q = check_dims(q, 3, -1, channels, owner, _TOKENS)
     k = q if k is None else check_dims(k, 3, -1, channels, owner + " (keys)", _TOKENS)
     v = k if v is None else check_dims(v, 3, -1, channels, owner + " (values)", _TOKENS)
-    if torch.jit.is_tracing():
+    if tracing.is_tracing():
         return q, k, v
     if k.shape[0] != q.shape[0] or v.shape[0] != q.shape[0]:
         raise ValueError(

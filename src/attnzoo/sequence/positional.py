@@ -7,17 +7,18 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import tracing
 from ..functional import (
     grid_table,
     sinusoidal_table,
 )
+from ..functional.gating import BATCH_AXIS
 from ..layers import (
     AttnModule,
     check_arg,
     check_dims,
     check_dropout,
     check_nchw,
-    exporting,
     fx_leaf,
     positive_int,
 )
@@ -31,15 +32,25 @@ _PAPER_ATTN = "Attention Is All You Need (Vaswani et al.; NeurIPS 2017)"
 _URL_ATTN = "https://arxiv.org/abs/1706.03762"
 
 
-def _batch_first(x: torch.Tensor) -> torch.Tensor:
-    """``x`` itself; under an exporter (``layers.exporting()``) an average pool of kernel 1 (the identity).
+#: The targets of the batch-axis form (the encodings' one portable form).
+_BATCH_AXIS_TARGETS = ("ncnn",)
 
-    ncnn has no batch axis, and pnnx finds it only from operators it knows to keep the batch first (pooling,
-    convolutions, …): a module that only adds a table has none, so pnnx took the batch for a data axis and
-    broadcast the table over it (B×N×N×C outputs).  The pool names the batch axis; it costs one copy."""
-    if not exporting():
-        return x
+
+def _batch_axis(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself, or under an export target that needs it :func:`_batch_axis_portable`."""
+    return _batch_axis_portable(x) if tracing.portable(*_BATCH_AXIS_TARGETS) else x
+
+
+def _batch_axis_portable(x: torch.Tensor) -> torch.Tensor:
+    """An average pool of kernel 1 (the identity) that names the batch axis for pnnx: a module that only adds a
+    table has no operator pnnx knows to keep the batch first, so it broadcast the table over the batch taken for
+    a data axis (B×N×N×C outputs).  It costs one copy."""
     return F.avg_pool1d(x, 1) if x.dim() == 3 else F.avg_pool2d(x, 1)
+
+
+def _batch_axis_form(marker: str, cases: tuple[dict[str, int], ...] = ({},)) -> tracing.PortableForm:
+    reason = "a table added to the input; " + BATCH_AXIS
+    return tracing.PortableForm(targets=_BATCH_AXIS_TARGETS, marker=marker, reason=reason, cases=cases)
 
 
 @fx_leaf
@@ -59,6 +70,7 @@ def _pe_rows(pe: torch.Tensor, x: torch.Tensor, base: float) -> torch.Tensor:
     layout="tokens",
     complexity="O(N)",
     summary="Sinusoidal positional encoding (even dims sin, odd dims cos) added to tokens; any length.",
+    forms=(_batch_axis_form("aten::avg_pool1d", ({}, {"max_len": 10})),),
 )
 class PositionalEncoding(AttnModule):
     """Sinusoidal positional encoding (Vaswani et al., NeurIPS 2017); tokens B×N×C → B×N×C.
@@ -88,7 +100,7 @@ class PositionalEncoding(AttnModule):
         self.dropout = nn.Dropout(check_dropout(dropout, self.owner, "dropout"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _batch_first(check_dims(x, 3, -1, self.channels, self.owner, _TOKENS))
+        x = _batch_axis(check_dims(x, 3, -1, self.channels, self.owner, _TOKENS))
         return self.dropout(x + _pe_rows(self.pe, x, self.base).to(x.dtype))
 
     def extra_repr(self) -> str:
@@ -103,6 +115,7 @@ class PositionalEncoding(AttnModule):
     layout="nchw",
     complexity="O(N)",
     summary="2-D sinusoidal positional encoding added to a feature map: half the channels for rows, half for columns.",
+    forms=(_batch_axis_form("aten::avg_pool2d"),),
 )
 class PositionalEncoding2D(AttnModule):
     """2-D sinusoidal positional encoding for feature maps; B×C×H×W → B×C×H×W.
@@ -133,7 +146,7 @@ class PositionalEncoding2D(AttnModule):
         return grid_table(h, w, self.channels // 2, self.base, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _batch_first(check_nchw(x, self.channels, self.owner))
+        x = _batch_axis(check_nchw(x, self.channels, self.owner))
         return self.dropout(x + _pe_2d_table(x, self.channels // 2, self.base))
 
     def extra_repr(self) -> str:

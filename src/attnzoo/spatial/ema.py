@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import tracing
 from ..capture import record
 from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
-    exporting,
     inplace_ok,
     positive_int,
     softmax_fp32,
@@ -48,6 +48,15 @@ def _tap_sums(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.
     return total - row_out - col_out + corner
 
 
+_GROUPED_FORM = tracing.PortableForm(
+    targets=("ncnn",),
+    marker="aten::repeat",
+    reason="ncnn has no batch axis: the eager form's groups folded into the batch (B·G×C/G×H×W) convert to a graph "
+    "that mixes the groups",
+    cases=({}, {"factor": 8}, {"factor": 1}, {"factor": 16}),
+)
+
+
 @register(
     "ema",
     family="spatial",
@@ -57,6 +66,7 @@ def _tap_sums(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.
     summary="Grouped 1×1 (directional pooling) and 3×3 branches whose pooled softmax descriptors cross-weight each other into a spatial gate.",
     maps=("gate",),
     test_kwargs={"factor": 4},
+    forms=(_GROUPED_FORM,),
 )
 class EfficientMultiScaleAttention(AttnModule):
     """EMA; B×C×H×W → B×C×H×W.
@@ -95,8 +105,8 @@ class EfficientMultiScaleAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        if exporting():
-            return self._forward_grouped(x)
+        if tracing.portable(*_GROUPED_FORM.targets):
+            return self._forward_portable(x)
         b, c, h, w = x.shape
         g, cg = self.factor, self.channels // self.factor
         gx = x.reshape(b * g, cg, h, w)
@@ -124,8 +134,8 @@ class EfficientMultiScaleAttention(AttnModule):
         record(self, "gate", gate.view(b, g, h, w))
         return (gx * gate).view(b, c, h, w)
 
-    def _forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
-        """The same values with the G groups kept on their own axis, for exporters (``layers.exporting()``).
+    def _forward_portable(self, x: torch.Tensor) -> torch.Tensor:
+        """The same values with the G groups kept on their own axis (the portable form, docs/exports.md).
 
         ncnn has no batch axis: the eager form's groups folded into the batch (B·G×C/G×H×W) convert to a graph
         that silently mixes the groups.  Here the 1×1 and the combined 3×3 conv are grouped convolutions on

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import tracing
 from ..capture import is_capturing, record
 from ..layers import AttnModule, check_arg, check_nchw, inplace_ok, positive_int
 from ..registry import register
@@ -83,12 +84,7 @@ class ShuffleAttention(AttnModule):
         record(self, "gate", t)
         # Gate, then the channel shuffle with 2 groups: output channel 2m + k is gated channel k·C/2 + m.
         shuffled = (b, 2, c // 2, h * w)
-        if (
-            inplace_ok()
-            and not is_capturing(self)
-            and not torch.compiler.is_compiling()
-            and isinstance(x, torch.Tensor)
-        ):
+        if inplace_ok() and not is_capturing(self) and tracing.eager_only(x):
             # Eager, no autograd: write the product straight into the shuffled order (one buffer, one pass).
             out = torch.empty((b, c // 2, 2, h * w), dtype=t.dtype, device=t.device)
             torch.mul(t.reshape(shuffled).transpose(1, 2), x.reshape(shuffled).transpose(1, 2), out=out)

@@ -12,6 +12,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import tracing
 from ..capture import record
 from ..layers import (
     AttnModule,
@@ -47,7 +48,7 @@ _SHAPE = ShapeRule("out_channels", _output_size, "C → `out_channels`, T → T 
 @fx_leaf
 def _check_length(x: torch.Tensor, min_len: int, owner: str) -> torch.Tensor:
     """Valid convolution needs T ≥ 6·dilation + 1 (checked through FX tracing, like the layers checks)."""
-    if torch.jit.is_tracing():
+    if tracing.is_tracing():
         return x
     if x.shape[-1] < min_len:
         raise ValueError(

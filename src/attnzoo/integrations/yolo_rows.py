@@ -221,11 +221,14 @@ def _plan(i: int, row: list, d: dict) -> _Row:
 
 def _stand_in(rule: tuple, plan: _Row) -> list:
     """A row parse_model counts by itself: ("conv", c) -> c scaled like a Conv's c2; ("row", j) -> row j's channels;
+    ("concat", rows) -> the sum of those rows' channels;
     ("host",) -> the Ultralytics block the host row reads like, with the row's own arguments."""
     if rule[0] == "host":
         return [plan.f, plan.repeats, _HOSTS[plan.entry.name], list(plan.args)]
     if rule[0] == "conv":
         return [plan.inputs[0], 1, "Conv", [rule[1]]]
+    if rule[0] == "concat":
+        return [list(rule[1]), 1, "Concat", [1]]
     return [[rule[1]], 1, "Concat", [1]]
 
 
@@ -309,9 +312,11 @@ def _match(want: int, chs: list, candidates: Sequence[int], plan: _Row, what: st
     for x in candidates:
         if chs[x] == want:
             return ("row", x)
+    if len(plan.inputs) > 1 and sum(chs[x] for x in plan.inputs) == want:  # e.g. TFE: the inputs concatenated
+        return ("concat", tuple(plan.inputs))
     raise ValueError(
         f"{_where(plan)}: {what} has {want} channels, which is neither its out_channels (width-scaled) nor the "
-        f"channels of one of its inputs ({[chs[x] for x in plan.inputs]}), so the rows after it cannot be sized"
+        f"channels of one of its inputs nor their sum ({[chs[x] for x in plan.inputs]}), so the rows after it cannot be sized"
     )
 
 
@@ -387,7 +392,7 @@ def _build(
                 fix = _match(
                     want,
                     chs,
-                    [neck.inputs[plan.pick % n]] if plan.pick % n < len(neck.inputs) else [],
+                    ([neck.inputs[plan.pick % n]] if plan.pick % n < len(neck.inputs) else []) + list(neck.inputs),
                     neck,
                     f"output {plan.pick}",
                 )

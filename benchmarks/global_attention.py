@@ -32,13 +32,14 @@ import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
-from _common import SeedAttentionBlock, append_section, child_peak_bytes, fmt_bytes, report_peak
+from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
+from reference.community_attention import CommunityAttentionBlock
 
 torch.set_num_threads(2)
 
 
-class NaiveGlobalAttention(SeedAttentionBlock):
-    """The the community ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
+class NaiveGlobalAttention(CommunityAttentionBlock):
+    """The community ``AttentionBlock`` applied to a map: explicit B×h×N×N logits and probabilities."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -51,7 +52,7 @@ def build(impl: str, channels: int, heads: int, dim_head: int) -> nn.Module:
     if impl == "attnzoo":
         return fused
     naive = NaiveGlobalAttention(channels, heads, dim_head)
-    naive.load_state_dict(fused.state_dict())  # same parameter names: norm, to_qkv, to_out.0
+    naive.load_state_dict({k.replace("to_out.0", "to_out"): v for k, v in fused.state_dict().items()})
     return naive
 
 

@@ -42,8 +42,9 @@ import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
-from _common import SeedAttentionBlock, child_peak_bytes, report_peak, run_once, time_interleaved
+from _common import child_peak_bytes, report_peak, run_once, time_interleaved
 from attnzoo.bench.worker import cpu_model
+from reference.community_attention import CommunityAttentionBlock
 
 torch.set_num_threads(2)
 
@@ -60,7 +61,7 @@ class SeedLocalAttention2D(nn.Module):
         super().__init__()
         self.k, self.s = kernel_size, stride
         self.norm = nn.LayerNorm(dim)
-        self.attention = SeedAttentionBlock(dim, heads, dim_head)
+        self.attention = CommunityAttentionBlock(dim, heads, dim_head)
         self.unfold = nn.Unfold(kernel_size=kernel_size, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,7 @@ def copy_local_weights(ours: nn.Module, seed: SeedLocalAttention2D) -> None:
     seed.norm.load_state_dict(a.norm.state_dict())
     seed.attention.norm.load_state_dict(a.attn_norm.state_dict())
     seed.attention.to_qkv.load_state_dict(a.to_qkv.state_dict())
-    seed.attention.to_out[0].load_state_dict(a.to_out.state_dict())
+    seed.attention.to_out.load_state_dict(a.to_out.state_dict())
 
 
 # ------------------------------------------------------------------------------------------------------------

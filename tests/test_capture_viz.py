@@ -12,11 +12,10 @@ import torch.nn as nn
 import attnzoo
 from attnzoo import viz
 from attnzoo.cli import main as cli_main
+from helpers import require
 
-pytest.importorskip("matplotlib")
+require("matplotlib")
 from PIL import Image  # noqa: E402  (a matplotlib dependency)
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 B, C, H, W = 2, 16, 9, 7
 
@@ -83,7 +82,7 @@ def test_capture_does_not_change_outputs_and_every_map_draws(name, tmp_path):
 
 
 def test_capture_in_a_network_names_and_sizes():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     _, report = attnzoo.insert(model, "cbam")
@@ -188,7 +187,7 @@ def image_file(tmp_path):
 
 
 def test_cli_viz_fresh_model(image_file, tmp_path, capsys):
-    pytest.importorskip("torchvision")
+    require("torchvision")
     out = tmp_path / "out.png"
     assert cli_main(["viz", "--module", "cbam", "--image", str(image_file), "--output", str(out), "--size", "64",
                      "--columns", "6", "--panel", "64", "--arg", "kernel_size=3"]) == 0
@@ -198,7 +197,7 @@ def test_cli_viz_fresh_model(image_file, tmp_path, capsys):
 
 
 def test_cli_viz_checkpoints(image_file, tmp_path, monkeypatch):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None)
     attnzoo.insert(model, "se", where=["layer4"])

@@ -10,6 +10,7 @@ invariants: locality of window attention, globality of multipole attention, stri
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -19,17 +20,17 @@ import torch.nn.functional as F
 import attnzoo
 from attnzoo.local import LocalWindowAttention, MultipoleAttention, OutlookAttention
 from attnzoo.testing import randomize
+from helpers import rand as rand64
+from helpers import require
 from reference.common import window_starts
 from reference.local_window import ref_loop_window, ref_unfold_window
 from reference.multipole import ref_multipole
 from reference.outlook import ref_outlook
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 D = torch.float64
 
 
-def rand(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=D)
+rand = partial(rand64, seed=1)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def test_outlook_equals_timm(stride, heads, k, size):
 
 
 def test_outlook_equals_external_attention_at_stride_1():
-    ea = pytest.importorskip("fightingcv_attention.attention.OutlookAttention")
+    ea = require("fightingcv_attention.attention.OutlookAttention")
     theirs = ea.OutlookAttention(16, num_heads=2).to(D).eval()
     ours = OutlookAttention(16, heads=2).to(D).eval()
     sd = {k.replace("v_pj", "v"): v for k, v in randomize(theirs, seed=0, scale=0.3).state_dict().items()}
@@ -380,7 +381,7 @@ EXPORT_CASES = [
 @pytest.mark.parametrize("name,kwargs", EXPORT_CASES, ids=[c[0] for c in EXPORT_CASES])
 def test_non_default_configurations_trace_and_export(name, kwargs, tmp_path):
     """The contract suite exports the default configuration; the overlapping / stride-2 / pooling paths too."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     m = randomize(attnzoo.create(name, 8, **kwargs), scale=0.2, seed=0).eval()
     x = torch.randn(2, 8, 9, 7)
     ref = m(x)

@@ -9,6 +9,8 @@ and plain full attention (tests/reference/biformer.py); DAT written out with han
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,17 +25,17 @@ from attnzoo.local import (
 from attnzoo.local.dcnv2 import deform_conv2d_pure
 from attnzoo.local.neighborhood import neighborhood_attention
 from attnzoo.testing import randomize
+from helpers import rand as rand64
+from helpers import require
 from reference.biformer import bra_official, full_attention
 from reference.dat import dat_ref
 from reference.dcn import dcnv2_ref, deform_conv2d_ref
 from reference.nat import nat_ref
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 D = torch.float64
 
 
-def rand(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=D)
+rand = partial(rand64, seed=1)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -46,7 +48,7 @@ def rand(*shape: int, seed: int = 1) -> torch.Tensor:
 def test_neighborhood_attention_equals_natten_na2d(h, w, k, d):
     """The attention itself against the authors' library (NATTEN 0.21 has no relative position bias any more, so
     this parity is without it; the bias is checked against the explicit reference below)."""
-    natten = pytest.importorskip("natten.functional")
+    natten = require("natten.functional")
     g = torch.Generator().manual_seed(0)
     q, kk, v = (torch.randn(2, h, w, 2, 8, generator=g) for _ in range(3))  # NATTEN layout B×H×W×heads×d
     with torch.no_grad():
@@ -59,7 +61,7 @@ def test_neighborhood_attention_equals_natten_na2d(h, w, k, d):
 def test_neighborhood_module_equals_natten_module_without_rpb():
     """``position_bias=False`` has NATTEN's ``NeighborhoodAttention2D`` state dict (qkv, proj): copied weights, same
     output (NATTEN takes B×H×W×C)."""
-    natten = pytest.importorskip("natten")
+    natten = require("natten")
     peer = natten.NeighborhoodAttention2D(16, 2, 5, dilation=2)
     ours = NeighborhoodAttention(16, kernel_size=5, dilation=2, heads=2, position_bias=False).eval()
     ours.load_state_dict(peer.state_dict())
@@ -248,7 +250,7 @@ def test_dcnv2_at_init_is_half_conv_plus_bias(backend, kwargs):
 @pytest.mark.faithful("dcnv2")
 @pytest.mark.parametrize("kwargs", [{}, {"stride": 2, "deform_groups": 2}, {"dilation": 2, "out_channels": 4}])
 def test_dcnv2_equals_torchvision_and_explicit_loop(kwargs):
-    tv = pytest.importorskip("torchvision.ops")
+    tv = require("torchvision.ops")
     m = randomize(ModulatedDeformConv(8, backend="torchvision", **kwargs).to(D), scale=1.0, seed=0).eval()
     x = rand(2, 8, 7, 6)
     with torch.no_grad():
@@ -277,7 +279,7 @@ def test_dcnv2_random_offsets_explicit_loop_outside_the_map():
 
 def test_dcnv2_paths_dispatch():
     """'torchvision' calls the op in eager, 'auto' not on CPU; traced / exported graphs contain only the pure path."""
-    pytest.importorskip("torchvision")
+    require("torchvision")
     from attnzoo.local import dcnv2
 
     dcnv2._tv_deform_conv2d()

@@ -8,6 +8,7 @@ with ``torch.nn.TransformerEncoder``.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -16,16 +17,15 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.functional import sinusoidal_table
 from attnzoo.testing import randomize
+from helpers import rand as rand64
+from helpers import require
 from reference.common import heads_of
 from reference.mhsa import ref_attention, ref_mhsa, ref_simplified
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 B, NQ, NK, C = 2, 6, 9, 16
 
 
-def rand(*shape, seed=0, dtype=torch.float32):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+rand = partial(rand64, dtype=torch.float32)  # float32 inputs by default here
 
 
 def bool_mask(shape, p=0.35, seed=1):
@@ -78,7 +78,7 @@ def test_mhsa_self_attention_defaults_and_custom_widths():
 @pytest.mark.parametrize("case", ["none", "bool_4d", "weights", "weights_and_mask"])
 def test_mhsa_equals_community_module_with_same_state_dict(case):
     """The fightingcv (External-Attention) module with the same weights gives the same output (no dead rows)."""
-    SelfAttention = pytest.importorskip("fightingcv_attention.attention.SelfAttention")
+    SelfAttention = require("fightingcv_attention.attention.SelfAttention")
     kw = mask_cases(4)[case]
     ours = randomize(attnzoo.create("mhsa", C, heads=4), 99, 0.2).eval()
     theirs = SelfAttention.ScaledDotProductAttention(d_model=C, d_k=C // 4, d_v=C // 4, h=4, dropout=0.0).eval()
@@ -164,7 +164,7 @@ def test_dead_in_one_head_only_zeroes_that_head():
 @pytest.mark.slow
 def test_mhsa_onnx_export_with_masks_and_fully_masked_rows(tmp_path):
     """Masks are real graph inputs of the exported model; onnxruntime matches eager, fully masked rows stay 0."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
 
     class WithMask(nn.Module):
         def __init__(self, m):
@@ -285,7 +285,7 @@ def test_simplified_matches_slow_reference(case):
 
 
 def test_simplified_equals_community_module_and_checks_heads():
-    Simplified = pytest.importorskip("fightingcv_attention.attention.SimplifiedSelfAttention")
+    Simplified = require("fightingcv_attention.attention.SimplifiedSelfAttention")
     ours = randomize(attnzoo.create("simplified_mhsa", C, heads=4), 99, 0.2).eval()
     theirs = Simplified.SimplifiedScaledDotProductAttention(C, h=4, dropout=0.0).eval()
     theirs.load_state_dict(ours.state_dict())

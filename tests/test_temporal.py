@@ -14,13 +14,8 @@ import torch
 import attnzoo
 from attnzoo.temporal.mtgnn import KERNEL_SET
 from attnzoo.testing import randomize
+from helpers import rand
 from reference.mtgnn import official_inception, ref_inception
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-
-
-def rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 @pytest.mark.faithful("dilated_inception")

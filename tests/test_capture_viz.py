@@ -76,6 +76,8 @@ def test_capture_does_not_change_outputs_and_every_map_draws(name, tmp_path):
             assert isinstance(t, torch.Tensor) and not t.requires_grad and torch.isfinite(t).all()
     items = viz.panels(maps)
     assert len(items) == sum(len(v) for v in maps.values())
+    declared = attnzoo.info(name).maps
+    assert bool(items) == bool(declared), f"{name} declares maps {declared} but recorded {sorted(maps)}"
     path = viz.overlay(torch.rand(3, 36, 28), maps, tmp_path / "maps.png", panel=64)
     with Image.open(path) as im:
         assert im.size == (min(4, len(items) + 1) * 64, math.ceil((len(items) + 1) / 4) * 64)

@@ -17,6 +17,7 @@ from ..layers import (
     AttnModule,
     ConvNormAct,
     NormLayer,
+    check_arg,
     check_level_channels,
     check_pyramid,
     fit_to,
@@ -25,7 +26,6 @@ from ..layers import (
     make_norm,
     positive_int,
 )
-from ..layers.checks import check_choice
 from ..registry import register
 from .fpn import FeaturePyramidNetwork, fpn_output_shapes
 
@@ -79,7 +79,7 @@ class PathAggregationNetwork(AttnModule):
         super().__init__()
         self.channels = check_level_channels(channels, self.owner)
         self.out_channels = positive_int(out_channels, self.owner, "out_channels")
-        check_choice(extra_levels, (None, "maxpool"), self.owner, "extra_levels")
+        check_arg(extra_levels in (None, "maxpool"), self.owner, "extra_levels", "None or 'maxpool'", extra_levels)
         self.extra_levels = extra_levels
         make_norm(norm, out_channels, self.owner)  # validate with this class's name in the error
         get_act(act, self.owner)

@@ -1,5 +1,6 @@
 """Shared plumbing of the benchmark scripts: peak memory in a fresh child process, byte formatting, the dated
-machine header of a results section, and the community code's naive attention block (the reference of two scripts).
+machine header of a results section; ``tests/`` on the import path, so that scripts import the oracles of
+``tests/reference`` rather than copy them.
 
 Peak memory: the script re-runs itself with ``--child SPEC`` (a fresh interpreter, so no high-water mark is
 inherited from the parent); the child builds its case, warms up, and reports
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +25,8 @@ import torch.utils.benchmark as tb
 
 from attnzoo.bench.measure import peak_rss_extra
 from attnzoo.bench.worker import cpu_model
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 
 def child_peak_bytes(script: str, spec: dict[str, Any]) -> int:
@@ -51,24 +55,6 @@ def append_section(path: str, title: str, body: str) -> None:
     """Append ``### title``, the machine line and ``body`` (a markdown table) to the results file ``path``."""
     with open(path, "a") as f:
         f.write(f"\n### {title}\n\n{machine_line()}\n\n{body}\n")
-
-
-class CommunityAttentionBlock(nn.Module):
-    """The community ``AttentionBlock``: LayerNorm, qkv without bias, explicit softmax(q kᵀ · d^-0.5) v, output Linear."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
-        super().__init__()
-        inner = heads * dim_head
-        self.heads, self.scale = heads, dim_head**-0.5
-        self.norm = nn.LayerNorm(dim)
-        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, length, _ = x.shape
-        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
-        attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
-        return self.to_out((attn @ v).transpose(1, 2).reshape(n, length, -1))
 
 
 def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:

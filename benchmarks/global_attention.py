@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
-from _common import CommunityAttentionBlock, append_section, child_peak_bytes, fmt_bytes, report_peak
+from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
+from reference.community_attention import CommunityAttentionBlock
 
 torch.set_num_threads(2)
 
@@ -51,7 +52,7 @@ def build(impl: str, channels: int, heads: int, dim_head: int) -> nn.Module:
     if impl == "attnzoo":
         return fused
     naive = NaiveGlobalAttention(channels, heads, dim_head)
-    naive.load_state_dict(fused.state_dict())  # same parameter names: norm, to_qkv, to_out.0
+    naive.load_state_dict({k.replace("to_out.0", "to_out"): v for k, v in fused.state_dict().items()})
     return naive
 
 

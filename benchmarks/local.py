@@ -42,8 +42,9 @@ import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
-from _common import CommunityAttentionBlock, child_peak_bytes, report_peak, run_once, time_interleaved
+from _common import child_peak_bytes, report_peak, run_once, time_interleaved
 from attnzoo.bench.worker import cpu_model
+from reference.community_attention import CommunityAttentionBlock
 
 torch.set_num_threads(2)
 
@@ -93,7 +94,7 @@ def copy_local_weights(ours: nn.Module, community: CommunityLocalAttention2D) ->
     community.norm.load_state_dict(a.norm.state_dict())
     community.attention.norm.load_state_dict(a.attn_norm.state_dict())
     community.attention.to_qkv.load_state_dict(a.to_qkv.state_dict())
-    community.attention.to_out[0].load_state_dict(a.to_out.state_dict())
+    community.attention.to_out.load_state_dict(a.to_out.state_dict())
 
 
 # ------------------------------------------------------------------------------------------------------------

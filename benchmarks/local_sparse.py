@@ -45,6 +45,7 @@ warnings.filterwarnings("ignore")
 import attnzoo
 from _common import child_peak_bytes, machine_line, report_peak, run_once, time_interleaved
 from attnzoo.local.neighborhood import neighborhood_attention
+from attnzoo.testing import randomize
 
 torch.set_num_threads(2)
 B, C = 2, 64
@@ -115,14 +116,6 @@ class OfficialBRA(nn.Module):
         return bra_official(self.ours, x)
 
 
-def randomize(m: nn.Module, scale: float = 0.1) -> nn.Module:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-    return m
-
-
 def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     torch.manual_seed(0)
@@ -134,7 +127,7 @@ def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
         if name.startswith("deformable_attention"):
             name, stride = name.split("@")
             kw["stride"] = int(stride)
-        m = randomize(attnzoo.create(name, C, **kw))
+        m = randomize(attnzoo.create(name, C, **kw), seed=0, scale=0.1)
         return m, torch.randn(1, C, int(s), int(s), generator=g)
     x = torch.randn(B, C, 56, 56, generator=g)
     if case in ("na_attn_ours", "na_attn_natten"):
@@ -145,7 +138,7 @@ def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
 
         return Fn(lambda q, k, v: na2d(q, k, v, kernel_size=7)), qkv.permute(0, 1, 3, 4, 2, 5).contiguous()
     if case in ("na_ours", "na_natten"):
-        ours = randomize(attnzoo.create("neighborhood", C, heads=2, position_bias=False))
+        ours = randomize(attnzoo.create("neighborhood", C, heads=2, position_bias=False), seed=0, scale=0.1)
         if case == "na_ours":
             return ours, x
         import natten
@@ -154,24 +147,22 @@ def build(case: str, size: int | None = None) -> tuple[nn.Module, torch.Tensor]:
         peer.load_state_dict(ours.state_dict())
         return NattenModule(peer), x
     if case.startswith("dcn_"):
-        ours = randomize(attnzoo.create("dcnv2", C, backend={"dcn_pure": "pure", "dcn_tvop": "torchvision"}.get(case, "auto")), 0.05)
+        ours = randomize(attnzoo.create("dcnv2", C, backend={"dcn_pure": "pure", "dcn_tvop": "torchvision"}.get(case, "auto")), scale=0.05, seed=0)
         return (TorchvisionDCN(ours) if case == "dcn_tv" else ours), x
     if case.startswith("dat_"):
         x = torch.randn(B, C, 28, 28, generator=g)
         if case == "dat_ea":
-            return randomize(EADAT(28)), x
+            return randomize(EADAT(28), seed=0, scale=0.1), x
         bias = {"dat_ours": "table", "dat_cpb": "log_cpb", "dat_nobias": None}[case]
         kw = {"heads": 4, "groups": 2, "stride": 1, "kernel_size": 5, "position_bias": bias}
-        return randomize(attnzoo.create("deformable_attention", C, **kw)), x
+        return randomize(attnzoo.create("deformable_attention", C, **kw), seed=0, scale=0.1), x
     if case.startswith("bra_"):
-        ours = randomize(attnzoo.create("bra", C, heads=2))
+        ours = randomize(attnzoo.create("bra", C, heads=2), seed=0, scale=0.1)
         return (OfficialBRA(ours) if case == "bra_official" else ours), x
     raise ValueError(case)
 
 
 FORWARD_ONLY = {"na_attn_natten", "na_natten"}
-
-
 
 
 def child(spec: dict) -> None:
@@ -183,8 +174,6 @@ def child(spec: dict) -> None:
 
 def peak_mib(case: str, backward: bool) -> float:
     return child_peak_bytes(__file__, {"case": case, "backward": backward}) / 2**20
-
-
 
 
 COMPARISONS = {

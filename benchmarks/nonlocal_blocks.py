@@ -31,18 +31,24 @@ import torch.utils.benchmark as tb
 
 import attnzoo
 from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
+from attnzoo.testing import randomize
+from reference.cgnl import ref_cgnl
+from reference.danet import ref_cam, ref_pam
 
 THREADS = 2
 torch.set_num_threads(THREADS)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# reference implementations (same modules, official / community computation)
+# reference implementations (same modules, official / community computation): the oracles of tests/reference
 # ----------------------------------------------------------------------------------------------------------
 
 
 def ref_nonlocal(m, x):
-    """Caffe2 video-nonlocal-net / Non-local_pytorch: explicit affinity; concatenation builds B×2d×N×N'."""
+    """Caffe2 video-nonlocal-net / Non-local_pytorch: explicit affinity; concatenation builds B×2d×N×N'.
+
+    Batched as the official code runs, with the module's own BatchNorm call (training mode); the oracle of
+    tests/reference/nonlocal_block.py loops over samples and uses running statistics."""
     b, c, h, w = x.shape
     d = m.inner_channels
     src = F.max_pool2d(x, 2, 2, ceil_mode=True) if m.subsample else x
@@ -61,45 +67,13 @@ def ref_nonlocal(m, x):
     return x + m.bn(m.out(y))
 
 
-def ref_pam(m, x):
-    """DANet PAM_Module / Self-Attention-GAN Self_Attn."""
-    b, c, h, w = x.shape
-    q = m.query(x).view(b, -1, h * w).permute(0, 2, 1)
-    k = m.key(x).view(b, -1, h * w)
-    attn = torch.softmax(torch.bmm(q, k), dim=-1)
-    v = m.value(x).view(b, -1, h * w)
-    return m.gamma * torch.bmm(v, attn.permute(0, 2, 1)).view(b, c, h, w) + x
-
-
-def ref_cam_term(x):
-    b, c, h, w = x.shape
-    q = x.view(b, c, -1)
-    energy = torch.bmm(q, q.permute(0, 2, 1))
-    attn = torch.softmax(torch.max(energy, -1, keepdim=True)[0].expand_as(energy) - energy, dim=-1)
-    return torch.bmm(attn, q).view(b, c, h, w)
-
-
-def ref_cam(m, x):
-    return m.beta * ref_cam_term(x) + x
-
-
 def ref_danet(m, x):
-    return ref_pam(m.position, x) + m.channel.beta * ref_cam_term(x)
-
-
-def ref_cgnl(m, x):
-    """cgnl-network.pytorch SpatialCGNL: Python loop over groups, bmm per group."""
-    t, p, g = m.t(x), m.p(x), m.g(x)
-    b, c, h, w = t.size()
-    _c = c // m.groups
-    outs = []
-    for ts, ps, gs in zip(t.split(_c, 1), p.split(_c, 1), g.split(_c, 1)):
-        att = torch.bmm(ps.reshape(b, 1, -1), gs.reshape(b, -1, 1))
-        outs.append(torch.bmm(att, ts.reshape(b, 1, -1)).view(b, _c, h, w))
-    return m.gn(m.z(torch.cat(outs, 1))) + x
+    return ref_pam(m.position, x) + ref_cam(m.channel, x) - x
 
 
 def ref_cnl(m, x, ctx):
+    """CNL-ICIP2020 ``CNL_5``, with the module's own BatchNorm call: the modules are timed in training mode (batch
+    statistics), where the oracle of tests/reference/cross_layer_nonlocal.py evaluates BN with running statistics."""
     b, _, h, w = x.shape
     t = m.theta(x).view(b, m.planes, -1).permute(0, 2, 1)
     p = m.phi[0](ctx).view(b, m.planes, -1)
@@ -137,9 +111,7 @@ def build(label: str, impl: str) -> nn.Module:
     name, kw, channels, _, _, ref = CASES[label]
     torch.manual_seed(0)
     m = attnzoo.create(name, channels, **kw)
-    with torch.no_grad():  # leave the identity init, so the attention path matters numerically
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    randomize(m, seed=0, scale=0.05)  # leave the identity init, so the attention path matters numerically
     if impl == "attnzoo":
         return m
     if ref == "fightingcv":

@@ -44,6 +44,7 @@ import attnzoo
 from attnzoo.bench import measure
 from attnzoo.bench.worker import run_forked
 from attnzoo.channel.eca import eca_kernel_size
+from attnzoo.testing import randomize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,19 +115,6 @@ def fpn_dict(m: nn.Module, feats: list) -> list:
 
 
 # ------------------------------------------------------------------------------------------ weight copying
-
-
-@torch.no_grad()
-def randomize(module: nn.Module, seed: int = 1, scale: float = 0.2) -> nn.Module:
-    """Perturb every parameter and BatchNorm statistic (zero-initialised gates/residuals become non-trivial)."""
-    g = torch.Generator().manual_seed(seed)
-    for p in module.parameters():
-        p.add_(scale * torch.randn(p.shape, generator=g))
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-            m.running_var.copy_(1 + 0.5 * torch.rand(m.running_var.shape, generator=g))
-    return module
 
 
 @torch.no_grad()
@@ -401,7 +389,7 @@ class Floor(nn.Module):
 def build_pair(comp: Comparison, label: str) -> tuple[nn.Module, tuple, nn.Module | None, Impl | None]:
     """(module to measure, its inputs, attnzoo reference for the output check, peer Impl)."""
     torch.manual_seed(0)
-    a = randomize(comp.make_attnzoo())
+    a = randomize(comp.make_attnzoo(), scale=0.2)
     args = comp.inputs(torch.Generator().manual_seed(2))
     if label == "attnzoo":
         return a, args, None, None

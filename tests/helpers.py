@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from contextlib import contextmanager
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, NoReturn
 
 import pytest
 import torch
@@ -12,8 +14,6 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.layouts import example_inputs, pyramid_sizes
 from attnzoo.testing import flatten, randomize, tensors_of
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 #: Channels the contract suite builds modules with (pyramid: per level).
 TEST_CHANNELS: dict[str, Any] = {"nchw": 16, "pair": 16, "pair_same": 16, "pyramid": [8, 16, 32], "multi": 16, "tokens": 16, "temporal": 8}
@@ -38,6 +38,11 @@ def inputs(name: str, batch: int = 2, size: tuple[int, int] = (7, 5), dtype: tor
     g = torch.Generator().manual_seed(seed)
     ch = channels_for(name) if channels is None else channels
     return example_inputs(name, batch=batch, channels=ch, size=size, dtype=dtype, generator=g)
+
+
+def rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A standard-normal tensor from a generator seeded with ``seed`` (independent of the global RNG)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def map_args(args: tuple, fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple:
@@ -75,4 +80,22 @@ def contract(name: str, check: str):
         pytest.fail(f"{name} declares '{check}' unsupported ({reason}) but the check passes: remove the exception")
 
 
-__all__ = ["channels_for", "build", "randomize", "inputs", "flatten", "expected_shapes", "assert_close", "contract", "pyramid_sizes"]
+def require(module: str, extra: str = "dev") -> ModuleType:
+    """Import ``module``, a package of the ``extra`` extra (a peer or a runtime the tests compare against).
+
+    A missing package fails the test (at collection when called at module level) instead of skipping it: a
+    parity or faithfulness test that skips silently proves nothing, and CI installs the dev extra.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        missing(f"{module} ({err})", extra)
+
+
+def missing(what: str, extra: str = "dev") -> NoReturn:
+    """Fail the test: ``what`` (a package or runtime of the ``extra`` extra) is not installed."""
+    pytest.fail(f"{what} is not installed: install the {extra} extra: pip install -e '.[{extra}]'", pytrace=False)
+
+
+__all__ = ["channels_for", "build", "randomize", "inputs", "flatten", "expected_shapes", "assert_close", "contract",
+           "pyramid_sizes", "rand", "require", "missing"]

@@ -12,11 +12,10 @@ import torch.nn as nn
 import attnzoo
 from attnzoo import viz
 from attnzoo.cli import main as cli_main
+from helpers import require
 
-pytest.importorskip("matplotlib")
+require("matplotlib")
 from PIL import Image  # noqa: E402  (a matplotlib dependency)
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 B, C, H, W = 2, 16, 9, 7
 
@@ -77,13 +76,18 @@ def test_capture_does_not_change_outputs_and_every_map_draws(name, tmp_path):
             assert isinstance(t, torch.Tensor) and not t.requires_grad and torch.isfinite(t).all()
     items = viz.panels(maps)
     assert len(items) == sum(len(v) for v in maps.values())
+    # a module records maps iff it or a registered module inside it (DANet's branches, the block's attention)
+    # declares some: a module that declares maps cannot pass by recording nothing
+    by_class = {attnzoo.info(n).cls: attnzoo.info(n).maps for n in attnzoo.list_modules()}
+    declared = {p: by_class[type(sub)] for p, sub in m.named_modules() if by_class.get(type(sub))}
+    assert bool(items) == bool(declared), f"{name}: declared maps {declared}, recorded {sorted(maps)}"
     path = viz.overlay(torch.rand(3, 36, 28), maps, tmp_path / "maps.png", panel=64)
     with Image.open(path) as im:
         assert im.size == (min(4, len(items) + 1) * 64, math.ceil((len(items) + 1) / 4) * 64)
 
 
 def test_capture_in_a_network_names_and_sizes():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     _, report = attnzoo.insert(model, "cbam")
@@ -188,7 +192,7 @@ def image_file(tmp_path):
 
 
 def test_cli_viz_fresh_model(image_file, tmp_path, capsys):
-    pytest.importorskip("torchvision")
+    require("torchvision")
     out = tmp_path / "out.png"
     assert cli_main(["viz", "--module", "cbam", "--image", str(image_file), "--output", str(out), "--size", "64",
                      "--columns", "6", "--panel", "64", "--arg", "kernel_size=3"]) == 0
@@ -198,7 +202,7 @@ def test_cli_viz_fresh_model(image_file, tmp_path, capsys):
 
 
 def test_cli_viz_checkpoints(image_file, tmp_path, monkeypatch):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None)
     attnzoo.insert(model, "se", where=["layer4"])

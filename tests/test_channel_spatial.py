@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 import attnzoo
 from attnzoo.channel.eca import eca_kernel_size
-from helpers import randomize
+from helpers import randomize, require
 from reference.triplet import OfficialTriplet
 
-timm_layers = pytest.importorskip("timm.layers")
+timm_layers = require("timm.layers")
 from timm.layers import cbam as timm_cbam  # noqa: E402
 from timm.layers import coord_attn as timm_coord  # noqa: E402
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("sklearn")
-pytest.importorskip("torchvision")
-pytest.importorskip("rich")
-pytest.importorskip("matplotlib")
+from helpers import require
+
+require("sklearn")
+require("torchvision")
+require("rich")
+require("matplotlib")
 
 from attnzoo.cli import main as cli_main  # noqa: E402
 from attnzoo.compare import engine  # noqa: E402
@@ -274,7 +276,7 @@ def test_models_and_insertion_points():
     tv, report = attnzoo.insert(tv, "cbam")
     assert len(report) == 8 and tv(torch.randn(2, 3, 32, 32)).shape == (2, 7)
     assert build_model("resnet18", 7, 224)[1]["stem"] == "imagenet"
-    pytest.importorskip("timm")
+    require("timm")
     tm, _ = build_model("resnet10t", 5, 32)
     tm, report = attnzoo.insert(tm, "se")
     assert len(report) == 4 and tm.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 5)

@@ -13,10 +13,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-pytest.importorskip("sklearn")
-pytest.importorskip("torchvision")
-pytest.importorskip("rich")
-pytest.importorskip("matplotlib")
+from helpers import require
+
+require("sklearn")
+require("torchvision")
+require("rich")
+require("matplotlib")
 
 import attnzoo  # noqa: E402
 from attnzoo.cli import main as cli_main  # noqa: E402

@@ -37,8 +37,25 @@ def ready(name: str, mode: str = "eval", dtype: torch.dtype = torch.float32) -> 
     return m.train(mode == "train")
 
 
+def registered_in_source() -> set[str]:
+    """The names of the ``@register("name", ...)`` decorators in src/attnzoo, read statically."""
+    import ast
+    from pathlib import Path
+
+    names: set[str] = set()
+    for path in Path(attnzoo.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for dec in node.decorator_list:
+                    if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "register" and dec.args:
+                        assert isinstance(dec.args[0], ast.Constant), f"{path}: register() needs a literal name"
+                        names.add(dec.args[0].value)
+    return names
+
+
 def test_registry_is_populated():
-    assert len(NAMES) >= 8
+    """Importing attnzoo registers every module the source declares (no module file left unimported)."""
+    assert set(NAMES) == registered_in_source()
     for family in attnzoo.FAMILIES:
         for n in attnzoo.list_modules(family):
             assert attnzoo.info(n).family == family
@@ -249,6 +266,23 @@ def test_torchscript_trace(name):
         assert_close(traced(*other), m(*other), msg="torch.jit.trace")
 
 
+def assert_graph_keeps_submodules(m: nn.Module, gm: torch.fx.GraphModule) -> None:
+    """The FX graph reaches every submodule that holds parameters by name: a ``call_module`` node (of the child
+    or of a module inside it), or a ``get_attr`` of the child (the module handed to an ``fx_leaf`` function, as
+    the window, axial, halo and multipole forms do) or of its parameters.  A child the graph does not name was
+    flattened away (its parameters would be copied in as constants, or lost); so the graph module must own the
+    same parameters, and no tensor constant (which would not follow ``.to()`` or ``load_state_dict``)."""
+    named = {n.target for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    for child, sub in m.named_children():
+        if next(sub.parameters(), None) is None:
+            continue
+        reached = any(t == child or t.startswith(child + ".") for t in named)
+        assert reached, f"the FX graph never names the submodule {child!r} ({type(sub).__name__})"
+    assert sorted(n for n, _ in gm.named_parameters()) == sorted(n for n, _ in m.named_parameters())
+    constants = sorted(t for t in named if t.startswith("_tensor_constant"))
+    assert not constants, f"the FX graph bakes tensors in as constants: {constants}"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_fx_symbolic_trace(name):
     with contract(name, "fx"):
@@ -256,6 +290,7 @@ def test_fx_symbolic_trace(name):
         gm = torch.fx.symbolic_trace(m)
         args = inputs(name)
         assert_close(gm(*args), m(*args), atol=0, rtol=0, msg="fx")
+        assert_graph_keeps_submodules(m, gm)
         what, bad = bad_inputs(name)[1]
         with pytest.raises(ValueError):  # input checks survive tracing
             gm(*bad)
@@ -294,6 +329,24 @@ def test_identity_at_init(name):
         torch.testing.assert_close(out, args[0], atol=1e-6, rtol=0, msg=lambda s: f"{name} is not identity at init ({mode}): {s}")
 
 
+def test_contract_exceptions_xfail_when_real_and_fail_when_stale(monkeypatch):
+    """A declared exception turns the check's failure into an xfail, and fails the test once the check passes."""
+    import dataclasses
+
+    name, real_info = NAMES[0], attnzoo.info
+    declared = dataclasses.replace(real_info(name), exceptions={"gradients": "declared here to test the mechanism"})
+    monkeypatch.setattr(attnzoo, "info", lambda n: declared if n == name else real_info(n))
+    with pytest.raises(pytest.xfail.Exception, match="declares 'gradients' unsupported"):
+        with contract(name, "gradients"):
+            raise RuntimeError("the limitation")
+    with pytest.raises(pytest.fail.Exception, match="remove the exception"):
+        with contract(name, "gradients"):
+            pass
+    with pytest.raises(RuntimeError):  # an undeclared check fails as itself
+        with contract(name, "fx"):
+            raise RuntimeError("a real failure")
+
+
 def test_declared_exceptions_are_few_and_justified():
     declared = {(n, c): r for n in NAMES for c, r in attnzoo.info(n).exceptions.items()}
     for (n, c), reason in declared.items():
@@ -301,12 +354,17 @@ def test_declared_exceptions_are_few_and_justified():
     assert len(declared) <= max(3, len(NAMES) * len(CONTRACT_CHECKS) // 20), f"too many contract exceptions: {sorted(declared)}"
 
 
-IDENTITY_AT_INIT = {"nonlocal", "sagan", "danet", "danet_position", "danet_channel", "cgnl", "cross_layer_nonlocal"}
+SHAPE_PRESERVING = [n for n in NAMES if attnzoo.info(n).output_shape is None and attnzoo.info(n).layout not in ("pyramid", "multi")]
 
 
-def test_identity_modules_declare_it():
-    for n in IDENTITY_AT_INIT & set(NAMES):
-        assert attnzoo.info(n).identity_at_init, f"{n} must be identity at init"
+@pytest.mark.parametrize("name", [n for n in SHAPE_PRESERVING if not attnzoo.info(n).identity_at_init])
+def test_modules_identity_at_init_declare_it(name):
+    """The converse of test_identity_at_init: a module whose output equals its input at init declares it."""
+    m = build(name).eval()
+    args = inputs(name)
+    out = flatten(m(*args))[0]
+    assert out.shape == args[0].shape
+    assert not torch.allclose(out, args[0], atol=1e-6, rtol=0), f"{name} is the identity at init: declare identity_at_init"
 
 
 @pytest.mark.slow

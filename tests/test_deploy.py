@@ -14,6 +14,7 @@ from attnzoo.cli import main
 from attnzoo.deploy import RUNTIMES, check, deploy
 from attnzoo.deploy import report as deploy_report
 from attnzoo.deploy.runtimes import CONTRACT_CHECK
+from helpers import missing, require
 
 NAMES = attnzoo.list_modules()
 #: Small odd size: paddings, window counts and poolings that do not divide, and quick exports.
@@ -22,7 +23,7 @@ SIZE = (13, 11)
 
 def _need(runtime: str) -> None:
     if not RUNTIMES[runtime].available():
-        pytest.skip(f"{runtime} not installed (pip install 'attnzoo[deploy]')")
+        missing(runtime)
 
 
 @pytest.mark.slow
@@ -43,7 +44,7 @@ def test_module_runs_in_runtime(name, runtime):
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
 def test_resnet18_with_cbam_runs_in_runtime(runtime):
     _need(runtime)
-    pytest.importorskip("torchvision")
+    require("torchvision")
     res = check(model="resnet18", insert="cbam", runtime_name=runtime, size=(64, 64), min_time=0.0, timeout=600)
     assert res.status == "ok", res
     assert res.module == "resnet18+cbam"

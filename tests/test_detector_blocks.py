@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 import attnzoo
 from attnzoo.testing import randomize
+from helpers import require
 
-ul_block = pytest.importorskip("ultralytics.nn.modules.block")
-ul_transformer = pytest.importorskip("ultralytics.nn.modules.transformer")
+ul_block = require("ultralytics.nn.modules.block")
+ul_transformer = require("ultralytics.nn.modules.transformer")
 
 
 def _x(c: int, h: int, w: int, b: int = 2, seed: int = 0) -> torch.Tensor:

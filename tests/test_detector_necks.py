@@ -15,6 +15,7 @@ import attnzoo
 from attnzoo.fusion.asf import asf_eca_kernel_size
 from attnzoo.layouts import pyramid_sizes
 from attnzoo.testing import randomize
+from helpers import require
 
 
 def _x(c: int, h: int, w: int, b: int = 2, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -427,7 +428,7 @@ def test_pooling_branches_run_exactly_in_onnxruntime(dynamo: bool) -> None:
     copies' fixed-kernel pools give other bins) equal eager PyTorch in ONNX Runtime."""
     import io
 
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     m = _InjectPooling().eval()
     args = (torch.randn(1, 4, 7, 6), torch.randn(1, 6, 13, 11), torch.randn(1, 8, 4, 3))
     f = io.BytesIO()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import attnzoo
 from attnzoo.functional import adaptive_pool2d, pool_bins, sincos_2d_table, unpool
 from attnzoo.layers import ConvBN
+from helpers import require
 
 SIZES = [((13, 11), (5, 5)), ((45, 37), (20, 12)), ((7, 9), (3, 4)), ((14, 14), (7, 7)), ((5, 5), (13, 11)),
          ((4, 3), (12, 9)), ((1, 1), (3, 2)), ((6, 10), (6, 4)), ((9, 2), (2, 5))]
@@ -75,7 +76,7 @@ class _Pools(nn.Module):
 def test_exact_pooling_runs_in_onnxruntime(dynamo: bool) -> None:
     """Both ONNX exporters refuse one of the eager operators at 13×11 (non-factor avg for the TorchScript one,
     max for the dynamo one); the portable form exports and equals eager."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     x = torch.randn(1, 4, 13, 11)
     f = io.BytesIO()
     torch.onnx.export(_Pools(), (x,), f, dynamo=dynamo, output_names=["a", "b", "c"])

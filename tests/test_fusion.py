@@ -18,10 +18,10 @@ from attnzoo.fusion import (
     PathAggregationNetwork,
 )
 from attnzoo.layouts import pyramid_sizes
-from helpers import assert_close, randomize
+from helpers import assert_close, randomize, require
 from reference.asff import conv_block, official_param_count, official_yolov3_asff
 
-tv_fpn = pytest.importorskip("torchvision.ops.feature_pyramid_network")
+tv_fpn = require("torchvision.ops.feature_pyramid_network")
 
 
 def pyramid(channels, sizes, batch=2, seed=0, dtype=torch.float32):

@@ -5,6 +5,8 @@ encoder, weights summing to one), official defaults and inits, variants and inpu
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,8 @@ from torch import nn
 import attnzoo
 from attnzoo.fusion import AsymptoticFPN, BiFPN, WeightedFusion
 from attnzoo.resample import CARAFE, DySample, SPDConv
-from helpers import randomize
+from helpers import rand as rand64
+from helpers import randomize, require
 from reference.aff import aff_reference
 from reference.afpn import afpn_reference
 from reference.bifpn import bifpn_reference
@@ -21,9 +24,7 @@ from reference.carafe import carafe_reference
 from reference.dysample import dysample_reference
 from reference.spd import spd_reference
 
-
-def rand(*shape, seed=0, dtype=torch.float32):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+rand = partial(rand64, dtype=torch.float32)  # float32 inputs by default here
 
 
 def pyramid(channels, sizes, batch=2, seed=0):
@@ -277,7 +278,7 @@ def test_dysample_defaults_and_errors():
 
 
 def test_dysample_onnxruntime(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     m = randomize(DySample(16, dyscope=True)).eval()
     x = rand(1, 16, 9, 7)
     path = tmp_path / "dysample.onnx"

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import channels_for, expected_shapes, flatten, randomize
+from helpers import channels_for, expected_shapes, flatten, randomize, require
 
-pytest.importorskip("hypothesis")  # in the dev extra
+require("hypothesis")
 import torch.fx.experimental.symbolic_shapes  # noqa: E402,F401  (lazy sympy import now, not under the time limit)
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

@@ -20,11 +20,11 @@ import torch.nn as nn
 
 import attnzoo
 from attnzoo.integrations import InsertedAttention, Insertion, insert, timm_attn
+from helpers import require
 
-torchvision = pytest.importorskip("torchvision")
-timm = pytest.importorskip("timm")
+torchvision = require("torchvision")
+timm = require("timm")
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
 def n_params(m: nn.Module) -> int:
@@ -393,8 +393,8 @@ def test_torch_export_of_model_with_inserted_modules(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tv_resnet18_cbam"])
 def test_onnx_export_of_model_with_inserted_modules(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
+    ort = require("onnxruntime")
+    require("onnxscript")
     model = _exportable(name)
     path = tmp_path / f"{name}.onnx"
     torch.onnx.export(model, (torch.randn(2, 3, 64, 64),), str(path), dynamo=True, input_names=["images"],
@@ -429,8 +429,8 @@ NEW_GATES = ["gc", "ese", "ge", "fca", "gct", "scse", "simam", "ema", "shuffle_a
 def test_insert_every_new_gate_into_resnet50_and_timm_resnet26d(name):
     """Each gate goes into every bottleneck of torchvision's resnet50 (16) and timm's resnet26d (8), after the
     last norm of the residual branch, and the network still runs."""
-    torchvision = pytest.importorskip("torchvision")
-    timm = pytest.importorskip("timm")
+    torchvision = require("torchvision")
+    timm = require("timm")
     torch.manual_seed(0)
     x = torch.randn(1, 3, 32, 32)
     for host, count in ((torchvision.models.resnet50(), 16), (timm.create_model("resnet26d"), 8)):

@@ -9,10 +9,11 @@ and plain full attention (tests/reference/biformer.py); DAT written out with han
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import attnzoo
 from attnzoo.local import (
@@ -23,25 +24,18 @@ from attnzoo.local import (
 )
 from attnzoo.local.dcnv2 import deform_conv2d_pure
 from attnzoo.local.neighborhood import neighborhood_attention
+from attnzoo.testing import randomize
+from helpers import rand as rand64
+from helpers import require
 from reference.biformer import bra_official, full_attention
 from reference.dat import dat_ref
 from reference.dcn import dcnv2_ref, deform_conv2d_ref
 from reference.nat import nat_ref
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 D = torch.float64
 
 
-@torch.no_grad()
-def randomize(m: nn.Module, seed: int = 0, scale: float = 0.3) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for p in m.parameters():
-        p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return m
-
-
-def rand(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=D)
+rand = partial(rand64, seed=1)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -54,7 +48,7 @@ def rand(*shape: int, seed: int = 1) -> torch.Tensor:
 def test_neighborhood_attention_equals_natten_na2d(h, w, k, d):
     """The attention itself against the authors' library (NATTEN 0.21 has no relative position bias any more, so
     this parity is without it; the bias is checked against the explicit reference below)."""
-    natten = pytest.importorskip("natten.functional")
+    natten = require("natten.functional")
     g = torch.Generator().manual_seed(0)
     q, kk, v = (torch.randn(2, h, w, 2, 8, generator=g) for _ in range(3))  # NATTEN layout B×H×W×heads×d
     with torch.no_grad():
@@ -67,7 +61,7 @@ def test_neighborhood_attention_equals_natten_na2d(h, w, k, d):
 def test_neighborhood_module_equals_natten_module_without_rpb():
     """``position_bias=False`` has NATTEN's ``NeighborhoodAttention2D`` state dict (qkv, proj): copied weights, same
     output (NATTEN takes B×H×W×C)."""
-    natten = pytest.importorskip("natten")
+    natten = require("natten")
     peer = natten.NeighborhoodAttention2D(16, 2, 5, dilation=2)
     ours = NeighborhoodAttention(16, kernel_size=5, dilation=2, heads=2, position_bias=False).eval()
     ours.load_state_dict(peer.state_dict())
@@ -82,7 +76,7 @@ def test_neighborhood_module_equals_natten_module_without_rpb():
 def test_neighborhood_module_equals_explicit_loop(h, w, k, d):
     """The whole module (qkv, rpb, proj) against a per-query loop with NATTEN's window / bias-start rules,
     including maps smaller than kernel·dilation (the documented shrinking)."""
-    m = randomize(NeighborhoodAttention(8, kernel_size=k, dilation=d, heads=2).to(D)).eval()
+    m = randomize(NeighborhoodAttention(8, kernel_size=k, dilation=d, heads=2).to(D), seed=0, scale=0.3).eval()
     x = rand(2, 8, h, w)
     with torch.no_grad():
         torch.testing.assert_close(m(x), nat_ref(m, x))
@@ -92,7 +86,7 @@ def test_neighborhood_module_equals_explicit_loop(h, w, k, d):
 @pytest.mark.parametrize("k,d,h,w", [(3, 1, 9, 8), (5, 2, 13, 12)])
 def test_neighborhood_exactly_k2_neighbours_shifted_inwards(k, d, h, w):
     """Each output pixel depends on exactly k² input pixels: its dilated window, shifted inwards at the borders."""
-    m = randomize(NeighborhoodAttention(4, kernel_size=k, dilation=d, heads=1).to(D)).eval()
+    m = randomize(NeighborhoodAttention(4, kernel_size=k, dilation=d, heads=1).to(D), seed=0, scale=0.3).eval()
     x = rand(1, 4, h, w)
 
     def expected_rows(i: int, length: int) -> set[int]:
@@ -132,7 +126,7 @@ def test_neighborhood_defaults_and_errors():
 @pytest.mark.faithful("bra")
 @pytest.mark.parametrize("h,w,n_win,topk", [(14, 14, 7, 4), (12, 8, 4, 3), (6, 9, 3, 1)])
 def test_bra_equals_official_style_routing(h, w, n_win, topk):
-    m = randomize(BiLevelRoutingAttention(16, n_win=n_win, topk=topk, heads=4).to(D)).eval()
+    m = randomize(BiLevelRoutingAttention(16, n_win=n_win, topk=topk, heads=4).to(D), seed=0, scale=0.3).eval()
     x = rand(2, 16, h, w)
     with torch.no_grad():
         torch.testing.assert_close(m(x), bra_official(m, x))
@@ -142,7 +136,7 @@ def test_bra_equals_official_style_routing(h, w, n_win, topk):
 @pytest.mark.parametrize("h,w,n_win", [(9, 10, 3), (6, 6, 2), (7, 5, 4), (1, 1, 7), (3, 2, 7)])
 def test_bra_routing_every_region_is_full_attention(h, w, n_win):
     """topk = number of regions: every token attends to every (real) token, padding included nowhere."""
-    m = randomize(BiLevelRoutingAttention(8, n_win=n_win, topk=n_win * n_win, heads=2).to(D)).eval()
+    m = randomize(BiLevelRoutingAttention(8, n_win=n_win, topk=n_win * n_win, heads=2).to(D), seed=0, scale=0.3).eval()
     x = rand(2, 8, h, w)
     with torch.no_grad():
         torch.testing.assert_close(m(x), full_attention(m, x))
@@ -150,7 +144,7 @@ def test_bra_routing_every_region_is_full_attention(h, w, n_win):
 
 @pytest.mark.faithful("bra")
 def test_bra_padded_tokens_never_attended_and_routing_is_sparse():
-    m = randomize(BiLevelRoutingAttention(8, n_win=3, topk=2, heads=2).to(D)).eval()
+    m = randomize(BiLevelRoutingAttention(8, n_win=3, topk=2, heads=2).to(D), seed=0, scale=0.3).eval()
     x = rand(1, 8, 8, 7)  # regions of 3×3: padded to 9×9
     with attnzoo.capture_attention(m) as maps:
         y = m(x)
@@ -186,7 +180,7 @@ def test_bra_defaults_and_errors():
 @pytest.mark.parametrize("h,w,stride,groups,factor", [(7, 6, 2, 2, 2.0), (5, 5, 1, 1, 3.0), (6, 7, 3, 2, -1.0), (1, 2, 2, 1, 2.0)])
 def test_dat_equals_explicit_reference(h, w, stride, groups, factor, bias):
     m = randomize(DeformableAttention(8, heads=4, groups=groups, stride=stride, kernel_size=3, table_size=4,
-                                      offset_range_factor=factor, position_bias=bias).to(D), scale=0.5).eval()
+                                      offset_range_factor=factor, position_bias=bias).to(D), scale=0.5, seed=0).eval()
     x = rand(2, 8, h, w)
     with torch.no_grad():
         torch.testing.assert_close(m(x), dat_ref(m, x))
@@ -198,7 +192,7 @@ def test_dat_equals_explicit_reference(h, w, stride, groups, factor, bias):
 def test_dat_zero_offsets_attend_the_pooled_grid(stride, bias):
     """Zero offsets: keys/values come from the stride-pooled map (cell centres; for stride 2 the bilinear sample
     at a 2×2 cell centre is the 2×2 average), i.e. plain attention over avg_pool2d(x, stride)."""
-    m = randomize(DeformableAttention(8, heads=2, stride=stride, kernel_size=3, position_bias=bias).to(D)).eval()
+    m = randomize(DeformableAttention(8, heads=2, stride=stride, kernel_size=3, position_bias=bias).to(D), seed=0, scale=0.3).eval()
     with torch.no_grad():
         m.offset_proj.weight.zero_()
     x = rand(2, 8, 6, 8)
@@ -210,7 +204,7 @@ def test_dat_zero_offsets_attend_the_pooled_grid(stride, bias):
     with torch.no_grad():
         torch.testing.assert_close(m(x), dat_ref(m, x, pos=pos, sampled=pooled.flatten(2)))
     plain = DeformableAttention(8, heads=2, stride=stride, position_bias=None).to(D).eval()
-    randomize(plain)
+    randomize(plain, seed=0, scale=0.3)
     with torch.no_grad():
         plain.offset_proj.weight.zero_()
         q = plain.proj_q(x).flatten(2).reshape(2, 2, 4, -1).transpose(-1, -2)
@@ -256,8 +250,8 @@ def test_dcnv2_at_init_is_half_conv_plus_bias(backend, kwargs):
 @pytest.mark.faithful("dcnv2")
 @pytest.mark.parametrize("kwargs", [{}, {"stride": 2, "deform_groups": 2}, {"dilation": 2, "out_channels": 4}])
 def test_dcnv2_equals_torchvision_and_explicit_loop(kwargs):
-    tv = pytest.importorskip("torchvision.ops")
-    m = randomize(ModulatedDeformConv(8, backend="torchvision", **kwargs).to(D), scale=1.0).eval()
+    tv = require("torchvision.ops")
+    m = randomize(ModulatedDeformConv(8, backend="torchvision", **kwargs).to(D), scale=1.0, seed=0).eval()
     x = rand(2, 8, 7, 6)
     with torch.no_grad():
         om = m.conv_offset(x)
@@ -285,7 +279,7 @@ def test_dcnv2_random_offsets_explicit_loop_outside_the_map():
 
 def test_dcnv2_paths_dispatch():
     """'torchvision' calls the op in eager, 'auto' not on CPU; traced / exported graphs contain only the pure path."""
-    pytest.importorskip("torchvision")
+    require("torchvision")
     from attnzoo.local import dcnv2
 
     dcnv2._tv_deform_conv2d()
@@ -293,7 +287,7 @@ def test_dcnv2_paths_dispatch():
     real = dcnv2._TV[0]
     dcnv2._TV[0] = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
-        m = randomize(ModulatedDeformConv(4, backend="torchvision")).eval()
+        m = randomize(ModulatedDeformConv(4, backend="torchvision"), seed=0, scale=0.3).eval()
         x = torch.randn(1, 4, 6, 5)
         ref = m(x)
         assert calls == [1]

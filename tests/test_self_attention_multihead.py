@@ -23,7 +23,7 @@ from attnzoo.self_attention import (
     SelfAttentionBlock,
     SpatialSelfAttention,
 )
-from helpers import randomize
+from helpers import rand, randomize, require
 from reference.community_attention import (
     CommunityAttentionBlock,
     CommunitySelfAttention,
@@ -33,13 +33,8 @@ from reference.community_attention import (
     window_means,
 )
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 FLASH = "aten::_scaled_dot_product_flash_attention_for_cpu"
 MATH = "aten::_scaled_dot_product_attention_math"
-
-
-def rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -92,10 +87,6 @@ class PVTAttention(nn.Module):
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         x = (attn @ v).transpose(1, 2).reshape(B, N, C)
         return self.proj(x)
-
-
-
-
 
 
 @torch.no_grad()
@@ -226,8 +217,6 @@ def test_avg_reduction_is_avg_pool_when_divisible_and_window_mean_otherwise():
 
 # ----------------------------------------------------------------------------------------------------------
 # self_attention_block
-
-
 
 
 @pytest.mark.faithful("self_attention_block")
@@ -456,7 +445,7 @@ def test_variants_gradcheck(name, kwargs):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, kwargs", VARIANTS[:3])
 def test_variants_export_and_onnx(name, kwargs, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     m = randomize(attnzoo.create(name, 16, **kwargs)).eval()
     x = torch.randn(2, 16, 9, 7)
     ep = torch.export.export(m, (x,))

@@ -13,7 +13,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import attnzoo
-from helpers import randomize
+from helpers import rand, randomize
 from reference.cgnl import ref_cgnl
 from reference.common import conv, pool_ceil
 from reference.cross_layer_nonlocal import ref_cnl
@@ -26,20 +26,10 @@ MODES = ["embedded_gaussian", "gaussian", "dot_product", "concatenation"]
 SIZES = [(8, 6), (7, 5), (1, 1), (9, 4)]
 
 
-def rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
 def make(name, channels=16, dtype=torch.float64, scale=0.3, state="eval", **kw):
     torch.manual_seed(0)
     m = attnzoo.create(name, channels, **kw)
     return randomize(m, scale=scale).to(dtype).train(state == "train")
-
-
-
-
-
-
 
 
 def permute_positions(x, perm):

@@ -15,12 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import attnzoo
 from attnzoo.self_attention.external_attention import _external_attention
-from helpers import randomize
+from helpers import rand, randomize
 from reference import a2net, axial, ccnet, eanet, halonet
-
-
-def rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def make(name, channels=16, dtype=torch.float64, scale=0.3, **kw):

@@ -8,6 +8,7 @@ with ``torch.nn.TransformerEncoder``.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -15,16 +16,16 @@ import torch.nn as nn
 
 import attnzoo
 from attnzoo.functional import sinusoidal_table
+from attnzoo.testing import randomize
+from helpers import rand as rand64
+from helpers import require
 from reference.common import heads_of
 from reference.mhsa import ref_attention, ref_mhsa, ref_simplified
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 B, NQ, NK, C = 2, 6, 9, 16
 
 
-def rand(*shape, seed=0, dtype=torch.float32):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+rand = partial(rand64, dtype=torch.float32)  # float32 inputs by default here
 
 
 def bool_mask(shape, p=0.35, seed=1):
@@ -32,17 +33,6 @@ def bool_mask(shape, p=0.35, seed=1):
     m = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < p
     m[..., 0] = False
     return m
-
-
-@torch.no_grad()
-def perturbed(m, seed=99):
-    """Non-zero biases and perturbed weights, so that e.g. a missing zeroing of dead rows shows (fc_o's bias)."""
-    g = torch.Generator().manual_seed(seed)
-    for p in m.parameters():
-        p.add_(0.2 * torch.randn(p.shape, generator=g))
-    return m
-
-
 
 
 def mask_cases(h):
@@ -68,14 +58,14 @@ def mask_cases(h):
 @pytest.mark.parametrize("case", list(mask_cases(2)))
 def test_mhsa_matches_slow_reference_cross_attention(case):
     kw = mask_cases(2)[case]
-    m = perturbed(attnzoo.create("mhsa", C, heads=2)).eval()
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2).eval()
     q, k, v = rand(B, NQ, C, seed=20), rand(B, NK, C, seed=21), rand(B, NK, C, seed=22)
     ref, _ = ref_mhsa(m, q, k, v, **kw)
     torch.testing.assert_close(m(q, k, v, **kw), ref, atol=2e-5, rtol=1e-4)
 
 
 def test_mhsa_self_attention_defaults_and_custom_widths():
-    m = perturbed(attnzoo.create("mhsa", C, heads=3, d_k=5, d_v=7, qkv_bias=False)).eval()  # heads need not divide C here
+    m = randomize(attnzoo.create("mhsa", C, heads=3, d_k=5, d_v=7, qkv_bias=False), 99, 0.2).eval()  # heads need not divide C here
     assert m.fc_q.bias is None and m.fc_q.out_features == 15 and m.fc_v.out_features == 21
     x = rand(B, NQ, C, seed=23)
     mask = bool_mask((NQ, NQ))
@@ -88,9 +78,9 @@ def test_mhsa_self_attention_defaults_and_custom_widths():
 @pytest.mark.parametrize("case", ["none", "bool_4d", "weights", "weights_and_mask"])
 def test_mhsa_equals_community_module_with_same_state_dict(case):
     """The fightingcv (External-Attention) module with the same weights gives the same output (no dead rows)."""
-    SelfAttention = pytest.importorskip("fightingcv_attention.attention.SelfAttention")
+    SelfAttention = require("fightingcv_attention.attention.SelfAttention")
     kw = mask_cases(4)[case]
-    ours = perturbed(attnzoo.create("mhsa", C, heads=4)).eval()
+    ours = randomize(attnzoo.create("mhsa", C, heads=4), 99, 0.2).eval()
     theirs = SelfAttention.ScaledDotProductAttention(d_model=C, d_k=C // 4, d_v=C // 4, h=4, dropout=0.0).eval()
     theirs.load_state_dict(ours.state_dict())
     q, k = rand(B, NQ, C, seed=30), rand(B, NK, C, seed=31)
@@ -101,7 +91,7 @@ def test_mhsa_equals_community_module_with_same_state_dict(case):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("kind", ["bool", "float", "key_padding", "weights"])
 def test_fully_masked_rows_give_zeros_not_nan(dtype, kind):
-    m = perturbed(attnzoo.create("mhsa", C, heads=2)).eval()
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2).eval()
     x = rand(B, NQ, C, seed=40)
     dead = torch.zeros(NQ, NQ, dtype=torch.bool)
     dead[2] = True  # query 2 sees nothing
@@ -130,7 +120,7 @@ def test_fully_masked_rows_give_zeros_not_nan(dtype, kind):
 def test_fully_masked_rows_have_finite_gradients(path):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    m = perturbed(attnzoo.create("mhsa", C, heads=2))
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2)
     x = rand(B, NQ, C, seed=43).requires_grad_()
     mask = bool_mask((NQ, NQ))
     mask[0] = True
@@ -148,7 +138,7 @@ def test_fully_masked_rows_have_finite_gradients(path):
 
 
 def test_fully_masked_rows_under_bf16_autocast():
-    m = perturbed(attnzoo.create("mhsa", C, heads=2))
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2)
     x = rand(B, NQ, C, seed=43)
     mask = bool_mask((NQ, NQ))
     mask[0] = True
@@ -158,7 +148,7 @@ def test_fully_masked_rows_under_bf16_autocast():
 
 
 def test_dead_in_one_head_only_zeroes_that_head():
-    m = perturbed(attnzoo.create("mhsa", C, heads=2)).eval()
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2).eval()
     x = rand(1, NQ, C, seed=44)
     mask = torch.zeros(1, 2, NQ, NQ, dtype=torch.bool)
     mask[0, 0, 3] = True  # query 3 sees nothing in head 0, everything in head 1
@@ -174,7 +164,7 @@ def test_dead_in_one_head_only_zeroes_that_head():
 @pytest.mark.slow
 def test_mhsa_onnx_export_with_masks_and_fully_masked_rows(tmp_path):
     """Masks are real graph inputs of the exported model; onnxruntime matches eager, fully masked rows stay 0."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
 
     class WithMask(nn.Module):
         def __init__(self, m):
@@ -184,7 +174,7 @@ def test_mhsa_onnx_export_with_masks_and_fully_masked_rows(tmp_path):
         def forward(self, x, mask):
             return self.m(x, mask=mask)
 
-    m = perturbed(attnzoo.create("mhsa", C, heads=2)).eval()
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2).eval()
     x = rand(B, NQ, C, seed=45)
     mask = bool_mask((NQ, NQ))
     mask[0] = True
@@ -216,7 +206,7 @@ def test_mhsa_uses_fused_flash_kernel_with_and_without_masks(dims):
 
 
 def test_capture_records_probabilities_without_changing_output():
-    m = perturbed(attnzoo.create("mhsa", C, heads=2)).eval()
+    m = randomize(attnzoo.create("mhsa", C, heads=2), 99, 0.2).eval()
     x = rand(B, NQ, C, seed=51)
     mask = bool_mask((NQ, NQ))
     mask[1] = True
@@ -288,15 +278,15 @@ def test_mhsa_argument_errors():
 @pytest.mark.parametrize("case", list(mask_cases(4)))
 def test_simplified_matches_slow_reference(case):
     kw = mask_cases(4)[case]
-    m = perturbed(attnzoo.create("simplified_mhsa", C, heads=4)).eval()
+    m = randomize(attnzoo.create("simplified_mhsa", C, heads=4), 99, 0.2).eval()
     q, k, v = rand(B, NQ, C, seed=60), rand(B, NK, C, seed=61), rand(B, NK, C, seed=62)
     ref, _ = ref_simplified(m, q, k, v, **kw)
     torch.testing.assert_close(m(q, k, v, **kw), ref, atol=2e-5, rtol=1e-4)
 
 
 def test_simplified_equals_community_module_and_checks_heads():
-    Simplified = pytest.importorskip("fightingcv_attention.attention.SimplifiedSelfAttention")
-    ours = perturbed(attnzoo.create("simplified_mhsa", C, heads=4)).eval()
+    Simplified = require("fightingcv_attention.attention.SimplifiedSelfAttention")
+    ours = randomize(attnzoo.create("simplified_mhsa", C, heads=4), 99, 0.2).eval()
     theirs = Simplified.SimplifiedScaledDotProductAttention(C, h=4, dropout=0.0).eval()
     theirs.load_state_dict(ours.state_dict())
     q, k = rand(B, NQ, C, seed=63), rand(B, NK, C, seed=64)

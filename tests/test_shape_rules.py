@@ -19,7 +19,7 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.integrations import InsertedAttention, insert, timm_attn
 from attnzoo.layouts import example_inputs
-from helpers import build, channels_for
+from helpers import build, channels_for, require
 
 torch.set_num_threads(1)
 
@@ -152,7 +152,7 @@ def test_insert_accepts_exactly_the_same_shape_nchw_modules(name):
     ],
 )
 def test_insert_refuses_shape_changing_modules_before_touching_resnet18(name, kwargs, says):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     model = torchvision.models.resnet18()
     modules_before = list(model.modules())
     with pytest.raises(ValueError, match=f"^insert: module '{name}'") as err:

@@ -13,21 +13,9 @@ import torch
 
 import attnzoo
 from attnzoo.temporal.mtgnn import KERNEL_SET
+from attnzoo.testing import randomize
+from helpers import rand
 from reference.mtgnn import official_inception, ref_inception
-
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-
-
-def rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-@torch.no_grad()
-def perturbed(m, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    for p in m.parameters():
-        p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return m
 
 
 @pytest.mark.faithful("dilated_inception")
@@ -36,7 +24,7 @@ def perturbed(m, seed=5):
 @pytest.mark.parametrize("out_channels", [None, 12])
 def test_dilated_inception_matches_official_computation(dilation, shape, out_channels):
     b, c, n, t = shape
-    m = perturbed(attnzoo.create("dilated_inception", c, out_channels=out_channels, dilation=dilation)).double()
+    m = randomize(attnzoo.create("dilated_inception", c, out_channels=out_channels, dilation=dilation), 5, 0.3).double()
     x = rand(*shape, seed=dilation)
     if t < 6 * dilation + 1:
         with pytest.raises(ValueError, match="DilatedInception"):
@@ -52,7 +40,7 @@ def test_dilated_inception_matches_official_computation(dilation, shape, out_cha
 def test_alignment_output_step_ends_at_input_step_t_plus_6d():
     """Output step t depends exactly on input steps t .. t + 6d (kernel-7 branch) — the last steps are kept."""
     d, t = 2, 21
-    m = perturbed(attnzoo.create("dilated_inception", 3, out_channels=8, dilation=d)).double()
+    m = randomize(attnzoo.create("dilated_inception", 3, out_channels=8, dilation=d), 5, 0.3).double()
     x = rand(1, 3, 2, t, seed=1).requires_grad_()
     out = m(x)
     for step in (0, 4, out.shape[-1] - 1):
@@ -67,7 +55,7 @@ def test_alignment_output_step_ends_at_input_step_t_plus_6d():
 @pytest.mark.parametrize("dilation", [1, 3])
 @pytest.mark.parametrize("t", [1, 2, 6, 7, 25])
 def test_causal_padding_keeps_length_and_is_causal(dilation, t):
-    m = perturbed(attnzoo.create("dilated_inception", 4, padding="causal", dilation=dilation)).double()
+    m = randomize(attnzoo.create("dilated_inception", 4, padding="causal", dilation=dilation), 5, 0.3).double()
     x = rand(2, 4, 3, t, seed=t)
     out = m(x)
     assert out.shape == (2, 4, 3, t)
@@ -105,7 +93,7 @@ def test_official_parameter_layout_and_errors():
 @pytest.mark.faithful("gated_tcn")
 @pytest.mark.parametrize("padding", ["valid", "causal"])
 def test_gated_tcn_matches_reference(padding):
-    m = perturbed(attnzoo.create("gated_tcn", 5, out_channels=8, dilation=2, padding=padding)).double().eval()
+    m = randomize(attnzoo.create("gated_tcn", 5, out_channels=8, dilation=2, padding=padding), 5, 0.3).double().eval()
     x = rand(2, 5, 3, 16, seed=7)
     causal = padding == "causal"
     ref_gate = torch.sigmoid(ref_inception(m.gate_conv, x, causal))
@@ -122,7 +110,7 @@ def test_gated_tcn_matches_reference(padding):
 
 
 def test_gated_tcn_dropout_after_the_gate():
-    m = perturbed(attnzoo.create("gated_tcn", 4, dropout=0.5)).double()
+    m = randomize(attnzoo.create("gated_tcn", 4, dropout=0.5), 5, 0.3).double()
     x = rand(2, 4, 6, 12, seed=8)
     ref = m.eval()(x)
     m.train()

@@ -41,9 +41,10 @@ import attnzoo
 from attnzoo.integrations import ultralytics as azu
 from attnzoo.registry import ShapeRule, strided, upsampled
 from attnzoo.testing import randomize
+from helpers import require
 
-ultralytics = pytest.importorskip("ultralytics")
-tasks = pytest.importorskip("ultralytics.nn.tasks")
+ultralytics = require("ultralytics")
+tasks = require("ultralytics.nn.tasks")
 
 torch.set_num_threads(1)  # tiny tensors: a second thread only adds synchronisation on a loaded machine
 
@@ -206,7 +207,7 @@ def train_save_reload_export(
     assert torch.isfinite(ref0).all()
 
     # export to ONNX (no onnxslim: simplify=False) and compare with onnxruntime
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     onnx_path = reloaded.export(format="onnx", imgsz=64, simplify=False, dynamic=False)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
@@ -350,10 +351,9 @@ def attnzoo_names() -> set[str]:
     return {attnzoo.info(n).cls.__name__ for n in attnzoo.list_modules()}
 
 
-def skip_unless_registered(names: list[str]) -> None:
+def assert_registered(names: list[str]) -> None:
     missing = sorted(set(names) - attnzoo_names())
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not registered in attnzoo yet (the module is being written by another helper)")
+    assert not missing, f"the example names {', '.join(missing)}, which attnzoo does not register"
 
 
 def config(text: str, scale: str, subs: dict[str, str] | None = None) -> dict:
@@ -527,7 +527,7 @@ def test_example_yaml_with_stand_ins_at_n_and_s(stand_ins, example):
 @pytest.mark.parametrize("example", list(EXAMPLES))
 def test_example_yaml_builds_at_n_and_s(offline, example):
     names, widths_n, widths_s = EXAMPLES[example]
-    skip_unless_registered(names)
+    assert_registered(names)
     text = (DOCS / example).read_text()
     for scale, widths in (("n", widths_n), ("s", widths_s)):
         seq, save = parse(config(text, scale))
@@ -549,7 +549,7 @@ def test_example_yaml_trains_saves_reloads_exports(request, offline, tmp_path, e
             text = re.sub(rf"\b{a}\b", b, text)
         names = [SUBSTITUTES[n] for n in names]
     else:
-        skip_unless_registered(names)
+        assert_registered(names)
     cfg = tmp_path / example  # the file name keeps the scale letter
     cfg.write_text(text)
     count = text.count(f", {names[0]}, ")

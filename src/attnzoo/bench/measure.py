@@ -346,20 +346,14 @@ def measure_module(
         stage("fwd_bwd_mem")
     if row.get("flops") is not None:
         row["macs"] = row["flops"] // 2
-    if fwd_ok and timing:
-        try:
-            t = time_call(case.forward, threads, min_time, max_time, clock)
-            row.update({f"fwd_{k}": v for k, v in t.items()})
-        except Exception as exc:  # noqa: BLE001
-            fail("fwd_time", exc)
-        stage("fwd_time")
-    if bwd_ok and timing:
-        try:
-            t = time_call(case.forward_backward, threads, min_time, max_time, clock)
-            row.update({f"fwd_bwd_{k}": v for k, v in t.items()})
-        except Exception as exc:  # noqa: BLE001
-            fail("fwd_bwd_time", exc)
-        stage("fwd_bwd_time")
+    for prefix, ok, call in (("fwd", fwd_ok, case.forward), ("fwd_bwd", bwd_ok, case.forward_backward)):
+        if ok and timing:
+            try:
+                t = time_call(call, threads, min_time, max_time, clock)
+                row.update({f"{prefix}_{k}": v for k, v in t.items()})
+            except Exception as exc:  # noqa: BLE001
+                fail(f"{prefix}_time", exc)
+            stage(f"{prefix}_time")
     stage("done")
     return row
 

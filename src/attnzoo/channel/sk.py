@@ -21,6 +21,7 @@ from ..layers import (
     renamed_args,
 )
 from ..layers.batchnorm import PooledBatchNorm2d
+from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
 
 __all__ = ["SelectiveKernel"]
@@ -79,8 +80,7 @@ class SelectiveKernel(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
+        out_channels = output_width(channels, out_channels, owner)
         positive_int(stride, owner, "stride")
         positive_int(groups, owner, "groups")
         positive_number(reduction, owner, "reduction")

@@ -7,7 +7,7 @@ shapes are baked into the trace), and ``torch.compile`` / ``torch.export`` evalu
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ __all__ = [
     "check_heads",
     "resolve_dim_head",
     "check_dropout",
+    "output_width",
+    "AttentionArgs",
+    "check_attention_args",
     "check_nchw",
     "check_dims",
     "check_same_shape",
@@ -75,21 +78,19 @@ def odd_kernel(k: object, owner: str, what: str = "kernel_size") -> int:
     return int(k)  # type: ignore[call-overload]
 
 
-def check_heads(heads: object, width: int, owner: str, what: str) -> int:
-    """``heads`` must be a positive integer dividing ``width`` (described as ``what``)."""
+def check_heads(heads: object, width: int, owner: str, what: str = "channels", note: str = "") -> int:
+    """``heads`` must be a positive integer dividing ``width`` (the argument or expression ``what``)."""
     positive_int(heads, owner, "heads")
-    check_arg(width % heads == 0, owner, "heads", f"a divisor of {what} ({width})", heads)  # type: ignore[operator]
+    check_arg(width % heads == 0, owner, "heads", f"a divisor of {what}={width}{note}", heads)  # type: ignore[operator]
     return int(heads)  # type: ignore[call-overload]
 
 
 def resolve_dim_head(channels: int, heads: int, dim_head: int | None, owner: str) -> int:
     """The per-head width: ``dim_head`` when given (a positive int), else ``channels // heads`` (heads must divide)."""
-    positive_int(heads, owner, "heads")
     if dim_head is None:
-        check_arg(
-            channels % heads == 0, owner, "heads", f"a divisor of channels={channels} when dim_head is None", heads
-        )
-        dim_head = channels // heads
+        dim_head = channels // check_heads(heads, channels, owner, note=" when dim_head is None")
+    else:
+        positive_int(heads, owner, "heads")
     return positive_int(dim_head, owner, "dim_head")
 
 
@@ -97,6 +98,50 @@ def check_dropout(p: object, owner: str, what: str = "dropout") -> float:
     ok = isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p < 1.0
     check_arg(ok, owner, what, "a probability in [0, 1)", p)
     return float(p)  # type: ignore[arg-type]
+
+
+def output_width(channels: object, out_channels: object, owner: str) -> int:
+    """``channels`` a positive integer; the output width: ``out_channels`` when given (a positive integer), else ``channels``."""
+    positive_int(channels, owner, "channels")
+    return int(channels) if out_channels is None else positive_int(out_channels, owner, "out_channels")  # type: ignore[call-overload]
+
+
+class AttentionArgs(NamedTuple):
+    """What :func:`check_attention_args` checked: the per-head width and the two dropout probabilities."""
+
+    dim_head: int
+    attn_drop: float
+    proj_drop: float
+
+
+_UNSET: Any = object()
+
+
+def check_attention_args(
+    owner: str,
+    channels: object,
+    heads: object,
+    *,
+    dim_head: object = _UNSET,
+    qkv_bias: object = _UNSET,
+    attn_drop: object = 0.0,
+    proj_drop: object = 0.0,
+    channels_what: str = "channels",
+) -> AttentionArgs:
+    """The constructor prologue shared by the attention modules, in this order: ``channels`` a positive integer
+    (named ``channels_what``); ``heads`` a positive integer that divides ``channels`` -- or, when the module takes a
+    ``dim_head`` (pass it, ``None`` included), :func:`resolve_dim_head`; ``qkv_bias`` a bool (when passed);
+    ``attn_drop`` and ``proj_drop`` probabilities in [0, 1).  Each failure is the helper's usual ``ValueError``."""
+    positive_int(channels, owner, channels_what)
+    if dim_head is _UNSET:
+        width = channels // check_heads(heads, channels, owner)  # type: ignore[arg-type, operator]
+    else:
+        width = resolve_dim_head(channels, heads, dim_head, owner)  # type: ignore[arg-type]
+    if qkv_bias is not _UNSET:
+        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
+    return AttentionArgs(
+        width, check_dropout(attn_drop, owner, "attn_drop"), check_dropout(proj_drop, owner, "proj_drop")
+    )
 
 
 @fx_leaf

@@ -19,12 +19,12 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
-    check_dropout,
     check_nchw,
     fx_leaf,
     odd_kernel,
     positive_int,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 
 __all__ = ["BiLevelRoutingAttention", "region_grid", "routing_attention"]
@@ -221,16 +221,13 @@ class BiLevelRoutingAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
+        _, self.attn_drop, proj_drop = check_attention_args(
+            owner, channels, heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         positive_int(n_win, owner, "n_win")
         positive_int(topk, owner, "topk")
         check_arg(topk <= n_win * n_win, owner, "topk", f"at most the number of regions n_win²={n_win * n_win}", topk)
-        positive_int(heads, owner, "heads")
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels}", heads)
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         odd_kernel(kernel_size, owner)
-        self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
-        proj_drop = check_dropout(proj_drop, owner, "proj_drop")
         self.channels, self.n_win, self.topk, self.heads = channels, n_win, topk, heads
         self.qkv_bias, self.kernel_size = qkv_bias, kernel_size
         self.scale = channels**-0.5

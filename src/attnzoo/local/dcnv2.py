@@ -29,6 +29,7 @@ from ..layers import (
     non_negative_int,
     positive_int,
 )
+from ..layers.checks import output_width
 from ..registry import ShapeRule, register
 
 _TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: `import attnzoo` stays light
@@ -174,8 +175,7 @@ class ModulatedDeformConv(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
+        out_channels = output_width(channels, out_channels, owner)
         positive_int(kernel_size, owner, "kernel_size")
         positive_int(stride, owner, "stride")
         positive_int(dilation, owner, "dilation")

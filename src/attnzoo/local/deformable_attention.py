@@ -21,12 +21,12 @@ from ..layers import (
     attention,
     check_arg,
     check_choice,
-    check_dropout,
     check_nchw,
     fx_leaf,
     odd_kernel,
     positive_int,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 
 __all__ = ["DeformableAttention", "reference_points"]
@@ -130,9 +130,9 @@ class DeformableAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        positive_int(heads, owner, "heads")
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels}", heads)
+        _, self.attn_drop, proj_drop = check_attention_args(
+            owner, channels, heads, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         positive_int(groups, owner, "groups")
         check_arg(heads % groups == 0, owner, "groups", f"a divisor of heads={heads}", groups)
         ok = (
@@ -147,8 +147,6 @@ class DeformableAttention(AttnModule):
         odd_kernel(kernel_size, owner)
         check_choice(position_bias, ("table", "log_cpb", None), owner, "position_bias")
         positive_int(table_size, owner, "table_size")
-        self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
-        proj_drop = check_dropout(proj_drop, owner, "proj_drop")
         self.channels, self.heads, self.groups = channels, heads, groups
         self.offset_range_factor, self.stride, self.kernel_size = float(offset_range_factor), stride, kernel_size
         self.position_bias, self.table_size = position_bias, table_size

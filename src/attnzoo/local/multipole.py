@@ -23,6 +23,7 @@ from ..layers import (
     fx_leaf,
     positive_int,
 )
+from ..layers.checks import check_choice
 from ..registry import register
 
 __all__ = ["MultipoleAttention", "multipole_level_sizes"]
@@ -177,7 +178,7 @@ class MultipoleAttention(AttnModule):
         max_levels: int | None = None,
     ) -> None:
         super().__init__()
-        name = "MultipoleAttention"
+        name = self.owner
         stride, heads, dim_head = check_window_args(name, channels, kernel_size, stride, heads, dim_head, dropout)
         check_arg(
             isinstance(sampling_rate, int) and not isinstance(sampling_rate, bool) and sampling_rate >= 2,
@@ -186,7 +187,7 @@ class MultipoleAttention(AttnModule):
             "an integer ≥ 2",
             sampling_rate,
         )
-        check_arg(downsampling in ("avg_pool", "conv"), name, "downsampling", "'avg_pool' or 'conv'", downsampling)
+        check_choice(downsampling, ("avg_pool", "conv"), name, "downsampling")
         up_kind = {
             "nearest": "nearest",
             "conv_transpose": "conv_transpose",

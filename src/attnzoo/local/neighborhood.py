@@ -19,14 +19,13 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
-    check_dropout,
     check_nchw,
     exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
-    resolve_dim_head,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
@@ -198,15 +197,12 @@ class NeighborhoodAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
+        dim_head, self.attn_drop, proj_drop = check_attention_args(
+            owner, channels, heads, dim_head=dim_head, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         odd_kernel(kernel_size, owner)
         positive_int(dilation, owner, "dilation")
-        positive_int(heads, owner, "heads")
-        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         check_arg(isinstance(position_bias, bool), owner, "position_bias", "a bool", position_bias)
-        self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
-        proj_drop = check_dropout(proj_drop, owner, "proj_drop")
         self.channels, self.kernel_size, self.dilation = channels, kernel_size, dilation
         self.heads, self.dim_head, self.qkv_bias, self.position_bias = heads, dim_head, qkv_bias, position_bias
         inner = heads * dim_head

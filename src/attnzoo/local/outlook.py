@@ -24,6 +24,7 @@ from ..layers import (
     odd_kernel,
     positive_int,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 
 __all__ = ["OutlookAttention"]
@@ -155,8 +156,8 @@ class OutlookAttention(AttnModule):
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        name = "OutlookAttention"
-        positive_int(channels, name, "channels")
+        name = self.owner
+        check_attention_args(name, channels, heads, attn_drop=attn_drop, proj_drop=proj_drop)
         odd_kernel(kernel_size, name)
         padding = kernel_size // 2 if padding is None else padding
         check_arg(
@@ -168,8 +169,6 @@ class OutlookAttention(AttnModule):
             padding,
         )
         positive_int(stride, name, "stride")
-        positive_int(heads, name, "heads")
-        check_arg(channels % heads == 0, name, "heads", f"a divisor of channels={channels}", heads)
         check_arg(
             qk_scale is None
             or (isinstance(qk_scale, (int, float)) and not isinstance(qk_scale, bool) and 0 < qk_scale < float("inf")),
@@ -178,8 +177,6 @@ class OutlookAttention(AttnModule):
             "None or a positive float",
             qk_scale,
         )
-        for what, p in (("attn_drop", attn_drop), ("proj_drop", proj_drop)):
-            check_arg(isinstance(p, (int, float)) and 0.0 <= p < 1.0, name, what, "a float in [0, 1)", p)
         self.channels, self.kernel_size, self.padding, self.stride, self.heads = (
             channels,
             kernel_size,

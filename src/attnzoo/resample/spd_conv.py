@@ -15,6 +15,7 @@ from ..layers import (
     pad_to_multiple,
     positive_int,
 )
+from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
 
 __all__ = ["SPDConv", "space_to_depth"]
@@ -74,8 +75,7 @@ class SPDConv(AttnModule):
 
     def __init__(self, channels: int, out_channels: int | None = None, scale: int = 2) -> None:
         super().__init__()
-        self.channels = positive_int(channels, self.owner, "channels")
-        self.out_channels = channels if out_channels is None else positive_int(out_channels, self.owner, "out_channels")
+        self.channels, self.out_channels = channels, output_width(channels, out_channels, self.owner)
         self.scale = positive_int(scale, self.owner, "scale")
         check_arg(scale <= 16, self.owner, "scale", "an integer in 1..16", scale)
         self.conv = ConvNormAct(channels * scale * scale, self.out_channels, 3, 1, "bn", "silu", self.owner)

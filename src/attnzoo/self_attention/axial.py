@@ -15,14 +15,11 @@ from ..functional.windows import merge_group_heads, split_group_heads
 from ..layers import (
     AttnModule,
     attention,
-    check_arg,
-    check_dropout,
     check_nchw,
     exporting,
     fx_leaf,
-    positive_int,
-    resolve_dim_head,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 
 __all__ = ["AxialAttention", "AxisAttention"]
@@ -121,14 +118,8 @@ class AxialAttention(AttnModule):
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        owner = self.owner
-        positive_int(channels, owner, "channels")
-        positive_int(heads, owner, "heads")
-        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
-        attn_drop, proj_drop = (
-            check_dropout(attn_drop, owner, "attn_drop"),
-            check_dropout(proj_drop, owner, "proj_drop"),
+        dim_head, attn_drop, proj_drop = check_attention_args(
+            self.owner, channels, heads, dim_head=dim_head, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
         )
         self.channels, self.heads, self.dim_head = channels, heads, dim_head
         self.attn_h = AxisAttention(channels, heads, dim_head, qkv_bias, attn_drop, proj_drop)

@@ -18,6 +18,7 @@ from ..layers import (
     positive_int,
     renamed_args,
 )
+from ..layers.checks import check_choice
 from ..registry import register
 
 __all__ = ["CompactGeneralizedNonLocal"]
@@ -84,7 +85,7 @@ class CompactGeneralizedNonLocal(AttnModule):
         positive_int(groups, owner, "groups")
         check_arg(planes % groups == 0, owner, "groups", f"a divisor of planes={planes}", groups)
         check_arg(channels % groups == 0, owner, "groups", f"a divisor of channels={channels}", groups)
-        check_arg(kernel_type in CGNL_KERNELS, owner, "kernel_type", f"one of {CGNL_KERNELS}", kernel_type)
+        check_choice(kernel_type, CGNL_KERNELS, owner, "kernel_type")
         check_arg(
             isinstance(order, int) and not isinstance(order, bool) and order >= 0,
             owner,

@@ -15,7 +15,6 @@ from ..layers import (
     AttnModule,
     attention,
     avg_reduce,
-    check_arg,
     check_dropout,
     check_heads,
     check_nchw,
@@ -27,6 +26,7 @@ from ..layers import (
     to_map,
     to_tokens,
 )
+from ..layers.checks import check_choice, output_width
 from ..registry import OUT_CHANNELS, register
 
 __all__ = ["EfficientSelfAttention"]
@@ -93,12 +93,11 @@ class EfficientSelfAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
+        out_channels = output_width(channels, out_channels, owner)
         positive_int(sr_ratio, owner, "sr_ratio")
-        check_arg(sr_mode in ("conv", "avg"), owner, "sr_mode", "'conv' or 'avg'", sr_mode)
+        check_choice(sr_mode, ("conv", "avg"), owner, "sr_mode")
         key_channels = channels if key_channels is None else positive_int(key_channels, owner, "key_channels")
         value_channels = channels if value_channels is None else positive_int(value_channels, owner, "value_channels")
-        out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
         check_heads(heads, key_channels, owner, "key_channels")
         check_heads(heads, value_channels, owner, "value_channels")
         self.channels, self.heads, self.sr_ratio, self.sr_mode = channels, heads, sr_ratio, sr_mode

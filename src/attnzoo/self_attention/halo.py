@@ -23,6 +23,7 @@ from ..layers import (
     positive_int,
     resolve_dim_head,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 
 __all__ = ["HaloAttention"]
@@ -196,13 +197,10 @@ class HaloAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
+        dim_head_v = check_attention_args(owner, channels, heads, qkv_bias=qkv_bias).dim_head
+        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
         positive_int(block_size, owner, "block_size")
         non_negative_int(halo_size, owner, "halo_size")
-        positive_int(heads, owner, "heads")
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels={channels}", heads)
-        dim_head = resolve_dim_head(channels, heads, dim_head, owner)
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         check_arg(
             block_size <= 256 and halo_size <= 256,
             owner,
@@ -211,7 +209,7 @@ class HaloAttention(AttnModule):
             (block_size, halo_size),
         )
         self.channels, self.block_size, self.halo_size, self.heads = channels, block_size, halo_size, heads
-        self.dim_head, self.dim_head_v = dim_head, channels // heads
+        self.dim_head, self.dim_head_v = dim_head, dim_head_v
         self.scale = dim_head**-0.5
         self.q = nn.Conv2d(channels, heads * dim_head, 1, bias=qkv_bias)
         self.kv = nn.Conv2d(channels, heads * (dim_head + self.dim_head_v), 1, bias=qkv_bias)

@@ -13,7 +13,6 @@ from ..capture import check_map_size, is_capturing, record
 from ..layers import (
     AttnModule,
     attention,
-    check_arg,
     check_nchw,
     conv1x1,
     heads_to_map,
@@ -23,6 +22,7 @@ from ..layers import (
     positive_int,
     zero_bn,
 )
+from ..layers.checks import check_choice
 from ..registry import register
 
 __all__ = ["NonLocalBlock"]
@@ -85,7 +85,7 @@ class NonLocalBlock(AttnModule):
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
-        check_arg(mode in NONLOCAL_MODES, owner, "mode", f"one of {NONLOCAL_MODES}", mode)
+        check_choice(mode, NONLOCAL_MODES, owner, "mode")
         inner = hidden_width(channels, 2, inner_channels, 0, owner, "inner_channels")
         self.channels, self.inner_channels, self.mode = channels, inner, mode
         self.subsample, self.use_scale = bool(subsample), bool(use_scale)

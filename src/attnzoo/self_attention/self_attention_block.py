@@ -152,7 +152,7 @@ class SelfAttentionBlock(AttnModule):
     ) -> None:
         if attention == "standard":
             h = 8 if heads is None else heads
-            check_heads(h, channels, "GlobalAttention", "channels")
+            check_heads(h, channels, GlobalAttention.__name__)
             self.norm: nn.Module = nn.Identity()  # the LayerNorm is self.attention.norm
             self.attention: nn.Module = GlobalAttention(
                 channels,

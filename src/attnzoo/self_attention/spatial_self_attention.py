@@ -19,6 +19,7 @@ from ..layers import (
     to_map,
     to_tokens,
 )
+from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
 
 __all__ = ["SpatialSelfAttention"]
@@ -68,11 +69,10 @@ class SpatialSelfAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
+        out_channels = output_width(channels, out_channels, owner)
         positive_int(reduction, owner, "reduction")
-        out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
         reduced = max(1, channels // reduction)
-        check_heads(heads, reduced, owner, "the reduced width channels // reduction")
+        check_heads(heads, reduced, owner, "channels // reduction")
         self.channels, self.out_channels, self.heads, self.reduced_channels = channels, out_channels, heads, reduced
         self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
         self.qkv = nn.Linear(channels, 3 * reduced, bias=False)  # the community code's q_conv, k_conv, v_conv stacked

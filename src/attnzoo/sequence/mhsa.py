@@ -20,12 +20,12 @@ from ..functional import (
 )
 from ..layers import (
     AttnModule,
-    check_arg,
     check_dims,
     check_dropout,
     fx_leaf,
     positive_int,
 )
+from ..layers.checks import check_attention_args, check_heads
 from ..registry import register
 
 __all__ = ["MultiHeadSelfAttention", "SimplifiedMultiHeadAttention"]
@@ -110,11 +110,10 @@ class _DotProductAttention(AttnModule):
 
 def _heads_dims(channels: int, heads: int, d_k: int | None, d_v: int | None, owner: str) -> tuple[int, int]:
     positive_int(channels, owner, "channels (d_model)")
-    positive_int(heads, owner, "heads")
     if d_k is None or d_v is None:
-        check_arg(
-            channels % heads == 0, owner, "heads", f"a divisor of channels={channels} (or give d_k and d_v)", heads
-        )
+        check_heads(heads, channels, owner, note=" (or give d_k and d_v)")
+    else:
+        positive_int(heads, owner, "heads")
     d_k = channels // heads if d_k is None else positive_int(d_k, owner, "d_k")
     d_v = channels // heads if d_v is None else positive_int(d_v, owner, "d_v")
     return d_k, d_v
@@ -237,15 +236,13 @@ class SimplifiedMultiHeadAttention(_DotProductAttention):
 
     def __init__(self, channels: int, heads: int = 8, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
         super().__init__()
-        positive_int(channels, self.owner, "channels (d_model)")
-        positive_int(heads, self.owner, "heads")
-        check_arg(channels % heads == 0, self.owner, "heads", f"a divisor of channels={channels}", heads)
-        self.channels, self.heads = channels, heads
-        self.d_k = self.d_v = channels // heads
+        self.d_k, self.attn_drop, proj_drop = check_attention_args(
+            self.owner, channels, heads, attn_drop=attn_drop, proj_drop=proj_drop, channels_what="channels (d_model)"
+        )
+        self.channels, self.heads, self.d_v = channels, heads, self.d_k
         self.scale = self.d_k**-0.5
-        self.attn_drop = check_dropout(attn_drop, self.owner, "attn_drop")
         self.fc_o = nn.Linear(channels, channels)
-        self.proj_drop = nn.Dropout(check_dropout(proj_drop, self.owner, "proj_drop"))
+        self.proj_drop = nn.Dropout(proj_drop)
         nn.init.xavier_uniform_(self.fc_o.weight)
         nn.init.zeros_(self.fc_o.bias)
 

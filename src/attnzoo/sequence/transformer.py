@@ -8,13 +8,13 @@ import torch.nn as nn
 
 from ..layers import (
     AttnModule,
-    check_arg,
     check_dims,
     check_dropout,
     positive_int,
     positive_number,
     renamed_args,
 )
+from ..layers.checks import check_attention_args, check_choice
 from ..registry import register
 
 __all__ = ["TransformerEncoder", "TransformerEncoderLayer"]
@@ -59,7 +59,7 @@ class TransformerEncoderLayer(AttnModule):
         dim_feedforward = (
             4 * channels if dim_feedforward is None else positive_int(dim_feedforward, owner, "dim_feedforward")
         )
-        check_arg(act in ("relu", "gelu"), owner, "act", "'relu' or 'gelu'", act)
+        check_choice(act, ("relu", "gelu"), owner, "act")
         dropout = check_dropout(dropout, owner, "dropout")
         positive_number(norm_eps, owner, "norm_eps")
         self.self_attn = MultiHeadSelfAttention(channels, heads, qkv_bias=qkv_bias, attn_drop=dropout)
@@ -129,13 +129,12 @@ class TransformerEncoder(AttnModule):
         final_norm: bool = True,
     ) -> None:
         super().__init__()
-        positive_int(channels, self.owner, "channels (d_model)")
+        # the layers validate these too, but errors must name this class
+        check_attention_args(self.owner, channels, heads, channels_what="channels (d_model)")
         positive_int(num_layers, self.owner, "num_layers")
-        positive_int(heads, self.owner, "heads")
-        check_arg(channels % heads == 0, self.owner, "heads", f"a divisor of channels={channels}", heads)
-        if dim_feedforward is not None:  # the layers validate these too, but errors must name this class
+        if dim_feedforward is not None:
             positive_int(dim_feedforward, self.owner, "dim_feedforward")
-        check_arg(act in ("relu", "gelu"), self.owner, "act", "'relu' or 'gelu'", act)
+        check_choice(act, ("relu", "gelu"), self.owner, "act")
         check_dropout(dropout, self.owner, "dropout")
         positive_number(norm_eps, self.owner, "norm_eps")
         self.channels, self.num_layers = channels, num_layers

@@ -21,6 +21,7 @@ from ..layers import (
     fx_leaf,
     positive_int,
 )
+from ..layers.checks import check_choice, output_width
 from ..registry import ShapeRule, register
 
 __all__ = ["DilatedInception", "GatedTemporalConv"]
@@ -60,9 +61,7 @@ def _check_length(x: torch.Tensor, min_len: int, owner: str) -> torch.Tensor:
 
 
 def _inception_args(channels: int, out_channels: int | None, dilation: int, padding: str, owner: str) -> int:
-    positive_int(channels, owner, "channels")
-    out_channels = channels if out_channels is None else out_channels
-    positive_int(out_channels, owner, "out_channels")
+    out_channels = output_width(channels, out_channels, owner)
     check_arg(
         out_channels % len(KERNEL_SET) == 0,
         owner,
@@ -71,7 +70,7 @@ def _inception_args(channels: int, out_channels: int | None, dilation: int, padd
         out_channels,
     )
     positive_int(dilation, owner, "dilation")
-    check_arg(padding in _PADDINGS, owner, "padding", f"one of {_PADDINGS}", padding)
+    check_choice(padding, _PADDINGS, owner, "padding")
     return out_channels
 
 

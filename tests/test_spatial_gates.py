@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import attnzoo
-from helpers import randomize
+from helpers import randomize, require
 from reference.bam import bam as bam_ref
 from reference.ema import ema as ema_ref
 from reference.ema import ema_loops
@@ -29,7 +29,7 @@ def x_input(c=16, h=7, w=5, b=2, seed=0):
 
 
 def fcv(module: str, name: str):
-    pytest.importorskip("fightingcv_attention")
+    require("fightingcv_attention")
     return getattr(importlib.import_module(f"fightingcv_attention.attention.{module}"), name)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 import attnzoo
 from attnzoo.spatial.lska import LSKA_KERNELS
-from helpers import randomize
+from helpers import randomize, require
 from reference import caa as ref_caa
 from reference import ela as ref_ela
 from reference import gam as ref_gam
@@ -110,7 +110,7 @@ def test_ela_presets_are_the_papers_table():
 def test_ela_b_matches_timm_with_paper_settings():
     """timm's EfficientLocalAttn with GroupNorm(16), no extra activation, and the one shared conv copied into its
     two per-axis convs computes ELA-B."""
-    timm_ca = pytest.importorskip("timm.layers.coord_attn")
+    timm_ca = require("timm.layers.coord_attn")
     m = ready("ela", 32).float()
     peer = timm_ca.EfficientLocalAttn(32, kernel_size=7, act_layer=nn.Identity,
                                       norm_layer=lambda c, **kw: nn.GroupNorm(16, c)).eval()

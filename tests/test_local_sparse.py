@@ -284,7 +284,8 @@ def test_dcnv2_random_offsets_explicit_loop_outside_the_map():
 
 
 def test_dcnv2_paths_dispatch():
-    """'torchvision' calls the op in eager, 'auto' not on CPU; traced / exported graphs contain only the pure path."""
+    """'torchvision' calls the op in eager, torch.export and torch.compile, 'auto' not on CPU; graphs recorded for
+    ONNX or ncnn (and a plain jit.trace) contain only the pure path, OpenVINO's keep the op."""
     pytest.importorskip("torchvision")
     from attnzoo.local import dcnv2
 
@@ -303,10 +304,13 @@ def test_dcnv2_paths_dispatch():
         assert calls == [1]  # CPU: the pure path
         traced = torch.jit.trace(m, x, check_trace=False)
         assert "torchvision" not in str(traced.inlined_graph)
+        for target, op in (("onnx", False), ("ncnn", False), ("openvino", True)):
+            with attnzoo.export_target(target):
+                graph = str(torch.jit.trace(m, x, check_trace=False).inlined_graph)
+            assert ("torchvision" in graph) == op, target
         ep = torch.export.export(m, (x,))
-        assert "torchvision" not in str(ep.graph)
+        assert "torchvision" in str(ep.graph)  # the eager form: torch.export is no export target
         torch.testing.assert_close(ep.module()(x), ref, atol=1e-5, rtol=1e-4)
-        assert calls == [1]
     finally:
         dcnv2._TV[0] = real
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..tracing import eager_only
+from ..tracing import current_export_target
 from .attention import sdpa
 
 __all__ = [
@@ -87,9 +87,10 @@ class _Shifts(torch.autograd.Function):
 
 
 def _shifts(x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: int) -> torch.Tensor:
-    """:class:`_Shifts` when a gradient is needed in plain eager execution; plain ops otherwise (no graph records
-    the ``autograd.Function``: ``torch.jit.trace`` cannot record one called with traced sizes)."""
-    if not (eager_only(x) and torch.is_grad_enabled() and x.requires_grad):
+    """:class:`_Shifts` when a gradient is needed (eager, ``torch.compile``); plain ops otherwise and in graphs
+    recorded for an export target (``torch.jit.trace`` cannot record an ``autograd.Function`` called with traced
+    sizes)."""
+    if current_export_target() is not None or not (torch.is_grad_enabled() and x.requires_grad):
         return (_gather if gather else _fold)(x, kernel, stride, h, w)
     return _Shifts.apply(x, gather, kernel, stride, h, w)
 

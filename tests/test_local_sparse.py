@@ -22,7 +22,7 @@ from attnzoo.local import (
     ModulatedDeformConv,
     NeighborhoodAttention,
 )
-from attnzoo.local.dcnv2 import deform_conv2d_pure
+from attnzoo.local.dcnv2 import deform_conv2d_portable
 from attnzoo.local.neighborhood import neighborhood_attention
 from attnzoo.testing import randomize
 from helpers import rand as rand64
@@ -260,7 +260,7 @@ def test_dcnv2_equals_torchvision_and_explicit_loop(kwargs):
         p, s, d = (m.padding,) * 2, (m.stride,) * 2, (m.dilation,) * 2
         ref = tv.deform_conv2d(x, off, m.weight, m.bias, stride=s, padding=p, dilation=d, mask=mask)
         torch.testing.assert_close(m(x), ref)
-        torch.testing.assert_close(deform_conv2d_pure(x, off, m.weight, m.bias, s, p, d, mask), ref)
+        torch.testing.assert_close(deform_conv2d_portable(x, off, m.weight, m.bias, s, p, d, mask), ref)
         torch.testing.assert_close(dcnv2_ref(m, x), ref)
         pure = ModulatedDeformConv(8, backend="pure", **kwargs).to(D).eval()
         pure.load_state_dict(m.state_dict())
@@ -273,12 +273,13 @@ def test_dcnv2_random_offsets_explicit_loop_outside_the_map():
     off = 4 * rand(1, 2 * 2 * 9, 5, 6, seed=3)
     mask = rand(1, 2 * 9, 5, 6, seed=4).sigmoid()
     w, b = rand(3, 4, 3, 3, seed=5), rand(3, seed=6)
-    out = deform_conv2d_pure(x, off, w, b, (1, 1), (1, 1), (1, 1), mask)
+    out = deform_conv2d_portable(x, off, w, b, (1, 1), (1, 1), (1, 1), mask)
     torch.testing.assert_close(out, deform_conv2d_ref(x, off, w, b, 1, 1, 1, mask))
 
 
 def test_dcnv2_paths_dispatch():
-    """'torchvision' calls the op in eager, 'auto' not on CPU; traced / exported graphs contain only the pure path."""
+    """'torchvision' calls the op in eager, torch.export and torch.compile, 'auto' not on CPU; graphs recorded for
+    ONNX or ncnn (and a plain jit.trace) contain only the pure path, OpenVINO's keep the op."""
     require("torchvision")
     from attnzoo.local import dcnv2
 
@@ -297,10 +298,13 @@ def test_dcnv2_paths_dispatch():
         assert calls == [1]  # CPU: the pure path
         traced = torch.jit.trace(m, x, check_trace=False)
         assert "torchvision" not in str(traced.inlined_graph)
+        for target, op in (("onnx", False), ("ncnn", False), ("openvino", True)):
+            with attnzoo.export_target(target):
+                graph = str(torch.jit.trace(m, x, check_trace=False).inlined_graph)
+            assert ("torchvision" in graph) == op, target
         ep = torch.export.export(m, (x,))
-        assert "torchvision" not in str(ep.graph)
+        assert "torchvision" in str(ep.graph)  # the eager form: torch.export is no export target
         torch.testing.assert_close(ep.module()(x), ref, atol=1e-5, rtol=1e-4)
-        assert calls == [1]
     finally:
         dcnv2._TV[0] = real
 

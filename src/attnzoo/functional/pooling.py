@@ -46,6 +46,12 @@ def _pool_axis(x: torch.Tensor, dim: int, n: int, o: int, mode: str) -> torch.Te
     return torch.cat(parts, dim)
 
 
+def adaptive_pool2d_portable(x: torch.Tensor, oh: int, ow: int, mode: str) -> torch.Tensor:
+    """The ONNX portable form: the same bins as static slices, one axis after the other."""
+    h, w = traced_size(x)
+    return _pool_axis(_pool_axis(x, -2, int(h), oh, mode), -1, int(w), ow, mode)
+
+
 def adaptive_pool2d(x: torch.Tensor, output_size: int | tuple[int, int], mode: str = "avg") -> torch.Tensor:
     """``F.adaptive_avg_pool2d`` (``mode="avg"``) or ``F.adaptive_max_pool2d`` (``"max"``) of B×C×H×W to
     ``output_size``, with PyTorch's exact bins in every runtime (see the module docstring).
@@ -56,8 +62,7 @@ def adaptive_pool2d(x: torch.Tensor, output_size: int | tuple[int, int], mode: s
     if mode not in _POOL_MODES:
         raise ValueError(f"adaptive_pool2d: mode must be one of {_POOL_MODES}, got {mode!r}")
     if portable("onnx"):
-        h, w = traced_size(x)
-        return _pool_axis(_pool_axis(x, -2, int(h), oh, mode), -1, int(w), ow, mode)
+        return adaptive_pool2d_portable(x, oh, ow, mode)
     return F.adaptive_avg_pool2d(x, (oh, ow)) if mode == "avg" else F.adaptive_max_pool2d(x, (oh, ow))
 
 

@@ -6,7 +6,12 @@ the axis, so every position is covered (the axis is zero-padded as needed).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+from ..tracing import current_export_target
+from .attention import sdpa
 
 __all__ = [
     "window_grid",
@@ -18,6 +23,8 @@ __all__ = [
     "merge_windows",
     "split_group_heads",
     "merge_group_heads",
+    "grouped_attention",
+    "grouped_self_attention",
 ]
 
 
@@ -80,9 +87,10 @@ class _Shifts(torch.autograd.Function):
 
 
 def _shifts(x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: int) -> torch.Tensor:
-    """:class:`_Shifts` when a gradient is needed; plain ops otherwise and under ``torch.jit.trace`` (which cannot
-    record an ``autograd.Function`` called with traced sizes)."""
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+    """:class:`_Shifts` when a gradient is needed (eager, ``torch.compile``); plain ops otherwise and in graphs
+    recorded for an export target (``torch.jit.trace`` cannot record an ``autograd.Function`` called with traced
+    sizes)."""
+    if current_export_target() is not None or not (torch.is_grad_enabled() and x.requires_grad):
         return (_gather if gather else _fold)(x, kernel, stride, h, w)
     return _Shifts.apply(x, gather, kernel, stride, h, w)
 
@@ -130,3 +138,62 @@ def merge_group_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     b, gh, length, d = t.shape
     g = gh // heads
     return t.reshape(b, g, heads, length, d).permute(0, 1, 3, 2, 4).reshape(b, g, length, heads * d)
+
+
+#: ``attend(q, k, v, scale=…, dropout_p=…)``: dot-product attention on B×h×L×d (``sdpa``, or a module's
+#: ``layers.attention`` with its capture key bound).
+Attend = Callable[..., torch.Tensor]
+
+
+def grouped_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    scale: float,
+    valid: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    attend: Attend = sdpa,
+) -> torch.Tensor:
+    """Multi-head attention inside G independent groups of tokens (windows, blocks, rows), written for runtimes
+    without a batch axis to fold the groups into (ncnn: at most 4 axes besides the batch): groups and heads
+    share one axis of a 4-axis SDPA call and no view has more than 5 axes.
+
+    q: B×G×Lq×(heads·d), k: B×G×Lk×(heads·d), v: B×G×Lk×(heads·dv) → B×G×Lq×(heads·dv).  ``valid``: G×Lk bool
+    (False: the key never takes part, e.g. padding) or None.  Masked keys get one more q/k column, 1 · (the
+    dtype's most negative finite value × scale): after the scale a logit below −1e36 whose probability is
+    exactly 0, without ``masked_fill`` (ncnn has none) or a (G·heads)×Lq×Lk mask constant (ncnn's SDPA does not
+    broadcast its mask).
+    """
+    b, g, lq = q.shape[0], q.shape[1], q.shape[2]
+    if heads > 1:
+        q, k, v = split_group_heads(q, heads), split_group_heads(k, heads), split_group_heads(v, heads)
+    if valid is not None:
+        lk = valid.shape[-1]
+        penalty = (~valid).to(q.dtype) * (torch.finfo(q.dtype).min * scale)  # G×Lk
+        penalty = penalty[:, None, :, None].expand(-1, heads, -1, -1).reshape(1, g * heads, lk, 1)
+        q = torch.cat([q, q.new_ones(1, 1, 1, 1).expand(b, g * heads, lq, 1)], dim=-1)
+        k = torch.cat([k, penalty.expand(b, -1, -1, -1)], dim=-1)
+    out = attend(q, k, v, scale=scale, dropout_p=dropout_p)
+    return merge_group_heads(out, heads) if heads > 1 else out
+
+
+def grouped_self_attention(
+    t: torch.Tensor,
+    to_qkv: Callable[[torch.Tensor], torch.Tensor],
+    to_out: Callable[[torch.Tensor], torch.Tensor],
+    heads: int,
+    scale: float,
+    valid: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    attend: Attend = sdpa,
+) -> torch.Tensor:
+    """Multi-head self-attention inside G groups of tokens, t: B×G×L×C → B×G×L×C': ``to_qkv`` (C → 3·heads·d,
+    q | k | v), :func:`grouped_attention`, ``to_out`` (heads·d → C').  The projections run on B×(G·L)×C tokens:
+    a Linear on 4 axes becomes, in ncnn, a Gemm followed by a shape-referencing reshape that costs 20× the Gemm.
+    """
+    b, g, length, c = t.shape
+    qkv = to_qkv(t.reshape(b, g * length, c)).reshape(b, g, length, -1)
+    q, k, v = qkv.chunk(3, dim=-1)
+    out = grouped_attention(q, k, v, heads, scale, valid, dropout_p, attend)
+    return to_out(out.reshape(b, g * length, -1)).reshape(b, g, length, -1)

@@ -50,7 +50,7 @@ from .batchnorm import PooledBatchNorm1d, PooledBatchNorm2d, check_bn_values  # 
 from .checks import check_window_args  # noqa: F401
 from .compat import deprecated_args_of  # noqa: F401
 from .create_act import HardSigmoid, HardSwish  # noqa: F401
-from .helpers import exporting, spread_count  # noqa: F401
+from .helpers import spread_count  # noqa: F401
 from .norm import conv1x1, group_norm_groups, zero_bn  # noqa: F401
 from .pooling import (  # noqa: F401
     MaxPool3x3s2,

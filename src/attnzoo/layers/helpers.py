@@ -9,7 +9,6 @@ from .checks import check_arg, positive_int
 
 __all__ = [
     "traced_size",
-    "exporting",
     "hidden_width",
     "inplace_ok",
     "to_tokens",
@@ -51,17 +50,6 @@ def hidden_width(
         min_hidden,
     )
     return max(int(channels // reduction), min(min_hidden, channels) if cap_floor else min_hidden, 1)
-
-
-def exporting() -> bool:
-    """True under every tracer, exporter and compiler (``torch.jit.trace``/``script`` — pnnx and OpenVINO's
-    PyTorch frontend trace —, ONNX export, ``torch.export``, ``torch.compile``).  Modules whose fastest eager
-    form does not convert (e.g. a fused kernel, a B×C vector path that pnnx cannot place on ncnn's axes) take
-    their export-friendly form here; both forms are tested equal."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return True
-    compiler = getattr(torch, "compiler", None)
-    return compiler is not None and (compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)())
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,12 @@ from ..layers import (
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["BiLevelRoutingAttention", "region_grid", "routing_attention"]
+
+#: The export targets that take the dense portable form (:func:`_routing_dense`): ncnn has no topk.
+_TARGETS: tuple[str, ...] = ("ncnn",)
 
 
 def region_grid(length: int, n_win: int) -> tuple[int, int]:
@@ -121,10 +125,11 @@ def _greater_than_zero(t: torch.Tensor) -> torch.Tensor:
     return torch.ceil(torch.clamp(t, 0.0, 1.0))
 
 
-def _routing_export(
+def _routing_dense(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_win: int, topk: int, heads: int, scale: float
 ) -> torch.Tensor:
-    """:func:`routing_attention` in the export form (ncnn has no topk, gather or comparison and no batch axis).
+    """:func:`routing_attention` in the dense portable form (ncnn has no topk, gather or comparison and no batch
+    axis).
 
     The routed regions are not gathered: every region's tokens attend to all tokens, and keys outside the
     top-k regions of the query's region get a most-negative logit (probability exactly 0), so the result is
@@ -180,6 +185,17 @@ def _routing_export(
     summary="Region-level top-k routing, then token attention inside the routed regions, plus a depthwise-conv LCE on V.",
     test_kwargs={"heads": 2, "n_win": 2, "topk": 2},
     maps=("attn", "routing"),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::ceil",
+            reason="ncnn has no topk, gather or comparison: the dense form attends to every region with the "
+            "non-routed ones masked, O(N²) instead of O(N²·topk/R); it differs from topk only on exact affinity "
+            "ties at the top-k boundary, where it keeps every tied region (inference only)",
+            cases=({}, {"n_win": 3, "topk": 2}, {"heads": 4, "n_win": 4, "topk": 1}),
+            eval_only=True,
+        ),
+    ),
 )
 class BiLevelRoutingAttention(AttnModule):
     """Bi-level routing attention (BiFormer); B×C×H×W → B×C×H×W.
@@ -195,6 +211,12 @@ class BiLevelRoutingAttention(AttnModule):
     tokens only and padded tokens are masked out as keys (the official ``auto_pad`` lets queries attend to
     them).  ``topk`` above ``n_win²`` raises; on maps with fewer regions it is clamped to their number.
     See docs/provenance/bra.md.
+
+    Export: graphs recorded for ncnn (``attnzoo.export_target("ncnn")``, or a plain ``torch.jit.trace``, which
+    pnnx users run) take a dense form in eval mode, since ncnn has no topk: every region's tokens attend to all
+    tokens, the non-routed keys masked out, at O(N²) cost.  It equals the top-k routing except on exact affinity
+    ties at the top-k boundary, where ``torch.topk`` picks one region and the dense form keeps every tied one.
+    ``torch.compile``, ``torch.export`` and ONNX / OpenVINO exports keep the sparse routing.
 
     Args:
         channels: C.
@@ -236,17 +258,20 @@ class BiLevelRoutingAttention(AttnModule):
         self.proj = nn.Linear(channels, channels)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def _forward_portable(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
+        q, k, v = self.qkv(x.flatten(2).transpose(1, 2)).reshape(b, h, w, 3 * c).chunk(3, dim=-1)
+        out = _routing_dense(q, k, v, self.n_win, self.topk, self.heads, self.scale)
+        out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.proj(out.reshape(b, h * w, c)).transpose(1, 2).reshape(b, c, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        # Traced graphs (pnnx → ncnn, OpenVINO's PyTorch frontend) take the dense export form: ncnn has no topk.
-        # torch.export / ONNX keep the sparse routing (TopK and gathers exist there).
-        if torch.jit.is_tracing() and not self.training and capture_target(self) is None:
-            b, c, h, w = x.shape
-            # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
-            q, k, v = self.qkv(x.flatten(2).transpose(1, 2)).reshape(b, h, w, 3 * c).chunk(3, dim=-1)
-            out = _routing_export(q, k, v, self.n_win, self.topk, self.heads, self.scale)
-            out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            return self.proj(out.reshape(b, h * w, c)).transpose(1, 2).reshape(b, c, h, w)
+        # The dense portable form for the targets without topk / gather (declared in the registry); every other
+        # graph (torch.compile, torch.export, ONNX) keeps the sparse top-k routing.
+        if portable(*_TARGETS) and not self.training and capture_target(self) is None:
+            return self._forward_portable(x)
         q, k, v = self.qkv(x.permute(0, 2, 3, 1)).chunk(3, dim=-1)  # B×H×W×C views
         out = routing_attention(
             q,

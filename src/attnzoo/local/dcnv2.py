@@ -4,9 +4,9 @@ https://arxiv.org/abs/1811.11168.
 Modulated deformable convolution: every kernel tap samples the input at its regular position plus a learned
 offset (bilinear interpolation, zero outside) and multiplies the sample by a learned modulation scalar in
 (0, 1); offsets and modulation come from a plain convolution on the input, zero-initialised.  Two equal paths:
-torchvision's ``deform_conv2d`` (compiled, eager only; used on CUDA) and a pure-PyTorch path (one ``grid_sample``
-of all taps + one matmul; used on CPU, where it is faster, and under tracing / export / compile), which exports
-to ONNX (``GridSample``, opset ≥ 16).
+torchvision's ``deform_conv2d`` (used on CUDA) and a pure-PyTorch path (one ``grid_sample`` of all taps + one
+matmul; used on CPU, where it is faster, and in graphs recorded for ONNX or ncnn), which exports to ONNX
+(``GridSample``, opset ≥ 16) and ncnn.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from ..layers import (
     check_arg,
     check_choice,
     check_nchw,
-    exporting,
     fx_leaf,
     non_negative_int,
     positive_int,
 )
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register
+from ..tracing import PortableForm, portable, traced_size
 
 _TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: `import attnzoo` stays light
 
@@ -45,14 +45,19 @@ def _tv_deform_conv2d() -> object:
     return _TV[0]
 
 
-__all__ = ["ModulatedDeformConv", "conv_out_size", "deform_conv2d_pure"]
+__all__ = ["ModulatedDeformConv", "conv_out_size", "deform_conv2d_portable"]
+
+#: The export targets that take the pure path instead of torchvision's op: pnnx / ncnn have no deformable
+#: convolution; ONNX has DeformConv from opset 19 only and the TorchScript ONNX exporter no symbolic for the op
+#: (the pure path costs onnxruntime the same).  OpenVINO converts the op (DeformableConvolution).
+_TARGETS: tuple[str, ...] = ("onnx", "ncnn")
 
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def deform_conv2d_pure(
+def deform_conv2d_portable(
     x: torch.Tensor,
     offset: torch.Tensor,
     weight: torch.Tensor,
@@ -99,9 +104,7 @@ def deform_conv2d_pure(
 
 @fx_leaf
 def _check_size(x: torch.Tensor, kernel: int, stride: int, padding: int, dilation: int, owner: str) -> torch.Tensor:
-    if torch.jit.is_tracing():
-        return x
-    h, w = x.shape[-2:]
+    h, w = traced_size(x)
     if (
         conv_out_size(h, kernel, stride, padding, dilation) < 1
         or conv_out_size(w, kernel, stride, padding, dilation) < 1
@@ -133,6 +136,16 @@ def _output_size(h: int, w: int, a: Mapping[str, Any]) -> tuple[int, int]:
         "C → `out_channels`, H×W as nn.Conv2d with `kernel_size`, `stride`, `padding`, `dilation`",
     ),
     maps=("offset", "modulation"),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::grid_sampler",
+            reason="pnnx / ncnn have no deformable convolution, and ONNX only from opset 19 with the dynamo "
+            "exporter (the TorchScript exporter has no symbolic for torchvision's op); the pure path (one "
+            "grid_sample and one matmul) exports to both",
+            cases=({"backend": "torchvision"},),
+        ),
+    ),
 )
 class ModulatedDeformConv(AttnModule):
     """Modulated deformable convolution (DCNv2); B×C×H×W → B×O×Ho×Wo.
@@ -145,9 +158,11 @@ class ModulatedDeformConv(AttnModule):
     ``backend="auto"`` runs torchvision's ``deform_conv2d`` on CUDA tensors in plain eager mode (when
     torchvision is installed) and the pure-PyTorch path otherwise: on CPU the pure path is the faster one
     (0.5× forward, 0.2× forward+backward of torchvision's CPU kernel at 2×64×56×56, at up to 1.9× its peak
-    memory; benchmarks/results/local_sparse.md), and it is the path under ``torch.jit.trace``, FX,
-    ``torch.export``, ``torch.compile`` and ONNX export (torchvision's op has no ONNX symbolic).
-    ``"torchvision"`` uses the op in every eager call, ``"pure"`` never.  Both give the same result (tested).  See docs/provenance/dcnv2.md.
+    memory; benchmarks/results/local_sparse.md).  ``"torchvision"`` uses the op in eager calls, ``torch.compile``
+    and ``torch.export``, ``"pure"`` never.  Graphs recorded for ONNX or ncnn (``attnzoo.export_target``, a plain
+    ``torch.jit.trace``, ``torch.onnx.export``) always take the pure path: pnnx / ncnn have no deformable
+    convolution, and ONNX has ``DeformConv`` only from opset 19 with the dynamo exporter; OpenVINO converts the op.
+    Both paths give the same result (tested).  See docs/provenance/dcnv2.md.
 
     Args:
         channels: C.
@@ -247,11 +262,10 @@ def _deform(
 ) -> torch.Tensor:
     dt = x.dtype
     s, p, d = (stride, stride), (padding, padding), (dilation, dilation)
-    if backend == "auto":  # torchvision's op only where it is the faster one: CUDA (on CPU the pure path is)
-        fast = x.is_cuda and not exporting() and _tv_deform_conv2d() is not None
-    else:  # "torchvision" in eager; traced / exported graphs take the pure path (the op cannot be exported)
-        fast = backend == "torchvision" and not exporting()
-    if fast:
+    # torchvision's op: with "auto" only where it is the faster one (CUDA; on CPU the pure path is); export
+    # targets take the pure path (the portable form)
+    fast = (x.is_cuda if backend == "auto" else backend == "torchvision") and not portable(*_TARGETS)
+    if fast and _tv_deform_conv2d() is not None:
         b = None if bias is None else bias.to(dt)
         return _TV[0](x, offset.to(dt), weight.to(dt), b, stride=s, padding=p, dilation=d, mask=mask.to(dt))
-    return deform_conv2d_pure(x, offset, weight, bias, s, p, d, mask)
+    return deform_conv2d_portable(x, offset, weight, bias, s, p, d, mask)

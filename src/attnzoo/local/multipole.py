@@ -19,16 +19,16 @@ from ..layers import (
     check_arg,
     check_nchw,
     check_window_args,
-    exporting,
     fx_leaf,
     positive_int,
 )
 from ..layers.checks import check_choice
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["MultipoleAttention", "multipole_level_sizes"]
 
-from .window import WindowSelfAttention, window_attention
+from .window import WINDOW_TARGETS, WindowSelfAttention, window_attention
 
 _MANO_PAPER = "Linear Attention with Global Context: A Multipole Attention Mechanism for Vision and Physics (Colagrande, Caillon, Feillet, Allauzen; arXiv 2025)"
 _MANO_URL = "https://arxiv.org/abs/2507.02748"
@@ -61,11 +61,16 @@ def _downsample(x: torch.Tensor, conv: nn.Conv2d | None, rate: int) -> torch.Ten
     return conv(x)
 
 
+def _repeat_portable(x: torch.Tensor, rate: int) -> torch.Tensor:
+    """Each pixel repeated rate × rate times, by nearest interpolation (no 6-axis view)."""
+    return F.interpolate(x, scale_factor=rate, mode="nearest")
+
+
 def _upsample(x: torch.Tensor, deconv: nn.ConvTranspose2d | None, rate: int, h: int, w: int) -> torch.Tensor:
     """B×C×h'×w' → B×C×h×w: nearest (r× repeat) or a stride-r transposed conv, cropped to the finer level's size."""
     b, c, hc, wc = x.shape
-    if deconv is None and exporting():  # the same r× repeat without a 6-axis view (ncnn has at most 5)
-        y = F.interpolate(x, scale_factor=rate, mode="nearest")
+    if deconv is None and portable(*WINDOW_TARGETS):  # the same r× repeat without a 6-axis view (at most 5)
+        y = _repeat_portable(x, rate)
     elif deconv is None:
         y = x[:, :, :, None, :, None].expand(b, c, hc, rate, wc, rate).reshape(b, c, hc * rate, wc * rate)
     else:
@@ -77,7 +82,7 @@ def _merge(o: torch.Tensor, res: torch.Tensor, up: nn.ConvTranspose2d | None, ra
     """V-cycle step ``o + weight · up(res)``; nearest up-sampling by broadcasting when the sizes divide."""
     b, c, h, w = o.shape
     hc, wc = res.shape[-2:]
-    if up is None and hc * rate == h and wc * rate == w and o.is_contiguous() and not exporting():
+    if up is None and hc * rate == h and wc * rate == w and o.is_contiguous() and not portable(*WINDOW_TARGETS):
         merged = torch.add(o.view(b, c, hc, rate, wc, rate), res[:, :, :, None, :, None], alpha=weight)
         return merged.view(b, c, h, w)
     return torch.add(o, _upsample(res, up, rate, h, w), alpha=weight)
@@ -122,6 +127,27 @@ def _multipole(
     summary="MANO multipole attention: shared window attention on a down-sampled hierarchy merged by a V-cycle (global, linear).",
     test_kwargs={"heads": 2, "dim_head": 8, "kernel_size": 3, "downsampling": "conv", "upsampling": "conv_transpose"},
     maps=("attn_level*",),
+    forms=(
+        PortableForm(
+            targets=WINDOW_TARGETS,
+            marker="aten::chunk",
+            reason="the eager form folds the windows into the batch and repeats nearest up-sampling through 6-axis "
+            "views; ncnn has no batch axis and at most 5 axes (the windows' portable form of local_window, and "
+            "F.interpolate for the repeat)",
+            cases=(
+                {},
+                {"kernel_size": 4, "stride": 2},
+                {"downsampling": "avg_pool", "upsampling": "nearest"},
+                {
+                    "kernel_size": 2,
+                    "downsampling": "avg_pool",
+                    "upsampling": "nearest",
+                    "shared": False,
+                    "max_levels": 3,
+                },
+            ),
+        ),
+    ),
 )
 class MultipoleAttention(AttnModule):
     """Multipole attention (MANO, Colagrande et al., 2025); B×C×H×W → B×C×H×W.

@@ -20,15 +20,18 @@ from ..layers import (
     attention,
     check_arg,
     check_nchw,
-    exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
+
+#: The export targets that take the portable form (:func:`_neighborhood_portable`).
+_TARGETS: tuple[str, ...] = ("ncnn",)
 
 
 def neighborhood_indices(
@@ -104,7 +107,7 @@ def _shifted_pads(length: int, kernel: int) -> tuple[int, int, int]:
     return k, starts.count(0) - 1, starts.count(length - k) - 1
 
 
-def _neighborhood_export(
+def _neighborhood_portable(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -113,7 +116,7 @@ def _neighborhood_export(
     bias_table: torch.Tensor | None,
     scale: float,
 ) -> torch.Tensor:
-    """:func:`neighborhood_attention` at dilation 1 in the export form: q, k, v B×(heads·d)×H×W maps →
+    """:func:`neighborhood_attention` at dilation 1 in the portable form: q, k, v B×(heads·d)×H×W maps →
     B×H×W×(heads·d), with at most 5 axes and no index_select on activations (ncnn): neighbour (t, s) of every
     query is a slice of the key / value map, replicate-padded (the windows shifted inwards at the borders)."""
     b, c, h, w = q.shape
@@ -157,6 +160,16 @@ def _neighborhood_export(
     summary="Each query attends to its k×k (dilated) neighbourhood, windows shifted inwards at borders; relative position bias.",
     test_kwargs={"heads": 2, "kernel_size": 3},
     maps=("attn",),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::stack",
+            reason="the eager form gathers each query's neighbours with index_select on the activations; ncnn has "
+            "no gather (the portable form: replicate-padded slices, at effective dilation 1, in eval mode)",
+            cases=({}, {"kernel_size": 7, "dilation": 2}, {"kernel_size": 9, "position_bias": False}),
+            eval_only=True,
+        ),
+    ),
 )
 class NeighborhoodAttention(AttnModule):
     """Neighborhood attention (NAT) / dilated neighborhood attention (DiNAT); B×C×H×W → B×C×H×W.
@@ -217,17 +230,17 @@ class NeighborhoodAttention(AttnModule):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def _dilation_one(self, h: int, w: int) -> bool:
-        """Is the effective dilation 1 on both axes (what the export form handles)?"""
+        """Is the effective dilation 1 on both axes (what the portable form handles)?"""
         return all(self.dilation == 1 or n < self.kernel_size * 2 for n in (h, w))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, _, h, w = x.shape
-        if exporting() and not self.training and self._dilation_one(h, w) and capture_target(self) is None:
+        if portable(*_TARGETS) and not self.training and self._dilation_one(h, w) and capture_target(self) is None:
             # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
             qkv = self.qkv(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
             q, k, v = qkv.chunk(3, dim=1)  # B×(heads·d)×H×W each
-            out = _neighborhood_export(q, k, v, self.heads, self.kernel_size, self.rpb, self.scale)
+            out = _neighborhood_portable(q, k, v, self.heads, self.kernel_size, self.rpb, self.scale)
             out = self.proj_drop(self.proj(out.reshape(b, h * w, -1)))
             return out.transpose(1, 2).reshape(b, -1, h, w)
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner

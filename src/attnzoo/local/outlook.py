@@ -19,15 +19,18 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
-    exporting,
     fx_leaf,
     odd_kernel,
     positive_int,
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["OutlookAttention"]
+
+#: The export targets that take the portable form (:func:`_outlook_portable`).
+_TARGETS: tuple[str, ...] = ("ncnn",)
 
 
 @fx_leaf
@@ -44,8 +47,8 @@ def _outlook(
     scale: float,
     owner: nn.Module | None,
 ) -> torch.Tensor:
-    if exporting() and owner is None:
-        return _outlook_export(x, v_proj, attn_proj, out_proj, attn_drop, kernel, padding, stride, heads, scale)
+    if portable(*_TARGETS) and owner is None:
+        return _outlook_portable(x, v_proj, attn_proj, out_proj, attn_drop, kernel, padding, stride, heads, scale)
     b, c, h, w = x.shape
     d = c // heads
     k2 = kernel * kernel
@@ -71,7 +74,7 @@ def _outlook(
     return out_proj(out).permute(0, 3, 1, 2)
 
 
-def _outlook_export(
+def _outlook_portable(
     x: torch.Tensor,
     v_proj: nn.Linear,
     attn_proj: nn.Linear,
@@ -83,7 +86,7 @@ def _outlook_export(
     heads: int,
     scale: float,
 ) -> torch.Tensor:
-    """:func:`_outlook` in the export form, the official ``F.unfold`` / ``F.fold`` with at most 4 axes besides
+    """:func:`_outlook` in the portable form, the official ``F.unfold`` / ``F.fold`` with at most 4 axes besides
     the batch (ncnn): the window grid and the heads share one axis, never the batch's."""
     b, c, h, w = x.shape
     d, k2 = c // heads, kernel * kernel
@@ -109,6 +112,15 @@ def _outlook_export(
     summary="VOLO outlook attention: k²×k² weights generated from each centre token, aggregate and sum overlapping windows.",
     test_kwargs={"heads": 2},
     maps=("attn",),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::col2im",
+            reason="the eager form gathers and sums the windows by step slices on 6-axis views; ncnn has no step "
+            "slices and at most 5 axes (F.unfold / F.fold instead, as the official code)",
+            cases=({}, {"stride": 2}, {"kernel_size": 5}),
+        ),
+    ),
 )
 class OutlookAttention(AttnModule):
     """Outlook attention (VOLO, Yuan et al., TPAMI 2022); B×C×H×W → B×C×H×W.

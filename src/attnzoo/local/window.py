@@ -7,6 +7,8 @@ divide are zero-padded and the padded positions are masked out as keys.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -20,16 +22,16 @@ from ..functional import (
     gather_shifts,
     window_grid,
 )
-from ..functional.windows import merge_group_heads, merge_windows, partition_windows, split_group_heads
+from ..functional.windows import grouped_self_attention, merge_windows, partition_windows
 from ..layers import (
     AttnModule,
     attention,
     check_nchw,
-    exporting,
     fx_leaf,
 )
 from ..layers import check_window_args as _check_window_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["LocalWindowAttention", "WindowSelfAttention", "window_attention"]
 
@@ -87,26 +89,25 @@ class WindowSelfAttention(nn.Module):
     def attend_grouped(
         self, win: torch.Tensor, valid: torch.Tensor | None, owner: nn.Module | None, key: str
     ) -> torch.Tensor:
-        """:meth:`attend` with the windows on their own axis (the export form: ncnn has no batch axis to fold
-        them into, and at most 5 axes): win B×G×L×C (normalised) → B×G×L×C; ``valid``: G×L bool or None."""
-        b, g, length, c = win.shape
-        # the projections on B×(G·L)×C tokens: a Linear on 4 axes becomes, in ncnn, a Gemm followed by a
-        # shape-referencing reshape that costs 20× the Gemm
-        qkv = self.to_qkv(win.reshape(b, g * length, c)).reshape(b, g, length, -1)
-        q, k, v = (split_group_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # B×(G·heads)×L×d
-        scale = self.dim_head**-0.5
-        if valid is not None:
-            # padded keys: one more q/k column, 1 · (most negative finite value × scale) — after the scale a
-            # logit below −1e36, whose probability is exactly 0 (no masked_fill, which ncnn lacks, and no
-            # (G·heads)×L×L mask constant: ncnn's SDPA does not broadcast its mask)
-            penalty = (~valid).to(q.dtype) * (torch.finfo(q.dtype).min * scale)  # G×L
-            penalty = penalty[:, None, :, None].expand(-1, self.heads, -1, -1).reshape(1, g * self.heads, length, 1)
-            q = torch.cat([q, q.new_ones(1, 1, 1, 1).expand(b, g * self.heads, length, 1)], dim=-1)
-            k = torch.cat([k, penalty.expand(b, -1, -1, -1)], dim=-1)
+        """:meth:`attend` in the portable form (:func:`~attnzoo.functional.windows.grouped_self_attention`: the
+        windows on their own axis, at most 5 axes): win B×G×L×C (normalised) → B×G×L×C; ``valid``: G×L bool or
+        None."""
         p = self.dropout if self.training else 0.0
-        out = attention(q, k, v, scale=scale, dropout_p=p, module=owner, key=key)
-        out = merge_group_heads(out, self.heads).reshape(b, g * length, self.heads * self.dim_head)
-        return self.out_drop(self.to_out(out)).reshape(b, g, length, c)
+        return grouped_self_attention(
+            win,
+            self.to_qkv,
+            lambda o: self.out_drop(self.to_out(o)),
+            self.heads,
+            self.dim_head**-0.5,
+            valid,
+            p,
+            functools.partial(attention, module=owner, key=key),
+        )
+
+
+#: The export targets that take the windows' portable form (local_window and multipole): ncnn has no batch axis
+#: to fold the windows into, at most 5 axes and no step slices.
+WINDOW_TARGETS: tuple[str, ...] = ("ncnn",)
 
 
 def _valid_tokens(nh: int, nw: int, kernel: int, stride: int, h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -114,6 +115,39 @@ def _valid_tokens(nh: int, nw: int, kernel: int, stride: int, h: int, w: int, de
     rows = axis_valid(nh, kernel, stride, h, device)[:, None, :, None]
     cols = axis_valid(nw, kernel, stride, w, device)[None, :, None, :]
     return (rows & cols).reshape(nh * nw, kernel * kernel)
+
+
+def window_attention_portable(
+    x: torch.Tensor,
+    body: WindowSelfAttention,
+    kernel: int,
+    stride: int,
+    owner: nn.Module | None,
+    key: str,
+) -> torch.Tensor:
+    """The ncnn portable form of :func:`window_attention`: the windows on their own axis (at most 5 axes), and
+    overlapping windows by ``F.unfold`` / ``F.fold`` (ncnn has no step slices); the same values."""
+    b, c, h, w = x.shape
+    nh, hp = window_grid(h, kernel, stride)
+    nw, wp = window_grid(w, kernel, stride)
+    padded = hp != h or wp != w
+    k2 = kernel * kernel
+    if stride == kernel:  # windows on their own axis, at most 5 axes
+        y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
+        win = body.normalise(partition_windows(y, kernel))
+        valid = _valid_tokens(nh, nw, kernel, stride, h, w, x.device) if padded else None
+        out = merge_windows(body.attend_grouped(win, valid, owner, key), kernel, nh, nw)
+        return out[:, :, :h, :w] if padded else out
+    # overlapping windows by F.unfold / F.fold (no step slices), ≤5 axes
+    y = body.normalise(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    if padded:
+        y = F.pad(y, (0, wp - w, 0, hp - h))
+    win = F.unfold(y, kernel, stride=stride).reshape(b, c, k2, nh * nw).permute(0, 3, 2, 1)  # B×G×k²×C
+    valid = _valid_tokens(nh, nw, kernel, stride, h, w, x.device) if padded else None
+    out = body.attend_grouped(win, valid, owner, key).permute(0, 3, 2, 1).reshape(b, c * k2, nh * nw)
+    full = F.fold(out, (hp, wp), kernel, stride=stride)[:, :, :h, :w]
+    cover = axis_cover(nh, kernel, stride, h, x.device)[:, None] * axis_cover(nw, kernel, stride, w, x.device)
+    return full * (1.0 / cover.to(full.dtype)).reshape(1, 1, h, w)
 
 
 def window_attention(
@@ -136,22 +170,8 @@ def window_attention(
     padded = hp != h or wp != w
     k2 = kernel * kernel
     n = b * nh * nw
-    if stride == kernel and exporting():  # windows on their own axis, at most 5 axes (ncnn); same result
-        y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
-        win = body.normalise(partition_windows(y, kernel))
-        valid = _valid_tokens(nh, nw, kernel, stride, h, w, x.device) if padded else None
-        out = merge_windows(body.attend_grouped(win, valid, owner, key), kernel, nh, nw)
-        return out[:, :, :h, :w] if padded else out
-    if exporting():  # overlapping windows by F.unfold / F.fold (ncnn has no step slices), ≤5 axes
-        y = body.normalise(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        if padded:
-            y = F.pad(y, (0, wp - w, 0, hp - h))
-        win = F.unfold(y, kernel, stride=stride).reshape(b, c, k2, nh * nw).permute(0, 3, 2, 1)  # B×G×k²×C
-        valid = _valid_tokens(nh, nw, kernel, stride, h, w, x.device) if padded else None
-        out = body.attend_grouped(win, valid, owner, key).permute(0, 3, 2, 1).reshape(b, c * k2, nh * nw)
-        full = F.fold(out, (hp, wp), kernel, stride=stride)[:, :, :h, :w]
-        cover = axis_cover(nh, kernel, stride, h, x.device)[:, None] * axis_cover(nw, kernel, stride, w, x.device)
-        return full * (1.0 / cover.to(full.dtype)).reshape(1, 1, h, w)
+    if portable(*WINDOW_TARGETS):  # windows on their own axis, at most 5 axes, no step slices; same result
+        return window_attention_portable(x, body, kernel, stride, owner, key)
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]
@@ -199,6 +219,15 @@ def _local_window(
     summary="Multi-head self-attention inside k×k windows (non-overlapping or overlapping-and-averaged); padded keys masked.",
     test_kwargs={"heads": 2, "dim_head": 8},
     maps=("attn",),
+    forms=(
+        PortableForm(
+            targets=WINDOW_TARGETS,
+            marker="aten::chunk",
+            reason="the eager form folds the windows into the batch through 6-axis views and gathers overlapping "
+            "windows by step slices; ncnn has no batch axis, at most 5 axes and no step slices",
+            cases=({}, {"kernel_size": 4}, {"kernel_size": 5, "stride": 3}, {"kernel_size": 3, "stride": 1}),
+        ),
+    ),
 )
 class LocalWindowAttention(AttnModule):
     """Local window multi-head self-attention (MANO's ``LocalAttention2D``); B×C×H×W → B×C×H×W.

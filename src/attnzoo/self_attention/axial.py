@@ -7,22 +7,27 @@ attention layer, then a width-axis one.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from ..capture import capture_target
-from ..functional.windows import merge_group_heads, split_group_heads
+from ..functional.windows import grouped_self_attention
 from ..layers import (
     AttnModule,
     attention,
     check_nchw,
-    exporting,
     fx_leaf,
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["AxialAttention", "AxisAttention"]
+
+#: The export targets that take the portable form (:meth:`AxisAttention.grouped`).
+_TARGETS: tuple[str, ...] = ("ncnn",)
 
 
 class AxisAttention(nn.Module):
@@ -50,25 +55,27 @@ class AxisAttention(nn.Module):
         return self.drop(self.to_out(o.transpose(1, 2).reshape(n, length, self.heads * self.dim_head)))
 
     def grouped(self, t: torch.Tensor, owner: nn.Module | None, key: str) -> torch.Tensor:
-        """:meth:`forward` with the sequences on their own axis, B×G×L×C → B×G×L×C (the export form: ncnn has
-        no batch axis to fold G into); heads share that axis in the SDPA call, B×(G·heads)×L×d."""
-        b, g, length, c = t.shape
-        # projections on B×(G·L)×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
-        qkv = self.to_qkv(t.reshape(b, g * length, c)).reshape(b, g, length, -1)
-        q, k, v = (split_group_heads(s, self.heads) for s in qkv.chunk(3, dim=-1))
+        """:meth:`forward` with the sequences on their own axis, B×G×L×C → B×G×L×C (the portable form,
+        :func:`~attnzoo.functional.windows.grouped_self_attention`: ncnn has no batch axis to fold G into)."""
         p = self.attn_drop if self.training else 0.0
-        o = attention(q, k, v, scale=self.dim_head**-0.5, dropout_p=p, module=owner, key=key)
-        o = merge_group_heads(o, self.heads).reshape(b, g * length, self.heads * self.dim_head)
-        return self.drop(self.to_out(o)).reshape(b, g, length, c)
+        attend = functools.partial(attention, module=owner, key=key)
+        to_out = lambda o: self.drop(self.to_out(o))  # noqa: E731
+        return grouped_self_attention(t, self.to_qkv, to_out, self.heads, self.dim_head**-0.5, None, p, attend)
+
+
+def _axial_portable(
+    x: torch.Tensor, attn_h: AxisAttention, attn_w: AxisAttention, owner: nn.Module | None
+) -> torch.Tensor:
+    t = attn_h.grouped(x.permute(0, 3, 2, 1), owner, "attn_h")  # B×W×H×C
+    t = attn_w.grouped(t.transpose(1, 2), owner, "attn_w")  # B×H×W×C
+    return t.permute(0, 3, 1, 2)
 
 
 @fx_leaf
 def _axial(x: torch.Tensor, attn_h: AxisAttention, attn_w: AxisAttention, owner: nn.Module | None) -> torch.Tensor:
     b, c, h, w = x.shape
-    if exporting():  # the same with the other axis kept as its own axis (ncnn cannot fold it into the batch)
-        t = attn_h.grouped(x.permute(0, 3, 2, 1), owner, "attn_h")  # B×W×H×C
-        t = attn_w.grouped(t.transpose(1, 2), owner, "attn_w")  # B×H×W×C
-        return t.permute(0, 3, 1, 2)
+    if portable(*_TARGETS):  # the same with the other axis kept as its own axis (ncnn cannot fold it into the batch)
+        return _axial_portable(x, attn_h, attn_w, owner)
     t = x.permute(0, 3, 2, 1).reshape(b * w, h, c)  # columns: (B·W)×H×C (the width axis folded into the batch)
     t = attn_h(t, owner, "attn_h").view(b, w, h, c)
     t = t.transpose(1, 2).reshape(b * h, w, c)  # rows: (B·H)×W×C
@@ -88,6 +95,13 @@ def _axial(x: torch.Tensor, attn_h: AxisAttention, attn_w: AxisAttention, owner:
     summary="Multi-head self-attention along the height axis (whole columns), then along the width axis (whole rows).",
     test_kwargs={"heads": 2, "dim_head": 4},
     maps=("attn_h", "attn_w"),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::chunk",
+            reason="the eager form folds the other axis into the batch; ncnn has no batch axis",
+        ),
+    ),
 )
 class AxialAttention(AttnModule):
     """Axial attention; B×C×H×W → B×C×H×W.

@@ -18,19 +18,22 @@ from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
-    exporting,
     odd_kernel,
     positive_int,
     renamed_args,
 )
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["ContextualTransformer"]
 
+#: The export targets that take the portable form (:func:`_aggregate_4d`).
+_TARGETS: tuple[str, ...] = ("ncnn",)
+
 
 def _aggregate_4d(v: torch.Tensor, w: torch.Tensor, groups: int, kernel_size: int) -> torch.Tensor:
-    """:func:`attnzoo.functional.local_aggregation` with at most 4 axes (the export form; ncnn has at most 4
+    """:func:`attnzoo.functional.local_aggregation` with at most 4 axes (the portable form; ncnn has at most 4
     besides the batch): v B×C×H×W, w B×(G·k²)×H×W (the kernel generator's output, group-major) → B×C×H×W."""
     b, c, h, wd = v.shape
     k2, p = kernel_size * kernel_size, kernel_size // 2
@@ -53,6 +56,15 @@ def _aggregate_4d(v: torch.Tensor, w: torch.Tensor, groups: int, kernel_size: in
     complexity="O(N)",
     summary="Static k×k context keys + dynamic k×k local aggregation of values, fused by radix-2 split attention.",
     maps=("kernels", "radix"),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::permute",
+            reason="the eager local aggregation broadcasts the kernels over the channel groups through 6-axis views; "
+            "ncnn has at most 4 axes besides the batch",
+            cases=({}, {"kernel_size": 5, "share_planes": 4}),
+        ),
+    ),
 )
 class ContextualTransformer(AttnModule):
     """CoT block, the official ``CotLayer`` (Li et al., TPAMI 2022); B×C×H×W → B×C×H×W.
@@ -141,15 +153,18 @@ class ContextualTransformer(AttnModule):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def _forward_portable(self, x: torch.Tensor, k1: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        k2 = self.act(self.bn(_aggregate_4d(self.conv1x1(x), w, self.kernel_groups, self.kernel_size)))
+        logits = self.se((k1 + k2).mean((2, 3), keepdim=True))  # B×2C×1×1, radix fastest
+        attn = logits.reshape(logits.shape[0], self.channels, self.radix, 1).softmax(2)
+        return k2 * attn[:, :, 0:1] + k1 * attn[:, :, 1:2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         k1 = self.key_embed(x)
         w = self.embed(torch.cat([x, k1], dim=1))
-        if exporting() and not is_capturing(self):  # the same computation with at most 4 axes (ncnn)
-            k2 = self.act(self.bn(_aggregate_4d(self.conv1x1(x), w, self.kernel_groups, self.kernel_size)))
-            logits = self.se((k1 + k2).mean((2, 3), keepdim=True))  # B×2C×1×1, radix fastest
-            attn = logits.reshape(logits.shape[0], self.channels, self.radix, 1).softmax(2)
-            return k2 * attn[:, :, 0:1] + k1 * attn[:, :, 1:2]
+        if portable(*_TARGETS) and not is_capturing(self):  # the same computation with at most 4 axes
+            return self._forward_portable(x, k1, w)
         w = w.unflatten(1, (self.kernel_groups, self.kernel_size * self.kernel_size))  # B×G×k²×H×W
         record(self, "kernels", w)
         k2 = self.act(self.bn(local_aggregation(self.conv1x1(x), w, self.kernel_size)))

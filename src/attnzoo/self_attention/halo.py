@@ -6,18 +6,25 @@ Paper: https://arxiv.org/abs/2103.12731 (no official code; timm's ``HaloAttn`` i
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture_target
-from ..functional.windows import merge_group_heads, merge_windows, partition_windows, split_group_heads
+from ..functional.windows import (
+    grouped_attention,
+    merge_group_heads,
+    merge_windows,
+    partition_windows,
+    split_group_heads,
+)
 from ..layers import (
     AttnModule,
     attention,
     check_arg,
     check_nchw,
-    exporting,
     fx_leaf,
     non_negative_int,
     positive_int,
@@ -25,8 +32,12 @@ from ..layers import (
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["HaloAttention"]
+
+#: The export targets that take the portable form (:func:`_halo_portable`).
+_TARGETS: tuple[str, ...] = ("ncnn",)
 
 
 def _axis_valid(blocks: int, block: int, halo: int, size: int, device: torch.device) -> torch.Tensor:
@@ -53,8 +64,8 @@ def _halo(
     sizes: tuple[int, int, int, int, int],
     owner: nn.Module | None,
 ) -> torch.Tensor:
-    if exporting():
-        return _halo_export(x, q_conv, kv_conv, height_rel, width_rel, sizes, owner)
+    if portable(*_TARGETS):
+        return _halo_portable(x, q_conv, kv_conv, height_rel, width_rel, sizes, owner)
     b, _, h, w = x.shape
     bs, halo, heads, dqk, dv = sizes
     scale = dqk**-0.5
@@ -96,7 +107,7 @@ def _halo(
     return o.contiguous()
 
 
-def _halo_export(
+def _halo_portable(
     x: torch.Tensor,
     q_conv: nn.Conv2d,
     kv_conv: nn.Conv2d,
@@ -105,9 +116,10 @@ def _halo_export(
     sizes: tuple[int, int, int, int, int],
     owner: nn.Module | None,
 ) -> torch.Tensor:
-    """:func:`_halo` in the export form: at most 5 axes, blocks and heads on one axis G (never folded into the
+    """:func:`_halo` in the portable form: at most 5 axes, blocks and heads on one axis G (never folded into the
     batch: ncnn has none), the k×k neighbourhoods by ``F.unfold``, the relative logits as per-row / per-column
-    slices of q·tableᵀ, and the padding mask as one more q/k column (1 · mask[key]) instead of an SDPA mask."""
+    slices of q·tableᵀ, and the padding mask as one more q/k column (:func:`grouped_attention`) instead of an SDPA
+    mask."""
     b, _, h, w = x.shape
     bs, halo, heads, dqk, dv = sizes
     win = bs + 2 * halo
@@ -134,15 +146,15 @@ def _halo_export(
     eye = torch.eye(win, dtype=k.dtype, device=k.device)
     onehot = torch.cat([eye[:, None, :].expand(win, win, win), eye[None, :, :].expand(win, win, win)], dim=-1)
     parts_k = [k, onehot.reshape(1, 1, win * win, 2 * win).expand(b, g, -1, -1)]
-    if halo > 0 or hp != h or wp != w:  # keys outside the image: + 1 · (dtype's most negative finite value)
+    valid = None
+    if halo > 0 or hp != h or wp != w:  # keys outside the image never take part
         valid = (
             _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None]
             & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
-        ).reshape(nh * nw, 1, win * win, 1)
-        penalty = (~valid).to(k.dtype) * torch.finfo(k.dtype).min
-        parts_q.append(q.new_ones(1, 1, 1, 1).expand(b, g, bs * bs, 1))
-        parts_k.append(penalty.expand(-1, heads, -1, -1).reshape(1, g, win * win, 1).expand(b, -1, -1, -1))
-    o = attention(torch.cat(parts_q, dim=-1), torch.cat(parts_k, dim=-1), v, scale=1.0, module=owner, key="attn")
+        ).reshape(nh * nw, 1, win * win)
+        valid = valid.expand(-1, heads, -1).reshape(g, win * win)
+    attend = functools.partial(attention, module=owner, key="attn")
+    o = grouped_attention(torch.cat(parts_q, dim=-1), torch.cat(parts_k, dim=-1), v, 1, 1.0, valid, attend=attend)
     o = merge_windows(merge_group_heads(o, heads), bs, nh, nw)  # B×(heads·dv)×hp×wp
     if hp != h or wp != w:
         o = o[:, :, :h, :w]
@@ -158,6 +170,15 @@ def _halo_export(
     summary="Blocked local self-attention: each b×b block of queries attends to its (b+2h)² haloed neighbourhood, relative position logits; padded keys masked.",
     test_kwargs={"block_size": 4, "halo_size": 1, "heads": 2},
     maps=("attn",),
+    forms=(
+        PortableForm(
+            targets=_TARGETS,
+            marker="aten::im2col",
+            reason="the eager form folds the blocks into the batch through 7-axis views and gathers the haloed "
+            "neighbourhoods with Tensor.unfold; ncnn has no batch axis and at most 5 axes",
+            cases=({}, {"halo_size": 0}, {"halo_size": 2, "heads": 4, "dim_head": 8}),
+        ),
+    ),
 )
 class HaloAttention(AttnModule):
     """HaloNet blocked local self-attention; B×C×H×W → B×C×H×W.

@@ -354,7 +354,11 @@ def test_declared_exceptions_are_few_and_justified():
     assert len(declared) <= max(3, len(NAMES) * len(CONTRACT_CHECKS) // 20), f"too many contract exceptions: {sorted(declared)}"
 
 
-SHAPE_PRESERVING = [n for n in NAMES if attnzoo.info(n).output_shape is None and attnzoo.info(n).layout not in ("pyramid", "multi")]
+SHAPE_PRESERVING = [
+    n for n in NAMES
+    if attnzoo.info(n).output_shape is None and not attnzoo.info(n).shape.changes
+    and attnzoo.info(n).layout not in ("pyramid", "multi")
+]
 
 
 @pytest.mark.parametrize("name", [n for n in SHAPE_PRESERVING if not attnzoo.info(n).identity_at_init])

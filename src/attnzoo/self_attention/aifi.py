@@ -43,6 +43,8 @@ class PositionalMultiheadAttention(AttnModule):
     ``nn.MultiheadAttention``'s packed parameters (``in_proj_weight``, ``in_proj_bias``, ``out_proj``).
     Captured map: ``"attn"`` B×heads×N×N."""
 
+    maps = ("attn",)  # what it records (an inner block: not registered, so declared here)
+
     def __init__(self, channels: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.channels, self.heads, self.dropout = channels, heads, dropout

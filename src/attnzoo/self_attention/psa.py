@@ -44,6 +44,8 @@ class PSAAttention(AttnModule):
     (the checkpoint layout of YOLOv10 and YOLO11).
     """
 
+    maps = ("attn",)  # what it records (an inner block: not registered, so declared here)
+
     def __init__(self, channels: int, heads: int = 8, attn_ratio: float = 0.5) -> None:
         super().__init__()
         owner = self.owner

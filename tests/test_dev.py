@@ -58,7 +58,8 @@ def checkout(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     shutil.copy(ROOT / "README.md", tmp_path)
     shutil.copytree(ROOT / "src" / "attnzoo", tmp_path / "src" / "attnzoo", ignore=shutil.ignore_patterns("__pycache__"))
-    for rel in ("tests/data/state_dict_keys.json", "docs/deployment.json", "docs/deployment.md", "docs/data/bench.json"):
+    benches = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "docs" / "data").glob("bench*.json"))]
+    for rel in ("tests/data/state_dict_keys.json", "docs/deployment.json", "docs/deployment.md", *benches):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     shutil.copytree(ROOT / "docs" / "provenance", tmp_path / "docs" / "provenance")

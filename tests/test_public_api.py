@@ -43,7 +43,7 @@ def test_every_public_name_but_the_module_classes_is_documented():
 def test_internal_helpers_are_not_public():
     from attnzoo import functional, layers
 
-    for internal in ("exporting", "z_pool", "fit_to", "zero_bn", "deprecated_args_of"):
+    for internal in ("spread_count", "z_pool", "fit_to", "zero_bn", "deprecated_args_of"):
         assert hasattr(layers, internal) and internal not in layers.__all__
     for internal in ("gather_shifts", "probabilities", "grid_table"):
         assert hasattr(functional, internal) and internal not in functional.__all__

@@ -15,9 +15,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..tracing import portable, traced_size
+from ..tracing import PortableForm, portable, traced_size
 
-__all__ = ["pool_bins", "adaptive_pool2d", "unpool"]
+__all__ = ["pool_bins", "adaptive_pool2d", "unpool", "EXACT_POOL_FORM"]
+
+#: The portable form of a module that pools with :func:`adaptive_pool2d` (declare it in its registration).
+EXACT_POOL_FORM = PortableForm(
+    targets=("onnx",),
+    marker="aten::narrow",
+    reason="adaptive pooling to a size that does not divide the input: the TorchScript ONNX exporter refuses "
+    "average pooling there and the dynamo exporter has no adaptive max pooling; the same bins as static slices",
+)
 
 _POOL_MODES = ("avg", "max")
 
@@ -61,7 +69,7 @@ def adaptive_pool2d(x: torch.Tensor, output_size: int | tuple[int, int], mode: s
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
     if mode not in _POOL_MODES:
         raise ValueError(f"adaptive_pool2d: mode must be one of {_POOL_MODES}, got {mode!r}")
-    if portable("onnx"):
+    if portable(*EXACT_POOL_FORM.targets):
         return adaptive_pool2d_portable(x, oh, ow, mode)
     return F.adaptive_avg_pool2d(x, (oh, ow)) if mode == "avg" else F.adaptive_max_pool2d(x, (oh, ow))
 

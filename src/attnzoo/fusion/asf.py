@@ -15,7 +15,8 @@ import torch.nn as nn
 
 from ..capture import record
 from ..channel.eca import EfficientChannelAttention
-from ..functional.pooling import adaptive_pool2d
+from ..functional.gating import SPATIAL_MEAN_FORM
+from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
 from ..layers import AttnModule, ConvBN, check_arg, check_nchw, check_pyramid, fx_leaf, hidden_width, traced_size
 from ..layers.pyramid import check_level_channels, resize_to
 from ..registry import register
@@ -108,6 +109,7 @@ class ScaleSequenceFusion(AttnModule):
     summary="Triple feature encoding: the large level max+avg pooled exactly to the middle size, the small level "
     "nearest-upsampled, concatenated with the middle level.",
     output_shape=_one_map,
+    forms=(EXACT_POOL_FORM,),
 )
 class TripleFeatureEncoding(AttnModule):
     """ASF-YOLO's triple feature encoding (TFE); ``[l, m, s]`` → one B×(C_l + C_m + C_s)×H_m×W_m map.
@@ -159,6 +161,7 @@ def asf_eca_kernel_size(channels: int) -> int:
     summary="Channel and position attention: ECA on the first map, add the second, then a coordinate-style "
     "gate (row and column means → shared 1×1 → two sigmoid gates).",
     maps=("gate_h", "gate_w"),
+    forms=(SPATIAL_MEAN_FORM,),
 )
 class ChannelPositionAttention(AttnModule):
     """ASF-YOLO's channel and position attention mechanism (CPAM); ``forward(x1, x2)``, both B×C×H×W → B×C×H×W.

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import record
-from ..functional.pooling import adaptive_pool2d
+from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
 from ..layers import (
     AttnModule,
     ConvBN,
@@ -235,6 +235,7 @@ def _gd_output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple
     summary="Gold-YOLO gather-and-distribute neck: a low stage gathers all levels at P4 (RepVGG fusion) and a high "
     "stage at P5/2 (transformer), each injects its global information into every output level.",
     output_shape=_gd_output_shapes,
+    forms=(EXACT_POOL_FORM,),
     test_kwargs={"num_repeats": 1, "num_blocks": 1, "num_layers": 1, "heads": 2, "d_k": 4, "d_v": 4},
     exceptions={
         "gradients": "at the contract's 7×5 input the coarsest level is 2×2 and the high stage gathers at its half "

@@ -43,7 +43,7 @@ def _area_heads(heads: int | None, channels: int, owner: str) -> int:
     forms=(
         PortableForm(
             targets=("ncnn",),
-            marker="aten::cat",
+            marker="aten::narrow",
             reason="ncnn has at most 4 axes: the strips cannot be folded into a 5-axis batch view, so each strip "
             "attends on its own (the last one short instead of padded and masked)",
             cases=({}, {"area": 4}, {"area": 1, "variant": "turbo"}),
@@ -107,11 +107,12 @@ def strip_attention_portable(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, rows: int, strips: int, module: nn.Module | None
 ) -> torch.Tensor:
     """One attention per strip with at most 4 axes (ncnn has no 5-axis reshape); the last strip is short."""
-    b, c, _, w = q.shape
+    b, c = q.shape[0], q.shape[1]
+    h, w = traced_size(q)
     d = c // heads
     outs = []
     for s in range(strips):
-        parts = [t[:, :, s * rows : (s + 1) * rows] for t in (q, k, v)]
+        parts = [t.narrow(2, s * rows, min(rows, h - s * rows)) for t in (q, k, v)]
         n = parts[0].shape[2] * w
         tq, tk, tv = (t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts)
         out = attention(tq, tk, tv, scale=d**-0.5, module=module)
@@ -190,6 +191,14 @@ class AreaBlock(nn.Module):
     test_kwargs={"heads": 2, "area": 2},
     shape=OUT_CHANNELS,
     maps=(),
+    forms=(
+        PortableForm(
+            targets=("ncnn",),
+            marker="aten::narrow",
+            reason="its area attention's ncnn form: ncnn has at most 4 axes, so each strip attends on its own",
+            cases=({}, {"area": 4}),
+        ),
+    ),
 )
 class A2C2f(AttnModule):
     """YOLO12's A2C2f block (residual efficient layer aggregation with area attention); B×C×H×W → B×C'×H×W.

@@ -43,7 +43,7 @@ def _area_heads(heads: int | None, channels: int, owner: str) -> int:
     forms=(
         PortableForm(
             targets=("ncnn",),
-            marker="aten::narrow",
+            marker="aten::split",
             reason="ncnn has at most 4 axes: the strips cannot be folded into a 5-axis batch view, so each strip "
             "attends on its own (the last one short instead of padded and masked)",
             cases=({}, {"area": 4}, {"area": 1, "variant": "turbo"}),
@@ -111,8 +111,7 @@ def strip_attention_portable(
     h, w = traced_size(q)
     d = c // heads
     outs = []
-    for s in range(strips):
-        parts = [t.narrow(2, s * rows, min(rows, h - s * rows)) for t in (q, k, v)]
+    for parts in zip(*(t.split(rows, 2) for t in (q, k, v))):  # strips of `rows` rows, the last one short
         n = parts[0].shape[2] * w
         tq, tk, tv = (t.reshape(b, heads, d, n).transpose(-1, -2) for t in parts)
         out = attention(tq, tk, tv, scale=d**-0.5, module=module)
@@ -194,7 +193,7 @@ class AreaBlock(nn.Module):
     forms=(
         PortableForm(
             targets=("ncnn",),
-            marker="aten::narrow",
+            marker="aten::split",
             reason="its area attention's ncnn form: ncnn has at most 4 axes, so each strip attends on its own",
             cases=({}, {"area": 4}),
         ),

@@ -2,7 +2,7 @@
 torchvision, side by side in one run.
 
     python benchmarks/peers.py                       # both runs, writes benchmarks/results/peers.{md,json}
-    python benchmarks/peers.py --only se,cbam --runs 1 --output /tmp/peers.md
+    python benchmarks/peers.py --only se,cbam --runs 1 --output benchmarks/results/peers.md
 
 For every shared module: the same input and configuration for both sides; where the computation is the
 same, the peer's weights are copied from the attnzoo module (randomised first, so zero-initialised blocks are

@@ -8,6 +8,7 @@ check really fails (a stale declaration fails the suite).
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import pytest
 import torch
@@ -117,6 +118,37 @@ def test_gradients(name):
             assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
             assert p.grad.abs().sum() > 0, f"{name}: zero gradient in {pname}"
         assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in flat), f"{name}: no gradient to the input"
+
+
+#: Degenerate inputs (SPEC section 3, point 3): no spread, one value, large values, one position.
+DEGENERATE: dict[str, tuple[tuple[int, int], Callable[[torch.Tensor], torch.Tensor]]] = {
+    "all zeros": ((7, 5), torch.zeros_like),
+    "a constant map": ((7, 5), lambda t: torch.full_like(t, 0.7)),
+    "values ×1e3": ((7, 5), lambda t: t * 1e3),
+    "a 1×1 map": ((1, 1), lambda t: t),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_degenerate_inputs(name):
+    """Outputs, input gradients and parameter gradients are finite on degenerate inputs, in train and eval mode
+    (a normalisation over one value or a zero spread must not put NaN into backward)."""
+    with contract(name, "degenerate"):
+        for mode in ("train", "eval"):
+            m = ready(name, mode)
+            for case, (size, make) in DEGENERATE.items():
+                args = map_args(inputs(name, size=size), make)
+                flat, rebuild = tensors_of(args)
+                flat = [t.requires_grad_() for t in flat]
+                m.zero_grad(set_to_none=True)
+                out = flatten(m(*rebuild(flat)))
+                where = f"{name} ({mode}) on {case}"
+                assert all(torch.isfinite(o).all() for o in out), f"{where}: non-finite output"
+                sum((o * (1 + torch.arange(o.numel()).view(o.shape) % 3)).sum() for o in out).backward()
+                for t in flat:
+                    assert t.grad is None or torch.isfinite(t.grad).all(), f"{where}: non-finite input gradient"
+                for pname, p in m.named_parameters():
+                    assert p.grad is None or torch.isfinite(p.grad).all(), f"{where}: non-finite gradient of {pname}"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -89,3 +89,26 @@ def test_pooled_batchnorm_equals_batchnorm_otherwise_and_traces():
     torch.testing.assert_close(gm(x), ref.eval()(x))
     one = torch.randn(1, 8, 1, 1)
     torch.testing.assert_close(bn.train()(one), ref.eval()(one))  # batch 1: the running statistics
+
+
+@pytest.mark.parametrize("size, fill", [((1, 1), None), ((6, 5), 0.0), ((6, 5), 2.5)])
+def test_sge_backward_is_finite_without_spread(size, fill):
+    """sge's √(spread) had an infinite slope at zero spread (a 1×1, all-zeros or constant map): NaN input gradients."""
+    m = attnzoo.create("sge", 8, groups=2).train()
+    with torch.no_grad():
+        m.weight.normal_()
+    x = torch.randn(2, 8, *size) if fill is None else torch.full((2, 8, *size), fill)
+    x.requires_grad_()
+    m(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in m.parameters())
+    y = torch.randn(2, 8, 5, 4, dtype=torch.float64, requires_grad=True)  # exact where the spread is not zero
+    assert torch.autograd.gradcheck(m.double(), (y,))
+
+
+@pytest.mark.parametrize("kwargs", [{"gamma": 1e-9}, {"kernel_size": 10**7 + 1}, {"kernel_size": 33}])
+def test_eca_rejects_kernels_wider_than_the_channels(kwargs):
+    """A tiny gamma or a huge kernel_size built millions of taps (and stacked as many shifted views): out of memory."""
+    with pytest.raises(ValueError, match=r"EfficientChannelAttention: .* 2·C − 1"):
+        attnzoo.create("eca", 16, **kwargs)
+    assert attnzoo.create("eca", 16, kernel_size=31).kernel_size == 31
+    assert attnzoo.create("eca", 1).kernel_size == 3  # ψ's floor stays allowed

@@ -46,6 +46,7 @@ CONTRACT_CHECKS = (
     "bad_input",
     "gradients",
     "gradcheck",
+    "degenerate",
     "bfloat16",
     "float16",
     "channels_last",

@@ -42,7 +42,8 @@ class EfficientChannelAttention(Gate):
 
     Args:
         channels: input channels C.
-        kernel_size: odd 1-D kernel size, or ``None`` for ψ(C).
+        kernel_size: odd 1-D kernel size ≤ 2·C − 1, or ``None`` for ψ(C) (a ψ(C) above max(3, 2·C − 1), from a
+            tiny ``gamma``, raises).
         gamma, beta: the constants of ψ.
 
     Captured map: ``"gate"`` B×C×1×1.
@@ -56,6 +57,25 @@ class EfficientChannelAttention(Gate):
             finite = isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta)
             check_arg(finite, self.owner, "beta", "a finite number", beta)
             kernel_size = eca_kernel_size(channels, gamma, beta)
+            # ψ's floor of 3 stays allowed on 1 channel; beyond it a tap would never see a channel
+            bound = max(3, 2 * channels - 1)
+            check_arg(
+                kernel_size <= bound,
+                self.owner,
+                "gamma",
+                f"large enough that ψ(C) ≤ max(3, 2·C − 1) = {bound} taps (it gives {kernel_size})",
+                gamma,
+            )
+        else:
+            odd_kernel(kernel_size, self.owner)
+            bound = 2 * channels - 1
+            check_arg(
+                kernel_size <= bound,
+                self.owner,
+                "kernel_size",
+                f"at most 2·C − 1 = {bound} (wider taps never see a channel)",
+                kernel_size,
+            )
         odd_kernel(kernel_size, self.owner)
         self.channels = channels
         self.kernel_size = kernel_size

@@ -210,6 +210,7 @@ def check(
     spec = {"module": name, "model": model, "insert": insert, "size": list(size), "batch": 1, "seed": seed,
             "channels": channels, "kwargs": kwargs}  # fmt: skip
     if isolate:
+        preload([runtime_name])  # once per process: every forked case starts with the runtime imported
         row = run_forked(lambda emit: _silenced(_run_case, spec, runtime_name, threads, min_time), timeout)
     else:
         row = _run_case(spec, runtime_name, threads, min_time)

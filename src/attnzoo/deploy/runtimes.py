@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -192,14 +193,21 @@ TOLERANCE = {k: r.tolerance for k, r in RUNTIMES.items()}
 
 #: What each runtime imports: imported once in the parent, every forked case starts with them loaded.
 _IMPORTS = {
-    "onnxruntime": ("onnxruntime", "onnxscript", "torch.onnx._internal.exporter._core"),
+    "onnxruntime": (
+        "onnxruntime",
+        "onnxscript",
+        "torch.onnx._internal.exporter._core",
+        "torch.export",
+        "torch._dynamo",
+    ),
     "openvino": ("openvino", "openvino.frontend.pytorch"),
     "ncnn": ("ncnn", "pnnx"),
 }
 
 
 def preload(names: Sequence[str]) -> None:
-    """Import the installed runtimes' packages (seconds each) before the per-case processes are forked."""
+    """Import the installed runtimes' packages (seconds each) before the per-case processes are forked, and build
+    the ONNX exporter's operator registry once (:func:`_reuse_torchlib_registry`)."""
     for name in names:
         if RUNTIMES[name].available():
             for mod in _IMPORTS[name]:
@@ -207,6 +215,38 @@ def preload(names: Sequence[str]) -> None:
                     importlib.import_module(mod)
                 except ImportError:  # a private module path moved: the case imports what it needs itself
                     pass
+            if name == "onnxruntime":
+                _reuse_torchlib_registry()
+
+
+def _reuse_torchlib_registry() -> None:
+    """``torch.onnx.export(dynamo=True)`` rebuilds its ATen → ONNX registry from torchlib on every call: it parses
+    the source of ~500 onnxscript functions, 1–5 s per export, more than the export of a small module itself.
+    Within the deploy tool (never on ``import attnzoo``) build it once per opset and give each export a copy whose
+    per-operator lists are its own (an export registers custom translations into its registry).  Skipped when the
+    private API is not there: exports then build their own registry as before."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        return
+    cls = getattr(_registration, "ONNXRegistry", None)
+    build = getattr(cls, "from_torchlib", None)
+    if cls is None or build is None or getattr(build, "_attnzoo_reused", False):
+        return
+    default = inspect.signature(build).parameters["opset_version"].default
+    built: dict[Any, Any] = {}
+
+    def from_torchlib(opset_version: Any = default) -> Any:
+        if opset_version not in built:
+            built[opset_version] = build(opset_version=opset_version)
+        reg = cls.__new__(cls)
+        reg.__dict__.update(built[opset_version].__dict__)
+        reg.functions = {op: list(metas) for op, metas in built[opset_version].functions.items()}
+        return reg
+
+    from_torchlib()  # built now, in the parent of the forked cases
+    from_torchlib._attnzoo_reused = True  # type: ignore[attr-defined]
+    cls.from_torchlib = staticmethod(from_torchlib)
 
 
 def runtime(name: str) -> Runtime:

@@ -29,14 +29,10 @@ from ..registry import register
 __all__ = ["DANetPositionAttention", "DANetChannelAttention", "DANetAttention"]
 
 
+_PAPER = "Dual Attention Network for Scene Segmentation (Fu et al.; CVPR 2019)"
+_URL = "https://arxiv.org/abs/1809.02983"
 #: What the three DANet modules register alike.
-_register = functools.partial(
-    register,
-    family="self_attention",
-    paper="Dual Attention Network for Scene Segmentation (Fu et al.; CVPR 2019)",
-    url="https://arxiv.org/abs/1809.02983",
-    identity_at_init=True,
-)
+_register = functools.partial(register, family="self_attention", paper=_PAPER, url=_URL, identity_at_init=True)
 
 
 class _Branch(AttnModule):

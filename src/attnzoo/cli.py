@@ -11,6 +11,19 @@ import sys
 SUBCOMMANDS = ("attnzoo.bench.cli", "attnzoo.viz", "attnzoo.compare.cli", "attnzoo.deploy.cli")
 
 
+def add_module_command(
+    sub: argparse._SubParsersAction, name: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    """The parser of a subcommand that runs over registered modules, with their selection: ``--modules`` and
+    ``--family`` (``bench``, ``deploy``)."""
+    p = sub.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--modules", default=None, help="comma-separated registry names (default: every module)")
+    p.add_argument("--family", default=None, help="only modules of this family")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnzoo", description="attnzoo: attention modules for vision")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
+from .shape_rules import OUT_CHANNELS, SAME_SHAPE, Args, ShapeRule, strided, upsampled
 from .tracing import PortableForm
 
 __all__ = [
@@ -64,72 +65,12 @@ CONTRACT_CHECKS = (
 )
 
 
-Args = Mapping[str, Any]
-SizeRule = Callable[[int, int, Args], tuple[int, int]]
-
 #: (H, W) at which :meth:`ModuleInfo.preserves_shape` evaluates a size rule: even, odd, 1 and mixed sizes.
 PROBE_SIZES = ((1, 1), (2, 3), (7, 5), (13, 11), (16, 16), (56, 56))
 
 #: What the tools that put a module into an existing network (insert, timm ``attn_layer``, compare, viz,
 #: plain YOLO rows) need from it.
 SAME_SHAPE_NEED = "one B×C×H×W map in and a map of the same shape out (layout 'nchw', same channels and H×W)"
-
-
-@dataclass(frozen=True)
-class ShapeRule:
-    """What a module does to the shape of its main map, evaluated for given constructor arguments.
-
-    The main map is the input of the ``nchw``, ``tokens`` and ``temporal`` layouts, the query map of ``pair``,
-    the first map of ``pair_same`` and every map of ``multi`` (pyramids declare per-level shapes with
-    ``output_shape`` instead).  The rules take ``args``: every constructor argument by name with the defaults
-    applied, ``args["channels"]`` being the input channels (see :meth:`ModuleInfo.arguments`).
-
-    Attributes:
-        channels: output channels: the name of the argument that gives them (its value ``None`` means the input
-            channels, e.g. ``"out_channels"``), or a function ``f(args) -> int``; ``None``: the input channels.
-        size: output (H, W) — (N, T) for the temporal layout —: ``f(h, w, args) -> (h', w')``; ``None``: the
-            input size.
-        text: how the shape changes, in words, for messages and docs ("upsamples H×W by `scale`").
-    """
-
-    channels: str | Callable[[Args], int] | None = None
-    size: SizeRule | None = None
-    text: str = ""
-
-    @property
-    def changes(self) -> bool:
-        """Whether some arguments change the shape (``False`` for :data:`SAME_SHAPE`)."""
-        return self.channels is not None or self.size is not None
-
-    def out_channels(self, args: Args) -> int:
-        if self.channels is None:
-            return int(args["channels"])
-        if isinstance(self.channels, str):
-            value = args[self.channels]
-            return int(args["channels"] if value is None else value)
-        return int(self.channels(args))
-
-    def out_size(self, h: int, w: int, args: Args) -> tuple[int, int]:
-        if self.size is None:
-            return (h, w)
-        oh, ow = self.size(h, w, args)
-        return (int(oh), int(ow))
-
-
-#: The rule of a module that keeps the shape of its main map whatever its arguments (the default).
-SAME_SHAPE = ShapeRule()
-#: The rule of a module that keeps H×W and outputs its argument ``out_channels`` (``None``: the input channels).
-OUT_CHANNELS = ShapeRule("out_channels", text="C → `out_channels`")
-
-
-def upsampled(factor: str) -> SizeRule:
-    """Size rule ``(s·H, s·W)`` with ``s`` the argument ``factor``."""
-    return lambda h, w, a: (h * a[factor], w * a[factor])
-
-
-def strided(factor: str) -> SizeRule:
-    """Size rule ``(⌈H/s⌉, ⌈W/s⌉)`` with ``s`` the argument ``factor`` (a stride-``s`` layer with "same" padding)."""
-    return lambda h, w, a: (-(-h // a[factor]), -(-w // a[factor]))
 
 
 @dataclass(frozen=True)

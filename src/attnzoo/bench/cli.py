@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from ..cli import add_module_command
 from . import report
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -35,16 +36,14 @@ temporal: S steps of 8 series); HxW is taken literally (temporal: series x steps
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p = add_module_command(
+        sub,
         "bench",
         help="profile registered modules: params, FLOPs, latency, peak memory",
         description="Profile registered attnzoo modules: parameters, FLOPs and MACs, forward and forward+backward "
         "latency (median and IQR) and peak memory, each case in a fresh process.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--modules", default=None, help="comma-separated registry names (default: every module)")
-    p.add_argument("--family", default=None, help="only modules of this family")
     p.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     p.add_argument("--channels", type=int, default=None, help="channels (pyramid: of the finest level, doubling)")
     p.add_argument("--sizes", default=None, help="comma-separated sizes, S or HxW (default: the layout's default)")

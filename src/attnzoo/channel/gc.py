@@ -12,7 +12,6 @@ from ..functional.gating import spatial_mean
 from ..layers import (
     ActLayer,
     AttnModule,
-    check_arg,
     check_choice,
     check_nchw,
     fx_leaf,
@@ -101,13 +100,7 @@ class GlobalContextBlock(AttnModule):
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
         check_choice(pooling, ("attention", "avg"), self.owner, "pooling")
-        check_arg(
-            isinstance(fusion, str) and fusion in _FUSIONS,
-            self.owner,
-            "fusion",
-            "one of 'add', 'mul', 'add_mul'",
-            fusion,
-        )
+        check_choice(fusion, _FUSIONS, self.owner, "fusion")
         self.channels, self.reduction, self.pooling, self.fusion = channels, reduction, pooling, fusion
         self.conv_mask = nn.Conv2d(channels, 1, 1) if pooling == "attention" else None
         self.mul = _Transform(channels, hidden, act, self.owner) if "mul" in fusion else None

@@ -99,36 +99,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: The options whose value is the CompareConfig field of the same name as parsed.
+_PASSED_AS_IS = (
+    "model", "dataset", "data_root", "image_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+    "momentum", "warmup_epochs", "label_smoothing", "amp", "device", "workers", "threads", "pretrained", "stem",
+    "output", "download", "quiet",
+)  # fmt: skip
+
+
 def config_from_args(args: argparse.Namespace):
     from .config import CompareConfig, parse_modules, parse_seeds
 
     return CompareConfig(
+        **{name: getattr(args, name) for name in _PASSED_AS_IS},
         modules=parse_modules(args.modules),
-        model=args.model,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        image_size=args.image_size,
-        epochs=args.epochs,
         seeds=parse_seeds(args.seeds),
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        momentum=args.momentum,
-        warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing,
         zero_init_residual={"auto": None, "on": True, "off": False}[args.zero_init_residual],
         clip_grad_norm=args.clip_grad_norm or None,
-        amp=args.amp,
-        device=args.device,
-        workers=args.workers,
-        threads=args.threads,
-        pretrained=args.pretrained,
-        stem=args.stem,
         where=[w.strip() for w in args.where.split(",") if w.strip()] if args.where else None,
-        output=args.output,
-        download=args.download,
-        quiet=args.quiet,
     )
 
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import add_module_command
+
 EPILOG = """\
 examples:
   attnzoo deploy                                   # every module, every installed runtime
@@ -24,16 +26,14 @@ declares the runtime unsupported with a reason), missing (runtime not installed:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p = add_module_command(
+        sub,
         "deploy",
         help="export modules to ONNX Runtime, OpenVINO and ncnn; compare with eager and time them",
         description="Export registered modules (or a network with modules inserted) to ONNX Runtime, OpenVINO "
         "(f32) and ncnn (via pnnx), run them, and report max |difference| to eager PyTorch and latency.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--modules", default=None, help="comma-separated registry names (default: every module)")
-    p.add_argument("--family", default=None, help="only modules of this family")
     p.add_argument("--runtimes", default=None, help="comma-separated: onnxruntime,openvino,ncnn (default: all three)")
     p.add_argument("--model", default=None, help="a torchvision or timm network (e.g. resnet18) instead of modules")
     p.add_argument("--insert", default=None, help="with --model: the registered module to insert (attnzoo.insert)")

@@ -18,14 +18,12 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from .yolo_hosts import _HOSTS, build_host, check_host_row
+
 __all__ = ["row_kind", "Select", "PairInputs"]
 
 #: kinds of YAML rows an attnzoo module can be (by registry metadata); "nchw" rows are passed through as is
 _REWRITTEN_KINDS = ("multi", "pair", "pyramid", "resample", "host")
-#: attnzoo's host blocks -> the Ultralytics block whose YAML row they read like: the same arguments (sized and
-#: depth-scaled by parse_model through that block), plus an optional trailing dict of attnzoo keywords
-#: (``{attn: ema}``).
-_HOSTS = {"psa": "PSA", "c2psa": "C2PSA", "a2c2f": "A2C2f", "aifi": "AIFI"}
 _RECORDER = "AttnzooChannelRecorder"  # the YAML name of the last, hidden row that records parse_model's channels
 _SELECT = "select"
 #: YAML name -> ModuleInfo (or _SELECT) of the names whose rows the parse_model wrapper rewrites
@@ -190,14 +188,7 @@ def _plan(i: int, row: list, d: dict) -> _Row:
         return plan
     entry = plan.entry = _REWRITTEN[name]
     if kind == "host":
-        if len(inputs) != 1:
-            raise ValueError(f"{where}: a host block takes one row as 'from'")
-        params = inspect.signature(entry.cls).parameters
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            raise ValueError(
-                f"{where}: {entry.cls.__name__} has no argument(s) {unknown}; accepted: {list(params)[1:]}"
-            )
+        check_host_row(entry, inputs, kwargs, where)
         return plan
     need = {"multi": (2, None), "pair": (2, None), "pyramid": (2, None), "resample": (1, 1)}[kind]
     if len(inputs) < need[0] or (need[1] is not None and len(inputs) > need[1]):
@@ -320,56 +311,6 @@ def _match(want: int, chs: list, candidates: Sequence[int], plan: _Row, what: st
     )
 
 
-def _ratio(part: int, whole: int) -> float:
-    """A ratio r with ``int(whole · r) == part`` (the exact quotient when it survives float rounding)."""
-    r = part / whole
-    return r if int(whole * r) == part else (part + 0.5) / whole
-
-
-def _host(plan: _Row, stand_in: Any) -> nn.Module:
-    """attnzoo's host block with the sizes parse_model gave the Ultralytics block it stood in for (read from that
-    block's layers), plus the row's attnzoo keywords."""
-    name, cls = plan.entry.name, plan.entry.cls
-    try:
-        if name in ("psa", "c2psa"):
-            c1, c = stand_in.cv1.conv.in_channels, stand_in.cv1.conv.out_channels // 2
-            sizes: dict = {"expansion": _ratio(c, c1)}
-            if name == "c2psa":
-                sizes["num_repeats"] = len(stand_in.m)
-        elif name == "a2c2f":
-            c1, c, c2 = stand_in.cv1.conv.in_channels, stand_in.cv1.conv.out_channels, stand_in.cv2.conv.out_channels
-            block: Any = stand_in.m[0][0] if isinstance(stand_in.m[0], nn.Sequential) else None
-            if block is None or not hasattr(block, "attn"):
-                raise ValueError(
-                    f"{_where(plan)}: this row has no area attention (a2=False builds C3k blocks); keep Ultralytics' "
-                    f"A2C2f for it"
-                )
-            sizes = {
-                "out_channels": c2,
-                "num_repeats": len(stand_in.m),
-                "area": block.attn.area,
-                "residual": getattr(stand_in, "gamma", None) is not None,
-                "mlp_ratio": _ratio(block.mlp[0].conv.out_channels, c),
-                "expansion": _ratio(c, c2),
-            }
-        else:  # aifi
-            c1 = stand_in.fc1.in_features
-            sizes = {"dim_feedforward": stand_in.fc1.out_features, "heads": stand_in.ma.num_heads}
-    except AttributeError as e:
-        import ultralytics
-
-        raise RuntimeError(
-            f"{_where(plan)}: could not read the sizes of ultralytics {ultralytics.__version__}'s "
-            f"{_HOSTS[name]} ({e}); tested with 8.4.190"
-        ) from e
-    kwargs = {**sizes, **plan.kwargs}
-    plan.shown = ", ".join([repr(c1), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    try:
-        return cls(c1, **kwargs)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{_where(plan)} with input channels {c1}: {e}") from e
-
-
 def _build(
     plans: dict[int, _Row], chs: list, overrides: dict, layers: list | None = None
 ) -> tuple[dict[int, nn.Module], dict | None]:
@@ -402,7 +343,7 @@ def _build(
         in_ch = [chs[x] for x in plan.inputs]
         if plan.kind == "host":
             assert layers is not None
-            built[i] = _host(plan, layers[i])
+            built[i], plan.shown = build_host(plan.entry, plan.kwargs, layers[i], _where(plan))
             continue
         module = _construct(plan, in_ch, chs[i])
         out = _probe(module, plan, in_ch)

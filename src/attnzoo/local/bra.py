@@ -15,15 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import (
-    AttnModule,
-    attention,
-    check_arg,
-    check_nchw,
-    fx_leaf,
-    odd_kernel,
-    positive_int,
-)
+from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, odd_kernel, positive_int
 from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import PortableForm, portable

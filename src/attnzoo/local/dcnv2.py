@@ -129,7 +129,6 @@ def _output_size(h: int, w: int, a: Mapping[str, Any]) -> tuple[int, int]:
     url="https://arxiv.org/abs/1811.11168",
     complexity="O(N·k²)",
     summary="Modulated deformable convolution: learned per-tap offsets and modulation (zero-init), torchvision op or exportable pure path.",
-    test_kwargs={},
     shape=ShapeRule(
         "out_channels",
         _output_size,

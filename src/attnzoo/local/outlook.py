@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/2106.13112.  ``F.unfold``/``F.fold`` are replaced b
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -33,37 +35,41 @@ __all__ = ["OutlookAttention"]
 _TARGETS: tuple[str, ...] = ("ncnn",)
 
 
+class _Outlook(NamedTuple):
+    """The layers and sizes of one :class:`OutlookAttention` (one FX-leaf argument: FX records its layers)."""
+
+    v: nn.Linear
+    attn: nn.Linear
+    proj: nn.Linear
+    attn_drop: nn.Dropout
+    kernel_size: int
+    padding: int
+    stride: int
+    heads: int
+    scale: float
+
+
 @fx_leaf
-def _outlook(
-    x: torch.Tensor,
-    v_proj: nn.Linear,
-    attn_proj: nn.Linear,
-    out_proj: nn.Linear,
-    attn_drop: nn.Dropout,
-    kernel: int,
-    padding: int,
-    stride: int,
-    heads: int,
-    scale: float,
-    owner: nn.Module | None,
-) -> torch.Tensor:
+def _outlook(x: torch.Tensor, m: _Outlook, owner: nn.Module | None) -> torch.Tensor:
+    """The outlook attention ``m`` on ``x`` (before the output dropout); ``owner`` records the map."""
     if portable(*_TARGETS) and owner is None:
-        return _outlook_portable(x, v_proj, attn_proj, out_proj, attn_drop, kernel, padding, stride, heads, scale)
+        return _outlook_portable(x, m)
+    kernel, padding, stride, heads, scale = m.kernel_size, m.padding, m.stride, m.heads, m.scale
     b, c, h, w = x.shape
     d = c // heads
     k2 = kernel * kernel
     gh, gw = -(-h // stride), -(-w // stride)  # window grid ⌈H/s⌉×⌈W/s⌉, as the official unfold and ceil-mode pool
     xl = x.permute(0, 2, 3, 1)
     centre = xl if stride == 1 else F.avg_pool2d(x, stride, stride, ceil_mode=True).permute(0, 2, 3, 1)
-    a = attn_proj(centre).reshape(b, gh * gw, heads, k2, k2)
-    a = attn_drop((a * scale).softmax(dim=-1))  # B×N'×heads×k²(out)×k²(source)
+    a = m.attn(centre).reshape(b, gh * gw, heads, k2, k2)
+    a = m.attn_drop((a * scale).softmax(dim=-1))  # B×N'×heads×k²(out)×k²(source)
     if owner is not None:
         record(owner, "attn", a.permute(0, 2, 1, 3, 4))  # official layout B×heads×N'×k²×k²
     # zero-pad v as the official unfold does (p on top/left; bottom/right so that the last window fits and the
     # buffer also holds the p + H rows the fold crops from); intermediates are dropped as soon as they are used,
     # so that inference keeps at most the gathered v and the product alive
     hb, wb = max(stride * (gh - 1) + kernel, padding + h), max(stride * (gw - 1) + kernel, padding + w)
-    vp = F.pad(v_proj(xl), (0, 0, padding, wb - padding - w, padding, hb - padding - h)).unflatten(-1, (heads, d))
+    vp = F.pad(m.v(xl), (0, 0, padding, wb - padding - w, padding, hb - padding - h)).unflatten(-1, (heads, d))
     vu = gather_shifts(vp, kernel, stride, gh, gw)  # B×gh×gw×heads×k²×d (the official unfold)
     del vp
     y = a @ vu.view(b, gh * gw, heads, k2, d)  # B×N'×heads×k²(out)×d
@@ -71,36 +77,26 @@ def _outlook(
     out = fold_shifts(y.view(b, gh, gw, heads, k2, d), kernel, stride, hb, wb)  # the official F.fold
     del y
     out = out[:, padding : padding + h, padding : padding + w].reshape(b, h, w, c)
-    return out_proj(out).permute(0, 3, 1, 2)
+    return m.proj(out).permute(0, 3, 1, 2)
 
 
-def _outlook_portable(
-    x: torch.Tensor,
-    v_proj: nn.Linear,
-    attn_proj: nn.Linear,
-    out_proj: nn.Linear,
-    attn_drop: nn.Dropout,
-    kernel: int,
-    padding: int,
-    stride: int,
-    heads: int,
-    scale: float,
-) -> torch.Tensor:
+def _outlook_portable(x: torch.Tensor, m: _Outlook) -> torch.Tensor:
     """:func:`_outlook` in the portable form, the official ``F.unfold`` / ``F.fold`` with at most 4 axes besides
     the batch (ncnn): the window grid and the heads share one axis, never the batch's."""
+    kernel, padding, stride, heads, scale = m.kernel_size, m.padding, m.stride, m.heads, m.scale
     b, c, h, w = x.shape
     d, k2 = c // heads, kernel * kernel
     centre = x if stride == 1 else F.avg_pool2d(x, stride, stride, ceil_mode=True, count_include_pad=False)
     n = centre.shape[2] * centre.shape[3]
-    a = attn_proj(centre.permute(0, 2, 3, 1).reshape(b, n, c)).reshape(b, n * heads, k2, k2)
-    a = attn_drop((a * scale).softmax(dim=-1))  # B×(N'·heads)×k²(out)×k²(source)
+    a = m.attn(centre.permute(0, 2, 3, 1).reshape(b, n, c)).reshape(b, n * heads, k2, k2)
+    a = m.attn_drop((a * scale).softmax(dim=-1))  # B×(N'·heads)×k²(out)×k²(source)
     # the projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
-    v = v_proj(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+    v = m.v(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
     vu = F.unfold(v, kernel, padding=padding, stride=stride).reshape(b, heads, d, k2, n)
     vu = vu.permute(0, 4, 1, 3, 2).reshape(b, n * heads, k2, d)
     y = (a @ vu).reshape(b, n, heads, k2, d).permute(0, 2, 4, 3, 1).reshape(b, c * k2, n)
     out = F.fold(y, (h, w), kernel, padding=padding, stride=stride)  # B×C×H×W
-    return out_proj(out.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+    return m.proj(out.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
 
 
 @register(
@@ -205,8 +201,7 @@ class OutlookAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        out = _outlook(
-            x,
+        m = _Outlook(
             self.v,
             self.attn,
             self.proj,
@@ -216,9 +211,8 @@ class OutlookAttention(AttnModule):
             self.stride,
             self.heads,
             self.scale,
-            capture_target(self),
         )
-        return self.proj_drop(out)
+        return self.proj_drop(_outlook(x, m, capture_target(self)))
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, padding={self.padding}, stride={self.stride}, heads={self.heads}"

@@ -8,6 +8,7 @@ divide are zero-padded and the padded positions are masked out as keys.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.fx
@@ -117,19 +118,32 @@ def _valid_tokens(nh: int, nw: int, kernel: int, stride: int, h: int, w: int, de
     return (rows & cols).reshape(nh * nw, kernel * kernel)
 
 
+class _Grid(NamedTuple):
+    """k×k windows at stride s over an H×W map: an nh×nw grid covering the padded hp×wp map."""
+
+    kernel: int
+    stride: int
+    h: int
+    w: int
+    nh: int
+    nw: int
+    hp: int
+    wp: int
+
+
+def _grid(h: int, w: int, kernel: int, stride: int) -> _Grid:
+    (nh, hp), (nw, wp) = window_grid(h, kernel, stride), window_grid(w, kernel, stride)
+    return _Grid(kernel, stride, h, w, nh, nw, hp, wp)
+
+
 def window_attention_portable(
-    x: torch.Tensor,
-    body: WindowSelfAttention,
-    kernel: int,
-    stride: int,
-    owner: nn.Module | None,
-    key: str,
+    x: torch.Tensor, body: WindowSelfAttention, grid: _Grid, owner: nn.Module | None, key: str
 ) -> torch.Tensor:
-    """The ncnn portable form of :func:`window_attention`: the windows on their own axis (at most 5 axes), and
-    overlapping windows by ``F.unfold`` / ``F.fold`` (ncnn has no step slices); the same values."""
-    b, c, h, w = x.shape
-    nh, hp = window_grid(h, kernel, stride)
-    nw, wp = window_grid(w, kernel, stride)
+    """The ncnn portable form of :func:`window_attention` on the window ``grid`` of ``x``: the windows on their
+    own axis (at most 5 axes), and overlapping windows by ``F.unfold`` / ``F.fold`` (ncnn has no step slices);
+    the same values."""
+    b, c = x.shape[0], x.shape[1]
+    kernel, stride, h, w, nh, nw, hp, wp = grid
     padded = hp != h or wp != w
     k2 = kernel * kernel
     if stride == kernel:  # windows on their own axis, at most 5 axes
@@ -165,13 +179,13 @@ def window_attention(
     outputs are summed back with 2k shifted adds and divided by the cover count.
     """
     b, c, h, w = x.shape
-    nh, hp = window_grid(h, kernel, stride)
-    nw, wp = window_grid(w, kernel, stride)
+    grid = _grid(h, w, kernel, stride)
+    if portable(*WINDOW_TARGETS):  # windows on their own axis, at most 5 axes, no step slices; same result
+        return window_attention_portable(x, body, grid, owner, key)
+    nh, nw, hp, wp = grid.nh, grid.nw, grid.hp, grid.wp
     padded = hp != h or wp != w
     k2 = kernel * kernel
     n = b * nh * nw
-    if portable(*WINDOW_TARGETS):  # windows on their own axis, at most 5 axes, no step slices; same result
-        return window_attention_portable(x, body, kernel, stride, owner, key)
     if stride == kernel:  # a reshape partition; LayerNorm per token on the windows
         y = F.pad(x, (0, wp - w, 0, hp - h)) if padded else x
         box = [body.normalise(y.reshape(b, c, nh, kernel, nw, kernel).permute(0, 2, 4, 3, 5, 1).reshape(n, k2, c))]

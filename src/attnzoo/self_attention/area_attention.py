@@ -7,6 +7,8 @@ Ultralytics) is AGPL-3.0 and was not copied (docs/provenance/area_attention.md).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,6 +23,10 @@ __all__ = ["AreaAttention", "AreaBlock", "A2C2f"]
 
 _PAPER = "YOLOv12: Attention-Centric Real-Time Object Detectors (Tian, Ye, Doermann; arXiv 2025)"
 _URL = "https://arxiv.org/abs/2502.12524"
+#: What area attention and A2C2f register alike.
+_register = functools.partial(
+    register, family="self_attention", paper=_PAPER, url=_URL, test_kwargs={"heads": 2, "area": 2}
+)
 _VARIANTS = ("v1", "turbo")
 
 
@@ -31,14 +37,10 @@ def _area_heads(heads: int | None, channels: int, owner: str) -> int:
     return heads
 
 
-@register(
+@_register(
     "area_attention",
-    family="self_attention",
-    paper=_PAPER,
-    url=_URL,
     complexity="O(N^2/a)",
     summary="YOLO12 area attention: multi-head attention inside `area` horizontal strips + a depthwise positional conv.",
-    test_kwargs={"heads": 2, "area": 2},
     maps=("attn",),
     forms=(
         PortableForm(
@@ -180,14 +182,10 @@ class AreaBlock(nn.Module):
         return x + self.mlp(x)
 
 
-@register(
+@_register(
     "a2c2f",
-    family="self_attention",
-    paper=_PAPER,
-    url=_URL,
     complexity="O(N^2/a)",
     summary="YOLO12's A2C2f: 1×1, n pairs of area-attention blocks, all intermediate maps concatenated, 1×1; attn= pluggable.",
-    test_kwargs={"heads": 2, "area": 2},
     shape=OUT_CHANNELS,
     maps=(),
     forms=(

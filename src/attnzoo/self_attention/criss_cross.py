@@ -62,7 +62,6 @@ def _cca(
     url="https://arxiv.org/abs/1811.11721",
     complexity="O(N·(H+W))",
     summary="Each position attends to the H+W−1 positions of its row and column (one softmax); γ=0 residual; recurrence 2 = RCCA.",
-    test_kwargs={},
     identity_at_init=True,
     maps=("attn",),
 )

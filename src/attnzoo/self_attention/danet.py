@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/1809.02983
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -27,21 +29,35 @@ from ..registry import register
 __all__ = ["DANetPositionAttention", "DANetChannelAttention", "DANetAttention"]
 
 
-_DANET_PAPER = "Dual Attention Network for Scene Segmentation (Fu et al.; CVPR 2019)"
-_DANET_URL = "https://arxiv.org/abs/1809.02983"
+_PAPER = "Dual Attention Network for Scene Segmentation (Fu et al.; CVPR 2019)"
+_URL = "https://arxiv.org/abs/1809.02983"
+#: What the three DANet modules register alike.
+_register = functools.partial(register, family="self_attention", paper=_PAPER, url=_URL, identity_at_init=True)
 
 
-@register(
+class _Branch(AttnModule):
+    """A DANet branch: ``x + s·term(x)``, its learnable scale ``s`` (PAM's γ, CAM's β) zero at init."""
+
+    channels: int
+
+    def scale(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def term(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        return x + self.scale() * self.term(x)
+
+
+@_register(
     "danet_position",
-    family="self_attention",
-    paper=_DANET_PAPER,
-    url=_DANET_URL,
     complexity="O(N^2)",
     summary="DANet position attention (PAM): C/8 query/key, softmax over positions, γ residual (γ=0 at init).",
-    identity_at_init=True,
     maps=("attn",),
 )
-class DANetPositionAttention(AttnModule):
+class DANetPositionAttention(_Branch):
     """DANet position attention module, PAM (Fu et al., CVPR 2019); B×C×H×W → B×C×H×W.
 
     As the official ``PAM_Module``: ``Q, K = Conv1×1(C → C/8)`` and ``V = Conv1×1(C → C)``, all with bias;
@@ -74,22 +90,17 @@ class DANetPositionAttention(AttnModule):
         q, k, v = self.query(x), self.key(x), self.value(x)
         return heads_to_map(attention(map_to_heads(q), map_to_heads(k), map_to_heads(v), scale=1.0, module=self), h, w)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
-        return x + self.gamma * self.term(x)
+    def scale(self) -> torch.Tensor:
+        return self.gamma
 
 
-@register(
+@_register(
     "danet_channel",
-    family="self_attention",
-    paper=_DANET_PAPER,
-    url=_DANET_URL,
     complexity="O(N)",
     summary="DANet channel attention (CAM): softmax(rowmax(E) − E) over channels, β residual (β=0 at init).",
-    identity_at_init=True,
     maps=("attn",),
 )
-class DANetChannelAttention(AttnModule):
+class DANetChannelAttention(_Branch):
     """DANet channel attention module, CAM (Fu et al., CVPR 2019); B×C×H×W → B×C×H×W.
 
     As the official ``CAM_Module``, parameter-free except β: ``X = x`` as B×C×N, ``E = X Xᵀ`` (B×C×C),
@@ -119,19 +130,14 @@ class DANetChannelAttention(AttnModule):
         record(self, "attn", attn)
         return torch.bmm(attn.to(flat.dtype), flat).view(x.shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
-        return x + self.beta * self.term(x)
+    def scale(self) -> torch.Tensor:
+        return self.beta
 
 
-@register(
+@_register(
     "danet",
-    family="self_attention",
-    paper=_DANET_PAPER,
-    url=_DANET_URL,
     complexity="O(N^2)",
     summary="DANet dual attention: x + γ_p·PAM-term + γ_c·CAM-term, parallel on the same input (identity at init).",
-    identity_at_init=True,
 )
 class DANetAttention(AttnModule):
     """DANet dual attention (Fu et al., CVPR 2019); B×C×H×W → B×C×H×W.
@@ -162,4 +168,4 @@ class DANetAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        return x + self.position.gamma * self.position.term(x) + self.channel.beta * self.channel.term(x)
+        return x + self.position.scale() * self.position.term(x) + self.channel.scale() * self.channel.term(x)

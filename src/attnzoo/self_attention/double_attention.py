@@ -22,7 +22,6 @@ __all__ = ["DoubleAttention"]
     url="https://arxiv.org/abs/1810.11579",
     complexity="O(N)",
     summary="Gather c_n global descriptors (softmax over positions), distribute them back (softmax over descriptors); 1×1 conv + residual.",
-    test_kwargs={},
     maps=("gather", "distribute"),
 )
 class DoubleAttention(AttnModule):

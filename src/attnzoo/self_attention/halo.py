@@ -7,6 +7,7 @@ Paper: https://arxiv.org/abs/2103.12731 (no official code; timm's ``HaloAttn`` i
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,40 +55,58 @@ def _rel_table(table: torch.Tensor, block: int, win: int) -> torch.Tensor:
     return table[idx]
 
 
-@fx_leaf
-def _halo(
-    x: torch.Tensor,
-    q_conv: nn.Conv2d,
-    kv_conv: nn.Conv2d,
-    height_rel: torch.Tensor,
-    width_rel: torch.Tensor,
-    sizes: tuple[int, int, int, int, int],
-    owner: nn.Module | None,
-) -> torch.Tensor:
-    if portable(*_TARGETS):
-        return _halo_portable(x, q_conv, kv_conv, height_rel, width_rel, sizes, owner)
-    b, _, h, w = x.shape
-    bs, halo, heads, dqk, dv = sizes
-    scale = dqk**-0.5
-    win = bs + 2 * halo
+class _Halo(NamedTuple):
+    """The layers and sizes of one :class:`HaloAttention` (one FX-leaf argument: FX records its layers)."""
+
+    q: nn.Conv2d
+    kv: nn.Conv2d
+    height_rel: torch.Tensor
+    width_rel: torch.Tensor
+    block_size: int
+    halo_size: int
+    heads: int
+    dim_head: int
+    dim_head_v: int
+
+
+def _grid(h: int, w: int, bs: int, halo: int) -> tuple[int, int, int, int, int]:
+    """The haloed window side ``win``, the block grid ``nh×nw`` and the padded size ``hp×wp`` of an H×W map."""
     nh, nw = (h + bs - 1) // bs, (w + bs - 1) // bs
-    hp, wp = nh * bs, nw * bs
+    return bs + 2 * halo, nh, nw, nh * bs, nw * bs
+
+
+def _key_valid(nh: int, nw: int, bs: int, halo: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """nh×nw×win×win bool: is key (ky, kx) of block (i, j)'s window inside the H×W image?"""
+    return (
+        _axis_valid(nh, bs, halo, h, device)[:, None, :, None] & _axis_valid(nw, bs, halo, w, device)[None, :, None, :]
+    )
+
+
+@fx_leaf
+def _halo(x: torch.Tensor, m: _Halo, owner: nn.Module | None) -> torch.Tensor:
+    """Halo attention ``m`` on ``x``; ``owner`` records the map."""
+    if portable(*_TARGETS):
+        return _halo_portable(x, m, owner)
+    b, _, h, w = x.shape
+    bs, halo, heads, dqk, dv = m.block_size, m.halo_size, m.heads, m.dim_head, m.dim_head_v
+    scale = dqk**-0.5
+    win, nh, nw, hp, wp = _grid(h, w, bs, halo)
     nb = nh * nw
     t = x.permute(0, 2, 3, 1)  # B×H×W×C
     # queries: whole blocks (bottom/right zero padding; padded queries are dropped at the end)
-    q = F.linear(t, q_conv.weight.flatten(1), q_conv.bias)
+    q = F.linear(t, m.q.weight.flatten(1), m.q.bias)
     q = F.pad(q, (0, 0, 0, wp - w, 0, hp - h))
     q = q.view(b, nh, bs, nw, bs, heads, dqk).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * nb, heads, bs, bs, dqk)
     # keys / values: the block plus a halo of `halo` pixels on each side (zero padded, masked below)
-    kv = F.linear(t, kv_conv.weight.flatten(1), kv_conv.bias)
+    kv = F.linear(t, m.kv.weight.flatten(1), m.kv.bias)
     kv = F.pad(kv, (0, 0, halo, wp - w + halo, halo, hp - h + halo))
     kv = kv.unfold(1, win, bs).unfold(2, win, bs)  # B×nh×nw×C'×win×win (views)
     kv = kv.permute(0, 1, 2, 4, 5, 3).reshape(b * nb, win * win, heads, dqk + dv).transpose(1, 2)
     k, v = kv[..., :dqk], kv[..., dqk:]
     # relative logits q·r_h[ky − qy] + q·r_w[kx − qx] as extra q/k columns: q' = [q·scale, A_h, A_w],
     # k' = [k, onehot(ky), onehot(kx)], so q'·k' = scale·q·k + A_h[ky] + A_w[kx] and SDPA stays fused
-    a_h = torch.einsum("nhyxd,ykd->nhyxk", q, _rel_table(height_rel, bs, win))
-    a_w = torch.einsum("nhyxd,xkd->nhyxk", q, _rel_table(width_rel, bs, win))
+    a_h = torch.einsum("nhyxd,ykd->nhyxk", q, _rel_table(m.height_rel, bs, win))
+    a_w = torch.einsum("nhyxd,xkd->nhyxk", q, _rel_table(m.width_rel, bs, win))
     q2 = torch.cat([q * scale, a_h, a_w], dim=-1).view(b * nb, heads, bs * bs, dqk + 2 * win)
     eye = torch.eye(win, dtype=k.dtype, device=k.device)
     onehot = torch.cat([eye[:, None, :].expand(win, win, win), eye[None, :, :].expand(win, win, win)], dim=-1)
@@ -95,10 +114,11 @@ def _halo(
     mask = None
     if halo > 0 or hp != h or wp != w:  # keys outside the image never take part (additive, finite: no NaN)
         valid = (
-            _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None]
-            & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
+            _key_valid(nh, nw, bs, halo, h, w, x.device)
+            .reshape(1, nb, 1, win * win)
+            .expand(b, -1, -1, -1)
+            .reshape(b * nb, 1, 1, win * win)
         )
-        valid = valid.reshape(1, nb, 1, win * win).expand(b, -1, -1, -1).reshape(b * nb, 1, 1, win * win)
         mask = torch.zeros(valid.shape, dtype=q2.dtype, device=x.device).masked_fill(~valid, torch.finfo(q2.dtype).min)
     o = attention(q2, k2, v, mask=mask, scale=1.0, module=owner, key="attn")  # (B·nb)×heads×bs²×dv
     o = o.reshape(b, nh, nw, heads, bs, bs, dv).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, heads * dv, hp, wp)
@@ -107,30 +127,20 @@ def _halo(
     return o.contiguous()
 
 
-def _halo_portable(
-    x: torch.Tensor,
-    q_conv: nn.Conv2d,
-    kv_conv: nn.Conv2d,
-    height_rel: torch.Tensor,
-    width_rel: torch.Tensor,
-    sizes: tuple[int, int, int, int, int],
-    owner: nn.Module | None,
-) -> torch.Tensor:
+def _halo_portable(x: torch.Tensor, m: _Halo, owner: nn.Module | None) -> torch.Tensor:
     """:func:`_halo` in the portable form: at most 5 axes, blocks and heads on one axis G (never folded into the
     batch: ncnn has none), the k×k neighbourhoods by ``F.unfold``, the relative logits as per-row / per-column
     slices of q·tableᵀ, and the padding mask as one more q/k column (:func:`grouped_attention`) instead of an SDPA
     mask."""
     b, _, h, w = x.shape
-    bs, halo, heads, dqk, dv = sizes
-    win = bs + 2 * halo
-    nh, nw = (h + bs - 1) // bs, (w + bs - 1) // bs
-    hp, wp = nh * bs, nw * bs
+    bs, halo, heads, dqk, dv = m.block_size, m.halo_size, m.heads, m.dim_head, m.dim_head_v
+    win, nh, nw, hp, wp = _grid(h, w, bs, halo)
     g = nh * nw * heads
-    q = q_conv(x)  # B×(heads·dqk)×H×W
+    q = m.q(x)  # B×(heads·dqk)×H×W
     if hp != h or wp != w:
         q = F.pad(q, (0, wp - w, 0, hp - h))
     q = split_group_heads(partition_windows(q, bs), heads)  # B×G×bs²×dqk
-    kv = F.pad(kv_conv(x), (halo, wp - w + halo, halo, hp - h + halo))
+    kv = F.pad(m.kv(x), (halo, wp - w + halo, halo, hp - h + halo))
     kv = F.unfold(kv, win, stride=bs).reshape(b, heads, dqk + dv, win * win, nh * nw)
     kv = kv.permute(0, 4, 1, 3, 2).reshape(b, g, win * win, dqk + dv)  # B×G×win²×(dqk+dv)
     k, v = kv[..., :dqk], kv[..., dqk:]
@@ -138,8 +148,8 @@ def _halo_portable(
     # (on B×(G·bs²)×dqk rows: a product with a weight on 4 axes becomes, in ncnn, a Gemm plus a slow
     # shape-referencing reshape)
     q_rows = q.reshape(b, g * bs * bs, dqk)
-    p_h = (q_rows @ height_rel.t()).reshape(b, g, bs, bs, -1)
-    p_w = (q_rows @ width_rel.t()).reshape(b, g, bs, bs, -1)
+    p_h = (q_rows @ m.height_rel.t()).reshape(b, g, bs, bs, -1)
+    p_w = (q_rows @ m.width_rel.t()).reshape(b, g, bs, bs, -1)
     a_h = torch.cat([p_h[:, :, y : y + 1, :, bs - 1 - y : bs - 1 - y + win] for y in range(bs)], dim=2)
     a_w = torch.cat([p_w[:, :, :, i : i + 1, bs - 1 - i : bs - 1 - i + win] for i in range(bs)], dim=3)
     parts_q = [q * dqk**-0.5, a_h.reshape(b, g, bs * bs, win), a_w.reshape(b, g, bs * bs, win)]
@@ -148,10 +158,7 @@ def _halo_portable(
     parts_k = [k, onehot.reshape(1, 1, win * win, 2 * win).expand(b, g, -1, -1)]
     valid = None
     if halo > 0 or hp != h or wp != w:  # keys outside the image never take part
-        valid = (
-            _axis_valid(nh, bs, halo, h, x.device)[:, None, :, None]
-            & _axis_valid(nw, bs, halo, w, x.device)[None, :, None, :]
-        ).reshape(nh * nw, 1, win * win)
+        valid = _key_valid(nh, nw, bs, halo, h, w, x.device).reshape(nh * nw, 1, win * win)
         valid = valid.expand(-1, heads, -1).reshape(g, win * win)
     attend = functools.partial(attention, module=owner, key="attn")
     o = grouped_attention(torch.cat(parts_q, dim=-1), torch.cat(parts_k, dim=-1), v, 1, 1.0, valid, attend=attend)
@@ -245,8 +252,18 @@ class HaloAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        sizes = (self.block_size, self.halo_size, self.heads, self.dim_head, self.dim_head_v)
-        return _halo(x, self.q, self.kv, self.height_rel, self.width_rel, sizes, capture_target(self))
+        m = _Halo(
+            self.q,
+            self.kv,
+            self.height_rel,
+            self.width_rel,
+            self.block_size,
+            self.halo_size,
+            self.heads,
+            self.dim_head,
+            self.dim_head_v,
+        )
+        return _halo(x, m, capture_target(self))
 
     def extra_repr(self) -> str:
         return (

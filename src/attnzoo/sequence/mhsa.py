@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/1706.03762
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -34,6 +36,8 @@ __all__ = ["MultiHeadSelfAttention", "SimplifiedMultiHeadAttention"]
 _TOKENS = "B×N×C"
 _PAPER_ATTN = "Attention Is All You Need (Vaswani et al.; NeurIPS 2017)"
 _URL_ATTN = "https://arxiv.org/abs/1706.03762"
+#: What the token modules after "Attention Is All You Need" register alike (here, positional.py, transformer.py).
+_register_tokens = functools.partial(register, family="sequence", paper=_PAPER_ATTN, url=_URL_ATTN, layout="tokens")
 
 
 @fx_leaf
@@ -119,12 +123,8 @@ def _heads_dims(channels: int, heads: int, d_k: int | None, d_v: int | None, own
     return d_k, d_v
 
 
-@register(
+@_register_tokens(
     "mhsa",
-    family="sequence",
-    paper=_PAPER_ATTN,
-    url=_URL_ATTN,
-    layout="tokens",
     complexity="O(N^2)",
     summary="Multi-head scaled dot-product attention with masks and weights; fused SDPA, O(N) memory.",
     test_kwargs={"heads": 2},
@@ -205,12 +205,8 @@ class MultiHeadSelfAttention(_DotProductAttention):
         )
 
 
-@register(
+@_register_tokens(
     "simplified_mhsa",
-    family="sequence",
-    paper=_PAPER_ATTN,
-    url=_URL_ATTN,
-    layout="tokens",
     complexity="O(N^2)",
     summary="Multi-head attention without q/k/v projections (heads split the channels), output projection only.",
     test_kwargs={"heads": 2},

@@ -23,13 +23,9 @@ from ..layers import (
     positive_int,
 )
 from ..registry import register
+from .mhsa import _PAPER_ATTN, _TOKENS, _register_tokens
 
 __all__ = ["PositionalEncoding", "PositionalEncoding2D"]
-
-
-_TOKENS = "B×N×C"
-_PAPER_ATTN = "Attention Is All You Need (Vaswani et al.; NeurIPS 2017)"
-_URL_ATTN = "https://arxiv.org/abs/1706.03762"
 
 
 #: The targets of the batch-axis form (the encodings' one portable form).
@@ -62,12 +58,8 @@ def _pe_rows(pe: torch.Tensor, x: torch.Tensor, base: float) -> torch.Tensor:
     return sinusoidal_table(n, pe.shape[1], base, device=pe.device, dtype=pe.dtype)
 
 
-@register(
+@_register_tokens(
     "positional_encoding",
-    family="sequence",
-    paper=_PAPER_ATTN,
-    url=_URL_ATTN,
-    layout="tokens",
     complexity="O(N)",
     summary="Sinusoidal positional encoding (even dims sin, odd dims cos) added to tokens; any length.",
     forms=(_batch_axis_form("aten::avg_pool1d", ({}, {"max_len": 10})),),

@@ -15,15 +15,10 @@ from ..layers import (
     renamed_args,
 )
 from ..layers.checks import check_attention_args, check_choice
-from ..registry import register
 
 __all__ = ["TransformerEncoder", "TransformerEncoderLayer"]
 
-from .mhsa import MultiHeadSelfAttention
-
-_TOKENS = "B×N×C"
-_PAPER_ATTN = "Attention Is All You Need (Vaswani et al.; NeurIPS 2017)"
-_URL_ATTN = "https://arxiv.org/abs/1706.03762"
+from .mhsa import _PAPER_ATTN, _TOKENS, MultiHeadSelfAttention, _register_tokens
 
 
 class TransformerEncoderLayer(AttnModule):
@@ -79,12 +74,9 @@ class TransformerEncoderLayer(AttnModule):
         return x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(self.norm2(x))))))
 
 
-@register(
+@_register_tokens(
     "transformer_encoder",
-    family="sequence",
     paper=_PAPER_ATTN + "; pre-norm as in Xiong et al. (ICML 2020)",
-    url=_URL_ATTN,
-    layout="tokens",
     complexity="O(N^2)",
     summary="Pre-norm Transformer encoder: num_layers × (MHSA + FFN with residuals) + final LayerNorm.",
     test_kwargs={"heads": 2, "num_layers": 2, "dim_feedforward": 32},

@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/1807.06521
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,14 +30,12 @@ __all__ = ["CBAM", "CBAMChannelGate", "CBAMSpatialGate"]
 
 _PAPER = "CBAM: Convolutional Block Attention Module (Woo, Park, Lee, Kweon; ECCV 2018)"
 _URL = "https://arxiv.org/abs/1807.06521"
+#: What the three CBAM modules register alike.
+_register = functools.partial(register, family="spatial", paper=_PAPER, url=_URL, complexity="O(N)")
 
 
-@register(
+@_register(
     "cbam_channel",
-    family="spatial",
-    paper=_PAPER,
-    url=_URL,
-    complexity="O(N)",
     summary="CBAM's channel gate: shared MLP on avg- and max-pooled features, summed, sigmoid.",
     maps=("gate",),
 )
@@ -74,12 +74,8 @@ class CBAMChannelGate(Gate):
         return torch.sigmoid(logits[:, 0] + logits[:, 1])[:, :, None, None]
 
 
-@register(
+@_register(
     "cbam_spatial",
-    family="spatial",
-    paper=_PAPER,
-    url=_URL,
-    complexity="O(N)",
     summary="CBAM's spatial gate: [max; mean] over channels → 7×7 conv → BN → sigmoid.",
     maps=("gate",),
 )
@@ -108,12 +104,8 @@ class CBAMSpatialGate(Gate):
         return self.gate(z_pool(x, 1))
 
 
-@register(
+@_register(
     "cbam",
-    family="spatial",
-    paper=_PAPER,
-    url=_URL,
-    complexity="O(N)",
     summary="Channel gate then spatial gate, applied in sequence.",
     maps=("channel", "spatial"),
 )

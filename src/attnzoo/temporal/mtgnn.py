@@ -5,6 +5,7 @@ Paper: https://arxiv.org/abs/2005.11650
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, cast
 
 import torch
@@ -44,6 +45,8 @@ def _output_size(n: int, t: int, a: Mapping[str, Any]) -> tuple[int, int]:
 
 
 _SHAPE = ShapeRule("out_channels", _output_size, "C → `out_channels`, T → T − 6·`dilation` with padding 'valid'")
+#: What the two MTGNN modules register alike.
+_register = functools.partial(register, family="temporal", paper=_PAPER, url=_URL, layout="temporal", shape=_SHAPE)
 
 
 @fx_leaf
@@ -74,16 +77,11 @@ def _inception_args(channels: int, out_channels: int | None, dilation: int, padd
     return out_channels
 
 
-@register(
+@_register(
     "dilated_inception",
-    family="temporal",
-    paper=_PAPER,
-    url=_URL,
-    layout="temporal",
     complexity="O(N)",
-    summary="MTGNN dilated inception: 1×k dilated convs, k ∈ (2,3,6,7), cut to a common length, concatenated.",
     min_size=(1, 7),
-    shape=_SHAPE,
+    summary="MTGNN dilated inception: 1×k dilated convs, k ∈ (2,3,6,7), cut to a common length, concatenated.",
 )
 class DilatedInception(AttnModule):
     """MTGNN dilated inception layer (Wu et al., KDD 2020); B×C×N×T → B×C_out×N×(T − 6d) (T with causal padding).
@@ -149,16 +147,11 @@ class DilatedInception(AttnModule):
         return f"channels={self.channels}, out_channels={self.out_channels}, dilation={self.dilation}, padding={self.padding!r}"
 
 
-@register(
+@_register(
     "gated_tcn",
-    family="temporal",
-    paper=_PAPER,
-    url=_URL,
-    layout="temporal",
     complexity="O(N)",
-    summary="MTGNN gated temporal convolution: tanh(inception_f(x)) ⊙ sigmoid(inception_g(x)), then dropout.",
     min_size=(1, 7),
-    shape=_SHAPE,
+    summary="MTGNN gated temporal convolution: tanh(inception_f(x)) ⊙ sigmoid(inception_g(x)), then dropout.",
     maps=("gate",),
 )
 class GatedTemporalConv(AttnModule):

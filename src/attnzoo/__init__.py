@@ -52,6 +52,7 @@ from .local import (
     MultipoleAttention,
     NeighborhoodAttention,
     OutlookAttention,
+    SwinBlock,
 )
 from .resample import CARAFE, DySample, SPDConv
 from .self_attention import (
@@ -61,6 +62,7 @@ from .self_attention import (
     A2C2f,
     AreaAttention,
     AxialAttention,
+    CascadedGroupAttention,
     CompactGeneralizedNonLocal,
     ContextualTransformer,
     CrissCrossAttention,
@@ -76,6 +78,7 @@ from .self_attention import (
     NonLocalBlock,
     SAGANAttention,
     SelfAttentionBlock,
+    SingleHeadSelfAttention,
     SpatialSelfAttention,
 )
 from .sequence import (
@@ -125,6 +128,7 @@ __all__ = [
     "AxialAttention",
     "BiFPN",
     "BiLevelRoutingAttention",
+    "CascadedGroupAttention",
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ChannelPositionAttention",
@@ -184,10 +188,12 @@ __all__ = [
     "ShuffleAttention",
     "SimAM",
     "SimplifiedMultiHeadAttention",
+    "SingleHeadSelfAttention",
     "SpatialGroupEnhance",
     "SpatialSelfAttention",
     "SPDConv",
     "SqueezeExcite",
+    "SwinBlock",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TripleFeatureEncoding",

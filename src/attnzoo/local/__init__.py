@@ -8,6 +8,7 @@ from .irmb import InvertedResidualMobileBlock
 from .multipole import MultipoleAttention
 from .neighborhood import NeighborhoodAttention
 from .outlook import OutlookAttention
+from .swin import SwinBlock
 from .window import LocalWindowAttention
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "MultipoleAttention",
     "NeighborhoodAttention",
     "OutlookAttention",
+    "SwinBlock",
 ]
 # </generated>

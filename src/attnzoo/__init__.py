@@ -45,6 +45,7 @@ from .fusion import (
 )
 from .local import (
     BiLevelRoutingAttention,
+    CloAttention,
     DeformableAttention,
     InvertedResidualMobileBlock,
     LocalWindowAttention,
@@ -132,6 +133,7 @@ __all__ = [
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ChannelPositionAttention",
+    "CloAttention",
     "CompactGeneralizedNonLocal",
     "ContextAnchorAttention",
     "ContextualTransformer",

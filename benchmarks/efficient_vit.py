@@ -1,7 +1,8 @@
 """Efficient vision-transformer attention (issue 25, window / grouped modules) against the peers that ship them.
 
 attnzoo's ``swin`` (shift 0 and 3), ``cascaded_group_attention`` and ``shsa`` against timm's
-``SwinTransformerBlock``, ``LocalWindowAttention`` (its ``CascadedGroupAttention`` in 7×7 windows) and ``SHSA``, with the
+``SwinTransformerBlock``, ``LocalWindowAttention`` (its ``CascadedGroupAttention`` in 7×7 windows) and ``SHSA``,
+and ``acmix`` against External-Attention-pytorch's ``ACmix`` (the official class), with the
 weights copied from the peer (outputs checked equal first), at 2×64×56×56 and 2×128×28×28.
 
 * Time: process-CPU medians of interleaved ``torch.utils.benchmark`` runs (``_common.time_interleaved``: the
@@ -60,6 +61,12 @@ def shsa_peer(channels: int, size: int) -> nn.Module:
     return SHSA(channels, 16, channels // 4)
 
 
+def acmix_peer(channels: int, size: int) -> nn.Module:
+    from fightingcv_attention.attention.ACmixAttention import ACmix
+
+    return ACmix(channels, channels)
+
+
 #: row -> (attnzoo name, attnzoo kwargs, peer label, peer builder(channels, size), channels, H=W)
 ROWS: dict[str, tuple[str, dict, str, Callable[[int, int], nn.Module], int, int]] = {
     "swin-56": ("swin", {}, "timm SwinTransformerBlock", lambda c, s: swin_peer(c, s, 0), 64, 56),
@@ -70,6 +77,8 @@ ROWS: dict[str, tuple[str, dict, str, Callable[[int, int], nn.Module], int, int]
     "cga-28": ("cascaded_group_attention", {}, "timm LocalWindowAttention", cga_peer, 128, 28),
     "shsa-56": ("shsa", {}, "timm SHSA", shsa_peer, 64, 56),
     "shsa-28": ("shsa", {}, "timm SHSA", shsa_peer, 128, 28),
+    "acmix-56": ("acmix", {}, "External-Attention-pytorch ACmix", acmix_peer, 64, 56),
+    "acmix-28": ("acmix", {}, "External-Attention-pytorch ACmix", acmix_peer, 128, 28),
 }
 
 

@@ -44,6 +44,7 @@ from .fusion import (
     WeightedFusion,
 )
 from .local import (
+    ACmix,
     BiLevelRoutingAttention,
     CloAttention,
     DeformableAttention,
@@ -122,6 +123,7 @@ __all__ = [
     "PSA",
     "SCSE",
     "A2C2f",
+    "ACmix",
     "AdaptiveSpatialFeatureFusion",
     "AreaAttention",
     "AsymptoticFPN",

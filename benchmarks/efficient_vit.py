@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from _common import append_section, child_peak_bytes, fmt_bytes, report_peak, run_once, time_interleaved
+from _common import PEER_HEADER, append_section, peer_cells, report_peak, run_once
 from attnzoo.testing import randomize
 
 
@@ -121,28 +121,16 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    lines = [
-        "| row | input | fwd attnzoo / peer (ratio) | fwd+bwd attnzoo / peer (ratio) | peak fwd+bwd attnzoo / peer (ratio) |",
-        "|---|---|---|---|---|",
-    ]
+    lines = [PEER_HEADER]
     for row in args.rows:
         ours, theirs = build(row, "attnzoo"), build(row, "peer")
         x = inputs(row)
         ours.eval(), theirs.eval()
         with torch.no_grad():
             torch.testing.assert_close(ours(x), theirs(x), atol=1e-4, rtol=1e-4)
-        cells = []
-        for backward in (False, True):
-            t = time_interleaved({"attnzoo": (ours, x), "peer": (theirs, x)}, backward, args.repeats)
-            a, b = t["attnzoo"][1], t["peer"][1]  # process-CPU medians
-            cells.append(f"{a * 1e3:.2f} / {b * 1e3:.2f} ms ({a / b:.2f})")
-        if args.no_memory:
-            cells.append("—")
-        else:
-            pa, pb = (child_peak_bytes(sys.argv[0], {"row": row, "impl": i, "backward": True}) for i in ("attnzoo", "peer"))
-            cells.append(f"{fmt_bytes(pa)} / {fmt_bytes(pb)} ({pa / max(pb, 1):.2f})")
+        cells = peer_cells(sys.argv[0], row, ours, theirs, x, args.repeats, not args.no_memory)
         _, _, peer, _, channels, size = ROWS[row]
-        line = f"| {row} (peer: {peer}) | 2×{channels}×{size}² | " + " | ".join(cells) + " |"
+        line = f"| {row} (peer: {peer}) | 2×{channels}×{size}² | {cells} |"
         print(line, flush=True)
         lines.append(line)
     if args.output:

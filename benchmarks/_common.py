@@ -134,3 +134,28 @@ def medians(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
         for k in keys if i % 2 == 0 else keys[::-1]:
             times[k].append(timers[k].timeit(1).median)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+PEER_HEADER = (
+    "| row | input | fwd attnzoo / peer (ratio) | fwd+bwd attnzoo / peer (ratio) | peak fwd+bwd attnzoo / peer (ratio) |\n"
+    "|---|---|---|---|---|"
+)
+
+
+def peer_cells(
+    script: str, row: str, ours: nn.Module, theirs: nn.Module, x: torch.Tensor, repeats: int, memory: bool
+) -> str:
+    """The three ratio cells of a PEER_HEADER row: forward and forward+backward process-CPU medians
+    (:func:`time_interleaved`) and the forward+backward peak of each side in a child process (``script --child``
+    with ``{"row", "impl": "attnzoo" | "peer", "backward": True}``)."""
+    cells = []
+    for backward in (False, True):
+        t = time_interleaved({"attnzoo": (ours, x), "peer": (theirs, x)}, backward, repeats)
+        a, b = t["attnzoo"][1], t["peer"][1]
+        cells.append(f"{a * 1e3:.2f} / {b * 1e3:.2f} ms ({a / b:.2f})")
+    if memory:
+        pa, pb = (child_peak_bytes(script, {"row": row, "impl": i, "backward": True}) for i in ("attnzoo", "peer"))
+        cells.append(f"{fmt_bytes(pa)} / {fmt_bytes(pb)} ({pa / max(pb, 1):.2f})")
+    else:
+        cells.append("—")
+    return " | ".join(cells)

@@ -44,7 +44,9 @@ from .fusion import (
     WeightedFusion,
 )
 from .local import (
+    ACmix,
     BiLevelRoutingAttention,
+    CloAttention,
     DeformableAttention,
     InvertedResidualMobileBlock,
     LocalWindowAttention,
@@ -52,6 +54,7 @@ from .local import (
     MultipoleAttention,
     NeighborhoodAttention,
     OutlookAttention,
+    SwinBlock,
 )
 from .resample import CARAFE, DySample, SPDConv
 from .self_attention import (
@@ -61,6 +64,7 @@ from .self_attention import (
     A2C2f,
     AreaAttention,
     AxialAttention,
+    CascadedGroupAttention,
     CompactGeneralizedNonLocal,
     ContextualTransformer,
     CrissCrossAttention,
@@ -76,6 +80,7 @@ from .self_attention import (
     NonLocalBlock,
     SAGANAttention,
     SelfAttentionBlock,
+    SingleHeadSelfAttention,
     SpatialSelfAttention,
 )
 from .sequence import (
@@ -118,6 +123,7 @@ __all__ = [
     "PSA",
     "SCSE",
     "A2C2f",
+    "ACmix",
     "AdaptiveSpatialFeatureFusion",
     "AreaAttention",
     "AsymptoticFPN",
@@ -125,9 +131,11 @@ __all__ = [
     "AxialAttention",
     "BiFPN",
     "BiLevelRoutingAttention",
+    "CascadedGroupAttention",
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ChannelPositionAttention",
+    "CloAttention",
     "CompactGeneralizedNonLocal",
     "ContextAnchorAttention",
     "ContextualTransformer",
@@ -184,10 +192,12 @@ __all__ = [
     "ShuffleAttention",
     "SimAM",
     "SimplifiedMultiHeadAttention",
+    "SingleHeadSelfAttention",
     "SpatialGroupEnhance",
     "SpatialSelfAttention",
     "SPDConv",
     "SqueezeExcite",
+    "SwinBlock",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TripleFeatureEncoding",

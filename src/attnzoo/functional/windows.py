@@ -25,6 +25,10 @@ __all__ = [
     "merge_group_heads",
     "grouped_attention",
     "grouped_self_attention",
+    "partition_windows_last",
+    "merge_windows_last",
+    "roll_shift",
+    "shifted_window_mask",
 ]
 
 
@@ -197,3 +201,64 @@ def grouped_self_attention(
     q, k, v = qkv.chunk(3, dim=-1)
     out = grouped_attention(q, k, v, heads, scale, valid, dropout_p, attend)
     return to_out(out.reshape(b, g * length, -1)).reshape(b, g, length, -1)
+
+
+# Swin's shifted windows: the channels-last partition, the cyclic roll and the mask of the rolled padded grid.
+
+
+def partition_windows_last(t: torch.Tensor, kernel: int) -> torch.Tensor:
+    """B×H×W×C (H, W multiples of ``kernel``) → B×(H/k·W/k)×k²×C window tokens (row-major windows and offsets),
+    through views of at most 5 axes (the channels-last twin of :func:`partition_windows`)."""
+    b, h, w, c = t.shape
+    nh, nw = h // kernel, w // kernel
+    t = t.reshape(b, nh, kernel, nw, kernel * c).permute(0, 1, 3, 2, 4)  # B×nh×nw×k×(k·C)
+    return t.reshape(b, nh * nw, kernel * kernel, c)
+
+
+def merge_windows_last(t: torch.Tensor, kernel: int, nh: int, nw: int) -> torch.Tensor:
+    """The inverse of :func:`partition_windows_last`: B×(nh·nw)×k²×C → B×(nh·k)×(nw·k)×C."""
+    b, c = t.shape[0], t.shape[-1]
+    t = t.reshape(b, nh, nw, kernel, kernel * c).permute(0, 1, 3, 2, 4)  # B×nh×k×nw×(k·C)
+    return t.reshape(b, nh * kernel, nw * kernel, c)
+
+
+def roll_shift(t: torch.Tensor, shift: int, dims: tuple[int, ...], reverse: bool = False) -> torch.Tensor:
+    """Swin's cyclic shift: ``torch.roll(t, -shift, dims)`` (``reverse``: ``+shift``, its inverse), written as one
+    split and one concatenation per axis (ONNX Slice + Concat; pnnx keeps a split, while it drops ``narrow``).
+    Entry i of a rolled axis of length n is entry (i + shift) mod n of ``t``."""
+    for dim in dims:
+        n = t.shape[dim]
+        s = shift % n
+        if s == 0:
+            continue
+        first = n - s if reverse else s
+        head, tail = t.split([first, n - first], dim)
+        t = torch.cat([tail, head], dim)
+    return t
+
+
+def shifted_window_mask(
+    hp: int, wp: int, h: int, w: int, kernel: int, shift: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """(H'/k·W'/k)×k²×k² additive mask of Swin's (shifted) windows on the zero-padded H'×W' grid (H' ≥ h,
+    W' ≥ w multiples of ``kernel``), rolled by :func:`roll_shift` (``shift``): 0 where the key may be attended,
+    the dtype's most negative finite value where the key is padding (outside h×w) or, with a shift, lies in
+    another region of the rolled grid than the query (the wrapped-around pieces: the official slices
+    [0, H'−k), [H'−k, H'−shift), [H'−shift, H') per axis).  Padded queries (cut off afterwards) attend the
+    padding of their window, so that no row is fully masked (no NaN in a backward pass).  Padding first and rolling the padded grid puts the
+    wrap seam on a region border, so a shifted window is exactly the window offset by ``shift`` without wrap.
+    """
+    ys = torch.arange(hp, device=device)
+    xs = torch.arange(wp, device=device)
+    if shift:
+        region_y = (ys >= hp - kernel).long() + (ys >= hp - shift).long()
+        region_x = (xs >= wp - kernel).long() + (xs >= wp - shift).long()
+        oy, ox = (ys + shift) % hp, (xs + shift) % wp  # the padded-grid position each rolled entry holds
+    else:
+        region_y, region_x, oy, ox = torch.zeros_like(ys), torch.zeros_like(xs), ys, xs
+    label = region_y[:, None] * 3 + region_x[None, :]
+    label = torch.where((oy < h)[:, None] & (ox < w)[None, :], label, torch.full_like(label, -1))  # -1: padding
+    lab = partition_windows_last(label[None, :, :, None], kernel)[0, :, :, 0]  # nW×L
+    blocked = lab[:, :, None] != lab[:, None, :]  # padding is a region of its own: no row is fully blocked
+    zero = torch.zeros((), dtype=dtype, device=device)
+    return torch.where(blocked, torch.full((), torch.finfo(dtype).min, dtype=dtype, device=device), zero)

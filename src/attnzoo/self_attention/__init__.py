@@ -4,6 +4,7 @@
 from .aifi import AIFI
 from .area_attention import A2C2f, AreaAttention
 from .axial import AxialAttention
+from .cascaded_group_attention import CascadedGroupAttention
 from .cgnl import CompactGeneralizedNonLocal
 from .cot import ContextualTransformer
 from .criss_cross import CrissCrossAttention
@@ -18,6 +19,7 @@ from .nonlocal_block import NonLocalBlock
 from .psa import C2PSA, PSA
 from .sagan import SAGANAttention
 from .self_attention_block import SelfAttentionBlock
+from .shsa import SingleHeadSelfAttention
 from .spatial_self_attention import SpatialSelfAttention
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "A2C2f",
     "AreaAttention",
     "AxialAttention",
+    "CascadedGroupAttention",
     "CompactGeneralizedNonLocal",
     "ContextualTransformer",
     "CrissCrossAttention",
@@ -42,6 +45,7 @@ __all__ = [
     "NonLocalBlock",
     "SAGANAttention",
     "SelfAttentionBlock",
+    "SingleHeadSelfAttention",
     "SpatialSelfAttention",
 ]
 # </generated>

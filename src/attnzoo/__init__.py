@@ -46,6 +46,7 @@ from .fusion import (
 from .local import (
     BiLevelRoutingAttention,
     DeformableAttention,
+    DeformableEncoderLayer,
     InvertedResidualMobileBlock,
     LocalWindowAttention,
     ModulatedDeformConv,
@@ -139,6 +140,7 @@ __all__ = [
     "DANetChannelAttention",
     "DANetPositionAttention",
     "DeformableAttention",
+    "DeformableEncoderLayer",
     "DilatedInception",
     "DoubleAttention",
     "DySample",

@@ -5,6 +5,7 @@ from .bra import BiLevelRoutingAttention
 from .dcnv2 import ModulatedDeformConv
 from .deformable_attention import DeformableAttention
 from .irmb import InvertedResidualMobileBlock
+from .ms_deform_attn import DeformableEncoderLayer
 from .multipole import MultipoleAttention
 from .neighborhood import NeighborhoodAttention
 from .outlook import OutlookAttention
@@ -13,6 +14,7 @@ from .window import LocalWindowAttention
 __all__ = [
     "BiLevelRoutingAttention",
     "DeformableAttention",
+    "DeformableEncoderLayer",
     "InvertedResidualMobileBlock",
     "LocalWindowAttention",
     "ModulatedDeformConv",

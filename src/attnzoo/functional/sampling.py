@@ -3,16 +3,18 @@
 Deformable DETR samples every level ``l`` of a value pyramid at ``K`` points per query, level and head, bilinearly
 with zero padding and ``align_corners=False`` (``grid = 2·loc − 1``: location 0 and 1 are the outer edges of the
 border pixels, pixel centres sit at ``(i + 0.5) / W``), and sums the samples with attention weights.  Its PyTorch
-fallback (``ms_deform_attn_core_pytorch``) folds the heads into the batch and calls ``grid_sample`` once per level,
-through 6-axis sampling tensors; ncnn has neither a batch axis nor more than 4 axes besides it.
+fallback (``ms_deform_attn_core_pytorch``) calls ``grid_sample`` once per level and stacks the samples into
+6-axis tensors, which ncnn (at most 4 axes besides the batch) cannot hold.
 
-Here every level and head is laid out once on one zero-bordered **canvas** B×D×H_c×W_c: level ``l`` occupies a band
-of rows, head ``m`` a band of columns, and one row / column of zeros separates neighbouring blocks.  A sampling
-point is moved to its block and clamped to the block's zero border (``x ∈ [−1, W_l]`` in pixel units): outside
-that range both bilinear taps are zero in the padded level, and on the border they are the zeros the canvas
-holds, so every value (and every gradient) is the one of zero padding.  All points then take **one**
-``grid_sample`` call, with tensors of at most 5 axes and no batch folding: the eager form, which ONNX Runtime,
-OpenVINO and ncnn (its GridSample layer) run.
+Here the levels of each (batch, head) pair are laid out once on one zero-bordered **canvas** B·M×D×H_c×W_c: level
+``l`` occupies a band of rows, one row / column of zeros borders every band.  A sampling point is moved into its
+band and clamped to the band's zero border (``x ∈ [−1, W_l]`` in pixel units): outside that range both bilinear
+taps read zeros in the padded level, and on the border they read the zeros the canvas holds, so every value (and
+every gradient) is the one of zero padding.  All points of all levels then take **one** ``grid_sample`` call,
+with tensors of at most 5 axes: ONNX Runtime, OpenVINO and ncnn (GridSample) run it.  The clamp is a maximum and
+a minimum (pnnx converts ``clamp`` with scalar bounds only).  In float32 the canvas coordinates (up to H_c, a
+little more than the sum of the level heights) round about 2–3× more than per-level coordinates do (~1e-5
+relative on unit-scale values at levels 40², 20², 10²).
 
 :func:`ms_deform_sample_portable` computes the same sums with ``floor``, one row gather (``index_select``) on the
 channels-last canvas and one batched matmul: for ONNX consumers without GridSample (it needs opset 16, and N-D
@@ -59,42 +61,69 @@ def _check(value: torch.Tensor, shapes: Sequence[tuple[int, int]], loc: torch.Te
 
 
 def _canvas(value: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """The zero-bordered canvas B×D×H_c×W_c of ``value`` (B×N×M×D): level l in rows ``r_l … r_l+H_l−1`` with
-    ``r_l = 1 + Σ_{j<l}(H_j + 1)``, head m in columns ``c_m … c_m+W_l−1`` with ``c_m = 1 + m·(W_max + 1)``, zeros
-    elsewhere (H_c = 1 + Σ(H_l + 1), W_c = 1 + M·(W_max + 1))."""
-    b, _, m, d = value.shape
+    """The zero-bordered canvas B'×D×H_c×W_c of ``value`` (B'×N×D, one head per batch entry): level l in rows
+    ``r_l … r_l+H_l−1`` with ``r_l = 1 + Σ_{j<l}(H_j + 1)`` and columns ``1 … W_l``, zeros elsewhere
+    (H_c = 1 + Σ(H_l + 1), W_c = W_max + 2)."""
+    bm, _, d = value.shape
     w_max = max(int(w) for _, w in shapes)
     bands, start = [], 0
     for h, w in shapes:
         h, w = int(h), int(w)
-        v = value[:, start : start + h * w].reshape(b, h, w, m, d).permute(0, 4, 1, 3, 2)  # B×D×H×M×W
-        v = F.pad(v.reshape(b, d * h, m, w), (1, w_max - w))  # a zero column left of each head, zeros to W_max + 1
-        bands.append(F.pad(v.reshape(b, d, h, m * (w_max + 1)), (0, 0, 0, 1)))  # a zero row below the level
+        v = value[:, start : start + h * w].transpose(1, 2).reshape(bm, d, h, w)
+        bands.append(F.pad(v, (1, w_max + 1 - w, 0, 1)))  # zero column left, zeros right to W_max + 2, zero row below
         start += h * w
-    return F.pad(torch.cat(bands, 2), (0, 1, 1, 0))  # the top row and the last column
+    return F.pad(torch.cat(bands, 2), (0, 0, 1, 0))  # the top row
 
 
-def _canvas_xy(
-    loc: torch.Tensor, shapes: Sequence[tuple[int, int]], points: int
+def _canvas_points(
+    loc: torch.Tensor, shapes: Sequence[tuple[int, int]], points: int, normalised: bool
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pixel coordinates (x, y) on the canvas of the normalised locations B×Q×M×(L·K)×2, each clamped to its
-    block's zero border; and the canvas size (H_c, W_c)."""
-    m = loc.shape[2]
+    """The locations B'×Q×(L·K)×2 on the canvas, each clamped to its band's zero border (pixel x ∈ [−1, W_l],
+    i.e. loc ∈ [−0.5/W_l, (W_l + 0.5)/W_l]), and the canvas size (H_c, W_c).
+
+    ``normalised``: grid_sample coordinates ``g = (2x' + 1)/W_c − 1 = loc·2W_l/W_c + 2·origin/W_c − 1``, one
+    multiply-add on the location (few roundings at canvas scale); else canvas pixels ``x' = loc·W_l − 0.5 + origin``
+    (the band's origin: column 1, row r_l)."""
     w_max = max(int(w) for _, w in shapes)
-    h_c, w_c = 1 + sum(int(h) + 1 for h, _ in shapes), 1 + m * (w_max + 1)
-    size, base, rows = [], [], 1
+    h_c, w_c = 1 + sum(int(h) + 1 for h, _ in shapes), w_max + 2
+    lo, hi, scale, shift, rows = [], [], [], [], 1
     for h, w in shapes:
-        size += [(float(w), float(h))] * points
-        base += [(1.0, float(rows))] * points
-        rows += int(h) + 1
+        h, w = int(h), int(w)
+        lo += [(-0.5 / w, -0.5 / h)] * points
+        hi += [((w + 0.5) / w, (h + 0.5) / h)] * points
+        if normalised:
+            scale += [(2.0 * w / w_c, 2.0 * h / h_c)] * points
+            shift += [(2.0 / w_c - 1.0, 2.0 * rows / h_c - 1.0)] * points
+        else:
+            scale += [(float(w), float(h))] * points
+            shift += [(0.5, rows - 0.5)] * points
+        rows += h + 1
     dt, dev = loc.dtype, loc.device
-    size_t = torch.tensor(size, dtype=dt, device=dev)  # (L·K)×2: (W_l, H_l)
-    heads = torch.arange(m, dtype=dt, device=dev)[:, None, None] * torch.tensor(
-        [float(w_max + 1), 0.0], dtype=dt, device=dev
+
+    def const(rows_: list[tuple[float, float]]) -> torch.Tensor:  # (L·K)×2
+        return torch.tensor(rows_, dtype=dt, device=dev)
+
+    loc = torch.minimum(torch.maximum(loc, const(lo)), const(hi))
+    return loc * const(scale) + const(shift), (h_c, w_c)
+
+
+def _fold_heads(
+    value: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The heads moved into the batch: B·M×N×D, B·M×Q×LK×2, B·M×Q×LK."""
+    b, n, m, d = value.shape
+    q, lk = loc.shape[1], loc.shape[3]
+    return (
+        value.transpose(1, 2).reshape(b * m, n, d),
+        loc.transpose(1, 2).reshape(b * m, q, lk, 2),
+        weights.transpose(1, 2).reshape(b * m, q, lk),
     )
-    base_t = torch.tensor(base, dtype=dt, device=dev) + heads  # M×(L·K)×2: the block's origin on the canvas
-    px = torch.minimum(torch.maximum(loc * size_t - 0.5, torch.full_like(size_t, -1.0)), size_t)
-    return px + base_t, (h_c, w_c)
+
+
+def _unfold_heads(out: torch.Tensor, b: int) -> torch.Tensor:
+    """B·M×Q×D → B×Q×(M·D)."""
+    bm, q, d = out.shape
+    return out.reshape(b, bm // b, q, d).transpose(1, 2).reshape(b, q, bm // b * d)
 
 
 def ms_deform_sample(
@@ -115,15 +144,13 @@ def ms_deform_sample(
     points = _check(value, shapes, loc, weights)
     if portable(*GATHER_SAMPLING_FORM.targets):
         return ms_deform_sample_portable(value, shapes, loc, weights)
-    b, q, m, lk, _ = loc.shape
-    d = value.shape[3]
+    b = value.shape[0]
+    value, loc, weights = _fold_heads(value, loc, weights)
     canvas = _canvas(value, shapes)
-    xy, (h_c, w_c) = _canvas_xy(loc, shapes, points)
-    scale = torch.tensor([2.0 / w_c, 2.0 / h_c], dtype=loc.dtype, device=loc.device)
-    grid = (xy * scale + (scale * 0.5 - 1.0)).reshape(b, q, m * lk, 2)  # align_corners=False: (2x + 1)/W − 1
-    sampled = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # B×D×Q×(M·LK)
-    out = (sampled.reshape(b, d, q, m, lk) * weights.unsqueeze(1)).sum(-1)  # B×D×Q×M
-    return out.permute(0, 2, 3, 1).reshape(b, q, m * d)
+    grid, _ = _canvas_points(loc, shapes, points, True)
+    sampled = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # B'×D×Q×LK
+    out = (sampled * weights.unsqueeze(1)).sum(-1)  # B'×D×Q
+    return _unfold_heads(out.transpose(1, 2), b)
 
 
 def ms_deform_sample_portable(
@@ -132,19 +159,21 @@ def ms_deform_sample_portable(
     """:func:`ms_deform_sample` without ``grid_sample``: the four taps of every point by ``floor``, gathered as rows
     of the channels-last canvas (``index_select``), weighted by bilinear × attention weights in one matmul."""
     points = _check(value, shapes, loc, weights)
-    b, q, m, lk, _ = loc.shape
-    d = value.shape[3]
-    table = _canvas(value, shapes).permute(0, 2, 3, 1)  # B×H_c×W_c×D
-    xy, (h_c, w_c) = _canvas_xy(loc, shapes, points)
-    x, y = xy.unbind(-1)  # B×Q×M×LK each, within [0, W_c − 1] × [0, H_c − 1]
+    b0 = value.shape[0]
+    value, loc, weights = _fold_heads(value, loc, weights)
+    b, q, lk, _ = loc.shape
+    d = value.shape[2]
+    table = _canvas(value, shapes).permute(0, 2, 3, 1)  # B'×H_c×W_c×D
+    xy, (h_c, w_c) = _canvas_points(loc, shapes, points, False)
+    x, y = xy.unbind(-1)  # B'×Q×LK each, within [0, W_c − 1] × [0, H_c − 1]
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
     x1, y1 = torch.clamp(x0 + 1, max=w_c - 1), torch.clamp(y0 + 1, max=h_c - 1)  # weight 0 where clamped
-    batch = (torch.arange(b, device=loc.device, dtype=loc.dtype) * float(h_c * w_c)).reshape(b, 1, 1, 1)
+    batch = (torch.arange(b, device=loc.device, dtype=loc.dtype) * float(h_c * w_c)).reshape(b, 1, 1)
     r0, r1 = batch + y0 * w_c, batch + y1 * w_c
-    idx = torch.cat([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1).to(torch.int64)  # B×Q×M×4LK
+    idx = torch.cat([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1).to(torch.int64)  # B'×Q×4LK
     wy0, wy1 = (1 - fy) * weights, fy * weights
-    w = torch.cat([wy0 * (1 - fx), wy0 * fx, wy1 * (1 - fx), wy1 * fx], -1)  # B×Q×M×4LK
-    rows = table.reshape(b * h_c * w_c, d).index_select(0, idx.reshape(-1))  # (B·Q·M·4LK)×D
-    out = torch.bmm(w.reshape(b * q * m, 1, 4 * lk), rows.reshape(b * q * m, 4 * lk, d))  # (B·Q·M)×1×D
-    return out.reshape(b, q, m * d)
+    w = torch.cat([wy0 * (1 - fx), wy0 * fx, wy1 * (1 - fx), wy1 * fx], -1)  # B'×Q×4LK
+    rows = table.reshape(b * h_c * w_c, d).index_select(0, idx.reshape(-1))  # (B'·Q·4LK)×D
+    out = torch.bmm(w.reshape(b * q, 1, 4 * lk), rows.reshape(b * q, 4 * lk, d))  # (B'·Q)×1×D
+    return _unfold_heads(out.reshape(b, q, d), b0)

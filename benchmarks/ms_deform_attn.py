@@ -16,7 +16,9 @@ channels, 8 heads, 4 points, levels 40², 20², 10² (N = 2100), batch 2, by def
 
 Time: process-CPU and wall medians of interleaved ``torch.utils.benchmark`` runs (``_common.time_interleaved``),
 forward (no grad) and forward+backward (input and parameter gradients), 1 thread by default.  Peak memory: a
-fresh child process per case, the extra resident high-water mark of one forward+backward after a warm-up.
+fresh child process per case, the extra resident high-water mark of one forward+backward after a warm-up, with
+glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_``) so that the peak does not depend on the
+allocator's history.
 
 Usage:
     python benchmarks/ms_deform_attn.py
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -143,11 +146,14 @@ def main() -> None:
     with torch.no_grad():
         want = cases["ultralytics"][0](x)
         for impl, (m, _) in cases.items():
-            torch.testing.assert_close(m(x), want, atol=1e-4, rtol=1e-4, msg=lambda s, i=impl: f"{i}: {s}")
+            torch.testing.assert_close(m(x), want, atol=5e-5, rtol=1e-4, msg=lambda s, i=impl: f"{i}: {s}")
     fwd = time_interleaved(cases, False, a.repeats)
     bwd = time_interleaved(cases, True, a.repeats)
     child_args = ["--channels", str(a.channels), "--levels", a.levels, "--heads", str(a.heads)]
     child_args += ["--points", str(a.points), "--batch", str(a.batch), "--threads", str(a.threads)]
+    # glibc's dynamic mmap threshold makes the resident peak depend on the allocation history (±15 % between
+    # identical runs); fixed at 64 KiB, every tensor buffer is mapped and unmapped, and the peak tracks live tensors
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
     peak = {}
     for impl in IMPLS:
         sys.argv[1:] = child_args  # the child re-parses the same case

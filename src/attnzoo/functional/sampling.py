@@ -11,8 +11,9 @@ Here the levels of each (batch, head) pair are laid out once on one zero-bordere
 band and clamped to the band's zero border (``x ∈ [−1, W_l]`` in pixel units): outside that range both bilinear
 taps read zeros in the padded level, and on the border they read the zeros the canvas holds, so every value (and
 every gradient) is the one of zero padding.  All points of all levels then take **one** ``grid_sample`` call,
-with tensors of at most 5 axes: ONNX Runtime, OpenVINO and ncnn (GridSample) run it.  The clamp is a maximum and
-a minimum (pnnx converts ``clamp`` with scalar bounds only).  In float32 the canvas coordinates (up to H_c, a
+with tensors of at most 5 axes: ONNX Runtime, OpenVINO and ncnn (GridSample) run it.  The clamp has tensor
+bounds (autograd keeps one copy of the points); ncnn takes it as a maximum and a minimum (:data:`CLAMP_FORM`:
+pnnx converts ``clamp`` with scalar bounds only).  In float32 the canvas coordinates (up to H_c, a
 little more than the sum of the level heights) round about 2–3× more than per-level coordinates do (~1e-5
 relative on unit-scale values at levels 40², 20², 10²).
 
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 from ..tracing import PortableForm, portable
 
-__all__ = ["ms_deform_sample", "ms_deform_sample_portable", "GATHER_SAMPLING_FORM"]
+__all__ = ["ms_deform_sample", "ms_deform_sample_portable", "GATHER_SAMPLING_FORM", "CLAMP_FORM"]
 
 #: The portable form of a module that samples with :func:`ms_deform_sample` (declare it in its registration).
 GATHER_SAMPLING_FORM = PortableForm(
@@ -38,6 +39,13 @@ GATHER_SAMPLING_FORM = PortableForm(
     marker="aten::index_select",
     reason="ONNX GridSample needs opset 16 (4-D only before opset 20), which many ONNX consumers (TensorRT before "
     "8.5, the TFLite and CoreML converters) lack; the gather form is floor, one row Gather and one MatMul",
+)
+
+#: The ncnn form of the clamp to the bands' borders (declare it with :data:`GATHER_SAMPLING_FORM`).
+CLAMP_FORM = PortableForm(
+    targets=("ncnn",),
+    marker="aten::maximum",
+    reason="pnnx converts clamp with scalar bounds only; the clamp to each level's border as maximum and minimum",
 )
 
 
@@ -76,35 +84,39 @@ def _canvas(value: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> torch.Ten
 
 
 def _canvas_points(
-    loc: torch.Tensor, shapes: Sequence[tuple[int, int]], points: int, normalised: bool
+    loc: torch.Tensor, shapes: Sequence[tuple[int, int]], points: int, normalised: bool, portable_clamp: bool
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The locations B'×Q×(L·K)×2 on the canvas, each clamped to its band's zero border (pixel x ∈ [−1, W_l],
-    i.e. loc ∈ [−0.5/W_l, (W_l + 0.5)/W_l]), and the canvas size (H_c, W_c).
+    """The locations B'×Q×(L·K)×2 on the canvas, each clamped to its band's zero border (pixel x ∈ [−1, W_l]),
+    and the canvas size (H_c, W_c).
 
     ``normalised``: grid_sample coordinates ``g = (2x' + 1)/W_c − 1 = loc·2W_l/W_c + 2·origin/W_c − 1``, one
     multiply-add on the location (few roundings at canvas scale); else canvas pixels ``x' = loc·W_l − 0.5 + origin``
-    (the band's origin: column 1, row r_l)."""
+    (the band's origin: column 1, row r_l).  The clamp is one ``clamp`` with tensor bounds (autograd keeps one
+    input), or with ``portable_clamp`` a maximum and a minimum (pnnx converts ``clamp`` with scalar bounds only)."""
     w_max = max(int(w) for _, w in shapes)
     h_c, w_c = 1 + sum(int(h) + 1 for h, _ in shapes), w_max + 2
-    lo, hi, scale, shift, rows = [], [], [], [], 1
+    scale, shift, lo, hi, rows = [], [], [], [], 1
     for h, w in shapes:
         h, w = int(h), int(w)
-        lo += [(-0.5 / w, -0.5 / h)] * points
-        hi += [((w + 0.5) / w, (h + 0.5) / h)] * points
         if normalised:
-            scale += [(2.0 * w / w_c, 2.0 * h / h_c)] * points
-            shift += [(2.0 / w_c - 1.0, 2.0 * rows / h_c - 1.0)] * points
+            s, c = (2.0 * w / w_c, 2.0 * h / h_c), (2.0 / w_c - 1.0, 2.0 * rows / h_c - 1.0)
         else:
-            scale += [(float(w), float(h))] * points
-            shift += [(0.5, rows - 0.5)] * points
+            s, c = (float(w), float(h)), (0.5, rows - 0.5)
+        scale += [s] * points
+        shift += [c] * points
+        # loc ∈ [−0.5/W_l, (W_l + 0.5)/W_l] (pixel x ∈ [−1, W_l]) on the canvas
+        lo += [(c[0] - 0.5 * s[0] / w, c[1] - 0.5 * s[1] / h)] * points
+        hi += [(c[0] + s[0] * (w + 0.5) / w, c[1] + s[1] * (h + 0.5) / h)] * points
         rows += h + 1
     dt, dev = loc.dtype, loc.device
 
     def const(rows_: list[tuple[float, float]]) -> torch.Tensor:  # (L·K)×2
         return torch.tensor(rows_, dtype=dt, device=dev)
 
-    loc = torch.minimum(torch.maximum(loc, const(lo)), const(hi))
-    return loc * const(scale) + const(shift), (h_c, w_c)
+    xy = loc * const(scale) + const(shift)
+    if portable_clamp:
+        return torch.minimum(torch.maximum(xy, const(lo)), const(hi)), (h_c, w_c)
+    return torch.clamp(xy, min=const(lo), max=const(hi)), (h_c, w_c)
 
 
 def _fold_heads(
@@ -147,7 +159,7 @@ def ms_deform_sample(
     b = value.shape[0]
     value, loc, weights = _fold_heads(value, loc, weights)
     canvas = _canvas(value, shapes)
-    grid, _ = _canvas_points(loc, shapes, points, True)
+    grid, _ = _canvas_points(loc, shapes, points, True, portable(*CLAMP_FORM.targets))
     sampled = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # B'×D×Q×LK
     out = (sampled * weights.unsqueeze(1)).sum(-1)  # B'×D×Q
     return _unfold_heads(out.transpose(1, 2), b)
@@ -164,7 +176,7 @@ def ms_deform_sample_portable(
     b, q, lk, _ = loc.shape
     d = value.shape[2]
     table = _canvas(value, shapes).permute(0, 2, 3, 1)  # B'×H_c×W_c×D
-    xy, (h_c, w_c) = _canvas_points(loc, shapes, points, False)
+    xy, (h_c, w_c) = _canvas_points(loc, shapes, points, False, True)
     x, y = xy.unbind(-1)  # B'×Q×LK each, within [0, W_c − 1] × [0, H_c − 1]
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0

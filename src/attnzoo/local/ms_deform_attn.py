@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..functional.positional import detr_sine_table
-from ..functional.sampling import GATHER_SAMPLING_FORM, ms_deform_sample
+from ..functional.sampling import CLAMP_FORM, GATHER_SAMPLING_FORM, ms_deform_sample
 from ..layers import (
     AttnModule,
     check_arg,
@@ -149,7 +149,7 @@ def _output_shapes(module: Any, levels: Sequence[torch.Tensor]) -> list[tuple[An
     summary="Deformable DETR encoder layer over a pyramid: every pixel of every level attends to K bilinearly "
     "sampled points per level and head around its reference point; one grid_sample, ≤5-D, exportable.",
     output_shape=_output_shapes,
-    forms=(GATHER_SAMPLING_FORM,),
+    forms=(GATHER_SAMPLING_FORM, CLAMP_FORM),
     test_kwargs={"out_channels": 16, "heads": 2, "points": 2, "dim_feedforward": 32},
 )
 class DeformableEncoderLayer(AttnModule):

@@ -102,6 +102,33 @@ class SelfAttention(nn.Module):
         return self.core(t + self.pos, ref, t, self.shapes)
 
 
+class Kernel(nn.Module):
+    """The sampling kernel alone, ``kernel(value, shapes, loc, weights)``, on fixed random points and weights (held as
+    parameters, so that forward+backward computes their gradients too); ``forward(value B×N×M×D)``."""
+
+    def __init__(self, impl: str, shapes: list[tuple[int, int]], heads: int, points: int, queries: int):
+        super().__init__()
+        from ultralytics.nn.modules.utils import multi_scale_deformable_attn_pytorch
+
+        from attnzoo.functional.sampling import ms_deform_sample, ms_deform_sample_portable
+
+        self.impl, self.shapes = impl, shapes
+        self.fn = {
+            "attnzoo": ms_deform_sample,
+            "attnzoo (gather form)": ms_deform_sample_portable,
+            "ultralytics": multi_scale_deformable_attn_pytorch,
+            "naive loop": naive_sample,
+        }[impl]
+        g = torch.Generator().manual_seed(4)
+        lk = len(shapes) * points
+        self.loc = nn.Parameter(torch.rand(2, queries, heads, lk, 2, generator=g) * 1.2 - 0.1)
+        self.logits = nn.Parameter(torch.randn(2, queries, heads, lk, generator=g))
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        b = value.shape[0]
+        return self.fn(value, self.shapes, self.loc[:b], torch.softmax(self.logits[:b], -1))
+
+
 def build(impl: str, channels: int, shapes: list[tuple[int, int]], heads: int, points: int) -> nn.Module:
     from ultralytics.nn.modules.transformer import MSDeformAttn
 
@@ -134,52 +161,65 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     shapes = [(int(s), int(s)) for s in a.levels.split(",")]
+    n = sum(h * w for h, w in shapes)
+    value = torch.randn(a.batch, n, a.heads, a.channels // a.heads, generator=torch.Generator().manual_seed(5))
     if a.child:
         spec = json.loads(a.child)
-        m, x = build(spec["impl"], a.channels, shapes, a.heads, a.points), tokens(a.channels, shapes, a.batch)
+        if spec.get("kernel"):
+            m, x = Kernel(spec["impl"], shapes, a.heads, a.points, n), value
+        else:
+            m, x = build(spec["impl"], a.channels, shapes, a.heads, a.points), tokens(a.channels, shapes, a.batch)
         run_once(m.train(), x, True)
         report_peak(lambda: run_once(m, x, True))
         return
 
     x = tokens(a.channels, shapes, a.batch)
-    cases = {impl: (build(impl, a.channels, shapes, a.heads, a.points), x) for impl in IMPLS}
-    with torch.no_grad():
-        want = cases["ultralytics"][0](x)
-        for impl, (m, _) in cases.items():
-            torch.testing.assert_close(m(x), want, atol=5e-5, rtol=1e-4, msg=lambda s, i=impl: f"{i}: {s}")
-    fwd = time_interleaved(cases, False, a.repeats)
-    bwd = time_interleaved(cases, True, a.repeats)
-    child_args = ["--channels", str(a.channels), "--levels", a.levels, "--heads", str(a.heads)]
-    child_args += ["--points", str(a.points), "--batch", str(a.batch), "--threads", str(a.threads)]
+    argv = list(sys.argv)  # the command, for the results header (the children get their own arguments)
     # glibc's dynamic mmap threshold makes the resident peak depend on the allocation history (±15 % between
     # identical runs); fixed at 64 KiB, every tensor buffer is mapped and unmapped, and the peak tracks live tensors
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
-    peak = {}
-    for impl in IMPLS:
-        sys.argv[1:] = child_args  # the child re-parses the same case
-        peak[impl] = child_peak_bytes(__file__, {"impl": impl})
-    n = sum(h * w for h, w in shapes)
+    child_args = ["--channels", str(a.channels), "--levels", a.levels, "--heads", str(a.heads)]
+    child_args += ["--points", str(a.points), "--batch", str(a.batch), "--threads", str(a.threads)]
     case = f"B={a.batch}, C={a.channels}, {a.heads} heads, {a.points} points, levels {a.levels} (Q = N = {n})"
-    base = "ultralytics"
-    lines = [
-        f"{case}; ratio = row / Ultralytics MSDeformAttn (and / naive loop)",
-        "",
-        "| implementation | fwd (CPU ms) | ratio | fwd+bwd (CPU ms) | ratio | peak fwd+bwd | ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for impl in IMPLS:
-
-        def r(d: dict, i: str = impl) -> str:
-            return f"{d[i] / d[base]:.2f} ({d[i] / d['naive loop']:.2f})"
-
+    lines = [f"{case}; ratio = row / Ultralytics (and / naive loop)"]
+    for part in ("attention core (projections + sampling)", "sampling kernel alone"):
+        kernel = part.startswith("sampling")
+        if kernel:
+            cases = {impl: (Kernel(impl, shapes, a.heads, a.points, n), value) for impl in IMPLS}
+        else:
+            cases = {impl: (build(impl, a.channels, shapes, a.heads, a.points), x) for impl in IMPLS}
+        with torch.no_grad():
+            want = cases["ultralytics"][0](cases["ultralytics"][1])
+            for impl, (m, inp) in cases.items():
+                torch.testing.assert_close(m(inp), want, atol=5e-5, rtol=1e-4, msg=lambda s, i=impl: f"{i}: {s}")
+        fwd = time_interleaved(cases, False, a.repeats)
+        bwd = time_interleaved(cases, True, a.repeats)
+        peak = {}
+        for impl in IMPLS:
+            sys.argv[1:] = child_args  # the child re-parses the same case
+            peak[impl] = child_peak_bytes(__file__, {"impl": impl, "kernel": kernel})
+        base = "ultralytics"
+        lines += [
+            "",
+            f"{part}:",
+            "",
+            "| implementation | fwd (CPU ms) | ratio | fwd+bwd (CPU ms) | ratio | peak fwd+bwd | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
         f_cpu = {k: v[1] for k, v in fwd.items()}
         b_cpu = {k: v[1] for k, v in bwd.items()}
-        lines.append(
-            f"| {impl} | {f_cpu[impl] * 1e3:.2f} | {r(f_cpu)} | {b_cpu[impl] * 1e3:.2f} | {r(b_cpu)} | "
-            f"{fmt_bytes(peak[impl])} | {r(peak)} |"
-        )
+        for impl in IMPLS:
+
+            def r(d: dict, i: str = impl) -> str:
+                return f"{d[i] / d[base]:.2f} ({d[i] / d['naive loop']:.2f})"
+
+            lines.append(
+                f"| {impl} | {f_cpu[impl] * 1e3:.2f} | {r(f_cpu)} | {b_cpu[impl] * 1e3:.2f} | {r(b_cpu)} | "
+                f"{fmt_bytes(peak[impl])} | {r(peak)} |"
+            )
     body = "\n".join(lines)
     print(body)
+    sys.argv[:] = argv
     if a.output:
         append_section(a.output, "ms_deform_attn against Ultralytics MSDeformAttn and a naive loop", body)
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["sinusoidal_table", "grid_table", "SINCOS_ORDERS", "sincos_2d_table"]
+__all__ = ["sinusoidal_table", "grid_table", "SINCOS_ORDERS", "sincos_2d_table", "detr_sine_table"]
 
 #: Position layouts of :func:`sincos_2d_table`.
 SINCOS_ORDERS = ("xy", "yx", "rtdetr")
@@ -76,3 +76,38 @@ def sincos_2d_table(
     ax, ay = x.to(work)[:, None] * omega, y.to(work)[:, None] * omega
     blocks = [ax.sin(), ax.cos(), ay.sin(), ay.cos()] if order != "yx" else [ay.sin(), ay.cos(), ax.sin(), ax.cos()]
     return torch.cat(blocks, 1).to(dtype)
+
+
+def detr_sine_table(
+    h: int,
+    w: int,
+    channels: int,
+    temperature: float = 10000.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Deformable DETR's normalised 2-D sine positions of an H×W map, flattened row-major: (H·W)×C.
+
+    With F = C/2 features per axis, ``ŷ = (y + 0.5) / (H + 1e-6) · 2π`` for rows y = 0 … H−1 (the official
+    ``(cumsum − 0.5) / (last + eps) · scale``; likewise x̂) and ``t_i = T^(2⌊i/2⌋/F)``, the row's features are
+    ``[sin(ŷ/t_0), cos(ŷ/t_1), sin(ŷ/t_2), …]`` followed by the same of x̂ (``PositionEmbeddingSine(normalize=True)``
+    of Deformable DETR).  C must be a multiple of 4.  Computed in float64.
+    """
+    if channels % 4 != 0 or channels <= 0:
+        raise ValueError(f"detr_sine_table: channels must be a positive multiple of 4 (C/2 per axis), got {channels}")
+    work = torch.float64 if torch.device(device or "cpu").type in ("cpu", "cuda") else torch.float32
+    f = channels // 2
+    dim_t = temperature ** (2 * (torch.arange(f, dtype=work, device=device) // 2) / f)
+    ys = (torch.arange(h, dtype=work, device=device) + 0.5) / (h + 1e-6) * (2 * math.pi)
+    xs = (torch.arange(w, dtype=work, device=device) + 0.5) / (w + 1e-6) * (2 * math.pi)
+
+    def feats(p: torch.Tensor) -> torch.Tensor:
+        a = p[:, None] / dim_t
+        return torch.stack([a[:, 0::2].sin(), a[:, 1::2].cos()], 2).flatten(1)  # n×F, sin / cos interleaved
+
+    fy, fx = feats(ys), feats(xs)
+    return (
+        torch.cat([fy[:, None, :].expand(h, w, f), fx[None, :, :].expand(h, w, f)], 2)
+        .reshape(h * w, channels)
+        .to(dtype)
+    )

@@ -7,6 +7,7 @@ from .clo_attention import CloAttention
 from .dcnv2 import ModulatedDeformConv
 from .deformable_attention import DeformableAttention
 from .irmb import InvertedResidualMobileBlock
+from .ms_deform_attn import DeformableEncoderLayer
 from .multipole import MultipoleAttention
 from .neighborhood import NeighborhoodAttention
 from .outlook import OutlookAttention
@@ -18,6 +19,7 @@ __all__ = [
     "BiLevelRoutingAttention",
     "CloAttention",
     "DeformableAttention",
+    "DeformableEncoderLayer",
     "InvertedResidualMobileBlock",
     "LocalWindowAttention",
     "ModulatedDeformConv",

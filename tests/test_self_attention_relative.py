@@ -152,3 +152,63 @@ def test_lambda_layer_without_position_lambdas_is_the_content_closed_form():
 def test_lambda_layer_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="LambdaLayer"):
         attnzoo.create("lambda_layer", 8, **kwargs)
+
+
+def _mmcv_pair(**kwargs):
+    mmcv_cnn = require("mmcv.cnn", extra="dev")
+    torch.manual_seed(0)
+    peer = mmcv_cnn.GeneralizedAttention(256, **kwargs).double()
+    names = {"heads": "num_heads", "attn_type": "attention_type"}
+    m = attnzoo.create("generalized_attention", 256, **{k2: v for k2, v in _ours(kwargs, names).items()}).double()
+    torch.nn.init.normal_(peer.gamma)
+    state = {k: v for k, v in peer.state_dict().items() if k != "local_constraint_map"}
+    m.load_state_dict(state)
+    return m, peer
+
+
+def _ours(kwargs, names):
+    inverse = {v: k for k, v in names.items()}
+    return {inverse.get(k, k): v for k, v in kwargs.items()}
+
+
+@pytest.mark.faithful("generalized_attention")
+@pytest.mark.parametrize(
+    "kwargs,size",
+    [
+        ({}, (5, 7)),
+        ({"attention_type": "0101", "kv_stride": 1}, (4, 3)),  # E2 without E4: mmcv transposes q (see provenance)
+        ({"attention_type": "0011", "spatial_range": 1}, (6, 5)),
+        ({"attention_type": "1010", "q_stride": 2, "num_heads": 8}, (6, 4)),
+    ],
+)
+def test_generalized_attention_matches_mmcv(kwargs, size):
+    m, peer = _mmcv_pair(**kwargs)
+    x = _rand(2, 256, *size, seed=8)
+    torch.testing.assert_close(m(x), peer(x))
+
+
+@pytest.mark.faithful("generalized_attention")
+def test_generalized_attention_is_the_identity_at_init_at_any_channels():
+    m = attnzoo.create("generalized_attention", 10, spatial_range=2).double()  # mmcv fails at C = 10
+    x = _rand(1, 10, 7, 9, seed=9)
+    assert torch.equal(m(x), x)
+    with torch.no_grad():
+        m.gamma.fill_(1.0)
+    assert not torch.allclose(m(x), x)
+
+
+def test_generalized_attention_key_content_only_is_spatially_constant():
+    m = randomize(attnzoo.create("generalized_attention", 12, heads=3, attn_type="0010")).double()
+    x = _rand(2, 12, 5, 6, seed=10)
+    delta = m(x) - x
+    torch.testing.assert_close(delta, delta[:, :, :1, :1].expand_as(delta))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"heads": 0}, {"heads": 17}, {"attn_type": "0000"}, {"attn_type": "12"}, {"kv_stride": 0}, {"spatial_range": -2},
+     {"position_embedding_dim": 0}, {"position_magnitude": 0}],
+)
+def test_generalized_attention_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="GeneralizedAttention"):
+        attnzoo.create("generalized_attention", 16, **kwargs)

@@ -18,6 +18,8 @@ import torch.nn as nn
 from ..tracing import fx_leaf, is_tracing
 
 __all__ = [
+    "factorised_logits",
+    "factorised_mask",
     "relative_offset_tables",
     "relative_logits_2d",
     "relative_logit_mask",
@@ -58,6 +60,32 @@ def relative_offset_tables(
     )
 
 
+def factorised_logits(
+    q: torch.Tensor, t_h: torch.Tensor, t_w: torch.Tensor, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column logit factors of queries ``q``: B×heads×(h·w)×d (row-major positions) against per-pair
+    tables ``t_h``: …×h×h'×d (query row, key row) and ``t_w``: …×w×w'×d (query column, key column), the leading
+    axes broadcasting with ``heads`` (none, or ``heads``).
+
+    Returns ``a_h``: B×heads×h×w×h' (``q[y, x] · t_h[y, y']``) and ``a_w``: B×heads×h×w×w'
+    (``q[y, x] · t_w[x, x']``), by two broadcast matmuls (≤ 5 axes): the logit of key (y', x') is
+    ``a_h[…, y'] + a_w[…, x']``.
+    """
+    b, heads, _, d = q.shape
+    q5 = q.reshape(b, heads, h, w, d)
+    a_h = q5 @ t_h.transpose(-1, -2)  # per query row y: (w×d) @ (d×h')
+    a_w = (q5.transpose(2, 3) @ t_w.transpose(-1, -2)).transpose(2, 3)  # per query column x: (h×d) @ (d×w')
+    return a_h, a_w
+
+
+def factorised_mask(a_h: torch.Tensor, a_w: torch.Tensor) -> torch.Tensor:
+    """``a_h[…, y'] + a_w[…, x']`` as a B×heads×N×N' additive mask (keys row-major), through 5-axis views."""
+    b, heads, h, w, hk = a_h.shape
+    wk = a_w.shape[-1]
+    mask = a_h.reshape(b, heads, h * w, hk, 1) + a_w.reshape(b, heads, h * w, 1, wk)
+    return mask.reshape(b, heads, h * w, hk * wk)
+
+
 def relative_logits_2d(
     q: torch.Tensor, height_rel: torch.Tensor, width_rel: torch.Tensor, h: int, w: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,12 +94,8 @@ def relative_logits_2d(
     Returns ``a_h``: B×heads×h×w×h (``q[y, x] · R_h[y' − y]`` for key row y') and ``a_w``: B×heads×h×w×w
     (``q[y, x] · R_w[x' − x]`` for key column x'); the logit of key (y', x') is ``a_h[…, y'] + a_w[…, x']``.
     """
-    b, heads, _, d = q.shape
     t_h, t_w = relative_offset_tables(height_rel, width_rel, h, w)
-    q5 = q.reshape(b, heads, h, w, d)
-    a_h = q5 @ t_h.transpose(-1, -2)  # per row y: (w×d) @ (d×h)
-    a_w = (q5.transpose(2, 3) @ t_w.transpose(-1, -2)).transpose(2, 3)  # per column x: (h×d) @ (d×w)
-    return a_h, a_w
+    return factorised_logits(q, t_h, t_w, h, w)
 
 
 @fx_leaf
@@ -79,16 +103,11 @@ def relative_logit_mask(
     q: torch.Tensor, height_rel: torch.Tensor, width_rel: torch.Tensor, h: int, w: int, scale: float = 1.0
 ) -> torch.Tensor:
     """The B×heads×N×N additive mask ``scale · (a_h[…, y'] + a_w[…, x'])`` of :func:`relative_logits_2d` (N = h·w,
-    keys row-major), in q's dtype (float32 under autocast, where q is bfloat16 / float16: computed in float32,
-    then cast to the dtype SDPA receives)."""
-    b, heads, n, _ = q.shape
+    keys row-major); computed in float32 when q is bfloat16 / float16 (autocast), else in q's dtype."""
     work = q.float() if q.dtype in (torch.float16, torch.bfloat16) else q
-    hr, wr = height_rel.to(work.dtype), width_rel.to(work.dtype)
-    a_h, a_w = relative_logits_2d(work, hr, wr, h, w)
-    mask = a_h.reshape(b, heads, n, h, 1) + a_w.reshape(b, heads, n, 1, w)
-    if scale != 1.0:
-        mask = mask * scale
-    return mask.reshape(b, heads, n, n)
+    a_h, a_w = relative_logits_2d(work, height_rel.to(work.dtype), width_rel.to(work.dtype), h, w)
+    mask = factorised_mask(a_h, a_w)
+    return mask * scale if scale != 1.0 else mask
 
 
 def init_relative_tables(height_rel: nn.Parameter, width_rel: nn.Parameter, std: float, trunc: bool) -> None:

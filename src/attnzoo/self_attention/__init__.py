@@ -14,6 +14,7 @@ from .danet import DANetAttention, DANetChannelAttention, DANetPositionAttention
 from .double_attention import DoubleAttention
 from .efficient_self_attention import EfficientSelfAttention
 from .external_attention import ExternalAttention
+from .generalized_attention import GeneralizedAttention
 from .global_attention import GlobalAttention
 from .halo import HaloAttention
 from .lambda_layer import LambdaLayer
@@ -42,6 +43,7 @@ __all__ = [
     "DoubleAttention",
     "EfficientSelfAttention",
     "ExternalAttention",
+    "GeneralizedAttention",
     "GlobalAttention",
     "HaloAttention",
     "LambdaLayer",

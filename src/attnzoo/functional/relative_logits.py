@@ -105,9 +105,10 @@ def relative_logit_mask(
     """The B×heads×N×N additive mask ``scale · (a_h[…, y'] + a_w[…, x'])`` of :func:`relative_logits_2d` (N = h·w,
     keys row-major); computed in float32 when q is bfloat16 / float16 (autocast), else in q's dtype."""
     work = q.float() if q.dtype in (torch.float16, torch.bfloat16) else q
+    if scale != 1.0:  # on the N×d queries, not on the N×N mask
+        work = work * scale
     a_h, a_w = relative_logits_2d(work, height_rel.to(work.dtype), width_rel.to(work.dtype), h, w)
-    mask = factorised_mask(a_h, a_w)
-    return mask * scale if scale != 1.0 else mask
+    return factorised_mask(a_h, a_w)
 
 
 def init_relative_tables(height_rel: nn.Parameter, width_rel: nn.Parameter, std: float, trunc: bool) -> None:

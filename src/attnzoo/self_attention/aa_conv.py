@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 
 from ..capture import capture_target
-from ..functional.relative_logits import check_relative_input, init_relative_tables, relative_logit_mask
-from ..layers import AttnModule, attention, check_arg, check_nchw, non_negative_int, odd_kernel, positive_int
+from ..functional.relative_logits import check_relative_input, init_relative_tables
+from ..layers import AttnModule, check_arg, check_nchw, non_negative_int, odd_kernel, positive_int
 from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
-from .bot_mhsa import check_max_size
+from .bot_mhsa import check_max_size, relative_self_attention
 
 __all__ = ["AAConv"]
 
@@ -115,15 +115,11 @@ class AAConv(AttnModule):
             assert self.conv is not None
             return self.conv(x)
         x = check_relative_input(x, self.max_size, self.owner)
-        b, _, h, w = x.shape
-        heads, d = self.heads, self.dim_head
-        dvh = self.value_channels // heads
-        q, k, v = self.qkv(x).flatten(2).split((heads * d, heads * d, heads * dvh), 1)
-        q, k = (t.reshape(b, heads, d, h * w).transpose(-1, -2) for t in (q, k))
-        v = v.reshape(b, heads, dvh, h * w).transpose(-1, -2)
-        mask = relative_logit_mask(q, self.height_rel, self.width_rel, h, w, self.scale)
-        att = attention(q, k, v, mask=mask.to(q.dtype), scale=self.scale, module=capture_target(self))
-        att = self.proj(att.transpose(-1, -2).reshape(b, self.value_channels, h, w))
+        widths = (self.heads, self.dim_head, self.value_channels // self.heads)
+        tables = (self.height_rel, self.width_rel)
+        # the paper scales q before both terms: the relative logits are scaled too
+        att = relative_self_attention(self.qkv(x), widths, tables, self.scale, self.scale, capture_target(self))
+        att = self.proj(att)
         return att if self.conv is None else torch.cat([self.conv(x), att], 1)
 
     def extra_repr(self) -> str:

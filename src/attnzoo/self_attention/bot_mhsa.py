@@ -16,7 +16,7 @@ from ..layers import AttnModule, attention, check_arg, check_choice, check_nchw,
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
 
-__all__ = ["BoTMHSA", "check_max_size"]
+__all__ = ["BoTMHSA", "check_max_size", "relative_self_attention"]
 
 
 def check_max_size(max_size: object, owner: str) -> tuple[int, int]:
@@ -29,6 +29,27 @@ def check_max_size(max_size: object, owner: str) -> tuple[int, int]:
     )
     check_arg(ok, owner, "max_size", "a positive int or a pair (H, W) of positive ints", max_size)
     return (int(pair[0]), int(pair[1]))  # type: ignore[index]
+
+
+def relative_self_attention(
+    qkv: torch.Tensor,
+    widths: tuple[int, int, int],
+    tables: tuple[torch.Tensor, torch.Tensor],
+    scale: float,
+    pos_scale: float,
+    module: nn.Module | None,
+) -> torch.Tensor:
+    """Multi-head self-attention with 2-D relative logits on a B×(2·heads·d + heads·dv)×H×W map laid out
+    ``[q (all heads) | k | v]``: ``softmax(scale·q·kᵀ + pos_scale·q·(R_h[Δy] + R_w[Δx])) v`` → B×(heads·dv)×H×W.
+    ``widths`` = (heads, d, dv), ``tables`` = (R_h, R_w); the relative logits are SDPA's additive float mask."""
+    heads, d, dv = widths
+    b, _, h, w = qkv.shape
+    q, k, v = qkv.flatten(2).split((heads * d, heads * d, heads * dv), 1)
+    q, k = (t.reshape(b, heads, d, h * w).transpose(-1, -2) for t in (q, k))
+    v = v.reshape(b, heads, dv, h * w).transpose(-1, -2)
+    mask = relative_logit_mask(q, tables[0], tables[1], h, w, pos_scale)
+    out = attention(q, k, v, mask=mask.to(q.dtype), scale=scale, module=module)
+    return out.transpose(-1, -2).reshape(b, heads * dv, h, w)
 
 
 @register(
@@ -105,15 +126,10 @@ class BoTMHSA(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_relative_input(check_nchw(x, self.channels, self.owner), self.max_size, self.owner)
-        b, _, h, w = x.shape
-        heads, d, dv = self.heads, self.dim_head, self.dim_head_v
-        q, k, v = self.qkv(x).flatten(2).split((heads * d, heads * d, heads * dv), 1)
-        q, k = (t.reshape(b, heads, d, h * w).transpose(-1, -2) for t in (q, k))
-        v = v.reshape(b, heads, dv, h * w).transpose(-1, -2)
         pos_scale = self.scale if self.scale_pos_embed else 1.0
-        mask = relative_logit_mask(q, self.height_rel, self.width_rel, h, w, pos_scale)
-        out = attention(q, k, v, mask=mask.to(q.dtype), scale=self.scale, module=capture_target(self))
-        out = out.transpose(-1, -2).reshape(b, heads * dv, h, w)
+        widths = (self.heads, self.dim_head, self.dim_head_v)
+        tables = (self.height_rel, self.width_rel)
+        out = relative_self_attention(self.qkv(x), widths, tables, self.scale, pos_scale, capture_target(self))
         if self.stride == 2:
             out = F.avg_pool2d(out, 2, 2, ceil_mode=True)
         return out

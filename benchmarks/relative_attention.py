@@ -70,7 +70,7 @@ def build(name: str, c: int, s: int) -> tuple[nn.Module, nn.Module | None, str]:
         m = attnzoo.create(name, c)
         m.load_state_dict(peer.state_dict())
         return m, peer, "mmcv GeneralizedAttention"
-    return attnzoo.create(name, c), None, "none"
+    return attnzoo.create(name, c, max_size=(56, 56)), None, "none"  # aa_conv
 
 
 def child(spec: dict) -> None:

@@ -16,7 +16,7 @@ from ..layers import AttnModule, attention, check_arg, check_choice, check_nchw,
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
 
-__all__ = ["BoTMHSA", "check_max_size", "relative_self_attention"]
+__all__ = ["BoTMHSA", "check_max_size", "relative_self_attention", "stride_pool"]
 
 
 def check_max_size(max_size: object, owner: str) -> tuple[int, int]:
@@ -29,6 +29,12 @@ def check_max_size(max_size: object, owner: str) -> tuple[int, int]:
     )
     check_arg(ok, owner, "max_size", "a positive int or a pair (H, W) of positive ints", max_size)
     return (int(pair[0]), int(pair[1]))  # type: ignore[index]
+
+
+def stride_pool(out: torch.Tensor, stride: int) -> torch.Tensor:
+    """BoTNet's and the lambda layer's output stride: ``stride=2`` average-pools 2×2 in ceil mode (an odd last
+    row/column is averaged alone: any H×W ≥ 1); ``stride=1`` returns ``out``."""
+    return F.avg_pool2d(out, 2, 2, ceil_mode=True) if stride == 2 else out
 
 
 def relative_self_attention(
@@ -130,9 +136,7 @@ class BoTMHSA(AttnModule):
         widths = (self.heads, self.dim_head, self.dim_head_v)
         tables = (self.height_rel, self.width_rel)
         out = relative_self_attention(self.qkv(x), widths, tables, self.scale, pos_scale, capture_target(self))
-        if self.stride == 2:
-            out = F.avg_pool2d(out, 2, 2, ceil_mode=True)
-        return out
+        return stride_pool(out, self.stride)
 
     def extra_repr(self) -> str:
         return (

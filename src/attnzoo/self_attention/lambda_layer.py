@@ -16,6 +16,7 @@ from ..layers import AttnModule, check_arg, check_choice, check_nchw, odd_kernel
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
+from .bot_mhsa import stride_pool
 
 __all__ = ["LambdaLayer"]
 
@@ -100,10 +101,7 @@ class LambdaLayer(AttnModule):
         pos = F.conv2d(v, weight.repeat(dv, 1, 1, 1), bias.repeat(dv), padding=self.local_size // 2, groups=dv)
         pos = pos.reshape(b, dv, dk, n).permute(0, 3, 2, 1)  # B×N×k×v
         out = out + (q.permute(0, 3, 1, 2) @ pos).permute(0, 2, 3, 1)  # per position: (heads×k) @ (k×v)
-        out = out.reshape(b, heads * dv, h, w)
-        if self.stride == 2:
-            out = F.avg_pool2d(out, 2, 2, ceil_mode=True)
-        return out
+        return stride_pool(out.reshape(b, heads * dv, h, w), self.stride)
 
     def extra_repr(self) -> str:
         return (

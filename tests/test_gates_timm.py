@@ -1,0 +1,106 @@
+"""Faithfulness of timm's remaining attention types and two small gates: ceca (timm ``CecaModule``), lcbam (timm
+``LightCbamModule``), parnet_sse (ParNet's skip-squeeze-excitation, the formula written out), splat (timm
+``SplitAttn``), epsa, bat (timm ``BatNonLocalAttn``) and scsa."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attnzoo
+from helpers import randomize, require
+
+timm_layers = require("timm.layers")
+
+
+def x_input(c=16, h=7, w=5, b=2, seed=0, dtype=torch.float64):
+    return torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------------- ceca
+
+
+@pytest.mark.faithful("ceca")
+@pytest.mark.parametrize("channels", [3, 64])
+def test_ceca_matches_timm_and_is_roll_equivariant(channels):
+    m = randomize(attnzoo.create("ceca", channels)).double().eval()
+    peer = timm_layers.CecaModule(channels).double().eval()
+    assert peer.conv.weight.shape == m.conv.weight.shape  # the same kernel rule ψ(C)
+    peer.conv.weight.data.copy_(m.conv.weight)
+    x = x_input(channels)
+    torch.testing.assert_close(m(x), peer(x))
+    # rolling the input's channels rolls the output's: the channel axis is a ring
+    for r in (1, channels - 1):
+        torch.testing.assert_close(m(x.roll(r, 1)), m(x).roll(r, 1))
+    # zero-padded ECA with the same taps is not equivariant (its two end channels see zeros)
+    eca = attnzoo.create("eca", channels).double().eval()
+    eca.conv.weight.data.copy_(m.conv.weight)
+    assert not torch.allclose(eca(x.roll(1, 1)), eca(x).roll(1, 1))
+
+
+def test_ceca_kernel_wider_than_the_ring_wraps_around():
+    m = randomize(attnzoo.create("ceca", 2, kernel_size=7)).double().eval()
+    x = x_input(2)
+    w = m.conv.weight.view(7)
+    s = x.mean((2, 3))
+    # tap j reads channel (i + j − 3) mod C
+    y = torch.stack([sum(w[j] * s[:, (i + j - 3) % 2] for j in range(7)) for i in range(2)], dim=1)
+    torch.testing.assert_close(m(x), x * torch.sigmoid(y)[:, :, None, None])
+
+
+# ---------------------------------------------------------------------------------------------------- lcbam
+
+
+def _lcbam_to_timm(m):
+    peer = timm_layers.cbam.LightCbamModule(m.channels, rd_channels=m.fc1.out_channels)
+    sd = m.state_dict()
+    theirs = {"channel.fc1.weight": sd["fc1.weight"], "channel.fc2.weight": sd["fc2.weight"]}
+    theirs.update(
+        {"spatial.conv.conv." + k[len("spatial.conv.") :]: v for k, v in sd.items() if k.startswith("spatial.conv.")}
+    )
+    theirs.update(
+        {"spatial.conv.bn." + k[len("spatial.bn.") :]: v for k, v in sd.items() if k.startswith("spatial.bn.")}
+    )
+    peer.load_state_dict(theirs)
+    return peer
+
+
+@pytest.mark.faithful("lcbam")
+@pytest.mark.parametrize("channels, size", [(24, (7, 5)), (64, (1, 1))])
+def test_lcbam_matches_timm(channels, size):
+    m = randomize(attnzoo.create("lcbam", channels)).double().eval()
+    assert m.fc1.out_channels == timm_layers.cbam.LightCbamModule(channels).channel.fc1.out_channels  # ⌊C/16 + ½⌋
+    peer = _lcbam_to_timm(m).double().eval()
+    x = x_input(channels, *size)
+    torch.testing.assert_close(m(x), peer(x))
+
+
+def test_lcbam_train_mode_matches_timm():
+    torch.manual_seed(0)
+    m = randomize(attnzoo.create("lcbam", 16)).double().train()
+    peer = _lcbam_to_timm(m).double().train()
+    x = x_input(16)
+    torch.testing.assert_close(m(x), peer(x))
+    torch.testing.assert_close(m.spatial.bn.running_mean, peer.spatial.conv.bn.running_mean)
+
+
+# ----------------------------------------------------------------------------------------------- parnet_sse
+
+
+@pytest.mark.faithful("parnet_sse")
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_parnet_sse_formula(mode):
+    m = randomize(attnzoo.create("parnet_sse", 8)).double()
+    m.train(mode == "train")
+    x = x_input(8)
+    bn = m.bn
+    if mode == "train":
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    u = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + bn.eps) * bn.weight[:, None, None]
+    u = u + bn.bias[:, None, None]
+    gate = torch.sigmoid(F.conv2d(u.mean((2, 3), keepdim=True), m.fc.weight, m.fc.bias))  # C → C, no reduction
+    torch.testing.assert_close(m(x), u * gate)
+    assert m.fc.weight.shape == (8, 8, 1, 1)

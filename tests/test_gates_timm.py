@@ -104,3 +104,53 @@ def test_parnet_sse_formula(mode):
     gate = torch.sigmoid(F.conv2d(u.mean((2, 3), keepdim=True), m.fc.weight, m.fc.bias))  # C → C, no reduction
     torch.testing.assert_close(m(x), u * gate)
     assert m.fc.weight.shape == (8, 8, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------------- splat
+
+
+def _splat_to_timm(m, rd_channels=None):
+    peer = timm_layers.SplitAttn(
+        m.channels,
+        kernel_size=m.kernel_size,
+        radix=m.radix,
+        groups=m.groups,
+        rd_channels=rd_channels,
+        norm_layer=torch.nn.BatchNorm2d,
+    )
+    sd = {k.replace("conv.conv.", "conv.").replace("conv.norm.", "bn0."): v for k, v in m.state_dict().items()}
+    peer.load_state_dict(sd)
+    return peer
+
+
+@pytest.mark.faithful("splat")
+@pytest.mark.parametrize("channels, radix, groups", [(64, 2, 1), (32, 4, 2), (16, 1, 1)])
+def test_splat_matches_timm(channels, radix, groups):
+    """C·R/4 a multiple of 8 (or at most 32): the official width max(C·R/4, 32) equals timm's make_divisible."""
+    m = randomize(attnzoo.create("splat", channels, radix=radix, groups=groups)).double()
+    peer = _splat_to_timm(m).double()
+    assert peer.fc1.out_channels == m.fc1.out_channels
+    x = x_input(channels)
+    for mode in (False, True):  # eval, then train (batch statistics in both BNs)
+        m.train(mode), peer.train(mode)
+        torch.testing.assert_close(m(x), peer(x))
+
+
+def test_splat_inner_width_is_the_official_rule_where_timm_rounds():
+    """C = 72, R = 2: official max(72·2/4, 32) = 36; timm rounds to 40 (a multiple of 8).  With timm told the
+    width (its rd_channels is per split: 36 / R), the two compute the same."""
+    m = randomize(attnzoo.create("splat", 72)).double().eval()
+    assert m.fc1.out_channels == 36 and timm_layers.SplitAttn(72, radix=2).fc1.out_channels == 40
+    peer = _splat_to_timm(m, rd_channels=18).double().eval()
+    x = x_input(72, 3, 4)
+    torch.testing.assert_close(m(x), peer(x))
+    with attnzoo.capture_attention(m) as maps:
+        m(x)
+    torch.testing.assert_close(maps[""]["radix_weights"].sum(1), torch.ones(2, 72, 1, 1, dtype=torch.float64))
+
+
+def test_splat_rejects_groups_that_do_not_divide():
+    with pytest.raises(ValueError, match="SplitAttention: groups must be .*dividing channels=64"):
+        attnzoo.create("splat", 64, groups=3)
+    with pytest.raises(ValueError, match="SplitAttention: groups must be a divisor of hidden_channels"):
+        attnzoo.create("splat", 48, groups=3, radix=1, hidden_channels=8)

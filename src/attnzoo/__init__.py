@@ -28,6 +28,7 @@ from .channel import (
     MultiSpectralAttention,
     ParNetSSE,
     SelectiveKernel,
+    SplitAttention,
     SqueezeExcite,
 )
 from .fusion import (
@@ -193,6 +194,7 @@ __all__ = [
     "SpatialGroupEnhance",
     "SpatialSelfAttention",
     "SPDConv",
+    "SplitAttention",
     "SqueezeExcite",
     "TransformerEncoder",
     "TransformerEncoderLayer",

@@ -12,6 +12,7 @@ from .parnet_sse import ParNetSSE
 from .scse import SCSE
 from .se import SqueezeExcite
 from .sk import SelectiveKernel
+from .splat import SplitAttention
 
 __all__ = [
     "SCSE",
@@ -25,6 +26,7 @@ __all__ = [
     "MultiSpectralAttention",
     "ParNetSSE",
     "SelectiveKernel",
+    "SplitAttention",
     "SqueezeExcite",
 ]
 # </generated>

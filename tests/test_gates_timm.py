@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import attnzoo
 from helpers import randomize, require
+from reference.epsa import epsa_reference
 
 timm_layers = require("timm.layers")
 
@@ -154,3 +155,47 @@ def test_splat_rejects_groups_that_do_not_divide():
         attnzoo.create("splat", 64, groups=3)
     with pytest.raises(ValueError, match="SplitAttention: groups must be a divisor of hidden_channels"):
         attnzoo.create("splat", 48, groups=3, radix=1, hidden_channels=8)
+
+
+# ----------------------------------------------------------------------------------------------------- epsa
+
+
+@pytest.mark.faithful("epsa")
+@pytest.mark.parametrize(
+    "channels, kwargs",
+    [(64, {}), (16, {"groups": (1, 2, 4, 4), "reduction": 2, "shared_se": False, "order": "paper"})],
+)
+def test_epsa_matches_the_reference(channels, kwargs):
+    m = randomize(attnzoo.create("epsa", channels, **kwargs)).double().eval()
+    x = x_input(channels, 6, 5)
+    with attnzoo.capture_attention(m) as maps:
+        out = m(x)
+    torch.testing.assert_close(out, epsa_reference(m, x))
+    a = maps[""]["branch_weights"]  # B×S×(C/S)×1×1: sums to 1 over the branches, per channel
+    torch.testing.assert_close(a.sum(1), torch.ones_like(a[:, 0]))
+    w = channels // 4
+    first = 3 if m.order == "official" else 0  # official order: channel block 0 is the 9×9 branch
+    torch.testing.assert_close(out[:, :w], m.convs[first](x) * a[:, first])
+
+
+@pytest.mark.parametrize("shared_se", [True, False])
+def test_epsa_registers_every_parameter(shared_se):
+    """State dict = S conv weights + (1 or S) SEs of 4 tensors; the parameter count by the formula."""
+    m = attnzoo.create("epsa", 256, shared_se=shared_se)
+    w, hidden = 64, 4
+    n_se = 1 if shared_se else 4
+    assert len(m.state_dict()) == 4 + 4 * n_se
+    convs = sum(256 * (w // g) * k * k for k, g in zip((3, 5, 7, 9), (1, 4, 8, 16)))
+    assert sum(p.numel() for p in m.parameters()) == convs + n_se * (2 * w * hidden + hidden + w)
+    assert all(p.grad is None for p in m.parameters())
+    m(torch.randn(1, 256, 3, 3)).sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_epsa_rejects_channels_the_branches_cannot_split():
+    with pytest.raises(ValueError, match="EPSA: channels must be a multiple of the number of branches"):
+        attnzoo.create("epsa", 30)
+    with pytest.raises(ValueError, match=r"EPSA: channels must be .*groups \(1, 4, 8, 16\) divide.*got 32"):
+        attnzoo.create("epsa", 32)  # branch width 8: groups 16 cannot divide it
+    with pytest.raises(ValueError, match="EPSA: groups must be one group count per kernel"):
+        attnzoo.create("epsa", 64, groups=(1, 4))

@@ -121,10 +121,10 @@ class EPSA(AttnModule):
     def branch_weights(self, branches: list[torch.Tensor]) -> torch.Tensor:
         """Softmax over the branches of their SE weights, B×S×(C/S), in kernel order."""
         pooled = torch.stack([spatial_mean(f, portable_form=False) for f in branches], dim=1)  # B×S×C/S
-        if isinstance(self.se, SEWeight):
-            z = self.se(pooled)
-        else:
+        if isinstance(self.se, nn.ModuleList):
             z = torch.stack([se(pooled[:, i]) for i, se in enumerate(self.se)], dim=1)
+        else:
+            z = self.se(pooled)
         return z.softmax(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -199,3 +199,42 @@ def test_epsa_rejects_channels_the_branches_cannot_split():
         attnzoo.create("epsa", 32)  # branch width 8: groups 16 cannot divide it
     with pytest.raises(ValueError, match="EPSA: groups must be one group count per kernel"):
         attnzoo.create("epsa", 64, groups=(1, 4))
+
+
+# ------------------------------------------------------------------------------------------------------ bat
+
+
+def _bat_to_timm(m):
+    from timm.layers.non_local_attn import BatNonLocalAttn
+
+    peer = BatNonLocalAttn(m.channels, block_size=m.block_size, groups=m.groups, drop_rate=0.0)
+    peer.load_state_dict({k.replace(".norm.", ".bn."): v for k, v in m.state_dict().items()})
+    return peer
+
+
+@pytest.mark.faithful("bat")
+@pytest.mark.parametrize("size", [(14, 21), (7, 7)])
+def test_bat_matches_timm_where_the_block_size_divides(size):
+    m = randomize(attnzoo.create("bat", 32)).double()
+    peer = _bat_to_timm(m).double()
+    x = x_input(32, *size)
+    for mode in (False, True):
+        m.train(mode), peer.train(mode)
+        torch.testing.assert_close(m(x), peer(x))
+
+
+def test_bat_any_size_is_the_padded_transform():
+    """H, W not multiples of k: x_l padded with zeros to multiples of k, transformed with P ⊗ I_t and Q ⊗ I_s
+    (Kronecker matrices built here, as timm does), cropped; the pools are PyTorch's adaptive bins."""
+    m = randomize(attnzoo.create("bat", 16, block_size=3, groups=1)).double().eval()
+    x = x_input(16, 5, 7)
+    xl = m.conv1(x)
+    p, q = m.ba.matrices(xl)  # B×1×3×3
+    xp = F.pad(xl, (0, 2, 0, 1))  # 6×9: t = 2 rows and s = 3 columns per block
+    big_p = torch.stack([torch.kron(p[b, 0], torch.eye(2, dtype=x.dtype)) for b in range(2)])[:, None]
+    big_q = torch.stack([torch.kron(q[b, 0], torch.eye(3, dtype=x.dtype)) for b in range(2)])[:, None]
+    y = (big_p @ xp @ big_q)[:, :, :5, :7]
+    torch.testing.assert_close(m(x), x + m.conv2(m.ba.conv2(y)))
+    # P's rows and Q's columns sum to 1
+    torch.testing.assert_close(p.sum(3), torch.ones_like(p.sum(3)))
+    torch.testing.assert_close(q.sum(2), torch.ones_like(q.sum(2)))

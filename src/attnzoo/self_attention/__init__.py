@@ -4,6 +4,7 @@
 from .aifi import AIFI
 from .area_attention import A2C2f, AreaAttention
 from .axial import AxialAttention
+from .bat import BATNonLocal
 from .cgnl import CompactGeneralizedNonLocal
 from .cot import ContextualTransformer
 from .criss_cross import CrissCrossAttention
@@ -27,6 +28,7 @@ __all__ = [
     "A2C2f",
     "AreaAttention",
     "AxialAttention",
+    "BATNonLocal",
     "CompactGeneralizedNonLocal",
     "ContextualTransformer",
     "CrissCrossAttention",

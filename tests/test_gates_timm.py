@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import attnzoo
 from helpers import randomize, require
 from reference.epsa import epsa_reference
+from reference.scsa import scsa_reference
 
 timm_layers = require("timm.layers")
 
@@ -238,3 +239,29 @@ def test_bat_any_size_is_the_padded_transform():
     # P's rows and Q's columns sum to 1
     torch.testing.assert_close(p.sum(3), torch.ones_like(p.sum(3)))
     torch.testing.assert_close(q.sum(2), torch.ones_like(q.sum(2)))
+
+
+# ----------------------------------------------------------------------------------------------------- scsa
+
+
+@pytest.mark.faithful("scsa")
+@pytest.mark.parametrize("size, floor_pool", [((14, 21), True), ((13, 11), False), ((1, 1), False)])
+def test_scsa_matches_the_official_computation(size, floor_pool):
+    """Official defaults (heads 8, window 7, kernels 3/5/7/9); the official floor pooling where 7 divides H and W,
+    partial windows averaged over their valid pixels elsewhere (the official code drops them, and fails below 7)."""
+    m = randomize(attnzoo.create("scsa", 32)).double().eval()
+    assert (m.heads, m.window_size, m.kernels) == (8, 7, (3, 5, 7, 9))
+    x = x_input(32, *size)
+    with attnzoo.capture_attention(m) as maps:
+        out = m(x)
+    torch.testing.assert_close(out, scsa_reference(m, x, floor_pool=floor_pool))
+    attn = maps[""]["attn"]  # B×heads×d×d channel-to-channel attention, rows sum to 1
+    assert attn.shape == (2, 8, 4, 4)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(2, 8, 4, dtype=torch.float64))
+
+
+def test_scsa_rejects_channels_it_cannot_group():
+    with pytest.raises(ValueError, match="SCSA: channels must be a multiple of 4"):
+        attnzoo.create("scsa", 18, heads=2)
+    with pytest.raises(ValueError, match="SCSA: heads must be a divisor of channels=36"):
+        attnzoo.create("scsa", 36)

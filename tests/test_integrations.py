@@ -422,7 +422,7 @@ def test_fx_and_jit_trace_of_model_with_inserted_modules():
 
 
 NEW_GATES = ["gc", "ese", "ge", "fca", "gct", "scse", "simam", "ema", "shuffle_attention", "sge", "bam", "polarized",
-             "gam", "ela", "caa", "lka", "lska", "lsk", "ceca", "lcbam", "parnet_sse", "splat", "epsa", "bat"]
+             "gam", "ela", "caa", "lka", "lska", "lsk", "ceca", "lcbam", "parnet_sse", "splat", "epsa", "bat", "scsa"]
 
 
 @pytest.mark.parametrize("name", NEW_GATES)

@@ -94,6 +94,7 @@ from .sequence import (
 from .spatial import (
     BAM,
     CBAM,
+    SCSA,
     CBAMChannelGate,
     CBAMSpatialGate,
     ContextAnchorAttention,
@@ -123,6 +124,7 @@ __all__ = [
     "FAMILIES",
     "LAYOUTS",
     "PSA",
+    "SCSA",
     "SCSE",
     "A2C2f",
     "AdaptiveSpatialFeatureFusion",

@@ -12,6 +12,7 @@ from .lka import LargeKernelAttention
 from .lsk import LargeSelectiveKernel
 from .lska import LargeSeparableKernelAttention
 from .polarized import PolarizedSelfAttention
+from .scsa import SCSA
 from .sge import SpatialGroupEnhance
 from .shuffle_attention import ShuffleAttention
 from .simam import SimAM
@@ -20,6 +21,7 @@ from .triplet import TripletAttention
 __all__ = [
     "BAM",
     "CBAM",
+    "SCSA",
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ContextAnchorAttention",

@@ -99,8 +99,9 @@ class SCSA(AttnModule):
         """The four depthwise convs on the four channel quarters of B×C×L, as one depthwise conv: each kernel
         zero-padded to the largest (the same values as four convs with their own ``k // 2`` padding)."""
         kmax = max(self.kernels)
-        w = torch.cat([F.pad(c.weight, ((kmax - k) // 2, (kmax - k) // 2)) for c, k in zip(self.dwcs, self.kernels)])
-        b = torch.cat([c.bias for c in self.dwcs if c.bias is not None])
+        convs: list[nn.Conv1d] = list(self.dwcs)  # type: ignore[arg-type]
+        w = torch.cat([F.pad(c.weight, ((kmax - k) // 2, (kmax - k) // 2)) for c, k in zip(convs, self.kernels)])
+        b = torch.cat([c.bias for c in convs if c.bias is not None])
         return F.conv1d(s, w, b, padding=kmax // 2, groups=self.channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

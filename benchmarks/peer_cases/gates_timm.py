@@ -1,12 +1,15 @@
-"""Peer rows for ceca, lcbam, parnet_sse, splat and epsa (and bat / scsa when registered).
+"""Peer rows for ceca, lcbam, parnet_sse, splat, epsa, bat and scsa.
 
-Peers that ship them: timm (``CecaModule``, ``LightCbamModule``, ``SplitAttn``; same math, weights copied).
+Peers that ship them: timm (``CecaModule``, ``LightCbamModule``, ``SplitAttn``, ``BatNonLocalAttn``; same math,
+weights copied; BAT at sizes 7 divides, its dropout set to attnzoo's 0).
 fightingcv-attention (External-Attention's PyPI copy) ships ``ParNetAttention`` (the whole three-branch ParNet
 block; its SSE branch has no BN: the row runs that branch alone, another function) and ``PSA`` (another
 computation than EPSANet's: it splits the input channels, no conv groups, one SE per branch; its parameters are
 unregistered and it writes into its input in place, so fwd+bwd with an input gradient fails).  No installed
 package ships EPSANet's own ``PSAModule`` or ParNet's SSE with its BN: the "official" rows run the official
-forward (written from the official code's structure, attnzoo's weights), as the ``ema`` row of gates_channel.
+forward (written from the official code's structure, attnzoo's weights), as the ``ema`` row of gates_channel;
+likewise SCSA (no installed package ships it; the official class needs mmcv / mmengine): its official forward at
+sizes 7 divides (AvgPool2d(7) floors), einops' rearrange written as reshapes.
 
 Shapes: 8×256×28×28 and 2×64×56×56 against the peers; 2×256×112×112 for the gate floor of the three new gates
 (forward time over one ``x * s`` pass).
@@ -79,6 +82,33 @@ class OfficialPSA(nn.Module):
         return out
 
 
+class OfficialSCSA(nn.Module):
+    """SCSA's official forward: four depthwise Conv1d on the channel quarters (rows, then columns), GroupNorm,
+    sigmoid; AvgPool2d(7); GroupNorm(1); depthwise q/k/v convs; per-head d×d attention over all pooled positions
+    (explicit softmax); attn @ v; the mean over positions; sigmoid."""
+
+    def __init__(self, a: nn.Module) -> None:
+        super().__init__()
+        self.m = copy.deepcopy(a)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.m
+        b, c, h, w = x.shape
+        gc = c // 4
+
+        def smsa(s: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+            parts = torch.split(s, gc, dim=1)
+            return torch.sigmoid(norm(torch.cat([conv(p) for conv, p in zip(m.dwcs, parts)], dim=1)))
+
+        x = x * smsa(x.mean(3), m.norm_h).view(b, c, h, 1) * smsa(x.mean(2), m.norm_w).view(b, c, 1, w)
+        y = m.norm(F.avg_pool2d(x, m.window_size, m.window_size))
+        heads, d = m.heads, c // m.heads
+        q, k, v = (conv(y).reshape(b, heads, d, -1) for conv in (m.q, m.k, m.v))
+        attn = (q @ k.transpose(-2, -1) * d**-0.5).softmax(dim=-1)
+        out = (attn @ v).reshape(b, c, -1).mean(-1)
+        return torch.sigmoid(out)[:, :, None, None] * x
+
+
 def _rows(tag: str, shape: tuple[int, ...]) -> list[Comparison]:
     b, c, h, w = shape
     cfg = f"{b}×{c}×{h}×{w}"
@@ -113,6 +143,14 @@ def _rows(tag: str, shape: tuple[int, ...]) -> list[Comparison]:
     def epsa_fcv(a: nn.Module) -> tuple[nn.Module, None]:
         return fcv("PSA", "PSA")(c, reduction=4), None
 
+    def bat_timm(a: nn.Module) -> tuple[nn.Module, nn.Module]:
+        p = timm_layer("non_local_attn", "BatNonLocalAttn")(c, drop_rate=0.0)
+        p.load_state_dict({key.replace(".norm.", ".bn."): v for key, v in a.state_dict().items()})
+        return p, a
+
+    def scsa_official(a: nn.Module) -> tuple[nn.Module, nn.Module]:
+        return OfficialSCSA(a), a
+
     k = timm_layer("eca", "CecaModule")(channels=c).conv.weight.shape[-1]
     return [
         Comparison(f"ceca_{tag}", "ceca", f"{cfg}, k = ψ({c}) = {k}", az("ceca", c), inp,
@@ -131,6 +169,11 @@ def _rows(tag: str, shape: tuple[int, ...]) -> list[Comparison]:
                          "same math"),
                     Impl("fightingcv", epsa_fcv, False, "PSA(reduction=4): another computation (input channels "
                          "split, no groups, per-branch SE, unregistered parameters, writes into its input)")]),
+        Comparison(f"bat_{tag}", "bat", f"{cfg}, block 7, groups 2", az("bat", c), inp,
+                   [Impl("timm", bat_timm, True, "BatNonLocalAttn(drop_rate=0): same math (7 divides H and W)")]),
+        Comparison(f"scsa_{tag}", "scsa", f"{cfg}, heads 8, window 7", az("scsa", c), inp,
+                   [Impl("official", scsa_official, True, "SCSA's official forward (AvgPool2d(7), explicit "
+                         "softmax, the four Conv1d separately): same math (7 divides H and W)")]),
     ]
 
 

@@ -9,7 +9,7 @@ import torch
 
 from ..capture import record
 from ..functional.gating import SPATIAL_MEAN_FORM
-from ..layers import PooledBatchNorm2d, check_nchw
+from ..layers import PooledBatchNorm2d, check_nchw, inplace_ok
 from ..registry import register
 from .ese import EffectiveSqueezeExcite
 
@@ -52,4 +52,4 @@ class ParNetSSE(EffectiveSqueezeExcite):
         u = self.bn(check_nchw(x, self.channels, self.owner))
         gate = self.gate_map(u)
         record(self, "gate", gate)
-        return u * gate
+        return u.mul_(gate) if inplace_ok() else u * gate  # u is this module's own BN output

@@ -182,14 +182,14 @@ def test_epsa_matches_the_reference(channels, kwargs):
 @pytest.mark.parametrize("shared_se", [True, False])
 def test_epsa_registers_every_parameter(shared_se):
     """State dict = S conv weights + (1 or S) SEs of 4 tensors; the parameter count by the formula."""
-    m = attnzoo.create("epsa", 256, shared_se=shared_se)
-    w, hidden = 64, 4
+    m = attnzoo.create("epsa", 64, shared_se=shared_se)
+    w, hidden = 16, 1
     n_se = 1 if shared_se else 4
     assert len(m.state_dict()) == 4 + 4 * n_se
-    convs = sum(256 * (w // g) * k * k for k, g in zip((3, 5, 7, 9), (1, 4, 8, 16)))
+    convs = sum(64 * (w // g) * k * k for k, g in zip((3, 5, 7, 9), (1, 4, 8, 16)))
     assert sum(p.numel() for p in m.parameters()) == convs + n_se * (2 * w * hidden + hidden + w)
     assert all(p.grad is None for p in m.parameters())
-    m(torch.randn(1, 256, 3, 3)).sum().backward()
+    m(torch.randn(1, 64, 3, 3)).sum().backward()
     assert all(p.grad is not None for p in m.parameters())
 
 

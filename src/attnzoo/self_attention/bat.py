@@ -18,6 +18,7 @@ from ..layers import (
     check_dropout,
     check_nchw,
     fx_leaf,
+    inplace_ok,
     positive_int,
     positive_number,
 )
@@ -50,6 +51,13 @@ def block_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     if portable(*_BLOCK_POOL_FORM.targets):
         return block_max_portable(x, k, dim)
     return F.adaptive_max_pool2d(x, (k, 1) if dim == -2 else (1, k))
+
+
+def conv_bn_relu(m: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
+    """``m(x)`` for a conv → BN → ReLU ``ConvNormAct``; without autograd the ReLU runs in place on the BN output
+    (this module's own intermediate: one full-size buffer less, as timm's fused BN + act)."""
+    y = m[1](m[0](x))  # conv, norm
+    return y.relu_() if inplace_ok() else m[2](y)
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -100,7 +108,7 @@ class BilinearAttnTransform(nn.Module):
     def matrices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """P (rows sum to 1) and Q (columns sum to 1), B×groups×k×k, from max pools of the group map."""
         k, g = self.block_size, self.groups
-        out = self.conv1(x)
+        out = conv_bn_relu(self.conv1, x)
         rp = block_max(out, k, -2).flatten(1)  # B×(g·k): the k row blocks of each group
         cp = block_max(out, k, -1).flatten(1)
         # the (k×1) and (1×k) convs see their whole input: F.linear on the flattened weights
@@ -111,7 +119,8 @@ class BilinearAttnTransform(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, q = self.matrices(x)
         c = self.channels
-        return self.conv2(bilinear_transform(x, _per_channel(p, c, self.groups), _per_channel(q, c, self.groups)))
+        y = bilinear_transform(x, _per_channel(p, c, self.groups), _per_channel(q, c, self.groups))
+        return conv_bn_relu(self.conv2, y)
 
 
 @register(
@@ -176,5 +185,5 @@ class BATNonLocal(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        y = self.drop(self.conv2(self.ba(self.conv1(x))))
-        return x + y
+        y = self.drop(conv_bn_relu(self.conv2, self.ba(conv_bn_relu(self.conv1, x))))
+        return y.add_(x) if inplace_ok() else x + y

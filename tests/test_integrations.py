@@ -422,19 +422,16 @@ def test_fx_and_jit_trace_of_model_with_inserted_modules():
 
 
 NEW_GATES = ["gc", "ese", "ge", "fca", "gct", "scse", "simam", "ema", "shuffle_attention", "sge", "bam", "polarized",
-             "gam", "ela", "caa", "lka", "lska", "lsk"]
+             "gam", "ela", "caa", "lka", "lska", "lsk", "ceca", "lcbam", "parnet_sse", "splat", "epsa", "bat", "scsa"]
 
 
 @pytest.mark.parametrize("name", NEW_GATES)
 def test_insert_every_new_gate_into_resnet50_and_timm_resnet26d(name):
     """Each gate goes into every bottleneck of torchvision's resnet50 (16) and timm's resnet26d (8), after the
     last norm of the residual branch, and the network still runs."""
-    torchvision = require("torchvision")
-    timm = require("timm")
     torch.manual_seed(0)
     x = torch.randn(1, 3, 32, 32)
-    for host, count in ((torchvision.models.resnet50(), 16), (timm.create_model("resnet26d"), 8)):
-        host.eval()
+    for host, count in ((tv_model("resnet50"), 16), (timm_model("resnet26d"), 8)):  # copies of cached builds
         model, where = attnzoo.insert(host, name)
         assert len(where) == count
         with torch.no_grad():

@@ -1,4 +1,7 @@
-"""ECA-Net: Efficient Channel Attention (Wang et al.; CVPR 2020).  Paper: https://arxiv.org/abs/1910.03151"""
+"""ECA-Net: Efficient Channel Attention (Wang et al.; CVPR 2020), and timm's circular ECA (``ceca``).
+
+Paper: https://arxiv.org/abs/1910.03151
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,19 @@ from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
 from ..layers import Gate, check_arg, odd_kernel, positive_int, positive_number
 from ..registry import register
 
-__all__ = ["EfficientChannelAttention", "eca_kernel_size"]
+__all__ = ["CircularECA", "EfficientChannelAttention", "eca_kernel_size"]
+
+
+def pad_channels(s: torch.Tensor, c: int, p: int, circular: bool) -> torch.Tensor:
+    """Pad a B×C vector (C = ``c``) by ``p`` on both ends of the channel axis: zeros, or circularly (channel −1 is C − 1,
+    channel C is 0).  Circular padding by slices and one concatenation (``F.pad(mode="circular")`` refuses
+    p > C); a pad wider than C wraps around as often as it needs to."""
+    if not circular:
+        return F.pad(s, (p, p))
+    if p <= c:
+        return torch.cat([s[:, c - p :], s, s[:, :p]], dim=1)
+    reps = -(-p // c)  # whole copies needed on each side
+    return s.repeat(1, 2 * reps + 1)[:, reps * c - p : reps * c + c + p]
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
@@ -48,6 +63,9 @@ class EfficientChannelAttention(Gate):
 
     Captured map: ``"gate"`` B×C×1×1.
     """
+
+    #: pad the channel axis circularly (``ceca``) instead of with zeros
+    circular = False
 
     def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2.0, beta: float = 1.0) -> None:
         super().__init__()
@@ -85,14 +103,44 @@ class EfficientChannelAttention(Gate):
         """The gate, B×C×1×1."""
         k = self.kernel_size
         p = (k - 1) // 2
-        # The k-tap cross-correlation over the channel axis (zero padded), from k shifted views of the padded B×C
+        # The k-tap cross-correlation over the channel axis (zero or circularly padded), from k shifted views of the padded B×C
         # vector: the values of F.conv1d(s, weight, padding=p) without a oneDNN convolution
         # call, whose fixed cost (and thread start-up) dwarfs a B×C input (fwd+bwd 2.6× faster on one thread,
         # 70× on two loaded threads).
         # The k shifted views stacked (B×C×k, tiny) times the k taps: one small matmul, counted as the conv's
         # 2·B·C·k FLOPs.  Slices, not Tensor.unfold: the legacy TorchScript ONNX exporter (Ultralytics' export)
         # cannot size an unfold.
-        s = F.pad(spatial_mean(x), (p, p))
         c = self.channels
+        s = pad_channels(spatial_mean(x), c, p, self.circular)
         y = torch.stack([s[:, i : i + c] for i in range(k)], dim=-1) @ self.conv.weight.view(k)
         return torch.sigmoid(y)[:, :, None, None]
+
+
+@register(
+    "ceca",
+    family="channel",
+    paper="Circular ECA: ECA-Net with circular channel padding (timm CecaModule; ECA-Net: Wang et al., CVPR 2020)",
+    url="https://github.com/huggingface/pytorch-image-models/blob/main/timm/layers/eca.py",
+    complexity="O(N)",
+    summary="ECA whose 1-D conv across channels pads circularly: the first and last channels are neighbours.",
+    maps=("gate",),
+    forms=(SPATIAL_MEAN_FORM,),
+)
+class CircularECA(EfficientChannelAttention):
+    """Circular ECA (timm ``CecaModule``); B×C×H×W → B×C×H×W.
+
+    ``y = x * sigmoid(Conv1d_k(GAP(x)))`` as :class:`EfficientChannelAttention`, but the channel axis is padded
+    circularly (channel −1 is channel C − 1): the gate treats the channels as a ring, so rolling the input's
+    channels by r rolls the gate and the output by r (zero-padded ECA is not equivariant at the two ends).
+    Same kernel rule ψ(C) (γ = 2, b = 1, odd, ≥ 3), no conv bias, sigmoid.  timm's ``act_layer`` only switches
+    on a conv bias and never applies an activation; it is left out.  See docs/provenance/ceca.md.
+
+    Args:
+        channels: input channels C.
+        kernel_size: odd 1-D kernel size, or ``None`` for ψ(C); a kernel wider than C wraps around the ring.
+        gamma, beta: the constants of ψ.
+
+    Captured map: ``"gate"`` B×C×1×1.
+    """
+
+    circular = True

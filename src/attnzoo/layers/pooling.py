@@ -45,13 +45,16 @@ class ZPoolGate(nn.Module):
 
     Conv without bias, BatchNorm(1, eps 1e-5, momentum 0.01) as the official code; ``zero_init`` sets the BN
     weight to 0 as the official ResNet builders do for the spatial gate (the gate starts at σ(0) = 0.5).
+    ``in_channels=1`` and ``momentum=0.1``: timm's light CBAM, whose pooled map is one channel ½(mean + max).
     """
 
-    def __init__(self, kernel_size: int, zero_init: bool, owner: str) -> None:
+    def __init__(
+        self, kernel_size: int, zero_init: bool, owner: str, in_channels: int = 2, momentum: float = 0.01
+    ) -> None:
         super().__init__()
         odd_kernel(kernel_size, owner)
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = PooledBatchNorm2d(1, eps=1e-5, momentum=0.01)
+        self.conv = nn.Conv2d(in_channels, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = PooledBatchNorm2d(1, eps=1e-5, momentum=momentum)
         if zero_init:
             nn.init.zeros_(self.bn.weight)
 

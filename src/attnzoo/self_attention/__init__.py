@@ -5,6 +5,7 @@ from .aa_conv import AAConv
 from .aifi import AIFI
 from .area_attention import A2C2f, AreaAttention
 from .axial import AxialAttention
+from .bat import BATNonLocal
 from .bot_mhsa import BoTMHSA
 from .cascaded_group_attention import CascadedGroupAttention
 from .cgnl import CompactGeneralizedNonLocal
@@ -34,6 +35,7 @@ __all__ = [
     "AAConv",
     "AreaAttention",
     "AxialAttention",
+    "BATNonLocal",
     "BoTMHSA",
     "CascadedGroupAttention",
     "CompactGeneralizedNonLocal",

@@ -1,4 +1,5 @@
-"""CBAM: Convolutional Block Attention Module (Woo, Park, Lee, Kweon; ECCV 2018) — the module and its two halves.
+"""CBAM: Convolutional Block Attention Module (Woo, Park, Lee, Kweon; ECCV 2018) — the module and its two halves,
+and timm's light CBAM (``lcbam``), which pools ½(mean + max) once on each side.
 
 Paper: https://arxiv.org/abs/1807.06521
 """
@@ -26,12 +27,19 @@ from ..layers import (
 )
 from ..registry import register
 
-__all__ = ["CBAM", "CBAMChannelGate", "CBAMSpatialGate"]
+__all__ = ["CBAM", "CBAMChannelGate", "CBAMSpatialGate", "LightCBAM"]
 
 _PAPER = "CBAM: Convolutional Block Attention Module (Woo, Park, Lee, Kweon; ECCV 2018)"
 _URL = "https://arxiv.org/abs/1807.06521"
 #: What the three CBAM modules register alike.
 _register = functools.partial(register, family="spatial", paper=_PAPER, url=_URL, complexity="O(N)")
+
+
+def mlp_on_vectors(v: torch.Tensor, fc1: nn.Conv2d, act: nn.Module, fc2: nn.Conv2d) -> torch.Tensor:
+    """The 1×1-conv MLP ``fc2(act(fc1(·)))`` applied to pooled vectors (…×C, last axis the channels) as
+    ``F.linear`` on the conv weights: no B×C×1×1 convolution calls."""
+    h = act(F.linear(v, fc1.weight.flatten(1), fc1.bias))
+    return F.linear(h, fc2.weight.flatten(1), fc2.bias)
 
 
 @_register(
@@ -69,8 +77,7 @@ class CBAMChannelGate(Gate):
         # B×2×C: both pooled vectors through one MLP pass, stacked on a new axis (not the batch axis, which
         # ncnn cannot concatenate on).  The 1×1 convs act on vectors: F.linear on their weights.
         pooled = torch.stack([x.mean((2, 3)), max_over(x, (2, 3))], dim=1)
-        h = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
-        logits = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
+        logits = mlp_on_vectors(pooled, self.fc1, self.act, self.fc2)
         return torch.sigmoid(logits[:, 0] + logits[:, 1])[:, :, None, None]
 
 
@@ -154,3 +161,60 @@ class CBAM(AttnModule):
             # less; fresh large buffers cost page faults on CPU).
             x = x.mul_(gate) if inplace_ok() else x * gate
         return x
+
+
+@register(
+    "lcbam",
+    family="spatial",
+    paper="Light CBAM (timm LightCbamModule; CBAM: Woo, Park, Lee, Kweon, ECCV 2018)",
+    url="https://github.com/huggingface/pytorch-image-models/blob/main/timm/layers/cbam.py",
+    complexity="O(N)",
+    summary="CBAM with ½(avg + max) pooled once: one MLP pass for the channel gate, a 1-channel 7×7 conv + BN spatial gate.",
+    maps=("channel", "spatial"),
+    test_kwargs={"hidden_channels": 4},  # C/16 is one hidden unit at the tests' C: one ReLU, dead at random
+)
+class LightCBAM(AttnModule):
+    """Light CBAM (timm ``LightCbamModule``): channel gate then spatial gate; B×C×H×W → B×C×H×W.
+
+    ``x' = x ⊙ σ(W₂ ReLU(W₁ ½(avg(x) + max(x))))`` (one bias-free MLP pass on the averaged pools, where CBAM runs
+    the MLP on each pool and sums), then ``y = x' ⊙ σ(BN(Conv_k×k(½(mean_c(x') + max_c(x')))))`` (a one-channel
+    map, conv without bias, BN with PyTorch's defaults, no zero init).  Hidden width max(⌊C/r + ½⌋, 1), the
+    rounding of timm's ``make_divisible(C/r, 1)``.  timm's gate choice is ignored by both halves there (always
+    a sigmoid); here it is a sigmoid.  See docs/provenance/lcbam.md.
+
+    Args:
+        channels: input channels C.
+        reduction: r of the channel MLP (timm's ``rd_ratio`` = 1/r).
+        hidden_channels: explicit hidden width (timm's ``rd_channels``).
+        kernel_size: odd spatial conv kernel.
+
+    Captured maps: ``"channel"`` B×C×1×1 and ``"spatial"`` B×1×H×W.
+    """
+
+    def __init__(
+        self, channels: int, reduction: float = 16, hidden_channels: int | None = None, kernel_size: int = 7
+    ) -> None:
+        super().__init__()
+        hidden = hidden_width(channels, reduction, hidden_channels, 1, self.owner)  # validates the arguments
+        if hidden_channels is None:
+            hidden = max(int(channels / reduction + 0.5), 1)
+        self.channels, self.reduction, self.hidden_channels, self.kernel_size = (
+            channels,
+            reduction,
+            hidden_channels,
+            kernel_size,
+        )
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
+        self.spatial = ZPoolGate(kernel_size, False, self.owner, in_channels=1, momentum=0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_nchw(x, self.channels, self.owner)
+        pooled = 0.5 * (x.mean((2, 3)) + max_over(x, (2, 3)))
+        gate = torch.sigmoid(mlp_on_vectors(pooled, self.fc1, self.act, self.fc2))[:, :, None, None]
+        record(self, "channel", gate)
+        x = x * gate
+        gate = self.spatial(0.5 * (x.mean(1, keepdim=True) + max_over(x, 1)[:, None]))
+        record(self, "spatial", gate)
+        return x.mul_(gate) if inplace_ok() else x * gate

@@ -42,12 +42,13 @@ def test_ceca_matches_timm_and_is_roll_equivariant(channels):
 
 
 def test_ceca_kernel_wider_than_the_ring_wraps_around():
-    m = randomize(attnzoo.create("ceca", 2, kernel_size=7)).double().eval()
-    x = x_input(2)
+    """A kernel wider than C (up to the 2·C − 1 bound every ECA keeps) reads channels around the ring again."""
+    m = randomize(attnzoo.create("ceca", 4, kernel_size=7)).double().eval()
+    x = x_input(4)
     w = m.conv.weight.view(7)
     s = x.mean((2, 3))
     # tap j reads channel (i + j − 3) mod C
-    y = torch.stack([sum(w[j] * s[:, (i + j - 3) % 2] for j in range(7)) for i in range(2)], dim=1)
+    y = torch.stack([sum(w[j] * s[:, (i + j - 3) % 4] for j in range(7)) for i in range(4)], dim=1)
     torch.testing.assert_close(m(x), x * torch.sigmoid(y)[:, :, None, None])
 
 

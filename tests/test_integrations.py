@@ -436,3 +436,21 @@ def test_insert_every_new_gate_into_resnet50_and_timm_resnet26d(name):
         assert len(where) == count
         with torch.no_grad():
             assert model(x).shape == (1, 1000)
+
+
+#: The efficient-ViT attentions that keep a map's shape (issue 25), each inserted into a host network.
+EFFICIENT_VIT = ["swin", "cascaded_group_attention", "shsa", "clo_attention", "acmix", "bot_mhsa", "aa_conv",
+                 "lambda_layer", "generalized_attention", "lite_mla", "mobilevit", "mobilevit_v2", "agent_attention",
+                 "focal_modulation"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [n for n in EFFICIENT_VIT if n in attnzoo.list_modules()])
+def test_insert_efficient_vit_attention_into_resnet18(name):
+    """Each goes into every basic block of torchvision's resnet18 (8, widths 64–512, maps 8×8 … 1×1 at a 32×32
+    input), after the residual branch's last norm, and the network runs (gradients: the contract)."""
+    torch.manual_seed(0)
+    model, where = attnzoo.insert(tv_model("resnet18"), name)
+    assert len(where) == 8 and all(attnzoo.info(name).cls is type(model.get_submodule(r.name)) for r in where)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 32, 32))
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()

@@ -8,6 +8,7 @@ from .fca import MultiSpectralAttention
 from .gc import GlobalContextBlock
 from .gct import GatedChannelTransform
 from .ge import GatherExcite
+from .mlca import MixedLocalChannelAttention
 from .scse import SCSE
 from .se import SqueezeExcite
 from .sk import SelectiveKernel
@@ -20,6 +21,7 @@ __all__ = [
     "GatedChannelTransform",
     "GatherExcite",
     "GlobalContextBlock",
+    "MixedLocalChannelAttention",
     "MultiSpectralAttention",
     "SelectiveKernel",
     "SqueezeExcite",

@@ -5,6 +5,7 @@ from .aff import AttentionalFeatureFusion
 from .afpn import AsymptoticFPN
 from .asf import ChannelPositionAttention, ScaleSequenceFusion, TripleFeatureEncoding
 from .asff import AdaptiveSpatialFeatureFusion
+from .attention_gate import AttentionGate
 from .bifpn import BiFPN
 from .fpn import FeaturePyramidNetwork
 from .gold_yolo import GatherDistributeNeck, InformationInjection
@@ -16,6 +17,7 @@ __all__ = [
     "AdaptiveSpatialFeatureFusion",
     "AsymptoticFPN",
     "AttentionalFeatureFusion",
+    "AttentionGate",
     "BiFPN",
     "ChannelPositionAttention",
     "FeaturePyramidNetwork",

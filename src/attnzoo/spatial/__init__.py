@@ -5,6 +5,7 @@ from .bam import BAM
 from .caa import ContextAnchorAttention
 from .cbam import CBAM, CBAMChannelGate, CBAMSpatialGate
 from .cglu import ConvolutionalGLU
+from .cpca import ChannelPriorConvAttention
 from .ela import EfficientLocalAttention
 from .ema import EfficientMultiScaleAttention
 from .gam import GlobalAttentionMechanism
@@ -15,6 +16,7 @@ from .polarized import PolarizedSelfAttention
 from .sge import SpatialGroupEnhance
 from .shuffle_attention import ShuffleAttention
 from .simam import SimAM
+from .strip_pooling import MixedPooling, StripPooling
 from .triplet import TripletAttention
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "CBAM",
     "CBAMChannelGate",
     "CBAMSpatialGate",
+    "ChannelPriorConvAttention",
     "ContextAnchorAttention",
     "ConvolutionalGLU",
     "EfficientLocalAttention",
@@ -30,10 +33,12 @@ __all__ = [
     "LargeKernelAttention",
     "LargeSelectiveKernel",
     "LargeSeparableKernelAttention",
+    "MixedPooling",
     "PolarizedSelfAttention",
     "ShuffleAttention",
     "SimAM",
     "SpatialGroupEnhance",
+    "StripPooling",
     "TripletAttention",
 ]
 # </generated>

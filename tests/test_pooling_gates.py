@@ -10,6 +10,8 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.testing import randomize
 from attnzoo.tracing import export_target
+from helpers import require
+from reference.attention_gate import attention_gate
 from reference.cpca import cpca
 from reference.mlca import mlca_gate
 from reference.strip_pooling import mixed_pooling, strip_pooling_gate
@@ -147,3 +149,46 @@ def test_cpca_matches_the_official_block() -> None:
             m(x)
         u = torch.nn.functional.gelu(m.conv(x)) * maps[""]["channel"]
         torch.testing.assert_close(maps[""]["spatial"], m.conv(4 * u))
+
+
+# -------------------------------------------------------------------------------------------- Attention U-Net
+
+
+@pytest.mark.faithful("attention_gate")
+@pytest.mark.parametrize("size", [(12, 10), (13, 11)])
+def test_attention_gate_is_the_papers_formula(size) -> None:
+    """α = σ(ψ(ReLU(θ(x) + φ(g)))) at half resolution, resized to x, x·α and the official output transform:
+    the official computation written out, with a gating map of other channels at half size."""
+    m = _ready("attention_gate", 8, context_channels=12, out_conv=True)
+    h, w = size
+    x, g = _x(8, h, w), _x(12, (h + 1) // 2, (w + 1) // 2, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, g), attention_gate(m, x, g))
+
+
+@pytest.mark.faithful("attention_gate")
+def test_attention_gate_monai_variant_matches_monai() -> None:
+    """variant="monai" equals MONAI's AttentionBlock(spatial_dims=2) with the weights copied (same-size g)."""
+    monai_nets = require("monai.networks.nets.attentionunet")
+    m = _ready("attention_gate", 8, context_channels=12, variant="monai")
+    peer = monai_nets.AttentionBlock(spatial_dims=2, f_int=m.inner_channels, f_g=12, f_l=8).double().eval()
+    pairs = {"W_x": m.theta, "W_g": m.phi, "psi": m.psi}
+    with torch.no_grad():
+        for name, ours in pairs.items():
+            theirs = getattr(peer, name)
+            theirs[0].conv.load_state_dict(ours[0].state_dict())
+            theirs[1].load_state_dict(ours[1].state_dict())
+        x, g = _x(8, 9, 7), _x(12, 9, 7, seed=1)
+        torch.testing.assert_close(m(x, g), peer(g=g, x=x))
+
+
+def test_attention_gate_defaults_and_errors() -> None:
+    m = attnzoo.create("attention_gate", 16)
+    assert (m.context_channels, m.inner_channels, m.subsample, m.W) == (16, 8, True, None)
+    assert m.theta.kernel_size == (2, 2) and m.theta.stride == (2, 2) and m.theta.bias is None
+    assert attnzoo.create("attention_gate", 16, variant="monai").subsample is False
+    for bad in ({"variant": "x"}, {"variant": "monai", "subsample": True}, {"context_channels": 0}, {"out_conv": 1}):
+        with pytest.raises(ValueError, match="AttentionGate"):
+            attnzoo.create("attention_gate", 16, **bad)
+    with pytest.raises(ValueError, match="AttentionGate"):
+        m(torch.randn(1, 16, 8, 8), torch.randn(1, 15, 4, 4))

@@ -13,6 +13,7 @@ from attnzoo.tracing import export_target
 from helpers import require
 from reference.attention_gate import attention_gate
 from reference.cpca import cpca
+from reference.freqfusion import freqfusion, hamming2d
 from reference.mlca import mlca_gate
 from reference.strip_pooling import mixed_pooling, strip_pooling_gate
 
@@ -192,3 +193,43 @@ def test_attention_gate_defaults_and_errors() -> None:
             attnzoo.create("attention_gate", 16, **bad)
     with pytest.raises(ValueError, match="AttentionGate"):
         m(torch.randn(1, 16, 8, 8), torch.randn(1, 15, 4, 4))
+
+
+# ---------------------------------------------------------------------------------------------------- FreqFusion
+
+
+@pytest.mark.faithful("freqfusion")
+def test_freqfusion_with_zeroed_encoders_is_a_fixed_hamming_low_pass() -> None:
+    """Encoders zeroed: the low-pass kernel is the normalised 5×5 Hamming window, so the coarse branch is a fixed
+    zero-padded Hamming blur, nearest-upsampled and cropped; the high-pass branch sharpens with the 3×3 box mean.
+    Then, with random encoders, the paper's computation written out (groups 2, odd sizes)."""
+    c = 4
+    m = _ready("freqfusion", c, compressed_channels=6)
+    h, w = 13, 11
+    fine, coarse = _x(c, h, w), _x(c, 7, 6, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(m(fine, coarse), freqfusion(m, fine, coarse))
+        for enc in (m.lowpass_encoder, m.highpass_encoder):
+            enc.weight.zero_()
+            enc.bias.zero_()
+        window = hamming2d(5) / hamming2d(5).sum()
+        blur = torch.nn.functional.conv2d(coarse, window.expand(c, 1, 5, 5), padding=2, groups=c)
+        up = blur.repeat_interleave(2, 2).repeat_interleave(2, 3)[..., :h, :w]
+        box = torch.nn.functional.conv2d(fine, torch.full((c, 1, 3, 3), 1 / 9, dtype=fine.dtype), padding=1, groups=c)
+        torch.testing.assert_close(m(fine, coarse), 2 * fine - box + up)
+        with attnzoo.capture_attention(m) as maps:
+            m(fine, coarse)
+        torch.testing.assert_close(maps[""]["kernels"][0, :, 4, 3], window.flatten())
+    g2 = _ready("freqfusion", 4, compressed_channels=6, groups=2)
+    with torch.no_grad():
+        torch.testing.assert_close(g2(fine, coarse), freqfusion(g2, fine, coarse))
+
+
+def test_freqfusion_defaults_and_errors() -> None:
+    m = attnzoo.create("freqfusion", 16)
+    assert (m.compressed_channels, m.k_lp, m.k_hp, m.k_enc, m.groups, m.hamming) == (64, 5, 3, 3, 1, True)
+    for bad in ({"context_channels": 8}, {"k_lp": 4}, {"groups": 3}, {"compressed_channels": 0}):
+        with pytest.raises(ValueError, match="FreqFusion"):
+            attnzoo.create("freqfusion", 16, **bad)
+    with pytest.raises(ValueError, match=r"FreqFusion.*half"):
+        m(torch.randn(1, 16, 8, 8), torch.randn(1, 16, 3, 4))

@@ -8,6 +8,7 @@ from .asff import AdaptiveSpatialFeatureFusion
 from .attention_gate import AttentionGate
 from .bifpn import BiFPN
 from .fpn import FeaturePyramidNetwork
+from .freqfusion import FreqFusion
 from .gold_yolo import GatherDistributeNeck, InformationInjection
 from .hs_fpn import HighLevelScreeningFPN
 from .panet import PathAggregationNetwork
@@ -21,6 +22,7 @@ __all__ = [
     "BiFPN",
     "ChannelPositionAttention",
     "FeaturePyramidNetwork",
+    "FreqFusion",
     "GatherDistributeNeck",
     "HighLevelScreeningFPN",
     "InformationInjection",

@@ -107,9 +107,11 @@ class AttentionGate(AttnModule):
             self.psi = nn.Conv2d(ci, 1, 1)
             for m in (self.theta, self.phi, self.psi):
                 nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-        self.W = nn.Sequential(nn.Conv2d(c, c, 1), PooledBatchNorm2d(c)) if out_conv else None
-        if self.W is not None:
-            nn.init.kaiming_normal_(self.W[0].weight, a=0, mode="fan_in")
+        self.W: nn.Sequential | None = None
+        if out_conv:
+            proj = nn.Conv2d(c, c, 1)
+            nn.init.kaiming_normal_(proj.weight, a=0, mode="fan_in")
+            self.W = nn.Sequential(proj, PooledBatchNorm2d(c))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

@@ -16,6 +16,7 @@ from torch import nn
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
 from ..layers import Gate, check_arg, positive_int, positive_number, traced_size
 from ..registry import register
+from .eca import eca_kernel_size
 
 __all__ = ["MixedLocalChannelAttention", "mlca_kernel_size"]
 
@@ -23,8 +24,7 @@ __all__ = ["MixedLocalChannelAttention", "mlca_kernel_size"]
 def mlca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
     """MLCA's 1-D kernel: ``t = int(|log2 C + b| / γ)``, made odd (``t + 1`` when even); ECA's ψ(C) without
     attnzoo's floor of 3 (C = 4 → 1, 16 → 3, 64 → 3, 256 → 5)."""
-    t = int(abs(math.log2(channels) + beta) / gamma)
-    return t if t % 2 else t + 1
+    return eca_kernel_size(channels, gamma, beta, minimum=1)
 
 
 def _conv1d_same(seq: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 from ..capture import record
 from ..layers import AttnModule, check_arg, check_choice, check_context, check_nchw, positive_int
 from ..layers.batchnorm import PooledBatchNorm2d
+from ..layers.checks import width_or
 from ..layers.pooling import pad_to_multiple
 from ..layers.pyramid import resize_to
 from ..registry import register
@@ -81,12 +82,8 @@ class AttentionGate(AttnModule):
         super().__init__()
         owner = self.owner
         self.channels = positive_int(channels, owner, "channels")
-        self.context_channels = (
-            channels if context_channels is None else positive_int(context_channels, owner, "context_channels")
-        )
-        self.inner_channels = (
-            max(channels // 2, 1) if inner_channels is None else positive_int(inner_channels, owner, "inner_channels")
-        )
+        self.context_channels = width_or(context_channels, channels, owner, "context_channels")
+        self.inner_channels = width_or(inner_channels, max(channels // 2, 1), owner, "inner_channels")
         self.variant = check_choice(variant, _VARIANTS, owner, "variant")
         monai = variant == "monai"
         subsample = not monai if subsample is None else subsample

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..capture import is_capturing, record
 from ..layers import AttnModule, check_arg, check_context, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers.checks import width_or
 from ..layers.pyramid import softmax_fp32
 from ..registry import register
 from ..resample.carafe import carafe_reassemble
@@ -125,9 +126,7 @@ class FreqFusion(AttnModule):
         super().__init__()
         owner = self.owner
         self.channels = positive_int(channels, owner, "channels")
-        self.context_channels = (
-            channels if context_channels is None else positive_int(context_channels, owner, "context_channels")
-        )
+        self.context_channels = width_or(context_channels, channels, owner, "context_channels")
         check_arg(
             self.context_channels == channels,
             owner,
@@ -172,7 +171,9 @@ class FreqFusion(AttnModule):
         coarse = check_coarse_size(coarse, fine, self.owner)
         comp_c = self.coarse_compressor(coarse)
         z = self.fine_compressor(fine) + crop_to(F.interpolate(comp_c, scale_factor=2.0, mode="nearest"), fine)
-        lowpass = self._kernels(self.lowpass_encoder(z), self.k_lp, cast(torch.Tensor, self.log_window))  # B×(G·k_lp²)×H×W
+        lowpass = self._kernels(
+            self.lowpass_encoder(z), self.k_lp, cast(torch.Tensor, self.log_window)
+        )  # B×(G·k_lp²)×H×W
         highpass = self._kernels(self.highpass_encoder(z), self.k_hp, None)
         if is_capturing(self):
             record(self, "kernels", lowpass)

@@ -454,3 +454,22 @@ def test_insert_efficient_vit_attention_into_resnet18(name):
     with torch.no_grad():
         out = model(torch.randn(1, 3, 32, 32))
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
+#: each pooling gate with the stage it goes into (one host per network: every stage's width inferred)
+POOLING_GATES = {"strip_pooling": "layer1", "cpca": "layer2", "mlca": "layer3", "mixed_pooling": "layer4"}
+
+
+def test_insert_the_pooling_gates_into_resnet50_and_timm_resnet26d():
+    """SPNet's strip and mixed pooling, MLCA and CPCA go into the bottlenecks of torchvision's resnet50 and timm's
+    resnet26d, one stage each (one host per network, so the test stays cheap), and the network runs."""
+    torchvision = require("torchvision")
+    timm = require("timm")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    for host, blocks in ((torchvision.models.resnet50(), (3, 4, 6, 3)), (timm.create_model("resnet26d"), (2, 2, 2, 2))):
+        host.eval()
+        for (name, stage), count in zip(POOLING_GATES.items(), blocks):
+            model, where = attnzoo.insert(host, name, [f"{stage}.*"])
+            cls = attnzoo.info(name).cls
+            assert len(where) == count and sum(isinstance(m, cls) for m in model.modules()) == count
+        with torch.no_grad():
+            assert model(x).shape == (1, 1000)

@@ -9,6 +9,7 @@ from .fca import MultiSpectralAttention
 from .gc import GlobalContextBlock
 from .gct import GatedChannelTransform
 from .ge import GatherExcite
+from .mlca import MixedLocalChannelAttention
 from .parnet_sse import ParNetSSE
 from .scse import SCSE
 from .se import SqueezeExcite
@@ -25,6 +26,7 @@ __all__ = [
     "GatedChannelTransform",
     "GatherExcite",
     "GlobalContextBlock",
+    "MixedLocalChannelAttention",
     "MultiSpectralAttention",
     "ParNetSSE",
     "SelectiveKernel",

@@ -30,13 +30,14 @@ def pad_channels(s: torch.Tensor, c: int, p: int, circular: bool) -> torch.Tenso
     return s.repeat(1, 2 * reps + 1)[:, reps * c - p : reps * c + c + p]
 
 
-def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
-    """ECA-Net's adaptive kernel ψ(C) = |log2(C)/γ + b/γ|_odd, at least 3 (the rounding of timm's ``EcaModule``).
+def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0, minimum: int = 3) -> int:
+    """ECA-Net's adaptive kernel ψ(C) = |log2(C)/γ + b/γ|_odd, at least ``minimum`` (3: the rounding of timm's
+    ``EcaModule``; MLCA takes 1).
 
     C = 64, 256, 512, 2048 → 3, 5, 5, 7.
     """
     t = int(abs(math.log2(channels) + beta) / gamma)
-    return max(t if t % 2 else t + 1, 3)
+    return max(t if t % 2 else t + 1, minimum)
 
 
 @register(

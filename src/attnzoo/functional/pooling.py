@@ -42,15 +42,12 @@ def _pool_axis(x: torch.Tensor, dim: int, n: int, o: int, mode: str) -> torch.Te
     if n % o == 0:  # equal, non-overlapping bins: one pooling op
         k = (n // o, 1) if dim == -2 else (1, n // o)
         return F.avg_pool2d(x, k, k) if mode == "avg" else F.max_pool2d(x, k, k)
-    if o % n == 0:  # an integer up-ratio r: every bin is one element, each element repeated r times
-        r = o // n
-        if dim == -2:
-            return x.unsqueeze(-2).expand(*x.shape[:-1], r, x.shape[-1]).flatten(-3, -2)
-        return x.unsqueeze(-1).expand(*x.shape, r).flatten(-2, -1)
     parts = []
     for s, e in pool_bins(n, o):
         part = x.narrow(dim, s, e - s)
-        parts.append(part.mean(dim, keepdim=True) if mode == "avg" else part.amax(dim, keepdim=True))
+        if e - s > 1:  # a bin of one element (pooling up) is that element
+            part = part.mean(dim, keepdim=True) if mode == "avg" else part.amax(dim, keepdim=True)
+        parts.append(part)
     return torch.cat(parts, dim)
 
 

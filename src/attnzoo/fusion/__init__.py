@@ -5,8 +5,10 @@ from .aff import AttentionalFeatureFusion
 from .afpn import AsymptoticFPN
 from .asf import ChannelPositionAttention, ScaleSequenceFusion, TripleFeatureEncoding
 from .asff import AdaptiveSpatialFeatureFusion
+from .attention_gate import AttentionGate
 from .bifpn import BiFPN
 from .fpn import FeaturePyramidNetwork
+from .freqfusion import FreqFusion
 from .gold_yolo import GatherDistributeNeck, InformationInjection
 from .hs_fpn import HighLevelScreeningFPN
 from .panet import PathAggregationNetwork
@@ -16,9 +18,11 @@ __all__ = [
     "AdaptiveSpatialFeatureFusion",
     "AsymptoticFPN",
     "AttentionalFeatureFusion",
+    "AttentionGate",
     "BiFPN",
     "ChannelPositionAttention",
     "FeaturePyramidNetwork",
+    "FreqFusion",
     "GatherDistributeNeck",
     "HighLevelScreeningFPN",
     "InformationInjection",

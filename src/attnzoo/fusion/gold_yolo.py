@@ -30,6 +30,7 @@ from ..layers import (
     traced_size,
 )
 from ..layers.batchnorm import PooledBatchNorm2d
+from ..layers.checks import width_or
 from ..layers.pyramid import check_level_channels, resize_to
 from ..registry import OUT_CHANNELS, register
 
@@ -104,10 +105,8 @@ class InformationInjection(AttnModule):
         super().__init__()
         owner = self.owner
         self.channels = positive_int(channels, owner, "channels")
-        self.context_channels = (
-            channels if context_channels is None else positive_int(context_channels, owner, "context_channels")
-        )
-        self.out_channels = channels if out_channels is None else positive_int(out_channels, owner, "out_channels")
+        self.context_channels = width_or(context_channels, channels, owner, "context_channels")
+        self.out_channels = width_or(out_channels, channels, owner, "out_channels")
         check_arg(isinstance(legacy_pool_gate, bool), owner, "legacy_pool_gate", "a bool", legacy_pool_gate)
         self.legacy_pool_gate = legacy_pool_gate
         self.local_embedding = ConvBN(self.channels, self.out_channels, act=False)

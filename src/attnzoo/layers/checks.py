@@ -62,6 +62,12 @@ def positive_int(v: object, owner: str, what: str) -> int:
     return int(v)  # type: ignore[call-overload]
 
 
+def width_or(v: object, default: int, owner: str, what: str) -> int:
+    """``default`` when ``v`` is None, else ``v`` checked as a positive integer (``context_channels``,
+    ``out_channels`` and other optional widths)."""
+    return default if v is None else positive_int(v, owner, what)
+
+
 def non_negative_int(v: object, owner: str, what: str) -> int:
     check_arg(_is_int(v) and v >= 0, owner, what, "a non-negative integer", v)  # type: ignore[operator]
     return int(v)  # type: ignore[call-overload]

@@ -5,6 +5,7 @@ from .bam import BAM
 from .caa import ContextAnchorAttention
 from .cbam import CBAM, CBAMChannelGate, CBAMSpatialGate, LightCBAM
 from .cglu import ConvolutionalGLU
+from .cpca import ChannelPriorConvAttention
 from .ela import EfficientLocalAttention
 from .ema import EfficientMultiScaleAttention
 from .gam import GlobalAttentionMechanism
@@ -16,6 +17,7 @@ from .scsa import SCSA
 from .sge import SpatialGroupEnhance
 from .shuffle_attention import ShuffleAttention
 from .simam import SimAM
+from .strip_pooling import MixedPooling, StripPooling
 from .triplet import TripletAttention
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "SCSA",
     "CBAMChannelGate",
     "CBAMSpatialGate",
+    "ChannelPriorConvAttention",
     "ContextAnchorAttention",
     "ConvolutionalGLU",
     "EfficientLocalAttention",
@@ -33,10 +36,12 @@ __all__ = [
     "LargeSelectiveKernel",
     "LargeSeparableKernelAttention",
     "LightCBAM",
+    "MixedPooling",
     "PolarizedSelfAttention",
     "ShuffleAttention",
     "SimAM",
     "SpatialGroupEnhance",
+    "StripPooling",
     "TripletAttention",
 ]
 # </generated>

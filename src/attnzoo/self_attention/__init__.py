@@ -14,6 +14,8 @@ from .efficient_self_attention import EfficientSelfAttention
 from .external_attention import ExternalAttention
 from .global_attention import GlobalAttention
 from .halo import HaloAttention
+from .lite_mla import LiteMLA
+from .mobilevit_v2 import MobileViTV2Block
 from .nonlocal_block import NonLocalBlock
 from .psa import C2PSA, PSA
 from .sagan import SAGANAttention
@@ -39,6 +41,8 @@ __all__ = [
     "ExternalAttention",
     "GlobalAttention",
     "HaloAttention",
+    "LiteMLA",
+    "MobileViTV2Block",
     "NonLocalBlock",
     "SAGANAttention",
     "SelfAttentionBlock",

@@ -7,6 +7,7 @@ from .cbam import CBAM, CBAMChannelGate, CBAMSpatialGate
 from .cglu import ConvolutionalGLU
 from .ela import EfficientLocalAttention
 from .ema import EfficientMultiScaleAttention
+from .focal_modulation import FocalModulation
 from .gam import GlobalAttentionMechanism
 from .lka import LargeKernelAttention
 from .lsk import LargeSelectiveKernel
@@ -26,6 +27,7 @@ __all__ = [
     "ConvolutionalGLU",
     "EfficientLocalAttention",
     "EfficientMultiScaleAttention",
+    "FocalModulation",
     "GlobalAttentionMechanism",
     "LargeKernelAttention",
     "LargeSelectiveKernel",

@@ -1,4 +1,4 @@
-"""Linear-cost and mobile vision-transformer attention (lite_mla, mobilevit_v2, focal_modulation):
+"""Linear-cost and mobile vision-transformer attention (lite_mla, mobilevit_v2, mobilevit, focal_modulation):
 parity with timm after copying weights, the explicit forms written out, argument errors."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import torch
 import attnzoo
 from attnzoo.testing import randomize
 from helpers import rand, require
+from reference.agent_attention import agent_attention as agent_attention_reference
 from reference.common import bn_eval
 
 timm = require("timm")
@@ -175,3 +176,62 @@ def test_focal_modulation_is_local_without_the_global_gate():
     assert sum(p.numel() for p in attnzoo.create("focal_modulation", 16).parameters()) == (
         16 * 35 + 35 + 16 * 9 + 16 * 25 + 2 * (16 * 16 + 16))
 
+
+# --------------------------------------------------------------------------------------------- mobilevit
+
+
+@pytest.mark.faithful("mobilevit")
+@pytest.mark.parametrize("size", [(6, 4), (5, 7)])
+def test_mobilevit_matches_timm(size):
+    """timm's MobileVitBlock with the module's state dict: 2×2 patches; odd sides resized up and back (bilinear)
+    around the transformer by both."""
+    from timm.models.mobilevit import MobileVitBlock
+
+    m = make("mobilevit", 16, hidden_channels=8, heads=2, out_channels=12)
+    peer = MobileVitBlock(16, 12, transformer_dim=8, transformer_depth=2, patch_size=2, num_heads=2,
+                          layers=_timm_layers()).double().eval()
+    peer.load_state_dict(m.state_dict())
+    x = rand(2, 16, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), peer(x))
+
+
+@pytest.mark.faithful("mobilevit")
+def test_mobilevit_attends_across_patches_at_equal_offsets():
+    """Without the fusion, permuting whole 2×2 patches of the transformer's input permutes its output."""
+    m = make("mobilevit", 16, heads=2)
+    t = rand(2, 4, 6, 16)  # B×P×N×d
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(m.transformer(t)[:, :, perm], m.transformer(t[:, :, perm]))
+    with attnzoo.capture_attention(m) as maps:
+        m(rand(1, 16, 4, 6))
+    assert maps["transformer.0.attn"]["attn"].shape == (1, 4 * 2, 6, 6)
+    with pytest.raises(ValueError, match="MobileViTBlock"):
+        attnzoo.create("mobilevit", 16, heads=3)
+
+
+# --------------------------------------------------------------------------------------- agent_attention
+
+
+@pytest.mark.faithful("agent_attention")
+@pytest.mark.parametrize("size", [(5, 5), (9, 4), (2, 3)])
+def test_agent_attention_matches_the_paper(size):
+    """The two-softmax composition with explicit matrices (tests/reference/agent_attention.py): at the training
+    grid (5×5 = table_size) the official biases exactly; elsewhere the biases resized; maps of 2×3 pool to 3×3
+    agents with repeated bins."""
+    m = make("agent_attention", 16, heads=2, agents=9, table_size=5)
+    x = rand(2, 16, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), agent_attention_reference(m, x))
+
+
+def test_agent_attention_maps_and_errors():
+    m = make("agent_attention", 16, heads=2)
+    assert m.agents == 49 and m.pool_size == 7 and attnzoo.create("agent_attention", 64).heads == 2
+    with attnzoo.capture_attention(m) as maps, torch.no_grad():
+        m(rand(1, 16, 8, 6))
+    assert maps[""]["agent_attn"].shape == (1, 2, 49, 48) and maps[""]["query_attn"].shape == (1, 2, 48, 49)
+    torch.testing.assert_close(maps[""]["query_attn"].sum(-1), torch.ones(1, 2, 48, dtype=torch.float64))
+    with pytest.raises(ValueError, match="AgentAttention"):
+        attnzoo.create("agent_attention", 16, agents=10)

@@ -11,9 +11,10 @@ import torch
 import torch.nn as nn
 
 from ..functional.patches import fit_to_patches, from_patches, resize_back, to_patches
-from ..layers import AttnModule, ConvBN, check_arg, check_dropout, check_nchw, odd_kernel, positive_int, positive_number
+from ..layers import AttnModule, ConvBN, check_nchw, positive_int, positive_number
 from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
+from .mobilevit import patch_transformer_args
 
 __all__ = ["SeparableSelfAttention", "MobileViTV2Block"]
 
@@ -129,23 +130,15 @@ class MobileViTV2Block(AttnModule):
         if hidden_channels is None:
             hidden_channels = make_divisible(self.expansion * channels)
         self.hidden_channels = positive_int(hidden_channels, owner, "hidden_channels")
-        self.num_layers = positive_int(num_layers, owner, "num_layers")
-        self.mlp_ratio = positive_number(mlp_ratio, owner, "mlp_ratio")
-        check_arg(
-            int(hidden_channels * mlp_ratio) >= 1, owner, "mlp_ratio", "a ratio giving an FFN width ≥ 1", mlp_ratio
+        args = patch_transformer_args(
+            self.hidden_channels, num_layers, mlp_ratio, patch_size, kernel_size, attn_drop, dropout, owner
         )
-        self.patch_size = positive_int(patch_size, owner, "patch_size")
-        self.kernel_size = odd_kernel(kernel_size, owner)
+        self.num_layers, self.mlp_ratio, self.patch_size, self.kernel_size, attn_drop, dropout = args
         d = self.hidden_channels
         self.conv_kxk = ConvBN(channels, channels, kernel_size, groups=channels)
         self.conv_1x1 = nn.Conv2d(channels, d, 1, bias=False)
         self.transformer = nn.Sequential(
-            *(
-                _LinearTransformerLayer(
-                    d, mlp_ratio, check_dropout(attn_drop, owner, "attn_drop"), check_dropout(dropout, owner)
-                )
-                for _ in range(num_layers)
-            )
+            *(_LinearTransformerLayer(d, self.mlp_ratio, attn_drop, dropout) for _ in range(self.num_layers))
         )
         self.norm = nn.GroupNorm(1, d)
         self.conv_proj = ConvBN(d, self.out_channels, act=False)

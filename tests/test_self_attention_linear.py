@@ -206,7 +206,7 @@ def test_mobilevit_attends_across_patches_at_equal_offsets():
         torch.testing.assert_close(m.transformer(t)[:, :, perm], m.transformer(t[:, :, perm]))
     with attnzoo.capture_attention(m) as maps:
         m(rand(1, 16, 4, 6))
-    assert maps["transformer.0.attn"]["attn"].shape == (1, 4 * 2, 6, 6)
+    assert maps["transformer.0.attn"]["attn"].shape == (4, 2, 6, 6)  # (B·P)×heads×N×N
     with pytest.raises(ValueError, match="MobileViTBlock"):
         attnzoo.create("mobilevit", 16, heads=3)
 

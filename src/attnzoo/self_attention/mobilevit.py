@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from ..functional.gating import BATCH_AXIS
 from ..functional.patches import fit_to_patches, from_patches, resize_back, to_patches
 from ..layers import (
     AttnModule,
@@ -27,8 +28,17 @@ from ..layers import (
 )
 from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
+from ..tracing import PortableForm, portable
 
 __all__ = ["PatchAttention", "MobileViTBlock"]
+
+
+#: The portable form of :class:`PatchAttention` (declared by the blocks that use it).
+HEADS_FORM = PortableForm(
+    targets=("ncnn",),
+    marker="aten::split_with_sizes",
+    reason="the eager head layout reshapes the batch axis into B·P rows; " + BATCH_AXIS,
+)
 
 
 class PatchArgs(NamedTuple):
@@ -66,9 +76,9 @@ def patch_transformer_args(
 class PatchAttention(AttnModule):
     """Multi-head self-attention across the patches, separately for each in-patch position.
 
-    x: B×P×N×d (P in-patch positions, N patches) → B×P×N×d.  The heads of all P positions are one axis of the
-    fused SDPA call (B×(P·heads)×N×d_h), so no tensor has more than 5 axes.  Captured map ``"attn"``
-    B×(P·heads)×N×N.
+    x: B×P×N×d (P in-patch positions, N patches) → B×P×N×d.  One fused SDPA call on strided views of the qkv
+    projection with B·P batch rows (as timm); for ncnn the heads of all P positions are one axis instead
+    (:data:`HEADS_FORM`).  Captured map ``"attn"`` (B·P)×heads×N×N (B×(P·heads)×N×N in the ncnn form).
     """
 
     maps = ("attn",)
@@ -83,16 +93,27 @@ class PatchAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, p, n = x.shape[0], x.shape[1], x.shape[2]
-        d = self.dim  # a Python int: the head width stays static under tracing
-        h = self.heads
+        d, h = self.dim, self.heads  # Python ints: the head width stays static under tracing
+        drop = self.attn_drop if self.training else 0.0
+        qkv = self.qkv(x)  # B×P×N×3d
+        if portable(*HEADS_FORM.targets):
+            out = self.attend_portable(qkv, b, p, n, drop)
+        else:  # strided views of qkv with B·P batch rows: SDPA saves no copies of q, k, v for backward
+            q, k, v = qkv.reshape(b * p, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+            out = attention(q, k, v, dropout_p=drop, module=self).transpose(1, 2).reshape(b, p, n, d)
+        return self.proj_drop(self.proj(out))
+
+    def attend_portable(self, qkv: torch.Tensor, b: int, p: int, n: int, drop: float) -> torch.Tensor:
+        """The ncnn form: the heads of all P positions as one axis (B×(P·heads)×N×d_h copies), the batch axis
+        kept first and at most 5 axes."""
+        d, h = self.dim, self.heads
 
         def heads(t: torch.Tensor) -> torch.Tensor:  # B×P×N×d → B×(P·h)×N×d_h
             return t.reshape(b, p, n, h, d // h).transpose(2, 3).reshape(b, p * h, n, d // h)
 
-        q, k, v = self.qkv(x).split((d, d, d), dim=-1)
-        out = attention(heads(q), heads(k), heads(v), dropout_p=self.attn_drop if self.training else 0.0, module=self)
-        out = out.reshape(b, p, h, n, d // h).transpose(2, 3).reshape(b, p, n, d)
-        return self.proj_drop(self.proj(out))
+        q, k, v = qkv.split((d, d, d), dim=-1)
+        out = attention(heads(q), heads(k), heads(v), dropout_p=drop, module=self)
+        return out.reshape(b, p, h, n, d // h).transpose(2, 3).reshape(b, p, n, d)
 
 
 class _Mlp(nn.Module):
@@ -132,6 +153,7 @@ class _TransformerLayer(nn.Module):
     test_kwargs={"heads": 2},
     shape=OUT_CHANNELS,
     maps=(),
+    forms=(HEADS_FORM,),
 )
 class MobileViTBlock(AttnModule):
     """The MobileViT v1 block; B×C×H×W → B×out_channels×H×W.
@@ -157,7 +179,7 @@ class MobileViTBlock(AttnModule):
         attn_drop: dropout on the attention probabilities.
         dropout: dropout after the attention projection and in the MLP.
 
-    Captured map: ``"attn"`` B×(P·heads)×(N/P)×(N/P) per layer, under ``"transformer.{i}.attn"``.
+    Captured map: ``"attn"`` (B·P)×heads×(N/P)×(N/P) per layer, under ``"transformer.{i}.attn"``.
     """
 
     def __init__(

@@ -15,6 +15,7 @@ from .windows import window_grid
 
 # isort: split
 # Internal: imported by attnzoo's own modules; not public, may change in any release.
+from .linear import relu_linear_attention  # noqa: F401
 from .masks import check_broadcast, probabilities, zero_dead_queries  # noqa: F401
 from .positional import grid_table  # noqa: F401
 from .windows import axis_cover, axis_valid, fold_shifts, gather_shifts  # noqa: F401

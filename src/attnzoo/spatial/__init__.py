@@ -8,6 +8,7 @@ from .cglu import ConvolutionalGLU
 from .cpca import ChannelPriorConvAttention
 from .ela import EfficientLocalAttention
 from .ema import EfficientMultiScaleAttention
+from .focal_modulation import FocalModulation
 from .gam import GlobalAttentionMechanism
 from .lka import LargeKernelAttention
 from .lsk import LargeSelectiveKernel
@@ -31,6 +32,7 @@ __all__ = [
     "ConvolutionalGLU",
     "EfficientLocalAttention",
     "EfficientMultiScaleAttention",
+    "FocalModulation",
     "GlobalAttentionMechanism",
     "LargeKernelAttention",
     "LargeSelectiveKernel",

@@ -183,5 +183,5 @@ def comparisons() -> list[Comparison]:
         rows += _rows(tag, shape)
     c = FLOOR_SHAPE[1]
     rows += [Comparison(f"{n}_floor", n, "2×256×112×112", az(n, c), _input(FLOOR_SHAPE), [], gate=True)
-             for n in ("ceca", "lcbam", "parnet_sse")]
+             for n in ("ceca", "lcbam", "parnet_sse", "scsa", "strip_pooling", "mlca", "cpca")]  # the wave's x·g gates
     return rows

@@ -8,7 +8,6 @@ so a module is tested and profiled the moment it is registered.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -16,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
+from .names import resolve
 from .shape_rules import OUT_CHANNELS, SAME_SHAPE, Args, ShapeRule, strided, upsampled
 from .tracing import PortableForm
 
@@ -320,18 +320,10 @@ def register(
     return decorator
 
 
-def _unknown_name_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.4)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown attnzoo module {name!r}{hint} (attnzoo.list_modules() lists all {len(_REGISTRY)})")
-
-
 def info(name: str) -> ModuleInfo:
-    """Return the :class:`ModuleInfo` of a registered module; ``ValueError`` with close matches if unknown."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise _unknown_name_error(name) from None
+    """Return the :class:`ModuleInfo` of a registered module.  ``name`` is a registry name, a class name or a
+    community alias, in any case (:mod:`attnzoo.names`); ``ValueError`` with close matches if unknown."""
+    return _REGISTRY[resolve(name, _REGISTRY)]
 
 
 def list_modules(family: str | None = None) -> list[str]:
@@ -356,7 +348,9 @@ def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module
         aliases = getattr(getattr(entry.cls, "__init__"), "deprecated_args", {})
         unknown = sorted(set(kwargs) - set(accepted) - set(aliases))
         if unknown:
-            raise TypeError(f"{name} ({entry.cls.__name__}) got unknown keyword(s) {unknown}; accepted: {accepted}")
+            raise TypeError(
+                f"{entry.name} ({entry.cls.__name__}) got unknown keyword(s) {unknown}; accepted: {accepted}"
+            )
     return entry.cls(channels, **kwargs)
 
 
@@ -381,7 +375,7 @@ def unregister(name: str) -> ModuleInfo:
     registers a stand-in); the library's own modules are registered once at import and never removed.
     """
     entry = info(name)
-    del _REGISTRY[name]
+    del _REGISTRY[entry.name]
     return entry
 
 

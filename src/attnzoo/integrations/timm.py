@@ -37,10 +37,11 @@ class TimmAttn:
         # The module itself is built only when timm calls the factory with a block's real width: many modules
         # accept only some widths (EMA: a multiple of factor=32; FcaNet: of its 16 frequencies), so no
         # stand-in width can test the arguments.
-        info(name).require_same_shape_nchw("timm_attn", None, **kwargs)
+        entry = info(name)  # a registry name, class name or alias (attnzoo.names): kept as the registry name
+        entry.require_same_shape_nchw("timm_attn", None, **kwargs)
         if isinstance(ignore, str):
             raise ValueError(f"timm_attn: ignore must be a list of keyword names, got the string {ignore!r}")
-        self.name = name
+        self.name = entry.name
         self.ignore = tuple(ignore)
         self.kwargs = dict(kwargs)
 

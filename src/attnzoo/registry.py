@@ -8,6 +8,7 @@ so a module is tested and profiled the moment it is registered.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -228,6 +229,23 @@ class ModuleInfo:
         args["channels"] = int(x.shape[1])
         return [(int(x.shape[0]), self.shape.out_channels(args), *self.shape.out_size(x.shape[2], x.shape[3], args))]
 
+    def __str__(self) -> str:  # print(attnzoo.info("cbam")): what a person asks first
+        from .layouts import LAYOUT_OBJECTS  # layouts imports this module
+
+        shape = (
+            ""
+            if self.layout == "pyramid"
+            else (self.shape.text or "changes")
+            if self.shape.changes
+            else "same as the input"
+        )
+        rows = [("paper", self.paper), ("url", self.url), ("family", self.family),
+                ("layout", f"{self.layout} ({LAYOUT_OBJECTS[self.layout].text})"), ("shape", shape),
+                ("cost", self.complexity), ("summary", self.summary)]  # fmt: skip
+        return "\n".join(
+            [f"{self.name} ({self.cls.__module__}.{self.cls.__qualname__})"] + [f"  {k:<8} {v}" for k, v in rows if v]
+        )
+
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
         return (
             f"ModuleInfo(name={self.name!r}, family={self.family!r}, cls={self.cls.__name__}, layout={self.layout!r})"
@@ -326,11 +344,26 @@ def info(name: str) -> ModuleInfo:
     return _REGISTRY[resolve(name, _REGISTRY)]
 
 
-def list_modules(family: str | None = None) -> list[str]:
-    """Sorted registry names, optionally of one family."""
+def list_modules(family: str | None = None, *, pattern: str | None = None) -> list[str]:
+    """Sorted registry names, optionally of one family and / or matching a shell-style wildcard ``pattern``
+    (case-insensitive, as timm's ``list_models("*cb*")``).  The positional argument is a family name or, when it
+    contains ``*``, ``?`` or ``[``, a pattern: ``list_modules("channel")``, ``list_modules("*cbam*")``."""
+    if family is not None and family not in FAMILIES and isinstance(family, str) and any(c in family for c in "*?["):
+        if pattern is not None:
+            raise ValueError(f"list_modules: two patterns, {family!r} and pattern={pattern!r}; give one")
+        family, pattern = None, family
     if family is not None and family not in FAMILIES:
-        raise ValueError(f"list_modules: family must be one of {FAMILIES} or None, got {family!r}")
-    return sorted(n for n, i in _REGISTRY.items() if family is None or i.family == family)
+        raise ValueError(
+            f"list_modules: family must be one of {FAMILIES} or None (or a wildcard pattern such as '*cb*'), "
+            f"got {family!r}"
+        )
+    if pattern is not None and not isinstance(pattern, str):
+        raise ValueError(f"list_modules: pattern must be a string such as '*cb*', got {pattern!r}")
+    return sorted(
+        n
+        for n, i in _REGISTRY.items()
+        if (family is None or i.family == family) and (pattern is None or fnmatch.fnmatchcase(n, pattern.lower()))
+    )
 
 
 def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module:

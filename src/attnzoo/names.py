@@ -15,9 +15,10 @@ from typing import Mapping
 
 __all__ = ["ALIASES", "resolve", "unknown_name_error"]
 
-#: Community names of modules that are neither their registry name nor their class name, each used in papers or popular repositories for
-#: one module only (ambiguous ones, such as "PSA" for both YOLOv10's PSA and Polarized Self-Attention, or
-#: "SA" for spatial attention in general, are left out; "PSA" is the registry name of YOLOv10's block).
+#: Community names of modules that are neither their registry name nor their class name, each used in papers
+#: or popular repositories for one module only.  "SA" is SA-Net's Shuffle Attention (as in the YOLO community
+#: repositories), not spatial attention in general; "PSA" is left to the registry name of YOLOv10's block
+#: (Polarized Self-Attention is "polarized").
 ALIASES: Mapping[str, str] = {
     "CA": "coord",
     "CoordAtt": "coord",

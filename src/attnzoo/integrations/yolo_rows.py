@@ -157,7 +157,10 @@ def row_name_error(module: str, where: str, namespace: dict | None = None) -> Va
     if module == cls or (namespace is not None and namespace.get(module) is entry.cls):
         return None
     if namespace is None:
-        use = f"its class name {cls!r}, as attnzoo.integrations.ultralytics.register() adds it (with prefix=P: P + {cls!r})"
+        use = (
+            f"its class name {cls!r}, as attnzoo.integrations.ultralytics.register() adds it "
+            f"(with prefix=P: P + {cls!r})"
+        )
     else:
         registered = sorted(k for k, v in namespace.items() if v is entry.cls)
         use = (

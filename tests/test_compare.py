@@ -307,3 +307,13 @@ def test_where_selects_the_blocks():
     model, inserted, _ = _build(cfg, "eca", 10, 16)
     assert inserted == ["layer3.0.bn2.attn"]
     assert _build(cfg, "none", 10, 16)[1] == []
+
+
+def test_help_flags_read_forwards(capsys):
+    """issue 30: argparse's "(default: True)" after --no-download read as "does not download by default"."""
+    with pytest.raises(SystemExit):
+        cli_main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-download never download datasets (by default a missing cifar10 / cifar100 is downloaded" in text
+    assert "(default: True)" not in text and "(default: False)" not in text and "(default: None)" not in text
+    assert "--seeds SEEDS number of seeds (0..N-1) or a comma-separated list (default: 3)" in text  # values keep theirs

@@ -124,3 +124,35 @@ def test_every_module_has_a_provenance_page():
     docs = Path(__file__).parents[1] / "docs" / "provenance"
     missing = sorted(n for n in attnzoo.list_modules() if not (docs / f"{n}.md").is_file())
     assert not missing, f"no docs/provenance/<name>.md for {missing}"
+
+
+def test_info_prints_readably_and_keeps_its_repr():
+    e = attnzoo.info("cbam")
+    assert repr(e) == "ModuleInfo(name='cbam', family='spatial', cls=CBAM, layout='nchw')"
+    lines = str(e).splitlines()
+    assert lines[0] == "cbam (attnzoo.spatial.cbam.CBAM)"
+    fields = dict(line.split(None, 1) for line in lines[1:])
+    assert fields == {
+        "paper": e.paper,
+        "url": e.url,
+        "family": "spatial",
+        "layout": "nchw (one B×C×H×W map)",
+        "shape": "same as the input",
+        "cost": "O(N)",
+        "summary": e.summary,
+    }
+    assert "shape    upsamples" in str(attnzoo.info("dysample"))
+    assert "shape" not in dict(line.split(None, 1) for line in str(attnzoo.info("bifpn")).splitlines()[1:])
+
+
+def test_list_modules_wildcards():
+    assert attnzoo.list_modules("*cb*") == ["cbam", "cbam_channel", "cbam_spatial"]  # as timm's list_models
+    assert attnzoo.list_modules("*CB*") == attnzoo.list_modules(pattern="cbam*") == attnzoo.list_modules("*cb*")
+    assert attnzoo.list_modules("channel", pattern="s?") == ["se", "sk"]
+    assert attnzoo.list_modules(pattern="danet_[cp]*") == ["danet_channel", "danet_position"]
+    assert attnzoo.list_modules("*") == attnzoo.list_modules() and attnzoo.list_modules("zz*") == []
+    assert attnzoo.list_modules(family="channel") == attnzoo.list_modules("channel")
+    with pytest.raises(ValueError, match="or a wildcard pattern such as"):
+        attnzoo.list_modules("chanel")
+    with pytest.raises(ValueError, match="two patterns"):
+        attnzoo.list_modules("*a*", pattern="*b*")

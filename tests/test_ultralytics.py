@@ -122,6 +122,20 @@ def test_insert_layers_renumbers_from_indices():
         azu.insert_layers(cfg, [(6, "CBAM", ["c2"])])
 
 
+def test_rows_written_with_attnzoo_names_get_attnzoo_error(offline):
+    """A row written with a registry name or alias ("ema", "CA") is not a class name: insert_layers and the
+    registered parse_model say which class to write, instead of Ultralytics' bare KeyError."""
+    cfg = {"nc": 2, "backbone": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [64, 3, 2]]], "head": [[[0, 1], 1, "Detect", ["nc"]]]}
+    with pytest.raises(ValueError, match=r"insert_layers: row after 1: 'ema' is attnzoo module 'ema'; .*'EfficientMultiScaleAttention'"):
+        azu.insert_layers(cfg, [(1, "ema", ["c2"])])
+    assert azu.insert_layers(cfg, [(1, "EfficientMultiScaleAttention", ["c2"]), (1, "C3k2", [64])])["backbone"][2][2] == (
+        "EfficientMultiScaleAttention"
+    )  # class names and Ultralytics' own names pass
+    bad = {**cfg, "backbone": cfg["backbone"] + [[-1, 1, "CA", []]]}
+    with pytest.raises(ValueError, match=r"^YAML row 2 \(CA, from -1\): 'CA' is attnzoo module 'coord'; .*'CoordinateAttention'"):
+        tasks.parse_model(bad, ch=3, verbose=False)
+
+
 @pytest.mark.parametrize("scale, widths", [("n", (128, 128, 256)), ("s", (256, 256, 512))])
 def test_c2_token_gives_scaled_channels(offline, tmp_path, scale, widths):
     from ultralytics.nn.tasks import DetectionModel

@@ -8,7 +8,7 @@ so a module is tested and profiled the moment it is registered.
 
 from __future__ import annotations
 
-import difflib
+import fnmatch
 import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
+from .names import resolve
 from .shape_rules import OUT_CHANNELS, SAME_SHAPE, Args, ShapeRule, strided, upsampled
 from .tracing import PortableForm
 
@@ -228,6 +229,23 @@ class ModuleInfo:
         args["channels"] = int(x.shape[1])
         return [(int(x.shape[0]), self.shape.out_channels(args), *self.shape.out_size(x.shape[2], x.shape[3], args))]
 
+    def __str__(self) -> str:  # print(attnzoo.info("cbam")): what a person asks first
+        from .layouts import LAYOUT_OBJECTS  # layouts imports this module
+
+        shape = (
+            ""
+            if self.layout == "pyramid"
+            else (self.shape.text or "changes")
+            if self.shape.changes
+            else "same as the input"
+        )
+        rows = [("paper", self.paper), ("url", self.url), ("family", self.family),
+                ("layout", f"{self.layout} ({LAYOUT_OBJECTS[self.layout].text})"), ("shape", shape),
+                ("cost", self.complexity), ("summary", self.summary)]  # fmt: skip
+        return "\n".join(
+            [f"{self.name} ({self.cls.__module__}.{self.cls.__qualname__})"] + [f"  {k:<8} {v}" for k, v in rows if v]
+        )
+
     def __repr__(self) -> str:  # short: the class object makes the default repr noisy
         return (
             f"ModuleInfo(name={self.name!r}, family={self.family!r}, cls={self.cls.__name__}, layout={self.layout!r})"
@@ -320,25 +338,32 @@ def register(
     return decorator
 
 
-def _unknown_name_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.4)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown attnzoo module {name!r}{hint} (attnzoo.list_modules() lists all {len(_REGISTRY)})")
-
-
 def info(name: str) -> ModuleInfo:
-    """Return the :class:`ModuleInfo` of a registered module; ``ValueError`` with close matches if unknown."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise _unknown_name_error(name) from None
+    """Return the :class:`ModuleInfo` of a registered module.  ``name`` is a registry name, a class name or a
+    community alias, in any case (:mod:`attnzoo.names`); ``ValueError`` with close matches if unknown."""
+    return _REGISTRY[resolve(name, _REGISTRY)]
 
 
-def list_modules(family: str | None = None) -> list[str]:
-    """Sorted registry names, optionally of one family."""
+def list_modules(family: str | None = None, *, pattern: str | None = None) -> list[str]:
+    """Sorted registry names, optionally of one family and / or matching a shell-style wildcard ``pattern``
+    (case-insensitive, as timm's ``list_models("*cb*")``).  The positional argument is a family name or, when it
+    contains ``*``, ``?`` or ``[``, a pattern: ``list_modules("channel")``, ``list_modules("*cbam*")``."""
+    if family is not None and family not in FAMILIES and isinstance(family, str) and any(c in family for c in "*?["):
+        if pattern is not None:
+            raise ValueError(f"list_modules: two patterns, {family!r} and pattern={pattern!r}; give one")
+        family, pattern = None, family
     if family is not None and family not in FAMILIES:
-        raise ValueError(f"list_modules: family must be one of {FAMILIES} or None, got {family!r}")
-    return sorted(n for n, i in _REGISTRY.items() if family is None or i.family == family)
+        raise ValueError(
+            f"list_modules: family must be one of {FAMILIES} or None (or a wildcard pattern such as '*cb*'), "
+            f"got {family!r}"
+        )
+    if pattern is not None and not isinstance(pattern, str):
+        raise ValueError(f"list_modules: pattern must be a string such as '*cb*', got {pattern!r}")
+    return sorted(
+        n
+        for n, i in _REGISTRY.items()
+        if (family is None or i.family == family) and (pattern is None or fnmatch.fnmatchcase(n, pattern.lower()))
+    )
 
 
 def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module:
@@ -356,7 +381,9 @@ def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module
         aliases = getattr(getattr(entry.cls, "__init__"), "deprecated_args", {})
         unknown = sorted(set(kwargs) - set(accepted) - set(aliases))
         if unknown:
-            raise TypeError(f"{name} ({entry.cls.__name__}) got unknown keyword(s) {unknown}; accepted: {accepted}")
+            raise TypeError(
+                f"{entry.name} ({entry.cls.__name__}) got unknown keyword(s) {unknown}; accepted: {accepted}"
+            )
     return entry.cls(channels, **kwargs)
 
 
@@ -381,7 +408,7 @@ def unregister(name: str) -> ModuleInfo:
     registers a stand-in); the library's own modules are registered once at import and never removed.
     """
     entry = info(name)
-    del _REGISTRY[name]
+    del _REGISTRY[entry.name]
     return entry
 
 

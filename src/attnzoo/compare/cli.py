@@ -10,6 +10,17 @@ import argparse
 import sys
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows the default of options that take a value, unless it is None or their help already says it ("(default: 32,
+    imagefolder 224) (default: None)"); a flag's own help says what it does (argparse's "(default: True)" after
+    ``--no-download`` reads as "does not download by default")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from .config import CompareConfig
 
@@ -23,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "throughput and time (terminal table, CSV/JSON/Markdown, accuracy-vs-FLOPs plot). An interrupted "
             "comparison resumes when run again with the same --output. Under torchrun it uses DistributedDataParallel."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--modules", default=",".join(d.modules), help="comma-separated registry names; 'none' = baseline")
     p.add_argument(
@@ -33,7 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder:PATH | synthetic")
     p.add_argument("--data-root", default=d.data_root, help="where cifar10/cifar100 are (or get downloaded)")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
+    p.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="never download datasets (by default a missing cifar10 / cifar100 is downloaded into --data-root)",
+    )
     p.add_argument("--image-size", type=int, default=None, help="input size (default: 32, imagefolder 224)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma-separated list")
@@ -76,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on with CUDA)"
     )
-    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
     p.add_argument(
         "--workers", type=int, default=None, help="DataLoader workers (default: 0 for in-memory data, else 4)"

@@ -287,7 +287,8 @@ def insert(
 
     Args:
         model: a torchvision / timm network or any ``nn.Module``.
-        name: a registered module name (``"cbam"``, ``"eca"``, ...) that maps one B×C×H×W map to a map of
+        name: a module name (``"cbam"``, ``"eca"``, ``"CA"``, ...: any name :func:`attnzoo.info` resolves,
+            docs/names.md) that maps one B×C×H×W map to a map of
             the same shape with these ``kwargs`` (:meth:`attnzoo.ModuleInfo.same_shape_nchw`; a module that
             changes the channels or the resolution, or takes other inputs, is refused with a ``ValueError``
             before the model is touched), or a factory called as ``factory(channels, **kwargs)`` (e.g. a class).

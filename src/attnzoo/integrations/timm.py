@@ -24,23 +24,26 @@ class TimmAttn:
     """A picklable factory ``(channels, device=None, dtype=None) -> module`` for timm's attention arguments.
 
     Built by :func:`timm_attn`.  Host keywords other than ``device`` / ``dtype`` raise ``TypeError`` unless
-    listed in ``ignore`` (timm probes ``se_layer(8, rd_ratio=1.0)`` and catches that ``TypeError``).
+    listed in ``ignore`` (timm probes ``se_layer(8, rd_ratio=1.0)`` and catches that ``TypeError``).  The
+    module is built at each call, at the width timm asks for; arguments that do not fit that width raise
+    ``ValueError`` naming the factory and the width.
     """
 
     def __init__(self, name: str, ignore: Iterable[str] = (), **kwargs: Any) -> None:
         from ..registry import info
 
-        # layout and size now (ValueError with close matches if unknown); the channels once timm gives them
-        info(name).require_same_shape_nchw("timm_attn", None, **kwargs)
+        # Now, before timm builds anything: the name (ValueError with close matches), the keyword names (TypeError,
+        # by binding them to the signature) and the layout and size rule, none of which depends on the width.
+        # The module itself is built only when timm calls the factory with a block's real width: many modules
+        # accept only some widths (EMA: a multiple of factor=32; FcaNet: of its 16 frequencies), so no
+        # stand-in width can test the arguments.
+        entry = info(name)  # a registry name, class name or alias (attnzoo.names): kept as the registry name
+        entry.require_same_shape_nchw("timm_attn", None, **kwargs)
         if isinstance(ignore, str):
             raise ValueError(f"timm_attn: ignore must be a list of keyword names, got the string {ignore!r}")
-        self.name = name
+        self.name = entry.name
         self.ignore = tuple(ignore)
         self.kwargs = dict(kwargs)
-        # Fail now, not deep inside timm's model builder, on a keyword the module does not take.
-        from ..registry import create
-
-        create(name, 8, **self.kwargs)
 
     def __call__(
         self,
@@ -58,7 +61,10 @@ class TimmAttn:
         from ..registry import create, info
 
         info(self.name).require_same_shape_nchw("timm_attn", channels, **self.kwargs)
-        module = create(self.name, channels, **self.kwargs)
+        try:
+            module = create(self.name, channels, **self.kwargs)
+        except ValueError as e:  # the arguments do not fit this block's width: say which factory and width
+            raise ValueError(f"{self!r} for a {channels}-channel block of the host: {e}") from e
         if device is not None or dtype is not None:
             module = module.to(device=device, dtype=dtype)
         return module

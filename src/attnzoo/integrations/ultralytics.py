@@ -44,7 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .yolo_rows import _REWRITTEN, _REWRITTEN_KINDS, _SELECT, PairInputs, Select, _install, row_kind
+from .yolo_rows import _REWRITTEN, _REWRITTEN_KINDS, _SELECT, PairInputs, Select, _install, row_kind, row_name_error
 
 __all__ = ["register", "yaml_modules", "row_kind", "insert_layers", "save_yaml", "Select", "PairInputs"]
 
@@ -167,6 +167,9 @@ def insert_layers(cfg: str | Path | dict, layers: Sequence[tuple[int, str, list]
             raise ValueError(f"insert_layers: after must be a row index in [0, {n - 1}], got {after!r}")
         if not isinstance(module, str) or not isinstance(args, (list, tuple)):
             raise ValueError(f"insert_layers: module must be a name and args a list, got {module!r}, {args!r}")
+        error = row_name_error(module, f"insert_layers: row after {after}")
+        if error is not None:
+            raise error
         extra.setdefault(after, []).append([-1, 1, module, list(args)])
 
     new_index, out_index, pos = [], [], 0

@@ -142,6 +142,35 @@ class _Row:
     shown: str = ""  # the arguments the module was built with (for the layer table)
 
 
+def row_name_error(module: str, where: str, namespace: dict | None = None) -> ValueError | None:
+    """attnzoo's error for a row's module written as a name attnzoo resolves (a registry name such as ``"ema"``
+    or an alias, :mod:`attnzoo.names`) rather than the class name a YAML row needs; ``None`` for a class name
+    or a name attnzoo does not know (Ultralytics' own ``Conv``, ``C3k2``, ...).  ``namespace``: the names
+    ``parse_model`` looks up (``ultralytics.nn.tasks``), to say under which name :func:`register` put the class."""
+    from ..registry import info
+
+    try:
+        entry = info(module)
+    except ValueError:
+        return None
+    cls = entry.cls.__name__
+    if module == cls or (namespace is not None and namespace.get(module) is entry.cls):
+        return None
+    if namespace is None:
+        use = (
+            f"its class name {cls!r}, as attnzoo.integrations.ultralytics.register() adds it "
+            f"(with prefix=P: P + {cls!r})"
+        )
+    else:
+        registered = sorted(k for k, v in namespace.items() if v is entry.cls)
+        use = (
+            f"the name register() gave its class: {registered[0]!r}"
+            if registered
+            else f"its class name {cls!r}, after attnzoo.integrations.ultralytics.register(names=[{entry.name!r}])"
+        )
+    return ValueError(f"{where}: {module!r} is attnzoo module {entry.name!r}; a YOLO row names a class: write {use}")
+
+
 def _where(row: _Row) -> str:
     return f"YAML row {row.index} ({row.name}, from {row.f})"
 
@@ -360,6 +389,11 @@ def _build(
 
 def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> Any:
     rows = [list(r) for r in list(d["backbone"]) + list(d["head"])]
+    for i, r in enumerate(rows):  # attnzoo's error, not parse_model's KeyError, for "ema" instead of its class
+        if len(r) == 4 and isinstance(r[2], str) and "." not in r[2] and r[2] not in tasks.__dict__:
+            error = row_name_error(r[2], f"YAML row {i} ({r[2]}, from {r[0]})", tasks.__dict__)
+            if error is not None:
+                raise error
     rewritten = {
         i
         for i, r in enumerate(rows)

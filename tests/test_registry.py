@@ -146,8 +146,9 @@ def test_info_prints_readably_and_keeps_its_repr():
 
 
 def test_list_modules_wildcards():
-    assert attnzoo.list_modules("*cb*") == ["cbam", "cbam_channel", "cbam_spatial"]  # as timm's list_models
-    assert attnzoo.list_modules("*CB*") == attnzoo.list_modules(pattern="cbam*") == attnzoo.list_modules("*cb*")
+    assert attnzoo.list_modules("*cb*") == ["cbam", "cbam_channel", "cbam_spatial", "lcbam"]  # as timm's list_models
+    assert attnzoo.list_modules("*CB*") == attnzoo.list_modules(pattern="*cbam*") == attnzoo.list_modules("*cb*")
+    assert attnzoo.list_modules(pattern="cbam*") == ["cbam", "cbam_channel", "cbam_spatial"]
     assert attnzoo.list_modules("channel", pattern="s?") == ["se", "sk"]
     assert attnzoo.list_modules(pattern="danet_[cp]*") == ["danet_channel", "danet_position"]
     assert attnzoo.list_modules("*") == attnzoo.list_modules() and attnzoo.list_modules("zz*") == []

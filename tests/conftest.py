@@ -7,10 +7,15 @@
 - Shared helpers live in ``helpers.py`` (importable by any test module): ``build``/``inputs`` of a registered
   module, ``rand`` (seeded inputs), ``randomize``, and ``require`` for the peers and runtimes of the dev extra,
   which fails (never skips) when one is missing.  test_environment.py checks the whole dev extra at once.
+- glibc's allocator raises its mmap threshold each time a large block is freed, after which large tensors come
+  from the heap and stay in the process's resident memory: a test worker that runs the whole registry grew past
+  20 GB.  A fixed threshold (1 MiB) keeps large tensors mmapped, so freeing them returns the memory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 
@@ -19,3 +24,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
+    """``mallopt(M_MMAP_THRESHOLD, nbytes)`` (glibc; elsewhere nothing): also turns off the dynamic threshold."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+
+
+_fixed_mmap_threshold()

@@ -165,7 +165,8 @@ def test_deploy_merge_records_the_run_that_added_rows():
     new = {**meta, "machine": "Other CPU", "created": "2031-01-02"}
     merged = report.merge_meta(meta, new, ["zz_b", "zz_a", "zz_b"])
     assert merged["created"] == meta["created"] and merged["machine"] == meta["machine"]
-    assert merged["additions"] == [{**{k: v for k, v in new.items() if k not in ("size", "threads")}, "modules": ["zz_a", "zz_b"]}]
+    run = {k: v for k, v in new.items() if k not in ("size", "threads", "additions")}
+    assert merged["additions"] == [*meta.get("additions", []), {**run, "modules": ["zz_a", "zz_b"]}]
     line = report.to_markdown([], merged).splitlines()[0]
     assert line.endswith("Rows of `zz_a`, `zz_b` added later (Other CPU, 2031-01-02, torch " + str(meta["torch"]) + ").")
 

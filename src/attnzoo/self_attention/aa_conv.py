@@ -76,7 +76,7 @@ class AAConv(AttnModule):
         heads: int = 8,
         key_channels: int | None = None,
         value_channels: int | None = None,
-        max_size: int | tuple[int, int] = (32, 32),
+        max_size: int | tuple[int, int] = (64, 64),
         bias: bool = True,
     ) -> None:
         super().__init__()

@@ -105,7 +105,7 @@ class BoTMHSA(AttnModule):
         out_channels: int | None = None,
         heads: int = 4,
         dim_head: int | None = None,
-        max_size: int | tuple[int, int] = (32, 32),
+        max_size: int | tuple[int, int] = (64, 64),
         stride: int = 1,
         qkv_bias: bool = False,
         scale_pos_embed: bool = False,

@@ -39,16 +39,34 @@ def ready(name: str, mode: str = "eval", dtype: torch.dtype = torch.float32) -> 
 
 
 def registered_in_source() -> set[str]:
-    """The names of the ``@register("name", ...)`` decorators in src/attnzoo, read statically."""
+    """The names of the ``@register("name", ...)`` decorators in src/attnzoo (or a file's ``functools.partial`` of
+    it), read statically."""
     import ast
     from pathlib import Path
 
+    def partial_of_register(value: ast.expr) -> bool:  # ``functools.partial(register, family=..., ...)``
+        return (
+            isinstance(value, ast.Call)
+            and getattr(value.func, "attr", getattr(value.func, "id", None)) == "partial"
+            and bool(value.args)
+            and getattr(value.args[0], "id", None) == "register"
+        )
+
+    trees = [(path, ast.parse(path.read_text())) for path in Path(attnzoo.__file__).parent.rglob("*.py")]
+    registers = {"register"} | {  # the partials may be imported by other files (sequence's ``_register_tokens``)
+        target.id
+        for _, tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and partial_of_register(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     names: set[str] = set()
-    for path in Path(attnzoo.__file__).parent.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+    for path, tree in trees:
+        for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 for dec in node.decorator_list:
-                    if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "register" and dec.args:
+                    if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) in registers and dec.args:
                         assert isinstance(dec.args[0], ast.Constant), f"{path}: register() needs a literal name"
                         names.add(dec.args[0].value)
     return names

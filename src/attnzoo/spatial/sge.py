@@ -62,7 +62,7 @@ class SpatialGroupEnhance(AttnModule):
         var = t.square().sum(2, keepdim=True) / spread_count(t, (2,))
         # √ has an infinite slope at 0 (a 1×1 or constant map): clamping at 1e-30 keeps backward finite and is exact
         # wherever the spread is not (numerically) zero
-        std = torch.sqrt(var.clamp_min(1e-30)) + 1e-5
+        std = torch.sqrt(var.clamp(min=1e-30)) + 1e-5
         t = t / std * self.weight.view(1, g, 1) + self.bias.view(1, g, 1)
         gate = torch.sigmoid(t).to(x.dtype).view(b, g, 1, h * w)
         record(self, "gate", gate.view(b, g, h, w))

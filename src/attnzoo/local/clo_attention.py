@@ -19,13 +19,12 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
-    check_dropout,
-    check_heads,
     check_nchw,
     fx_leaf,
     odd_kernel,
     positive_int,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import traced_size
 
@@ -122,8 +121,9 @@ class CloAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        check_heads(heads, channels, owner)
+        d, attn_drop, proj_drop = check_attention_args(
+            owner, channels, heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         check_arg(
             isinstance(kernels, (tuple, list)) and len(kernels) > 0, owner, "kernels", "a non-empty sequence", kernels
         )
@@ -138,12 +138,11 @@ class CloAttention(AttnModule):
             ok, owner, "group_split", f"{len(kernels) + 1} non-negative integers summing to heads={heads}", group_split
         )
         positive_int(window_size, owner, "window_size")
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         self.channels, self.heads, self.group_split, self.kernels = channels, heads, tuple(group_split), kernels
         self.window_size, self.qkv_bias = window_size, qkv_bias
-        self.dim_head = d = channels // heads
-        self.attn_drop = nn.Dropout(check_dropout(attn_drop, owner, "attn_drop"))
-        self.proj_drop = nn.Dropout(check_dropout(proj_drop, owner, "proj_drop"))
+        self.dim_head = d
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj_drop = nn.Dropout(proj_drop)
         self.local_groups = [(g, k) for g, k in zip(group_split[:-1], kernels) if g > 0]
         self.qkvs = nn.ModuleList(nn.Conv2d(channels, 3 * g * d, 1, bias=qkv_bias) for g, _ in self.local_groups)
         self.convs = nn.ModuleList(

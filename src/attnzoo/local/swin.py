@@ -24,14 +24,13 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
-    check_dropout,
-    check_heads,
     check_nchw,
     fx_leaf,
     non_negative_int,
     positive_int,
     positive_number,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import traced_size
 
@@ -182,19 +181,17 @@ class SwinBlock(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
+        heads = default_heads(positive_int(channels, owner, "channels")) if heads is None else heads
+        _, attn_drop, proj_drop = check_attention_args(
+            owner, channels, heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         positive_int(window_size, owner, "window_size")
         check_arg(window_size <= 32, owner, "window_size", "at most 32 (M⁴ attention logits per window)", window_size)
         non_negative_int(shift_size, owner, "shift_size")
         check_arg(shift_size < window_size, owner, "shift_size", f"less than window_size ({window_size})", shift_size)
-        heads = default_heads(channels) if heads is None else heads
-        check_heads(heads, channels, owner)
         positive_number(mlp_ratio, owner, "mlp_ratio")
         hidden = int(channels * mlp_ratio)
         check_arg(hidden >= 1, owner, "mlp_ratio", f"a ratio giving at least 1 hidden channel of {channels}", mlp_ratio)
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
-        attn_drop = check_dropout(attn_drop, owner, "attn_drop")
-        proj_drop = check_dropout(proj_drop, owner, "proj_drop")
         self.channels, self.window_size, self.shift_size, self.heads = channels, window_size, shift_size, heads
         self.mlp_ratio, self.qkv_bias = mlp_ratio, qkv_bias
         self.norm1 = nn.LayerNorm(channels)

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
-from ..layers import AttnModule, attention, check_arg, check_dropout, check_heads, check_nchw, positive_int
+from ..layers import AttnModule, attention, check_arg, check_nchw, positive_int
+from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import fx_leaf
 
@@ -99,16 +100,17 @@ class AgentAttention(AttnModule):
         super().__init__()
         owner = self.owner
         self.channels = c = positive_int(channels, owner, "channels")
-        self.heads = check_heads(max(1, c // 32) if heads is None else heads, c, owner)
+        self.heads = max(1, c // 32) if heads is None else heads
+        _, self.attn_drop, proj_drop = check_attention_args(
+            owner, c, self.heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         self.agents = positive_int(agents, owner, "agents")
         self.pool_size = math.isqrt(agents)
         check_arg(self.pool_size**2 == agents, owner, "agents", "a perfect square (agents pooled to √n×√n)", agents)
         self.table_size = positive_int(table_size, owner, "table_size")
-        check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
-        self.attn_drop = check_dropout(attn_drop, owner, "attn_drop")
         self.qkv = nn.Linear(c, 3 * c, bias=qkv_bias)
         self.proj = nn.Linear(c, c)
-        self.proj_drop = nn.Dropout(check_dropout(proj_drop, owner, "proj_drop"))
+        self.proj_drop = nn.Dropout(proj_drop)
         self.dwc = nn.Conv2d(c, c, 3, padding=1, groups=c)
         h, n, s, t = self.heads, agents, self.pool_size, table_size
         self.an_bias = nn.Parameter(torch.zeros(h, n, s, s))  # agents → positions (B₁)

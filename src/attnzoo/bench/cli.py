@@ -181,7 +181,13 @@ def _announce(args: argparse.Namespace, threads: int, why: str, env: dict, infos
     cpus = env.get("cpu_count")
     busy = f", load average {load:.1f} on {cpus} cores" if load is not None else ""
     print(f"attnzoo bench: {threads} torch thread(s) per case ({why}{busy})", file=sys.stderr)
-    if load is not None and checks.oversubscribed(threads, cpus, load):
+    if load is not None and cpus and load > cpus:
+        print(
+            f"attnzoo bench: warning: the machine is busy (load average {load:.1f} on {cpus} cores): latencies will "
+            "be inflated by waiting for other work; rows that look implausible are marked",
+            file=sys.stderr,
+        )
+    elif load is not None and checks.oversubscribed(threads, cpus, load):
         print(
             f"attnzoo bench: warning: {threads} threads oversubscribe this machine ({checks.free_cores(cpus, load)} "
             "core(s) free by the load average): latencies will include waiting for other work",

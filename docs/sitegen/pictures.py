@@ -105,27 +105,36 @@ def map_pictures(name: str) -> tuple[bytes, bytes, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         path = viz.overlay(img, maps, Path(tmp) / "maps.png", columns=5, panel=160)
         page = _quantize(path.read_bytes())
-    panels = viz.panels(maps, maps.input_sizes)
+    panels = viz._items(maps, maps.input_sizes)
 
     def varies(p: tuple) -> bool:
         return float(p[2].max() - p[2].min()) > 1e-6
 
     order = [p for p in panels if p[1] == "heat" and varies(p)] + [p for p in panels if varies(p)] + panels
-    title, kind, data = order[0]
-    return page, _thumbnail(img, title, kind, data), not all(varies(p) for p in panels)
+    title, kind, data, probs = order[0]
+    return page, _thumbnail(img, title, kind, data, probs), not all(varies(p) for p in panels)
 
 
-def _thumbnail(img: Any, title: str, kind: str, data: Any) -> bytes:
+def _thumbnail(img: Any, title: str, kind: str, data: Any, probs: bool = False) -> bytes:
+    """A card picture: a heat map over the photo on the scale ``attnzoo.viz.overlay`` uses (gates on [0, 1]), with
+    a note when it is (nearly) constant; or the photo beside the gate's bars or matrix."""
     import torch.nn.functional as F
+
+    from attnzoo import viz
 
     fig = _figure(3.0, 2.0)
     if kind == "heat":
         ax = fig.add_axes((0, 0, 1, 1))
         h, w = img.shape[:2]
         heat = F.interpolate(data[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        ax.imshow(img.numpy(), aspect="auto")
-        ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto")
+        vmin, vmax = viz.value_range(data, viz._gate_like(data, probs))
+        ax.imshow(img.numpy(), aspect="auto")  # the photo is 2:3 like the card
+        ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto", vmin=vmin, vmax=vmax)
         ax.set_axis_off()
+        note = viz.constancy_note(data, (vmin, vmax))
+        if note:
+            ax.text(0.03, 0.04, note, transform=ax.transAxes, fontsize=10, color="white",
+                    bbox=dict(facecolor="darkred", alpha=0.7, pad=2, linewidth=0))
     else:  # a per-channel gate (bars) or a matrix: the photo it was computed on, then the values
         ax = fig.add_axes((0, 0.25, 0.36, 0.5))
         ax.imshow(img.numpy(), aspect="auto")

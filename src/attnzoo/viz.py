@@ -451,7 +451,7 @@ def _host(model: str) -> torch.nn.Module:
         import torchvision
     except ImportError:
         raise SystemExit(
-            "attnzoo viz: the default host network needs torchvision (pip install 'attnzoo[integrations]')"
+            "attnzoo viz: the default host network needs torchvision (from a clone: pip install -e '.[integrations]')"
         )
     try:
         return torchvision.models.get_model(model, weights=None)

@@ -318,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             report.plot(doc, args.plot)
         except ImportError:
-            print("attnzoo bench: --plot needs matplotlib (pip install 'attnzoo[cli]')", file=sys.stderr)
+            print("attnzoo bench: --plot needs matplotlib (from a clone: pip install -e '.[cli]')", file=sys.stderr)
             return 1
     failed = sum(1 for r in doc["results"] if r.get("error"))
     warning = checks.implausible_warning(doc["results"])

@@ -518,7 +518,9 @@ def run(args: argparse.Namespace) -> int:
 
     img = load_image(args.image)  # H×W×3 in [0, 1]
     x = img.permute(2, 0, 1)[None]
-    x = F.interpolate(x, size=network_size(tuple(img.shape[:2]), args.size), mode="bilinear", align_corners=False)
+    x = F.interpolate(
+        x, size=network_size((int(img.shape[0]), int(img.shape[1])), args.size), mode="bilinear", align_corners=False
+    )
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad(), attnzoo.capture_attention(model) as maps:

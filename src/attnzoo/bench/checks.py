@@ -15,7 +15,7 @@ can be tested on synthetic records without timing anything.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeGuard
 
 #: Marker put in the tables next to a row whose timings look implausible.
 MARK = "⚠"
@@ -105,7 +105,7 @@ ZERO_FLOPS_NOTE = (
 )
 
 
-def _num(x: Any) -> bool:
+def _num(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
 
 

@@ -120,7 +120,7 @@ REDUCED_QUADRATIC = 1 / 16
 #: Process start, build, FLOP count and memory bookkeeping per case (s).
 CASE_OVERHEAD_S = 0.7
 #: A run (or one case) longer than this gets a warning first.
-LONG_RUN_S = 300.0
+LONG_RUN_S = 600.0
 LONG_CASE_S = 60.0
 
 

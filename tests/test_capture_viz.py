@@ -84,8 +84,8 @@ def test_capture_does_not_change_outputs_and_every_map_draws(name, tmp_path):
     declared = {p: keys for p, keys in declared.items() if keys}
     assert bool(items) == bool(declared), f"{name}: declared maps {declared}, recorded {sorted(maps)}"
     path = viz.overlay(torch.rand(3, 36, 28), maps, tmp_path / "maps.png", panel=64)
-    with Image.open(path) as im:
-        assert im.size == (min(4, len(items) + 1) * 64, math.ceil((len(items) + 1) / 4) * 64)
+    with Image.open(path) as im:  # panels 64 wide, 64·36/28 = 82 high (the image's aspect)
+        assert im.size == (min(4, len(items) + 1) * 64, math.ceil((len(items) + 1) / 4) * 82)
 
 
 def test_capture_in_a_network_names_and_sizes():
@@ -171,10 +171,10 @@ def test_overlay_sizes_and_inputs(tmp_path):
     for image in (tmp_path / "in.png", img_u8, torch.randn(1, 3, 40, 30), torch.rand(40, 30)):
         path = viz.overlay(image, maps, tmp_path / "o.png", columns=2, panel=100)
         with Image.open(path) as im:
-            assert im.size == (200, 200)  # 3 panels in 2 columns
+            assert im.size == (200, 2 * 133)  # 3 panels in 2 columns, each 100 wide and 100·40/30 high
     path = viz.overlay(img_u8, [torch.rand(1, 1, 4, 4)] * 5, tmp_path / "p.png", columns=3, panel=50)
     with Image.open(path) as im:
-        assert im.size == (150, 100)
+        assert im.size == (150, 2 * 67)
     with pytest.raises(ValueError, match="columns"):
         viz.overlay(img_u8, maps, tmp_path / "x.png", columns=0)
     with pytest.raises(ValueError, match="image"):
@@ -200,7 +200,7 @@ def test_cli_viz_fresh_model(image_file, tmp_path, capsys):
                      "--columns", "6", "--panel", "64", "--arg", "kernel_size=3"]) == 0
     assert "inserted 8 × cbam" in capsys.readouterr().out
     with Image.open(out) as im:
-        assert im.size == (6 * 64, 3 * 64)  # image + 8 blocks × (channel, spatial) = 17 panels
+        assert im.size == (6 * 64, 3 * 80)  # image + 8 blocks × (channel, spatial) = 17 panels, 64×80 (the 4:5 photo)
 
 
 def test_cli_viz_checkpoints(image_file, tmp_path, monkeypatch):
@@ -215,7 +215,7 @@ def test_cli_viz_checkpoints(image_file, tmp_path, monkeypatch):
     assert cli_main(["viz", "--module", "se", "--image", str(image_file), "--checkpoint", "whole.pt",
                      "--unsafe-load-pickle", "--size", "64", "--panel", "64"]) == 0
     with Image.open(tmp_path / "photo-se-maps.png") as im:  # default output name; image + one gate
-        assert im.size == (2 * 64, 64)
+        assert im.size == (2 * 64, 80)
     # a state dict of resnet18 with eca inserted
     model = torchvision.models.resnet18(weights=None)
     attnzoo.insert(model, "eca")
@@ -223,6 +223,88 @@ def test_cli_viz_checkpoints(image_file, tmp_path, monkeypatch):
     assert cli_main(["viz", "--module", "eca", "--image", str(image_file), "--checkpoint", "state.pt",
                      "--size", "64", "--panel", "64", "--output", "s.png"]) == 0
     with Image.open(tmp_path / "s.png") as im:
-        assert im.size == (4 * 64, 3 * 64)  # 9 panels
+        assert im.size == (4 * 64, 3 * 80)  # 9 panels
     with pytest.raises(ValueError, match="did you mean"):
         cli_main(["viz", "--module", "cbma", "--image", str(image_file)])
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_overlay_colour_bars_fixed_gate_scale_and_constant_notes():
+    """Every heat map and matrix has a colour bar; gates use [0, 1], other maps their real range; (nearly)
+    constant maps say so; ``scale="data"`` stretches every map over its own range."""
+    gen = torch.Generator().manual_seed(0)
+    sizes = {"g": (9, 7), "p": (9, 7)}
+    probs = torch.softmax(torch.randn(1, 2, 63, 63, generator=gen) * 3, -1)
+    maps = {
+        "g": {"flat": torch.full((1, 1, 9, 7), 0.5), "near": 0.49 + 0.004 * torch.rand(1, 1, 9, 7, generator=gen),
+              "varied": torch.rand(1, 1, 9, 7, generator=gen), "channel": torch.rand(1, 16, 1, 1, generator=gen)},
+        "p": {"attn": probs},
+        "x": {"feat": 3 * torch.randn(1, 4, 9, 7, generator=gen)},
+    }
+    fig = viz._figure(torch.rand(3, 36, 28), maps, panel=96, sizes={**sizes, "x": (9, 7)})
+    heats = {}
+    for ax in fig.axes:
+        title = next((t.get_text() for t in ax.texts if ":" in t.get_text()), ax.get_title())
+        for im in ax.images[1:]:  # the overlay on top of the photo
+            heats[title.split(" ")[0]] = im
+    assert sorted(heats) == ["g:flat", "g:near", "g:varied", "p:attn", "x:feat"]
+    for name, im in heats.items():
+        assert im.colorbar is not None, f"{name}: no colour bar"
+    for name in ("g:flat", "g:near", "g:varied"):
+        assert (heats[name].norm.vmin, heats[name].norm.vmax) == (0.0, 1.0), name
+    attn = viz.panels(maps, sizes)[4][2]
+    assert heats["p:attn"].norm.vmin == pytest.approx(float(attn.min()))  # probabilities: their own range
+    assert heats["p:attn"].norm.vmax == pytest.approx(float(attn.max()))
+    feat = maps["x"]["feat"][0].mean(0)
+    assert heats["x:feat"].norm.vmin == pytest.approx(float(feat.min()))
+    texts = _texts(fig)
+    assert "constant 0.5" in texts
+    assert sum(t.startswith("nearly constant 0.49") for t in texts) == 1
+    assert not [t for t in texts if "constant" in t and t not in ("constant 0.5",) and not t.startswith("nearly")]
+    bars = next(ax for ax in fig.axes if ax.get_title().startswith("g:channel"))
+    assert bars.get_ylim() == (0.0, 1.0)  # a channel gate on the fixed scale too
+    data = viz._figure(torch.rand(3, 36, 28), {"g": {"near": maps["g"]["near"]}}, panel=96, sizes=sizes, scale="data")
+    im = [im for ax in data.axes for im in ax.images][2]
+    assert im.norm.vmin == pytest.approx(float(maps["g"]["near"].min())) and im.colorbar is not None
+    with pytest.raises(ValueError, match="scale"):
+        viz._figure(torch.rand(3, 8, 8), maps, scale="stretch")
+
+
+def test_constancy_note_and_value_range():
+    assert viz.constancy_note(torch.full((3, 3), 0.5)) == "constant 0.5"
+    assert viz.constancy_note(torch.tensor([0.020, 0.0204]), (0.020, 0.0204)) == "nearly constant 0.02–0.0204"
+    assert viz.constancy_note(torch.tensor([0.45, 0.52]), (0.0, 1.0)) is None  # 7 % of the [0, 1] scale
+    assert viz.constancy_note(torch.tensor([0.1, 0.9]), (0.0, 1.0)) is None
+    assert viz.value_range(torch.tensor([0.4, 0.6]), gate=True) == (0.0, 1.0)
+    assert viz.value_range(torch.tensor([0.4, 0.6]), gate=True, scale="data") == (pytest.approx(0.4), pytest.approx(0.6))
+    lo, hi = viz.value_range(torch.full((2,), 3.0), gate=False)
+    assert lo < 3.0 < hi
+
+
+def test_overlay_keeps_the_image_aspect(tmp_path):
+    maps = {"g": {"s": torch.rand(1, 1, 6, 9)}}
+    for h, w in ((40, 60), (60, 40), (32, 32)):
+        fig = viz._figure(torch.rand(3, h, w), maps, panel=120, columns=2)
+        photo = fig.axes[0].images[0]
+        assert photo.get_array().shape[:2] == (h, w)
+        assert fig.axes[0].get_aspect() == 1.0  # "equal": pixels stay square
+        path = viz.overlay(torch.rand(3, h, w), maps, tmp_path / "a.png", panel=120, columns=2)
+        with Image.open(path) as im:
+            assert im.size == (240, viz.panel_height(120, (h, w)))
+            assert abs(im.size[1] / 120 - h / w) < 0.02
+    assert viz.network_size((50, 40), 64) == (80, 64) and viz.network_size((480, 640), 224) == (224, 296)
+
+
+def test_cli_viz_says_an_untrained_cbam_spatial_gate_is_constant(image_file, tmp_path, monkeypatch):
+    require("torchvision")
+    seen = []
+    real = viz._figure
+    monkeypatch.setattr(viz, "_figure", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    assert cli_main(["viz", "--module", "cbam", "--image", str(image_file), "--output", str(tmp_path / "c.png"),
+                     "--size", "64", "--panel", "64"]) == 0
+    texts = _texts(seen[0])
+    spatial = [t for t in texts if t.startswith("layer") and ":spatial" in t]
+    assert len(spatial) == 8 and texts.count("constant 0.5") == 8  # CBAM's spatial gate starts at sigmoid(0)

@@ -84,6 +84,26 @@ def test_every_registered_module_gets_a_page_a_picture_and_a_card(text_site):
     )
 
 
+def test_cost_cards_are_legible_shape_diagrams(gen):
+    """Modules without a map picture get a card with their name, input and output shapes and cost class in type
+    large enough to read at the gallery's ~210-pixel card width (not a thumbnail of a twin-axis chart)."""
+    import io
+
+    from PIL import Image
+
+    fig = gen.pictures.shape_card_figure(
+        "bifpn", "O(N)", "pyramid", ["[2×64×56×56, 2×128×28×28, 2×256×14×14, 2×512×7×7]"],
+        "[2×64×56×56, 2×64×28×28, 2×64×14×14, 2×64×7×7]")
+    texts = {t.get_text(): t.get_fontsize() for t in fig.axes[0].texts}
+    assert {"bifpn", "O(N)", "2×128×28×28", "2×512×7×7", "2×64×7×7", "pyramid: input → output shapes"} <= set(texts)
+    assert min(texts.values()) >= 8 and texts["bifpn"] >= 12
+    site = gen.generate(names=["weighted_fusion"], workers=1)
+    card = site.files["modules/img/weighted_fusion-card.png"]
+    with Image.open(io.BytesIO(card)) as im:
+        assert im.size == (300, 200)
+    assert card != site.files["modules/img/weighted_fusion.png"]  # the page keeps the cost chart
+
+
 def test_module_page_content(text_site):
     page = text_site.files["modules/cbam.md"].decode()
     assert "Jongchan/attention-module" in page  # official code, from docs/provenance/cbam.md

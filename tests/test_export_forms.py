@@ -123,7 +123,8 @@ def test_predicate_is_off_under_compile_and_export() -> None:
 
     assert torch.export.export(M(), (x,)).module()(x).sum() == 0
     assert tracing.current_export_target() is None
-    assert torch.jit.trace(M(), (x,))(x).sum() == 2  # hand tracing (pnnx users): the ncnn forms
+    # hand tracing (pnnx users): the ncnn forms; the trace differs from eager on purpose, so no eager re-check
+    assert torch.jit.trace(M(), (x,), check_trace=False)(x).sum() == 2
     with attnzoo.export_target("onnx"):
         assert f(x).sum() == 2
     with pytest.raises(ValueError, match="export_target"):

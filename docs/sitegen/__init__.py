@@ -45,7 +45,7 @@ from .data import (
     measure_default,
 )
 from .pages import deployment_section, gallery_page, module_page, modules_index, which_page
-from .pictures import cost_curve, family_chart, has_map_picture, map_pictures
+from .pictures import cost_curve, family_chart, has_map_picture, map_pictures, shape_card
 
 __all__ = [
     "BENCH_COMMAND",
@@ -111,7 +111,8 @@ def _document(job: tuple) -> tuple[str, dict[str, bytes], dict | None, str | Non
             page_png, card_png, constant = map_pictures(name)
             kind = "map-constant" if constant else "map"
         elif pictures:
-            page_png, card_png = cost_curve(name, bench), cost_curve(name, bench, small=True)
+            page_png = cost_curve(name, bench)
+            card_png = shape_card(name, info.complexity, info.layout, m.inputs, m.output)
             kind = "cost"
         else:
             page_png = card_png = b""

@@ -319,7 +319,8 @@ def gallery_page(by_family: dict[str, list[str]], infos: dict[str, Any]) -> str:
         f"{sum(len(v) for v in by_family.values())} modules, one card each. The picture is the module's attention or "
         "gate map on a photograph, from an **untrained, freshly initialised** resnet18 with the module inserted: it "
         "shows where the module can look, not what it learned. Modules without a map (or that do not fit in a "
-        "ResNet block) show their cost against resolution. Filter by family and layout; "
+        "ResNet block) show their inputs and outputs with shapes and their cost class; their page has the cost against "
+        "resolution. Filter by family and layout; "
         "[Which module?](which-module.md) puts each family on one cost chart.",
         "",
         '<div class="az-filters">',

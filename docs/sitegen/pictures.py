@@ -1,5 +1,6 @@
 """The pictures: attention or gate maps of a module inserted into a fresh resnet18, on a photograph (drawn by
-``attnzoo.viz``), card thumbnails, cost-against-resolution curves and the per-family cost charts."""
+``attnzoo.viz``), card thumbnails (a map, or a diagram of input and output shapes), cost-against-resolution
+curves and the per-family cost charts."""
 
 from __future__ import annotations
 
@@ -104,27 +105,36 @@ def map_pictures(name: str) -> tuple[bytes, bytes, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         path = viz.overlay(img, maps, Path(tmp) / "maps.png", columns=5, panel=160)
         page = _quantize(path.read_bytes())
-    panels = viz.panels(maps, maps.input_sizes)
+    panels = viz._items(maps, maps.input_sizes)
 
     def varies(p: tuple) -> bool:
         return float(p[2].max() - p[2].min()) > 1e-6
 
     order = [p for p in panels if p[1] == "heat" and varies(p)] + [p for p in panels if varies(p)] + panels
-    title, kind, data = order[0]
-    return page, _thumbnail(img, title, kind, data), not all(varies(p) for p in panels)
+    title, kind, data, probs = order[0]
+    return page, _thumbnail(img, title, kind, data, probs), not all(varies(p) for p in panels)
 
 
-def _thumbnail(img: Any, title: str, kind: str, data: Any) -> bytes:
+def _thumbnail(img: Any, title: str, kind: str, data: Any, probs: bool = False) -> bytes:
+    """A card picture: a heat map over the photo on the scale ``attnzoo.viz.overlay`` uses (gates on [0, 1]), with
+    a note when it is (nearly) constant; or the photo beside the gate's bars or matrix."""
     import torch.nn.functional as F
+
+    from attnzoo import viz
 
     fig = _figure(3.0, 2.0)
     if kind == "heat":
         ax = fig.add_axes((0, 0, 1, 1))
         h, w = img.shape[:2]
         heat = F.interpolate(data[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        ax.imshow(img.numpy(), aspect="auto")
-        ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto")
+        vmin, vmax = viz.value_range(data, viz._gate_like(data, probs))
+        ax.imshow(img.numpy(), aspect="auto")  # the photo is 2:3 like the card
+        ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto", vmin=vmin, vmax=vmax)
         ax.set_axis_off()
+        note = viz.constancy_note(data, (vmin, vmax))
+        if note:
+            ax.text(0.03, 0.04, note, transform=ax.transAxes, fontsize=10, color="white",
+                    bbox=dict(facecolor="darkred", alpha=0.7, pad=2, linewidth=0))
     else:  # a per-channel gate (bars) or a matrix: the photo it was computed on, then the values
         ax = fig.add_axes((0, 0.25, 0.36, 0.5))
         ax.imshow(img.numpy(), aspect="auto")
@@ -140,6 +150,55 @@ def _thumbnail(img: Any, title: str, kind: str, data: Any) -> bytes:
         short = re.sub(r"(\.bn\d)?\.attn", "", title)
         ax.set_title(f"{short} {tuple(data.shape)}", fontsize=6.5, pad=2)
     return _png(fig)
+
+
+def _shape_lines(text: str, limit: int = 4) -> list[str]:
+    """'[2×64×56×56, 2×128×28×28]' → one line per tensor (at most ``limit``, then '…')."""
+    parts = [p.strip() for p in text.strip("[]").split(",") if p.strip()] if text.startswith("[") else [text]
+    return parts[:limit] + (["…"] if len(parts) > limit else [])
+
+
+def shape_card(name: str, complexity: str, layout: str, inputs: list[str], output: str) -> bytes:
+    """:func:`shape_card_figure` as a PNG (300×200 pixels)."""
+    return _png(shape_card_figure(name, complexity, layout, inputs, output))
+
+
+def shape_card_figure(name: str, complexity: str, layout: str, inputs: list[str], output: str) -> Any:
+    """A legible gallery card for a module without a map picture: its name, its inputs and outputs with their
+    shapes (default input, batch 2) and its cost class in between, in large type (the cost against resolution is
+    on the module's page)."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig = _figure(3.0, 2.0)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 3.0)
+    ax.set_ylim(0, 2.0)
+    ax.set_axis_off()
+    ins = [line for text in inputs for line in _shape_lines(text)][:5]
+    outs = _shape_lines(output)
+    mono = dict(family="monospace", fontsize=9.5 if max(len(x) for x in ins + outs) <= 11 else 8)
+
+    def column(lines: list[str], x: float, ha: str) -> list[float]:
+        step = min(0.3, 1.3 / max(len(lines), 1))
+        top = 1.08 + step * (len(lines) - 1) / 2
+        ys = [top - i * step for i in range(len(lines))]
+        for y, line in zip(ys, lines):
+            ax.text(x, y, line, ha=ha, va="center", color="#1f3b73", **mono)
+        return ys
+
+    ys_in = column(ins, 0.06, "left")
+    ys_out = column(outs, 2.94, "right")
+    box = FancyBboxPatch((1.2, 0.86), 0.6, 0.44, boxstyle="round,pad=0.03", fc="#e8eefc", ec="#1f3b73", lw=1.2)
+    ax.add_patch(box)
+    ax.text(1.5, 1.08, complexity, ha="center", va="center", fontsize=10 if len(complexity) <= 7 else 7.5,
+            weight="bold")
+    for y in ys_in:
+        ax.add_patch(FancyArrowPatch((1.02, y), (1.17, 1.08), arrowstyle="-|>", mutation_scale=8, color="#555"))
+    for y in ys_out:
+        ax.add_patch(FancyArrowPatch((1.83, 1.08), (1.98, y), arrowstyle="-|>", mutation_scale=8, color="#555"))
+    ax.text(1.5, 1.8, name, ha="center", va="center", fontsize=13 if len(name) <= 20 else 10, weight="bold")
+    ax.text(1.5, 0.22, f"{layout}: input → output shapes", ha="center", va="center", fontsize=9.5, color="#444")
+    return fig
 
 
 def _major_labels_only(ax: Any) -> None:

@@ -24,6 +24,7 @@ and in-place tricks that no graph should record.  :func:`inplace_ok` narrows it 
 from __future__ import annotations
 
 import functools
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
@@ -119,10 +120,20 @@ def traced_size(x: torch.Tensor) -> tuple[int, int]:
     """(H, W) of ``x``; plain ints under ``torch.jit.trace``, so paddings and window counts derived from them are
     constants of the traced graph (pnnx hands size arithmetic to ncnn, which cannot evaluate it).  Symbolic sizes
     under ``torch.export`` / ``torch.compile`` stay symbolic (dynamic shapes keep working)."""
-    h, w = x.shape[-2], x.shape[-1]
-    if torch.jit.is_tracing():
-        return int(h), int(w)
-    return h, w
+    return traced_dim(x, -2), traced_dim(x, -1)
+
+
+def traced_dim(x: torch.Tensor, dim: int) -> int:
+    """``x.shape[dim]``; a plain int under ``torch.jit.trace`` (see :func:`traced_size`).  The conversion is the
+    point, so its ``TracerWarning`` ("Converting a tensor to a Python integer ...") is silenced here, and only here."""
+    n = x.shape[dim]
+    if not torch.jit.is_tracing():
+        return n
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor to a Python integer", category=torch.jit.TracerWarning
+        )
+        return int(n)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,15 @@
 - everything else (channel gates B×C×1×1, SK's branch weights, DANet's C×C channel attention, window
   attention): drawn as a bar chart (1-D) or a matrix (2-D), not over the image.
 
+Pictures that do not mislead: every map has a colour bar (bar charts: a value axis) and its [min, max] in its
+title; gates (values in [0, 1], not attention probabilities) are drawn on the fixed [0, 1] scale by default
+(``scale="auto"``; ``scale="data"`` stretches every map over its own range), so an untrained gate near 0.5 looks
+uniform instead of noisy; a constant or nearly constant map says so on the picture; the photo keeps its aspect.
+
 The first sample of the batch is drawn (``sample=``).  The PNG is ``columns × panel`` pixels wide and
-``rows × panel`` high (rows = ⌈(maps + 1) / columns⌉, columns = min(columns, maps + 1)).  matplotlib is
-imported only when drawing (the ``cli`` extra installs it); no pyplot state is touched.
+``rows × panel_height(panel, image)`` high: each panel keeps the image's aspect ratio (rows = ⌈(maps + 1) /
+columns⌉, columns = min(columns, maps + 1)).  matplotlib is imported only when drawing (the ``cli`` extra installs
+it); no pyplot state is touched.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, Mapping, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ["overlay", "load_image", "panels", "add_parser"]
+__all__ = ["overlay", "load_image", "panels", "add_parser", "value_range", "constancy_note", "panel_height"]
 
 ImageLike = Any  # path, PIL image, H×W×3 / H×W array, 3×H×W / 1×3×H×W / H×W×3 tensor
 Maps = Union[Mapping[str, Any], Sequence[torch.Tensor], torch.Tensor]
@@ -110,9 +116,12 @@ def panels(
     """Turn maps into drawable panels ``(title, kind, data)``; kind ``"heat"`` (2-D over the image), ``"bars"`` (1-D)
     or ``"matrix"`` (2-D, not over the image).  ``maps`` is the dict from :func:`attnzoo.capture_attention`
     (its ``input_sizes`` are used), a flat ``{title: tensor}`` dict, a list of tensors or one tensor."""
-    if sizes is None:
-        sizes = getattr(maps, "input_sizes", {})
-    flat: list[tuple[str, str, torch.Tensor]] = []  # (title, module name, tensor)
+    return [(title, kind, data) for title, kind, data, _ in _items(maps, sizes, sample)]
+
+
+def _flatten(maps: Maps) -> list[tuple[str, str, torch.Tensor]]:
+    """(title, module name, tensor) of every map."""
+    flat: list[tuple[str, str, torch.Tensor]] = []
     if isinstance(maps, torch.Tensor):
         flat.append(("map", "", maps))
     elif isinstance(maps, Mapping):
@@ -124,9 +133,17 @@ def panels(
                 flat.append((str(name), str(name), value))
     else:
         flat.extend((f"map {i}", "", t) for i, t in enumerate(maps))
+    return flat
 
+
+def _items(
+    maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sample: int = 0
+) -> list[tuple[str, str, torch.Tensor, bool]]:
+    """:func:`panels` with a fourth entry: whether the panel comes from attention probabilities."""
+    if sizes is None:
+        sizes = getattr(maps, "input_sizes", {})
     out = []
-    for title, module, t in flat:
+    for title, module, t in _flatten(maps):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"overlay: map {title!r} must be a tensor, got {type(t).__name__}")
         t = t.detach().float().cpu()
@@ -135,7 +152,7 @@ def panels(
         size = _size_of(module, sizes)
         if size is None and t.dim() >= 2 and t.shape[-2] * t.shape[-1] > 1 and not _is_probs(t):
             size = (int(t.shape[-2]), int(t.shape[-1]))  # no recorded input size: assume the last two dims are the grid
-        out.append((title, *_panel(t, size)))
+        out.append((title, *_panel(t, size), _is_probs(t)))
     return out
 
 
@@ -164,6 +181,54 @@ def _panel(t: torch.Tensor, size: tuple[int, int] | None) -> tuple[str, torch.Te
 # drawing
 
 
+#: Scales of the colour maps: ``"auto"`` draws gates (every value in [0, 1], not attention probabilities) on the
+#: fixed [0, 1] scale, so that an untrained gate near 0.5 looks uniform, and everything else on its own range;
+#: ``"data"`` draws every map on its own [min, max].
+SCALES = ("auto", "data")
+#: A map whose spread (max − min) is at most this fraction of its colour scale (fixed scale) or of its largest
+#: magnitude (own range) is called "nearly constant" on the picture.
+NEARLY_CONSTANT = 0.02
+
+
+def value_range(data: torch.Tensor, gate: bool, scale: str = "auto") -> tuple[float, float]:
+    """The colour scale (vmin, vmax) of a map: [0, 1] for a gate under ``scale="auto"``, else the data's range
+    (widened a little if the map is constant, so that the colour bar has a span)."""
+    lo, hi = float(data.min()), float(data.max())
+    if scale == "auto" and gate:
+        return 0.0, 1.0
+    if hi - lo < 1e-12:
+        pad = max(abs(hi), 1.0) * 1e-3
+        return lo - pad, hi + pad
+    return lo, hi
+
+
+def constancy_note(data: torch.Tensor, vrange: tuple[float, float] | None = None) -> str | None:
+    """``"constant 0.5"`` or ``"nearly constant 0.492–0.495"`` for a map without visible structure, else None.
+
+    Nearly constant: the spread is at most :data:`NEARLY_CONSTANT` of the colour scale ``vrange`` when it is a fixed
+    scale wider than the data, or of the map's largest magnitude otherwise."""
+    lo, hi = float(data.min()), float(data.max())
+    spread = hi - lo
+    if spread <= 1e-6 * max(abs(lo), abs(hi), 1e-12):
+        return f"constant {lo:.3g}"
+    span = max(abs(lo), abs(hi))
+    if vrange is not None and vrange[1] - vrange[0] > spread * (1 + 1e-6):
+        span = vrange[1] - vrange[0]
+    if spread <= NEARLY_CONSTANT * span:
+        return f"nearly constant {lo:.3g}–{hi:.3g}"
+    return None
+
+
+def _gate_like(data: torch.Tensor, probs: bool) -> bool:
+    return not probs and float(data.min()) >= 0.0 and float(data.max()) <= 1.0
+
+
+def panel_height(panel: int, image_hw: tuple[int, int]) -> int:
+    """Pixel height of a panel ``panel`` pixels wide that keeps the image's aspect (between panel/3 and 3·panel)."""
+    h, w = image_hw
+    return int(round(min(max(panel * h / max(w, 1), panel / 3), 3 * panel)))
+
+
 def overlay(
     image: ImageLike,
     maps: Maps,
@@ -175,8 +240,12 @@ def overlay(
     cmap: str = "jet",
     sample: int = 0,
     sizes: Mapping[str, tuple[int, int]] | None = None,
+    scale: str = "auto",
 ) -> Path:
     """Write a PNG with ``image`` and every map of ``maps`` (see the module docstring); returns the path.
+
+    Every map carries a colour bar (or a value axis) with its scale, its [min, max] in the title, and a note
+    when it is constant or nearly so.  Panels are ``panel`` pixels wide and keep the image's aspect ratio.
 
     Args:
         image: path, PIL image, array or tensor (H×W×3, 3×H×W or 1×3×H×W; floats outside [0, 1] are stretched).
@@ -184,77 +253,118 @@ def overlay(
             tensors or one tensor.
         path: output PNG.
         columns: panels per row.
-        panel: side of one square panel in pixels.
+        panel: width of one panel in pixels (its height follows the image's aspect ratio).
         alpha: opacity of the heat maps over the image.
         cmap: matplotlib colour map.
         sample: which batch element to draw.
         sizes: ``{module name: (H, W)}`` input sizes (default: ``maps.input_sizes`` from the capture).
+        scale: ``"auto"`` (default): gates (every value in [0, 1], not attention probabilities) on the fixed
+            [0, 1] scale, other maps on their own range; ``"data"``: every map on its own range.
     """
+    fig = _figure(
+        image, maps, columns=columns, panel=panel, alpha=alpha, cmap=cmap, sample=sample, sizes=sizes, scale=scale
+    )
+    path = Path(path)
+    fig.savefig(path, dpi=fig.dpi, format="png")
+    return path
+
+
+def _figure(
+    image: ImageLike,
+    maps: Maps,
+    *,
+    columns: int = 4,
+    panel: int = 256,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    sample: int = 0,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+    scale: str = "auto",
+) -> Any:
+    """The matplotlib Figure that :func:`overlay` saves."""
     if not (isinstance(columns, int) and columns >= 1):
         raise ValueError(f"overlay: columns must be a positive integer, got {columns!r}")
     if not (isinstance(panel, int) and panel >= 32):
         raise ValueError(f"overlay: panel must be an integer number of pixels >= 32, got {panel!r}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay: alpha must be in [0, 1], got {alpha!r}")
+    if scale not in SCALES:
+        raise ValueError(f"overlay: scale must be one of {SCALES}, got {scale!r}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     img = load_image(image)
-    items = panels(maps, sizes, sample)
+    items = _items(maps, sizes, sample)
     count = len(items) + 1
     cols = min(columns, count)
     rows = math.ceil(count / cols)
     dpi = 100
-    fig = Figure(figsize=(cols * panel / dpi, rows * panel / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    fs = max(5, panel // 40)
     ih, iw = img.shape[:2]
+    cell_h = panel_height(panel, (ih, iw))
+    fig = Figure(figsize=(cols * panel / dpi, rows * cell_h / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    fs = max(5, min(panel, cell_h) // 40)
 
-    def cell(i: int, margin: bool):
+    def cell(i: int, box: tuple[float, float, float, float]):
+        """Axes at ``box`` (x, y, width, height as fractions of the cell) of cell ``i``."""
         r, c = divmod(i, cols)
         x0, y0, wd, ht = c / cols, 1 - (r + 1) / rows, 1 / cols, 1 / rows
-        if margin:  # room for ticks
-            return fig.add_axes((x0 + 0.16 * wd, y0 + 0.12 * ht, 0.78 * wd, 0.72 * ht))
-        return fig.add_axes((x0, y0, wd, ht))
+        return fig.add_axes((x0 + box[0] * wd, y0 + box[1] * ht, box[2] * wd, box[3] * ht))
 
-    def label(ax, text: str) -> None:
+    def label(ax, text: str, y: float = 0.98, va: str = "top", color: str = "black") -> None:
         ax.text(
             0.02,
-            0.98,
+            y,
             text,
             transform=ax.transAxes,
-            va="top",
+            va=va,
             ha="left",
             fontsize=fs,
             color="white",
-            bbox=dict(facecolor="black", alpha=0.6, pad=1.5, linewidth=0),
+            bbox=dict(facecolor=color, alpha=0.65, pad=1.5, linewidth=0),
             clip_on=True,
         )
 
-    ax = cell(0, False)
-    ax.imshow(img.numpy(), aspect="auto")
+    def colorbar(i: int, mappable: Any) -> None:
+        cax = cell(i, (0.87, 0.1, 0.04, 0.8))
+        bar = fig.colorbar(mappable, cax=cax)
+        bar.ax.tick_params(labelsize=max(4, fs - 1), length=2, pad=1)
+
+    ax = cell(0, (0, 0, 1, 1))
+    ax.imshow(img.numpy())  # aspect "equal": the photo keeps its proportions
     ax.set_axis_off()
     label(ax, "image")
-    for i, (title, kind, data) in enumerate(items, start=1):
+    for i, (title, kind, data, probs) in enumerate(items, start=1):
+        gate = _gate_like(data, probs)
+        vmin, vmax = value_range(data, gate, scale)
+        note = constancy_note(data, (vmin, vmax))
+        shown = f"{title} {tuple(data.shape)} [{float(data.min()):.3g}, {float(data.max()):.3g}]"
         if kind == "heat":
-            ax = cell(i, False)
+            ax = cell(i, (0, 0, 0.85, 1))
             heat = F.interpolate(data[None, None], size=(ih, iw), mode="bilinear", align_corners=False)[0, 0]
-            ax.imshow(img.numpy(), aspect="auto")
-            ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, aspect="auto")
+            ax.imshow(img.numpy())
+            im = ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
             ax.set_axis_off()
-            label(ax, f"{title} {tuple(data.shape)} [{float(data.min()):.2g}, {float(data.max()):.2g}]")
+            colorbar(i, im)
+            label(ax, shown)
         else:
-            ax = cell(i, True)
             if kind == "bars":
+                ax = cell(i, (0.16, 0.12, 0.78, 0.72))
                 ax.bar(range(data.numel()), data.numpy(), width=1.0, color="tab:blue")
                 ax.set_xlim(-0.5, data.numel() - 0.5)
+                if scale == "auto" and gate:
+                    ax.set_ylim(0.0, 1.0)
             else:
-                ax.imshow(data.numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
+                ax = cell(i, (0.16, 0.12, 0.62, 0.72))
+                im = ax.imshow(
+                    data.numpy(), cmap="viridis", aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax
+                )
+                colorbar(i, im)
             ax.tick_params(labelsize=fs)
-            ax.set_title(f"{title} {tuple(data.shape)}", fontsize=fs, pad=2)
-    path = Path(path)
-    fig.savefig(path, dpi=dpi, format="png")
-    return path
+            ax.set_title(shown, fontsize=fs, pad=2)
+        if note:
+            label(ax, note, y=0.02, va="bottom", color="darkred")
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -293,7 +403,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="allow --checkpoint to be a whole torch.save'd model: unpickling EXECUTES CODE from the file, "
         "use it only for files you made yourself or fully trust",
     )
-    p.add_argument("--size", type=int, default=224, help="resize the image to SIZE×SIZE for the network")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        help="resize the image so that its shorter side is SIZE for the network, keeping its aspect ratio "
+        "(sides rounded to multiples of 8)",
+    )
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="auto",
+        help="colour scale: auto = gates (values in [0, 1]) on a fixed [0, 1] scale, other maps on their own range; "
+        "data = every map on its own range (default auto)",
+    )
     p.add_argument(
         "--arg",
         action="append",
@@ -328,7 +451,7 @@ def _host(model: str) -> torch.nn.Module:
         import torchvision
     except ImportError:
         raise SystemExit(
-            "attnzoo viz: the default host network needs torchvision (pip install 'attnzoo[integrations]')"
+            "attnzoo viz: the default host network needs torchvision (from a clone: pip install -e '.[integrations]')"
         )
     try:
         return torchvision.models.get_model(model, weights=None)
@@ -355,6 +478,13 @@ def load_checkpoint(path: str | Path, unsafe_load_pickle: bool = False) -> Any:
             "execute code from the file; pass --unsafe-load-pickle only if you made it yourself or fully trust it, "
             "or save a state_dict instead (torch.save(model.state_dict(), path))."
         ) from None
+
+
+def network_size(image_hw: tuple[int, int], size: int, multiple: int = 8) -> tuple[int, int]:
+    """(H, W) of the network input: the shorter side ``size``, the image's aspect kept, sides rounded to ``multiple``."""
+    h, w = image_hw
+    k = size / max(min(h, w), 1)
+    return tuple(max(multiple, int(round(n * k / multiple)) * multiple) for n in (h, w))  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -388,7 +518,9 @@ def run(args: argparse.Namespace) -> int:
 
     img = load_image(args.image)  # H×W×3 in [0, 1]
     x = img.permute(2, 0, 1)[None]
-    x = F.interpolate(x, size=(args.size, args.size), mode="bilinear", align_corners=False)
+    x = F.interpolate(
+        x, size=network_size((int(img.shape[0]), int(img.shape[1])), args.size), mode="bilinear", align_corners=False
+    )
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad(), attnzoo.capture_attention(model) as maps:
@@ -396,6 +528,6 @@ def run(args: argparse.Namespace) -> int:
     if not maps:
         raise SystemExit("attnzoo viz: the model recorded no attention maps (no attnzoo module with a map ran)")
     output = args.output or f"{Path(args.image).stem}-{name}-maps.png"
-    path = overlay(img, maps, output, columns=args.columns, panel=args.panel)
+    path = overlay(img, maps, output, columns=args.columns, panel=args.panel, scale=getattr(args, "scale", "auto"))
     print(f"wrote {path} ({sum(len(v) for v in maps.values())} maps from {len(maps)} modules)")
     return 0

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ..cli import add_module_command
-from . import report
+from . import checks, report
 
 FORMATS = ("table", "csv", "json", "markdown")
 _EXT_FORMAT = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".txt": "table"}
@@ -54,7 +54,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="float32",
         help="bfloat16 runs the module under torch.autocast (weights and inputs stay float32)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument(
+        "--threads",
+        default=None,
+        metavar="N|auto",
+        help="torch threads per case (default 1, so a busy or small machine is not oversubscribed; "
+        "auto = the cores the load average leaves free)",
+    )
     p.add_argument(
         "--kwargs",
         default=None,
@@ -169,6 +175,38 @@ def _format_for(args: argparse.Namespace) -> str:
     return "table"
 
 
+def _announce(args: argparse.Namespace, threads: int, why: str, env: dict, infos: list, sizes: list) -> None:
+    """Before measuring: the thread count (and whether it oversubscribes the machine), and a long-run warning."""
+    load = env.get("load_average")
+    cpus = env.get("cpu_count")
+    busy = f", load average {load:.1f} on {cpus} cores" if load is not None else ""
+    print(f"attnzoo bench: {threads} torch thread(s) per case ({why}{busy})", file=sys.stderr)
+    if load is not None and cpus and load > cpus:
+        print(
+            f"attnzoo bench: warning: the machine is busy (load average {load:.1f} on {cpus} cores): latencies will "
+            "be inflated by waiting for other work; rows that look implausible are marked",
+            file=sys.stderr,
+        )
+    elif load is not None and checks.oversubscribed(threads, cpus, load):
+        print(
+            f"attnzoo bench: warning: {threads} threads oversubscribe this machine ({checks.free_cores(cpus, load)} "
+            "core(s) free by the load average): latencies will include waiting for other work",
+            file=sys.stderr,
+        )
+    settings = {
+        "batch": args.batch,
+        "channels": args.channels,
+        "threads": threads,
+        "min_time": args.min_time,
+        "max_time": args.max_time,
+        "backward": not args.forward_only,
+        "memory": not args.no_memory,
+    }
+    note = checks.long_run_warning(*checks.estimate_run(infos, sizes, settings))
+    if note:
+        print(f"attnzoo bench: {note}", file=sys.stderr, flush=True)
+
+
 def measure(args: argparse.Namespace) -> dict:
     """Run every case and return the JSON document."""
     from .runner import WorkerClient, WorkerError
@@ -194,11 +232,16 @@ def measure(args: argparse.Namespace) -> dict:
         env = worker.probe(args.device)
         if args.device == "cuda" and not env.get("cuda_available"):
             raise SystemExit("attnzoo bench: --device cuda but torch.cuda.is_available() is False")
-        threads = args.threads or env.get("default_threads")
+        try:
+            threads, why = checks.resolve_threads(args.threads, env.get("cpu_count"), env.get("load_average"))
+        except ValueError as exc:
+            raise SystemExit(f"attnzoo bench: {exc}")
         unknown_kw = sorted(set(kwargs_by_module) - {i["name"] for i in infos})
         if unknown_kw:
             raise SystemExit(f"attnzoo bench: --kwargs names modules that are not benchmarked: {unknown_kw}")
         cases = [(info, size) for info in infos for size in sizes]
+        if not args.quiet:
+            _announce(args, threads, why, env, infos, sizes)
         progress = _Progress(len(cases), args.quiet)
         try:
             for info, size in cases:
@@ -275,9 +318,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             report.plot(doc, args.plot)
         except ImportError:
-            print("attnzoo bench: --plot needs matplotlib (pip install 'attnzoo[cli]')", file=sys.stderr)
+            print("attnzoo bench: --plot needs matplotlib (from a clone: pip install -e '.[cli]')", file=sys.stderr)
             return 1
     failed = sum(1 for r in doc["results"] if r.get("error"))
+    warning = checks.implausible_warning(doc["results"])
+    if warning and not args.quiet:
+        print(f"attnzoo bench: {warning}", file=sys.stderr)
     if failed and not args.quiet:
         print(
             f"attnzoo bench: {failed} of {len(doc['results'])} cases reported an error (see the error column)",

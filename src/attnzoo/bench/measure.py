@@ -40,6 +40,7 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.layouts import DEFAULT_SIZE, example_channels, example_inputs
 
+from .checks import resolve_size as _resolve_size
 from .flops import count_flops
 from .flops import custom_flop_mapping as _custom_flop_mapping
 
@@ -389,17 +390,8 @@ def _warm_up(forward: Callable[[], Any], case: "Case | None", flops: bool, row: 
 
 
 def resolve_size(layout: str, spec: Any) -> tuple[int, int]:
-    """(H, W) — (series, steps) for the temporal layout — from a job's size: None (layout default), S or [H, W].
-
-    A single S means S×S, except for the temporal layout where it means S time steps of the default number
-    of series.
-    """
-    if spec is None:
-        return (int(DEFAULT_SIZE[layout][0]), int(DEFAULT_SIZE[layout][1]))
-    if isinstance(spec, int):
-        return (DEFAULT_SIZE["temporal"][0], spec) if layout == "temporal" else (spec, spec)
-    h, w = spec
-    return int(h), int(w)
+    """(H, W) — (series, steps) for the temporal layout — from a job's size: None (layout default), S or [H, W]."""
+    return _resolve_size(layout, spec, DEFAULT_SIZE[layout])
 
 
 def _to(a: Any, device: torch.device) -> Any:

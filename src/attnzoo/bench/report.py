@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any, Iterable
 
+from .checks import MARK, ZERO_FLOPS_NOTE, implausible, zero_flops
+
 SCHEMA = "attnzoo-bench"
 SCHEMA_VERSION = 1
 
@@ -160,12 +162,15 @@ COLUMNS = (
 
 
 def cells(row: dict) -> list[str]:
+    """The table cells of a row: implausible timings mark the module (see :func:`attnzoo.bench.checks.implausible`),
+    and 0 counted FLOPs (element-wise-only modules) read "—", not 0."""
+    none = zero_flops(row)
     return [
-        row["module"],
+        row["module"] + (f" {MARK}" if implausible(row) else ""),
         shape_text(row),
         si(row["params"]),
-        si(row["flops"]),
-        si(row["macs"]),
+        "—" if none else si(row["flops"]),
+        "—" if none else si(row["macs"]),
         ms(row["fwd_ms"], row["fwd_ms_iqr"]),
         ms(row["fwd_bwd_ms"], row["fwd_bwd_ms_iqr"]),
         mib(row["fwd_mem_bytes"]),
@@ -192,6 +197,18 @@ def timing_note(doc: dict) -> str:
 
 def errors_of(rows: Iterable[dict]) -> list[str]:
     return [f"{r['module']} [{shape_text(r)}]: {r['error']}" for r in rows if r.get("error")]
+
+
+def implausible_of(rows: Iterable[dict]) -> list[str]:
+    return [f"{r['module']} [{shape_text(r)}]: {', '.join(implausible(r))}" for r in rows if implausible(r)]
+
+
+def footnotes(doc: dict) -> list[str]:
+    """The notes under a table: FLOPs, timing, memory, and the "—" FLOPs note when a row has one."""
+    notes = [FLOPS_NOTE, timing_note(doc), MEM_NOTE]
+    if any(zero_flops(r) for r in doc["results"]):
+        notes.append(ZERO_FLOPS_NOTE)
+    return notes
 
 
 def to_json(doc: dict) -> str:
@@ -230,7 +247,10 @@ def to_markdown(doc: dict) -> str:
     for row in doc["results"]:
         vals = cells(row) + [row["error"] or ""]
         lines.append("| " + " | ".join(_md_escape(str(v)) for v in vals) + " |")
-    lines += ["", f"{FLOPS_NOTE} {timing_note(doc)} {MEM_NOTE}", ""]
+    flagged = implausible_of(doc["results"])
+    if flagged:
+        lines += ["", f"{MARK} implausible timings (rerun on a quiet machine): " + "; ".join(flagged)]
+    lines += ["", " ".join(footnotes(doc)), ""]
     return "\n".join(lines)
 
 
@@ -248,7 +268,10 @@ def to_text(doc: dict) -> str:
     errs = errors_of(doc["results"])
     if errs:
         out += ["", "errors:"] + [f"  {e}" for e in errs]
-    out += ["", FLOPS_NOTE, timing_note(doc), MEM_NOTE]
+    flagged = implausible_of(doc["results"])
+    if flagged:
+        out += ["", f"{MARK} implausible timings:"] + [f"  {e}" for e in flagged]
+    out += ["", *footnotes(doc)]
     return "\n".join(out) + "\n"
 
 
@@ -264,18 +287,21 @@ def print_table(doc: dict, file: Any = None) -> None:
         file.write(to_text(doc))
         return
     console = Console(file=file, width=max(160, Console(file=file).width) if not file.isatty() else None)
-    table = Table(title=header_line(doc), title_style="bold", caption=f"{FLOPS_NOTE}\n{timing_note(doc)}\n{MEM_NOTE}")
+    table = Table(title=header_line(doc), title_style="bold", caption="\n".join(footnotes(doc)))
     for i, (name, _) in enumerate(COLUMNS):
         table.add_column(name, justify="left" if i < 2 else "right", no_wrap=i != 1)
     for row in doc["results"]:
-        style = "red" if row.get("error") and row.get("fwd_ms") is None else None
+        style = "red" if row.get("error") and row.get("fwd_ms") is None else "yellow" if implausible(row) else None
         table.add_row(*cells(row), style=style)
     console.print(table)
-    errs = errors_of(doc["results"])
-    if errs:
-        console.print("[bold red]errors[/]")
-        for e in errs:
-            console.print(f"  {e}", markup=False, highlight=False)
+    for title, lines in (
+        ("[bold red]errors[/]", errors_of(doc["results"])),
+        (f"[bold yellow]{MARK} implausible timings[/]", implausible_of(doc["results"])),
+    ):
+        if lines:
+            console.print(title)
+            for e in lines:
+                console.print(f"  {e}", markup=False, highlight=False)
 
 
 def render(doc: dict, fmt: str) -> str:

@@ -45,6 +45,7 @@ def import_plugin(spec: str) -> None:
 
 def _module_infos(names: list[str] | None, family: str | None) -> list[dict]:
     import attnzoo
+    from attnzoo.layouts import DEFAULT_SIZE, example_channels
 
     if names is None:
         names = attnzoo.list_modules(family)
@@ -61,9 +62,15 @@ def _module_infos(names: list[str] | None, family: str | None) -> list[dict]:
                 "complexity": e.complexity,
                 "class": e.cls.__name__,
                 "min_size": list(e.min_size),
+                "default_size": list(DEFAULT_SIZE[e.layout]),
+                "default_channels": _first(example_channels(e.name)),
             }
         )
     return out
+
+
+def _first(channels: Any) -> int:
+    return int(channels[0] if isinstance(channels, (list, tuple)) else channels)
 
 
 def _probe(device: str) -> dict:
@@ -81,12 +88,20 @@ def _probe(device: str) -> dict:
         "default_threads": torch.get_num_threads(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "load_average": _load_average(),
     }
     if device == "cuda":
         env["cuda_available"] = torch.cuda.is_available()
         if env["cuda_available"]:
             env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def cpu_model() -> str:

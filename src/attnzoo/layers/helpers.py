@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..tracing import fx_leaf, inplace_ok, traced_size
+from ..tracing import fx_leaf, inplace_ok, traced_dim, traced_size
 from .checks import check_arg, positive_int
 
 __all__ = [
@@ -93,5 +93,5 @@ def spread_count(x: torch.Tensor, dims: tuple[int, ...]) -> int:
     when M = 1 (a single value has no spread: its squared deviation is 0, so 0 / 1 = 0 instead of 0 / 0)."""
     m = 1
     for d in dims:
-        m *= x.shape[d]
+        m *= traced_dim(x, d)  # a plain int under torch.jit.trace: no tensor comparison in max()
     return max(m - 1, 1)

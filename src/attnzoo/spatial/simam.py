@@ -17,6 +17,7 @@ from ..layers import (
     positive_number,
 )
 from ..registry import register
+from ..tracing import traced_size
 
 __all__ = ["SimAM"]
 
@@ -25,7 +26,8 @@ __all__ = ["SimAM"]
 def _gn_constants(x: torch.Tensor, channels: int, lambda_: float) -> tuple[torch.Tensor, float]:
     """GroupNorm weight (sqrt(n/m) / 2 per channel) and eps (λn/m) that turn a per-channel GroupNorm into
     SimAM's ``(x − μ) / (2·sqrt(σ² + λ))``, with m = H·W and n = max(m − 1, 1)."""
-    m = x.shape[2] * x.shape[3]
+    h, w = traced_size(x)  # plain ints under torch.jit.trace: constants of the graph, no tensor → float conversion
+    m = h * w
     n = max(m - 1, 1)
     return torch.full((channels,), 0.5 * (n / m) ** 0.5, dtype=x.dtype, device=x.device), lambda_ * n / m
 

@@ -646,3 +646,17 @@ def test_host_row_errors(az_hosts):
         parse(config(wide + "  - [-1, 1, AzA2C2f, [128, False, -1]]\n" + head, "n"))
     with pytest.raises(ValueError, match="YAML row 1 \\(AzC2PSA.*attn='ema' at the block's inner width 16"):
         parse(config(base + "  - [-1, 1, AzC2PSA, [128, {attn: ema}]]\n" + head, "n"))
+
+
+def test_save_yaml_writes_ultralytics_row_style(tmp_path):
+    """One ``- [from, repeats, module, args] # index`` line per row, as Ultralytics' own YAMLs; loads back equal."""
+    import yaml
+
+    cfg = azu.insert_layers("yolo11n.yaml", ROWS)
+    text = write_cfg(tmp_path).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("  - [")]
+    assert len(rows) == len(cfg["backbone"]) + len(cfg["head"])
+    assert [int(line.rsplit("# ", 1)[1]) for line in rows] == list(range(len(rows)))
+    assert "  - [-1, 1, CBAM, [c2]] # 5" in rows and text.startswith("nc: 80\n")
+    clean = {k: v for k, v in cfg.items() if k not in ("yaml_file", "scale", "ch")}
+    assert yaml.safe_load(text) == clean

@@ -198,10 +198,25 @@ def insert_layers(cfg: str | Path | dict, layers: Sequence[tuple[int, str, list]
 
 
 def save_yaml(cfg: dict, path: str | Path) -> Path:
-    """Write a model config dict (e.g. from :func:`insert_layers`) as YAML; returns the path."""
+    """Write a model config dict (e.g. from :func:`insert_layers`) as YAML in the style of Ultralytics' own files:
+    one ``- [from, repeats, module, args]`` line per row, with its index as a comment; returns the path."""
     import yaml
+
+    def flow(value: object) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("\n...")
 
     path = Path(path)
     clean = {k: v for k, v in cfg.items() if k not in ("yaml_file", "scale", "ch")}
-    path.write_text(yaml.safe_dump(clean, sort_keys=False, default_flow_style=None))
+    lines, index = [], 0
+    for key, value in clean.items():
+        if key in ("backbone", "head") and isinstance(value, list):
+            lines += [f"{key}:", "  # [from, repeats, module, args]"]
+            for row in value:
+                lines.append(f"  - {flow(list(row))} # {index}")
+                index += 1
+        elif isinstance(value, (dict, list)):  # scales: one flow-style line per scale
+            lines.append(yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=None).rstrip())
+        else:
+            lines.append(f"{key}: {flow(value)}")
+    path.write_text("\n".join(lines) + "\n")
     return path

@@ -12,7 +12,7 @@ matmul; used on CPU, where it is faster, and in graphs recorded for ONNX or ncnn
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,9 @@ from torch import nn
 
 from ..capture import record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_choice,
     check_nchw,
@@ -174,6 +176,12 @@ class ModulatedDeformConv(AttnModule):
 
     Captured maps: ``"offset"`` B×(2·G·k²)×Ho×Wo (dy, dx per tap), ``"modulation"`` B×(G·k²)×Ho×Wo.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(15, "the offset conv has 3·G·k⁴·C weights"),
+        "padding": SizeBound(KERNEL_BOUND, "padding"),
+        "dilation": SizeBound(KERNEL_BOUND, "dilation: the padding grows with it"),
+    }
 
     def __init__(
         self,

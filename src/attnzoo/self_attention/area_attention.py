@@ -8,13 +8,26 @@ Ultralytics) is AGPL-3.0 and was not copied (docs/provenance/area_attention.md).
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import capture_target
-from ..layers import AttnModule, ConvBN, attention, check_arg, check_choice, check_nchw, positive_int, traced_size
+from ..layers import (
+    DEPTH_BOUND,
+    RATIO_BOUND,
+    AttnModule,
+    ConvBN,
+    SizeBound,
+    attention,
+    check_arg,
+    check_choice,
+    check_nchw,
+    positive_int,
+    traced_size,
+)
 from ..layers.hosts import Inner, build_inner, check_inner_output
 from ..registry import OUT_CHANNELS, register
 from ..tracing import PortableForm, fx_leaf, portable
@@ -223,6 +236,11 @@ class A2C2f(AttnModule):
 
     Captured map (default attention): ``"attn"`` per block under ``"m.{i}.{j}.attn"``.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_repeats": SizeBound(DEPTH_BOUND, "repeated blocks"),
+        "mlp_ratio": SizeBound(RATIO_BOUND, "MLP ratio"),
+    }
 
     def __init__(
         self,

@@ -263,8 +263,8 @@ class ModulatedDeformConv(AttnModule):
 
     ``backend="auto"`` runs torchvision's ``deform_conv2d`` on CUDA tensors in plain eager mode (when
     torchvision is installed) and the pure-PyTorch path otherwise: on CPU the pure path is the faster one
-    (0.5× forward, 0.2× forward+backward of torchvision's CPU kernel at 2×64×56×56, at up to 1.9× its peak
-    memory; benchmarks/results/local_sparse.md).  ``"torchvision"`` uses the op in eager calls, ``torch.compile``
+    (0.4× forward, 0.25× forward+backward of torchvision's CPU kernel at 2×64×56×56, at 0.4–0.6× its peak
+    memory: the taps are sampled one at a time; benchmarks/results/dcnv2_chunked.md).  ``"torchvision"`` uses the op in eager calls, ``torch.compile``
     and ``torch.export``, ``"pure"`` never.  Graphs recorded for ONNX or ncnn (``attnzoo.export_target``, a plain
     ``torch.jit.trace``, ``torch.onnx.export``) always take the pure path: pnnx / ncnn have no deformable
     convolution, and ONNX has ``DeformConv`` only from opset 19 with the dynamo exporter; OpenVINO converts the op.

@@ -94,6 +94,7 @@ class _AxisGates(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, a_h, a_w = ctx.saved_tensors
+        g = g.contiguous()  # a broadcast gradient (of a sum, say) makes every product below a slow strided loop
         b, c, h, w = x.shape
         need_x, need_h, need_w = ctx.needs_input_grad
         dh = dw = None

@@ -97,6 +97,7 @@ class _SGEFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight, bias = ctx.saved_tensors
+        dy = dy.contiguous()  # a broadcast gradient makes the products below slow strided loops
         g = ctx.groups
         b, c, h, w = x.shape
         n_pos = h * w

@@ -287,6 +287,7 @@ class A2C2f(AttnModule):
             f"a ratio giving a hidden MLP width ≥ 1 at width {c}",
             mlp_ratio,
         )
+        check_choice(variant, _VARIANTS, owner, "variant")  # checked here too: the error names A2C2f
         self.channels, self.out_channels, self.num_repeats, self.area = channels, out, num_repeats, area
         self.residual, self.mlp_ratio, self.expansion, self.heads, self.variant = (
             residual,

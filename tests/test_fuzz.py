@@ -13,6 +13,8 @@ tried on the ``meta`` device: a module that accepts them and would need more tha
 or output elements counts as accepted (its output shape is still checked on meta) instead of allocating
 gigabytes; construction is also cut after ``TIME_LIMIT_S`` seconds (e.g. ``num_layers=10**6``).
 
+Constructor arguments with a declared size bound (``size_bounds``) are also drawn at the bound and one past it.
+
 Each failure found here is fixed in the module and kept as a plain regression case in tests/test_regressions.py.
 """
 
@@ -93,6 +95,19 @@ def value_candidates(default: Any) -> list[Any]:
     if isinstance(default, (tuple, list)) and default:
         out += [tuple(default)[:1], (*tuple(default), 0), (*tuple(default)[:-1], -1), ("x",) * len(default)]
     return out
+
+
+def bound_candidates(name: str, key: str, start: Any) -> list[Any]:
+    """The declared size bound of ``key`` and one past it (``size_bounds``, see tests/test_size_bounds.py), so the
+    fuzzing reaches the bounds; in a sequence argument the last element is replaced."""
+    bound = attnzoo.info(name).cls.size_bounds.get(key)
+    limit = None if bound is None else bound.value(channels_for(name))
+    if limit is None:
+        return []
+    values = [int(limit), int(limit) + 1] if float(limit).is_integer() else [limit, limit + 1]
+    if isinstance(start, (tuple, list)) and start:
+        return [type(start)([*start[:-1], v]) for v in values]
+    return values
 
 
 def channel_candidates(name: str) -> list[Any]:
@@ -241,6 +256,7 @@ def test_fuzz_constructor_and_input(name):
                 cands = value_candidates(start if start is not inspect.Parameter.empty else 1)
                 if default is not inspect.Parameter.empty and default is not start:
                     cands.append(default)
+                cands += bound_candidates(name, key, start)
                 kwargs[key] = data.draw(st.sampled_from(cands), label=key)
         channels = data.draw(st.sampled_from(channel_candidates(name)) if data.draw(st.integers(0, 3)) == 0
                              else st.just(channels_for(name)), label="channels")

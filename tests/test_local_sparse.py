@@ -316,3 +316,31 @@ def test_dcnv2_errors():
             ModulatedDeformConv(8, **kwargs)
     with pytest.raises(ValueError, match="ModulatedDeformConv"):
         ModulatedDeformConv(4, kernel_size=5, padding=0)(torch.randn(1, 4, 3, 3))
+
+
+@pytest.mark.faithful("dcnv2")
+@pytest.mark.parametrize("chunk", [1, 2, None])
+@pytest.mark.parametrize("deform_groups", [1, 2])
+def test_dcnv2_chunked_taps_equal_one_call_with_gradients(chunk, deform_groups):
+    """The eager pure path sums chunks of taps (checkpointed under autograd, to bound the columns' memory): values
+    and the gradients of input, offsets, mask, weight and bias equal the one-call form and torchvision's op."""
+    x = rand(2, 4, 6, 5).requires_grad_()
+    off = (2 * rand(2, 2 * deform_groups * 9, 6, 5, seed=3)).requires_grad_()
+    mask = rand(2, deform_groups * 9, 6, 5, seed=4).sigmoid().requires_grad_()
+    w, b = rand(3, 4, 3, 3, seed=5).requires_grad_(), rand(3, seed=6).requires_grad_()
+    args = ((1, 1), (1, 1), (1, 1))
+    leaves = (x, off, mask, w, b)
+    out = deform_conv2d_portable(x, off, w, b, *args, mask, chunk=chunk)
+    one = deform_conv2d_portable(x, off, w, b, *args, mask, chunk=9)
+    g = rand(*out.shape, seed=7)
+    grads = torch.autograd.grad(out, leaves, g)
+    torch.testing.assert_close(out, one)
+    for a, e in zip(grads, torch.autograd.grad(one, leaves, g)):
+        torch.testing.assert_close(a, e)
+    tv = pytest.importorskip("torchvision.ops")
+    ref = tv.deform_conv2d(x, off, w, b, padding=(1, 1), mask=mask)
+    torch.testing.assert_close(out, ref)
+    for a, e in zip(grads, torch.autograd.grad(ref, leaves, g)):
+        torch.testing.assert_close(a, e)
+    with torch.no_grad():
+        torch.testing.assert_close(deform_conv2d_portable(x, off, w, b, *args, mask, chunk=chunk), one)

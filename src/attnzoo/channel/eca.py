@@ -6,13 +6,14 @@ Paper: https://arxiv.org/abs/1910.03151
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
-from ..layers import Gate, check_arg, odd_kernel, positive_int, positive_number
+from ..layers import Gate, SizeBound, check_arg, odd_kernel, positive_int, positive_number
 from ..registry import register
 
 __all__ = ["CircularECA", "EfficientChannelAttention", "eca_kernel_size"]
@@ -64,6 +65,10 @@ class EfficientChannelAttention(Gate):
 
     Captured map: ``"gate"`` B×C×1×1.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(lambda c: 2 * c - 1, "wider taps never see a channel", "2·C − 1"),
+    }
 
     #: pad the channel axis circularly (``ceca``) instead of with zeros
     circular = False
@@ -143,5 +148,9 @@ class CircularECA(EfficientChannelAttention):
 
     Captured map: ``"gate"`` B×C×1×1.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(lambda c: 2 * c - 1, "wider taps never see a channel", "2·C − 1"),
+    }
 
     circular = True

@@ -5,6 +5,7 @@ ACCV 2022), its pyramid split attention (PSA) module.  Paper: https://arxiv.org/
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,18 @@ from torch import nn
 
 from ..capture import record
 from ..functional.gating import spatial_mean
-from ..layers import AttnModule, check_arg, check_choice, check_nchw, hidden_width, inplace_ok, odd_kernel, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    AttnModule,
+    SizeBound,
+    check_arg,
+    check_choice,
+    check_nchw,
+    hidden_width,
+    inplace_ok,
+    odd_kernel,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["EPSA"]
@@ -68,6 +80,10 @@ class EPSA(AttnModule):
 
     Captured map: ``"branch_weights"`` B×S×(C/S)×1×1 in branch order (kernels order), summing to 1 over S.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernels": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

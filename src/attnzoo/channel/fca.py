@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import nn
 
 from .. import tracing
 from ..functional.gating import BATCH_AXIS
-from ..layers import Gate, check_arg, fx_leaf, hidden_width
+from ..layers import TABLE_BOUND, Gate, SizeBound, check_arg, fx_leaf, hidden_width
 from ..registry import register
 
 __all__ = ["MultiSpectralAttention", "dct_basis", "fca_frequencies"]
@@ -105,6 +106,10 @@ class MultiSpectralAttention(Gate):
 
     Captured map: ``"gate"`` B×C×1×1.  See docs/provenance/fca.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "dct_size": SizeBound(TABLE_BOUND, "DCT grid side"),
+    }
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ NeurIPS 2018).  Paper: https://arxiv.org/abs/1810.12348"""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +14,10 @@ from .. import tracing
 from ..capture import record
 from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
 from ..layers import (
+    TABLE_BOUND,
     ActLayer,
     Gate,
+    SizeBound,
     check_arg,
     check_nchw,
     fx_leaf,
@@ -95,6 +98,10 @@ class GatherExcite(Gate):
 
     Captured map: ``"gate"`` B×C×h×w (before the resize).  See docs/provenance/ge.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "feat_size": SizeBound(TABLE_BOUND, "side of the whole-map depthwise kernel"),
+    }
 
     def __init__(
         self,

@@ -8,13 +8,14 @@ read or copied (docs/provenance/mlca.md).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
-from ..layers import Gate, check_arg, positive_int, positive_number, traced_size
+from ..layers import KERNEL_BOUND, Gate, SizeBound, check_arg, positive_int, positive_number, traced_size
 from ..registry import register
 from .eca import eca_kernel_size
 
@@ -66,6 +67,10 @@ class MixedLocalChannelAttention(Gate):
 
     Captured map: ``"gate"`` B×C×H×W.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "local_size": SizeBound(KERNEL_BOUND, "local pooled side"),
+    }
 
     def __init__(
         self,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
 
 from ..capture import record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
     ConvNormAct,
+    SizeBound,
     check_arg,
     check_nchw,
     migrate_keys,
@@ -63,6 +65,10 @@ class SelectiveKernel(AttnModule):
 
     Captured map: ``"branch_weights"`` B×M×C_out×1×1.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernels": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     _version = 2  # v1: branches were nn.Sequential(conv, bn, relu) with keys 0/1/2; v2: ConvNormAct conv/norm/act
 

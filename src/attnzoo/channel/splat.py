@@ -5,6 +5,8 @@ Paper: https://arxiv.org/abs/2004.08955
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,8 +14,10 @@ from torch import nn
 from ..capture import record
 from ..functional.gating import spatial_mean
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
     ConvNormAct,
+    SizeBound,
     check_arg,
     check_nchw,
     hidden_width,
@@ -61,6 +65,10 @@ class SplitAttention(AttnModule):
 
     Captured map: ``"radix_weights"`` B×R×C×1×1 (R = 1: the sigmoid gate).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

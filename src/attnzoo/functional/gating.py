@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .. import tracing
 
-__all__ = ["BATCH_AXIS", "SPATIAL_MEAN_FORM", "spatial_mean", "spatial_mean_portable"]
+__all__ = ["BATCH_AXIS", "SPATIAL_MEAN_FORM", "axis_mean", "axis_gates", "spatial_mean", "spatial_mean_portable"]
 
 #: Why a module needs a batch-axis hint for ncnn (the end of a :class:`~attnzoo.tracing.PortableForm` reason):
 #: ncnn has no batch axis, and pnnx finds the batch only from operators that keep it first; without one it takes
@@ -64,3 +64,56 @@ def spatial_mean(x: torch.Tensor, *, portable_form: bool = True) -> torch.Tensor
     if torch.is_grad_enabled() and tracing.eager_only(x):
         return _SpatialMean.apply(x)
     return x.mean((2, 3))
+
+
+class _AxisMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dim: int) -> torch.Tensor:
+        ctx.shape, ctx.dim = x.shape, dim
+        return x.mean(dim)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return (g / ctx.shape[ctx.dim]).unsqueeze(ctx.dim).expand(ctx.shape), None
+
+
+def axis_mean(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.mean(dim)`` whose eager backward returns a stride-0 expanded view instead of a new full-size tensor
+    (as :func:`spatial_mean`): added into the input's gradient, it costs no full-size buffer of its own."""
+    if torch.is_grad_enabled() and tracing.eager_only(x):
+        return _AxisMean.apply(x, dim)
+    return x.mean(dim)
+
+
+class _AxisGates(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, a_h, a_w)
+        return x * a_h * a_w
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, a_h, a_w = ctx.saved_tensors
+        g = g.contiguous()  # a broadcast gradient (of a sum, say) makes every product below a slow strided loop
+        b, c, h, w = x.shape
+        need_x, need_h, need_w = ctx.needs_input_grad
+        dh = dw = None
+        if need_h or need_w:
+            gx = g * x  # one full-size temporary, reduced against the other gate (batched matrix-vector products)
+            if need_h:
+                dh = torch.matmul(gx, a_w.expand(b, c, 1, w).transpose(2, 3)).sum_to_size(a_h.shape)
+            if need_w:
+                dw = torch.matmul(a_h.expand(b, c, h, 1).transpose(2, 3), gx).sum_to_size(a_w.shape)
+            del gx
+        dx = (g * a_h).mul_(a_w) if need_x else None
+        return dx, dh, dw
+
+
+def axis_gates(x: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor) -> torch.Tensor:
+    """``x ⊙ a_h ⊙ a_w`` for x: B×C×H×W, a_h: B×C×H×1, a_w: B×C×1×W (coordinate-style gates) with a lean eager
+    backward: autograd keeps the full-size ``x ⊙ a_h`` for the gradient of ``a_w``; this saves only x and the
+    two gates (same values, each gate's gradient as one batched matrix-vector product)."""
+    if torch.is_grad_enabled() and tracing.eager_only(x):
+        return _AxisGates.apply(x, a_h, a_w)
+    y = x * a_h
+    return y.mul_(a_w) if tracing.inplace_ok() else y * a_w

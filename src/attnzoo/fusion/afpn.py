@@ -4,7 +4,7 @@ Paper: https://arxiv.org/abs/2306.15988"""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +12,10 @@ from torch import nn
 
 from ..capture import record
 from ..layers import (
+    DEPTH_BOUND,
     ActLayer,
     AttnModule,
+    SizeBound,
     check_arg,
     check_level_channels,
     check_pyramid,
@@ -184,6 +186,10 @@ class AsymptoticFPN(AttnModule):
 
     Captured maps: ``"weights_s{k}_l{i}"``: B×k×H_i×W_i per-pixel level weights of the ASFF at level i of stage k.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_blocks": SizeBound(DEPTH_BOUND, "repeated blocks"),
+    }
 
     def __init__(
         self,

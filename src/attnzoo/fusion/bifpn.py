@@ -4,7 +4,7 @@ Paper: https://arxiv.org/abs/1911.09070"""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +12,10 @@ from torch import nn
 
 from ..capture import record
 from ..layers import (
+    DEPTH_BOUND,
     ActLayer,
     AttnModule,
+    SizeBound,
     check_arg,
     check_choice,
     check_level_channels,
@@ -180,6 +182,10 @@ class BiFPN(AttnModule):
 
     Captured maps: ``"weights_r{k}_td{i}"`` and ``"weights_r{k}_out{i}"``: the normalised weights of every node.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_repeats": SizeBound(DEPTH_BOUND, "repeated blocks"),
+    }
 
     def __init__(
         self,

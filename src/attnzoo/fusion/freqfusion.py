@@ -8,14 +8,24 @@ and was not read or copied (docs/provenance/freqfusion.md).  The reassembly is a
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..capture import is_capturing, record
-from ..layers import AttnModule, check_arg, check_context, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    AttnModule,
+    SizeBound,
+    check_arg,
+    check_context,
+    check_nchw,
+    fx_leaf,
+    odd_kernel,
+    positive_int,
+)
 from ..layers.checks import width_or
 from ..layers.pyramid import softmax_fp32
 from ..registry import register
@@ -111,6 +121,12 @@ class FreqFusion(AttnModule):
 
     Captured map: ``"kernels"`` B×(groups·k_lp²)×H×W (the low-pass weights of every fine pixel).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "k_lp": SizeBound(KERNEL_BOUND, "kernel side"),
+        "k_hp": SizeBound(KERNEL_BOUND, "kernel side"),
+        "k_enc": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

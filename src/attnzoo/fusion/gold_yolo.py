@@ -8,7 +8,7 @@ code (huawei-noah/Efficient-Computing, Detection/Gold-YOLO) is GPL-3.0 and was n
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -17,8 +17,11 @@ import torch.nn.functional as F
 from ..capture import record
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
 from ..layers import (
+    DEPTH_BOUND,
+    RATIO_BOUND,
     AttnModule,
     ConvBN,
+    SizeBound,
     attention,
     check_arg,
     check_context,
@@ -271,6 +274,13 @@ class GatherDistributeNeck(AttnModule):
         heads, d_k, d_v: the high stage's attention heads and per-head key and value widths.
         mlp_ratio: hidden width of the transformer blocks' MLP.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_repeats": SizeBound(DEPTH_BOUND, "repeated blocks"),
+        "num_blocks": SizeBound(DEPTH_BOUND, "repeated blocks"),
+        "num_layers": SizeBound(DEPTH_BOUND, "layers"),
+        "mlp_ratio": SizeBound(RATIO_BOUND, "MLP ratio"),
+    }
 
     def __init__(
         self,

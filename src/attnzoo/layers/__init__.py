@@ -47,7 +47,15 @@ from .pyramid import check_level_channels, check_pyramid
 # isort: split
 # Internal: imported by attnzoo's own modules; not public, may change in any release.
 from .batchnorm import PooledBatchNorm1d, PooledBatchNorm2d, check_bn_values  # noqa: F401
-from .checks import check_window_args, width_or  # noqa: F401
+from .checks import (  # noqa: F401
+    DEPTH_BOUND,
+    KERNEL_BOUND,
+    RATIO_BOUND,
+    TABLE_BOUND,
+    SizeBound,
+    check_window_args,
+    width_or,
+)
 from .compat import deprecated_args_of  # noqa: F401
 from .create_act import HardSigmoid, HardSwish  # noqa: F401
 from .helpers import spread_count  # noqa: F401

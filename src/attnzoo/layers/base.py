@@ -7,13 +7,15 @@ class never reports a stale literal) and a generic ``extra_repr`` built from the
 
 from __future__ import annotations
 
+import functools
 import inspect
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from ..capture import record
-from .checks import check_nchw
+from .checks import SizeBound, check_nchw, check_size_bounds, describe_size_bounds
 
 __all__ = ["AttnModule", "Gate"]
 
@@ -21,7 +23,42 @@ _SIMPLE = (int, float, str, bool, tuple, type(None))
 
 
 class AttnModule(nn.Module):
-    """Base class of attnzoo's registered modules."""
+    """Base class of attnzoo's registered modules.
+
+    ``size_bounds`` (class attribute): the largest value of each constructor argument that scales an allocation
+    (kernel sizes, tables, memory units, depths, ratios).  They are checked before the subclass's ``__init__``
+    runs, so a typo such as ``kernel_size=10**6`` raises a ``ValueError`` instead of allocating gigabytes, and
+    they are appended to the class docstring.  The registry-wide test in tests/test_size_bounds.py passes each
+    bound + 1.
+    """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        bounds = cls.__dict__.get("size_bounds")
+        if not bounds:
+            return
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.rstrip() + "\n\n    " + describe_size_bounds(bounds) + "\n"
+        if "__init__" not in cls.__dict__:  # checked by the inherited constructor
+            return
+        init = cls.__dict__["__init__"]
+        sig = inspect.signature(init)
+
+        @functools.wraps(init)
+        def checked_init(self: nn.Module, *args: Any, **kw: Any) -> None:
+            try:
+                bound = sig.bind(self, *args, **kw)
+            except TypeError:  # the constructor's own error (unknown or missing argument)
+                pass
+            else:
+                bound.apply_defaults()
+                values = dict(bound.arguments)
+                check_size_bounds(bounds, values, values.get("channels"), type(self).__name__)
+            init(self, *args, **kw)
+
+        cls.__init__ = checked_init  # type: ignore[method-assign]
 
     @property
     def owner(self) -> str:

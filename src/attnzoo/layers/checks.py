@@ -32,6 +32,13 @@ __all__ = [
     "check_same_shape",
     "check_context",
     "check_window_args",
+    "SizeBound",
+    "KERNEL_BOUND",
+    "TABLE_BOUND",
+    "DEPTH_BOUND",
+    "RATIO_BOUND",
+    "check_size_bounds",
+    "describe_size_bounds",
 ]
 
 
@@ -238,3 +245,65 @@ def check_window_args(
         isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, owner, "dropout", "a float in [0, 1)", dropout
     )
     return stride, heads, dim_head
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Upper bounds of the constructor's size arguments (issue 29, item 2)
+# ------------------------------------------------------------------------------------------------------------
+
+#: Kernel and window sides: twice the widest published kernel (SLaK 51, LSKA 53) rounded to 2⁷ − 1.
+KERNEL_BOUND = 127
+#: Position tables indexed by pixel offsets or positions (relative-logit tables, ``max_size``, ``table_size``).
+TABLE_BOUND = 1024
+#: Repeated blocks and layers of one module (``num_repeats``, ``num_layers``, ``num_blocks``): ViT-H's 32.
+DEPTH_BOUND = 32
+#: Expansion and MLP ratios.
+RATIO_BOUND = 16
+
+
+class SizeBound(NamedTuple):
+    """The largest value of one size argument: ``limit`` (a number, or a function of ``channels`` giving one)
+    and why (shown in the error and the docstring).  A sequence argument (``kernels=(3, 5, 7)``) is bounded
+    element by element."""
+
+    limit: Any
+    why: str
+    text: str = ""  # how the limit reads in the docstring ("2·C − 1"); default: the number
+
+    def value(self, channels: object) -> float | None:
+        """The limit for these channels (None when ``channels`` is not one the constructor accepts)."""
+        if not callable(self.limit):
+            return self.limit  # type: ignore[no-any-return]
+        widths = list(channels) if isinstance(channels, (list, tuple)) else [channels]
+        if not widths or not all(_is_int(c) and c >= 1 for c in widths):  # type: ignore[operator]
+            return None
+        return self.limit(channels)  # type: ignore[no-any-return]
+
+
+def _numbers(v: object) -> list[float]:
+    def number(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if number(v):
+        return [v]  # type: ignore[list-item]
+    if isinstance(v, (list, tuple)):
+        return [x for x in v if number(x)]  # type: ignore[misc]
+    return []
+
+
+def check_size_bounds(bounds: dict[str, SizeBound], args: dict[str, Any], channels: object, owner: str) -> None:
+    """Raise a ``ValueError`` (module, argument, bound, received value) for a size argument above its bound,
+    before anything is allocated.  Values of other types are left to the constructor's own checks."""
+    for name, bound in bounds.items():
+        limit = bound.value(channels)
+        if limit is None or name not in args:
+            continue
+        expected = f"at most {bound.text} = {limit}" if bound.text else f"at most {limit}"
+        for v in _numbers(args[name]):
+            check_arg(not v > limit, owner, name, f"{expected} ({bound.why})", args[name])
+
+
+def describe_size_bounds(bounds: dict[str, SizeBound]) -> str:
+    """The docstring paragraph listing the bounds."""
+    items = [f"``{name}`` ≤ {b.text or b.limit} ({b.why})" for name, b in bounds.items()]
+    return "Size bounds (a larger value raises ``ValueError`` before anything is allocated): " + "; ".join(items) + "."

@@ -7,11 +7,13 @@ docs/provenance/acmix.md lists how the official code and its copies differ.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import AttnModule, check_heads, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import KERNEL_BOUND, AttnModule, SizeBound, check_heads, check_nchw, fx_leaf, odd_kernel, positive_int
 from ..registry import register
 from ..tracing import traced_size
 
@@ -104,6 +106,11 @@ class ACmix(AttnModule):
         kernel_att: side of the attention window (odd).
         kernel_conv: kernel of the shift convolution (odd).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_att": SizeBound(KERNEL_BOUND, "attention window side"),
+        "kernel_conv": SizeBound(15, "the shift conv has k⁴·C weights"),
+    }
 
     def __init__(self, channels: int, heads: int = 4, kernel_att: int = 7, kernel_conv: int = 3) -> None:
         super().__init__()

@@ -10,12 +10,24 @@ out (of the region means and as keys).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    AttnModule,
+    SizeBound,
+    attention,
+    check_arg,
+    check_nchw,
+    fx_leaf,
+    odd_kernel,
+    positive_int,
+)
 from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import PortableForm, portable
@@ -221,6 +233,10 @@ class BiLevelRoutingAttention(AttnModule):
 
     Attention maps: ``"attn"`` (B·R)×heads×L×(topk·L) (R regions of L tokens), ``"routing"`` B×R×topk.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ docs/provenance/clo_attention.md lists how the copies differ.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -16,7 +16,9 @@ import torch.nn as nn
 from ..capture import capture_target
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     attention,
     check_arg,
     check_nchw,
@@ -107,6 +109,11 @@ class CloAttention(AttnModule):
 
     Captured map: ``"attn"`` B×(global heads)×N×N' (when there are global heads).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernels": SizeBound(KERNEL_BOUND, "kernel side"),
+        "window_size": SizeBound(KERNEL_BOUND, "window side"),
+    }
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ matmul; used on CPU, where it is faster, and in graphs recorded for ONNX or ncnn
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,9 @@ from torch import nn
 
 from ..capture import record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_choice,
     check_nchw,
@@ -30,7 +32,7 @@ from ..layers import (
 )
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register
-from ..tracing import PortableForm, portable, traced_size
+from ..tracing import PortableForm, eager_only, inplace_ok, portable, traced_size
 
 _TV: list = []  # torchvision's deform_conv2d (or None), imported on first use: `import attnzoo` stays light
 
@@ -66,12 +68,18 @@ def deform_conv2d_portable(
     padding: tuple[int, int] = (0, 0),
     dilation: tuple[int, int] = (1, 1),
     mask: torch.Tensor | None = None,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """``torchvision.ops.deform_conv2d`` in plain PyTorch (same arguments and layouts).
 
     x: B×C×H×W; offset: B×(2·G·kh·kw)×Ho×Wo as (group, tap, (dy, dx)); mask: B×(G·kh·kw)×Ho×Wo; weight:
     O×C×kh×kw.  All taps are sampled with one ``grid_sample`` (bilinear, zeros outside, align_corners=False,
     i.e. pixel-centre coordinates as torchvision), modulated, and contracted with the weight in one matmul.
+
+    In eager mode the taps go in chunks of ``chunk`` taps (default 1) accumulated into the output, with a
+    backward that resamples each chunk instead of keeping the columns: the sampled columns (taps × the input's
+    size, twice with the modulation) never exist at once, so the peak memory stays at or below torchvision's CPU
+    kernel (BENCHMARKS.md).  Graphs (ONNX, ncnn, ``torch.compile``) record the one-call form.
     """
     b, c, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -91,15 +99,114 @@ def deform_conv2d_portable(
     py = base_y + off[:, :, 0].view(b * groups, taps, ho, wo)
     px = base_x + off[:, :, 1].view(b * groups, taps, ho, wo)
     grid = torch.stack(((px * 2 + 1) / w - 1, (py * 2 + 1) / h - 1), dim=-1).view(b * groups, taps * ho, wo, 2)
-    cols = F.grid_sample(
-        x.reshape(b * groups, c // groups, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )  # (B·G)×(C/G)×(taps·Ho)×Wo
-    if mask is not None:
-        cols = cols * mask.to(dt).reshape(b * groups, 1, taps * ho, wo)
-    out = weight.to(dt).reshape(o, c * taps) @ cols.reshape(b, c * taps, ho * wo)
+    xg = x.reshape(b * groups, c // groups, h, w)
+    m = None if mask is None else mask.to(dt).reshape(b * groups, 1, taps * ho, wo)
+    w3 = weight.to(dt).reshape(o, c, taps)
+    step = 1 if chunk is None else chunk
+    if step >= taps or not eager_only(x):  # graphs (export targets) record one grid_sample and one matmul
+        out = _sampled_product(xg, grid, m, w3, b)
+    else:
+        out = _chunked_product(xg, grid, m, w3, b, ho, step)
     if bias is not None:
         out = out + bias.to(dt)[:, None]
     return out.view(b, o, ho, wo)
+
+
+def _sampled_product(
+    xg: torch.Tensor, grid: torch.Tensor, m: torch.Tensor | None, w3: torch.Tensor, b: int
+) -> torch.Tensor:
+    """``W @ cols`` (B×O×Ho·Wo) for the taps of ``grid`` / ``w3``: the sampled columns (bilinear, zeros outside,
+    (B·G)×(C/G)×(taps·Ho)×Wo), modulated by ``m``, contracted with the weight O×C×taps."""
+    cols = F.grid_sample(xg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if m is not None:
+        cols = cols.mul_(m) if inplace_ok() else cols * m
+    o, c, taps = w3.shape
+    return w3.reshape(o, c * taps) @ cols.reshape(b, c * taps, -1)
+
+
+def _chunked_product(
+    xg: torch.Tensor, grid: torch.Tensor, m: torch.Tensor | None, w3: torch.Tensor, b: int, ho: int, step: int
+) -> torch.Tensor:
+    """:func:`_sampled_product` over chunks of ``step`` taps, accumulated into the output: the sampled columns of
+    one chunk exist at a time (the one-call form holds all taps, twice with the modulation, and autograd keeps
+    both for backward).  The backward (:class:`_ChunkedDeform`) resamples each chunk instead of saving it."""
+    if m is None:
+        m = torch.ones((), dtype=xg.dtype, device=xg.device).expand(xg.shape[0], 1, grid.shape[1], grid.shape[2])
+    return _ChunkedDeform.apply(xg, grid, m, w3, b, ho, step)
+
+
+def _chunks(taps: int, step: int) -> list[tuple[int, int]]:
+    return [(t0, min(taps, t0 + step)) for t0 in range(0, taps, step)]
+
+
+class _ChunkedDeform(torch.autograd.Function):
+    """``Σ_chunks W_c @ (grid_sample(x, grid_c) ⊙ m_c)`` (B×O×Ho·Wo).  Saves x, the grid, the modulation and the
+    weight (no sampled columns); backward resamples one chunk at a time and uses ATen's ``grid_sampler_2d``
+    backward for the input and grid gradients (the same kernel as autograd's)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        xg: torch.Tensor,
+        grid: torch.Tensor,
+        m: torch.Tensor,
+        w3: torch.Tensor,
+        b: int,
+        ho: int,
+        step: int,
+    ) -> torch.Tensor:
+        o, c, taps = w3.shape
+        out = xg.new_zeros(b, o, grid.shape[1] // taps * grid.shape[2])
+        for t0, t1 in _chunks(taps, step):
+            cols = F.grid_sample(xg, grid[:, t0 * ho : t1 * ho], "bilinear", "zeros", align_corners=False)
+            cols = cols.mul_(m[:, :, t0 * ho : t1 * ho]).view(b, c * (t1 - t0), -1)
+            wc = w3[:, :, t0:t1].reshape(o, -1)
+            for i in range(b):
+                out[i].addmm_(wc, cols[i])
+        ctx.save_for_backward(xg, grid, m, w3)
+        ctx.b, ctx.ho, ctx.step = b, ho, step
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xg, grid, m, w3 = ctx.saved_tensors
+        b, ho, step = ctx.b, ctx.ho, ctx.step
+        o, c, taps = w3.shape
+        need_x, need_grid, need_m, need_w = ctx.needs_input_grad[:4]
+        dout = dout.contiguous()
+        dx = torch.zeros_like(xg) if need_x else None
+        dgrid = torch.empty_like(grid) if need_grid else None
+        dm = torch.empty_like(m) if need_m else None
+        dw = torch.zeros_like(w3) if need_w else None
+        for t0, t1 in _chunks(taps, step):
+            rows = slice(t0 * ho, t1 * ho)
+            g_c, m_c = grid[:, rows], m[:, :, rows]
+            nt = t1 - t0
+            cols = F.grid_sample(xg, g_c, "bilinear", "zeros", align_corners=False)  # (B·G)×(C/G)×(nt·Ho)×Wo
+            wc = w3[:, :, t0:t1].reshape(o, c * nt)
+            dcm = torch.empty_like(cols)  # gradient of the modulated columns
+            dcm_b = dcm.view(b, c * nt, -1)
+            for i in range(b):
+                torch.mm(wc.t(), dout[i], out=dcm_b[i])
+            if dm is not None:
+                dm[:, :, rows] = (dcm * cols).sum(1, keepdim=True)
+            if dw is not None:
+                cm = cols.mul_(m_c).view(b, c * nt, -1)
+                dwc = torch.zeros_like(wc)
+                for i in range(b):
+                    dwc.addmm_(dout[i], cm[i].t())
+                dw[:, :, t0:t1] = dwc.view(o, c, nt)
+            del cols
+            if dx is not None or dgrid is not None:
+                dcols = dcm.mul_(m_c)
+                gx, gg = torch.ops.aten.grid_sampler_2d_backward(
+                    dcols, xg, g_c, 0, 0, False, [dx is not None, dgrid is not None]
+                )
+                if dx is not None:
+                    dx.add_(gx)
+                if dgrid is not None:
+                    dgrid[:, rows] = gg
+        return dx, dgrid, dm, dw, None, None, None
 
 
 @fx_leaf
@@ -156,8 +263,8 @@ class ModulatedDeformConv(AttnModule):
 
     ``backend="auto"`` runs torchvision's ``deform_conv2d`` on CUDA tensors in plain eager mode (when
     torchvision is installed) and the pure-PyTorch path otherwise: on CPU the pure path is the faster one
-    (0.5× forward, 0.2× forward+backward of torchvision's CPU kernel at 2×64×56×56, at up to 1.9× its peak
-    memory; benchmarks/results/local_sparse.md).  ``"torchvision"`` uses the op in eager calls, ``torch.compile``
+    (0.4× forward, 0.25× forward+backward of torchvision's CPU kernel at 2×64×56×56, at 0.4–0.6× its peak
+    memory: the taps are sampled one at a time; benchmarks/results/dcnv2_chunked.md).  ``"torchvision"`` uses the op in eager calls, ``torch.compile``
     and ``torch.export``, ``"pure"`` never.  Graphs recorded for ONNX or ncnn (``attnzoo.export_target``, a plain
     ``torch.jit.trace``, ``torch.onnx.export``) always take the pure path: pnnx / ncnn have no deformable
     convolution, and ONNX has ``DeformConv`` only from opset 19 with the dynamo exporter; OpenVINO converts the op.
@@ -174,6 +281,12 @@ class ModulatedDeformConv(AttnModule):
 
     Captured maps: ``"offset"`` B×(2·G·k²)×Ho×Wo (dy, dx per tap), ``"modulation"`` B×(G·k²)×Ho×Wo.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(15, "the offset conv has 3·G·k⁴·C weights"),
+        "padding": SizeBound(KERNEL_BOUND, "padding"),
+        "dilation": SizeBound(KERNEL_BOUND, "dilation: the padding grows with it"),
+    }
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ of the continuous query–sample displacement (no table tied to a resolution), s
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,10 @@ from torch import nn
 
 from ..capture import capture_target
 from ..layers import (
+    KERNEL_BOUND,
+    TABLE_BOUND,
     AttnModule,
+    SizeBound,
     attention,
     check_arg,
     check_choice,
@@ -114,6 +117,11 @@ class DeformableAttention(AttnModule):
 
     Attention maps: ``"attn"`` B×heads×N×N_k.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+        "table_size": SizeBound(TABLE_BOUND, "position-bias table side"),
+    }
 
     def __init__(
         self,

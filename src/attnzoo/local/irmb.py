@@ -8,12 +8,25 @@ its equations; docs/provenance/irmb.md lists how the official code differs.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import capture_target
-from ..layers import AttnModule, attention, check_arg, check_choice, check_nchw, get_act, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    RATIO_BOUND,
+    AttnModule,
+    SizeBound,
+    attention,
+    check_arg,
+    check_choice,
+    check_nchw,
+    get_act,
+    positive_int,
+)
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 from ..tracing import PortableForm, fx_leaf, portable, traced_size
@@ -163,6 +176,12 @@ class InvertedResidualMobileBlock(AttnModule):
 
     Captured map: ``"attn"`` (B·windows)×heads×w²×w².
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "window_size": SizeBound(64, "a window's w⁴ attention logits"),
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+        "expansion": SizeBound(RATIO_BOUND, "expansion ratio"),
+    }
 
     def __init__(
         self,

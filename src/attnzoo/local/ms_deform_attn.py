@@ -8,7 +8,7 @@ CUDA op and a PyTorch core "for debug and test only").  Written from the paper (
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ from ..functional.positional import detr_sine_table
 from ..functional.sampling import CLAMP_FORM, GATHER_SAMPLING_FORM, ms_deform_sample
 from ..layers import (
     AttnModule,
+    SizeBound,
     check_arg,
     check_dropout,
     check_heads,
@@ -179,6 +180,10 @@ class DeformableEncoderLayer(AttnModule):
         dropout: dropout on both residual branches and inside the FFN.
         temperature: the sine positions' temperature T.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "points": SizeBound(64, "sampling points per head and level"),
+    }
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/2507.02748
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.fx
@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from ..capture import capture_target
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_nchw,
     check_window_args,
@@ -188,6 +190,12 @@ class MultipoleAttention(AttnModule):
 
     Attention maps: ``"attn_level{l}"`` per level, (B·windows)×heads×k²×k².
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "window side"),
+        "max_levels": SizeBound(16, "levels, each halves the map"),
+        "sampling_rate": SizeBound(16, "down-sampling factor per level"),
+    }
 
     def __init__(
         self,

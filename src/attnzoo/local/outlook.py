@@ -5,7 +5,7 @@ Paper: https://arxiv.org/abs/2106.13112.  ``F.unfold``/``F.fold`` are replaced b
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.fx
@@ -18,7 +18,9 @@ from ..functional import (
     gather_shifts,
 )
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_nchw,
     fx_leaf,
@@ -150,6 +152,11 @@ class OutlookAttention(AttnModule):
 
     Attention maps: ``"attn"``, B×heads×N'×k²×k² (N' = ⌈H/s⌉·⌈W/s⌉).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(15, "heads·k⁴ attention weights per pixel"),
+        "stride": SizeBound(KERNEL_BOUND, "stride"),
+    }
 
     def __init__(
         self,

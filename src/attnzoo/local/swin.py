@@ -8,6 +8,8 @@ the paper; docs/provenance/swin.md lists how the copies differ.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,7 +23,9 @@ from ..functional.windows import (
     shifted_window_mask,
 )
 from ..layers import (
+    RATIO_BOUND,
     AttnModule,
+    SizeBound,
     attention,
     check_arg,
     check_nchw,
@@ -167,6 +171,11 @@ class SwinBlock(AttnModule):
 
     Captured map: ``"attn"`` B×(heads·windows)×M²×M² (head-major).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "window_size": SizeBound(32, "M⁴ attention logits per window"),
+        "mlp_ratio": SizeBound(RATIO_BOUND, "MLP ratio"),
+    }
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ divide are zero-padded and the padded positions are masked out as keys.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.fx
@@ -25,7 +25,9 @@ from ..functional import (
 )
 from ..functional.windows import grouped_self_attention, merge_windows, partition_windows
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     attention,
     check_nchw,
     fx_leaf,
@@ -274,6 +276,10 @@ class LocalWindowAttention(AttnModule):
 
     Attention maps (``attnzoo.capture_attention``): ``"attn"``, (B·windows)×heads×k²×k².
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "window side"),
+    }
 
     def __init__(
         self,

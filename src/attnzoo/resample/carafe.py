@@ -3,7 +3,7 @@ Paper: https://arxiv.org/abs/1905.02188"""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,9 @@ from torch import nn
 from .. import tracing
 from ..capture import is_capturing, record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_nchw,
     fx_leaf,
@@ -93,6 +95,12 @@ class CARAFE(AttnModule):
 
     Captured map: ``"kernels"`` B×(groups·k_up²)×sH×sW (softmax weights of every output pixel).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "scale": SizeBound(16, "upsampling factor: s²·k_up² kernel channels"),
+        "k_up": SizeBound(KERNEL_BOUND, "reassembly kernel side"),
+        "k_enc": SizeBound(KERNEL_BOUND, "encoder kernel side"),
+    }
 
     def __init__(
         self,

@@ -3,14 +3,14 @@ Paper: https://arxiv.org/abs/2308.15085"""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..capture import record
-from ..layers import AttnModule, check_arg, check_choice, check_nchw, positive_int
+from ..layers import AttnModule, SizeBound, check_arg, check_choice, check_nchw, positive_int
 from ..registry import ShapeRule, register, upsampled
 
 __all__ = ["DySample"]
@@ -51,6 +51,10 @@ class DySample(AttnModule):
     Captured map: ``"offsets"`` B×2g×sH×sW (x then y offsets in input pixels, init position excluded).
     See docs/provenance/dysample.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "scale": SizeBound(16, "upsampling factor: 2·g·s² offset channels"),
+    }
 
     def __init__(
         self, channels: int, scale: int = 2, style: str = "lp", groups: int = 4, dyscope: bool = False

@@ -3,6 +3,8 @@ Small Objects (Sunkara, Luo; ECML-PKDD 2022).  Paper: https://arxiv.org/abs/2208
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -10,6 +12,7 @@ from .. import tracing
 from ..layers import (
     AttnModule,
     ConvNormAct,
+    SizeBound,
     check_arg,
     check_nchw,
     pad_to_multiple,
@@ -72,6 +75,10 @@ class SPDConv(AttnModule):
         out_channels: output channels C' (default C).
         scale: downsampling factor s (2 in the paper).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "scale": SizeBound(16, "space-to-depth factor: s²·C channels"),
+    }
 
     def __init__(self, channels: int, out_channels: int | None = None, scale: int = 2) -> None:
         super().__init__()

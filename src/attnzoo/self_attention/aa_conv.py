@@ -6,12 +6,24 @@ code).  Written from the paper.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 
 from ..capture import capture_target
 from ..functional.relative_logits import check_relative_input, init_relative_tables
-from ..layers import AttnModule, check_arg, check_nchw, non_negative_int, odd_kernel, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    TABLE_BOUND,
+    AttnModule,
+    SizeBound,
+    check_arg,
+    check_nchw,
+    non_negative_int,
+    odd_kernel,
+    positive_int,
+)
 from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
 from .bot_mhsa import check_max_size, relative_self_attention
@@ -67,6 +79,11 @@ class AAConv(AttnModule):
 
     Captured map: ``"attn"`` B×heads×N×N.  See docs/provenance/aa_conv.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+        "max_size": SizeBound(TABLE_BOUND, "relative-logit table side"),
+    }
 
     def __init__(
         self,

@@ -8,13 +8,14 @@ its root): written from the paper and the reference notes, not copied (docs/prov
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
-from ..layers import AttnModule, attention, check_arg, check_nchw, positive_int
+from ..layers import TABLE_BOUND, AttnModule, SizeBound, attention, check_arg, check_nchw, positive_int
 from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import fx_leaf
@@ -86,6 +87,11 @@ class AgentAttention(AttnModule):
 
     Captured maps: ``"agent_attn"`` B×heads×n×N (agents over positions), ``"query_attn"`` B×heads×N×n.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "agents": SizeBound(TABLE_BOUND, "agent tokens: heads·n² bias entries"),
+        "table_size": SizeBound(TABLE_BOUND, "bias table side"),
+    }
 
     def __init__(
         self,

@@ -8,13 +8,26 @@ Ultralytics) is AGPL-3.0 and was not copied (docs/provenance/area_attention.md).
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import capture_target
-from ..layers import AttnModule, ConvBN, attention, check_arg, check_choice, check_nchw, positive_int, traced_size
+from ..layers import (
+    DEPTH_BOUND,
+    RATIO_BOUND,
+    AttnModule,
+    ConvBN,
+    SizeBound,
+    attention,
+    check_arg,
+    check_choice,
+    check_nchw,
+    positive_int,
+    traced_size,
+)
 from ..layers.hosts import Inner, build_inner, check_inner_output
 from ..registry import OUT_CHANNELS, register
 from ..tracing import PortableForm, fx_leaf, portable
@@ -224,6 +237,11 @@ class A2C2f(AttnModule):
     Captured map (default attention): ``"attn"`` per block under ``"m.{i}.{j}.attn"``.
     """
 
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_repeats": SizeBound(DEPTH_BOUND, "repeated blocks"),
+        "mlp_ratio": SizeBound(RATIO_BOUND, "MLP ratio"),
+    }
+
     def __init__(
         self,
         channels: int,
@@ -269,6 +287,7 @@ class A2C2f(AttnModule):
             f"a ratio giving a hidden MLP width ≥ 1 at width {c}",
             mlp_ratio,
         )
+        check_choice(variant, _VARIANTS, owner, "variant")  # checked here too: the error names A2C2f
         self.channels, self.out_channels, self.num_repeats, self.area = channels, out, num_repeats, area
         self.residual, self.mlp_ratio, self.expansion, self.heads, self.variant = (
             residual,

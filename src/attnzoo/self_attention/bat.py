@@ -6,6 +6,8 @@ Paper: https://openaccess.thecvf.com/content_CVPR_2020/html/Chi_Non-Local_Neural
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,7 @@ from ..functional.pooling import pool_bins
 from ..layers import (
     AttnModule,
     ConvNormAct,
+    SizeBound,
     check_arg,
     check_dropout,
     check_nchw,
@@ -155,6 +158,10 @@ class BATNonLocal(AttnModule):
         hidden_channels: explicit d.
         dropout: Dropout2d rate on the block's output (before the residual sum).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "block_size": SizeBound(32, "block side"),
+    }
 
     def __init__(
         self,

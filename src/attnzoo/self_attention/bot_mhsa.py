@@ -6,13 +6,15 @@ Apache-2.0, is the reference copy and the parity oracle, read, not copied).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import capture_target
 from ..functional.relative_logits import check_relative_input, init_relative_tables, relative_logit_mask
-from ..layers import AttnModule, attention, check_arg, check_choice, check_nchw, positive_int
+from ..layers import TABLE_BOUND, AttnModule, SizeBound, attention, check_arg, check_choice, check_nchw, positive_int
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
 
@@ -98,6 +100,10 @@ class BoTMHSA(AttnModule):
 
     Captured map: ``"attn"`` B×heads×N×N.  See docs/provenance/bot_mhsa.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "max_size": SizeBound(TABLE_BOUND, "relative-logit table side"),
+    }
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ oracle.  Written from the paper; docs/provenance/cascaded_group_attention.md lis
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn as nn
@@ -18,8 +18,10 @@ from ..capture import capture_target
 from ..functional.relative_position import absolute_offset_index, gather_bias
 from ..functional.windows import merge_windows, partition_windows, shifted_window_mask
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
     ConvBN,
+    SizeBound,
     attention,
     check_arg,
     check_heads,
@@ -143,6 +145,11 @@ class CascadedGroupAttention(AttnModule):
 
     Captured map: ``"attn"`` B×windows×w²×w² per head (the last head's, under one key).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "window_size": SizeBound(32, "w⁴ attention logits per window"),
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self, channels: int, heads: int = 4, d_k: int = 16, window_size: int = 7, kernel_size: int = 5

@@ -6,6 +6,8 @@ The official code runs its local aggregation in a CuPy CUDA kernel; here it is
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -15,7 +17,9 @@ from ..functional import (
     local_aggregation,
 )
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_nchw,
     odd_kernel,
@@ -101,6 +105,10 @@ class ContextualTransformer(AttnModule):
     Shapes: x B×C×H×W → B×C×H×W.  Captured maps: ``"kernels"`` B×G×k²×H×W (the dynamic kernels) and
     ``"radix"`` B×C×2 (the split-attention weights of K2 and K1).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     @renamed_args(reduction_factor="reduction", min_attn_channels="min_hidden")
     def __init__(

@@ -6,13 +6,16 @@ Paper: https://arxiv.org/abs/2102.12122
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.fx
 import torch.nn as nn
 
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     attention,
     avg_reduce,
     check_dropout,
@@ -76,6 +79,10 @@ class EfficientSelfAttention(AttnModule):
 
     Shapes: x B×C×H×W → B×out_channels×H×W.  Captured map: ``"attn"`` B×heads×N×N_r, N_r = ⌈H/R⌉·⌈W/R⌉.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "sr_ratio": SizeBound(KERNEL_BOUND, "reduction kernel side (C²·r² weights)"),
+    }
 
     @renamed_args(reduction="sr_mode")
     def __init__(

@@ -6,12 +6,15 @@ Paper: https://arxiv.org/abs/2105.02358 — official code: https://github.com/Me
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from ..capture import capture_target, record
 from ..layers import (
     AttnModule,
+    SizeBound,
     check_arg,
     check_nchw,
     fx_leaf,
@@ -50,6 +53,10 @@ class ExternalAttention(AttnModule):
     Captured map: ``"attn"`` B×S×H×W (after the double normalisation).  Differences from community copies:
     see docs/provenance/external_attention.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "memory": SizeBound(1 << 16, "memory units"),
+    }
 
     def __init__(self, channels: int, memory: int = 64) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ Paper: https://arxiv.org/abs/1904.05873.  Official code: mmcv ``mmcv/cnn/bricks/
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from ..capture import capture_target
 from ..functional.relative_logits import factorised_logits, factorised_mask
-from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, positive_int
+from ..layers import TABLE_BOUND, AttnModule, SizeBound, attention, check_arg, check_nchw, fx_leaf, positive_int
 from ..registry import register
 
 __all__ = ["GeneralizedAttention"]
@@ -133,6 +134,11 @@ class GeneralizedAttention(AttnModule):
 
     Captured map: ``"attn"`` B×heads×N_q×N_kv.  See docs/provenance/generalized_attention.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "position_embedding_dim": SizeBound(lambda c: max(TABLE_BOUND, c), "offset embedding width", "max(1024, C)"),
+        "spatial_range": SizeBound(TABLE_BOUND, "local key range"),
+    }
 
     def __init__(
         self,

@@ -6,13 +6,13 @@ copy and the parity oracle, read, not copied).
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import AttnModule, check_arg, check_choice, check_nchw, odd_kernel, positive_int
+from ..layers import KERNEL_BOUND, AttnModule, SizeBound, check_arg, check_choice, check_nchw, odd_kernel, positive_int
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
@@ -56,6 +56,10 @@ class LambdaLayer(AttnModule):
         stride: 1, or 2 to average-pool the output 2×2 (ceil mode).
         qkv_bias: bias in the q/k/v conv.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "local_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

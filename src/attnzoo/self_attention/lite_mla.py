@@ -9,12 +9,23 @@ ICCV 2023), https://arxiv.org/abs/2205.14756.  Official code: mit-han-lab/effici
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from ..functional.linear import relu_linear_attention
-from ..layers import AttnModule, ConvBN, check_arg, check_nchw, odd_kernel, positive_int, positive_number
+from ..layers import (
+    KERNEL_BOUND,
+    AttnModule,
+    ConvBN,
+    SizeBound,
+    check_arg,
+    check_nchw,
+    odd_kernel,
+    positive_int,
+    positive_number,
+)
 from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
 
@@ -52,6 +63,10 @@ class LiteMLA(AttnModule):
         kernels: kernel sizes of the multi-scale token aggregation (odd; ``()`` for single-scale attention).
         eps: ε of the denominator.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernels": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

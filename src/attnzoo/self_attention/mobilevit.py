@@ -7,7 +7,7 @@ from the paper and the reference notes, not copied (docs/provenance/mobilevit.md
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -15,8 +15,12 @@ import torch.nn as nn
 from ..functional.gating import BATCH_AXIS
 from ..functional.patches import fit_to_patches, from_patches, resize_back, to_patches
 from ..layers import (
+    DEPTH_BOUND,
+    KERNEL_BOUND,
+    RATIO_BOUND,
     AttnModule,
     ConvBN,
+    SizeBound,
     attention,
     check_arg,
     check_dropout,
@@ -181,6 +185,13 @@ class MobileViTBlock(AttnModule):
 
     Captured map: ``"attn"`` (B·P)×heads×(N/P)×(N/P) per layer, under ``"transformer.{i}.attn"``.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_layers": SizeBound(DEPTH_BOUND, "layers"),
+        "mlp_ratio": SizeBound(RATIO_BOUND, "MLP ratio"),
+        "patch_size": SizeBound(KERNEL_BOUND, "patch side"),
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

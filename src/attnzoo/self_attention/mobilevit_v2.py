@@ -7,11 +7,23 @@ paper and the reference notes, not copied (docs/provenance/mobilevit_v2.md).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 
 from ..functional.patches import fit_to_patches, from_patches, resize_back, to_patches
-from ..layers import AttnModule, ConvBN, check_nchw, positive_int, positive_number
+from ..layers import (
+    DEPTH_BOUND,
+    KERNEL_BOUND,
+    RATIO_BOUND,
+    AttnModule,
+    ConvBN,
+    SizeBound,
+    check_nchw,
+    positive_int,
+    positive_number,
+)
 from ..layers.checks import output_width
 from ..registry import OUT_CHANNELS, register
 from .mobilevit import patch_transformer_args
@@ -108,6 +120,14 @@ class MobileViTV2Block(AttnModule):
         attn_drop: dropout on the context scores.
         dropout: dropout after the attention projection and in the FFN.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_layers": SizeBound(DEPTH_BOUND, "layers"),
+        "mlp_ratio": SizeBound(RATIO_BOUND, "MLP ratio"),
+        "patch_size": SizeBound(KERNEL_BOUND, "patch side"),
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+        "expansion": SizeBound(RATIO_BOUND, "expansion ratio"),
+    }
 
     def __init__(
         self,

@@ -7,10 +7,21 @@ C2PSA has no paper (Ultralytics YOLO11, 2024).  Written from the paper and the b
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 
-from ..layers import AttnModule, ConvBN, attention, check_arg, check_nchw, positive_int
+from ..layers import (
+    DEPTH_BOUND,
+    AttnModule,
+    ConvBN,
+    SizeBound,
+    attention,
+    check_arg,
+    check_nchw,
+    positive_int,
+)
 from ..layers.hosts import Inner, build_inner, check_inner_output
 from ..registry import register
 
@@ -132,6 +143,10 @@ class C2PSA(AttnModule):
 
     Captured map (default attention): ``"attn"`` B×heads×N×N per block, under ``"m.{i}.attn"``.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_repeats": SizeBound(DEPTH_BOUND, "repeated blocks"),
+    }
 
     def __init__(
         self,

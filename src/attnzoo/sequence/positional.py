@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.fx
 import torch.nn as nn
@@ -15,6 +17,7 @@ from ..functional import (
 from ..functional.gating import BATCH_AXIS
 from ..layers import (
     AttnModule,
+    SizeBound,
     check_arg,
     check_dims,
     check_dropout,
@@ -79,6 +82,10 @@ class PositionalEncoding(AttnModule):
         dropout: dropout after the addition (the community code defaults to 0.1; 0 here as every attnzoo dropout).
         base: the wavelength base (10000 in the paper).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "max_len": SizeBound(1 << 16, "rows of the cached table; longer sequences are computed on the fly"),
+    }
 
     pe: torch.Tensor
 

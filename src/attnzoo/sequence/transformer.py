@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.fx
 import torch.nn as nn
 
 from ..layers import (
+    DEPTH_BOUND,
     AttnModule,
+    SizeBound,
     check_dims,
     check_dropout,
     positive_int,
@@ -106,6 +110,10 @@ class TransformerEncoder(AttnModule):
         norm_eps: LayerNorm epsilon.
         final_norm: apply the final LayerNorm.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "num_layers": SizeBound(DEPTH_BOUND, "layers"),
+    }
 
     @renamed_args(activation="act")
     def __init__(

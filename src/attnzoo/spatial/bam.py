@@ -5,13 +5,17 @@ Paper: https://arxiv.org/abs/1807.06514
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..capture import is_capturing, record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     check_choice,
     check_nchw,
     hidden_width,
@@ -53,6 +57,10 @@ class BAM(AttnModule):
 
     Captured maps: ``"channel"`` Mc B×C×1×1 and ``"spatial"`` Ms B×1×H×W (before the sigmoid).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "dilation": SizeBound(KERNEL_BOUND, "dilation: the padding grows with it"),
+    }
 
     def __init__(
         self,

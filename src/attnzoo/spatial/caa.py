@@ -6,11 +6,13 @@ Paper: https://arxiv.org/abs/2403.06258 (official code: NUST-Machine-Intelligenc
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_bn_values, check_choice, inplace_ok, odd_kernel, positive_int
+from ..layers import KERNEL_BOUND, Gate, SizeBound, check_bn_values, check_choice, inplace_ok, odd_kernel, positive_int
 from ..registry import register
 
 __all__ = ["ContextAnchorAttention"]
@@ -46,6 +48,10 @@ class ContextAnchorAttention(Gate):
 
     Captured map: ``"gate"`` B×C×H×W.  See docs/provenance/caa.md.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(self, channels: int, kernel_size: int = 11, variant: str = "paper") -> None:
         super().__init__()

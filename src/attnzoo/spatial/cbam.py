@@ -7,6 +7,7 @@ Paper: https://arxiv.org/abs/1807.06521
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,10 @@ from torch import nn
 
 from ..capture import record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
     Gate,
+    SizeBound,
     ZPoolGate,
     check_nchw,
     hidden_width,
@@ -100,6 +103,10 @@ class CBAMSpatialGate(Gate):
     Captured map: ``"gate"`` B×1×H×W.
     """
 
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
+
     def __init__(self, channels: int, kernel_size: int = 7, zero_init: bool = True) -> None:
         super().__init__()
         positive_int(channels, self.owner, "channels")
@@ -132,6 +139,10 @@ class CBAM(AttnModule):
 
     Captured maps: ``"channel"`` B×C×1×1 and ``"spatial"`` B×1×H×W.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     @renamed_args(no_spatial=("spatial", lambda v: not v))
     def __init__(
@@ -190,6 +201,10 @@ class LightCBAM(AttnModule):
 
     Captured maps: ``"channel"`` B×C×1×1 and ``"spatial"`` B×1×H×W.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self, channels: int, reduction: float = 16, hidden_channels: int | None = None, kernel_size: int = 7

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from ..capture import record
+from ..functional.gating import axis_gates, axis_mean
 from ..layers import (
     AttnModule,
     check_arg,
     check_choice,
     check_nchw,
-    inplace_ok,
     positive_int,
 )
 from ..registry import register
@@ -94,9 +94,8 @@ class EfficientLocalAttention(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
-        a_h = self._axis(x.mean(3)).unsqueeze(3)  # B×C×H×1
-        a_w = self._axis(x.mean(2)).unsqueeze(2)  # B×C×1×W
+        a_h = self._axis(axis_mean(x, 3)).unsqueeze(3)  # B×C×H×1
+        a_w = self._axis(axis_mean(x, 2)).unsqueeze(2)  # B×C×1×W
         record(self, "height", a_h)
         record(self, "width", a_w)
-        y = x * a_h
-        return y.mul_(a_w) if inplace_ok() else y * a_w
+        return axis_gates(x, a_h, a_w)

@@ -13,11 +13,11 @@ from torch import nn
 
 from .. import tracing
 from ..capture import record
+from ..functional.gating import axis_gates
 from ..layers import (
     AttnModule,
     check_arg,
     check_nchw,
-    inplace_ok,
     positive_int,
     softmax_fp32,
 )
@@ -116,8 +116,7 @@ class EfficientMultiScaleAttention(AttnModule):
         rows, cols = gx.sum(3), gx.sum(2)  # (BG, cg, H), (BG, cg, W)
         a_h = torch.sigmoid(torch.matmul(w1, rows / w) + b1)
         a_w = torch.sigmoid(torch.matmul(w1, cols / h) + b1)
-        z = gx * a_h[:, :, :, None]
-        z = z.mul_(a_w[:, :, None, :]) if inplace_ok() else z * a_w[:, :, None, :]
+        z = axis_gates(gx, a_h[:, :, :, None], a_w[:, :, None, :])  # lean backward: keeps no gx ⊙ a_h
         x1 = torch.group_norm(z, cg, self.gn.weight, self.gn.bias, self.gn.eps)  # self.gn, one channel per group
         # 3×3 branch x2 = conv3x3(g), needed only through softmax(GAP(x1))ᵀ x2 and GAP(x2):
         # softmax(GAP(x1)) = softmax(GN bias) =: p1 is the same for every sample, so p1ᵀ x2 is one conv with the

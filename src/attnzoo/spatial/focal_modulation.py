@@ -7,11 +7,23 @@ Official code: microsoft/FocalNet (MIT); written from the paper, the official co
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 
 from ..capture import record
-from ..layers import AttnModule, check_arg, check_dropout, check_nchw, non_negative_int, odd_kernel, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    AttnModule,
+    SizeBound,
+    check_arg,
+    check_dropout,
+    check_nchw,
+    non_negative_int,
+    odd_kernel,
+    positive_int,
+)
 from ..registry import register
 
 __all__ = ["FocalModulation"]
@@ -50,6 +62,12 @@ class FocalModulation(AttnModule):
 
     Captured map: ``"modulator"`` B×C×H×W (M).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "focal_level": SizeBound(16, "focal levels, one depthwise conv each"),
+        "focal_window": SizeBound(KERNEL_BOUND, "kernel side"),
+        "focal_factor": SizeBound(16, "kernel growth per level"),
+    }
 
     def __init__(
         self,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,9 @@ from torch import nn
 
 from ..capture import record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     attention,
     check_arg,
     check_dropout,
@@ -64,6 +67,11 @@ class SCSA(AttnModule):
 
     Captured maps: ``"gate_h"`` B×C×H×1, ``"gate_w"`` B×C×1×W, ``"attn"`` B×heads×d×d, ``"gate"`` B×C×1×1.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "window_size": SizeBound(KERNEL_BOUND, "window side"),
+        "kernels": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     def __init__(
         self,

@@ -7,14 +7,24 @@ docs/provenance/mixed_pooling.md.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..functional.pooling import EXACT_POOL_FORM, adaptive_pool2d
-from ..layers import AttnModule, Gate, check_arg, check_nchw, hidden_width, positive_int, traced_size
+from ..layers import (
+    TABLE_BOUND,
+    AttnModule,
+    Gate,
+    SizeBound,
+    check_arg,
+    check_nchw,
+    hidden_width,
+    positive_int,
+    traced_size,
+)
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..registry import register
 
@@ -116,6 +126,10 @@ class MixedPooling(AttnModule):
         pool_sizes: output sizes of the pyramid poolings (official (20, 12)).
         reduction: C' = C // reduction (official 4; at least 1).
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "pool_sizes": SizeBound(TABLE_BOUND, "pooled side"),
+    }
 
     def __init__(self, channels: int, pool_sizes: Sequence[int] = (20, 12), reduction: float = 4) -> None:
         super().__init__()

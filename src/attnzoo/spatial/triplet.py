@@ -5,11 +5,15 @@ Paper: https://arxiv.org/abs/2010.03045
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..capture import is_capturing, record
 from ..layers import (
+    KERNEL_BOUND,
     AttnModule,
+    SizeBound,
     ZPoolGate,
     check_nchw,
     inplace_ok,
@@ -48,6 +52,10 @@ class TripletAttention(AttnModule):
 
     Captured map: ``"gate"`` broadcastable to B×C×H×W.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
+    }
 
     @renamed_args(no_spatial=("spatial", lambda v: not v))
     def __init__(self, channels: int, kernel_size: int = 7, spatial: bool = True, zero_init: bool = True) -> None:

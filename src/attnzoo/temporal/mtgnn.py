@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/2005.11650
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, cast
+from typing import Any, ClassVar, Mapping, cast
 
 import torch
 import torch.fx
@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from .. import tracing
 from ..capture import record
 from ..layers import (
+    TABLE_BOUND,
     AttnModule,
+    SizeBound,
     check_arg,
     check_dims,
     fx_leaf,
@@ -104,6 +106,10 @@ class DilatedInception(AttnModule):
         padding: ``"valid"`` (official, output length T − 6d, needs T ≥ 6d + 1) or ``"causal"`` (length T).
     """
 
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "dilation": SizeBound(TABLE_BOUND, "dilation: the padding grows with it"),
+    }
+
     def __init__(
         self, channels: int, out_channels: int | None = None, dilation: int = 1, padding: str = "valid"
     ) -> None:
@@ -173,6 +179,10 @@ class GatedTemporalConv(AttnModule):
         padding: ``"valid"`` (official) or ``"causal"``, see :class:`DilatedInception`.
         dropout: dropout after the gating.
     """
+
+    size_bounds: ClassVar[dict[str, SizeBound]] = {
+        "dilation": SizeBound(TABLE_BOUND, "dilation: the padding grows with it"),
+    }
 
     def __init__(
         self,

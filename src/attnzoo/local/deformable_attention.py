@@ -263,7 +263,9 @@ class DeformableAttention(AttnModule):
             sampled = torch.cat(parts, 1)
             bias = torch.cat(biases, 1) if biases else None
         else:
-            pos = _sample_positions(self.offsets(q), h, w, self.stride, self.offset_range_factor)  # (B·G)×Hk×Wk×2 (y, x)
+            pos = _sample_positions(
+                self.offsets(q), h, w, self.stride, self.offset_range_factor
+            )  # (B·G)×Hk×Wk×2 (y, x)
             sampled = _sample(x.reshape(b * g, c // g, h, w), pos).reshape(b, c, pos.shape[1], pos.shape[2])
             if self.position_bias is not None:
                 bias = self.bias(x, pos)

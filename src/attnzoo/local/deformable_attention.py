@@ -247,28 +247,31 @@ class DeformableAttention(AttnModule):
         out = hidden @ lin2.weight.t()  # (B·G)×H×W×Ns×(heads/G)
         return out.reshape(b * g, h * w, ns, -1).permute(0, 3, 1, 2).reshape(b, heads, h * w, ns)
 
+    def _groups_portable(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ncnn form with groups > 1: the samples B×C×Hk×Wk and the bias B×heads×N×Ns, each offset group
+        computed on its own channel slice of q and x (the eager form folds the groups into the batch, B·G)."""
+        h, w = x.shape[-2:]
+        parts, biases = [], []
+        for i, (qg, xg) in enumerate(zip(q.chunk(self.groups, 1), x.chunk(self.groups, 1))):
+            pos = _sample_positions(self._offset_net(qg), h, w, self.stride, self.offset_range_factor)
+            parts.append(_sample(xg, pos))
+            if self.position_bias is not None:
+                biases.append(self.bias(x, pos, group=i))
+        return torch.cat(parts, 1), torch.cat(biases, 1) if biases else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, c, h, w = x.shape
         g, heads, d = self.groups, self.heads, self.dim_head
         q = self.proj_q(x)
-        bias: torch.Tensor | None = None
+        bias: torch.Tensor | None
         if g > 1 and portable("ncnn"):  # each group on its own channel slice: no B·G batch
-            parts, biases = [], []
-            for i, (qg, xg) in enumerate(zip(q.chunk(g, 1), x.chunk(g, 1))):
-                pos = _sample_positions(self._offset_net(qg), h, w, self.stride, self.offset_range_factor)
-                parts.append(_sample(xg, pos))
-                if self.position_bias is not None:
-                    biases.append(self.bias(x, pos, group=i))
-            sampled = torch.cat(parts, 1)
-            bias = torch.cat(biases, 1) if biases else None
+            sampled, bias = self._groups_portable(x, q)
         else:
-            pos = _sample_positions(
-                self.offsets(q), h, w, self.stride, self.offset_range_factor
-            )  # (B·G)×Hk×Wk×2 (y, x)
+            # (B·G)×Hk×Wk×2 sampling positions (y, x)
+            pos = _sample_positions(self.offsets(q), h, w, self.stride, self.offset_range_factor)
             sampled = _sample(x.reshape(b * g, c // g, h, w), pos).reshape(b, c, pos.shape[1], pos.shape[2])
-            if self.position_bias is not None:
-                bias = self.bias(x, pos)
+            bias = None if self.position_bias is None else self.bias(x, pos)
         hk, wk = sampled.shape[2], sampled.shape[3]
         n, ns = h * w, hk * wk
         qh = q.permute(0, 2, 3, 1).reshape(b, n, heads, d).transpose(1, 2)

@@ -3,7 +3,8 @@
 - The variants table (:mod:`attnzoo.deploy.variants`) names every mode switch of every registered module, with
   every choice it accepts, and the contract's ``test_kwargs`` of every module.
 - CI's bounded subset of the table: every configuration but the defaults (``test_module_runs_in_runtime`` of
-  tests/test_deploy.py runs those in all three runtimes) is deployed once, in a (runtime, size) pair taken in
+  tests/test_deploy.py runs those in all three runtimes; also skipped: an empty ``test_kwargs``, the defaults at
+  small channels) is deployed once, in a (runtime, size) pair taken in
   turn over ``CI_RUNTIMES`` (ncnn, OpenVINO) × the two sizes; the full table (every configuration × 3 runtimes × 2 sizes) is
   ``attnzoo deploy --variants``, shown in docs/deployment.md.
 - ``--save DIR`` keeps artefacts that load and run in their runtimes and give the manifest's recorded output.
@@ -117,6 +118,8 @@ _PAIRS = [(rt, size) for size in VARIANT_SIZES for rt in CI_RUNTIMES]
 CI_CASES = []
 for _name in NAMES:
     for _label, _kwargs, _ch in configurations(_name)[1:]:
+        if not _kwargs:  # test_kwargs empty: the defaults at small channels, which test_deploy.py runs
+            continue
         _rt, _size = _PAIRS[len(CI_CASES) % len(_PAIRS)]
         CI_CASES.append(pytest.param(_name, _kwargs, _ch, _rt, _size, id=f"{_name}-{len(CI_CASES)}-{_rt}"))
 

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         _print_table(report.to_rich(results, meta), results)
     elif not args.output:
         sys.stdout.write(text)
-    print(report.summary_line(results), file=sys.stderr)
+    print(report.summary_line(report.redeclare(results) if variants else results), file=sys.stderr)
     bad = [r for r in results if not r.ok]
     return 1 if args.strict and bad else 0
 

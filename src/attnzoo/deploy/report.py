@@ -227,7 +227,10 @@ def variants_markdown(results: Sequence[DeployResult], meta: dict[str, Any] | No
     (``ok`` within tolerance), anything else numbered with its reason below the table."""
     results = redeclare(results)
     rts = _runtimes_of(results)
-    sizes = list(dict.fromkeys(r.size for r in results))
+    found = list(dict.fromkeys(r.size for r in results))
+    sizes = [s for s in (meta or {}).get("sizes", []) if s in found] + sorted(
+        set(found) - set((meta or {}).get("sizes", []))
+    )
     cols = [(rt, s) for rt in rts for s in sizes]
     rows: dict[tuple[str, str], dict[tuple[str, str], DeployResult]] = {}
     for r in results:
@@ -254,7 +257,9 @@ def variants_markdown(results: Sequence[DeployResult], meta: dict[str, Any] | No
                 cells.append(f"{SHORT[res.status]} ({len(notes)})")
         lines.append(f"| `{module}` | {_config_cell(config)} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Totals: {variants_summary(results)}.")
+    unmeasured = len(rows) * len(cols) - len({(r.module, r.config, r.runtime, r.size) for r in results})
+    lines.append(f"Totals: {variants_summary(results)}."
+                 + (f" {unmeasured} cells (–) were not measured in this run." if unmeasured else ""))  # fmt: skip
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
@@ -284,8 +289,7 @@ def variants_summary(results: Sequence[DeployResult]) -> str:
 
 def _variants_meta_line(meta: dict[str, Any]) -> str:
     rts = ", ".join(f"{TITLES.get(k, k)} {v}" for k, v in meta.get("runtimes", {}).items() if v)
-    how = "each configuration once, runtimes and sizes in turn" if meta.get("rotate") else "every configuration "
-    how += "" if meta.get("rotate") else "in every runtime at every size"
+    how = "each configuration once, runtimes and sizes in turn" if meta.get("rotate") else "every configuration"
     return (
         f"attnzoo {meta.get('attnzoo')}, torch {meta.get('torch')}, {rts}; batch 1 at "
         f"{' and '.join(s.replace('x', '×') for s in meta.get('sizes', []))}, {how}, {meta.get('machine')}, "

@@ -17,6 +17,9 @@ examples:
   attnzoo deploy --format json --output deploy.json
   attnzoo deploy --size 32 --update-doc docs/deployment.md --output docs/deployment.json
   attnzoo deploy --modules my_gate --size 13x11 --merge --output docs/deployment.json --update-doc docs/deployment.md
+  attnzoo deploy --modules cbam --save deployed/                  # keep the .onnx, OpenVINO IR, ncnn files
+  attnzoo deploy --variants --update-doc docs/deployment.md --output docs/deployment-variants.json
+  attnzoo deploy --variants --modules multipole --runtimes ncnn   # every configuration of one module
 
 Every (module, runtime) case runs in a forked process: build with default arguments and perturbed weights, eval
 mode, batch 1; export; run; compare with eager PyTorch (atol = rtol = 1e-4; ncnn 1e-3); time the median.
@@ -54,6 +57,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--load", default=None, metavar="FILE.json", help="render a saved JSON run instead of running")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true", help="exit with status 1 unless every row is ok or declared")
+    p.add_argument(
+        "--variants", action="store_true", help="the variants table: every configuration of every module (see below)"
+    )
+    p.add_argument("--sizes", default=None, help="with --variants: comma-separated S or HxW (default 16,13x11)")
+    p.add_argument(
+        "--rotate",
+        action="store_true",
+        help="with --variants: each configuration once, runtimes and sizes taken in turn (CI's bounded subset)",
+    )
+    p.add_argument("--save", default=None, metavar="DIR", help="keep the exported artefacts and a manifest in DIR")
     p.set_defaults(func=run)
     return p
 
@@ -80,8 +93,12 @@ def run(args: argparse.Namespace) -> int:
     from .core import deploy
 
     size = _size(args.size)
+    if args.variants and (args.model or args.merge or args.size):
+        raise SystemExit("attnzoo deploy: --variants takes --sizes, not --size, --model or --merge")
     if args.load:
         results, meta = report.from_json(Path(args.load).read_text())
+    elif args.variants:
+        results, meta = _variants(args)
     else:
         import attnzoo
 
@@ -97,23 +114,50 @@ def run(args: argparse.Namespace) -> int:
         with _progress(total, args.quiet) as advance:
             results = deploy(modules, runtimes, model=args.model, insert=args.insert, size=size,
                              threads=args.threads, min_time=args.min_time, timeout=args.timeout,
-                             progress=advance)  # fmt: skip
+                             progress=advance, save=args.save)  # fmt: skip
         meta = report.metadata(size, args.threads)
     if args.merge:
         results, meta = _merged(args, results, meta)
     fmt = args.format or {".json": "json", ".md": "markdown"}.get(Path(args.output or "").suffix, "table")
-    text = report.to_json(results, meta) if fmt == "json" else report.to_markdown(results, meta)
+    variants = meta.get("variants", False)
+    markdown = report.variants_markdown if variants else report.to_markdown
+    text = report.to_json(results, meta) if fmt == "json" else markdown(results, meta)
     if args.output:
         Path(args.output).write_text(report.to_json(results, meta) if args.output.endswith(".json") else text)
     if args.update_doc:
-        report.update_doc(args.update_doc, results, meta)
-    if fmt == "table":
+        (report.update_variants_doc if variants else report.update_doc)(args.update_doc, results, meta)
+    if fmt == "table" and variants:
+        sys.stdout.write(text)
+    elif fmt == "table":
         _print_table(report.to_rich(results, meta), results)
     elif not args.output:
         sys.stdout.write(text)
-    print(report.summary_line(results), file=sys.stderr)
+    print(report.summary_line(report.redeclare(results) if variants else results), file=sys.stderr)
     bad = [r for r in results if not r.ok]
     return 1 if args.strict and bad else 0
+
+
+def _variants(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    import attnzoo
+
+    from . import report
+    from .core import deploy_variants
+    from .variants import VARIANT_SIZES, configurations
+
+    modules = _split(args.modules) or attnzoo.list_modules()
+    if args.family:
+        modules = [m for m in modules if attnzoo.info(m).family == args.family]
+    sizes = [_size(s) for s in _split(args.sizes) or []] or list(VARIANT_SIZES)
+    runtimes = _split(args.runtimes)
+    n_configs = sum(len(configurations(m)) for m in modules)
+    total = n_configs if args.rotate else n_configs * len(sizes) * len(runtimes or report.RUNTIMES)
+    with _progress(total, args.quiet) as advance:
+        results = deploy_variants(modules, runtimes, sizes=[s for s in sizes if s], rotate=args.rotate,
+                                  threads=args.threads, min_time=args.min_time, timeout=args.timeout,
+                                  progress=advance, save=args.save)  # fmt: skip
+    meta = report.metadata(None, args.threads)
+    meta.update(variants=True, rotate=args.rotate, sizes=["x".join(map(str, s)) for s in sizes if s])
+    return results, meta
 
 
 def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

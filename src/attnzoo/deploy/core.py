@@ -9,7 +9,10 @@ export), in eval mode, at batch 1.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,8 +21,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..bench.worker import run_forked
 from .runtimes import CONTRACT_CHECK, RUNTIMES, ConversionError, preload, runtime
+from .variants import VARIANT_SIZES, declared_variant
 
-__all__ = ["DeployResult", "deploy", "check", "STATUSES"]
+__all__ = ["DeployResult", "deploy", "deploy_variants", "check", "STATUSES"]
 
 #: ok — ran within tolerance; mismatch — ran, outputs differ; failed — did not convert or run;
 #: exception — failed and the module declares the runtime unsupported (with the reason); missing — the runtime
@@ -41,6 +45,11 @@ class DeployResult:
     message: str = ""
     input_shapes: list[list[int]] = field(default_factory=list)
     declared: str | None = None  # the module's declared reason for this runtime, if any
+    size: str = ""  # the requested input size, "HxW"
+    config: str = ""  # the variant's label (``attnzoo deploy --variants``); "" for the default configuration
+    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments beyond the defaults
+    channels: Any = None  # the channels it was built with (None: the layout's default)
+    artefacts: list[str] = field(default_factory=list)  # files kept by ``save`` (``--save DIR``)
 
     @property
     def ok(self) -> bool:
@@ -124,7 +133,6 @@ def _build_case(spec: dict[str, Any]) -> tuple[Any, list[Any]]:
 
 def _run_case(spec: dict[str, Any], rt_name: str, threads: int, min_time: float) -> dict[str, Any]:
     """Child side: build, export, run, compare, time.  Returns a row dict (status ok / mismatch / failed)."""
-    import numpy as np
     import torch
 
     from attnzoo.testing import flatten
@@ -137,37 +145,94 @@ def _run_case(spec: dict[str, Any], rt_name: str, threads: int, min_time: float)
     with torch.no_grad():
         ref = [t.numpy() for t in flatten(module(*flat))]
         row["eager_ms"] = _median_ms(lambda: module(*flat), min_time)
-    with tempfile.TemporaryDirectory(prefix=f"attnzoo-deploy-{rt_name}-") as tmp:
-        row["stage"] = "convert"
-        try:
-            with torch.no_grad():
-                run = rt.prepare(module, flat, Path(tmp), threads)
-            arrays = [t.numpy() for t in flat]
-            row["stage"] = "run"
-            got = run(arrays)
-        except Exception as err:  # noqa: BLE001 - every converter/runtime error is a reported row
-            reason = str(err) if isinstance(err, ConversionError) else _first_line(err)
-            return {**row, "status": "failed", "message": f"{row['stage']}: {reason}"}
-        if len(got) != len(ref):
-            return {**row, "status": "failed", "message": f"run: {len(got)} outputs, eager has {len(ref)}"}
-        diff, scaled = 0.0, 0.0
-        for g, r in zip(got, ref):
-            g = np.asarray(g, dtype=np.float64)
-            if g.shape != r.shape:
-                if g.size != r.size:
-                    return {**row, "status": "failed", "message": f"run: output shape {g.shape}, eager {r.shape}"}
-                g = g.reshape(r.shape)  # ncnn drops size-1 axes besides the batch
-            d = float(np.abs(g - r).max()) if r.size else 0.0
-            diff = max(diff, d)
-            # f32 rounding grows with the output's magnitude (perturbed deep necks reach 1e5): compare relative to
-            # max(1, max |eager|) — an absolute difference for the usual outputs of magnitude ≤ 1.
-            scaled = max(scaled, d / max(1.0, float(np.abs(r).max()) if r.size else 1.0))
-        row["max_abs_diff"], row["scaled_diff"] = diff, scaled
-        row["latency_ms"] = _median_ms(lambda: run(arrays), min_time)
-        if not scaled <= rt.tolerance:  # also catches NaN
-            return {**row, "status": "mismatch",
-                    "message": f"max |difference| {diff:.3g} (scaled {scaled:.3g}) above {rt.tolerance:g}"}  # fmt: skip
-        return {**row, "status": "ok"}
+    save = spec.get("save")
+    with contextlib.ExitStack() as stack:
+        if save:
+            workdir = Path(save)
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"attnzoo-deploy-{rt_name}-")))
+        row = _convert_and_compare(row, module, flat, ref, rt, workdir, threads, min_time, bool(save))
+        if save:
+            _write_manifest(workdir, spec, rt_name, row, flat, ref)
+        return row
+
+
+def _convert_and_compare(row: dict[str, Any], module: Any, flat: list[Any], ref: list[Any], rt: Any, workdir: Path,
+                         threads: int, min_time: float, save: bool) -> dict[str, Any]:  # fmt: skip
+    import numpy as np
+    import torch
+
+    row["stage"] = "convert"
+    try:
+        with torch.no_grad():
+            run = rt.prepare(module, flat, workdir, threads, save=save)
+        arrays = [t.numpy() for t in flat]
+        row["stage"] = "run"
+        got = run(arrays)
+    except Exception as err:  # noqa: BLE001 - every converter/runtime error is a reported row
+        reason = str(err) if isinstance(err, ConversionError) else _first_line(err)
+        return {**row, "status": "failed", "message": f"{row['stage']}: {reason}"}
+    row["io"] = {"inputs": run.inputs, "outputs": run.outputs, "files": run.files}
+    if len(got) != len(ref):
+        return {**row, "status": "failed", "message": f"run: {len(got)} outputs, eager has {len(ref)}"}
+    diff, scaled = 0.0, 0.0
+    for g, r in zip(got, ref):
+        g = np.asarray(g, dtype=np.float64)
+        if g.shape != r.shape:
+            if g.size != r.size:
+                return {**row, "status": "failed", "message": f"run: output shape {g.shape}, eager {r.shape}"}
+            g = g.reshape(r.shape)  # ncnn drops size-1 axes besides the batch
+        d = float(np.abs(g - r).max()) if r.size else 0.0
+        diff = max(diff, d)
+        # f32 rounding grows with the output's magnitude (perturbed deep necks reach 1e5): compare relative to
+        # max(1, max |eager|) — an absolute difference for the usual outputs of magnitude ≤ 1.
+        scaled = max(scaled, d / max(1.0, float(np.abs(r).max()) if r.size else 1.0))
+    row["max_abs_diff"], row["scaled_diff"] = diff, scaled
+    row["latency_ms"] = _median_ms(lambda: run(arrays), min_time)
+    if not scaled <= rt.tolerance:  # also catches NaN
+        return {**row, "status": "mismatch",
+                "message": f"max |difference| {diff:.3g} (scaled {scaled:.3g}) above {rt.tolerance:g}"}  # fmt: skip
+    return {**row, "status": "ok"}
+
+
+def _write_manifest(workdir: Path, spec: dict[str, Any], rt_name: str, row: dict[str, Any], flat: list[Any],
+                    ref: list[Any]) -> None:  # fmt: skip
+    """``manifest.json`` beside the saved artefacts, with the example input and eager output (``example.npz``:
+    ``input{i}``, ``expected{i}``) that the measured difference was computed on."""
+    import numpy as np
+
+    from .runtimes import version
+
+    io = row.get("io", {})
+    in_names, out_names = io.get("inputs") or [], io.get("outputs") or []
+    np.savez(workdir / "example.npz", **{f"input{i}": t.numpy() for i, t in enumerate(flat)},
+             **{f"expected{i}": r for i, r in enumerate(ref)})  # fmt: skip
+    manifest = {
+        "module": spec.get("module") or spec.get("model"),
+        "insert": spec.get("insert"),
+        "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.get("kwargs", {}).items()},
+        "channels": spec.get("channels"),
+        "runtime": rt_name,
+        "versions": version(),
+        "files": io.get("files", []),
+        "inputs": [
+            {"name": in_names[i] if i < len(in_names) else None, "shape": list(t.shape), "dtype": "float32"}
+            for i, t in enumerate(flat)
+        ],  # fmt: skip
+        "outputs": [
+            {"name": out_names[i] if i < len(out_names) else None, "shape": list(r.shape), "dtype": str(r.dtype)}
+            for i, r in enumerate(ref)
+        ],  # fmt: skip
+        "example": "example.npz",
+        "status": row.get("status"),
+        "message": row.get("message", ""),
+        "max_abs_diff": row.get("max_abs_diff"),
+        "scaled_diff": row.get("scaled_diff"),
+        "tolerance": RUNTIMES[rt_name].tolerance,
+        "note": "ncnn has no batch axis: feed each input without its leading 1" if rt_name == "ncnn" else "",
+    }
+    (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def check(
@@ -183,9 +248,15 @@ def check(
     min_time: float = 0.1,
     timeout: float | None = 600.0,
     isolate: bool = True,
+    save: str | Path | None = None,
+    config: str = "",
     **kwargs: Any,
 ) -> DeployResult:
-    """Export one registered module (or ``model`` with ``insert``) to one runtime, run it, compare with eager."""
+    """Export one registered module (or ``model`` with ``insert``) to one runtime, run it, compare with eager.
+
+    ``kwargs`` are constructor arguments (default: the module's defaults), ``channels`` its channels.  ``save``:
+    a directory that keeps the exported artefacts with ``manifest.json`` (inputs, outputs, shapes, the measured
+    difference) and ``example.npz`` (the input and eager output compared).  ``config`` labels the row."""
     import attnzoo
     from attnzoo.layouts import DEFAULT_SIZE
 
@@ -197,7 +268,11 @@ def check(
         size = (224, 224) if model is not None else DEFAULT_SIZE[attnzoo.info(str(name)).layout]
     elif len(size) == 1:
         size = (size[0], size[0])
-    declared = attnzoo.info(name).exceptions.get(CONTRACT_CHECK[runtime_name]) if name is not None else None
+    declared = None
+    if name is not None:
+        declared = attnzoo.info(name).exceptions.get(CONTRACT_CHECK[runtime_name]) or declared_variant(
+            name, kwargs, runtime_name
+        )
     if not rt.available():
         pkgs = ", ".join(rt.packages)
         return DeployResult(
@@ -208,7 +283,7 @@ def check(
             declared=declared,
         )
     spec = {"module": name, "model": model, "insert": insert, "size": list(size), "batch": 1, "seed": seed,
-            "channels": channels, "kwargs": kwargs}  # fmt: skip
+            "channels": channels, "kwargs": kwargs, "save": None if save is None else str(save)}  # fmt: skip
     if isolate:
         preload([runtime_name])  # once per process: every forked case starts with the runtime imported
         row = run_forked(lambda emit: _silenced(_run_case, spec, runtime_name, threads, min_time), timeout)
@@ -233,6 +308,11 @@ def check(
         message=message,
         input_shapes=row.get("input_shapes", []),
         declared=declared,
+        size="x".join(str(v) for v in size),
+        config=config,
+        kwargs={k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+        channels=channels,
+        artefacts=[] if save is None else sorted(p.name for p in Path(save).iterdir()),
     )
 
 
@@ -248,6 +328,7 @@ def deploy(
     timeout: float | None = 600.0,
     isolate: bool = True,
     progress: Callable[[DeployResult], None] | None = None,
+    save: str | Path | None = None,
 ) -> list[DeployResult]:
     """Export and run every requested module (default: the whole registry) in every requested runtime.
 
@@ -255,7 +336,8 @@ def deploy(
     torchvision or timm name) the network, with ``insert`` inserted by :func:`attnzoo.insert`, is the one case.
     ``size`` is (H, W) (default: the layout's default size; 224² for a model), batch is 1.  ``threads`` applies to
     eager PyTorch and to every runtime, so latencies compare; ``isolate=False`` runs in this process (faster to
-    start, but a crashing converter takes the caller with it).
+    start, but a crashing converter takes the caller with it).  ``save``: keep every case's artefacts in
+    ``save/<module>/<runtime>/`` (see :func:`check`).
     """
     import attnzoo
 
@@ -274,9 +356,67 @@ def deploy(
     results = []
     for case in cases:
         for r in names:
+            label = case.get("name") or (f"{model}+{insert}" if insert else model)
+            where = None if save is None else Path(save) / str(label) / r
             res = check(case.get("name"), r, model=case.get("model"), insert=case.get("insert"), size=size,
-                        threads=threads, min_time=min_time, timeout=timeout, isolate=isolate)  # fmt: skip
+                        threads=threads, min_time=min_time, timeout=timeout, isolate=isolate, save=where)  # fmt: skip
             results.append(res)
             if progress is not None:
                 progress(res)
     return results
+
+
+def deploy_variants(
+    modules: Iterable[str] | None = None,
+    runtimes: Iterable[str] | None = None,
+    *,
+    sizes: Sequence[Sequence[int]] = VARIANT_SIZES,
+    rotate: bool = False,
+    threads: int = 1,
+    min_time: float = 0.0,
+    timeout: float | None = 600.0,
+    isolate: bool = True,
+    progress: Callable[[DeployResult], None] | None = None,
+    save: str | Path | None = None,
+) -> list[DeployResult]:
+    """The variants table: every configuration of :func:`attnzoo.deploy.variants.configurations` (defaults,
+    ``test_kwargs``, every mode switch, a small non-default configuration) at every size in every runtime.
+
+    ``rotate=True`` runs each configuration once, in one (runtime, size) pair taken in turn over the whole table
+    (configuration k: pair k mod R·S of the sizes × runtimes), so that every configuration is deployed and every
+    pair is used.  Rows carry the configuration's label (``config``) and arguments (``kwargs``).
+    """
+    import attnzoo
+
+    from .variants import configurations
+
+    names = list(RUNTIMES) if runtimes is None else list(runtimes)
+    for r in names:
+        runtime(r)
+    mods = attnzoo.list_modules() if modules is None else list(modules)
+    for m in mods:
+        attnzoo.info(m)
+    if isolate:
+        preload(names)
+    sizes = [tuple(s) if len(s) == 2 else (s[0], s[0]) for s in sizes]
+    everything = [(r, s) for s in sizes for r in names]
+    results: list[DeployResult] = []
+    k = 0
+    for m in mods:
+        for i, (label, kwargs, channels) in enumerate(configurations(m)):
+            pairs = [everything[k % len(everything)]] if rotate else everything
+            k += 1
+            for r, size in pairs:
+                where = None
+                if save is not None:
+                    where = Path(save) / m / f"{i:02d}-{_slug(label)}" / "x".join(map(str, size)) / r
+                res = check(m, r, size=size, channels=channels, threads=threads, min_time=min_time, timeout=timeout,
+                            isolate=isolate, save=where, config=label, **kwargs)  # fmt: skip
+                results.append(res)
+                if progress is not None:
+                    progress(res)
+    return results
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")[:60] or "config"

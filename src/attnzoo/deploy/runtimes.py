@@ -36,7 +36,21 @@ from ..tracing import export_target
 
 __all__ = ["RUNTIMES", "CONTRACT_CHECK", "TOLERANCE", "Runtime", "runtime", "available", "version"]
 
-Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+RunFn = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+
+
+@dataclass
+class Run:
+    """A prepared runtime: call it on NumPy arrays; ``inputs`` / ``outputs`` are the graph's tensor names and
+    ``files`` the deployable artefacts written to the work directory (relative names)."""
+
+    fn: RunFn
+    inputs: list[str]
+    outputs: list[str]
+    files: list[str]
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.fn(arrays)
 
 
 class ConversionError(RuntimeError):
@@ -61,8 +75,18 @@ class Runtime:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    def prepare(self, module: nn.Module, inputs: Sequence[torch.Tensor], workdir: Path, threads: int) -> Run:
-        return _PREPARE[self.name](module, list(inputs), workdir, threads)
+    def prepare(
+        self, module: nn.Module, inputs: Sequence[torch.Tensor], workdir: Path, threads: int, save: bool = False
+    ) -> Run:
+        """Export ``module`` into ``workdir`` and load it.  ``save``: also write the artefacts a deployment
+        loads (OpenVINO's IR ``model.xml`` / ``model.bin``; ONNX and ncnn files are written anyway) and remove
+        the converter's intermediates."""
+        run = _PREPARE[self.name](module, list(inputs), workdir, threads)
+        if isinstance(run, Run):
+            if save:
+                _keep_only(workdir, run, module, inputs)
+            return run
+        return Run(run, [], [], [])  # a replacement prepare (tests) that returns a bare callable
 
 
 def _onnxruntime(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads: int) -> Run:
@@ -79,7 +103,9 @@ def _onnxruntime(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, t
     names = [i.name for i in sess.get_inputs()]
     if len(names) != len(inputs):
         raise ConversionError(f"the ONNX graph has {len(names)} inputs, the module {len(inputs)}")
-    return lambda arrays: list(sess.run(None, dict(zip(names, arrays))))
+    files = sorted(p.name for p in workdir.iterdir() if p.name.startswith("model.onnx"))  # + external data
+    return Run(lambda arrays: list(sess.run(None, dict(zip(names, arrays)))), names,
+               [o.name for o in sess.get_outputs()], files)  # fmt: skip
 
 
 def _openvino(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads: int) -> Run:
@@ -97,7 +123,12 @@ def _openvino(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, thre
         result = request.infer(list(arrays))
         return [np.asarray(result[o]) for o in outputs]
 
-    return run
+    def names(ports: Any) -> list[str]:
+        return [next(iter(p.get_names()), f"{i}") for i, p in enumerate(ports)]
+
+    prepared = Run(run, names(compiled.inputs), names(outputs), [])
+    prepared.ov_model = ov_model  # type: ignore[attr-defined]  # for save: the IR is written from it
+    return prepared
 
 
 def _pnnx_messages(text: str) -> list[str]:
@@ -170,10 +201,25 @@ def _ncnn(module: nn.Module, inputs: list[torch.Tensor], workdir: Path, threads:
             outs.append(np.array(mat)[None])
         return outs
 
-    return run
+    return Run(run, in_names, out_names, [param.name, weights.name])
 
 
-_PREPARE: dict[str, Callable[[nn.Module, list[torch.Tensor], Path, int], Run]] = {
+def _keep_only(workdir: Path, run: Run, module: nn.Module, inputs: Sequence[torch.Tensor]) -> None:
+    """For ``--save``: write OpenVINO's IR (``model.xml`` / ``model.bin``, f32 weights) and delete what is not a
+    deployable artefact (pnnx's TorchScript, its pnnx-format graph and Python script)."""
+    ov_model = getattr(run, "ov_model", None)
+    if ov_model is not None:
+        import openvino as ov
+
+        ov.save_model(ov_model, str(workdir / "model.xml"), compress_to_fp16=False)
+        run.files = ["model.xml", "model.bin"]
+    keep = set(run.files)
+    for p in workdir.iterdir():
+        if p.is_file() and p.name not in keep:
+            p.unlink()
+
+
+_PREPARE: dict[str, Callable[[nn.Module, list[torch.Tensor], Path, int], Run | RunFn]] = {
     "onnxruntime": _onnxruntime,
     "openvino": _openvino,
     "ncnn": _ncnn,

@@ -29,8 +29,8 @@ from ..layers import (
 from ..layers.checks import width_or
 from ..layers.pyramid import softmax_fp32
 from ..registry import register
-from ..resample.carafe import carafe_reassemble
-from ..tracing import is_tracing
+from ..resample.carafe import CARAFE_GROUPS_REASON, CARAFE_GROUPS_TARGETS, carafe_reassemble
+from ..tracing import PortableForm, is_tracing
 
 __all__ = ["FreqFusion", "hamming_window"]
 
@@ -92,6 +92,14 @@ def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     "compressed features; zero padding, exportable.",
     test_kwargs={"compressed_channels": 8},
     maps=("kernels",),
+    forms=(
+        PortableForm(
+            targets=CARAFE_GROUPS_TARGETS,
+            marker="aten::chunk",
+            reason=CARAFE_GROUPS_REASON + " (its two CARAFE reassemblies)",
+            cases=({"groups": 2}, {"groups": 2, "k_lp": 3, "hamming": False}),
+        ),
+    ),
 )
 class FreqFusion(AttnModule):
     """FreqFusion; ``forward(fine, coarse)`` → B×C×H×W (the fine map's shape).

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..tracing import eager_only
 from .batchnorm import PooledBatchNorm2d
 from .checks import fx_leaf, odd_kernel
 from .helpers import inplace_ok
@@ -96,9 +97,10 @@ def max_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
 
     When no gradient is needed it is computed as separable maxima of stride-2 views of the (-inf)-padded map:
     the same values, faster than PyTorch's CPU ``max_pool2d`` on NCHW maps (which also computes argmax
-    indices).  With autograd it is ``F.max_pool2d`` itself (the official op and its gradient).
+    indices).  With autograd, and in every recorded graph (ncnn has no step slices), it is ``F.max_pool2d``
+    itself (the official op and its gradient).
     """
-    if x.requires_grad and torch.is_grad_enabled():
+    if (x.requires_grad and torch.is_grad_enabled()) or not eager_only(x):
         return F.max_pool2d(x, 3, 2, 1)
     ho, wo = (x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2
     xp = F.pad(x, (1, 1, 1, 1), value=float("-inf"))

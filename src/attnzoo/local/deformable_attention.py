@@ -31,6 +31,7 @@ from ..layers import (
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
+from ..tracing import PortableForm, portable
 
 __all__ = ["DeformableAttention", "reference_points"]
 
@@ -66,6 +67,14 @@ def _sample_positions(offset: torch.Tensor, h: int, w: int, stride: int, factor:
     return torch.stack((_normalise(py, h), _normalise(px, w)), dim=-1).view(-1, hk, wk, 2)
 
 
+_LOG2_E_THIRD = 1.0 / (3.0 * math.log(2.0))
+
+
+def _sample(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of x (B'×C'×H×W) at the normalised (y, x) positions pos (B'×Hk×Wk×2): B'×C'×Hk×Wk."""
+    return F.grid_sample(x, pos.flip(-1).to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 @fx_leaf
 def _query_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised y of every row and x of every column of x: (H,), (W,)."""
@@ -85,6 +94,16 @@ def _query_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     summary="Keys/values sampled with grid_sample at reference points + query-predicted offsets; continuous position bias.",
     test_kwargs={"heads": 2, "groups": 2, "kernel_size": 3},
     maps=("attn",),
+    forms=(
+        PortableForm(
+            targets=("ncnn",),
+            marker="aten::chunk",
+            reason="with groups > 1 the eager form folds the offset groups into the batch (B·G) for the offset "
+            "network, grid_sample and the position bias; ncnn has no batch axis (pnnx's graph failed to extract), "
+            "so each group is sampled on its own channel slice and the results concatenated",
+            cases=({}, {"position_bias": "log_cpb"}, {"groups": 2, "heads": 4, "stride": 2}, {"position_bias": None}),
+        ),
+    ),
 )
 class DeformableAttention(AttnModule):
     """Deformable multi-head attention (DAT); B×C×H×W → B×C×H×W.
@@ -182,19 +201,27 @@ class DeformableAttention(AttnModule):
     def offsets(self, q: torch.Tensor) -> torch.Tensor:
         """Raw offsets (B·G)×2×Hk×Wk from the queries B×C×H×W."""
         b, c, h, w = q.shape
-        t = self.conv_offset(q.reshape(b * self.groups, c // self.groups, h, w))
+        return self._offset_net(q.reshape(b * self.groups, c // self.groups, h, w))
+
+    def _offset_net(self, q: torch.Tensor) -> torch.Tensor:
+        """θ on the queries of one group per batch row: B'×C/G×H×W → B'×2×Hk×Wk."""
+        t = self.conv_offset(q)
         t = F.gelu(self.offset_norm(t.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
         return self.offset_proj(t)
 
-    def bias(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def bias(self, x: torch.Tensor, pos: torch.Tensor, group: int | None = None) -> torch.Tensor:
         """Continuous position bias B×heads×N×Ns of the queries of x and the sampling positions pos.
 
         ``"table"``: bilinear interpolation of a (2T−1)×(2T−1) table per head at Δ/2 (normalised displacement,
         DAT).  ``"log_cpb"``: φ(Δ) = W₂·ReLU(W₁·f(Δ) + b₁) with f(Δ) = sign(4Δ)·log2(1 + |4Δ|)/3 per coordinate.  The first layer is
         evaluated per axis (rows × samples and columns × samples) and broadcast-added, which is exactly W₁·f(Δ)
-        + b₁ without the N×Ns×2 displacement tensor or a K=2 matmul."""
+        + b₁ without the N×Ns×2 displacement tensor or a K=2 matmul.
+
+        ``group`` (the portable form): ``pos`` is B×Hk×Wk×2 of that one offset group, and the bias of its
+        heads (B×heads/G×N×Ns) is returned."""
         b, _, h, w = x.shape
-        g, ns = self.groups, pos.shape[1] * pos.shape[2]
+        g, ns = (self.groups, pos.shape[1] * pos.shape[2]) if group is None else (1, pos.shape[1] * pos.shape[2])
+        heads = self.heads if group is None else self.heads // self.groups
         if self.rpe_table is not None:  # bilinear read of the table at the displacement / 2 (in [-1, 1])
             qy, qx = _query_axes(x)
             p = pos.reshape(b * g, 1, 1, ns, 2).to(self.rpe_table.dtype)
@@ -204,13 +231,10 @@ class DeformableAttention(AttnModule):
                 b * g, h * w, ns, 2
             )
             side = self.rpe_table.shape[-1]
-            table = (
-                self.rpe_table.reshape(1, self.heads, side, side)
-                .expand(b, -1, -1, -1)
-                .reshape(b * g, self.heads // g, side, side)
-            )
+            rows = self.rpe_table if group is None else self.rpe_table.chunk(self.groups, 0)[group]
+            table = rows.reshape(1, heads, side, side).expand(b, -1, -1, -1).reshape(b * g, heads // g, side, side)
             out = F.grid_sample(table, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B·G)×hg×N×Ns
-            return out.reshape(b, self.heads, h * w, ns)
+            return out.reshape(b, heads, h * w, ns)
         lin1, lin2 = (
             cast(nn.Linear, cast(nn.Sequential, self.rpe)[0]),
             cast(nn.Linear, cast(nn.Sequential, self.rpe)[2]),
@@ -221,7 +245,7 @@ class DeformableAttention(AttnModule):
 
         def f(d: torch.Tensor) -> torch.Tensor:
             d = d * 4.0
-            return torch.sign(d) * torch.log2(d.abs() + 1.0) / 3.0
+            return torch.sign(d) * torch.log(d.abs() + 1.0) * _LOG2_E_THIRD  # log2 as log: ncnn has no log2
 
         fy = f(qy.to(dt)[None, :, None] - p[..., 0])  # (B·G)×H×Ns
         fx = f(qx.to(dt)[None, :, None] - p[..., 1])  # (B·G)×W×Ns
@@ -229,34 +253,43 @@ class DeformableAttention(AttnModule):
         ax = fx[..., None] * lin1.weight[:, 1]  # (B·G)×W×Ns×32
         hidden = (ay[:, :, None] + ax[:, None]).relu_()  # (B·G)×H×W×Ns×32
         out = hidden @ lin2.weight.t()  # (B·G)×H×W×Ns×(heads/G)
-        return out.reshape(b * g, h * w, ns, -1).permute(0, 3, 1, 2).reshape(b, self.heads, h * w, ns)
+        return out.reshape(b * g, h * w, ns, -1).permute(0, 3, 1, 2).reshape(b, heads, h * w, ns)
+
+    def _groups_portable(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ncnn form with groups > 1: the samples B×C×Hk×Wk and the bias B×heads×N×Ns, each offset group
+        computed on its own channel slice of q and x (the eager form folds the groups into the batch, B·G)."""
+        h, w = x.shape[-2:]
+        parts, biases = [], []
+        for i, (qg, xg) in enumerate(zip(q.chunk(self.groups, 1), x.chunk(self.groups, 1))):
+            pos = _sample_positions(self._offset_net(qg), h, w, self.stride, self.offset_range_factor)
+            parts.append(_sample(xg, pos))
+            if self.position_bias is not None:
+                biases.append(self.bias(x, pos, group=i))
+        return torch.cat(parts, 1), torch.cat(biases, 1) if biases else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)
         b, c, h, w = x.shape
         g, heads, d = self.groups, self.heads, self.dim_head
         q = self.proj_q(x)
-        pos = _sample_positions(self.offsets(q), h, w, self.stride, self.offset_range_factor)  # (B·G)×Hk×Wk×2 (y, x)
-        hk, wk = pos.shape[1], pos.shape[2]
-        sampled = F.grid_sample(
-            x.reshape(b * g, c // g, h, w),
-            pos.flip(-1).to(x.dtype),
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=False,
-        ).reshape(b, c, hk, wk)
+        bias: torch.Tensor | None
+        if g > 1 and portable("ncnn"):  # each group on its own channel slice: no B·G batch
+            sampled, bias = self._groups_portable(x, q)
+        else:
+            # (B·G)×Hk×Wk×2 sampling positions (y, x)
+            pos = _sample_positions(self.offsets(q), h, w, self.stride, self.offset_range_factor)
+            sampled = _sample(x.reshape(b * g, c // g, h, w), pos).reshape(b, c, pos.shape[1], pos.shape[2])
+            bias = None if self.position_bias is None else self.bias(x, pos)
+        hk, wk = sampled.shape[2], sampled.shape[3]
         n, ns = h * w, hk * wk
         qh = q.permute(0, 2, 3, 1).reshape(b, n, heads, d).transpose(1, 2)
         kh = self.proj_k(sampled).permute(0, 2, 3, 1).reshape(b, ns, heads, d).transpose(1, 2)
         vh = self.proj_v(sampled).permute(0, 2, 3, 1).reshape(b, ns, heads, d).transpose(1, 2)
-        bias = None
-        if self.position_bias is not None:
-            bias = self.bias(x, pos).to(qh.dtype)
         out = attention(
             qh,
             kh,
             vh,
-            mask=bias,
+            mask=None if bias is None else bias.to(qh.dtype),
             scale=self.scale,
             dropout_p=self.attn_drop if self.training else 0.0,
             module=capture_target(self),

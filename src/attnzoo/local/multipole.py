@@ -26,7 +26,7 @@ from ..layers import (
 )
 from ..layers.checks import check_choice
 from ..registry import register
-from ..tracing import PortableForm, portable
+from ..tracing import PortableForm, portable, traced_size
 
 __all__ = ["MultipoleAttention", "multipole_level_sizes"]
 
@@ -56,8 +56,8 @@ def _downsample(x: torch.Tensor, conv: nn.Conv2d | None, rate: int) -> torch.Ten
     """B×C×h×w → B×C×⌈h/r⌉×⌈w/r⌉: average over the real pixels of each r×r cell, or a stride-r conv on the zero-padded map."""
     if conv is None:  # no padding: count_include_pad only matters to runtimes that count the ceil overhang (ncnn)
         return F.avg_pool2d(x, rate, rate, ceil_mode=True, count_include_pad=False)
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % rate, (-w) % rate
+    h, w = traced_size(x)  # constants of a traced graph: pnnx evaluated the padding arithmetic wrongly (issue 31)
+    pad_h, pad_w = (rate - h % rate) % rate, (rate - w % rate) % rate
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     return conv(x)

@@ -60,7 +60,10 @@ def _outlook(x: torch.Tensor, m: _Outlook, owner: nn.Module | None) -> torch.Ten
     b, c, h, w = x.shape
     d = c // heads
     k2 = kernel * kernel
-    gh, gw = -(-h // stride), -(-w // stride)  # window grid ⌈H/s⌉×⌈W/s⌉, as the official unfold and ceil-mode pool
+    gh, gw = (
+        (h + stride - 1) // stride,
+        (w + stride - 1) // stride,
+    )  # window grid ⌈H/s⌉×⌈W/s⌉, as the official unfold and ceil-mode pool
     xl = x.permute(0, 2, 3, 1)
     centre = xl if stride == 1 else F.avg_pool2d(x, stride, stride, ceil_mode=True).permute(0, 2, 3, 1)
     a = m.attn(centre).reshape(b, gh * gw, heads, k2, k2)

@@ -24,8 +24,9 @@ from ..layers import (
     softmax_fp32,
 )
 from ..registry import ShapeRule, register, upsampled
+from ..tracing import PortableForm
 
-__all__ = ["CARAFE", "carafe_reassemble"]
+__all__ = ["CARAFE", "carafe_reassemble", "carafe_groups_portable"]
 
 
 @fx_leaf
@@ -47,6 +48,8 @@ def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: 
         kern = kernels.reshape(b * groups, kk, s2, h * w).permute(0, 3, 1, 2)
         out = torch.matmul(cols, kern).permute(0, 2, 3, 1)  # (B·G)×(C/G)×s²×HW
         return F.pixel_shuffle(out.reshape(b, c * s2, h, w), scale)
+    if groups > 1 and tracing.portable(*CARAFE_GROUPS_TARGETS):
+        return carafe_groups_portable(x, kernels, k_up, scale, groups)
     xp = F.pad(x, (r, r, r, r))
     kern = kernels.reshape(b * groups, kk, s2, h, w)
     xg = xp.reshape(b * groups, c // groups, 1, h + 2 * r, w + 2 * r)
@@ -61,6 +64,33 @@ def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: 
     return F.pixel_shuffle(out.reshape(b, c * s2, h, w), scale)
 
 
+#: The export targets of :func:`carafe_groups_portable` (carafe and freqfusion with groups > 1).
+CARAFE_GROUPS_TARGETS = ("ncnn",)
+CARAFE_GROUPS_REASON = (
+    "with groups > 1 the reassembly folds the kernel groups into the batch (B·G) of 5-axis products; ncnn has no "
+    "batch axis (pnnx: 'binaryop tensor0 with rank 5 is not supported'), so each group is reassembled on its own "
+    "channel slice"
+)
+
+
+def carafe_groups_portable(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: int, groups: int) -> torch.Tensor:
+    """:func:`carafe_reassemble` with ``groups`` > 1, one group at a time (no B·G batch): the groups' channel
+    slices of ``x`` with their kernels, concatenated along the channels before the ``pixel_shuffle``."""
+    b, c, h, w = x.shape
+    s2, kk, r = scale * scale, k_up * k_up, k_up // 2
+    xp = F.pad(x, (r, r, r, r))
+    outs = []
+    for xg, kg in zip(xp.chunk(groups, 1), kernels.chunk(groups, 1)):
+        xg = xg.unsqueeze(2)  # B×(C/G)×1×H'×W'
+        kern = kg.reshape(b, kk, s2, h, w)
+        out = xg[..., 0:h, 0:w] * kern[:, 0:1]
+        for t in range(1, kk):
+            u, v = divmod(t, k_up)
+            out = out + xg[..., u : u + h, v : v + w] * kern[:, t : t + 1]
+        outs.append(out)
+    return F.pixel_shuffle(torch.cat(outs, 1).reshape(b, c * s2, h, w), scale)
+
+
 @register(
     "carafe",
     family="resample",
@@ -72,6 +102,14 @@ def carafe_reassemble(x: torch.Tensor, kernels: torch.Tensor, k_up: int, scale: 
     shape=ShapeRule(size=upsampled("scale"), text="upsamples H×W by `scale`"),
     test_kwargs={"compressed_channels": 8, "k_up": 3},
     maps=("kernels",),
+    forms=(
+        PortableForm(
+            targets=CARAFE_GROUPS_TARGETS,
+            marker="aten::chunk",
+            reason=CARAFE_GROUPS_REASON,
+            cases=({"groups": 2}, {"groups": 2, "k_up": 5, "scale": 3}),
+        ),
+    ),
 )
 class CARAFE(AttnModule):
     """CARAFE upsampler (mmcv's ``CARAFEPack``) in pure PyTorch; B×C×H×W → B×C×sH×sW.

@@ -36,7 +36,8 @@ def check_max_size(max_size: object, owner: str) -> tuple[int, int]:
 def stride_pool(out: torch.Tensor, stride: int) -> torch.Tensor:
     """BoTNet's and the lambda layer's output stride: ``stride=2`` average-pools 2×2 in ceil mode (an odd last
     row/column is averaged alone: any H×W ≥ 1); ``stride=1`` returns ``out``."""
-    return F.avg_pool2d(out, 2, 2, ceil_mode=True) if stride == 2 else out
+    # count_include_pad=False: the same values in PyTorch (no padding), and ncnn then averages an odd last row alone
+    return F.avg_pool2d(out, 2, 2, ceil_mode=True, count_include_pad=False) if stride == 2 else out
 
 
 def relative_self_attention(

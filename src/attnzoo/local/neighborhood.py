@@ -129,7 +129,9 @@ def _tile_chunk(
 
     qt, kt, vt = gather(q, tr.query, tc.query), gather(k, tr.key, tc.key), gather(v, tr.key, tc.key)
     n = qt.shape[0]
-    allowed = (tr.allowed[r][:, None, :, None, :, None] & tc.allowed[None, :, None, :, None, :]).reshape(n, 1, -1, k1 * k2)
+    allowed = (tr.allowed[r][:, None, :, None, :, None] & tc.allowed[None, :, None, :, None, :]).reshape(
+        n, 1, -1, k1 * k2
+    )
     if table is None:
         mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device)
     else:  # tiles×heads×T²×Kt² bias from the (2k−1)² table of each head
@@ -207,13 +209,17 @@ def neighborhood_attention(
     tc = _axis_tiles(w, kernel, dilation, tile, q.device)
     (ntr, t1), (ntc, t2), k1, k2 = tr.query.shape, tc.query.shape, tr.key.shape[1], tc.key.shape[1]
 
-    maps = [t.permute(0, 2, 3, 1, 4).reshape(b * h * w, heads, d) for t in (q, k, v)]  # views from the module
+    qm, km, vm = (t.permute(0, 2, 3, 1, 4).reshape(b * h * w, heads, d) for t in (q, k, v))  # views (module)
     per_row = ntc * t1 * t2 * k1 * k2 * (heads if bias_table is not None else 1)
     step = max(1, _CHUNK // per_row)
     outs = []
     for r0 in range(0, b * ntr, step):
-        args = (*maps, bias_table, (r0, min(r0 + step, b * ntr)), tr, tc, scale, dropout_p)
-        outs.append(checkpoint(_tile_chunk, *args, use_reentrant=False) if explicit else _tile_chunk(*args))
+        rows = (r0, min(r0 + step, b * ntr))
+        if explicit:
+            o = checkpoint(_tile_chunk, qm, km, vm, bias_table, rows, tr, tc, scale, dropout_p, use_reentrant=False)
+        else:
+            o = _tile_chunk(qm, km, vm, bias_table, rows, tr, tc, scale, dropout_p)
+        outs.append(o)
     out = torch.cat(outs).view(b, ntr * ntc * t1 * t2, heads, d)
     # back to the map: position (y, x) is slot (tile row, tile col, a, c) of the tile layout
     r, c = tr.slot, tc.slot

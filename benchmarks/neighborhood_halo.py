@@ -107,9 +107,8 @@ def time_cases(cases: dict, backward: bool, threads: int, repeats: int, budget: 
     timers, numbers = {}, {}
     for n, f in fns.items():
         timers[n] = tb.Timer("f()", globals={"f": f}, num_threads=threads)
-        timers[n].timeit(1)  # warm-up
         t0 = time.perf_counter()
-        timers[n].timeit(1)
+        timers[n].timeit(1)  # warm-up, and the number of calls per sample
         numbers[n] = max(1, round(budget / max(time.perf_counter() - t0, 1e-6)))
     samples: dict[str, list[float]] = {n: [] for n in fns}
     order = list(fns)
@@ -140,6 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--sizes", default="56,112")
+    ap.add_argument("--repeats-large", type=int, default=0, help="repeats at 112² and above (default --repeats)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--memory-cases", help="cases whose peak memory is measured (default: --cases)")
@@ -166,7 +166,8 @@ def main() -> None:
         for th in map(int, args.threads.split(",")):
             for backward in (True, False) if not args.no_forward else (True,):
                 key = f"{'fwd_bwd' if backward else 'fwd'}_{th}t"
-                res[key] = time_cases(cases, backward, th, args.repeats, args.budget)
+                repeats = args.repeats_large if s >= 112 and args.repeats_large else args.repeats
+                res[key] = time_cases(cases, backward, th, repeats, args.budget)
                 print(s, key, {n: f"{v * 1e3:.1f} ms" for n, v in res[key].items()}, flush=True)
                 res[key + "_ratio"] = ratios(res[key])
                 print("   ratio", res[key + "_ratio"], flush=True)

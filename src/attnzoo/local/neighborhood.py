@@ -115,20 +115,12 @@ def _tile_chunk(
     scale: float | None,
     dropout_p: float,
 ) -> torch.Tensor:
-    """Attention of the query tiles of tile rows ``rows = (r0, r1)`` (over B·nt_rows, image-major): q, k, v
-    (B·H·W)×heads×d → (tiles)×T²×heads×d.  The queries, their key blocks and the mask (window, plus the relative
-    position bias) are gathered and built here, so nothing of them outlives the chunk when it is checkpointed."""
+    """Attention of the query tiles of tile rows ``rows = (r0, r1)`` (over B·nt_rows, image-major): q (tiles)×T²×
+    heads×d, k, v (tiles)×Kt²×heads×d → (tiles)×T²×heads×d.  The mask (window, plus the relative position bias)
+    is built here from the per-axis tables, so none of it outlives the chunk when it is checkpointed."""
     (ntr, t1), t2, k1, k2 = tr.query.shape, tc.query.shape[1], tr.key.shape[1], tc.key.shape[1]
-    h, w = tr.slot.shape[0], tc.slot.shape[0]
-    r = torch.arange(*rows, device=q.device)
-    img, r = (r // ntr * (h * w))[:, None, None, None], r % ntr
-
-    def gather(t: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor) -> torch.Tensor:
-        flat = img + rr[r][:, None, :, None] * w + cc[None, :, None, :]  # rows×nt_cols×(tile rows)×(tile cols)
-        return t.index_select(0, flat.reshape(-1)).view(-1, rr.shape[1] * cc.shape[1], *t.shape[1:])
-
-    qt, kt, vt = gather(q, tr.query, tc.query), gather(k, tr.key, tc.key), gather(v, tr.key, tc.key)
-    n = qt.shape[0]
+    r = torch.arange(*rows, device=q.device) % ntr
+    n = q.shape[0]
     allowed = (tr.allowed[r][:, None, :, None, :, None] & tc.allowed[None, :, None, :, None, :]).reshape(
         n, 1, -1, k1 * k2
     )
@@ -140,7 +132,17 @@ def _tile_chunk(
         ci = tc.rel[None, :, None, None, :, None, :]
         mask = table[hi, ri, ci].reshape(n, -1, t1 * t2, k1 * k2).to(q.dtype)
     mask = mask.masked_fill(~allowed, float("-inf"))
-    return sdpa(qt.transpose(1, 2), kt.transpose(1, 2), vt.transpose(1, 2), mask, scale, dropout_p).transpose(1, 2)
+    if not mask.requires_grad:
+        return sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, scale, dropout_p).transpose(1, 2)
+    # a mask that needs a gradient is never fused: the explicit product in three passes over the scores (SDPA's
+    # explicit path makes about twice as many)
+    heads, d = q.shape[2:]
+    qh, kh, vh = (t.transpose(1, 2).reshape(n * heads, -1, d) for t in (q, k, v))
+    s = torch.baddbmm(
+        mask.view(n * heads, t1 * t2, -1), qh, kh.transpose(1, 2), alpha=d**-0.5 if scale is None else scale
+    )
+    p = F.dropout(s.softmax(-1), dropout_p, training=dropout_p > 0)
+    return torch.bmm(p, vh).view(n, heads, t1 * t2, d).transpose(1, 2)
 
 
 def _gathered_attention(
@@ -209,16 +211,29 @@ def neighborhood_attention(
     tc = _axis_tiles(w, kernel, dilation, tile, q.device)
     (ntr, t1), (ntc, t2), k1, k2 = tr.query.shape, tc.query.shape, tr.key.shape[1], tc.key.shape[1]
 
-    qm, km, vm = (t.permute(0, 2, 3, 1, 4).reshape(b * h * w, heads, d) for t in (q, k, v))  # views (module)
+    def gather(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """B×heads×H×W×d → (B·tiles)×(rows·cols of a tile)×heads×d, image-major, then tile-row major."""
+        flat = rows[:, None, :, None] * w + cols[None, :, None, :]
+        flat = (torch.arange(b, device=q.device)[:, None] * (h * w) + flat.reshape(1, -1)).reshape(-1)
+        return (
+            t.permute(0, 2, 3, 1, 4)
+            .reshape(b * h * w, heads, d)
+            .index_select(0, flat)
+            .view(b * ntr * ntc, -1, heads, d)
+        )
+
+    # queries once, keys and values (T+k'−1)²/T² times; torch.split hands the chunks views whose gradients one
+    # backward node gathers (a slice each would allocate a full-size zero gradient per chunk)
     per_row = ntc * t1 * t2 * k1 * k2 * (heads if bias_table is not None else 1)
     step = max(1, _CHUNK // per_row)
+    parts = [gather(q, tr.query, tc.query), gather(k, tr.key, tc.key), gather(v, tr.key, tc.key)]
     outs = []
-    for r0 in range(0, b * ntr, step):
+    for r0, (q_c, k_c, v_c) in zip(range(0, b * ntr, step), zip(*(t.split(step * ntc) for t in parts))):
         rows = (r0, min(r0 + step, b * ntr))
         if explicit:
-            o = checkpoint(_tile_chunk, qm, km, vm, bias_table, rows, tr, tc, scale, dropout_p, use_reentrant=False)
+            o = checkpoint(_tile_chunk, q_c, k_c, v_c, bias_table, rows, tr, tc, scale, dropout_p, use_reentrant=False)
         else:
-            o = _tile_chunk(qm, km, vm, bias_table, rows, tr, tc, scale, dropout_p)
+            o = _tile_chunk(q_c, k_c, v_c, bias_table, rows, tr, tc, scale, dropout_p)
         outs.append(o)
     out = torch.cat(outs).view(b, ntr * ntc * t1 * t2, heads, d)
     # back to the map: position (y, x) is slot (tile row, tile col, a, c) of the tile layout

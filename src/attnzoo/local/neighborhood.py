@@ -3,9 +3,9 @@ and Dilated Neighborhood Attention Transformer (Hassani, Shi; arXiv 2022), https
 
 Each query attends to the ``kernel_size``² keys of its (dilated) neighbourhood; at the borders the window is
 shifted inwards so that every query keeps exactly kernel² neighbours (NAT's definition, NATTEN's indexing).
-Pure PyTorch: the neighbour indices of each axis are built once per forward, keys and values are gathered with
-one ``index_select`` each (O(N·k²) memory and time, never N×N), and the attention runs through
-``attnzoo.layers.attention`` (fused SDPA, one query per row, k² keys).
+Pure PyTorch, O(N·k²) memory and time, never N×N: tiles of T×T queries attend to the (T+k−1)² keys that hold
+all their windows through SDPA with an additive window (+ bias) mask built from the shapes per chunk of tiles
+(:func:`neighborhood_attention`); attention capture uses the per-query gather form (one query per row, k² keys).
 """
 
 from __future__ import annotations
@@ -121,17 +121,22 @@ def _tile_chunk(
     (ntr, t1), t2, k1, k2 = tr.query.shape, tc.query.shape[1], tr.key.shape[1], tc.key.shape[1]
     r = torch.arange(*rows, device=q.device) % ntr
     n = q.shape[0]
-    allowed = (tr.allowed[r][:, None, :, None, :, None] & tc.allowed[None, :, None, :, None, :]).reshape(
-        n, 1, -1, k1 * k2
-    )
+    # the window as an additive mask, the sum of a per-row and a per-column part (0 inside, −inf outside)
+    inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
+    wr = torch.where(tr.allowed[r], 0.0, inf)[:, None, :, None, :, None]
+    wc = torch.where(tc.allowed, 0.0, inf)[None, :, None, :, None, :]
+    window = (wr + wc).view(n, 1, t1 * t2, k1 * k2)
     if table is None:
-        mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device)
-    else:  # tiles×heads×T²×Kt² bias from the (2k−1)² table of each head
-        hi = torch.arange(table.shape[0], device=q.device)[None, None, :, None, None, None, None]
-        ri = tr.rel[r][:, None, None, :, None, :, None]
-        ci = tc.rel[None, :, None, None, :, None, :]
-        mask = table[hi, ri, ci].reshape(n, -1, t1 * t2, k1 * k2).to(q.dtype)
-    mask = mask.masked_fill(~allowed, float("-inf"))
+        mask = window
+    else:  # bias[h, (r, a, u), (c, b, v)] = onehot(rel_r) · table[h] · onehot(rel_c)ᵀ: two GEMMs (and their
+        # transposes for the table's gradient) instead of an indexed gather and its scatter-add
+        side = table.shape[-1]
+        er = F.one_hot(tr.rel[r].reshape(-1), side).to(q.dtype)  # (rows·T·Kt)×(2k−1)
+        ec = F.one_hot(tc.rel.reshape(-1), side).to(q.dtype)  # (nt_cols·T·Kt)×(2k−1)
+        bias = torch.matmul(torch.matmul(er, table.to(q.dtype)), ec.t())  # heads×(rows·T·Kt)×(nt_cols·T·Kt)
+        heads = table.shape[0]
+        bias = bias.view(heads, -1, t1, k1, tc.query.shape[0], t2, k2).permute(1, 4, 0, 2, 5, 3, 6).contiguous()
+        mask = bias.view(n, heads, t1 * t2, k1 * k2).add_(window)
     if not mask.requires_grad:
         return sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, scale, dropout_p).transpose(1, 2)
     # a mask that needs a gradient is never fused: the explicit product in three passes over the scores (SDPA's

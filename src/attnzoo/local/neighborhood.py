@@ -22,7 +22,7 @@ from ..functional.attention import sdpa
 from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, odd_kernel, positive_int
 from ..layers.checks import check_attention_args
 from ..registry import register
-from ..tracing import PortableForm, portable
+from ..tracing import PortableForm, eager_only, portable
 
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
 
@@ -121,10 +121,11 @@ def _tile_chunk(
     (ntr, t1), t2, k1, k2 = tr.query.shape, tc.query.shape[1], tr.key.shape[1], tc.key.shape[1]
     r = torch.arange(*rows, device=q.device) % ntr
     n = q.shape[0]
-    # the window as an additive mask, the sum of a per-row and a per-column part (0 inside, −inf outside)
-    inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
-    wr = torch.where(tr.allowed[r], 0.0, inf)[:, None, :, None, :, None]
-    wc = torch.where(tc.allowed, 0.0, inf)[None, :, None, :, None, :]
+    # the window as an additive mask, the sum of a per-row and a per-column part: 0 inside, at most half the
+    # lowest float outside (finite: exp gives exactly 0 all the same, and runtimes such as OpenVINO mishandle −inf)
+    low = torch.tensor(torch.finfo(q.dtype).min / 2, dtype=q.dtype, device=q.device)
+    wr = torch.where(tr.allowed[r], 0.0, low)[:, None, :, None, :, None]
+    wc = torch.where(tc.allowed, 0.0, low)[None, :, None, :, None, :]
     window = (wr + wc).view(n, 1, t1 * t2, k1 * k2)
     if table is None:
         mask = window
@@ -205,9 +206,11 @@ def neighborhood_attention(
     of k² times.  Queries, keys and masks are gathered and built per chunk of tile rows from the shapes.  When the
     bias needs a gradient SDPA takes its explicit path (a mask that requires grad is not fused); those chunks are
     checkpointed, so no scores are kept for the backward.  ``tile`` (T) defaults to 4, the fastest at k = 7 on
-    CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).
+    CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).  Graphs recorded for
+    exporters and compilers (and attention capture) take the per-query gather form, the form the export targets
+    were validated with (no checkpointing, no in-place mask update in a graph).
     """
-    if module is not None:
+    if module is not None or not eager_only(q):  # capture, and graphs for exporters and compilers
         return _gathered_attention(q, k, v, kernel, dilation, bias_table, scale, dropout_p, module)
     b, heads, h, w, d = q.shape
     explicit = bias_table is not None and bias_table.requires_grad and torch.is_grad_enabled()

@@ -107,6 +107,26 @@ def test_neighborhood_exactly_k2_neighbours_shifted_inwards(k, d, h, w):
 
 
 @pytest.mark.faithful("neighborhood")
+@pytest.mark.parametrize("h,w,k,d,tile", [(7, 6, 3, 1, 2), (9, 7, 3, 2, 3)])
+def test_neighborhood_tiles_in_chunks_forward_and_gradients(monkeypatch, h, w, k, d, tile):
+    """The tiled form cut into chunks of one tile row (checkpointed, since the bias needs a gradient) against the
+    per-query loop (forward) and the gradients of q, k, v and the bias table against the per-query gather form
+    (each query's k² keys gathered, no tiles)."""
+    from attnzoo.local import neighborhood as na
+    from reference.nat import neighborhood_attention_ref
+
+    monkeypatch.setattr(na, "_CHUNK", 1)
+    ins = [rand(2, 2, h, w, 3, seed=s).requires_grad_() for s in range(3)]
+    ins.append(rand(2, 2 * k - 1, 2 * k - 1, seed=3).requires_grad_())
+    out = neighborhood_attention(*ins[:3], k, d, ins[3], 0.7, tile=tile)
+    torch.testing.assert_close(out, neighborhood_attention_ref(*ins[:3], k, d, ins[3], 0.7))
+    g = rand(*out.shape, seed=4)
+    gathered = na._gathered_attention(*ins[:3], k, d, ins[3], 0.7, 0.0, None)
+    for a, b in zip(torch.autograd.grad(out, ins, g), torch.autograd.grad(gathered, ins, g)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.faithful("neighborhood")
 def test_neighborhood_defaults_and_errors():
     m = NeighborhoodAttention(64)
     assert (m.kernel_size, m.dilation, m.heads, m.dim_head) == (7, 1, 8, 8)

@@ -293,6 +293,25 @@ def test_halo_official_defaults_match_reference_on_odd_size():
 
 
 @pytest.mark.faithful("halo")
+def test_halo_in_chunks_of_block_rows_forward_and_gradients(monkeypatch):
+    """Blocks in chunks of one block row of one image (checkpointed under autograd) against the per-query
+    reference, and their input and parameter gradients against those of all blocks at once."""
+    from attnzoo.self_attention import halo as halo_mod
+
+    m = make("halo", 8, block_size=2, halo_size=1, heads=2, dim_head=3)
+    x = rand(2, 8, 5, 4).requires_grad_()
+    params = [x, *m.parameters()]
+    whole = m(x)
+    g = rand(*whole.shape, seed=1)
+    expected = torch.autograd.grad(whole, params, g)
+    monkeypatch.setattr(halo_mod, "_CHUNK", 1)
+    out = m(x)
+    torch.testing.assert_close(out, halonet.halo(m, x.detach()))
+    for a, b in zip(torch.autograd.grad(out, params, g), expected):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.faithful("halo")
 @pytest.mark.parametrize("size", [(16, 16), (13, 10)])
 def test_halo_dependence_limited_to_block_and_halo(size):
     b, h = 4, 1

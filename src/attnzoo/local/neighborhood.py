@@ -3,27 +3,39 @@ and Dilated Neighborhood Attention Transformer (Hassani, Shi; arXiv 2022), https
 
 Each query attends to the ``kernel_size``² keys of its (dilated) neighbourhood; at the borders the window is
 shifted inwards so that every query keeps exactly kernel² neighbours (NAT's definition, NATTEN's indexing).
-Pure PyTorch: the neighbour indices of each axis are built once per forward, keys and values are gathered with
-one ``index_select`` each (O(N·k²) memory and time, never N×N), and the attention runs through
-``attnzoo.layers.attention`` (fused SDPA, one query per row, k² keys).
+Pure PyTorch, O(N·k²) memory and time, never N×N: tiles of T×T queries attend to the (T+k−1)² keys that hold
+all their windows through SDPA with an additive window (+ bias) mask built from the shapes per chunk of tiles
+(:func:`neighborhood_attention`); attention capture uses the per-query gather form (one query per row, k² keys).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..capture import capture_target
+from ..functional.attention import sdpa
 from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, odd_kernel, positive_int
 from ..layers.checks import check_attention_args
 from ..registry import register
-from ..tracing import PortableForm, portable
+from ..tracing import PortableForm, eager_only, portable
 
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_indices"]
 
 #: The export targets that take the portable form (:func:`_neighborhood_portable`).
 _TARGETS: tuple[str, ...] = ("ncnn",)
+
+
+def _effective(length: int, kernel: int, dilation: int) -> tuple[int, int]:
+    """The ``(dilation, k')`` used along an axis of ``length``: an axis shorter than ``kernel · dilation`` drops the
+    dilation to ``max(1, length // kernel)``, one shorter than ``kernel`` uses every position (k' = length)."""
+    if length < kernel * dilation:
+        dilation = max(1, length // kernel)
+    return dilation, min(kernel, length)
 
 
 def neighborhood_indices(
@@ -39,9 +51,7 @@ def neighborhood_indices(
     Axes shorter than ``kernel · dilation``: the dilation drops to ``max(1, length // kernel)``; axes shorter
     than ``kernel`` use every position (k' = length), so the window shrinks to the input.
     """
-    if length < kernel * dilation:
-        dilation = max(1, length // kernel)
-    k = min(kernel, length)
+    dilation, k = _effective(length, kernel, dilation)
     i = torch.arange(length, device=device)
     g = i % dilation
     j = i // dilation
@@ -53,23 +63,107 @@ def neighborhood_indices(
     return idx, rel
 
 
-@fx_leaf
-def neighborhood_attention(
+class _AxisTiles(NamedTuple):
+    """The query tiles of one axis and the key block of each (:func:`_axis_tiles`); nt tiles of T queries, Kt keys."""
+
+    query: torch.Tensor  # nt×T positions (the last tile of a dilation group repeats its last query)
+    key: torch.Tensor  # nt×Kt positions (the clamped union of the tile's windows)
+    allowed: torch.Tensor  # nt×T×Kt bool: key u is in the window of query a
+    rel: torch.Tensor  # nt×T×Kt relative position index (key − query in dilated steps + kernel − 1)
+    slot: torch.Tensor  # length: tile · T + a of each position (its one query slot)
+
+
+def _axis_tiles(length: int, kernel: int, dilation: int, tile: int, device: torch.device) -> _AxisTiles:
+    """Tiles of ``tile`` consecutive queries of one dilation group along an axis, with the key block that holds
+    every window of the tile: Kt = T + k' − 1 consecutive group members starting at the first query's window start,
+    clamped into the group (the windows are shifted inwards, so their union is never longer).  The windows and
+    relative indices are :func:`neighborhood_indices`'s."""
+    dil, k = _effective(length, kernel, dilation)
+    lens = [(length - g + dil - 1) // dil for g in range(dil)]
+    t_len = min(tile, max(lens))
+    kt = min(t_len + k - 1, max(lens))
+    pairs = [(g, j0) for g in range(dil) for j0 in range(0, lens[g], t_len)]
+    g = torch.tensor([p[0] for p in pairs], device=device)[:, None]  # nt×1
+    lg = torch.tensor([lens[p[0]] for p in pairs], device=device)[:, None]
+    j = torch.tensor([p[1] for p in pairs], device=device)[:, None] + torch.arange(t_len, device=device)
+    real = j < lg
+    j = torch.minimum(j, lg - 1)
+    start = torch.minimum((j - kernel // 2).clamp(min=0), lg - k)  # each query's window start (group steps)
+    u = torch.minimum(start[:, :1], (lg - kt).clamp(min=0)) + torch.arange(kt, device=device)
+    allowed = (u[:, None, :] >= start[:, :, None]) & (u[:, None, :] < start[:, :, None] + k) & (u < lg)[:, None, :]
+    u = torch.minimum(u, lg - 1)  # keys past a short group: never allowed, any valid position
+    rel = (u[:, None, :] - j[:, :, None] + kernel - 1).clamp(0, 2 * kernel - 2)
+    pos = g + j * dil
+    slot = torch.empty(length, dtype=torch.long, device=device)
+    slot[pos[real]] = torch.arange(len(pairs) * t_len, device=device).view(-1, t_len)[real]
+    return _AxisTiles(pos, g + u * dil, allowed, rel, slot)
+
+
+#: Scores (or mask entries) per chunk of tile rows: bounds the transient memory of the masks and of the explicit
+#: path (about 4 MiB in float32).
+_CHUNK = 1 << 20
+
+
+def _tile_chunk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    table: torch.Tensor | None,
+    rows: tuple[int, int],
+    tr: _AxisTiles,
+    tc: _AxisTiles,
+    scale: float | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """Attention of the query tiles of tile rows ``rows = (r0, r1)`` (over B·nt_rows, image-major): q (tiles)×T²×
+    heads×d, k, v (tiles)×Kt²×heads×d → (tiles)×T²×heads×d.  The mask (window, plus the relative position bias)
+    is built here from the per-axis tables, so none of it outlives the chunk when it is checkpointed."""
+    (ntr, t1), t2, k1, k2 = tr.query.shape, tc.query.shape[1], tr.key.shape[1], tc.key.shape[1]
+    r = torch.arange(*rows, device=q.device) % ntr
+    n = q.shape[0]
+    # the window as an additive mask, the sum of a per-row and a per-column part: 0 inside, at most half the
+    # lowest float outside (finite: exp gives exactly 0 all the same, and runtimes such as OpenVINO mishandle −inf)
+    low = torch.tensor(torch.finfo(q.dtype).min / 2, dtype=q.dtype, device=q.device)
+    wr = torch.where(tr.allowed[r], 0.0, low)[:, None, :, None, :, None]
+    wc = torch.where(tc.allowed, 0.0, low)[None, :, None, :, None, :]
+    window = (wr + wc).view(n, 1, t1 * t2, k1 * k2)
+    if table is None:
+        mask = window
+    else:  # bias[h, (r, a, u), (c, b, v)] = onehot(rel_r) · table[h] · onehot(rel_c)ᵀ: two GEMMs (and their
+        # transposes for the table's gradient) instead of an indexed gather and its scatter-add
+        side = table.shape[-1]
+        er = F.one_hot(tr.rel[r].reshape(-1), side).to(q.dtype)  # (rows·T·Kt)×(2k−1)
+        ec = F.one_hot(tc.rel.reshape(-1), side).to(q.dtype)  # (nt_cols·T·Kt)×(2k−1)
+        bias = torch.matmul(torch.matmul(er, table.to(q.dtype)), ec.t())  # heads×(rows·T·Kt)×(nt_cols·T·Kt)
+        heads = table.shape[0]
+        bias = bias.view(heads, -1, t1, k1, tc.query.shape[0], t2, k2).permute(1, 4, 0, 2, 5, 3, 6).contiguous()
+        mask = bias.view(n, heads, t1 * t2, k1 * k2).add_(window)
+    if not mask.requires_grad:
+        return sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, scale, dropout_p).transpose(1, 2)
+    # a mask that needs a gradient is never fused: the explicit product in three passes over the scores (SDPA's
+    # explicit path makes about twice as many)
+    heads, d = q.shape[2:]
+    qh, kh, vh = (t.transpose(1, 2).reshape(n * heads, -1, d) for t in (q, k, v))
+    s = torch.baddbmm(
+        mask.view(n * heads, t1 * t2, -1), qh, kh.transpose(1, 2), alpha=d**-0.5 if scale is None else scale
+    )
+    p = F.dropout(s.softmax(-1), dropout_p, training=dropout_p > 0)
+    return torch.bmm(p, vh).view(n, heads, t1 * t2, d).transpose(1, 2)
+
+
+def _gathered_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     kernel: int,
     dilation: int,
-    bias_table: torch.Tensor | None = None,
-    scale: float | None = None,
-    dropout_p: float = 0.0,
-    module: nn.Module | None = None,
+    bias_table: torch.Tensor | None,
+    scale: float | None,
+    dropout_p: float,
+    module: nn.Module | None,
 ) -> torch.Tensor:
-    """Neighbourhood attention: q, k, v B×heads×H×W×d (any strides) → B×heads×H×W×d.
-
-    ``bias_table``: heads×(2·kernel−1)×(2·kernel−1) relative position bias (NAT's rpb) or None.
-    Captured map (``module`` capturing): ``"attn"`` B×(heads·H·W)×1×k'² probabilities.
-    """
+    """:func:`neighborhood_attention` with each query's k² neighbours gathered (one query per row): the form that
+    records the ``"attn"`` map B×(heads·H·W)×1×k'² when ``module`` is capturing."""
     b, heads, h, w, d = q.shape
     ridx, rrel = neighborhood_indices(h, kernel, dilation, q.device)
     cidx, crel = neighborhood_indices(w, kernel, dilation, q.device)
@@ -86,6 +180,74 @@ def neighborhood_attention(
         mask = bias_table.reshape(heads, side * side).index_select(1, rel).view(heads * n, 1, m).to(q.dtype)
     out = attention(q, k, v, mask=mask, scale=scale, dropout_p=dropout_p, module=module, key="attn")
     return out.view(b, heads, h, w, d)
+
+
+@fx_leaf
+def neighborhood_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kernel: int,
+    dilation: int,
+    bias_table: torch.Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    module: nn.Module | None = None,
+    tile: int | None = None,
+) -> torch.Tensor:
+    """Neighbourhood attention: q, k, v B×heads×H×W×d (any strides) → B×heads×H×W×d.
+
+    ``bias_table``: heads×(2·kernel−1)×(2·kernel−1) relative position bias (NAT's rpb) or None.
+    Captured map (``module`` capturing): ``"attn"`` B×(heads·H·W)×1×k'² probabilities.
+
+    Tiled: each tile of T×T queries (of one dilation group) attends to the (T+k−1)² keys that hold all its windows
+    through ``scaled_dot_product_attention``, with an additive mask that keeps each query's own k² window (and
+    adds its bias): (T+k−1)² scores per query instead of k², but the keys are gathered (T+k−1)²/T² times instead
+    of k² times.  Queries, keys and masks are gathered and built per chunk of tile rows from the shapes.  When the
+    bias needs a gradient SDPA takes its explicit path (a mask that requires grad is not fused); those chunks are
+    checkpointed, so no scores are kept for the backward.  ``tile`` (T) defaults to 4, the fastest at k = 7 on
+    CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).  Graphs recorded for
+    exporters and compilers (and attention capture) take the per-query gather form, the form the export targets
+    were validated with (no checkpointing, no in-place mask update in a graph).
+    """
+    if module is not None or not eager_only(q):  # capture, and graphs for exporters and compilers
+        return _gathered_attention(q, k, v, kernel, dilation, bias_table, scale, dropout_p, module)
+    b, heads, h, w, d = q.shape
+    explicit = bias_table is not None and bias_table.requires_grad and torch.is_grad_enabled()
+    tile = tile or 4
+    tr = _axis_tiles(h, kernel, dilation, tile, q.device)
+    tc = _axis_tiles(w, kernel, dilation, tile, q.device)
+    (ntr, t1), (ntc, t2), k1, k2 = tr.query.shape, tc.query.shape, tr.key.shape[1], tc.key.shape[1]
+
+    def gather(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """B×heads×H×W×d → (B·tiles)×(rows·cols of a tile)×heads×d, image-major, then tile-row major."""
+        flat = rows[:, None, :, None] * w + cols[None, :, None, :]
+        flat = (torch.arange(b, device=q.device)[:, None] * (h * w) + flat.reshape(1, -1)).reshape(-1)
+        return (
+            t.permute(0, 2, 3, 1, 4)
+            .reshape(b * h * w, heads, d)
+            .index_select(0, flat)
+            .view(b * ntr * ntc, -1, heads, d)
+        )
+
+    # queries once, keys and values (T+k'−1)²/T² times; torch.split hands the chunks views whose gradients one
+    # backward node gathers (a slice each would allocate a full-size zero gradient per chunk)
+    per_row = ntc * t1 * t2 * k1 * k2 * (heads if bias_table is not None else 1)
+    step = max(1, _CHUNK // per_row)
+    parts = [gather(q, tr.query, tc.query), gather(k, tr.key, tc.key), gather(v, tr.key, tc.key)]
+    outs = []
+    for r0, (q_c, k_c, v_c) in zip(range(0, b * ntr, step), zip(*(t.split(step * ntc) for t in parts))):
+        rows = (r0, min(r0 + step, b * ntr))
+        if explicit:
+            o = checkpoint(_tile_chunk, q_c, k_c, v_c, bias_table, rows, tr, tc, scale, dropout_p, use_reentrant=False)
+        else:
+            o = _tile_chunk(q_c, k_c, v_c, bias_table, rows, tr, tc, scale, dropout_p)
+        outs.append(o)
+    out = torch.cat(outs).view(b, ntr * ntc * t1 * t2, heads, d)
+    # back to the map: position (y, x) is slot (tile row, tile col, a, c) of the tile layout
+    r, c = tr.slot, tc.slot
+    inv = ((r // t1 * ntc)[:, None] + (c // t2)[None, :]) * (t1 * t2) + (r % t1 * t2)[:, None] + (c % t2)[None, :]
+    return out.index_select(1, inv.reshape(-1)).view(b, h, w, heads, d).permute(0, 3, 1, 2, 4)
 
 
 def _shifted_pads(length: int, kernel: int) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..capture import capture_target
 from ..functional.windows import (
@@ -82,6 +83,45 @@ def _key_valid(nh: int, nw: int, bs: int, halo: int, h: int, w: int, device: tor
     )
 
 
+#: Elements of the widened keys per chunk of blocks in :func:`_halo` (about 4 MiB in float32).
+_CHUNK = 1 << 20
+
+
+def _halo_chunk(
+    q: torch.Tensor,
+    kv: torch.Tensor,
+    rows: tuple[int, int, int],
+    height_rel: torch.Tensor,
+    width_rel: torch.Tensor,
+    valid: torch.Tensor | None,
+    dqk: int,
+    owner: nn.Module | None,
+) -> torch.Tensor:
+    """Attention of the blocks of block rows ``r0:r1`` of image ``i`` (``rows = (i, r0, r1)``; i = −1: every
+    image): q n×heads×bs×bs×dqk, kv the padded B×(hp+2h)×(wp+2h)×heads·(dqk+dv) map, valid n×win² (or None)
+    → n×heads×bs²×dv."""
+    n, heads, bs = q.shape[:3]
+    win = height_rel.shape[0] - bs + 1
+    i, r0, r1 = rows
+    kv = kv[:, r0 * bs : (r1 - 1) * bs + win] if i < 0 else kv[i : i + 1, r0 * bs : (r1 - 1) * bs + win]
+    kv = kv.unfold(1, win, bs).unfold(2, win, bs)  # B'×rows×nw×C'×win×win (views)
+    kv = kv.permute(0, 1, 2, 4, 5, 3).reshape(n, win * win, heads, -1).transpose(1, 2)
+    k, v = kv[..., :dqk], kv[..., dqk:]
+    # relative logits q·r_h[ky − qy] + q·r_w[kx − qx] as extra q/k columns: q' = [q·scale, A_h, A_w],
+    # k' = [k, onehot(ky), onehot(kx)], so q'·k' = scale·q·k + A_h[ky] + A_w[kx] and SDPA stays fused
+    a_h = torch.einsum("nhyxd,ykd->nhyxk", q, _rel_table(height_rel, bs, win))
+    a_w = torch.einsum("nhyxd,xkd->nhyxk", q, _rel_table(width_rel, bs, win))
+    q2 = torch.cat([q * dqk**-0.5, a_h, a_w], dim=-1).view(n, heads, bs * bs, dqk + 2 * win)
+    eye = torch.eye(win, dtype=k.dtype, device=k.device)
+    onehot = torch.cat([eye[:, None, :].expand(win, win, win), eye[None, :, :].expand(win, win, win)], dim=-1)
+    k2 = torch.cat([k, onehot.reshape(1, 1, win * win, 2 * win).expand(n, heads, -1, -1)], dim=-1)
+    mask = None
+    if valid is not None:  # keys outside the image never take part (additive, finite: no NaN)
+        mask = torch.zeros(n, 1, 1, win * win, dtype=q2.dtype, device=q.device)
+        mask = mask.masked_fill(~valid.view(n, 1, 1, -1), torch.finfo(q2.dtype).min)
+    return attention(q2, k2, v, mask=mask, scale=1.0, module=owner, key="attn")
+
+
 @fx_leaf
 def _halo(x: torch.Tensor, m: _Halo, owner: nn.Module | None) -> torch.Tensor:
     """Halo attention ``m`` on ``x``; ``owner`` records the map."""
@@ -89,7 +129,6 @@ def _halo(x: torch.Tensor, m: _Halo, owner: nn.Module | None) -> torch.Tensor:
         return _halo_portable(x, m, owner)
     b, _, h, w = x.shape
     bs, halo, heads, dqk, dv = m.block_size, m.halo_size, m.heads, m.dim_head, m.dim_head_v
-    scale = dqk**-0.5
     win, nh, nw, hp, wp = _grid(h, w, bs, halo)
     nb = nh * nw
     t = x.permute(0, 2, 3, 1)  # B×H×W×C
@@ -100,27 +139,25 @@ def _halo(x: torch.Tensor, m: _Halo, owner: nn.Module | None) -> torch.Tensor:
     # keys / values: the block plus a halo of `halo` pixels on each side (zero padded, masked below)
     kv = F.linear(t, m.kv.weight.flatten(1), m.kv.bias)
     kv = F.pad(kv, (0, 0, halo, wp - w + halo, halo, hp - h + halo))
-    kv = kv.unfold(1, win, bs).unfold(2, win, bs)  # B×nh×nw×C'×win×win (views)
-    kv = kv.permute(0, 1, 2, 4, 5, 3).reshape(b * nb, win * win, heads, dqk + dv).transpose(1, 2)
-    k, v = kv[..., :dqk], kv[..., dqk:]
-    # relative logits q·r_h[ky − qy] + q·r_w[kx − qx] as extra q/k columns: q' = [q·scale, A_h, A_w],
-    # k' = [k, onehot(ky), onehot(kx)], so q'·k' = scale·q·k + A_h[ky] + A_w[kx] and SDPA stays fused
-    a_h = torch.einsum("nhyxd,ykd->nhyxk", q, _rel_table(m.height_rel, bs, win))
-    a_w = torch.einsum("nhyxd,xkd->nhyxk", q, _rel_table(m.width_rel, bs, win))
-    q2 = torch.cat([q * scale, a_h, a_w], dim=-1).view(b * nb, heads, bs * bs, dqk + 2 * win)
-    eye = torch.eye(win, dtype=k.dtype, device=k.device)
-    onehot = torch.cat([eye[:, None, :].expand(win, win, win), eye[None, :, :].expand(win, win, win)], dim=-1)
-    k2 = torch.cat([k, onehot.reshape(1, 1, win * win, 2 * win).expand(b * nb, heads, -1, -1)], dim=-1)
-    mask = None
-    if halo > 0 or hp != h or wp != w:  # keys outside the image never take part (additive, finite: no NaN)
-        valid = (
-            _key_valid(nh, nw, bs, halo, h, w, x.device)
-            .reshape(1, nb, 1, win * win)
-            .expand(b, -1, -1, -1)
-            .reshape(b * nb, 1, 1, win * win)
-        )
-        mask = torch.zeros(valid.shape, dtype=q2.dtype, device=x.device).masked_fill(~valid, torch.finfo(q2.dtype).min)
-    o = attention(q2, k2, v, mask=mask, scale=1.0, module=owner, key="attn")  # (B·nb)×heads×bs²×dv
+    valid = None
+    if halo > 0 or hp != h or wp != w:  # keys outside the image never take part
+        valid = _key_valid(nh, nw, bs, halo, h, w, x.device).reshape(nh, nw * win * win)
+    # blocks in chunks of block rows of one image, each checkpointed when gradients are on: the haloed windows
+    # (keys and values (b+2h)²/b² times over), the q/k columns of the relative logits and v padded to their
+    # width exist for one chunk at a time (one chunk of all blocks when capturing: one map)
+    rows = nh if owner is not None else max(1, _CHUNK // (nw * heads * win * win * (dqk + 2 * win)))
+    chunks = [(i, r, min(r + rows, nh)) for i in range(b) for r in range(0, nh, rows)]
+    if owner is not None and b > 1:
+        chunks = [(-1, 0, nh)]
+    outs = []
+    for (i, r0, r1), q_c in zip(chunks, q.split([(r1 - r0) * nw * (b if i < 0 else 1) for i, r0, r1 in chunks])):
+        v_c = None if valid is None else valid[r0:r1].repeat(b if i < 0 else 1, 1)
+        args = (q_c, kv, (i, r0, r1), m.height_rel, m.width_rel, v_c, dqk, owner)
+        if torch.is_grad_enabled() and len(chunks) > 1:
+            outs.append(checkpoint(_halo_chunk, *args, use_reentrant=False))
+        else:
+            outs.append(_halo_chunk(*args))
+    o = torch.cat(outs) if len(outs) > 1 else outs[0]  # (B·nb)×heads×bs²×dv
     o = o.reshape(b, nh, nw, heads, bs, bs, dv).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, heads * dv, hp, wp)
     if hp != h or wp != w:
         o = o[:, :, :h, :w]

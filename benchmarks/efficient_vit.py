@@ -1,4 +1,4 @@
-"""Efficient vision-transformer attention (issue 25, window / grouped modules) against the peers that ship them.
+"""Efficient vision-transformer attention (window / grouped modules) against the peers that ship them.
 
 attnzoo's ``swin`` (shift 0 and 3), ``cascaded_group_attention`` and ``shsa`` against timm's
 ``SwinTransformerBlock``, ``LocalWindowAttention`` (its ``CascadedGroupAttention`` in 7×7 windows) and ``SHSA``,
@@ -134,7 +134,7 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
     if args.output:
-        append_section(args.output, "Efficient ViT attention: windows and groups (issue 25)", "\n".join(lines))
+        append_section(args.output, "Efficient ViT attention: windows and groups", "\n".join(lines))
 
 
 if __name__ == "__main__":

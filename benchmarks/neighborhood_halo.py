@@ -1,4 +1,4 @@
-"""``neighborhood`` and ``halo`` against fused global attention, side by side (issue 29, items 5 and 6).
+"""``neighborhood`` and ``halo`` against fused global attention, side by side.
 
     PYTHONPATH=src:benchmarks python benchmarks/neighborhood_halo.py --sizes 56,112 --threads 1,2 \
         --output benchmarks/results/neighborhood_halo.json
@@ -7,13 +7,13 @@ Input 1×64×S×S.  Cases (``attnzoo.create(name, 64, **kw)``, weights randomise
 
 * ``neighborhood``: module defaults (k 7, dilation 1, 8 heads × 8, relative position bias);
 * ``neighborhood_gather``: the same module with the attention in the per-query gather form (each query's k²
-  keys and values gathered by ``index_select``: the form before issue 29, kept for attention capture), so that
+  keys and values gathered by ``index_select``: the form before the tiles, kept for attention capture), so that
   before and after are measured side by side in one run;
 * ``neighborhood_h2``: 2 heads × 32 (the configuration of benchmarks/local_sparse.py's sweep);
 * ``halo``: module defaults (8×8 blocks, halo 3, 8 heads × 8);
 * ``criss_cross``: module defaults;
 * ``global_attention`` (fused SDPA over all N = S² positions): its defaults (``global``: 8 heads × 64, the
-  "fused global attention" of issue 29's figures), and the inner widths of the local modules: 8 heads × 8
+  "fused global attention" of the earlier figures), and the inner widths of the local modules: 8 heads × 8
   (``global_h8``) and 2 heads × 32 (``global_h2``).  Every local case gets its ratio to each of them.
 
 Time: forward + backward (``train()``, input gradient, parameter gradients reset), and forward (``eval()``,
@@ -41,7 +41,7 @@ import attnzoo
 from _common import child_peak_bytes, machine_line, report_peak
 from attnzoo.testing import randomize
 
-try:  # the branch of issue 29: the per-query gather form is kept for attention capture
+try:  # the tiled branch: the per-query gather form is kept for attention capture
     from attnzoo.local.neighborhood import _gathered_attention
 except ImportError:  # main before it: neighborhood_attention is the gather form
     _gathered_attention = None

@@ -1,7 +1,7 @@
 """Resolution sweep of the sparse / linear global attention modules against full global attention.
 
     PYTHONPATH=src:benchmarks python benchmarks/sparse_sweep.py            # 14², 28², 56², 112²
-    PYTHONPATH=src:benchmarks python benchmarks/sparse_sweep.py --sizes 14,28 --output /tmp/s.md
+    PYTHONPATH=src:benchmarks python benchmarks/sparse_sweep.py --sizes 14,28 --output s.md
 
 For each square input 2×64×S×S: forward time (``eval()``, ``no_grad``; median CPU time of the process per call,
 ``time.process_time``, one thread by default: a loaded shared machine disturbs it far less than wall-clock time) and the extra peak resident memory of

@@ -310,7 +310,7 @@ def test_where_selects_the_blocks():
 
 
 def test_help_flags_read_forwards(capsys):
-    """issue 30: argparse's "(default: True)" after --no-download read as "does not download by default"."""
+    """argparse's "(default: True)" after --no-download read as "does not download by default"."""
     with pytest.raises(SystemExit):
         cli_main(["compare", "--help"])
     text = " ".join(capsys.readouterr().out.split())

@@ -150,7 +150,7 @@ def test_gradients(name):
         assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in flat), f"{name}: no gradient to the input"
 
 
-#: Degenerate inputs (SPEC section 3, point 3): no spread, one value, large values, one position.
+#: Degenerate inputs (the contract's degenerate-input point): no spread, one value, large values, one position.
 DEGENERATE: dict[str, tuple[tuple[int, int], Callable[[torch.Tensor], torch.Tensor]]] = {
     "all zeros": ((7, 5), torch.zeros_like),
     "a constant map": ((7, 5), lambda t: torch.full_like(t, 0.7)),

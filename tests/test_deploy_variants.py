@@ -1,4 +1,4 @@
-"""Deployment beyond the defaults (issue 31) and ``attnzoo deploy --save`` (issue 30, item 4).
+"""Deployment beyond the defaults and ``attnzoo deploy --save``.
 
 - The variants table (:mod:`attnzoo.deploy.variants`) names every mode switch of every registered module, with
   every choice it accepts, and the contract's ``test_kwargs`` of every module.

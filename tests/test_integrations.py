@@ -414,7 +414,7 @@ def test_timm_attn_every_same_shape_module(name):
         assert out.shape == (1, 1000) and torch.isfinite(out).all()
         assert [s[:2] for s in seen] == [(w, w) for w in widths]  # each module built at and fed its block's width
         assert host != "test_efficientnet" or not has_biasless_linear(slots[0])
-    if name in ("ema", "fca", "ela", "cgnl"):  # issue 30: these were refused by a stand-in 8-channel build
+    if name in ("ema", "fca", "ela", "cgnl"):  # these were once refused by a stand-in 8-channel build
         assert timm_attn(name)(64).__class__ is entry.cls
 
 
@@ -514,7 +514,7 @@ def test_insert_every_new_gate_into_resnet50_and_timm_resnet26d(name):
             assert model(x).shape == (1, 1000)
 
 
-#: The efficient-ViT attentions that keep a map's shape (issue 25), each inserted into a host network.
+#: The efficient-ViT attentions that keep a map's shape, each inserted into a host network.
 EFFICIENT_VIT = ["swin", "cascaded_group_attention", "shsa", "clo_attention", "acmix", "bot_mhsa", "aa_conv",
                  "lambda_layer", "generalized_attention", "lite_mla", "mobilevit", "mobilevit_v2", "agent_attention",
                  "focal_modulation"]  # fmt: skip

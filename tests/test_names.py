@@ -1,4 +1,4 @@
-"""One naming scheme for people (issue 30): registry names in any case, class names and community aliases
+"""One naming scheme for people: registry names in any case, class names and community aliases
 resolve to the registry name in ``create``, ``info``, ``insert`` and ``timm_attn``; unknown names suggest all
 three kinds; docs/names.md lists the aliases."""
 

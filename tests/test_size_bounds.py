@@ -1,4 +1,4 @@
-"""Size arguments that scale an allocation are bounded (issue 29, item 2).
+"""Size arguments that scale an allocation are bounded.
 
 Every registered class declares, in ``size_bounds``, the largest value of each constructor argument that scales
 an allocation (kernel sizes, tables, memory units, depths, ratios).  For each declared bound of each module:

@@ -1,5 +1,5 @@
 """The deployment variants: per module, the configurations ``attnzoo deploy --variants`` exports besides the
-defaults (issue 31: users deploy the variants they trained, not the defaults).
+defaults (users deploy the variants they trained, not the defaults).
 
 Every module is deployed in these configurations (:func:`configurations`):
 

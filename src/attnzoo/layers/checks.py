@@ -248,7 +248,7 @@ def check_window_args(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Upper bounds of the constructor's size arguments (issue 29, item 2)
+# Upper bounds of the constructor's size arguments
 # ------------------------------------------------------------------------------------------------------------
 
 #: Kernel and window sides: twice the widest published kernel (SLaK 51, LSKA 53) rounded to 2⁷ − 1.

@@ -56,7 +56,7 @@ def _downsample(x: torch.Tensor, conv: nn.Conv2d | None, rate: int) -> torch.Ten
     """B×C×h×w → B×C×⌈h/r⌉×⌈w/r⌉: average over the real pixels of each r×r cell, or a stride-r conv on the zero-padded map."""
     if conv is None:  # no padding: count_include_pad only matters to runtimes that count the ceil overhang (ncnn)
         return F.avg_pool2d(x, rate, rate, ceil_mode=True, count_include_pad=False)
-    h, w = traced_size(x)  # constants of a traced graph: pnnx evaluated the padding arithmetic wrongly (issue 31)
+    h, w = traced_size(x)  # constants of a traced graph: pnnx evaluated the padding arithmetic wrongly
     pad_h, pad_w = (rate - h % rate) % rate, (rate - w % rate) % rate
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))

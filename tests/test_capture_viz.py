@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from attnzoo import viz
+from attnzoo import viz, viz_cli
 from attnzoo.cli import main as cli_main
 from helpers import require
 
@@ -295,7 +295,7 @@ def test_overlay_keeps_the_image_aspect(tmp_path):
         with Image.open(path) as im:
             assert im.size == (240, viz.panel_height(120, (h, w)))
             assert abs(im.size[1] / 120 - h / w) < 0.02
-    assert viz.network_size((50, 40), 64) == (80, 64) and viz.network_size((480, 640), 224) == (224, 296)
+    assert viz_cli.network_size((50, 40), 64) == (80, 64) and viz_cli.network_size((480, 640), 224) == (224, 296)
 
 
 def test_cli_viz_says_an_untrained_cbam_spatial_gate_is_constant(image_file, tmp_path, monkeypatch):

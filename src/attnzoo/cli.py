@@ -8,7 +8,7 @@ import importlib.util
 import sys
 
 #: Modules that each provide ``add_parser(subparsers)`` for one subcommand (skipped while absent).
-SUBCOMMANDS = ("attnzoo.bench.cli", "attnzoo.viz", "attnzoo.compare.cli", "attnzoo.deploy.cli")
+SUBCOMMANDS = ("attnzoo.bench.cli", "attnzoo.viz_cli", "attnzoo.compare.cli", "attnzoo.deploy.cli")
 
 
 def add_module_command(

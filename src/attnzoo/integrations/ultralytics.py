@@ -44,7 +44,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .yolo_rows import _REWRITTEN, _REWRITTEN_KINDS, _SELECT, PairInputs, Select, _install, row_kind, row_name_error
+from .yolo_layers import PairInputs, Select, row_kind
+from .yolo_rows import _REWRITTEN, _REWRITTEN_KINDS, _SELECT, _install, row_name_error
 
 __all__ = ["register", "yaml_modules", "row_kind", "insert_layers", "save_yaml", "Select", "PairInputs"]
 

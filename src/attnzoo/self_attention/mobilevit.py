@@ -7,7 +7,7 @@ from the paper and the reference notes, not copied (docs/provenance/mobilevit.md
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Callable, ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -120,19 +120,36 @@ class PatchAttention(AttnModule):
         return out.reshape(b, p, h, n, d // h).transpose(2, 3).reshape(b, p, n, d)
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+class PatchMlp(nn.Module):
+    """``fc2(SiLU(fc1(x)))`` with dropout after each; ``fc1`` and ``fc2`` are ``linear`` layers (``nn.Linear`` on
+    B×P×N×d tokens in v1, a 1×1 conv on B×d×P×N maps in v2)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float, linear: Callable[[int, int], nn.Module] = nn.Linear):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = linear(dim, hidden)
         self.act = nn.SiLU()
         self.drop = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-class _TransformerLayer(nn.Module):
+class PreNormLayer(nn.Module):
+    """The pre-norm residual layer of both MobileViT blocks: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``;
+    subclasses build ``norm1``, ``attn``, ``norm2`` and ``mlp``."""
+
+    norm1: nn.Module
+    attn: nn.Module
+    norm2: nn.Module
+    mlp: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _TransformerLayer(PreNormLayer):
     """Pre-norm ViT layer on B×P×N×d: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (SiLU)."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, attn_drop: float, dropout: float) -> None:
@@ -140,11 +157,7 @@ class _TransformerLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = PatchAttention(dim, heads, attn_drop, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio), dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        self.mlp = PatchMlp(dim, int(dim * mlp_ratio), dropout)
 
 
 @register(

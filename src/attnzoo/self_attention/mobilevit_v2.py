@@ -7,6 +7,7 @@ paper and the reference notes, not copied (docs/provenance/mobilevit_v2.md).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -25,8 +26,9 @@ from ..layers import (
     positive_number,
 )
 from ..layers.checks import output_width
+from ..layers.norm import conv1x1
 from ..registry import OUT_CHANNELS, register
-from .mobilevit import patch_transformer_args
+from .mobilevit import PatchMlp, PreNormLayer, patch_transformer_args
 
 __all__ = ["SeparableSelfAttention", "MobileViTV2Block"]
 
@@ -59,19 +61,7 @@ class SeparableSelfAttention(nn.Module):
         return self.out_drop(self.out_proj(torch.relu(v) * context))
 
 
-class _FFN(nn.Module):
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.act = nn.SiLU()
-        self.drop = nn.Dropout(dropout)
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class _LinearTransformerLayer(nn.Module):
+class _LinearTransformerLayer(PreNormLayer):
     """Pre-norm layer on B×d×P×N: ``x + attn(GN₁(x))``, then ``x + FFN(GN₁(x))`` (GN₁: GroupNorm with one group)."""
 
     def __init__(self, dim: int, mlp_ratio: float, attn_drop: float, dropout: float) -> None:
@@ -79,11 +69,7 @@ class _LinearTransformerLayer(nn.Module):
         self.norm1 = nn.GroupNorm(1, dim)
         self.attn = SeparableSelfAttention(dim, attn_drop, dropout)
         self.norm2 = nn.GroupNorm(1, dim)
-        self.mlp = _FFN(dim, int(dim * mlp_ratio), dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        self.mlp = PatchMlp(dim, int(dim * mlp_ratio), dropout, partial(conv1x1, bias=True))
 
 
 @register(

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import KERNEL_BOUND, AttnModule, SizeBound, check_heads, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import KERNEL_BOUND, AttnModule, SizeBound, check_nchw, fx_leaf, odd_kernel
+from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import traced_size
 
@@ -115,8 +116,7 @@ class ACmix(AttnModule):
     def __init__(self, channels: int, heads: int = 4, kernel_att: int = 7, kernel_conv: int = 3) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        check_heads(heads, channels, owner)
+        check_attention_args(owner, channels, heads)
         odd_kernel(kernel_att, owner, "kernel_att")
         odd_kernel(kernel_conv, owner, "kernel_conv")
         self.channels, self.heads, self.kernel_att, self.kernel_conv = channels, heads, kernel_att, kernel_conv

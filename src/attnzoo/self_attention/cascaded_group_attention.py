@@ -24,12 +24,12 @@ from ..layers import (
     SizeBound,
     attention,
     check_arg,
-    check_heads,
     check_nchw,
     fx_leaf,
     odd_kernel,
     positive_int,
 )
+from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import traced_size
 
@@ -156,8 +156,7 @@ class CascadedGroupAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        check_heads(heads, channels, owner)
+        check_attention_args(owner, channels, heads)
         positive_int(d_k, owner, "d_k")
         positive_int(window_size, owner, "window_size")
         check_arg(window_size <= 32, owner, "window_size", "at most 32 (w⁴ attention logits per window)", window_size)

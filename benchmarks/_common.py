@@ -68,6 +68,35 @@ def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
             m(x)
 
 
+def load_line() -> str:
+    """``load average a, b, c (N cores)`` for a results section: every figure on a shared machine says the load."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f}, {five:.1f}, {fifteen:.1f} ({os.cpu_count()} cores)"
+
+
+def op_table(run: Callable[[], Any], steps: int = 3, top: int = 12) -> tuple[str, float]:
+    """``(markdown table, total self CPU ms per call)``: the ``top`` operators of ``run()`` by self CPU time
+    (``torch.profiler``, ``steps`` calls after one warm-up, per-call averages), with their share of the total and
+    their calls per ``run()``.  Self time counts each operator once (no double counting of nested calls)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            run()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) / steps / 1e3
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    lines = ["| operator | self CPU ms per call | share | calls per call |", "|---|---|---|---|"]
+    for e in events[:top]:
+        ms = e.self_cpu_time_total / steps / 1e3
+        lines.append(f"| `{e.key}` | {ms:.2f} | {100 * ms / total:.1f} % | {e.count / steps:g} |")
+    rest = total - sum(e.self_cpu_time_total for e in events[:top]) / steps / 1e3
+    lines.append(f"| (all other operators) | {rest:.2f} | {100 * rest / total:.1f} % | |")
+    lines.append(f"| **total** | **{total:.2f}** | 100 % | |")
+    return "\n".join(lines), total
+
+
 def time_interleaved(
     cases: dict[str, tuple[nn.Module, torch.Tensor]],
     backward: bool,

@@ -42,7 +42,7 @@ import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnzoo
-from _common import child_peak_bytes, report_peak, run_once, time_interleaved
+from _common import child_peak_bytes, load_line, op_table, report_peak, run_once, time_interleaved
 from attnzoo.bench.worker import cpu_model
 from reference.community_attention import CommunityAttentionBlock
 
@@ -163,6 +163,7 @@ CHANNELS_LAST = ("community_local", "ea_outlook", "timm_outlook")
 
 def child(spec: dict) -> None:
     impl, size, stride, backward = spec["impl"], spec.get("size"), spec.get("stride", 1), spec["backward"]
+    torch.set_num_threads(spec.get("threads", 2))
     m, x = build(impl, size, stride)
     small = x[:, :14, :14, :] if impl in CHANNELS_LAST else x[:, :, :14, :14]  # warm-up: loads kernels, thread pools
     run_once(prepare(m, backward), small.contiguous(), backward)
@@ -174,7 +175,7 @@ def child(spec: dict) -> None:
 
 def peak_memory(impl: str, backward: bool, size: int | None = None, stride: int = 1) -> float:
     """Extra peak resident memory (MiB) of one call, measured in a fresh child process."""
-    spec = {"impl": impl, "size": size, "stride": stride, "backward": backward}
+    spec = {"impl": impl, "size": size, "stride": stride, "backward": backward, "threads": torch.get_num_threads()}
     return child_peak_bytes(__file__, spec) / 2**20
 
 
@@ -252,6 +253,29 @@ def compare_multipole(repeats: int) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 
 
+def profile_local_window(steps: int) -> str:
+    """Top operators by self CPU time of one forward+backward call (train mode, input gradient) of ``local_window``
+    and of the community form, same input and weights: where the time goes, and what is left to remove."""
+    out = []
+    for impl, label in (("local_window", "attnzoo `local_window`"), ("community_local", "community unfold form")):
+        m, x = build(impl)
+        prepare(m, True)
+        table, total = op_table(lambda: run_once(m, x, True), steps=steps)
+        out.append((label, table, total))
+    ratio = out[0][2] / out[1][2]
+    lines = [
+        "### local_window forward+backward: operators by self CPU time (torch.profiler)",
+        "",
+        f"One forward+backward call (train mode, input gradient, `sum().backward()`), mean of {steps} profiled calls "
+        f"after a warm-up, {torch.get_num_threads()} thread(s), {load_line()} when it finished. Total self CPU time "
+        f"attnzoo / community under the profiler: {ratio:.2f}.",
+        "",
+    ]
+    for label, table, total in out:
+        lines += [f"{label} ({total:.1f} ms per call under the profiler):", "", table, ""]
+    return "\n".join(lines)
+
+
 def ms(s: float) -> str:
     return f"{s * 1e3:.1f}" if s < 10 else f"{s:.1f} s"
 
@@ -283,7 +307,7 @@ def report(runs: list[dict], command: str, plot: str | None) -> str:
     out = [
         "## Local family: local_window, outlook, multipole",
         "",
-        f"Date {now}. Machine: {machine()}. Load average {os.getloadavg()[0]:.1f} at the end (2 cores): ratios matter more than absolute times;",
+        f"Date {now}. Machine: {machine()}. {load_line()} at the end: ratios matter more than absolute times;",
         "each comparison ran in every run below, the implementations interleaved. Times are medians per call (wall clock",
         "from `torch.utils.benchmark`, and process CPU time of the same samples); peak memory is the extra resident memory",
         "of one call in a fresh child process. Ratios are attnzoo / peer (below 1 = attnzoo faster or smaller).",
@@ -437,11 +461,17 @@ def main() -> None:
     ap.add_argument("--output", help="write the markdown section to this file")
     ap.add_argument("--json", help="also dump the raw numbers")
     ap.add_argument("--plot", help="multipole scaling plot (PNG)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2; the memory children too)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="add the local_window operator tables (torch.profiler over STEPS forward+backward calls)")
+    ap.add_argument("--append", action="store_true", help="append the section to --output instead of overwriting it")
     args = ap.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
+    torch.set_num_threads(args.threads)
     only = args.only.split(",")
+    print(f"start: {load_line()}", file=sys.stderr, flush=True)
     runs = []
     for run in range(args.runs):
         r: dict = {}
@@ -454,10 +484,12 @@ def main() -> None:
         make_plot(runs, args.plot)
     command = "python " + " ".join(sys.argv)
     text = report(runs, command, args.plot)
+    if args.profile and "local_window" in only:
+        text += "\n\n" + profile_local_window(args.profile)
     print(text)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        with open(args.output, "a" if args.append else "w") as f:
+            f.write(("\n\n" if args.append else "") + text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(runs, f, indent=1)

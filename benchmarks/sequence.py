@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.utils.benchmark as tb
 
 import attnzoo
-from _common import append_section, child_peak_bytes, fmt_bytes, report_peak
+from _common import append_section, child_peak_bytes, fmt_bytes, load_line, op_table, report_peak
 
 torch.set_num_threads(2)
 PEERS = ("fightingcv", "attnzoo")
@@ -63,6 +63,7 @@ def run_once(m: nn.Module, x: torch.Tensor, backward: bool) -> None:
 
 def child(spec: dict) -> None:
     """One case in a fresh process: prints the extra peak resident memory of one pass (after a warm-up)."""
+    torch.set_num_threads(spec.get("threads", 2))
     m = build(spec["impl"], spec["d_model"], spec["heads"])
     run_once(m, make_input(spec["batch"], 16, spec["d_model"], spec["backward"]), spec["backward"])  # warm-up
     m.zero_grad(set_to_none=True)
@@ -70,9 +71,24 @@ def child(spec: dict) -> None:
     report_peak(lambda: run_once(m, x, spec["backward"]))
 
 
+def profile_tables(mods: dict[str, nn.Module], args: argparse.Namespace) -> str:
+    """Operators by self CPU time of one forward+backward call of each module (torch.profiler): the fused kernels
+    against the projections (attnzoo) and the N×N matmul / softmax passes (the community module)."""
+    x = make_input(args.batch, args.n, args.d_model, True)
+    totals, parts = {}, []
+    for impl, m in mods.items():
+        table, totals[impl] = op_table(lambda m=m: run_once(m, x, True), steps=args.profile)
+        parts += [f"{impl}, forward+backward ({totals[impl]:.0f} ms per call under the profiler):", "", table, ""]
+    head = (f"Operators by self CPU time, one forward+backward call (mean of {args.profile} after a warm-up), "
+            f"{load_line()} when it finished; speed-up under the profiler "
+            f"{totals['fightingcv'] / totals['attnzoo']:.2f}×.")
+    return head + "\n\n" + "\n".join(parts)
+
+
 def median_time(m: nn.Module, x: torch.Tensor, backward: bool, min_run_time: float) -> tuple[float, int]:
     timer = tb.Timer(
-        stmt="run_once(m, x, backward)", globals={"run_once": run_once, "m": m, "x": x, "backward": backward}, num_threads=2
+        stmt="run_once(m, x, backward)", globals={"run_once": run_once, "m": m, "x": x, "backward": backward},
+        num_threads=torch.get_num_threads(),
     )
     run_once(m, x, backward)  # warm-up
     meas = timer.blocked_autorange(min_run_time=min_run_time)
@@ -128,7 +144,11 @@ def main() -> None:
     ap.add_argument("--output", help="append a markdown section to this file")
     ap.add_argument("--label", default="")
     ap.add_argument("--temporal", action="store_true", help="time gated_tcn against the official formulation instead")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2; the memory children too)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="add operator tables (torch.profiler, STEPS forward+backward calls) of both modules")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.child:
         child(json.loads(args.child))
         return
@@ -136,7 +156,8 @@ def main() -> None:
         temporal(args)
         return
 
-    common = dict(batch=args.batch, n=args.n, d_model=args.d_model, heads=args.heads)
+    common = dict(batch=args.batch, n=args.n, d_model=args.d_model, heads=args.heads, threads=args.threads)
+    start = load_line()
     mods = {impl: build(impl, args.d_model, args.heads) for impl in PEERS}
     with torch.no_grad():  # the same function first
         x = make_input(args.batch, args.n, args.d_model, False)
@@ -163,7 +184,9 @@ def main() -> None:
             f"| {'fwd+bwd' if backward else 'fwd (no_grad)'} | {tf * 1e3:.0f} ms ({rf} runs) | {ta * 1e3:.0f} ms ({ra} runs) "
             f"| {tf / ta:.2f}× | {fmt_bytes(mf)} | {fmt_bytes(ma)} | {mf / max(ma, 1):.0f}× less |"
         )
-    table = "\n".join(lines)
+    table = f"Load: {start} at the start, {load_line()} at the end.\n\n" + "\n".join(lines)
+    if args.profile:
+        table += "\n\n" + profile_tables(mods, args)
     print(table)
     if args.output:
         title = (f"mhsa vs fightingcv ScaledDotProductAttention: B={args.batch}, N={args.n}, d_model={args.d_model}, "

@@ -82,24 +82,30 @@ class PatchAttention(AttnModule):
 
     x: B×P×N×d (P in-patch positions, N patches) → B×P×N×d.  One fused SDPA call on strided views of the qkv
     projection with B·P batch rows (as timm); for ncnn the heads of all P positions are one axis instead
-    (:data:`HEADS_FORM`).  Captured map ``"attn"`` (B·P)×heads×N×N (B×(P·heads)×N×N in the ncnn form).
+    (:data:`HEADS_FORM`), and the tokens come as B×(P·N)×d (``patches`` = P): ncnn runs a Linear on a 4-axis
+    tensor through a slow shape-referencing reshape.  Captured map ``"attn"`` (B·P)×heads×N×N (B×(P·heads)×N×N in
+    the ncnn form).
     """
 
     maps = ("attn",)
 
-    def __init__(self, dim: int, heads: int, attn_drop: float, proj_drop: float) -> None:
+    def __init__(self, dim: int, heads: int, attn_drop: float, proj_drop: float, patches: int = 1) -> None:
         super().__init__()
-        self.dim, self.heads = dim, heads
+        self.dim, self.heads, self.patches = dim, heads, patches
         self.qkv = nn.Linear(dim, 3 * dim)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, p, n = x.shape[0], x.shape[1], x.shape[2]
         d, h = self.dim, self.heads  # Python ints: the head width stays static under tracing
         drop = self.attn_drop if self.training else 0.0
-        qkv = self.qkv(x)  # B×P×N×3d
+        qkv = self.qkv(x)  # B×P×N×3d, or B×(P·N)×3d in the ncnn form
+        if x.dim() == 3:  # the ncnn form's B×(P·N)×d tokens (MobileViTBlock): every Linear on 3 axes
+            b, p = x.shape[0], self.patches
+            out = self.attend_portable(qkv, b, p, x.shape[1] // p, drop).reshape(b, x.shape[1], d)
+            return self.proj_drop(self.proj(out))
+        b, p, n = x.shape[0], x.shape[1], x.shape[2]
         if portable(*HEADS_FORM.targets):
             out = self.attend_portable(qkv, b, p, n, drop)
         else:  # strided views of qkv with B·P batch rows: SDPA saves no copies of q, k, v for backward
@@ -150,12 +156,13 @@ class PreNormLayer(nn.Module):
 
 
 class _TransformerLayer(PreNormLayer):
-    """Pre-norm ViT layer on B×P×N×d: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (SiLU)."""
+    """Pre-norm ViT layer on B×P×N×d (or B×(P·N)×d, the ncnn form; ``patches`` = P): ``x + attn(LN(x))``, then
+    ``x + MLP(LN(x))`` (SiLU)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, attn_drop: float, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, attn_drop: float, dropout: float, patches: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = PatchAttention(dim, heads, attn_drop, dropout)
+        self.attn = PatchAttention(dim, heads, attn_drop, dropout, patches)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = PatchMlp(dim, int(dim * mlp_ratio), dropout)
 
@@ -232,7 +239,10 @@ class MobileViTBlock(AttnModule):
         self.conv_kxk = ConvBN(channels, channels, kernel_size)
         self.conv_1x1 = nn.Conv2d(channels, d, 1, bias=False)
         self.transformer = nn.Sequential(
-            *(_TransformerLayer(d, self.heads, mlp_ratio, attn_drop, dropout) for _ in range(num_layers))
+            *(
+                _TransformerLayer(d, self.heads, mlp_ratio, attn_drop, dropout, self.patch_size**2)
+                for _ in range(num_layers)
+            )
         )
         self.norm = nn.LayerNorm(d)
         self.conv_proj = ConvBN(d, self.out_channels)
@@ -244,7 +254,12 @@ class MobileViTBlock(AttnModule):
         y = self.conv_1x1(self.conv_kxk(x))
         z = fit_to_patches(y, p, False)
         h, w = z.shape[-2], z.shape[-1]
-        t = to_patches(z, p).permute(0, 2, 3, 1)  # B×P×N×d
-        t = self.norm(self.transformer(t)).permute(0, 3, 1, 2)  # B×d×P×N
+        t = to_patches(z, p)  # B×d×P×N
+        if portable(*HEADS_FORM.targets):  # tokens on 3 axes, B×(P·N)×d: ncnn's Linear on 4 axes is ~20× slower
+            b, d, pp, n = t.shape
+            t = self.norm(self.transformer(t.reshape(b, d, pp * n).transpose(1, 2)))
+            t = t.transpose(1, 2).reshape(b, d, pp, n)
+        else:
+            t = self.norm(self.transformer(t.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)  # B×P×N×d → B×d×P×N
         y = resize_back(from_patches(t, p, h, w), y, False)
         return self.conv_fusion(torch.cat((x, self.conv_proj(y)), 1))

@@ -7,6 +7,8 @@ bookkeeping) and a fixed cost per graph node.  This script measures both floors 
 
 * ``floor``: ``x * s`` (``s`` 1×64×1×1) on 1×64×H×W, the nearest thing to an empty model a runtime accepts (a
   chain of elementwise ops would be fused into one node by OpenVINO, so it measures nothing more);
+* ``grid_sample``: ``F.grid_sample`` alone (bilinear, border padding) from 1×64×H×W to a 2H×2W grid, the
+  sampling step of ``dysample`` (1 group), to tell the runtime's sampling kernel from the module's other ops;
 * each named module, built as ``attnzoo deploy`` builds it (``deploy.core._build_case``: default arguments,
   perturbed weights, eval, batch 1), exported through the same ``Runtime.prepare``.
 
@@ -31,6 +33,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from _common import append_section, load_line
 from attnzoo.deploy.core import _build_case
@@ -46,6 +49,18 @@ class Floor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.s
+
+
+class GridSample(nn.Module):
+    """``F.grid_sample`` of x onto a fixed 2H×2W grid (bilinear, border padding): dysample's sampling step."""
+
+    def __init__(self, h: int, w: int) -> None:
+        super().__init__()
+        gy, gx = torch.meshgrid(torch.linspace(-1, 1, 2 * h), torch.linspace(-1, 1, 2 * w), indexing="ij")
+        self.register_buffer("grid", torch.stack([gx, gy], -1)[None] * 0.97)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(x, self.grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def median_ms(fn: Callable[[], Any], calls: int) -> float:
@@ -65,6 +80,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     ap.add_argument("--calls", type=int, default=50, help="calls per case and round (median)")
+    ap.add_argument("--grid-sample", action="store_true", help="add the grid_sample case")
     ap.add_argument("--output", help="append the section to this markdown file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,6 +89,8 @@ def main() -> None:
     cases: dict[str, tuple[nn.Module, list[torch.Tensor]]] = {}
     x = torch.randn(1, 64, h, w, generator=torch.Generator().manual_seed(0))
     cases["floor `x * s`"] = (Floor(64).eval(), [x])
+    if args.grid_sample:
+        cases["grid_sample 1×64×H×W → 2H×2W"] = (GridSample(h, w).eval(), [x])
     for name in args.modules.split(","):
         cases[name] = _build_case({"module": name, "seed": 0, "size": [h, w], "batch": 1})
     sections = []

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
 
 import torch
 import torch.nn as nn
@@ -83,6 +85,23 @@ def profile_tables(mods: dict[str, nn.Module], args: argparse.Namespace) -> str:
             f"{load_line()} when it finished; speed-up under the profiler "
             f"{totals['fightingcv'] / totals['attnzoo']:.2f}×.")
     return head + "\n\n" + "\n".join(parts)
+
+
+def interleaved(mods: dict[str, nn.Module], args: argparse.Namespace, backward: bool) -> dict[str, tuple[float, int]]:
+    """{impl: (median seconds, samples)}: one call of each module per round, ``--interleave`` rounds, the order
+    alternating, so that the load of a shared machine hits both alike (for calls of tens of seconds)."""
+    x = make_input(args.batch, args.n, args.d_model, backward)
+    times: dict[str, list[float]] = {impl: [] for impl in mods}
+    names = list(mods)
+    for impl in names:  # warm-up
+        run_once(mods[impl], x, backward)
+    for i in range(args.interleave):
+        for impl in names if i % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            run_once(mods[impl], x, backward)
+            times[impl].append(time.perf_counter() - t0)
+            mods[impl].zero_grad(set_to_none=True)
+    return {impl: (statistics.median(v), len(v)) for impl, v in times.items()}
 
 
 def median_time(m: nn.Module, x: torch.Tensor, backward: bool, min_run_time: float) -> tuple[float, int]:
@@ -145,6 +164,9 @@ def main() -> None:
     ap.add_argument("--label", default="")
     ap.add_argument("--temporal", action="store_true", help="time gated_tcn against the official formulation instead")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2; the memory children too)")
+    ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                    help="time by ROUNDS alternating single calls of both modules instead of blocked_autorange")
+    ap.add_argument("--passes", choices=("both", "fwd", "fwd+bwd"), default="both")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="add operator tables (torch.profiler, STEPS forward+backward calls) of both modules")
     args = ap.parse_args()
@@ -164,11 +186,13 @@ def main() -> None:
         err = (mods["fightingcv"](x, x, x) - mods["attnzoo"](x)).abs().max().item()
     assert err < 1e-4, f"outputs differ by {err}"
     rows = []
-    for backward in (False, True):
+    passes = [False, True] if args.passes == "both" else [args.passes == "fwd+bwd"]
+    for backward in passes:
         res = {}
+        inter = interleaved(mods, args, backward) if args.interleave else None
         for impl, m in mods.items():  # side by side: the community module, then attnzoo
             x = make_input(args.batch, args.n, args.d_model, backward)
-            t, runs = median_time(m, x, backward, args.min_run_time)
+            t, runs = inter[impl] if inter else median_time(m, x, backward, args.min_run_time)
             mem = child_peak_bytes(__file__, {**common, "impl": impl, "backward": backward})
             res[impl] = (t, runs, mem)
             print(f"{'fwd+bwd' if backward else 'fwd'} {impl}: {t * 1e3:.0f} ms (median of {runs}), {fmt_bytes(mem)}", flush=True)

@@ -149,7 +149,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="classify: comma-separated module names or patterns (e.g. 'layer3.0,layer3.1') for "
         "attnzoo.insert(where=...), default every residual block; detect: YAML row indices or row types (e.g. 6,8 or "
-        "C3k2) to put the module after, default the last two backbone rows with repeats > 1",
+        "C3k2) to put the module after, default the last two backbone stage blocks (rows 6, 8 of yolo11n)",
     )
     p.add_argument(
         "--inside",

@@ -111,14 +111,18 @@ def _load(model: str) -> dict:
 def plan_rows(cfg: dict, where: list[str] | None, inside: list[str] | None) -> tuple[list[int], list[int]]:
     """``(rows the module goes after, host rows whose attention it replaces)`` in a model config.
 
-    ``where``: row indices or module types (every row of that type); ``None``: the last two backbone rows with
-    repeats > 1 (the CSP blocks of the P4 and P5 stages: rows 6 and 8 of yolo11n, yolov8n, yolo12n), unless
-    ``inside`` is given (then nothing goes after rows)."""
+    ``where``: row indices or module types (every row of that type); ``None``: the last two backbone stage blocks
+    (rows with repeats > 1 other than SPPF / C2PSA / PSA / AIFI: the C3k2 / C2f / C3 / A2C2f blocks of the P4 and P5
+    stages, rows 6 and 8 of yolo11n, yolov8n, yolo12n), unless ``inside`` is given (then nothing goes after rows)."""
     rows = list(cfg["backbone"]) + list(cfg.get("head", []))
     types = {str(r[2]) for r in rows}
     after: list[int] = []
     if where is None and not inside:
-        blocks = [i for i, r in enumerate(cfg["backbone"]) if isinstance(r[1], int) and r[1] > 1]
+        blocks = [
+            i
+            for i, r in enumerate(cfg["backbone"])
+            if isinstance(r[1], int) and r[1] > 1 and str(r[2]) not in ("C2PSA", "PSA", "AIFI", "SPPF", "SPP")
+        ]
         if not blocks:
             raise ValueError("compare --task detect: no backbone row with repeats > 1 to follow; pass --where")
         after = blocks[-2:]

@@ -5,7 +5,6 @@ in the YAML.  Offline: Ultralytics' settings in a temporary folder, its online c
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -50,12 +49,13 @@ def test_two_modules_one_seed_flags_and_resume(tiny_set, tmp_path, monkeypatch):
     assert "diverged" not in rows["none"]["flags"]
     assert rows["eca"]["params"] > rows["none"]["params"] and rows["eca"]["inserted"] == 2
     assert rows["eca"]["flops"] >= rows["none"]["flops"] > 0 and rows["none"]["latency_ms"] > 0
-    # the mAP reported is Ultralytics' own: the value its trainer logged for the (only, validated) epoch
-    with open(out / "runs/none/seed0/results.csv") as f:
-        logged = list(csv.DictReader(f))[-1]
+    # the numbers reported are Ultralytics' own: its validator on the run's final weights gives them again
+    from ultralytics import YOLO
+
     run = next(r for r in res["runs"] if r["module"] == "none")
+    again_val = YOLO(str(out / "runs/none/seed0/weights/best.pt")).val(data=str(tiny_set), imgsz=64, batch=8, plots=False, verbose=False)
     for ours, theirs in (("map50_95", "metrics/mAP50-95(B)"), ("map50", "metrics/mAP50(B)"), ("recall", "metrics/recall(B)")):
-        assert math.isclose(run[ours], float(logged[theirs]), abs_tol=1e-5), ours
+        assert math.isclose(run[ours], float(again_val.results_dict[theirs]), abs_tol=1e-3), ours
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"map50_95_mean", "map50_95_std", "map50", "precision", "recall", "latency_ms", "flags"} <= set(header)
     assert "SYNTHETIC" in (out / "results.md").read_text() and "⚠" in (out / "results.md").read_text()

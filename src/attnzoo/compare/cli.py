@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -196,11 +197,12 @@ def detect_config_from_args(args: argparse.Namespace):
             f"its arguments through the Python API's DetectConfig(extra=...))"
         )
     names = {"dataset": "data", "image_size": "imgsz", "batch_size": "batch"}
-    kw = {names.get(k, k): v for k, v in _given(args, _TASK_DEFAULTS).items()}
+    kw: dict[str, Any] = {names.get(k, k): v for k, v in _given(args, _TASK_DEFAULTS).items()}
+    if args.modules:
+        kw["modules"] = parse_modules(args.modules)
     split = lambda text: [w.strip() for w in text.split(",") if w.strip()] if text else None  # noqa: E731
     return DetectConfig(
         **kw,
-        **({"modules": parse_modules(args.modules)} if args.modules else {}),
         seeds=parse_seeds(args.seeds),
         where=split(args.where),
         inside=split(args.inside),

@@ -42,7 +42,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _draw(img: np.ndarray, rng: np.random.Generator, boxes: list[tuple[float, float, float, float]]) -> tuple:
+def _draw(img: np.ndarray, rng: np.random.Generator, boxes: list[tuple[float, float, float, float]]) -> tuple | None:
     """One object that overlaps no earlier box by more than a quarter of its area: (class, cx, cy, w, h) in pixels,
     or None after a few tries."""
     from PIL import Image, ImageDraw

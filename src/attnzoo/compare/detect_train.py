@@ -92,6 +92,23 @@ def _metrics(trainer: Any) -> dict[str, float | None]:
     return out
 
 
+def _resume(last: Path) -> Any:
+    """The YOLO model after Ultralytics' ``resume=True`` from ``last``; None when it cannot resume (a finished or
+    unreadable checkpoint) before training a batch.  An error after that (a NaN) propagates."""
+    from ultralytics import YOLO
+
+    model: Any = None
+    try:
+        model = YOLO(str(last))
+        model.train(resume=True, trainer=AttnzooDetectionTrainer)
+    except Exception:
+        trainer: Any = getattr(model, "trainer", None)
+        if trainer is not None and getattr(trainer, "epoch", 0) > getattr(trainer, "start_epoch", 0):
+            raise
+        return None
+    return model
+
+
 def train_detect_run(
     run_dir: Path,
     model_yaml: Path,
@@ -115,16 +132,13 @@ def train_detect_run(
     t0 = time.perf_counter()
     error = None
     resumed = False
-    trainer = None
+    trainer: Any = None
+    model: Any = None
     try:
         if last.exists():
-            try:
-                model = YOLO(str(last))
-                model.train(resume=True, trainer=AttnzooDetectionTrainer)
-                resumed = True
-            except Exception:
-                if "model" in locals() and getattr(model, "trainer", None) is not None and model.trainer.epoch > 0:
-                    raise
+            model = _resume(last)
+            resumed = model is not None
+            if not resumed:
                 shutil.rmtree(run_dir / "weights", ignore_errors=True)
                 (run_dir / HEALTH_FILE).unlink(missing_ok=True)
         if not resumed:

@@ -14,7 +14,7 @@ import torch
 
 from helpers import require, ultralytics_offline
 
-ultralytics_offline()
+ultralytics_offline()  # before ultralytics is imported: its settings are read then
 require("ultralytics")
 require("rich")
 require("matplotlib")

@@ -209,6 +209,12 @@ def run_detect_compare(config: DetectConfig, console: Any = None) -> dict:
     from .runner import _check_config
 
     cfg = config.resolved()
+    try:
+        import ultralytics  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            'compare --task detect needs ultralytics (AGPL-3.0): pip install -e ".[integrations]"'
+        ) from None
     if console is None:
         console = Console()
         if not console.is_terminal:

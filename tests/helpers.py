@@ -99,3 +99,22 @@ def missing(what: str, extra: str = "dev") -> NoReturn:
 
 __all__ = ["channels_for", "build", "randomize", "inputs", "flatten", "expected_shapes", "assert_close", "contract",
            "pyramid_sizes", "rand", "require", "missing"]
+
+
+def ultralytics_offline() -> None:
+    """Before ultralytics is first imported (its settings are read then): settings in a temporary folder, no online
+    checks or downloads (fonts, assets, weights), no auto-install, quiet.  No effect once it is imported."""
+    import atexit
+    import os
+    import shutil
+    import sys
+    import tempfile
+
+    if "ultralytics" in sys.modules:
+        return
+    cfg = tempfile.mkdtemp(prefix="attnzoo-yolo-cfg-")
+    atexit.register(shutil.rmtree, cfg, ignore_errors=True)
+    os.environ.setdefault("YOLO_CONFIG_DIR", cfg)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+    os.environ.setdefault("YOLO_VERBOSE", "False")

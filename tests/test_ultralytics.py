@@ -11,22 +11,15 @@ check download), plots are off and the font check (which would download Arial.tt
 
 from __future__ import annotations
 
-import atexit
 import copy
-import os
-import shutil
 import sys
-import tempfile
 
 import pytest
 
 if "ultralytics" not in sys.modules:  # settings are read when ultralytics is imported
-    _CFG = tempfile.mkdtemp(prefix="attnzoo-yolo-cfg-")
-    atexit.register(shutil.rmtree, _CFG, ignore_errors=True)
-    os.environ.setdefault("YOLO_CONFIG_DIR", _CFG)
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
+    from helpers import ultralytics_offline
+
+    ultralytics_offline()
 
 import re
 from pathlib import Path

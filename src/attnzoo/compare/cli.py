@@ -2,12 +2,14 @@
 
 attnzoo compare --modules none,se,eca,cbam,coord --model resnet18 --dataset digits --epochs 15 --seeds 3 --output runs/digits
 torchrun --standalone --nproc_per_node 2 -m attnzoo compare ...      # the same, with DistributedDataParallel
+attnzoo compare --task detect --model yolo11n.yaml --data synthetic --modules none,cbam,ema   # Ultralytics YOLO
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -23,8 +25,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from .config import CompareConfig
+    from .detect import DetectConfig
 
-    d = CompareConfig()
+    d, dd = CompareConfig(), DetectConfig()
     p = sub.add_parser(
         "compare",
         help="train a model with each attention module and compare accuracy, params, FLOPs and speed",
@@ -32,17 +35,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "For each module (and 'none', the baseline) insert it into every residual block of the model with "
             "attnzoo.insert, train with each seed, evaluate, and report top-1 mean ± std, params, FLOPs, training "
             "throughput and time (terminal table, CSV/JSON/Markdown, accuracy-vs-FLOPs plot). An interrupted "
-            "comparison resumes when run again with the same --output. Under torchrun it uses DistributedDataParallel."
+            "comparison resumes when run again with the same --output. Under torchrun it uses DistributedDataParallel. "
+            "--task detect: the same for an Ultralytics YOLO model YAML on a YOLO dataset, trained and validated by "
+            "Ultralytics (mAP50-95, mAP50, precision, recall, params, FLOPs, CPU latency; see docs/compare.md)."
         ),
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--modules", default=",".join(d.modules), help="comma-separated registry names; 'none' = baseline")
+    p.add_argument(
+        "--task",
+        choices=("classify", "detect"),
+        default="classify",
+        help="classify: torchvision/timm classifiers (default); detect: an Ultralytics YOLO detector",
+    )
+    p.add_argument(
+        "--modules",
+        default=None,
+        help=f"comma-separated registry names; 'none' = baseline (default: classify {','.join(d.modules)}, detect "
+        f"{','.join(dd.modules)})",
+    )
     p.add_argument(
         "--model",
-        default=d.model,
-        help="resnet18/34/50 (torchvision), cifar_resnet{8,14,20,32,44,56,110}, or a timm name",
+        default=None,
+        help=f"classify: resnet18/34/50 (torchvision), cifar_resnet{{8,14,20,32,44,56,110}}, or a timm name (default "
+        f"{d.model}); detect: an Ultralytics model YAML name or path (default {dd.model})",
     )
-    p.add_argument("--dataset", default=d.dataset, help="digits | cifar10 | cifar100 | imagefolder:PATH | synthetic")
+    p.add_argument(
+        "--dataset",
+        "--data",
+        dest="dataset",
+        default=None,
+        help=f"classify: digits | cifar10 | cifar100 | imagefolder:PATH | synthetic (default {d.dataset}); detect: a "
+        f"YOLO dataset YAML or 'synthetic' (generated shapes, default)",
+    )
     p.add_argument("--data-root", default=d.data_root, help="where cifar10/cifar100 are (or get downloaded)")
     p.add_argument(
         "--no-download",
@@ -50,11 +74,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="never download datasets (by default a missing cifar10 / cifar100 is downloaded into --data-root)",
     )
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: 32, imagefolder 224)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument(
+        "--image-size",
+        "--imgsz",
+        dest="image_size",
+        type=int,
+        default=None,
+        help=f"input size (default: 32, imagefolder 224; detect {dd.imgsz})",
+    )
+    p.add_argument("--epochs", type=int, default=None, help=f"(default: {d.epochs}; detect {dd.epochs})")
     p.add_argument("--seeds", default="3", help="number of seeds (0..N-1) or a comma-separated list")
     p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help="global batch size (split over torchrun processes)"
+        "--batch-size",
+        "--batch",
+        dest="batch_size",
+        type=int,
+        default=None,
+        help=f"global batch size, split over torchrun processes (default: {d.batch_size}; detect {dd.batch})",
     )
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
     p.add_argument(
@@ -93,7 +129,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on with CUDA)"
     )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    p.add_argument(
+        "--device",
+        default=None,
+        help="classify: auto | cpu | cuda (default auto); detect: Ultralytics' device, cpu (default), 0, 0,1 (DDP) or auto",
+    )
     p.add_argument(
         "--workers", type=int, default=None, help="DataLoader workers (default: 0 for in-memory data, else 4)"
     )
@@ -108,9 +148,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--where",
         default=None,
-        help="comma-separated module names or patterns (e.g. 'layer3.0,layer3.1') for attnzoo.insert(where=...); default: every residual block",
+        help="classify: comma-separated module names or patterns (e.g. 'layer3.0,layer3.1') for "
+        "attnzoo.insert(where=...), default every residual block; detect: YAML row indices or row types (e.g. 6,8 or "
+        "C3k2) to put the module after, default the last two backbone stage blocks (rows 6, 8 of yolo11n)",
     )
-    p.add_argument("--output", default=d.output, help="output folder (rerun with the same folder to resume)")
+    p.add_argument(
+        "--inside",
+        default=None,
+        help="detect: host rows (C2PSA, A2C2f, PSA, AIFI) whose attention the module replaces (attn=)",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help=f"output folder, rerun with the same folder to resume (default: {d.output}; detect {dd.output})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)
 
@@ -121,14 +172,56 @@ _PASSED_AS_IS = (
     "momentum", "warmup_epochs", "label_smoothing", "amp", "device", "workers", "threads", "pretrained", "stem",
     "output", "download", "quiet",
 )  # fmt: skip
+#: Options shared by both tasks whose default depends on the task (None on the command line: the task's default).
+_TASK_DEFAULTS = ("model", "dataset", "image_size", "epochs", "batch_size", "device", "output")
+#: classification-only options, refused with --task detect when given
+_CLASSIFY_ONLY = (
+    "data_root", "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "clip_grad_norm",
+    "amp", "threads", "pretrained", "stem", "download",
+)  # fmt: skip
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def detect_config_from_args(args: argparse.Namespace):
+    from .config import CompareConfig, parse_modules, parse_seeds
+    from .detect import DetectConfig
+
+    d = CompareConfig()
+    given = [f"--{n.replace('_', '-')}" for n in _CLASSIFY_ONLY if getattr(args, n) != getattr(d, n)]
+    if given:
+        raise ValueError(
+            f"compare: {', '.join(given)} only apply to --task classify (Ultralytics' recipe trains detectors; pass "
+            f"its arguments through the Python API's DetectConfig(extra=...))"
+        )
+    names = {"dataset": "data", "image_size": "imgsz", "batch_size": "batch"}
+    kw: dict[str, Any] = {names.get(k, k): v for k, v in _given(args, _TASK_DEFAULTS).items()}
+    if args.modules:
+        kw["modules"] = parse_modules(args.modules)
+    split = lambda text: [w.strip() for w in text.split(",") if w.strip()] if text else None  # noqa: E731
+    return DetectConfig(
+        **kw,
+        seeds=parse_seeds(args.seeds),
+        where=split(args.where),
+        inside=split(args.inside),
+        workers=args.workers if args.workers is not None else 0,
+        quiet=args.quiet,
+    )
 
 
 def config_from_args(args: argparse.Namespace):
     from .config import CompareConfig, parse_modules, parse_seeds
 
+    if args.inside:
+        raise ValueError("compare: --inside only applies to --task detect")
+    d = CompareConfig()
+    task = {n: getattr(d, n) for n in _TASK_DEFAULTS} | _given(args, _TASK_DEFAULTS)
     return CompareConfig(
-        **{name: getattr(args, name) for name in _PASSED_AS_IS},
-        modules=parse_modules(args.modules),
+        **{name: getattr(args, name) for name in _PASSED_AS_IS if name not in task},
+        **task,
+        modules=parse_modules(args.modules or ",".join(d.modules)),
         seeds=parse_seeds(args.seeds),
         zero_init_residual={"auto": None, "on": True, "off": False}[args.zero_init_residual],
         clip_grad_norm=args.clip_grad_norm or None,
@@ -142,7 +235,12 @@ def run(args: argparse.Namespace) -> int:
     from .runner import run_compare
 
     try:
-        run_compare(config_from_args(args))
+        if args.task == "detect":
+            from .detect import run_detect_compare
+
+            run_detect_compare(detect_config_from_args(args))
+        else:
+            run_compare(config_from_args(args))
     except ValueError as e:  # a user error: one clear line, no traceback (printed once under torchrun)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"attnzoo compare: error: {str(e).removeprefix('compare: ')}", file=sys.stderr)

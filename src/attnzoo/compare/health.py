@@ -13,19 +13,27 @@ Flags of one run:
     above ``1.5 · ln(C)`` (well above the loss of a uniform guess over C classes): the optimisation is unstable.
 ``near_chance``
     the final top-1 accuracy is below ``2.5 ×`` chance (25 % for 10 classes).
+
+Detection (``attnzoo compare --task detect``, :func:`detect_flags`): ``diverged`` (a non-finite training loss in any
+batch, or Ultralytics stopped the run on a NaN), ``loss_rose`` (the last epoch's mean training loss, box + cls + dfl
+as Ultralytics logs it, above the first epoch's) and ``near_zero`` (the final mAP50-95 below :data:`NEAR_ZERO_MAP`).
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["FLAG_TEXT", "run_flags", "chance_accuracy", "describe_flags"]
+__all__ = ["FLAG_TEXT", "NEAR_ZERO_MAP", "run_flags", "detect_flags", "chance_accuracy", "describe_flags"]
 
 FLAG_TEXT = {
     "diverged": "training diverged (non-finite loss)",
     "loss_rose": "training loss rose / exploded",
     "near_chance": "ends near chance",
+    "near_zero": "mAP50-95 near zero",
 }
+
+#: A detector whose final mAP50-95 is below this found (almost) nothing: its Δ against another run means nothing.
+NEAR_ZERO_MAP = 0.01
 
 
 def chance_accuracy(num_classes: int) -> float:
@@ -47,11 +55,26 @@ def run_flags(history: list[dict], test_acc: float, num_classes: int, diverged: 
     return flags
 
 
+def detect_flags(epoch_losses: list[float], map50_95: float | None, nonfinite_batches: int = 0) -> list[str]:
+    """Flags (see module docstring) of a detection run: per-epoch mean training losses, its final mAP50-95 (in
+    [0, 1], Ultralytics' value; ``None`` when training failed) and the number of batches whose loss was not finite."""
+    flags = []
+    if nonfinite_batches or any(not math.isfinite(v) for v in epoch_losses) or map50_95 is None:
+        flags.append("diverged")
+    elif len(epoch_losses) >= 2 and epoch_losses[-1] > epoch_losses[0]:
+        flags.append("loss_rose")
+    if map50_95 is None or not math.isfinite(map50_95) or map50_95 < NEAR_ZERO_MAP:
+        flags.append("near_zero")
+    return flags
+
+
 def describe_flags(flags: list[str], test_acc: float | None = None, num_classes: int | None = None) -> str:
     parts = []
     for f in flags:
         text = FLAG_TEXT.get(f, f)
         if f == "near_chance" and test_acc is not None and num_classes:
             text += f" ({test_acc:.1f} %, chance {chance_accuracy(num_classes):.0f} %)"
+        elif f == "near_zero":
+            text += f" (< {NEAR_ZERO_MAP} in a run)"  # (a row's value is a mean over seeds: it may be above)
         parts.append(text)
     return "; ".join(parts)

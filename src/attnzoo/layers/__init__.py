@@ -67,6 +67,7 @@ from .pooling import (  # noqa: F401
     max_over,
     max_pool_2x2_ceil,
     max_pool_3x3_s2,
+    max_pool_ceil,
     pad_to_multiple,
     z_pool,
 )

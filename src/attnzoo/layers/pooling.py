@@ -10,12 +10,14 @@ from ..tracing import eager_only
 from .batchnorm import PooledBatchNorm2d
 from .checks import fx_leaf, odd_kernel
 from .helpers import inplace_ok
+from .nd import max_pool_fn
 
 __all__ = [
     "max_over",
     "z_pool",
     "ZPoolGate",
     "max_pool_2x2_ceil",
+    "max_pool_ceil",
     "pad_to_multiple",
     "avg_reduce",
     "max_pool_3x3_s2",
@@ -67,6 +69,13 @@ def max_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
     """2×2 stride-2 max-pool with ``ceil_mode``: odd sizes keep their last row/column (floor pooling drops it),
     and a 1×1 map stays 1×1.  Equal to plain 2×2 pooling on even sizes."""
     return F.max_pool2d(x, 2, 2, ceil_mode=True)
+
+
+def max_pool_ceil(x: torch.Tensor, kernel: tuple[int, ...]) -> torch.Tensor:
+    """Max-pool with kernel = stride = ``kernel`` (one entry per spatial axis of ``x``: ``(2,)``, ``(2, 2)``,
+    ``(1, 2, 2)``) and ``ceil_mode``: odd sizes keep their last slice, an axis of size 1 stays 1.  With ``(2, 2)``
+    it is :func:`max_pool_2x2_ceil`."""
+    return max_pool_fn(len(kernel))(x, kernel, kernel, ceil_mode=True)
 
 
 @fx_leaf

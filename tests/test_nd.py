@@ -19,7 +19,7 @@ from attnzoo.functional.gating import axis_mean, spatial_mean
 from attnzoo.layers import check_spatial
 from attnzoo.layouts import example_inputs, layout_for
 from attnzoo.testing import randomize, slice_to
-from helpers import build, channels_for, rand
+from helpers import build, channels_for, rand, require
 
 NAMES = attnzoo.list_modules()
 TO_2D = [n for n in NAMES if {2, 3} <= set(attnzoo.info(n).dims)]
@@ -155,3 +155,103 @@ def test_slice_to_refuses_what_it_cannot_slice():
         slice_to(attnzoo.create("coord", 16), 1)  # no dims= (no recorded arguments)
     with pytest.raises(ValueError, match="slice_to"):
         slice_to(attnzoo.create("se", 16, dims=2), 3)  # up, not down
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The gate modules in 1-D and 3-D: faithful forms (every spatial axis pooled), peers with copied weights
+# ------------------------------------------------------------------------------------------------------------
+
+#: Modules whose output at a position depends on the map only through statistics over every position (and
+#: pointwise terms): reshaping the volume into another layout of the same positions changes nothing.
+POSITION_SETS = ["se", "eca", "ese", "gct", "gc", "scse", "simam", "cbam_channel"]
+
+
+@pytest.mark.parametrize("name", POSITION_SETS)
+def test_pooling_covers_every_axis(name):
+    """A D×H×W volume and the same positions laid out as 1×(D·H)×W give the same output: the statistics run over
+    all D·H·W positions (nnU-Net's 3-D SqueezeExcite pools H and W only, one gate per depth: this fails there).
+    The 1-D form on the L = D·H·W positions (weights sliced, 1×1 convs only) gives the same output too."""
+    c = channels_for(name)
+    m3 = randomize(build(name, dims=3)).double().eval()
+    x = rand(2, c, 3, 4, 5, seed=11)
+    ref = m3(x)
+    folded = m3(x.reshape(2, c, 1, 12, 5)).reshape(x.shape)
+    torch.testing.assert_close(folded, ref, atol=1e-10, rtol=1e-8)
+    m1 = slice_to(m3, 1)
+    torch.testing.assert_close(m1(x.flatten(2)), ref.flatten(2), atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_se_matches_monai_channel_se_layer(dims):
+    """MONAI ``ChannelSELayer(spatial_dims, C, r)`` with attnzoo's weights (its ``r`` passed: MONAI's default is 2;
+    its hidden width is C // r, attnzoo's the same here as C // r ≥ min_hidden)."""
+    monai_blocks = require("monai.networks.blocks")
+    c, r = 32, 4
+    ours = randomize(attnzoo.create("se", c, reduction=r, dims=dims)).double().eval()
+    peer = monai_blocks.ChannelSELayer(spatial_dims=dims, in_channels=c, r=r).double().eval()
+    with torch.no_grad():
+        peer.fc[0].weight.copy_(ours.fc1.weight.flatten(1))
+        peer.fc[0].bias.copy_(ours.fc1.bias)
+        peer.fc[2].weight.copy_(ours.fc2.weight.flatten(1))
+        peer.fc[2].bias.copy_(ours.fc2.bias)
+    x = rand(2, c, *(3, 5, 4)[-dims:] if dims == 3 else (11,), seed=12)
+    torch.testing.assert_close(ours(x), peer(x))
+
+
+def _fvcore_se_weights(ours: torch.nn.Module, block: torch.nn.Sequential, fc1: torch.nn.Module, fc2: torch.nn.Module):
+    with torch.no_grad():
+        block[0].weight.copy_(fc1.weight)
+        block[0].bias.copy_(fc1.bias)
+        block[2].weight.copy_(fc2.weight)
+        block[2].bias.copy_(fc2.bias)
+
+
+def test_se_and_scse_match_fvcore_3d():
+    """fvcore's ``SqueezeExcitation(is_3d=True)`` and ``ChannelSpatialSqueezeExcitation(is_3d=True)`` (the
+    max-out scSE, as the authors' 3-D code) with attnzoo's weights."""
+    se_mod = require("fvcore.nn.squeeze_excitation")
+    c, r = 32, 4
+    x = rand(2, c, 3, 5, 4, seed=13)
+    se = randomize(attnzoo.create("se", c, reduction=r, dims=3)).double().eval()
+    peer = se_mod.SqueezeExcitation(c, reduction_ratio=r, is_3d=True).double().eval()
+    _fvcore_se_weights(se, peer.block, se.fc1, se.fc2)
+    torch.testing.assert_close(se(x), peer(x))
+    scse = randomize(attnzoo.create("scse", c, reduction=r, mode="max", dims=3)).double().eval()
+    peer = se_mod.ChannelSpatialSqueezeExcitation(c, reduction_ratio=r, is_3d=True).double().eval()
+    _fvcore_se_weights(scse, peer.channel.block, scse.cSE[0], scse.cSE[2])
+    with torch.no_grad():
+        peer.spatial.block[0].weight.copy_(scse.sSE[0].weight)
+        peer.spatial.block[0].bias.copy_(scse.sSE[0].bias)
+    torch.testing.assert_close(scse(x), peer(x))
+
+
+def test_cbam_spatial_gate_takes_a_kernel_per_axis():
+    """``kernel_size=(3, 7, 7)`` on D×H×W: σ(BN(conv3d([max_c; mean_c]))) with zero padding (1, 3, 3), written out."""
+    m = randomize(attnzoo.create("cbam_spatial", 8, kernel_size=(3, 7, 7), dims=3)).double().eval()
+    conv, bn = m.gate.conv, m.gate.bn
+    assert conv.weight.shape == (1, 2, 3, 7, 7)
+    x = rand(2, 8, 5, 6, 7, seed=14)
+    pooled = torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], 1)
+    z = torch.nn.functional.conv3d(pooled, conv.weight, padding=(1, 3, 3))
+    z = (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    torch.testing.assert_close(m(x), x * torch.sigmoid(z))
+    y = x.clone()
+    y[:, :, 0] += 1.0  # the first frame reaches the gate of frames 0 and 1 only (kernel 3 on D)
+    assert torch.equal(m(y)[:, :, 2:], m(x)[:, :, 2:]) and not torch.equal(m(y)[:, :, 1], m(x)[:, :, 1])
+    with pytest.raises(ValueError, match="kernel_size"):
+        attnzoo.create("cbam", 8, kernel_size=(3, 7), dims=3)
+    with pytest.raises(ValueError, match="kernel_size"):
+        attnzoo.create("cbam", 8, kernel_size=(3, 6, 7), dims=3)
+
+
+@pytest.mark.parametrize("name", sorted(set(POSITION_SETS) | {"cbam", "cbam_spatial"}))
+def test_nd_state_dicts_have_the_2d_keys(name):
+    """A module's state-dict keys do not depend on ``dims``; 1×1 weights differ only by trailing singleton axes."""
+    sd2 = build(name).state_dict()
+    for dims in (1, 3):
+        sd = build(name, dims=dims).state_dict()
+        assert list(sd) == list(sd2), f"{name} dims={dims}"
+        for k, t in sd.items():
+            if k.endswith("conv.weight") and name.startswith("cbam"):  # the k^d spatial conv
+                continue
+            assert t.flatten().shape == sd2[k].flatten().shape, f"{name} dims={dims}: {k} {t.shape} vs {sd2[k].shape}"

@@ -23,21 +23,41 @@ def channels_for(name: str) -> Any:
     return TEST_CHANNELS[attnzoo.info(name).layout]
 
 
-def build(name: str, channels: Any = None, seed: int = 0, **overrides: Any) -> nn.Module:
-    """``attnzoo.create`` with the module's ``test_kwargs`` and small test channels, deterministic init."""
+def build(name: str, channels: Any = None, seed: int = 0, dims: int = 2, **overrides: Any) -> nn.Module:
+    """``attnzoo.create`` with the module's ``test_kwargs`` and small test channels, deterministic init (``dims``:
+    the spatial rank, for the modules that take ``dims=``)."""
     entry = attnzoo.info(name)
     torch.manual_seed(seed)
-    return attnzoo.create(name, channels_for(name) if channels is None else channels, **{**entry.test_kwargs, **overrides})
+    rank = {} if dims == 2 else {"dims": dims}
+    return attnzoo.create(name, channels_for(name) if channels is None else channels,
+                          **{**entry.test_kwargs, **rank, **overrides})
 
 
-def inputs(name: str, batch: int = 2, size: tuple[int, int] = (7, 5), dtype: torch.dtype = torch.float32, seed: int = 2,
-           channels: Any = None, respect_min_size: bool = True) -> tuple:
-    """Example inputs at ``size``, raised to the module's declared ``min_size`` unless ``respect_min_size=False``."""
+def nd_size(size: tuple[int, ...], dims: int) -> tuple[int, ...]:
+    """The size of rank ``dims`` the suite uses where a 2-D check uses (H, W): (H·W,) in 1-D (the same positions),
+    (min(3, H), H, W) in 3-D (a short odd depth; 1×1 stays 1×1×1).  Sizes of other ranks pass through."""
+    if dims == 2 or len(size) != 2:
+        return tuple(size)
+    h, w = size
+    return (h * w,) if dims == 1 else (min(3, h), h, w)
+
+
+def min_size_nd(name: str, dims: int = 2) -> tuple[int, ...]:
+    """The module's ``min_size`` for rank ``dims`` (the 2-D value broadcast: the larger side on every axis)."""
+    m = attnzoo.info(name).min_size
+    return tuple(m) if dims == 2 else (max(m),) * dims
+
+
+def inputs(name: str, batch: int = 2, size: tuple[int, ...] = (7, 5), dtype: torch.dtype = torch.float32, seed: int = 2,
+           channels: Any = None, respect_min_size: bool = True, dims: int = 2) -> tuple:
+    """Example inputs at ``size`` (a 2-D size maps to rank ``dims`` by :func:`nd_size`), raised to the module's
+    declared ``min_size`` unless ``respect_min_size=False``."""
+    size = nd_size(size, dims)
     if respect_min_size:
-        size = tuple(max(a, b) for a, b in zip(size, attnzoo.info(name).min_size))
+        size = tuple(max(a, b) for a, b in zip(size, min_size_nd(name, dims)))
     g = torch.Generator().manual_seed(seed)
     ch = channels_for(name) if channels is None else channels
-    return example_inputs(name, batch=batch, channels=ch, size=size, dtype=dtype, generator=g)
+    return example_inputs(name, batch=batch, channels=ch, size=size, dtype=dtype, generator=g, dims=dims)
 
 
 def rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -97,7 +117,7 @@ def missing(what: str, extra: str = "dev") -> NoReturn:
     pytest.fail(f"{what} is not installed: install the {extra} extra: pip install -e '.[{extra}]'", pytrace=False)
 
 
-__all__ = ["channels_for", "build", "randomize", "inputs", "flatten", "expected_shapes", "assert_close", "contract",
+__all__ = ["channels_for", "build", "randomize", "inputs", "nd_size", "min_size_nd", "flatten", "expected_shapes", "assert_close", "contract",
            "pyramid_sizes", "rand", "require", "missing"]
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from attnzoo.layouts import layout_of
+from attnzoo.layouts import layout_for
 from attnzoo.registry import CONTRACT_CHECKS
 from helpers import (
     assert_close,
@@ -25,16 +25,35 @@ from helpers import (
     flatten,
     inputs,
     map_args,
+    min_size_nd,
     randomize,
     tensors_of,
 )
 
 NAMES = attnzoo.list_modules()
 SIZES = [(1, 1), (1, 6), (2, 3), (7, 5), (13, 11), (16, 16), (5, 17)]
+#: The any-size sizes of the other spatial ranks: each axis at 1 alone, odd, anisotropic (small: CI time).
+SIZES_ND = {
+    1: [(1,), (2,), (7,), (13,), (64,)],
+    3: [(1, 1, 1), (1, 5, 7), (5, 1, 7), (5, 7, 1), (2, 3, 4), (4, 7, 6)],
+}
 
 
-def ready(name: str, mode: str = "eval", dtype: torch.dtype = torch.float32) -> nn.Module:
-    m = randomize(build(name)).to(dtype)
+def case_id(name: str, dims: int) -> str:
+    """``se`` for the 2-D case (the ids of the suite before ranks), ``se-1d`` / ``se-3d`` for the others."""
+    return name if dims == 2 else f"{name}-{dims}d"
+
+
+def cases(names: list[str]) -> list:
+    """(name, dims) for each module and each spatial rank it declares (``ModuleInfo.dims``)."""
+    return [pytest.param(n, d, id=case_id(n, d)) for n in names for d in attnzoo.info(n).dims]
+
+
+CASES = cases(NAMES)
+
+
+def ready(name: str, mode: str = "eval", dtype: torch.dtype = torch.float32, dims: int = 2) -> nn.Module:
+    m = randomize(build(name, dims=dims)).to(dtype)
     return m.train(mode == "train")
 
 
@@ -80,17 +99,16 @@ def test_registry_is_populated():
             assert attnzoo.info(n).family == family
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_any_size(name):
-    entry = attnzoo.info(name)
-    min_h, min_w = entry.min_size
+@pytest.mark.parametrize("name, dims", CASES)
+def test_any_size(name, dims):
+    minimum = min_size_nd(name, dims)
     with contract(name, "any_size"):
-        built = {mode: ready(name, mode) for mode in ("train", "eval")}  # one module per mode serves every size
-        for size in SIZES:
+        built = {mode: ready(name, mode, dims=dims) for mode in ("train", "eval")}  # one module per mode, every size
+        for size in SIZES if dims == 2 else SIZES_ND[dims]:
             for batch, mode in ((2, "train"), (1, "eval")):
                 m = built[mode]
-                args = inputs(name, batch=batch, size=size, respect_min_size=False)
-                if size[0] < min_h or size[1] < min_w:
+                args = inputs(name, batch=batch, size=size, respect_min_size=False, dims=dims)
+                if any(s < lo for s, lo in zip(size, minimum)):
                     with pytest.raises(ValueError, match=type(m).__name__):
                         m(*args)
                     continue
@@ -100,29 +118,30 @@ def test_any_size(name):
                 assert all(torch.isfinite(t).all() for t in flatten(out)), f"{name}: non-finite output at {size}"
 
 
-def bad_inputs(name: str) -> list[tuple[str, tuple]]:
-    """Inputs with a wrong rank, channel count, level or shape, from the module's layout."""
-    return layout_of(name).bad_inputs(inputs(name, size=(7, 9)))
+def bad_inputs(name: str, dims: int = 2) -> list[tuple[str, tuple]]:
+    """Inputs with a wrong rank, channel count, level or shape, from the module's layout (of rank ``dims``)."""
+    return layout_for(name, dims).bad_inputs(inputs(name, size=(7, 9), dims=dims))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bad_input(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_bad_input(name, dims):
     with contract(name, "bad_input"):
-        m = ready(name)
-        for what, args in bad_inputs(name):
+        m = ready(name, dims=dims)
+        for what, args in bad_inputs(name, dims):
             with pytest.raises(ValueError, match=type(m).__name__) as err:
                 m(*args)
             assert "expected" in str(err.value) and "got" in str(err.value), f"{name} / {what}: {err.value}"
         bad_channels = [] if attnzoo.info(name).layout == "pyramid" else 0
+        rank = {} if dims == 2 else {"dims": dims}
         with pytest.raises(ValueError):
-            attnzoo.create(name, bad_channels, **attnzoo.info(name).test_kwargs)
+            attnzoo.create(name, bad_channels, **attnzoo.info(name).test_kwargs, **rank)
         if attnzoo.info(name).layout == "pyramid":
             with pytest.raises(ValueError):
                 attnzoo.create(name, [8], **attnzoo.info(name).test_kwargs)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_gradients(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_gradients(name, dims):
     """backward reaches every parameter and the input with finite, non-zero gradients.  The same forward and
     backward run under ``torch.use_deterministic_algorithms(True)`` (the "deterministic" check, unless the module
     declares it unsupported); the flag is restored."""
@@ -131,8 +150,8 @@ def test_gradients(name):
     try:
         with contract(name, "deterministic"):
             torch.use_deterministic_algorithms(deterministic)
-            m = ready(name, "train")
-            args = inputs(name, size=(7, 5))
+            m = ready(name, "train", dims=dims)
+            args = inputs(name, size=(7, 5), dims=dims)
             flat, rebuild = tensors_of(args)
             flat = [t.requires_grad_() for t in flat]
             out = flatten(m(*rebuild(flat)))
@@ -159,15 +178,15 @@ DEGENERATE: dict[str, tuple[tuple[int, int], Callable[[torch.Tensor], torch.Tens
 }
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_degenerate_inputs(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_degenerate_inputs(name, dims):
     """Outputs, input gradients and parameter gradients are finite on degenerate inputs, in train and eval mode
     (a normalisation over one value or a zero spread must not put NaN into backward)."""
     with contract(name, "degenerate"):
         for mode in ("train", "eval"):
-            m = ready(name, mode)
+            m = ready(name, mode, dims=dims)
             for case, (size, make) in DEGENERATE.items():
-                args = map_args(inputs(name, size=size), make)
+                args = map_args(inputs(name, size=size, dims=dims), make)
                 flat, rebuild = tensors_of(args)
                 flat = [t.requires_grad_() for t in flat]
                 m.zero_grad(set_to_none=True)
@@ -181,11 +200,15 @@ def test_degenerate_inputs(name):
                     assert p.grad is None or torch.isfinite(p.grad).all(), f"{where}: non-finite gradient of {pname}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
+#: gradcheck sizes per rank (float64, tiny: its cost grows with the input's numel).
+GRADCHECK_SIZE = {1: (5,), 2: (4, 3), 3: (3, 2, 2)}
+
+
+@pytest.mark.parametrize("name, dims", CASES)
+def test_gradcheck(name, dims):
     with contract(name, "gradcheck"):
-        m = ready(name, "train", torch.float64)
-        args = inputs(name, size=(4, 3), dtype=torch.float64)
+        m = ready(name, "train", torch.float64, dims=dims)
+        args = inputs(name, size=GRADCHECK_SIZE[dims], dtype=torch.float64, dims=dims)
         flat, rebuild = tensors_of(args)
         flat = [t.requires_grad_() for t in flat]
 
@@ -195,11 +218,11 @@ def test_gradcheck(name):
         assert torch.autograd.gradcheck(fn, tuple(flat), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bfloat16_autocast(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_bfloat16_autocast(name, dims):
     with contract(name, "bfloat16"):
-        m = ready(name)
-        args = inputs(name, size=(9, 7))
+        m = ready(name, dims=dims)
+        args = inputs(name, size=(9, 7), dims=dims)
         ref = flatten(m(*args))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = flatten(m(*args))
@@ -209,12 +232,12 @@ def test_bfloat16_autocast(name):
             assert err <= 0.05 * r.abs().max().item() + 0.02, f"{name}: bf16 error {err:.3g} vs scale {r.abs().max():.3g}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_float16_autocast(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_float16_autocast(name, dims):
     """float16 under CPU autocast is finite wherever bfloat16 is: softmax/reductions kept in float32."""
     with contract(name, "float16"):
-        m = ready(name)
-        args = inputs(name, size=(9, 7))
+        m = ready(name, dims=dims)
+        args = inputs(name, size=(9, 7), dims=dims)
         ref = flatten(m(*args))
         with torch.autocast("cpu", dtype=torch.float16):
             low = flatten(m(*args))
@@ -228,18 +251,18 @@ def test_float16_autocast(name):
 BARE_BN_ERROR = "Expected more than 1 value per channel"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_train_batch1(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_train_batch1(name, dims):
     """train() at batch 1: forward + backward work (a BN on a pooled vector then uses its running
     statistics, documented), or a ValueError names the module and the remedy; never PyTorch's bare BN error."""
     with contract(name, "train_batch1"):
-        for size in ((7, 9), (1, 1)):  # at 1×1 every BatchNorm sees one value per channel
-            _train_batch1_at(name, size)
+        for size in ((7, 9), (1, 1)):  # at 1×1 (1, 1×1×1) every BatchNorm sees one value per channel
+            _train_batch1_at(name, size, dims)
 
 
-def _train_batch1_at(name: str, size: tuple[int, int]) -> None:
-    m = ready(name, "train")
-    args = inputs(name, batch=1, size=size)
+def _train_batch1_at(name: str, size: tuple[int, int], dims: int = 2) -> None:
+    m = ready(name, "train", dims=dims)
+    args = inputs(name, batch=1, size=size, dims=dims)
     flat, rebuild = tensors_of(args)
     flat = [t.requires_grad_() for t in flat]
     try:
@@ -255,31 +278,39 @@ def _train_batch1_at(name: str, size: tuple[int, int]) -> None:
     assert any(t.grad is not None for t in flat) or any(p.grad is not None for p in m.parameters())
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_float64(name):
-    m = ready(name, dtype=torch.float64)
-    out = flatten(m(*inputs(name, dtype=torch.float64)))
+@pytest.mark.parametrize("name, dims", CASES)
+def test_float64(name, dims):
+    m = ready(name, dtype=torch.float64, dims=dims)
+    out = flatten(m(*inputs(name, dtype=torch.float64, dims=dims)))
     assert all(o.dtype == torch.float64 and torch.isfinite(o).all() for o in out)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_channels_last(name):
-    args = inputs(name, size=(9, 7))
-    if any(t.dim() != 4 for t in tensors_of(args)[0]):
+#: The channels-last memory format of each input rank (B×C×L and tokens have none).
+MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+@pytest.mark.parametrize("name, dims", CASES)
+def test_channels_last(name, dims):
+    args = inputs(name, size=(9, 7), dims=dims)
+    ranks = {t.dim() for t in tensors_of(args)[0]}
+    if dims == 1:
+        pytest.skip("layout ncl (B×C×L) has no channels-last memory format")
+    if len(ranks) != 1 or next(iter(ranks)) not in MEMORY_FORMATS:
         pytest.skip("layout has no 4-D input")  # tokens: channels_last does not apply
+    fmt = MEMORY_FORMATS[ranks.pop()]
     with contract(name, "channels_last"):
-        m = ready(name)
+        m = ready(name, dims=dims)
         ref = m(*args)
-        out = m(*map_args(args, lambda t: t.contiguous(memory_format=torch.channels_last)))
-        assert_close(out, ref, msg=f"{name} channels_last")
+        out = m(*map_args(args, lambda t: t.contiguous(memory_format=fmt)))
+        assert_close(out, ref, msg=f"{name} {fmt}")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_eval_determinism_and_serialisation(name, tmp_path):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_eval_determinism_and_serialisation(name, dims, tmp_path):
     """eval() is deterministic and dropout defaults to 0 (the "eval_determinism" check); then the state_dict round
     trip, torch.save/torch.load of the whole module and copy.deepcopy give the same output (one module, one input)."""
-    m = ready(name)
-    args = inputs(name)
+    m = ready(name, dims=dims)
+    args = inputs(name, dims=dims)
     with contract(name, "eval_determinism"):
         ref = m(*args)
         again = flatten(m(*args))
@@ -288,7 +319,7 @@ def test_eval_determinism_and_serialisation(name, tmp_path):
             if isinstance(sub, nn.modules.dropout._DropoutNd):
                 assert sub.p == 0, f"{name}: dropout defaults must be 0, got {sub}"
     with contract(name, "serialisation"):
-        fresh = build(name, seed=123).eval()
+        fresh = build(name, seed=123, dims=dims).eval()
         fresh.load_state_dict(m.state_dict())
         assert_close(fresh(*args), ref, atol=0, rtol=0, msg="state_dict round trip")
         path = tmp_path / "m.pt"
@@ -297,12 +328,12 @@ def test_eval_determinism_and_serialisation(name, tmp_path):
         assert_close(copy.deepcopy(m)(*args), ref, atol=0, rtol=0, msg="deepcopy")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_torchscript_trace(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_torchscript_trace(name, dims):
     with contract(name, "torchscript"):
-        m = ready(name)
-        traced = torch.jit.trace(m, inputs(name), check_trace=False, strict=False)
-        other = inputs(name, seed=7)
+        m = ready(name, dims=dims)
+        traced = torch.jit.trace(m, inputs(name, dims=dims), check_trace=False, strict=False)
+        other = inputs(name, seed=7, dims=dims)
         assert_close(traced(*other), m(*other), msg="torch.jit.trace")
 
 
@@ -323,36 +354,36 @@ def assert_graph_keeps_submodules(m: nn.Module, gm: torch.fx.GraphModule) -> Non
     assert not constants, f"the FX graph bakes tensors in as constants: {constants}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_fx_symbolic_trace(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_fx_symbolic_trace(name, dims):
     with contract(name, "fx"):
-        m = ready(name)
+        m = ready(name, dims=dims)
         gm = torch.fx.symbolic_trace(m)
-        args = inputs(name)
+        args = inputs(name, dims=dims)
         assert_close(gm(*args), m(*args), atol=0, rtol=0, msg="fx")
         assert_graph_keeps_submodules(m, gm)
-        what, bad = bad_inputs(name)[1]
+        what, bad = bad_inputs(name, dims)[1]
         with pytest.raises(ValueError):  # input checks survive tracing
             gm(*bad)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_torch_export(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_torch_export(name, dims):
     with contract(name, "export"):
-        m = ready(name)
-        args = inputs(name)
+        m = ready(name, dims=dims)
+        args = inputs(name, dims=dims)
         ep = torch.export.export(m, args)
         assert_close(ep.module()(*args), m(*args), msg="torch.export")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_torch_compile_fullgraph(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_torch_compile_fullgraph(name, dims):
     torch._dynamo.reset()
     with contract(name, "compile"):
-        m = ready(name)
-        args = inputs(name)
+        m = ready(name, dims=dims)
+        args = inputs(name, dims=dims)
         compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
         assert_close(compiled(*args), m(*args), msg="torch.compile")
 
@@ -360,11 +391,11 @@ def test_torch_compile_fullgraph(name):
 # ONNX Runtime, OpenVINO and ncnn: tests/test_deploy.py (the "onnx", "openvino" and "ncnn" checks).
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if attnzoo.info(n).identity_at_init])
-def test_identity_at_init(name):
+@pytest.mark.parametrize("name, dims", cases([n for n in NAMES if attnzoo.info(n).identity_at_init]))
+def test_identity_at_init(name, dims):
     for mode in ("train", "eval"):
-        m = build(name).train(mode == "train")
-        args = inputs(name)
+        m = build(name, dims=dims).train(mode == "train")
+        args = inputs(name, dims=dims)
         out = flatten(m(*args))[0]
         torch.testing.assert_close(out, args[0], atol=1e-6, rtol=0, msg=lambda s: f"{name} is not identity at init ({mode}): {s}")
 
@@ -401,11 +432,11 @@ SHAPE_PRESERVING = [
 ]
 
 
-@pytest.mark.parametrize("name", [n for n in SHAPE_PRESERVING if not attnzoo.info(n).identity_at_init])
-def test_modules_identity_at_init_declare_it(name):
+@pytest.mark.parametrize("name, dims", cases([n for n in SHAPE_PRESERVING if not attnzoo.info(n).identity_at_init]))
+def test_modules_identity_at_init_declare_it(name, dims):
     """The converse of test_identity_at_init: a module whose output equals its input at init declares it."""
-    m = build(name).eval()
-    args = inputs(name)
+    m = build(name, dims=dims).eval()
+    args = inputs(name, dims=dims)
     out = flatten(m(*args))[0]
     assert out.shape == args[0].shape
     assert not torch.allclose(out, args[0], atol=1e-6, rtol=0), f"{name} is the identity at init: declare identity_at_init"
@@ -422,14 +453,15 @@ def test_inductor_compile_sample(name):
     assert_close(torch.compile(m, fullgraph=True)(*args), m(*args), msg="inductor")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_capture_records_exactly_the_declared_maps(name):
+@pytest.mark.parametrize("name, dims", CASES)
+def test_capture_records_exactly_the_declared_maps(name, dims):
     """Under ``capture_attention`` a module records exactly the keys its ``ModuleInfo.maps`` declares (patterns
-    with ``*`` for numbered keys), each a finite tensor; outputs stay what they are without capture."""
+    with ``*`` for numbered keys), each a finite tensor; outputs stay what they are without capture.  The
+    capture also records the input's spatial sizes (any rank)."""
     import fnmatch
 
-    m = ready(name)
-    args = inputs(name, size=(7, 5))
+    m = ready(name, dims=dims)
+    args = inputs(name, size=(7, 5), dims=dims)
     ref = m(*args)
     with attnzoo.capture_attention(m) as maps:
         out = m(*args)
@@ -441,3 +473,5 @@ def test_capture_records_exactly_the_declared_maps(name):
         assert torch.isfinite(maps[""][key]).all(), f"{name}: non-finite map {key!r}"
     for p in declared:
         assert any(fnmatch.fnmatchcase(key, p) for key in got), f"{name} declares maps={declared} but recorded {got}"
+    if dims != 2:
+        assert maps.input_sizes.get("") == tuple(args[0].shape[2:]), f"{name}: input size {maps.input_sizes}"

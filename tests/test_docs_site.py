@@ -107,7 +107,8 @@ def test_cost_cards_are_legible_shape_diagrams(gen):
 def test_module_page_content(text_site):
     page = text_site.files["modules/cbam.md"].decode()
     assert "Jongchan/attention-module" in page  # official code, from docs/provenance/cbam.md
-    assert "| `kernel_size` | `7` | `int` |" in page  # from the signature, with the docstring's description
+    assert "| `kernel_size` | `7` | `int | tuple[int, ...]` |" in page  # from the signature, with the docstring's description
+    assert "**Spatial ranks** (`dims=`, default 2): 1 (B×C×L), 2 (B×C×H×W), 3 (B×C×D×H×W)" in page
     assert "x = torch.randn(2, 64, 56, 56)" in page and 'attnzoo.insert(torchvision.models.resnet18(), "cbam")' in page
     assert "at batch 1, input 13x11" in page
     for rt in ("onnxruntime", "openvino", "ncnn"):  # from the committed docs/deployment.json

@@ -245,6 +245,10 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         f"- **Smallest input** ({'N, T' if info.layout == 'temporal' else 'H, W'}) with the default arguments: "
         f"{info.min_size}",
     ]
+    if info.dims != (2,):
+        shapes = {1: "B×C×L", 2: "B×C×H×W", 3: "B×C×D×H×W"}
+        ranks = ", ".join(f"{d} ({shapes[d]})" for d in info.dims)
+        out.append(f"- **Spatial ranks** (`dims=`, default 2): {ranks}; e.g. `attnzoo.create({name!r}, 64, dims=3)`")
     if info.maps:
         out.append(f"- **Captured maps** (`attnzoo.capture_attention`): {', '.join(f'`{k}`' for k in info.maps)}")
     if info.identity_at_init:

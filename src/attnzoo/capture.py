@@ -72,7 +72,7 @@ def check_map_size(module: nn.Module, shape: tuple[int, ...], key: str) -> None:
 
 
 class CapturedMaps(dict):
-    """``{qualified module name: {key: map}}`` (a plain dict) plus ``input_sizes``: ``{name: (H, W)}`` of the
+    """``{qualified module name: {key: map}}`` (a plain dict) plus ``input_sizes``: ``{name: (H, W)}`` (the spatial sizes, ``(L,)`` or ``(D, H, W)`` for 1-D and 3-D modules) of the
     first input each module saw in the last forward, which :func:`attnzoo.viz.overlay` uses to place maps on
     the image."""
 
@@ -127,7 +127,8 @@ def capture_attention(model: nn.Module, max_elements: int | None = DEFAULT_MAX_E
 
 def _size_hook(sizes: dict[str, tuple[int, ...]], name: str):
     def hook(module: nn.Module, args: tuple) -> None:
-        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
-            sizes[name] = tuple(int(s) for s in args[0].shape[-2:])
+        # a map of the module's spatial rank (B×C×L, B×C×H×W, B×C×D×H×W): its spatial sizes shape[2:]
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == getattr(module, "dims", 2) + 2:
+            sizes[name] = tuple(int(s) for s in args[0].shape[2:])
 
     return hook

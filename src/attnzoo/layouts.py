@@ -11,6 +11,14 @@ of its map is not a layout question: the registry's :class:`attnzoo.ShapeRule` a
     multi     ``forward([x_0, ..., x_{n-1}])``, n maps of one shape B×C×H×W fused into one
     tokens    ``forward(x)``, x: B×N×C with N = H·W
     temporal  ``forward(x)``, x: B×C×N×T (N series, T steps; ``size`` = (N, T))
+
+The 1-D and 3-D forms of ``nchw`` modules (``dims=1`` / ``dims=3``; the registry keeps the 2-D layout name and
+:func:`layout_for` gives the layout of a rank):
+
+    ncl       ``forward(x)``, x: B×C×L (signals, sequences; ``size`` = (L,))
+    ncdhw     ``forward(x)``, x: B×C×D×H×W (clips, volumes; ``size`` = (D, H, W))
+
+Their default sizes keep N = 3136 = 56² positions, so that costs compare across ranks.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ __all__ = [
     "Layout",
     "LAYOUT_OBJECTS",
     "layout_of",
+    "layout_for",
+    "RANK_LAYOUTS",
     "DEFAULT_SIZE",
     "DEFAULT_CHANNELS",
     "PYRAMID_LEVELS",
@@ -64,21 +74,27 @@ class Layout:
         default_size: (H, W) of the default input (tokens: N = H·W; temporal: (N series, T steps)).
         default_channels: channel count of the default input (pyramid: of the finest level).
         channel_dim: axis of the channels in each input tensor.
-        spatial_4d: inputs are B×C×H×W maps (memory-format, insertion and YOLO integrations apply).
+        spatial_rank: the inputs are B×C×(spatial) maps of this rank (2: B×C×H×W, where memory-format, insertion
+            and YOLO integrations apply; 1: B×C×L; 3: B×C×D×H×W), or ``None`` (tokens, temporal series).
     """
 
     name: str
     text: str
-    default_size: tuple[int, int]
+    default_size: tuple[int, ...]
     default_channels: int
     channel_dim: int = 1
-    spatial_4d: bool = True
+    spatial_rank: int | None = 2
+
+    @property
+    def spatial_4d(self) -> bool:
+        """The inputs are B×C×H×W maps (``spatial_rank == 2``)."""
+        return self.spatial_rank == 2
 
     def channels(self, c: int) -> Any:
         """The ``channels`` argument a module of this layout is built with, from a base count."""
         return c
 
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, ...], rand: Rand) -> tuple:
         h, w = size
         return (rand(batch, channels, h, w),)
 
@@ -98,7 +114,7 @@ class _Pair(Layout):
     #: the context has the query's size (``pair_same``) rather than half of it (``pair``)
     same_size: bool = False
 
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, ...], rand: Rand) -> tuple:
         h, w = size
         ch, cw = (h, w) if self.same_size else ((h + 1) // 2, (w + 1) // 2)
         return (rand(batch, channels, h, w), rand(batch, channels, ch, cw))
@@ -124,8 +140,8 @@ class _Pyramid(Layout):
     def channels(self, c: int) -> Any:
         return [c * 2**i for i in range(PYRAMID_LEVELS)]
 
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
-        sizes = pyramid_sizes(size, len(channels))
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, ...], rand: Rand) -> tuple:
+        sizes = pyramid_sizes((size[0], size[1]), len(channels))
         return ([rand(batch, c, sh, sw) for c, (sh, sw) in zip(channels, sizes)],)
 
     def bad_inputs(self, good: tuple) -> list[Case]:
@@ -145,7 +161,7 @@ class _Pyramid(Layout):
 class _Multi(Layout):
     count: int = 2
 
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, ...], rand: Rand) -> tuple:
         h, w = size
         return ([rand(batch, channels, h, w) for _ in range(self.count)],)
 
@@ -163,8 +179,30 @@ class _Multi(Layout):
         return f"[B×{channels}×H×W, ...]"
 
 
+class _MapNd(Layout):
+    """One B×C×L (``ncl``) or B×C×D×H×W (``ncdhw``) map: the 1-D and 3-D forms of ``nchw``."""
+
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, ...], rand: Rand) -> tuple:
+        if len(size) != self.spatial_rank:
+            raise ValueError(f"layout {self.name}: size must have {self.spatial_rank} sides, got {tuple(size)}")
+        return (rand(batch, channels, *size),)
+
+    def bad_inputs(self, good: tuple) -> list[Case]:
+        """Wrong ranks (a map of the next lower and higher rank: never broadcast) and a wrong channel count."""
+        x = good[0]
+        return [
+            ("wrong rank", (x[0],)),
+            ("wrong channels", (_more_channels(x, self.channel_dim),)),
+            ("a map of one rank less", (x[:, :, 0],)),
+            ("a map of one rank more", (x.unsqueeze(2),)),
+        ]
+
+    def describe(self, channels: Any) -> str:
+        return f"B×{channels}×" + {1: "L", 3: "D×H×W"}[self.spatial_rank or 2]
+
+
 class _Tokens(Layout):
-    def example_inputs(self, channels: Any, batch: int, size: tuple[int, int], rand: Rand) -> tuple:
+    def example_inputs(self, channels: Any, batch: int, size: tuple[int, ...], rand: Rand) -> tuple:
         h, w = size
         return (rand(batch, h * w, channels),)
 
@@ -183,25 +221,44 @@ LAYOUT_OBJECTS: dict[str, Layout] = {
     "pair_same": _PairSame("pair_same", "two B×C×H×W maps of one shape, forward(x, y)", (28, 28), 64),
     "pyramid": _Pyramid("pyramid", "a feature pyramid, a list of maps finest first", (56, 56), 64),
     "multi": _Multi("multi", "a list of B×C×H×W maps of one shape", (28, 28), 64),
-    "tokens": _Tokens("tokens", "B×N×C tokens", (14, 14), 64, channel_dim=-1, spatial_4d=False),
-    "temporal": _Temporal("temporal", "a B×C×N×T map of N series over T steps", (8, 24), 32, spatial_4d=False),
+    "tokens": _Tokens("tokens", "B×N×C tokens", (14, 14), 64, channel_dim=-1, spatial_rank=None),
+    "temporal": _Temporal("temporal", "a B×C×N×T map of N series over T steps", (8, 24), 32, spatial_rank=None),
+    "ncl": _MapNd("ncl", "one B×C×L map (dims=1)", (3136,), 64, spatial_rank=1),
+    "ncdhw": _MapNd("ncdhw", "one B×C×D×H×W map (dims=3)", (4, 28, 28), 64, spatial_rank=3),
 }
-assert set(LAYOUT_OBJECTS) == set(LAYOUTS), "every registry layout needs a Layout object"
+assert set(LAYOUTS) <= set(LAYOUT_OBJECTS), "every registry layout needs a Layout object"
 
-#: Default (H, W) per layout (tokens: N = H·W = 196; temporal: (N series, T steps)).
+#: The layout of each spatial rank of a registry layout (``nchw`` modules with ``dims=1`` take ``ncl`` maps).
+RANK_LAYOUTS: dict[str, dict[int, str]] = {"nchw": {1: "ncl", 2: "nchw", 3: "ncdhw"}}
+
+#: Default (H, W) per layout (tokens: N = H·W = 196; temporal: (N series, T steps); ncl: (L,); ncdhw: (D, H, W)).
 DEFAULT_SIZE = {k: v.default_size for k, v in LAYOUT_OBJECTS.items()}
 #: Default channel count per layout (pyramid: of the finest level, doubling per level).
 DEFAULT_CHANNELS = {k: v.default_channels for k, v in LAYOUT_OBJECTS.items()}
 
 
 def layout_of(name: str) -> Layout:
-    """The :class:`Layout` of the registered module ``name``."""
+    """The :class:`Layout` of the registered module ``name`` (its 2-D layout; :func:`layout_for` for a rank)."""
     return LAYOUT_OBJECTS[info(name).layout]
 
 
-def example_channels(name: str, channels: int | None = None) -> Any:
+def layout_for(name: str, dims: int = 2) -> Layout:
+    """The :class:`Layout` of the registered module ``name`` built with ``dims=dims``: ``nchw`` becomes ``ncl``
+    (1) or ``ncdhw`` (3).  ``ValueError`` for a rank the module does not support."""
+    entry = info(name)
+    if dims not in entry.dims:
+        raise ValueError(f"{entry.name} ({entry.cls.__name__}) supports dims {entry.dims}, got {dims!r}")
+    if dims == 2:
+        return LAYOUT_OBJECTS[entry.layout]
+    ranks = RANK_LAYOUTS.get(entry.layout, {})
+    if dims not in ranks:
+        raise ValueError(f"layout_for: layout {entry.layout!r} has no {dims}-D form (module {entry.name!r})")
+    return LAYOUT_OBJECTS[ranks[dims]]
+
+
+def example_channels(name: str, channels: int | None = None, dims: int = 2) -> Any:
     """The ``channels`` argument to build ``name`` with: an int, or for pyramids ``[c, 2c, 4c, ...]``."""
-    layout = layout_of(name)
+    layout = layout_for(name, dims)
     return layout.channels(layout.default_channels if channels is None else channels)
 
 
@@ -209,19 +266,20 @@ def example_inputs(
     name: str,
     batch: int = 2,
     channels: int | Sequence[int] | None = None,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, ...] | None = None,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     generator: torch.Generator | None = None,
+    dims: int = 2,
 ) -> tuple:
-    """Positional arguments for ``module(*args)`` of the registered module ``name``.
+    """Positional arguments for ``module(*args)`` of the registered module ``name`` (built with ``dims=dims``).
 
     ``channels`` is what the module was built with (an int, or a list for pyramids); ``size`` is (H, W), or
-    (N, T) for the temporal layout.
+    (N, T) for the temporal layout, (L,) for ``dims=1`` and (D, H, W) for ``dims=3``.
     """
-    layout = layout_of(name)
+    layout = layout_for(name, dims)
     if channels is None:
-        channels = example_channels(name)
+        channels = example_channels(name, dims=dims)
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, dtype=dtype, device=device, generator=generator)

@@ -37,10 +37,15 @@ __all__ = [
     "entries",
     "classes",
     "unregister",
+    "SPATIAL_RANKS",
 ]
 
 FAMILIES = ("channel", "spatial", "self_attention", "local", "fusion", "resample", "sequence", "temporal")
 LAYOUTS = ("nchw", "pair", "pair_same", "pyramid", "tokens", "temporal", "multi")
+
+#: The spatial ranks a module may support (``ModuleInfo.dims``): 1-D signals B×C×L, 2-D maps B×C×H×W, 3-D volumes
+#: and clips B×C×D×H×W.
+SPATIAL_RANKS = (1, 2, 3)
 
 #: Names of the contract checks a module may declare an exception for (with a reason).
 CONTRACT_CHECKS = (
@@ -104,6 +109,9 @@ class ModuleInfo:
             the reason.  The contract suite asserts that the list stays short and justified.
         forms: the module's portable forms for export targets (:class:`attnzoo.tracing.PortableForm`), each
             tested equal to the eager form; a module that calls ``tracing.portable`` must declare one.
+        dims: the spatial ranks the class supports (its keyword ``dims=``): ``(2,)`` for a 2-D only module,
+            ``(1, 2, 3)`` for one that also runs on B×C×L signals and B×C×D×H×W volumes.  ``layout`` keeps the 2-D
+            name; :func:`attnzoo.layouts.layout_for` gives the layout of a rank.
     """
 
     name: str
@@ -122,6 +130,7 @@ class ModuleInfo:
     maps: tuple[str, ...] = ()
     forms: tuple[PortableForm, ...] = ()
     shape: ShapeRule = SAME_SHAPE
+    dims: tuple[int, ...] = (2,)
 
     # ------------------------------------------------------------------------------------------------------------
     # shape semantics: every tool asks these instead of branching on the layout or the family
@@ -272,6 +281,7 @@ def register(
     maps: Sequence[str] = (),
     forms: Sequence[PortableForm] = (),
     shape: ShapeRule = SAME_SHAPE,
+    dims: Sequence[int] = (2,),
 ) -> Callable[[type], type]:
     """Class decorator that registers an ``nn.Module`` under ``name``.
 
@@ -282,7 +292,8 @@ def register(
             def __init__(self, channels: int): ...
 
     The class must take the channel count as its first positional argument.  Registering an existing name
-    raises ``ValueError`` (no silent overwrite).
+    raises ``ValueError`` (no silent overwrite).  ``dims``: the spatial ranks the class supports (from
+    :data:`SPATIAL_RANKS`, 2 included); a class with more than ``(2,)`` takes a keyword ``dims`` (default 2).
     """
     if not isinstance(name, str) or not name or name != name.lower() or " " in name:
         raise ValueError(f"register: name must be a non-empty lowercase string without spaces, got {name!r}")
@@ -305,6 +316,9 @@ def register(
         )
     if not all(isinstance(f, PortableForm) for f in forms):
         raise ValueError(f"register({name!r}): forms must be attnzoo.tracing.PortableForm objects, got {forms!r}")
+    ranks = tuple(sorted(set(dims))) if isinstance(dims, (list, tuple)) else ()
+    if not ranks or 2 not in ranks or not set(ranks) <= set(SPATIAL_RANKS):
+        raise ValueError(f"register({name!r}): dims must be ranks from {SPATIAL_RANKS} including 2, got {dims!r}")
     for check, reason in (exceptions or {}).items():
         if not isinstance(reason, str) or len(reason.strip()) < 10:
             raise ValueError(f"register({name!r}): exception {check!r} needs a real reason, got {reason!r}")
@@ -312,6 +326,8 @@ def register(
     def decorator(cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise ValueError(f"register({name!r}): expected an nn.Module subclass, got {cls!r}")
+        if ranks != (2,) and "dims" not in inspect.signature(getattr(cls, "__init__")).parameters:
+            raise ValueError(f"register({name!r}): dims={ranks} needs a keyword argument `dims` in {cls.__name__}")
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
             raise ValueError(f"register: name {name!r} is already registered to {_REGISTRY[name].cls.__name__}")
         doc = (inspect.getdoc(cls) or "").strip().splitlines()
@@ -332,6 +348,7 @@ def register(
             maps=tuple(maps),
             forms=tuple(forms),
             shape=shape,
+            dims=ranks,
         )
         return cls
 
@@ -344,9 +361,10 @@ def info(name: str) -> ModuleInfo:
     return _REGISTRY[resolve(name, _REGISTRY)]
 
 
-def list_modules(family: str | None = None, *, pattern: str | None = None) -> list[str]:
+def list_modules(family: str | None = None, *, pattern: str | None = None, dims: int | None = None) -> list[str]:
     """Sorted registry names, optionally of one family and / or matching a shell-style wildcard ``pattern``
-    (case-insensitive, as timm's ``list_models("*cb*")``).  The positional argument is a family name or, when it
+    (case-insensitive, as timm's ``list_models("*cb*")``) and / or supporting the spatial rank ``dims``
+    (``list_modules(dims=3)``: what exists in 3-D).  The positional argument is a family name or, when it
     contains ``*``, ``?`` or ``[``, a pattern: ``list_modules("channel")``, ``list_modules("*cbam*")``."""
     if family is not None and family not in FAMILIES and isinstance(family, str) and any(c in family for c in "*?["):
         if pattern is not None:
@@ -359,10 +377,14 @@ def list_modules(family: str | None = None, *, pattern: str | None = None) -> li
         )
     if pattern is not None and not isinstance(pattern, str):
         raise ValueError(f"list_modules: pattern must be a string such as '*cb*', got {pattern!r}")
+    if dims is not None and dims not in SPATIAL_RANKS:
+        raise ValueError(f"list_modules: dims must be one of {SPATIAL_RANKS} or None, got {dims!r}")
     return sorted(
         n
         for n, i in _REGISTRY.items()
-        if (family is None or i.family == family) and (pattern is None or fnmatch.fnmatchcase(n, pattern.lower()))
+        if (family is None or i.family == family)
+        and (pattern is None or fnmatch.fnmatchcase(n, pattern.lower()))
+        and (dims is None or dims in i.dims)
     )
 
 
@@ -371,10 +393,16 @@ def create(name: str, channels: int | Sequence[int], **kwargs: Any) -> nn.Module
 
     ``channels`` is an int (a sequence of ints, finest level first, for pyramid modules).  An unknown name
     raises ``ValueError`` listing close matches; an unknown keyword raises ``TypeError`` naming the accepted
-    ones.
+    ones; ``dims`` (the spatial rank, ``spatial_dims`` as MONAI spells it is a deprecated alias) outside
+    ``info(name).dims`` raises ``ValueError`` naming the supported ranks.
     """
     entry = info(name)
+    rank = kwargs.get("dims", kwargs.get("spatial_dims", 2))
+    if rank not in entry.dims or isinstance(rank, bool):
+        raise ValueError(f"{entry.name} ({entry.cls.__name__}) supports dims {entry.dims}, got {rank!r}")
     params = inspect.signature(getattr(entry.cls, "__init__")).parameters
+    if "dims" not in params:  # a 2-D only class: dims=2 is what it is
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("dims", "spatial_dims")}
     takes_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_var_kw:
         accepted = [p for p in list(params)[2:] if params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
@@ -414,12 +442,15 @@ def unregister(name: str) -> ModuleInfo:
 
 def markdown_table() -> str:
     """The README's module table, generated from the registry (``python -m attnzoo.dev sync`` writes it)."""
-    rows = ["| name | class | family | layout | cost | paper |", "|---|---|---|---|---|---|"]
+    rows = ["| name | class | family | layout | dims | cost | paper |", "|---|---|---|---|---|---|---|"]
     for family in FAMILIES:
         for name in list_modules(family):
             e = _REGISTRY[name]
             paper = f"[{e.paper}]({e.url})" if e.url else e.paper
-            rows.append(f"| `{name}` | `{e.cls.__name__}` | {family} | {e.layout} | {e.complexity} | {paper} |")
+            dims = ", ".join(str(d) for d in e.dims)
+            rows.append(
+                f"| `{name}` | `{e.cls.__name__}` | {family} | {e.layout} | {dims} | {e.complexity} | {paper} |"
+            )
     return "\n".join(rows)
 
 

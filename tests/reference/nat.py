@@ -4,6 +4,8 @@ kernels), explicit softmax.  Slow on purpose; takes a ``NeighborhoodAttention`` 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -74,3 +76,37 @@ def nat_ref(m, x: torch.Tensor) -> torch.Tensor:
     o = neighborhood_attention_ref(q, k, v, m.kernel_size, m.dilation, m.rpb)
     o = o.permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
     return torch.nn.functional.linear(o, m.proj.weight, m.proj.bias).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def neighborhood_attention_ref_nd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: int, dilation: int,
+                                  rpb: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
+    """Any number of spatial axes: q, k, v B×heads×L_1×…×L_d×dim; the window and bias indices of each axis from
+    :func:`axis_neighbours`, combined as their Cartesian product (one query at a time)."""
+    b, heads, *size, d = q.shape
+    scale = d**-0.5 if scale is None else scale
+    out = torch.zeros_like(q)
+    for pos in itertools.product(*(range(n) for n in size)):
+        axes = [axis_neighbours(i, n, kernel, dilation) for i, n in zip(pos, size)]
+        keys = list(itertools.product(*(a[0] for a in axes)))
+        biases = list(itertools.product(*(a[1] for a in axes)))
+        kk = torch.stack([k[(slice(None), slice(None), *u)] for u in keys], 2)  # B×heads×m×dim
+        vv = torch.stack([v[(slice(None), slice(None), *u)] for u in keys], 2)
+        logits = torch.einsum("bhd,bhnd->bhn", q[(slice(None), slice(None), *pos)], kk) * scale
+        if rpb is not None:
+            logits = logits + torch.stack([rpb[(slice(None), *r)] for r in biases], 1)[None]
+        out[(slice(None), slice(None), *pos)] = torch.einsum("bhn,bhnd->bhd", logits.softmax(-1), vv)
+    return out
+
+
+@torch.no_grad()
+def nat_ref_nd(m, x: torch.Tensor) -> torch.Tensor:
+    """``nat_ref`` for a map of any spatial rank (B×C×L, B×C×D×H×W)."""
+    b, _, *size = x.shape
+    n = len(size)
+    t = x.permute(0, *range(2, n + 2), 1)
+    qkv = torch.nn.functional.linear(t, m.qkv.weight, m.qkv.bias).reshape(b, *size, 3, m.heads, m.dim_head)
+    q, k, v = (qkv.select(n + 1, i).permute(0, n + 1, *range(1, n + 1), n + 2) for i in range(3))
+    o = neighborhood_attention_ref_nd(q, k, v, m.kernel_size, m.dilation, m.rpb)
+    o = o.permute(0, *range(2, n + 2), 1, n + 2).reshape(b, *size, -1)
+    return torch.nn.functional.linear(o, m.proj.weight, m.proj.bias).permute(0, n + 1, *range(1, n + 1))

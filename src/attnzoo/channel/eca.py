@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
-from ..layers import Gate, SizeBound, check_arg, odd_kernel, positive_int, positive_number
+from ..layers import Gate, SizeBound, as_map, check_arg, check_rank_arg, odd_kernel, positive_int, positive_number
 from ..registry import register
 
 __all__ = ["CircularECA", "EfficientChannelAttention", "eca_kernel_size"]
@@ -50,20 +50,24 @@ def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0, minimu
     summary="Global average pool → 1-D conv across channels (adaptive kernel) → sigmoid gate.",
     maps=("gate",),
     forms=(SPATIAL_MEAN_FORM,),
+    dims=(1, 2, 3),
 )
 class EfficientChannelAttention(Gate):
-    """ECA gate: local cross-channel interaction without dimensionality reduction; B×C×H×W → B×C×H×W.
+    """ECA gate: local cross-channel interaction without dimensionality reduction; B×C×H×W → B×C×H×W
+    (B×C×L or B×C×D×H×W with ``dims=1`` or ``3``).
 
     ``y = x * sigmoid(Conv1d_k(GAP(x)))`` over the channel axis (zero padded).  ``kernel_size=None`` uses the
-    adaptive ψ(C) with γ=2, b=1 (odd, ≥ 3); the conv has no bias, as the official ``eca_layer``.
+    adaptive ψ(C) with γ=2, b=1 (odd, ≥ 3); the conv has no bias, as the official ``eca_layer``.  In 1-D and 3-D
+    the pool averages every spatial axis (timm_3d's ``EcaModule``); the channel conv and ψ(C) do not change.
 
     Args:
         channels: input channels C.
         kernel_size: odd 1-D kernel size ≤ 2·C − 1, or ``None`` for ψ(C) (a ψ(C) above max(3, 2·C − 1), from a
             tiny ``gamma``, raises).
         gamma, beta: the constants of ψ.
+        dims: spatial rank of the maps (1, 2 or 3).
 
-    Captured map: ``"gate"`` B×C×1×1.
+    Captured map: ``"gate"`` B×C×1×1 (B×C×1 / B×C×1×1×1).
     """
 
     size_bounds: ClassVar[dict[str, SizeBound]] = {
@@ -73,9 +77,12 @@ class EfficientChannelAttention(Gate):
     #: pad the channel axis circularly (``ceca``) instead of with zeros
     circular = False
 
-    def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2.0, beta: float = 1.0) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int | None = None, gamma: float = 2.0, beta: float = 1.0, *, dims: int = 2
+    ) -> None:
         super().__init__()
         positive_int(channels, self.owner, "channels")
+        self.dims = check_rank_arg(dims, self.owner)
         if kernel_size is None:
             positive_number(gamma, self.owner, "gamma")
             finite = isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta)
@@ -117,9 +124,9 @@ class EfficientChannelAttention(Gate):
         # 2·B·C·k FLOPs.  Slices, not Tensor.unfold: the legacy TorchScript ONNX exporter (Ultralytics' export)
         # cannot size an unfold.
         c = self.channels
-        s = pad_channels(spatial_mean(x), c, p, self.circular)
+        s = pad_channels(spatial_mean(x, dims=self.dims), c, p, self.circular)
         y = torch.stack([s[:, i : i + c] for i in range(k)], dim=-1) @ self.conv.weight.view(k)
-        return torch.sigmoid(y)[:, :, None, None]
+        return as_map(torch.sigmoid(y), self.dims)
 
 
 @register(

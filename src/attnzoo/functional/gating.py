@@ -3,7 +3,8 @@
 With autograd, the backward of ``x.mean((2, 3))`` materialises ``expand(g) / (H·W)`` as a new full-size tensor
 (one full write), which autograd then adds to the gradient of ``x * s`` (a second full pass).
 ``spatial_mean`` divides the B×C gradient first and returns a stride-0 expanded view: the accumulation into
-the input's gradient is then the only full-size pass (same values).
+the input's gradient is then the only full-size pass (same values).  It reduces every spatial axis of a map of
+any rank (B×C×L, B×C×H×W, B×C×D×H×W); ``axis_mean`` any given axes.
 
 (A batched-dot ``bmm`` for the gate gradient ``Σ_hw grad·x`` was measured too: 4-5× slower than
 ``(grad * x).sum((2, 3))`` on CPU for B·C rows of H·W, so the product keeps autograd's own backward.)
@@ -37,52 +38,73 @@ SPATIAL_MEAN_FORM = tracing.PortableForm(
 )
 
 
+_ADAPTIVE_AVG = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}
+
+
+def _mean_grad(g: torch.Tensor, shape: torch.Size, dims: tuple[int, ...]) -> torch.Tensor:
+    """The gradient of ``x.mean(dims)`` (``dims`` ascending) as a stride-0 expanded view of the divided ``g``."""
+    n = 1
+    for d in dims:
+        n *= shape[d]
+    g = g / n
+    for d in dims:  # ascending: each unsqueeze puts the reduced axis back where it was
+        g = g.unsqueeze(d)
+    return g.expand(shape)
+
+
 class _SpatialMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.shape = x.shape
-        return x.mean((2, 3))
+        ctx.shape, ctx.dims = x.shape, tuple(range(2, x.dim()))
+        return x.mean(ctx.dims)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = ctx.shape
-        return (g / (h * w))[:, :, None, None].expand(b, c, h, w)
-
-
-def spatial_mean_portable(x: torch.Tensor) -> torch.Tensor:
-    """``x.mean((2, 3))`` as ``adaptive_avg_pool2d(x, 1)`` flattened (same values), for pnnx / ncnn."""
-    return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
-def spatial_mean(x: torch.Tensor, *, portable_form: bool = True) -> torch.Tensor:
-    """``x.mean((2, 3))`` (B×C) with the lean backward in eager autograd.
-
-    Under the targets of :data:`SPATIAL_MEAN_FORM` :func:`spatial_mean_portable`, unless ``portable_form=False``
-    (a module whose graph names the batch axis by itself, e.g. with a convolution, converts without it)."""
-    if portable_form and tracing.portable(*SPATIAL_MEAN_FORM.targets):
-        return spatial_mean_portable(x)
-    if torch.is_grad_enabled() and tracing.eager_only(x):
-        return _SpatialMean.apply(x)
-    return x.mean((2, 3))
+        return _mean_grad(g, ctx.shape, ctx.dims)
 
 
 class _AxisMean(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, dim: int) -> torch.Tensor:
-        ctx.shape, ctx.dim = x.shape, dim
-        return x.mean(dim)
+    def forward(ctx: Any, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        ctx.shape, ctx.dims = x.shape, dims
+        return x.mean(dims)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return (g / ctx.shape[ctx.dim]).unsqueeze(ctx.dim).expand(ctx.shape), None
+        return _mean_grad(g, ctx.shape, ctx.dims), None
 
 
-def axis_mean(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``x.mean(dim)`` whose eager backward returns a stride-0 expanded view instead of a new full-size tensor
-    (as :func:`spatial_mean`): added into the input's gradient, it costs no full-size buffer of its own."""
+def _axes(x: torch.Tensor, dim: int | tuple[int, ...]) -> tuple[int, ...]:
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(sorted(d % x.dim() for d in dims))
+
+
+def axis_mean(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+    """``x.mean(dim)`` (one axis or several) whose eager backward returns a stride-0 expanded view instead of a
+    new full-size tensor: added into the input's gradient, it costs no full-size buffer of its own."""
     if torch.is_grad_enabled() and tracing.eager_only(x):
-        return _AxisMean.apply(x, dim)
+        return _AxisMean.apply(x, _axes(x, dim))
     return x.mean(dim)
+
+
+def spatial_mean_portable(x: torch.Tensor, dims: int = 2) -> torch.Tensor:
+    """The mean over every spatial axis of a map of spatial rank ``dims`` as ``adaptive_avg_pool{dims}d(x, 1)``
+    flattened (same values), for pnnx / ncnn (which also rejects a multi-axis mean of a 5-D map)."""
+    return _ADAPTIVE_AVG[dims + 2](x, 1).flatten(1)
+
+
+def spatial_mean(x: torch.Tensor, *, portable_form: bool = True, dims: int = 2) -> torch.Tensor:
+    """The mean over every spatial axis of a B×C×L, B×C×H×W or B×C×D×H×W map (spatial rank ``dims``: 1, 2, 3),
+    B×C, with the lean backward in eager autograd.  (``dims`` is passed, not read from ``x``: under FX tracing
+    the rank of ``x`` is unknown.)
+
+    Under the targets of :data:`SPATIAL_MEAN_FORM` :func:`spatial_mean_portable`, unless ``portable_form=False``
+    (a module whose graph names the batch axis by itself, e.g. with a convolution, converts without it)."""
+    if portable_form and tracing.portable(*SPATIAL_MEAN_FORM.targets):
+        return spatial_mean_portable(x, dims)
+    if torch.is_grad_enabled() and tracing.eager_only(x):
+        return _SpatialMean.apply(x)
+    return x.mean(tuple(range(2, dims + 2)))
 
 
 class _AxisGates(torch.autograd.Function):

@@ -20,7 +20,9 @@ from .checks import (
     check_dropout,
     check_heads,
     check_nchw,
+    check_rank,
     check_same_shape,
+    check_spatial,
     fx_leaf,
     non_negative_int,
     odd_kernel,
@@ -46,7 +48,13 @@ from .pyramid import check_level_channels, check_pyramid
 
 # isort: split
 # Internal: imported by attnzoo's own modules; not public, may change in any release.
-from .batchnorm import PooledBatchNorm1d, PooledBatchNorm2d, check_bn_values  # noqa: F401
+from .batchnorm import (  # noqa: F401
+    PooledBatchNorm1d,
+    PooledBatchNorm2d,
+    PooledBatchNorm3d,
+    PooledBatchNormMap1d,
+    check_bn_values,
+)
 from .checks import (  # noqa: F401
     DEPTH_BOUND,
     KERNEL_BOUND,
@@ -59,6 +67,24 @@ from .checks import (  # noqa: F401
 from .compat import deprecated_args_of  # noqa: F401
 from .create_act import HardSigmoid, HardSwish  # noqa: F401
 from .helpers import spread_count  # noqa: F401
+from .nd import (  # noqa: F401
+    AXES,
+    SPATIAL_RANKS,
+    adaptive_avg_pool_fn,
+    adaptive_max_pool_fn,
+    as_map,
+    avg_pool_fn,
+    batch_norm_nd,
+    check_rank_arg,
+    conv_fn,
+    conv_nd,
+    linear_mode,
+    max_pool_fn,
+    odd_kernel_nd,
+    per_axis,
+    spatial_axes,
+    unit_shape,
+)
 from .norm import conv1x1, group_norm_groups, zero_bn  # noqa: F401
 from .pooling import (  # noqa: F401
     MaxPool3x3s2,
@@ -67,6 +93,7 @@ from .pooling import (  # noqa: F401
     max_over,
     max_pool_2x2_ceil,
     max_pool_3x3_s2,
+    max_pool_ceil,
     pad_to_multiple,
     z_pool,
 )
@@ -87,7 +114,9 @@ __all__ = [
     "check_level_channels",
     "check_nchw",
     "check_pyramid",
+    "check_rank",
     "check_same_shape",
+    "check_spatial",
     "hidden_width",
     "non_negative_int",
     "odd_kernel",

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 from ..capture import record
-from .checks import SizeBound, check_nchw, check_size_bounds, describe_size_bounds
+from .checks import SizeBound, check_size_bounds, check_spatial, describe_size_bounds
+from .compat import renamed_args
 
 __all__ = ["AttnModule", "Gate"]
 
@@ -34,30 +35,41 @@ class AttnModule(nn.Module):
 
     size_bounds: ClassVar[dict[str, SizeBound]] = {}
 
+    #: The spatial rank of the maps the module takes (a module registered with ``dims=(1, 2, 3)`` takes the
+    #: keyword ``dims`` and stores it here; 2-D only modules keep the class default).
+    dims: int = 2
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         bounds = cls.__dict__.get("size_bounds")
-        if not bounds:
-            return
-        if cls.__doc__:
+        if bounds and cls.__doc__:
             cls.__doc__ = cls.__doc__.rstrip() + "\n\n    " + describe_size_bounds(bounds) + "\n"
         if "__init__" not in cls.__dict__:  # checked by the inherited constructor
             return
         init = cls.__dict__["__init__"]
         sig = inspect.signature(init)
+        nd = "dims" in sig.parameters  # an N-d module: record its arguments, accept MONAI's ``spatial_dims``
+        if not bounds and not nd:
+            return
 
         @functools.wraps(init)
         def checked_init(self: nn.Module, *args: Any, **kw: Any) -> None:
+            bound: inspect.BoundArguments | None = None
             try:
                 bound = sig.bind(self, *args, **kw)
             except TypeError:  # the constructor's own error (unknown or missing argument)
                 pass
             else:
                 bound.apply_defaults()
-                values = dict(bound.arguments)
-                check_size_bounds(bounds, values, values.get("channels"), type(self).__name__)
+                if bounds:
+                    values = dict(bound.arguments)
+                    check_size_bounds(bounds, values, values.get("channels"), type(self).__name__)
             init(self, *args, **kw)
+            if nd and bound is not None:
+                self.__dict__["_init_args"] = _arguments(sig, bound)
 
+        if nd and "spatial_dims" not in getattr(init, "deprecated_args", {}):
+            checked_init = renamed_args(spatial_dims="dims")(checked_init)
         cls.__init__ = checked_init  # type: ignore[method-assign]
 
     @property
@@ -75,10 +87,21 @@ class AttnModule(nn.Module):
         return ", ".join(parts)
 
 
-class Gate(AttnModule):
-    """``y = x ⊙ g(x)`` for x: B×C×H×W, with ``g`` broadcastable to x and recorded as capture key ``"gate"``.
+def _arguments(sig: inspect.Signature, bound: inspect.BoundArguments) -> dict[str, Any]:
+    """The constructor's arguments by name (defaults applied, ``**kwargs`` spread), without ``self``."""
+    params = list(sig.parameters.values())
+    args = {k: v for k, v in bound.arguments.items() if k != params[0].name}
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            args.update(args.pop(p.name, {}))
+    return args
 
-    Subclasses set ``self.channels`` and implement :meth:`gate_map`.
+
+class Gate(AttnModule):
+    """``y = x ⊙ g(x)`` for x: B×C×H×W (B×C×L or B×C×D×H×W for ``self.dims`` 1 or 3), with ``g`` broadcastable
+    to x and recorded as capture key ``"gate"``.
+
+    Subclasses set ``self.channels`` (and ``self.dims`` when they take ``dims=``) and implement :meth:`gate_map`.
     """
 
     channels: int
@@ -87,7 +110,7 @@ class Gate(AttnModule):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
         gate = self.gate_map(x)
         record(self, "gate", gate)
         return x * gate

@@ -21,7 +21,14 @@ import torch.nn.functional as F
 
 from ..tracing import fx_leaf, is_tracing
 
-__all__ = ["PooledBatchNorm2d", "PooledBatchNorm1d", "one_value_per_channel", "check_bn_values"]
+__all__ = [
+    "PooledBatchNorm2d",
+    "PooledBatchNorm3d",
+    "PooledBatchNormMap1d",
+    "PooledBatchNorm1d",
+    "one_value_per_channel",
+    "check_bn_values",
+]
 
 
 @fx_leaf
@@ -30,8 +37,8 @@ def one_value_per_channel(x: torch.Tensor) -> bool:
     return x.numel() == x.shape[1]
 
 
-class PooledBatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` that, in training on one value per channel, uses (and keeps) its running statistics."""
+class _OneValueRunningStats(nn.modules.batchnorm._BatchNorm):
+    """The forward of the pooled BatchNorms: in training on one value per channel, the running statistics."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if not isinstance(input, torch.fx.Proxy):  # FX traces into this subclass (not a torch.nn leaf)
@@ -42,6 +49,23 @@ class PooledBatchNorm2d(nn.BatchNorm2d):
         if self.training and self.running_mean is not None and one_value_per_channel(x) is True:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
+
+
+class PooledBatchNorm2d(_OneValueRunningStats, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that, in training on one value per channel, uses (and keeps) its running statistics."""
+
+
+class PooledBatchNorm3d(_OneValueRunningStats, nn.BatchNorm3d):
+    """``nn.BatchNorm3d`` (B×C×D×H×W) that, in training on one value per channel, uses its running statistics."""
+
+
+class PooledBatchNormMap1d(_OneValueRunningStats, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` on B×C×L maps that, in training on one value per channel, uses its running statistics
+    (:class:`PooledBatchNorm1d` is the one for pooled B×C vectors)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if not isinstance(input, torch.fx.Proxy) and input.dim() != 3:
+            raise ValueError(f"{type(self).__name__}: expected a 3-D input B×C×L, got shape {tuple(input.shape)}")
 
 
 @fx_leaf

@@ -28,6 +28,8 @@ __all__ = [
     "AttentionArgs",
     "check_attention_args",
     "check_nchw",
+    "check_spatial",
+    "check_rank",
     "check_dims",
     "check_same_shape",
     "check_context",
@@ -175,9 +177,37 @@ def check_nchw(x: torch.Tensor, channels: int, owner: str) -> torch.Tensor:
     return x
 
 
+#: How :func:`check_spatial` names the axes of a map of each spatial rank.
+_MAP_AXES = {1: "L", 2: "H×W", 3: "D×H×W"}
+
+
 @fx_leaf
-def check_dims(x: torch.Tensor, ndim: int, channel_dim: int, channels: int, owner: str, layout: str) -> torch.Tensor:
-    """Rank + channel check for the token (B×N×C) and temporal (B×C×N×T) layouts."""
+def check_spatial(x: torch.Tensor, channels: int, dims: int, owner: str) -> torch.Tensor:
+    """Check that ``x`` is a non-empty map of spatial rank ``dims`` (B×C×L, B×C×H×W or B×C×D×H×W) with ``channels``
+    channels; return it unchanged.  An input of another rank raises (a 4-D map given to a 3-D module never
+    broadcasts silently).  ``dims=2`` is :func:`check_nchw`."""
+    if dims == 2:
+        return check_nchw(x, channels, owner)
+    if is_tracing():  # shapes are baked into a trace; the check ran when the trace was recorded
+        return x
+    shape = f"B×{channels}×{_MAP_AXES[dims]}"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{owner}: expected a tensor of shape {shape}, got {type(x).__name__}")
+    if x.dim() != dims + 2:
+        raise ValueError(f"{owner}: expected a {dims + 2}-D input {shape}, got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{owner}: expected {channels} input channels ({shape}), got {x.shape[1]} (shape {tuple(x.shape)})"
+        )
+    if x.numel() == 0:
+        raise ValueError(f"{owner}: expected non-empty batch and spatial sizes, got shape {tuple(x.shape)}")
+    return x
+
+
+@fx_leaf
+def check_rank(x: torch.Tensor, ndim: int, channel_dim: int, channels: int, owner: str, layout: str) -> torch.Tensor:
+    """Rank + channel check for the token (B×N×C) and temporal (B×C×N×T) layouts (formerly ``check_dims``: maps
+    of a spatial rank ``dims`` are checked by :func:`check_spatial`)."""
     if is_tracing():
         return x
     if not isinstance(x, torch.Tensor):
@@ -191,6 +221,10 @@ def check_dims(x: torch.Tensor, ndim: int, channel_dim: int, channels: int, owne
     if x.numel() == 0:
         raise ValueError(f"{owner}: expected a non-empty input, got shape {tuple(x.shape)}")
     return x
+
+
+#: The former name of :func:`check_rank` (kept for third-party modules; ``dims`` now means the spatial rank).
+check_dims = check_rank
 
 
 @fx_leaf

@@ -37,8 +37,15 @@ def renamed_args(**renames: Rename) -> Callable[[F], F]:
                 kwargs[new] = convert(value) if convert is not None else value
             init(self, *args, **kwargs)
 
-        wrapper.deprecated_args = {old: spec if isinstance(spec, str) else spec[0] for old, spec in renames.items()}  # type: ignore[attr-defined]
-        wrapper.deprecated_convert = {old: spec[1] for old, spec in renames.items() if not isinstance(spec, str)}  # type: ignore[attr-defined]
+        # an __init__ decorated twice keeps the aliases of both layers
+        wrapper.deprecated_args = {  # type: ignore[attr-defined]
+            **getattr(init, "deprecated_args", {}),
+            **{old: spec if isinstance(spec, str) else spec[0] for old, spec in renames.items()},
+        }
+        wrapper.deprecated_convert = {  # type: ignore[attr-defined]
+            **getattr(init, "deprecated_convert", {}),
+            **{old: spec[1] for old, spec in renames.items() if not isinstance(spec, str)},
+        }
         return wrapper  # type: ignore[return-value]
 
     return decorator

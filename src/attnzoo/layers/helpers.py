@@ -52,14 +52,26 @@ def hidden_width(
     return max(int(channels // reduction), min(min_hidden, channels) if cap_floor else min_hidden, 1)
 
 
-def to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """B×C×H×W → B×N×C (row-major positions).  A free view for a channels_last input, one copy otherwise."""
-    return x.permute(0, 2, 3, 1).flatten(1, 2)
+def to_tokens(x: torch.Tensor, dims: int = 2) -> torch.Tensor:
+    """B×C×H×W → B×N×C (row-major positions).  A free view for a channels_last input, one copy otherwise.
+
+    Maps of spatial rank ``dims`` = 1 or 3 (B×C×L, B×C×D×H×W) go through B×C×N: no view of rank above 4 (ncnn).
+    (``dims`` is the module's, not read from ``x``: a rank read from a traced tensor cannot steer FX.)"""
+    if dims == 2:
+        return x.permute(0, 2, 3, 1).flatten(1, 2)
+    return x.flatten(2).transpose(1, 2)
 
 
 @fx_leaf
 def to_map(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """B×N×C' tokens → B×C'×H×W with the H×W of ``like``, in ``like``'s memory format (channels_last stays a view)."""
+    """B×N×C' tokens → B×C'×H×W with the H×W of ``like``, in ``like``'s memory format (channels_last stays a view).
+
+    Likewise B×C'×L and B×C'×D×H×W for maps ``like`` of another spatial rank (channels_last_3d stays a view)."""
+    if like.dim() != 4:
+        out = y.transpose(1, 2).unflatten(2, like.shape[2:])
+        if like.dim() == 5 and like.is_contiguous(memory_format=torch.channels_last_3d) and not like.is_contiguous():
+            return out
+        return out.contiguous()
     b, _, h, w = like.shape
     out = y.reshape(b, h, w, y.shape[-1]).permute(0, 3, 1, 2)
     if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
@@ -78,13 +90,15 @@ def merge_heads(o: torch.Tensor) -> torch.Tensor:
 
 
 def map_to_heads(t: torch.Tensor) -> torch.Tensor:
-    """B×C×H×W → B×1×(H·W)×C view (one head); stride-1 last dim for channels-last maps, copied otherwise."""
+    """B×C×H×W → B×1×(H·W)×C view (one head); stride-1 last dim for channels-last maps, copied otherwise.
+    Any spatial rank: B×C×L and B×C×D×H×W give B×1×N×C."""
     return t.flatten(2).transpose(1, 2).unsqueeze(1)
 
 
-def heads_to_map(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """B×1×(H·W)×C → B×C×H×W view (channels-last strides, no copy)."""
-    return y.squeeze(1).transpose(1, 2).unflatten(2, (h, w))
+def heads_to_map(y: torch.Tensor, *size: int) -> torch.Tensor:
+    """B×1×(H·W)×C → B×C×H×W view (channels-last strides, no copy); ``size`` is the map's spatial sizes (H, W), or
+    (L,) / (D, H, W) for the other ranks."""
+    return y.squeeze(1).transpose(1, 2).unflatten(2, size)
 
 
 @fx_leaf

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from .batchnorm import PooledBatchNorm2d
 from .create_act import ActLayer, get_act
+from .nd import batch_norm_nd, conv_nd
 
 __all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "ConvBN", "zero_bn", "conv1x1"]
 
@@ -39,17 +40,19 @@ def make_norm(norm: NormLayer, channels: int, owner: str) -> nn.Module | None:
     return norm(channels)
 
 
-def zero_bn(channels: int) -> nn.BatchNorm2d:
-    """A BatchNorm2d with weight and bias 0: the zero-init that makes a residual block the identity at init."""
-    bn = PooledBatchNorm2d(channels)
+def zero_bn(channels: int, dims: int = 2) -> nn.BatchNorm2d:
+    """A BatchNorm2d with weight and bias 0: the zero-init that makes a residual block the identity at init
+    (its 1-D / 3-D sibling for maps of spatial rank ``dims``, :func:`attnzoo.layers.nd.batch_norm_nd`)."""
+    bn = batch_norm_nd(dims)(channels)
     nn.init.zeros_(bn.weight)
     nn.init.zeros_(bn.bias)
     return bn
 
 
-def conv1x1(cin: int, cout: int, bias: bool, std: float | None = None, groups: int = 1) -> nn.Conv2d:
-    """A 1×1 conv; with ``std``, the N(0, std) weight / zero bias init of the Non-local, CGNL and CNL code."""
-    conv = nn.Conv2d(cin, cout, 1, bias=bias, groups=groups)
+def conv1x1(cin: int, cout: int, bias: bool, std: float | None = None, groups: int = 1, dims: int = 2) -> nn.Conv2d:
+    """A 1×1 conv (1×…×1 of spatial rank ``dims``: Conv1d / Conv2d / Conv3d); with ``std``, the N(0, std) weight /
+    zero bias init of the Non-local, CGNL and CNL code."""
+    conv = conv_nd(dims)(cin, cout, 1, bias=bias, groups=groups)
     if std is not None:
         nn.init.normal_(conv.weight, 0.0, std)
         if conv.bias is not None:

@@ -7,15 +7,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..tracing import eager_only
-from .batchnorm import PooledBatchNorm2d
-from .checks import fx_leaf, odd_kernel
+from .checks import fx_leaf
 from .helpers import inplace_ok
+from .nd import adaptive_max_pool_fn, batch_norm_nd, conv_nd, max_pool_fn, odd_kernel_nd, spatial_axes
 
 __all__ = [
     "max_over",
     "z_pool",
     "ZPoolGate",
     "max_pool_2x2_ceil",
+    "max_pool_ceil",
     "pad_to_multiple",
     "avg_reduce",
     "max_pool_3x3_s2",
@@ -24,16 +25,19 @@ __all__ = [
 
 
 def max_over(x: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
-    """Maximum over ``dims`` (dropped).  Without autograd ``amax`` (the fastest forward); with autograd a
-    max with indices, whose backward scatters through the indices where ``amax``'s builds full-size equality
+    """Maximum over ``dims`` (dropped): one axis, or every spatial axis of a B×C×… map of any rank ((2, 3) for
+    B×C×H×W).  Without autograd ``amax`` (the fastest forward); with autograd a max with indices, whose backward scatters through the indices where ``amax``'s builds full-size equality
     masks.  Same values either way."""
     if inplace_ok():
         return x.amax(dims)
     if isinstance(dims, int):
         return x.max(dims).values
-    if dims != (2, 3):
-        raise ValueError(f"max_over: dims must be one dimension or (2, 3) (the spatial dims of B×C×H×W), got {dims}")
-    return F.adaptive_max_pool2d(x, 1).flatten(1)
+    rank = len(dims)  # not x.dim(): x may be an FX proxy
+    if rank not in (1, 2, 3) or dims != spatial_axes(rank):
+        raise ValueError(
+            f"max_over: dims must be one dimension or every spatial dim of a map, (2,), (2, 3) or (2, 3, 4), got {dims}"
+        )
+    return adaptive_max_pool_fn(rank)(x, 1).flatten(1)
 
 
 def z_pool(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -47,15 +51,26 @@ class ZPoolGate(nn.Module):
     Conv without bias, BatchNorm(1, eps 1e-5, momentum 0.01) as the official code; ``zero_init`` sets the BN
     weight to 0 as the official ResNet builders do for the spatial gate (the gate starts at σ(0) = 0.5).
     ``in_channels=1`` and ``momentum=0.1``: timm's light CBAM, whose pooled map is one channel ½(mean + max).
+    ``dims``: the spatial rank of the pooled map (k^d conv, zero padded); ``kernel_size`` an odd int or one odd
+    side per axis (e.g. ``(3, 7, 7)`` for a video's D×H×W).
     """
 
     def __init__(
-        self, kernel_size: int, zero_init: bool, owner: str, in_channels: int = 2, momentum: float = 0.01
+        self,
+        kernel_size: int | tuple[int, ...],
+        zero_init: bool,
+        owner: str,
+        in_channels: int = 2,
+        momentum: float = 0.01,
+        dims: int = 2,
     ) -> None:
         super().__init__()
-        odd_kernel(kernel_size, owner)
-        self.conv = nn.Conv2d(in_channels, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = PooledBatchNorm2d(1, eps=1e-5, momentum=momentum)
+        sides = odd_kernel_nd(kernel_size, dims, owner)
+        padding = tuple(k // 2 for k in sides)
+        k: int | tuple[int, ...] = kernel_size if isinstance(kernel_size, int) else sides
+        p: int | tuple[int, ...] = padding[0] if isinstance(kernel_size, int) else padding
+        self.conv = conv_nd(dims)(in_channels, 1, k, padding=p, bias=False)
+        self.bn = batch_norm_nd(dims)(1, eps=1e-5, momentum=momentum)
         if zero_init:
             nn.init.zeros_(self.bn.weight)
 
@@ -67,6 +82,13 @@ def max_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
     """2×2 stride-2 max-pool with ``ceil_mode``: odd sizes keep their last row/column (floor pooling drops it),
     and a 1×1 map stays 1×1.  Equal to plain 2×2 pooling on even sizes."""
     return F.max_pool2d(x, 2, 2, ceil_mode=True)
+
+
+def max_pool_ceil(x: torch.Tensor, kernel: tuple[int, ...]) -> torch.Tensor:
+    """Max-pool with kernel = stride = ``kernel`` (one entry per spatial axis of ``x``: ``(2,)``, ``(2, 2)``,
+    ``(1, 2, 2)``) and ``ceil_mode``: odd sizes keep their last slice, an axis of size 1 stays 1.  With ``(2, 2)``
+    it is :func:`max_pool_2x2_ceil`."""
+    return max_pool_fn(len(kernel))(x, kernel, kernel, ceil_mode=True)
 
 
 @fx_leaf

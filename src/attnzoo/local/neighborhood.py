@@ -19,7 +19,16 @@ from torch.utils.checkpoint import checkpoint
 
 from ..capture import capture_target
 from ..functional.attention import sdpa
-from ..layers import AttnModule, attention, check_arg, check_nchw, fx_leaf, odd_kernel, positive_int
+from ..layers import (
+    AttnModule,
+    attention,
+    check_arg,
+    check_rank_arg,
+    check_spatial,
+    fx_leaf,
+    odd_kernel,
+    positive_int,
+)
 from ..layers.checks import check_attention_args
 from ..registry import register
 from ..tracing import PortableForm, eager_only, portable
@@ -151,6 +160,27 @@ def _tile_chunk(
     return torch.bmm(p, vh).view(n, heads, t1 * t2, d).transpose(1, 2)
 
 
+def _window_tables(
+    size: list[int], kernel: int, dilation: int, side: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's neighbours over all axes: ``(flat, rel)``, both N·m (int64), query-major, neighbours row-major.
+
+    ``flat`` indexes the row-major flattened map, ``rel`` the flattened relative position table (``side`` per
+    axis): the outer sums over the axes of :func:`neighborhood_indices`'s per-axis tables (N = ∏ L_a, m = ∏ k'_a).
+    """
+    d = len(size)
+    flat, rel = None, None
+    for a, length in enumerate(size):
+        idx, r = neighborhood_indices(length, kernel, dilation, device)
+        shape = [1] * (2 * d)
+        shape[a], shape[d + a] = idx.shape
+        # row-major over the axes: (… · L_a + i_a), and likewise for the table
+        flat = idx.view(shape) if flat is None else flat * length + idx.view(shape)
+        rel = r.view(shape) if rel is None else rel * side + r.view(shape)
+    assert flat is not None and rel is not None
+    return flat.reshape(-1), rel.reshape(-1)
+
+
 def _gathered_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -162,24 +192,80 @@ def _gathered_attention(
     dropout_p: float,
     module: nn.Module | None,
 ) -> torch.Tensor:
-    """:func:`neighborhood_attention` with each query's k² neighbours gathered (one query per row): the form that
-    records the ``"attn"`` map B×(heads·H·W)×1×k'² when ``module`` is capturing."""
-    b, heads, h, w, d = q.shape
-    ridx, rrel = neighborhood_indices(h, kernel, dilation, q.device)
-    cidx, crel = neighborhood_indices(w, kernel, dilation, q.device)
-    kh, kw = ridx.shape[1], cidx.shape[1]
-    n, m = h * w, kh * kw
-    flat = (ridx[:, None, :, None] * w + cidx[None, :, None, :]).reshape(-1)  # H×W×kh×kw → N·m
+    """:func:`neighborhood_attention` with each query's k'^d neighbours gathered (one query per row), for any number
+    of spatial axes: q, k, v B×heads×L_1×…×L_d×dim.  Records the ``"attn"`` map B×(heads·N)×1×m when ``module`` is
+    capturing.  Memory O(N·k^d·dim) (the gathered keys and values)."""
+    b, heads, d = q.shape[0], q.shape[1], q.shape[-1]
+    size = list(q.shape[2:-1])
+    side = 2 * kernel - 1
+    flat, rel = _window_tables(size, kernel, dilation, side, q.device)
+    n = 1
+    for length in size:
+        n *= length
+    m = flat.shape[0] // n
     q = q.reshape(b, heads * n, 1, d)
     k = k.reshape(b, heads, n, d).index_select(2, flat).view(b, heads * n, m, d)
     v = v.reshape(b, heads, n, d).index_select(2, flat).view(b, heads * n, m, d)
     mask = None
     if bias_table is not None:
-        side = bias_table.shape[-1]
-        rel = (rrel[:, None, :, None] * side + crel[None, :, None, :]).reshape(-1)
-        mask = bias_table.reshape(heads, side * side).index_select(1, rel).view(heads * n, 1, m).to(q.dtype)
+        mask = bias_table.reshape(heads, -1).index_select(1, rel).view(heads * n, 1, m).to(q.dtype)
     out = attention(q, k, v, mask=mask, scale=scale, dropout_p=dropout_p, module=module, key="attn")
-    return out.view(b, heads, h, w, d)
+    return out.view(b, heads, *size, d)
+
+
+def _gather_chunk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    flat: torch.Tensor,
+    rel: torch.Tensor,
+    table: torch.Tensor | None,
+    scale: float | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """r queries against their gathered windows: q B×heads×r×dim, k, v B×heads×N×dim, flat / rel r×m (window
+    positions / table entries), table heads×(2k−1)^d flattened → B×heads×r×dim."""
+    b, heads, r, d = q.shape
+    m = flat.shape[1]
+    kk = k.index_select(2, flat.reshape(-1)).view(b, heads * r, m, d)
+    vv = v.index_select(2, flat.reshape(-1)).view(b, heads * r, m, d)
+    mask = None if table is None else table.index_select(1, rel.reshape(-1)).view(1, heads * r, 1, m).to(q.dtype)
+    return sdpa(q.reshape(b, heads * r, 1, d), kk, vv, mask, scale, dropout_p).view(b, heads, r, d)
+
+
+def _chunked_gather(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kernel: int,
+    dilation: int,
+    bias_table: torch.Tensor | None,
+    scale: float | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """The eager gather form in chunks of queries (any number of spatial axes): at most about ``4 · _CHUNK``
+    gathered key elements at a time, and, when a gradient is needed, each chunk checkpointed, so that memory stays
+    O(N·dim) + one chunk instead of O(N·k^d·dim).  Same values as :func:`_gathered_attention`."""
+    b, heads, d = q.shape[0], q.shape[1], q.shape[-1]
+    size = list(q.shape[2:-1])
+    flat, rel = _window_tables(size, kernel, dilation, 2 * kernel - 1, q.device)
+    n = q[0, 0, ..., 0].numel()
+    m = flat.shape[0] // n
+    flat, rel = flat.view(n, m), rel.view(n, m)
+    kf, vf = k.reshape(b, heads, n, d), v.reshape(b, heads, n, d)
+    table = None if bias_table is None else bias_table.reshape(heads, -1)
+    step = max(1, 4 * _CHUNK // (b * heads * m * d))
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, bias_table))
+    outs = []
+    # torch.split, not slices: one backward node gathers the chunks' gradients (a slice each would allocate a
+    # full-size zero gradient per chunk)
+    for q_c, flat_c, rel_c in zip(q.reshape(b, heads, n, d).split(step, 2), flat.split(step), rel.split(step)):
+        args = (q_c, kf, vf, flat_c, rel_c, table, scale, dropout_p)
+        if grad and n > step:
+            outs.append(checkpoint(_gather_chunk, *args, use_reentrant=False))
+        else:
+            outs.append(_gather_chunk(*args))
+    return torch.cat(outs, 2).view(b, heads, *size, d)
 
 
 @fx_leaf
@@ -195,10 +281,13 @@ def neighborhood_attention(
     module: nn.Module | None = None,
     tile: int | None = None,
 ) -> torch.Tensor:
-    """Neighbourhood attention: q, k, v B×heads×H×W×d (any strides) → B×heads×H×W×d.
+    """Neighbourhood attention: q, k, v B×heads×H×W×d (any strides) → B×heads×H×W×d; likewise over 1 or 3 spatial
+    axes (B×heads×L×d, B×heads×D×H×W×d: k^d windows, shifted inwards per axis).
 
-    ``bias_table``: heads×(2·kernel−1)×(2·kernel−1) relative position bias (NAT's rpb) or None.
-    Captured map (``module`` capturing): ``"attn"`` B×(heads·H·W)×1×k'² probabilities.
+    ``bias_table``: heads×(2·kernel−1)^d relative position bias (NAT's rpb) or None.
+    Captured map (``module`` capturing): ``"attn"`` B×(heads·N)×1×k'^d probabilities.
+
+    1-D and 3-D take the per-query gather form (in chunks of queries, checkpointed when training); in 2-D:
 
     Tiled: each tile of T×T queries (of one dilation group) attends to the (T+k−1)² keys that hold all its windows
     through ``scaled_dot_product_attention``, with an additive mask that keeps each query's own k² window (and
@@ -212,6 +301,8 @@ def neighborhood_attention(
     """
     if module is not None or not eager_only(q):  # capture, and graphs for exporters and compilers
         return _gathered_attention(q, k, v, kernel, dilation, bias_table, scale, dropout_p, module)
+    if q.dim() != 5:  # 1-D, 3-D
+        return _chunked_gather(q, k, v, kernel, dilation, bias_table, scale, dropout_p)
     b, heads, h, w, d = q.shape
     explicit = bias_table is not None and bias_table.requires_grad and torch.is_grad_enabled()
     tile = tile or 4
@@ -314,6 +405,7 @@ def _neighborhood_portable(
     summary="Each query attends to its k×k (dilated) neighbourhood, windows shifted inwards at borders; relative position bias.",
     test_kwargs={"heads": 2, "kernel_size": 3},
     maps=("attn",),
+    dims=(1, 2, 3),
     forms=(
         PortableForm(
             targets=_TARGETS,
@@ -326,7 +418,8 @@ def _neighborhood_portable(
     ),
 )
 class NeighborhoodAttention(AttnModule):
-    """Neighborhood attention (NAT) / dilated neighborhood attention (DiNAT); B×C×H×W → B×C×H×W.
+    """Neighborhood attention (NAT) / dilated neighborhood attention (DiNAT); B×C×H×W → B×C×H×W (``dims=1``: B×C×L,
+    ``dims=3``: B×C×D×H×W).
 
     Per head: ``o_i = softmax(q_i K_{ρ(i)}ᵀ · d^-0.5 + B(i, ρ(i))) V_{ρ(i)}`` where ρ(i) is the k×k neighbourhood
     of pixel i with dilation δ, shifted inwards at the borders so every query has exactly k² neighbours, and B
@@ -337,6 +430,12 @@ class NeighborhoodAttention(AttnModule):
     than k attends to the whole axis (the window shrinks to the input; NAT pads such inputs with zeros that
     become attended tokens, NATTEN raises).  See docs/provenance/neighborhood.md.
 
+    ``dims=1`` / ``dims=3`` (NATTEN's na1d / na3d windows): k / k³ neighbours, each axis shifted inwards as
+    above, a (2k−1) / (2k−1)³ bias table per head.  A signal runs as a 1×L map (its table is the centre row of
+    the 2-D one: the tiled form, and the ncnn portable form).  A volume takes the per-query gather form: memory
+    O(N·k³·dim), no N×N, and no ncnn form (ncnn has no gather).  Both train on CPU (NATTEN ≥ 0.20 has no CPU
+    backward).
+
     Args:
         channels: C.
         kernel_size: odd window size k (NAT: 7).
@@ -346,8 +445,9 @@ class NeighborhoodAttention(AttnModule):
         qkv_bias: bias in the qkv projection (NAT: True).
         position_bias: the relative position bias table (NAT's ``rpb``; True).
         attn_drop, proj_drop: dropout on the probabilities and after the output projection.
+        dims: spatial rank of the input (1, 2 or 3).
 
-    Attention maps: ``"attn"`` B×(heads·H·W)×1×k², each query's probabilities over its neighbours (row-major).
+    Attention maps: ``"attn"`` B×(heads·N)×1×k^d, each query's probabilities over its neighbours (row-major).
     """
 
     def __init__(
@@ -361,9 +461,12 @@ class NeighborhoodAttention(AttnModule):
         position_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        *,
+        dims: int = 2,
     ) -> None:
         super().__init__()
         owner = self.owner
+        self.dims = check_rank_arg(dims, owner)
         dim_head, self.attn_drop, proj_drop = check_attention_args(
             owner, channels, heads, dim_head=dim_head, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
         )
@@ -376,7 +479,7 @@ class NeighborhoodAttention(AttnModule):
         self.scale = dim_head**-0.5
         self.qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
         if position_bias:
-            self.rpb = nn.Parameter(torch.zeros(heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
+            self.rpb = nn.Parameter(torch.zeros(heads, *(2 * kernel_size - 1,) * dims))
             nn.init.trunc_normal_(self.rpb, std=0.02, a=-2.0, b=2.0)
         else:
             self.register_parameter("rpb", None)
@@ -388,13 +491,22 @@ class NeighborhoodAttention(AttnModule):
         return all(self.dilation == 1 or n < self.kernel_size * 2 for n in (h, w))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
+        if self.dims == 3:
+            return self._forward_3d(x)
+        if self.dims == 1:  # a 1×L map: 1×k windows, whose offsets index the centre row of a 2-D table
+            pad = self.kernel_size - 1
+            table = None if self.rpb is None else F.pad(self.rpb[:, None], (0, 0, pad, pad))
+            return self._forward_2d(x.unsqueeze(2), table).squeeze(2)
+        return self._forward_2d(x, self.rpb)
+
+    def _forward_2d(self, x: torch.Tensor, rpb: torch.Tensor | None) -> torch.Tensor:
         b, _, h, w = x.shape
         if portable(*_TARGETS) and not self.training and self._dilation_one(h, w) and capture_target(self) is None:
             # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
             qkv = self.qkv(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
             q, k, v = qkv.chunk(3, dim=1)  # B×(heads·d)×H×W each
-            out = _neighborhood_portable(q, k, v, self.heads, self.kernel_size, self.rpb, self.scale)
+            out = _neighborhood_portable(q, k, v, self.heads, self.kernel_size, rpb, self.scale)
             out = self.proj_drop(self.proj(out.reshape(b, h * w, -1)))
             return out.transpose(1, 2).reshape(b, -1, h, w)
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
@@ -406,10 +518,32 @@ class NeighborhoodAttention(AttnModule):
             v,
             self.kernel_size,
             self.dilation,
-            self.rpb,
+            rpb,
             self.scale,
             self.attn_drop if self.training else 0.0,
             capture_target(self),
         )
         out = out.permute(0, 2, 3, 1, 4).reshape(b, h, w, self.heads * self.dim_head)
         return self.proj_drop(self.proj(out)).permute(0, 3, 1, 2)
+
+    def _forward_3d(self, x: torch.Tensor) -> torch.Tensor:
+        """3-D: the same projections on channels-last positions, attention in the gather form."""
+        n = self.dims
+        b, size = x.shape[0], [x.shape[2 + i] for i in range(n)]
+        qkv = self.qkv(x.permute(0, *range(2, n + 2), 1))  # B×(spatial)×3·inner
+        # B×(spatial)×3×heads×d → 3 × (B×heads×(spatial)×d) views
+        qkv = qkv.view(b, *size, 3, self.heads, self.dim_head).permute(n + 1, 0, n + 2, *range(1, n + 1), n + 3)
+        q, k, v = qkv.unbind(0)
+        out = neighborhood_attention(
+            q,
+            k,
+            v,
+            self.kernel_size,
+            self.dilation,
+            self.rpb,
+            self.scale,
+            self.attn_drop if self.training else 0.0,
+            capture_target(self),
+        )
+        out = out.permute(0, *range(2, n + 2), 1, n + 2).reshape(b, *size, self.heads * self.dim_head)
+        return self.proj_drop(self.proj(out)).permute(0, n + 1, *range(1, n + 1))

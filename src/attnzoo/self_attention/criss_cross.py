@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_nchw, fx_leaf, hidden_width, positive_int
+from ..layers import AttnModule, check_rank_arg, check_spatial, fx_leaf, hidden_width, positive_int
 from ..registry import register
 
-__all__ = ["CrissCrossAttention", "criss_cross"]
+__all__ = ["CrissCrossAttention", "criss_cross", "criss_cross_3d"]
 
 
 def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Module | None = None) -> torch.Tensor:
@@ -43,6 +43,57 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Mod
     return out_col.transpose(1, 2) + p_row @ v
 
 
+def criss_cross_3d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Module | None = None) -> torch.Tensor:
+    """Criss-cross attention over the three axis lines of a volume: q, k B×c×D×H×W, v B×C×D×H×W → B×C×D×H×W.
+
+    Position (d, h, w) attends jointly (one softmax) to the D + H + W − 2 positions of its depth, height and width
+    lines, itself counted once (the depth and height branches drop the self position, as the 2-D column branch;
+    CCNet's community 3-D port masks only one branch and counts it twice).  Every view has rank ≤ 4: a line
+    branch folds the two other axes into one (the width branch reads the map as B×c×(D·H)×W, the height branch
+    as B×c×(D·W)×H, the depth branch as B×c×D×(H·W)), and the joint softmax runs on B×(D·H)×W×(D+H+W).
+    Memory B·N·(D+H+W), never B·N·N.  When ``owner`` is capturing, records ``"attn"`` B×D×H×W×(D+H+W−2): the
+    depth weights without self, the height weights without self, then the width weights.
+    """
+    b, c, dd, h, w = q.shape
+    cv = v.shape[1]
+
+    def w_line(t: torch.Tensor) -> torch.Tensor:  # B×ch×D×H×W → B×(D·H)×W×ch
+        return t.reshape(b, -1, dd * h, w).permute(0, 2, 3, 1)
+
+    def h_line(t: torch.Tensor) -> torch.Tensor:  # → B×(D·W)×H×ch
+        ch = t.shape[1]
+        return t.reshape(b, ch * dd, h, w).transpose(2, 3).reshape(b, ch, dd * w, h).permute(0, 2, 3, 1)
+
+    def d_line(t: torch.Tensor) -> torch.Tensor:  # → B×(H·W)×D×ch
+        return t.reshape(b, -1, dd, h * w).permute(0, 3, 2, 1)
+
+    acc = torch.promote_types(q.dtype, torch.float32)
+    low = torch.finfo(acc).min
+    e_w = (w_line(q) @ w_line(k).transpose(-1, -2)).to(acc)  # B×DH×W×W'
+    e_h = (h_line(q) @ h_line(k).transpose(-1, -2)).to(acc)  # B×DW×H×H'
+    e_d = (d_line(q) @ d_line(k).transpose(-1, -2)).to(acc)  # B×HW×D×D'
+    # self once: additive lowest value on the depth and height diagonals (no masked_fill, no −inf, as the 2-D form)
+    e_h = e_h + torch.eye(h, dtype=acc, device=q.device) * low
+    e_d = e_d + torch.eye(dd, dtype=acc, device=q.device) * low
+    # all three in the width branch's position order (d, h) × w
+    e_h = e_h.reshape(b * dd, w, h, h).transpose(1, 2).reshape(b, dd * h, w, h)
+    e_d = e_d.transpose(1, 2).reshape(b, dd * h, w, dd)
+    p = torch.cat([e_d, e_h, e_w], dim=-1).softmax(-1).to(v.dtype)  # B×DH×W×(D+H+W)
+    p_d, p_h, p_w = p.split([dd, h, w], dim=-1)
+    if owner is not None:
+        keep_d = ~torch.eye(dd, dtype=torch.bool, device=q.device)[:, None, None, :].expand(dd, h, w, dd)
+        keep_h = ~torch.eye(h, dtype=torch.bool, device=q.device)[None, :, None, :].expand(dd, h, w, h)
+        pd_ = p_d.reshape(b, dd, h, w, dd).masked_select(keep_d).view(b, dd, h, w, dd - 1)
+        ph_ = p_h.reshape(b, dd, h, w, h).masked_select(keep_h).view(b, dd, h, w, h - 1)
+        record(owner, "attn", torch.cat([pd_, ph_, p_w.reshape(b, dd, h, w, w)], dim=-1))
+    p_h = p_h.reshape(b * dd, h, w, h).transpose(1, 2).reshape(b, dd * w, h, h)
+    p_d = p_d.reshape(b, dd, h * w, dd).transpose(1, 2)  # B×HW×D×D'
+    o_w = (p_w @ w_line(v)).permute(0, 3, 1, 2).reshape(b, cv, dd, h, w)
+    o_h = (p_h @ h_line(v)).permute(0, 3, 1, 2).reshape(b, cv * dd, w, h).transpose(2, 3).reshape(b, cv, dd, h, w)
+    o_d = (p_d @ d_line(v)).permute(0, 3, 2, 1).reshape(b, cv, dd, h, w)
+    return o_d + o_h + o_w
+
+
 @fx_leaf
 def _cca(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int, owner: nn.Module | None
@@ -55,6 +106,27 @@ def _cca(
     return x + gamma * y.permute(0, 3, 1, 2)
 
 
+@fx_leaf
+def _cca_1d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int, owner: nn.Module | None
+) -> torch.Tensor:
+    """A B×C×L signal as a 1×L map: its one line is the whole signal (full 1-D attention, self once)."""
+    return _cca(x.unsqueeze(2), weight, bias, gamma, c, owner).squeeze(2)
+
+
+@fx_leaf
+def _cca_3d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, c: int, owner: nn.Module | None
+) -> torch.Tensor:
+    qkv = nn.functional.conv3d(x, weight[:, :, None, None, None], bias)
+    q, k, v = qkv[:, :c], qkv[:, c : 2 * c], qkv[:, 2 * c :]
+    return x + gamma * criss_cross_3d(q, k, v, owner)
+
+
+#: One criss-cross step per spatial rank.
+_STEP = {1: _cca_1d, 2: _cca, 3: _cca_3d}
+
+
 @register(
     "criss_cross",
     family="self_attention",
@@ -64,9 +136,10 @@ def _cca(
     summary="Each position attends to the H+W−1 positions of its row and column (one softmax); γ=0 residual; recurrence 2 = RCCA.",
     identity_at_init=True,
     maps=("attn",),
+    dims=(1, 2, 3),
 )
 class CrissCrossAttention(AttnModule):
-    """Criss-cross attention (CCNet CCA); B×C×H×W → B×C×H×W.
+    """Criss-cross attention (CCNet CCA); B×C×H×W → B×C×H×W (``dims=1``: B×C×L, ``dims=3``: B×C×D×H×W).
 
     ``y = x + γ · Σ_{u ∈ row(p) ∪ col(p)} softmax_u(q_p · k_u) v_u`` with q, k = 1×1 convs C → C/``reduction``
     (with bias), v = 1×1 conv C → C (with bias), one softmax over the H + W − 1 row and column positions
@@ -75,22 +148,35 @@ class CrissCrossAttention(AttnModule):
     op is CUDA only).  The q/k/v convs are stored as one fused 1×1 weight (``qkv_weight``: q rows, k rows, v
     rows).
 
+    ``dims=3`` (RCCA-3D, Cao et al., Neurocomputing 2023): each position attends jointly to the D + H + W − 2
+    positions of its depth, height and width lines, itself once (:func:`criss_cross_3d`); ``recurrence=3`` reaches
+    the whole volume (line → plane → volume).  ``dims=1``: the one line is the whole signal, i.e. full attention
+    over L (self once).
+
     Args:
         channels: C.
         reduction: q/k width C // reduction (official 8), at least 1.
         hidden_channels: explicit q/k width (overrides ``reduction``).
-        recurrence: how many times the module is applied (1 = CCA, 2 = RCCA).
+        recurrence: how many times the module is applied (1 = CCA, 2 = RCCA; 3 covers a volume).
+        dims: spatial rank of the input (1, 2 or 3).
 
     Captured map: ``"attn"`` B×H×W×(H+W−1) (column weights without the self entry, then row weights; the last
-    recurrence).  Differences from the official / community copies: see docs/provenance/criss_cross.md.
+    recurrence); B×1×L×L in 1-D; B×D×H×W×(D+H+W−2) in 3-D (depth, height without self, then width).  Differences from the official / community copies: see docs/provenance/criss_cross.md.
     """
 
     def __init__(
-        self, channels: int, reduction: int = 8, hidden_channels: int | None = None, recurrence: int = 1
+        self,
+        channels: int,
+        reduction: int = 8,
+        hidden_channels: int | None = None,
+        recurrence: int = 1,
+        *,
+        dims: int = 2,
     ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
+        self.dims = check_rank_arg(dims, owner)
         positive_int(reduction, owner, "reduction")
         self.channels, self.reduction, self.recurrence = (
             channels,
@@ -106,11 +192,13 @@ class CrissCrossAttention(AttnModule):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
         owner = capture_target(self)
+        step = _STEP[self.dims]
         for _ in range(self.recurrence):
-            x = _cca(x, self.qkv_weight, self.qkv_bias, self.gamma, self.hidden_channels, owner)
+            x = step(x, self.qkv_weight, self.qkv_bias, self.gamma, self.hidden_channels, owner)
         return x
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, hidden_channels={self.hidden_channels}, recurrence={self.recurrence}"
+        dims = "" if self.dims == 2 else f", dims={self.dims}"
+        return f"{self.channels}, hidden_channels={self.hidden_channels}, recurrence={self.recurrence}{dims}"

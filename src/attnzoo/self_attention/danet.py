@@ -18,7 +18,9 @@ from ..functional import (
 from ..layers import (
     AttnModule,
     attention,
-    check_nchw,
+    check_rank_arg,
+    check_spatial,
+    conv_nd,
     heads_to_map,
     hidden_width,
     map_to_heads,
@@ -32,13 +34,16 @@ __all__ = ["DANetPositionAttention", "DANetChannelAttention", "DANetAttention"]
 _PAPER = "Dual Attention Network for Scene Segmentation (Fu et al.; CVPR 2019)"
 _URL = "https://arxiv.org/abs/1809.02983"
 #: What the three DANet modules register alike.
-_register = functools.partial(register, family="self_attention", paper=_PAPER, url=_URL, identity_at_init=True)
+_register = functools.partial(
+    register, family="self_attention", paper=_PAPER, url=_URL, identity_at_init=True, dims=(1, 2, 3)
+)
 
 
 class _Branch(AttnModule):
     """A DANet branch: ``x + s·term(x)``, its learnable scale ``s`` (PAM's γ, CAM's β) zero at init."""
 
     channels: int
+    dims: int
 
     def scale(self) -> torch.Tensor:
         raise NotImplementedError
@@ -47,7 +52,7 @@ class _Branch(AttnModule):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
         return x + self.scale() * self.term(x)
 
 
@@ -62,33 +67,37 @@ class DANetPositionAttention(_Branch):
 
     As the official ``PAM_Module``: ``Q, K = Conv1×1(C → C/8)`` and ``V = Conv1×1(C → C)``, all with bias;
     ``S = softmax_j(Q_iᵀ K_j)`` with **no** 1/√d scale; ``E = γ·(V Sᵀ) + x`` with γ = 0 at init.  Works at any
-    H×W.  The community ``DANet.py`` instead uses full-width linear q/k/v with a 1/√d scale, an output
+    H×W; ``dims=1`` / ``dims=3`` attend over all positions of a B×C×L signal or a B×C×D×H×W volume (1 / 1×1×1
+    convs, an attnzoo extension: the paper is 2-D).  The community ``DANet.py`` instead uses full-width linear q/k/v with a 1/√d scale, an output
     linear layer, dropout and no γ/residual, and its ``DAModule`` is hard-wired to 512 channels at 7×7.
 
     Args:
         channels: input channels C.
         reduction: query/key width ``max(1, C // reduction)`` (official 8).
         qk_channels: explicit query/key width.
+        dims: spatial rank of the input (1, 2 or 3).
 
     Attention maps: ``"attn"``, B×1×N×N.
     """
 
-    def __init__(self, channels: int, reduction: int = 8, qk_channels: int | None = None) -> None:
+    def __init__(self, channels: int, reduction: int = 8, qk_channels: int | None = None, *, dims: int = 2) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
+        self.dims = check_rank_arg(dims, owner)
         qk = hidden_width(channels, reduction, qk_channels, 0, owner, "qk_channels")
         self.channels, self.qk_channels = channels, qk
-        self.query = nn.Conv2d(channels, qk, 1)
-        self.key = nn.Conv2d(channels, qk, 1)
-        self.value = nn.Conv2d(channels, channels, 1)
+        conv = conv_nd(dims)
+        self.query = conv(channels, qk, 1)
+        self.key = conv(channels, qk, 1)
+        self.value = conv(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def term(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention output ``V Sᵀ`` (before γ and the residual), B×C×H×W; ``x`` is not checked."""
-        h, w = x.shape[2], x.shape[3]
+        """The attention output ``V Sᵀ`` (before γ and the residual), shaped as x; ``x`` is not checked."""
+        size = [x.shape[2 + i] for i in range(self.dims)]
         q, k, v = self.query(x), self.key(x), self.value(x)
-        return heads_to_map(attention(map_to_heads(q), map_to_heads(k), map_to_heads(v), scale=1.0, module=self), h, w)
+        return heads_to_map(attention(map_to_heads(q), map_to_heads(k), map_to_heads(v), scale=1.0, module=self), *size)
 
     def scale(self) -> torch.Tensor:
         return self.gamma
@@ -107,24 +116,26 @@ class DANetChannelAttention(_Branch):
     ``A = softmax(rowmax(E) − E)`` over channels, ``out = β·(A X) + x`` with β = 0 at init.  Note
     ``softmax(rowmax(E) − E) = softmax(−E)``: the official code flips the sign of the paper's ``softmax(E)``
     (channels attend to dissimilar channels; the authors kept it, DANet issues #9, #48, #106) — reproduced
-    here for parity.  The energy and the softmax are computed in float32 (E grows with H·W).  The C×C map is
+    here for parity.  ``dims=1`` / ``dims=3``: N is all positions of a signal or a volume.  The energy and the softmax are computed in float32 (E grows with H·W).  The C×C map is
     small, so it is computed explicitly (and always recorded).  The community ``DANet.py`` CAM is a scaled
     softmax of ``X Xᵀ/√(HW)`` with an ``HW × HW`` output linear layer, which ties it to one input size.
 
     Args:
         channels: input channels C (checked; CAM has no weights apart from β).
+        dims: spatial rank of the input (1, 2 or 3).
 
     Attention maps: ``"attn"``, B×C×C.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, dims: int = 2) -> None:
         super().__init__()
         positive_int(channels, self.owner, "channels")
+        self.dims = check_rank_arg(dims, self.owner)
         self.channels = channels
         self.beta = nn.Parameter(torch.zeros(1))
 
     def term(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention output ``A X`` (before β and the residual), B×C×H×W; ``x`` is not checked."""
+        """The attention output ``A X`` (before β and the residual), shaped as x; ``x`` is not checked."""
         flat = x.flatten(2)  # B×C×N
         attn = cam_attention(flat)
         record(self, "attn", attn)
@@ -154,18 +165,20 @@ class DANetAttention(AttnModule):
         channels: input channels C.
         reduction: PAM query/key width ``max(1, C // reduction)``.
         qk_channels: explicit PAM query/key width.
+        dims: spatial rank of the input (1, 2 or 3).
     """
 
-    def __init__(self, channels: int, reduction: int = 8, qk_channels: int | None = None) -> None:
+    def __init__(self, channels: int, reduction: int = 8, qk_channels: int | None = None, *, dims: int = 2) -> None:
         super().__init__()
         positive_int(channels, self.owner, "channels")
+        self.dims = check_rank_arg(dims, self.owner)
         self.channels = channels
         try:  # the branches validate the arguments; errors name this class too
-            self.position = DANetPositionAttention(channels, reduction, qk_channels)
-            self.channel = DANetChannelAttention(channels)
+            self.position = DANetPositionAttention(channels, reduction, qk_channels, dims=dims)
+            self.channel = DANetChannelAttention(channels, dims=dims)
         except (ValueError, TypeError) as e:
             raise type(e)(f"{self.owner}: {e}") from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
         return x + self.position.scale() * self.position.term(x) + self.channel.scale() * self.channel.term(x)

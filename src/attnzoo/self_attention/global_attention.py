@@ -14,7 +14,8 @@ from ..layers import (
     attention,
     check_arg,
     check_dropout,
-    check_nchw,
+    check_rank_arg,
+    check_spatial,
     merge_heads,
     positive_int,
     split_heads,
@@ -35,9 +36,13 @@ __all__ = ["GlobalAttention"]
     summary="Pre-LayerNorm multi-head self-attention over all H·W positions of a feature map (the community AttentionBlock).",
     test_kwargs={"heads": 2, "dim_head": 8},
     maps=("attn",),
+    dims=(1, 2, 3),
 )
 class GlobalAttention(AttnModule):
     """Global multi-head self-attention on a feature map (the community ``AttentionBlock``); B×C×H×W → B×C×H×W.
+
+    ``dims=1`` / ``dims=3``: the same over the N = L positions of a B×C×L signal or the N = D·H·W positions of a
+    B×C×D×H×W volume (read as B×C×N tokens, as MONAI's ``SpatialAttentionBlock``).
 
     The map is read as N = H·W tokens of width C (channels last) and
     ``y = W_o · MHA(LN(x))`` with ``q, k, v = LN(x) W_qkv`` (one Linear without bias, inner width
@@ -58,6 +63,7 @@ class GlobalAttention(AttnModule):
         qkv_bias: bias in the q/k/v projection (the community code has none).
         project_out: force (True) or drop (False, needs ``heads · dim_head == C``) the output projection;
             ``None`` follows the community code rule.
+        dims: spatial rank of the input (1, 2 or 3).
 
     Shapes: x B×C×H×W → B×C×H×W.  Captured map: ``"attn"`` B×heads×N×N.
     """
@@ -70,10 +76,13 @@ class GlobalAttention(AttnModule):
         dropout: float = 0.0,
         qkv_bias: bool = False,
         project_out: bool | None = None,
+        *,
+        dims: int = 2,
     ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
+        self.dims = check_rank_arg(dims, owner)
         positive_int(heads, owner, "heads")
         positive_int(dim_head, owner, "dim_head")
         self.dropout = check_dropout(dropout, owner)
@@ -94,8 +103,8 @@ class GlobalAttention(AttnModule):
         self.to_out = nn.Sequential(nn.Linear(inner, channels), nn.Dropout(dropout)) if project_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
-        t = self.norm(to_tokens(x))
+        x = check_spatial(x, self.channels, self.dims, self.owner)
+        t = self.norm(to_tokens(x, self.dims))
         q, k, v = self.to_qkv(t).chunk(3, dim=-1)  # unpacked directly: FX cannot iterate a proxy in a loop
         q, k, v = split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads)
         o = attention(q, k, v, scale=self.scale, dropout_p=self.dropout if self.training else 0.0, module=self)

@@ -10,12 +10,13 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
-    check_nchw,
+    check_rank_arg,
+    check_spatial,
     conv1x1,
     heads_to_map,
     hidden_width,
     map_to_heads,
-    max_pool_2x2_ceil,
+    max_pool_ceil,
     positive_int,
 )
 from ..registry import register
@@ -32,9 +33,10 @@ __all__ = ["SAGANAttention"]
     summary="SAGAN self-attention: C/8 query/key, softmax over positions, γ-scaled residual (γ=0 at init).",
     identity_at_init=True,
     maps=("attn",),
+    dims=(1, 2, 3),
 )
 class SAGANAttention(AttnModule):
-    """SAGAN self-attention (Zhang et al., ICML 2019); B×C×H×W → B×C×H×W.
+    """SAGAN self-attention (Zhang et al., ICML 2019); B×C×H×W → B×C×H×W (``dims=1``: B×C×L, ``dims=3``: B×C×D×H×W).
 
     ``q, k = W_q x, W_k x`` (C → C/8), ``v = W_v x`` (C → ``value_channels``, default C);
     ``o_i = Σ_j softmax_j(q_iᵀ k_j) v_j`` (no scaling, as the paper); optional output conv
@@ -47,7 +49,9 @@ class SAGANAttention(AttnModule):
     (``torch.nn.utils.parametrizations.spectral_norm`` on the convs).  Convs are Xavier-uniform initialised
     as the official code.  The community versions return ``(out, attention)`` and build the N×N matrix; this
     returns the output only and runs the fused SDPA kernel (the map is available through
-    ``capture_attention``).  Odd sizes are pooled with ``ceil_mode`` (nothing dropped).
+    ``capture_attention``).  Odd sizes are pooled with ``ceil_mode`` (nothing dropped).  In 1-D and 3-D the
+    positions are all those of the signal or the volume and ``pool`` is 2 on every axis (an attnzoo extension:
+    the paper is 2-D).
 
     Args:
         channels: input channels C.
@@ -57,6 +61,7 @@ class SAGANAttention(AttnModule):
         pool: 2×2 max-pool keys and values (N/4 keys), as the official TF code.
         out_conv: 1×1 conv value_channels → C after the attention; default: only when value_channels ≠ C.
         bias: biases on the 1×1 convs.
+        dims: spatial rank of the input (1, 2 or 3).
 
     Attention maps: ``"attn"``, B×1×N×N'.
     """
@@ -70,10 +75,13 @@ class SAGANAttention(AttnModule):
         pool: bool = False,
         out_conv: bool | None = None,
         bias: bool = True,
+        *,
+        dims: int = 2,
     ) -> None:
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
+        self.dims = check_rank_arg(dims, owner)
         qk = hidden_width(channels, reduction, qk_channels, 0, owner, "qk_channels")
         dv = channels if value_channels is None else positive_int(value_channels, owner, "value_channels")
         out_conv = dv != channels if out_conv is None else bool(out_conv)
@@ -85,10 +93,10 @@ class SAGANAttention(AttnModule):
             dv,
         )
         self.channels, self.pool, self.qk_channels, self.value_channels = channels, bool(pool), qk, dv
-        self.query = conv1x1(channels, qk, bias)
-        self.key = conv1x1(channels, qk, bias)
-        self.value = conv1x1(channels, dv, bias)
-        self.out = conv1x1(dv, channels, bias) if out_conv else None
+        self.query = conv1x1(channels, qk, bias, dims=dims)
+        self.key = conv1x1(channels, qk, bias, dims=dims)
+        self.value = conv1x1(channels, dv, bias, dims=dims)
+        self.out = conv1x1(dv, channels, bias, dims=dims) if out_conv else None
         for conv in (self.query, self.key, self.value, self.out):
             if conv is not None:
                 nn.init.xavier_uniform_(conv.weight)
@@ -97,12 +105,12 @@ class SAGANAttention(AttnModule):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
-        h, w = x.shape[2], x.shape[3]
+        x = check_spatial(x, self.channels, self.dims, self.owner)
+        size = [x.shape[2 + i] for i in range(self.dims)]
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.pool:
-            k, v = max_pool_2x2_ceil(k), max_pool_2x2_ceil(v)
-        o = heads_to_map(attention(map_to_heads(q), map_to_heads(k), map_to_heads(v), scale=1.0, module=self), h, w)
+            k, v = max_pool_ceil(k, (2,) * self.dims), max_pool_ceil(v, (2,) * self.dims)
+        o = heads_to_map(attention(map_to_heads(q), map_to_heads(k), map_to_heads(v), scale=1.0, module=self), *size)
         if self.out is not None:
             o = self.out(o)
         return x + self.gamma * o

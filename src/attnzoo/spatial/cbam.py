@@ -20,12 +20,17 @@ from ..layers import (
     Gate,
     SizeBound,
     ZPoolGate,
+    as_map,
     check_nchw,
+    check_rank_arg,
+    check_spatial,
+    conv_nd,
     hidden_width,
     inplace_ok,
     max_over,
     positive_int,
     renamed_args,
+    spatial_axes,
     z_pool,
 )
 from ..registry import register
@@ -49,9 +54,11 @@ def mlp_on_vectors(v: torch.Tensor, fc1: nn.Conv2d, act: nn.Module, fc2: nn.Conv
     "cbam_channel",
     summary="CBAM's channel gate: shared MLP on avg- and max-pooled features, summed, sigmoid.",
     maps=("gate",),
+    dims=(1, 2, 3),
 )
 class CBAMChannelGate(Gate):
-    """CBAM channel gate; B×C×H×W → B×C×H×W.
+    """CBAM channel gate; B×C×H×W → B×C×H×W (B×C×L or B×C×D×H×W with ``dims=1`` or ``3``: both pools over every
+    spatial axis).
 
     ``M_c = σ(MLP(avg(x)) + MLP(max(x)))`` with a shared MLP C → C/r → C (biases, ReLU), r = 16;
     ``y = x ⊙ M_c``.  Hidden width floored at ``min(min_hidden, C)`` (never 0).
@@ -61,57 +68,70 @@ class CBAMChannelGate(Gate):
         reduction: r.
         hidden_channels: explicit hidden width.
         min_hidden: floor of the hidden width.
+        dims: spatial rank of the maps (1, 2 or 3).
 
-    Captured map: ``"gate"`` B×C×1×1.
+    Captured map: ``"gate"`` B×C×1×1 (B×C×1 / B×C×1×1×1).
     """
 
     def __init__(
-        self, channels: int, reduction: float = 16, hidden_channels: int | None = None, min_hidden: int = 8
+        self,
+        channels: int,
+        reduction: float = 16,
+        hidden_channels: int | None = None,
+        min_hidden: int = 8,
+        *,
+        dims: int = 2,
     ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
-        self.channels, self.reduction = channels, reduction
-        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
+        self.channels, self.reduction, self.dims = channels, reduction, check_rank_arg(dims, self.owner)
+        self.fc1 = conv_nd(dims)(channels, hidden, 1, bias=True)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
+        self.fc2 = conv_nd(dims)(hidden, channels, 1, bias=True)
 
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The gate, B×C×1×1."""
+        """The gate, B×C×1×1 (B×C×1 / B×C×1×1×1)."""
         # B×2×C: both pooled vectors through one MLP pass, stacked on a new axis (not the batch axis, which
         # ncnn cannot concatenate on).  The 1×1 convs act on vectors: F.linear on their weights.
-        pooled = torch.stack([x.mean((2, 3)), max_over(x, (2, 3))], dim=1)
+        axes = spatial_axes(self.dims)
+        pooled = torch.stack([x.mean(axes), max_over(x, axes)], dim=1)
         logits = mlp_on_vectors(pooled, self.fc1, self.act, self.fc2)
-        return torch.sigmoid(logits[:, 0] + logits[:, 1])[:, :, None, None]
+        return as_map(torch.sigmoid(logits[:, 0] + logits[:, 1]), self.dims)
 
 
 @_register(
     "cbam_spatial",
     summary="CBAM's spatial gate: [max; mean] over channels → 7×7 conv → BN → sigmoid.",
     maps=("gate",),
+    dims=(1, 2, 3),
 )
 class CBAMSpatialGate(Gate):
-    """CBAM spatial gate; B×C×H×W → B×C×H×W.
+    """CBAM spatial gate; B×C×H×W → B×C×H×W (B×C×L or B×C×D×H×W with ``dims=1`` or ``3``: a k^d conv).
 
     ``M_s = σ(BN(Conv_k×k([max_c(x); mean_c(x)])))`` (official ``ChannelPool`` order [max, mean], conv without
     bias, BN) and ``y = x ⊙ M_s``; k odd (3 or 7 in the paper, default 7), no residual.
 
     Args:
         channels: input channels C (checked, not used by the weights).
-        kernel_size: odd conv kernel size.
+        kernel_size: odd conv kernel size, or one odd side per axis (e.g. ``(3, 7, 7)`` for a video's D×H×W: a 7³
+            kernel has 2·343 weights and mixes few frames).
         zero_init: zero the BN weight as the official ResNet builder (gate starts at 0.5 everywhere).
+        dims: spatial rank of the maps (1, 2 or 3).
 
-    Captured map: ``"gate"`` B×1×H×W.
+    Captured map: ``"gate"`` B×1×H×W (of rank ``dims`` + 2).
     """
 
     size_bounds: ClassVar[dict[str, SizeBound]] = {
         "kernel_size": SizeBound(KERNEL_BOUND, "kernel side"),
     }
 
-    def __init__(self, channels: int, kernel_size: int = 7, zero_init: bool = True) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int | tuple[int, ...] = 7, zero_init: bool = True, *, dims: int = 2
+    ) -> None:
         super().__init__()
         positive_int(channels, self.owner, "channels")
-        self.channels, self.kernel_size = channels, kernel_size
-        self.gate = ZPoolGate(kernel_size, zero_init, self.owner)
+        self.channels, self.kernel_size, self.dims = channels, kernel_size, check_rank_arg(dims, self.owner)
+        self.gate = ZPoolGate(kernel_size, zero_init, self.owner, dims=dims)
 
     def gate_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate, B×1×H×W."""
@@ -122,9 +142,10 @@ class CBAMSpatialGate(Gate):
     "cbam",
     summary="Channel gate then spatial gate, applied in sequence.",
     maps=("channel", "spatial"),
+    dims=(1, 2, 3),
 )
 class CBAM(AttnModule):
-    """CBAM: channel gate then spatial gate; B×C×H×W → B×C×H×W.
+    """CBAM: channel gate then spatial gate; B×C×H×W → B×C×H×W (B×C×L or B×C×D×H×W with ``dims=1`` or ``3``).
 
     ``x' = x ⊙ M_c(x)``, ``y = x' ⊙ M_s(x')`` — see :class:`CBAMChannelGate` and :class:`CBAMSpatialGate`.
     No residual inside.
@@ -132,12 +153,13 @@ class CBAM(AttnModule):
     Args:
         channels: input channels C.
         reduction: r of the channel MLP.
-        kernel_size: spatial conv kernel (odd; 7 or 3 in the paper).
+        kernel_size: spatial conv kernel (odd; 7 or 3 in the paper), or one odd side per axis (``(3, 7, 7)``).
         spatial: apply the spatial gate (``spatial=False`` is the channel gate alone; formerly ``no_spatial``).
         hidden_channels, min_hidden: see :class:`CBAMChannelGate`.
         zero_init: see :class:`CBAMSpatialGate`.
+        dims: spatial rank of the maps (1, 2 or 3).
 
-    Captured maps: ``"channel"`` B×C×1×1 and ``"spatial"`` B×1×H×W.
+    Captured maps: ``"channel"`` B×C×1×1 and ``"spatial"`` B×1×H×W (of rank ``dims`` + 2).
     """
 
     size_bounds: ClassVar[dict[str, SizeBound]] = {
@@ -149,19 +171,22 @@ class CBAM(AttnModule):
         self,
         channels: int,
         reduction: float = 16,
-        kernel_size: int = 7,
+        kernel_size: int | tuple[int, ...] = 7,
         spatial: bool = True,
         hidden_channels: int | None = None,
         min_hidden: int = 8,
         zero_init: bool = True,
+        *,
+        dims: int = 2,
     ) -> None:
         super().__init__()
         self.channels, self.reduction, self.kernel_size, self.spatial = channels, reduction, kernel_size, bool(spatial)
-        self.channel_gate = CBAMChannelGate(channels, reduction, hidden_channels, min_hidden)
-        self.spatial_gate = CBAMSpatialGate(channels, kernel_size, zero_init) if spatial else None
+        self.dims = check_rank_arg(dims, self.owner)
+        self.channel_gate = CBAMChannelGate(channels, reduction, hidden_channels, min_hidden, dims=dims)
+        self.spatial_gate = CBAMSpatialGate(channels, kernel_size, zero_init, dims=dims) if spatial else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
         gate = self.channel_gate.gate_map(x)
         record(self, "channel", gate)
         x = x * gate

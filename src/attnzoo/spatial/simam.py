@@ -10,14 +10,15 @@ import torch
 from ..capture import is_capturing, record
 from ..layers import (
     AttnModule,
-    check_nchw,
+    check_rank_arg,
+    check_spatial,
     fx_leaf,
     inplace_ok,
     positive_int,
     positive_number,
 )
 from ..registry import register
-from ..tracing import traced_size
+from ..tracing import traced_dim
 
 __all__ = ["SimAM"]
 
@@ -25,9 +26,10 @@ __all__ = ["SimAM"]
 @fx_leaf
 def _gn_constants(x: torch.Tensor, channels: int, lambda_: float) -> tuple[torch.Tensor, float]:
     """GroupNorm weight (sqrt(n/m) / 2 per channel) and eps (λn/m) that turn a per-channel GroupNorm into
-    SimAM's ``(x − μ) / (2·sqrt(σ² + λ))``, with m = H·W and n = max(m − 1, 1)."""
-    h, w = traced_size(x)  # plain ints under torch.jit.trace: constants of the graph, no tensor → float conversion
-    m = h * w
+    SimAM's ``(x − μ) / (2·sqrt(σ² + λ))``, with m = H·W (L, D·H·W: every spatial position) and n = max(m − 1, 1)."""
+    m = 1
+    for axis in range(2, x.dim()):  # plain ints under torch.jit.trace: constants of the graph
+        m *= traced_dim(x, axis)
     n = max(m - 1, 1)
     return torch.full((channels,), 0.5 * (n / m) ** 0.5, dtype=x.dtype, device=x.device), lambda_ * n / m
 
@@ -40,9 +42,12 @@ def _gn_constants(x: torch.Tensor, channels: int, lambda_: float) -> tuple[torch
     complexity="O(N)",
     summary="Parameter-free 3-D gate: sigmoid of the inverse minimal energy of each neuron in its channel.",
     maps=("gate",),
+    dims=(1, 2, 3),
 )
 class SimAM(AttnModule):
-    """SimAM; B×C×H×W → B×C×H×W, no parameters.
+    """SimAM; B×C×H×W → B×C×H×W (B×C×L or B×C×D×H×W with ``dims=1`` or ``3``: the statistics are over every
+    position of the channel), no parameters.  (The paper's "3-D attention" means C×H×W weights, one per neuron,
+    not volumes.)
 
     Per channel, with μ the mean over H×W, ``d = (x − μ)²`` and ``σ² = Σd / n`` (n = H·W − 1):
     ``1/e* = d / (4(σ² + λ)) + 0.5`` and ``y = x ⊙ sigmoid(1/e*)``, as the paper's energy and the official
@@ -52,17 +57,19 @@ class SimAM(AttnModule):
     Args:
         channels: input channels C (checked, no weights depend on it).
         lambda_: the energy's regulariser λ (1e-4).
+        dims: spatial rank of the maps (1, 2 or 3).
 
-    Captured map: ``"gate"`` B×C×H×W.
+    Captured map: ``"gate"`` of the input's shape.
     """
 
-    def __init__(self, channels: int, lambda_: float = 1e-4) -> None:
+    def __init__(self, channels: int, lambda_: float = 1e-4, *, dims: int = 2) -> None:
         super().__init__()
         self.channels = positive_int(channels, self.owner, "channels")
         self.lambda_ = float(positive_number(lambda_, self.owner, "lambda_"))
+        self.dims = check_rank_arg(dims, self.owner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_nchw(x, self.channels, self.owner)
+        x = check_spatial(x, self.channels, self.dims, self.owner)
         # d / (4(σ² + λ)) = t² with t = (x − μ) / (2·sqrt(σ² + λ)), σ² = Σd / n.  With the biased variance
         # v = Σd / m (m = H·W) of a per-channel GroupNorm: sqrt(v + λn/m) = sqrt(n/m)·sqrt(σ² + λ), so
         # t = GN_{eps=λn/m}(x) · sqrt(n/m) / 2 (one fused statistics + normalisation pass).

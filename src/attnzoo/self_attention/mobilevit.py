@@ -101,7 +101,8 @@ class PatchAttention(AttnModule):
         d, h = self.dim, self.heads  # Python ints: the head width stays static under tracing
         drop = self.attn_drop if self.training else 0.0
         qkv = self.qkv(x)  # B×P×N×3d, or B×(P·N)×3d in the ncnn form
-        if x.dim() == 3:  # the ncnn form's B×(P·N)×d tokens (MobileViTBlock): every Linear on 3 axes
+        # The rank is read only in the portable form (traced with real tensors; FX never takes this branch).
+        if portable(*HEADS_FORM.targets) and x.dim() == 3:  # MobileViTBlock's B×(P·N)×d: Linear on 3 axes
             b, p = x.shape[0], self.patches
             out = self.attend_portable(qkv, b, p, x.shape[1] // p, drop).reshape(b, x.shape[1], d)
             return self.proj_drop(self.proj(out))

@@ -22,8 +22,8 @@ from ..functional import (
 )
 from ..layers import (
     AttnModule,
-    check_dims,
     check_dropout,
+    check_rank,
     fx_leaf,
     positive_int,
 )
@@ -45,9 +45,9 @@ def _check_qkv(
     q: torch.Tensor, k: torch.Tensor | None, v: torch.Tensor | None, channels: int, owner: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check q (and k, v when given) are B×N×C with C = ``channels``; k defaults to q, v defaults to k."""
-    q = check_dims(q, 3, -1, channels, owner, _TOKENS)
-    k = q if k is None else check_dims(k, 3, -1, channels, owner + " (keys)", _TOKENS)
-    v = k if v is None else check_dims(v, 3, -1, channels, owner + " (values)", _TOKENS)
+    q = check_rank(q, 3, -1, channels, owner, _TOKENS)
+    k = q if k is None else check_rank(k, 3, -1, channels, owner + " (keys)", _TOKENS)
+    v = k if v is None else check_rank(v, 3, -1, channels, owner + " (values)", _TOKENS)
     if tracing.is_tracing():
         return q, k, v
     if k.shape[0] != q.shape[0] or v.shape[0] != q.shape[0]:

@@ -19,9 +19,9 @@ from ..layers import (
     AttnModule,
     SizeBound,
     check_arg,
-    check_dims,
     check_dropout,
     check_nchw,
+    check_rank,
     fx_leaf,
     positive_int,
 )
@@ -99,7 +99,7 @@ class PositionalEncoding(AttnModule):
         self.dropout = nn.Dropout(check_dropout(dropout, self.owner, "dropout"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _batch_axis(check_dims(x, 3, -1, self.channels, self.owner, _TOKENS))
+        x = _batch_axis(check_rank(x, 3, -1, self.channels, self.owner, _TOKENS))
         return self.dropout(x + _pe_rows(self.pe, x, self.base).to(x.dtype))
 
     def extra_repr(self) -> str:

@@ -12,8 +12,8 @@ from ..layers import (
     DEPTH_BOUND,
     AttnModule,
     SizeBound,
-    check_dims,
     check_dropout,
+    check_rank,
     positive_int,
     positive_number,
     renamed_args,
@@ -148,7 +148,7 @@ class TransformerEncoder(AttnModule):
         self, x: torch.Tensor, mask: torch.Tensor | None = None, key_padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x: B×N×C; ``mask`` / ``key_padding_mask`` as in :class:`MultiHeadSelfAttention`."""
-        x = check_dims(x, 3, -1, self.channels, self.owner, _TOKENS)
+        x = check_rank(x, 3, -1, self.channels, self.owner, _TOKENS)
         for layer in self.layers:
             x = layer(x, mask, key_padding_mask)
         return self.norm(x)

@@ -20,7 +20,7 @@ from ..layers import (
     AttnModule,
     SizeBound,
     check_arg,
-    check_dims,
+    check_rank,
     fx_leaf,
     positive_int,
 )
@@ -139,7 +139,7 @@ class DilatedInception(AttnModule):
         return w, b
 
     def _prepare(self, x: torch.Tensor, owner: str) -> torch.Tensor:
-        x = check_dims(x, 4, 1, self.channels, owner, _LAYOUT)
+        x = check_rank(x, 4, 1, self.channels, owner, _LAYOUT)
         if self.padding == "causal":
             return F.pad(x, (self.receptive_field - 1, 0))
         return _check_length(x, self.receptive_field, owner)

@@ -32,7 +32,9 @@ def test_registry_declares_ranks_and_filters_by_them():
     three = attnzoo.list_modules(dims=3)
     assert "se" in three and "coord" not in three
     assert set(three) <= set(attnzoo.list_modules(dims=2)) == set(NAMES)
-    assert attnzoo.list_modules("channel", dims=1) == [n for n in attnzoo.list_modules("channel") if 1 in attnzoo.info(n).dims]
+    assert attnzoo.list_modules("channel", dims=1) == [
+        n for n in attnzoo.list_modules("channel") if 1 in attnzoo.info(n).dims
+    ]
     with pytest.raises(ValueError, match="dims"):
         attnzoo.list_modules(dims=4)
 
@@ -255,3 +257,17 @@ def test_nd_state_dicts_have_the_2d_keys(name):
             if k.endswith("conv.weight") and name.startswith("cbam"):  # the k^d spatial conv
                 continue
             assert t.flatten().shape == sd2[k].flatten().shape, f"{name} dims={dims}: {k} {t.shape} vs {sd2[k].shape}"
+
+
+def test_the_nd_guide_lists_every_module_of_another_rank():
+    """docs/nd.md's table names every registered module that declares a rank other than 2, and no other."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "nd.md").read_text()
+    table = text.split("## Supported modules", 1)[1].split("\n## ", 1)[0]
+    listed = set(
+        re.findall(r"`([a-z0-9_]+)`", "".join(line.split("|")[1] for line in table.splitlines()[3:] if "|" in line))
+    )
+    expected = {n for n in attnzoo.list_modules() if attnzoo.info(n).dims != (2,)}
+    assert listed == expected, f"docs/nd.md: missing {sorted(expected - listed)}, extra {sorted(listed - expected)}"

@@ -247,3 +247,56 @@ def test_variants_doc_covers_the_table():
     text = (DOCS / "deployment.md").read_text()
     body = text.split(deploy_report.VARIANTS_START)[1].split(deploy_report.VARIANTS_END)[0]
     assert body.count("\n| `") == len({(r.module, r.config) for r in results})
+
+
+def test_variants_merge_fills_a_column_and_keeps_the_others(tmp_path, monkeypatch):
+    """``--variants --merge --output FILE``: the cells (module, configuration, runtime, size) measured now replace
+    or join FILE's, every other cell of FILE is kept as it was, the table keeps its row order, and the header
+    names the run that added the column (no runtime needed: the run is replaced by fixed rows)."""
+    from attnzoo.deploy import DeployResult
+    from attnzoo.deploy import core as deploy_core
+
+    def row(module, config, runtime, size, diff):
+        return DeployResult(module, runtime, "ok", scaled_diff=diff, size=size, config=config)
+
+    old = [row(m, c, rt, s, 1e-7) for m in ("se", "eca") for c in ("defaults", "k=5")
+           for rt in ("openvino", "ncnn") for s in ("16x16", "13x11")]  # fmt: skip
+    old = [r for r in old if not (r.runtime == "openvino" and r.size == "16x16" and r.module == "eca")]
+    meta = {"variants": True, "rotate": False, "sizes": ["16x16", "13x11"], "runtimes": {}, "size": None,
+            "threads": 1, "machine": "old box", "created": "2026-01-01", "torch": "1"}  # fmt: skip
+    saved = tmp_path / "v.json"
+    saved.write_text(deploy_report.to_json(old, meta))
+    calls = []
+
+    def fake(modules, runtimes, *, sizes, **kw):
+        calls.append((list(modules), list(runtimes), [tuple(s) for s in sizes]))
+        return [row(m, c, rt, "x".join(map(str, s)), 2e-7) for m in modules for c in ("defaults", "k=5")
+                for rt in runtimes for s in sizes]  # fmt: skip
+
+    monkeypatch.setattr(deploy_core, "deploy_variants", fake)
+    doc = tmp_path / "d.md"
+    doc.write_text(f"{deploy_report.VARIANTS_START}\n{deploy_report.VARIANTS_END}\n")
+    argv = ["deploy", "--variants", "--modules", "eca,se", "--runtimes", "onnxruntime,openvino", "--sizes", "16",
+            "--merge", "--output", str(saved), "--update-doc", str(doc), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert calls == [(["eca", "se"], ["onnxruntime", "openvino"], [(16, 16)])]
+    merged, merged_meta = deploy_report.from_json(saved.read_text())
+    cells = {(r.module, r.config, r.runtime, r.size): r.scaled_diff for r in merged}
+    assert len(cells) == len(merged) == len(old) + 2 * 2 + 2  # ORT 16×16 new; eca's OpenVINO 16×16 new
+    for r in old:  # kept unless measured again (OpenVINO 16×16 of se)
+        remeasured = r.runtime == "openvino" and r.size == "16x16"
+        assert cells[(r.module, r.config, r.runtime, r.size)] == (2e-7 if remeasured else 1e-7)
+    assert all(cells[(m, c, "onnxruntime", "16x16")] == 2e-7 for m in ("se", "eca") for c in ("defaults", "k=5"))
+    assert [(r.module, r.config) for r in merged][:: len(merged) // 4] == [
+        ("se", "defaults"), ("se", "k=5"), ("eca", "defaults"), ("eca", "k=5")]  # fmt: skip
+    assert merged_meta["machine"] == "old box" and merged_meta["sizes"] == ["16x16", "13x11"]
+    assert merged_meta["additions"][-1]["columns"] == ["onnxruntime 16x16", "openvino 16x16"]
+    text = doc.read_text()
+    assert "| `eca` | `k=5` | ok | – | ok | ok | ok | ok |" in text  # ORT 13×11 never measured
+    assert "Cells of ONNX Runtime 16×16, OpenVINO 16×16 added later (2 modules;" in text
+    assert "4 cells (–) were not measured" in text
+    # a matrix is not merged into a variants table
+    matrix = tmp_path / "m.json"
+    matrix.write_text(deploy_report.to_json(old, {**meta, "variants": False}))
+    with pytest.raises(SystemExit, match="is a matrix"):
+        main([*argv[:-5], "--output", str(matrix), "--quiet"])

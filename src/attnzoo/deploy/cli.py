@@ -20,6 +20,7 @@ examples:
   attnzoo deploy --modules cbam --save deployed/                  # keep the .onnx, OpenVINO IR, ncnn files
   attnzoo deploy --variants --update-doc docs/deployment.md --output docs/deployment-variants.json
   attnzoo deploy --variants --modules multipole --runtimes ncnn   # every configuration of one module
+  attnzoo deploy --variants --runtimes onnxruntime --sizes 13x11 --merge --output docs/deployment-variants.json
 
 Every (module, runtime) case runs in a forked process: build with default arguments and perturbed weights, eval
 mode, batch 1; export; run; compare with eager PyTorch (atol = rtol = 1e-4; ncnn 1e-3); time the median.
@@ -52,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--merge",
         action="store_true",
-        help="with --output FILE.json: keep FILE's rows of the modules not measured now (add a module to a matrix)",
+        help="with --output FILE.json: keep FILE's rows of the modules not measured now (add a module to a matrix); "
+        "with --variants, FILE's cells (module, configuration, runtime, size) not measured now (add a column)",
     )
     p.add_argument("--load", default=None, metavar="FILE.json", help="render a saved JSON run instead of running")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -93,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from .core import deploy
 
     size = _size(args.size)
-    if args.variants and (args.model or args.merge or args.size):
-        raise SystemExit("attnzoo deploy: --variants takes --sizes, not --size, --model or --merge")
+    if args.variants and (args.model or args.size):
+        raise SystemExit("attnzoo deploy: --variants takes --sizes, not --size or --model")
     if args.load:
         results, meta = report.from_json(Path(args.load).read_text())
     elif args.variants:
@@ -166,11 +168,17 @@ def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> tup
     if not (args.output or "").endswith(".json") or not Path(args.output).exists():
         raise SystemExit("attnzoo deploy: --merge needs --output naming an existing JSON matrix")
     old, old_meta = report.from_json(Path(args.output).read_text())
+    if bool(old_meta.get("variants")) != bool(meta.get("variants")):
+        kinds = {True: "a variants table (--variants)", False: "a matrix"}
+        raise SystemExit(f"attnzoo deploy --merge: {args.output} is {kinds[bool(old_meta.get('variants'))]}, "
+                         f"this run is {kinds[bool(meta.get('variants'))]}")  # fmt: skip
     if old_meta.get("size") != meta.get("size") or old_meta.get("threads") != meta.get("threads"):
         raise SystemExit(
             f"attnzoo deploy --merge: {args.output} was measured with --size {old_meta.get('size')} --threads "
             f"{old_meta.get('threads')}; run with the same settings (got {meta.get('size')}, {meta.get('threads')})"
         )
+    if meta.get("variants"):
+        return report.merge_variants(old, results), report.merge_variants_meta(old_meta, meta, results)
     return report.merge(old, results), report.merge_meta(old_meta, meta, [r.module for r in results])
 
 

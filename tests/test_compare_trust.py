@@ -81,7 +81,8 @@ def test_default_recipe_trains_every_builtin_model(model, tmp_path, monkeypatch)
     steps on a slice of digits: the training loss is finite and falls, and no run is flagged unstable."""
     big = model in BIG
     monkeypatch.setattr(runner, "load_dataset", subset_loader(64 if big else 128, 32))
-    cfg = tiny_config(tmp_path / model, model=model, image_size=8, batch_size=16, epochs=3, threads=2)
+    # one thread: the share of each of the suite's two pytest-xdist workers on 2 cores (see conftest.py)
+    cfg = tiny_config(tmp_path / model, model=model, image_size=8, batch_size=16, epochs=3, threads=1)
     res = runner.run_compare(cfg)["runs"][0]
     metrics = (tmp_path / model / "runs" / "none" / "seed0" / "metrics.csv").read_text().splitlines()
     losses = [float(line.split(",")[2]) for line in metrics[1:]]

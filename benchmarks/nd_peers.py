@@ -1,5 +1,4 @@
-"""1-D and 3-D attention (``dims=1|3``) against the peers that ship the same module, side by side in one run
-(issue 27 item 5).
+"""1-D and 3-D attention (``dims=1|3``) against the peers that ship the same module, side by side in one run.
 
 Rows (attnzoo / fastest peer; below 1 means attnzoo is faster or smaller):
 

@@ -42,7 +42,7 @@ from _common import child_peak_bytes, machine_line, report_peak
 from attnzoo.testing import randomize
 
 try:  # the tiled branch: the per-query gather form is kept for attention capture
-    from attnzoo.local.neighborhood import _gathered_attention
+    from attnzoo.local.neighborhood_windows import _gathered_attention
 except ImportError:  # main before it: neighborhood_attention is the gather form
     _gathered_attention = None
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from attnzoo import registry
+from attnzoo import dev, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_readme_module_table_in_sync():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- modules:start -->\n(.*?)\n<!-- modules:end -->", readme, re.S)
     assert block, "README lacks the module table markers"
-    assert block.group(1).strip() == registry.markdown_table().strip(), "regenerate: python -m attnzoo.dev sync"
+    assert block.group(1).strip() == dev.markdown_table().strip(), "regenerate: python -m attnzoo.dev sync"
 
 
 def test_ci_runs_the_readme_test_command():

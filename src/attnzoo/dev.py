@@ -251,6 +251,22 @@ def _deployment(root: Path, registered: list[str], res: SyncResult) -> None:
         )
 
 
+def markdown_table() -> str:
+    """The README's module table, generated from the registry (``python -m attnzoo.dev sync`` writes it)."""
+    from .registry import FAMILIES, info, list_modules
+
+    rows = ["| name | class | family | layout | dims | cost | paper |", "|---|---|---|---|---|---|---|"]
+    for family in FAMILIES:
+        for name in list_modules(family):
+            e = info(name)
+            paper = f"[{e.paper}]({e.url})" if e.url else e.paper
+            dims = ", ".join(str(d) for d in e.dims)
+            rows.append(
+                f"| `{name}` | `{e.cls.__name__}` | {family} | {e.layout} | {dims} | {e.complexity} | {paper} |"
+            )
+    return "\n".join(rows)
+
+
 def sync(root: str | Path | None = None, check: bool = False) -> SyncResult:
     """Regenerate the shared per-module files under ``root`` (see the module docstring); with ``check`` write
     nothing.  Returns what was (or would be) written, the problems left and the slow commands to run."""
@@ -276,8 +292,6 @@ def sync(root: str | Path | None = None, check: bool = False) -> SyncResult:
     rel = "src/attnzoo/__init__.py"
     text = (base / rel).read_text()
     propose(rel, replace_block(text, BLOCK_START, BLOCK_END, package_block(text, families), rel))
-
-    from .registry import markdown_table
 
     readme = (base / "README.md").read_text()
     propose("README.md", replace_block(readme, README_START, README_END, markdown_table(), "README.md"))

@@ -438,23 +438,3 @@ def unregister(name: str) -> ModuleInfo:
     entry = info(name)
     del _REGISTRY[entry.name]
     return entry
-
-
-def markdown_table() -> str:
-    """The README's module table, generated from the registry (``python -m attnzoo.dev sync`` writes it)."""
-    rows = ["| name | class | family | layout | dims | cost | paper |", "|---|---|---|---|---|---|---|"]
-    for family in FAMILIES:
-        for name in list_modules(family):
-            e = _REGISTRY[name]
-            paper = f"[{e.paper}]({e.url})" if e.url else e.paper
-            dims = ", ".join(str(d) for d in e.dims)
-            rows.append(
-                f"| `{name}` | `{e.cls.__name__}` | {family} | {e.layout} | {dims} | {e.complexity} | {paper} |"
-            )
-    return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    from attnzoo import registry  # the imported module holds the registry (this __main__ copy does not)
-
-    print(registry.markdown_table())  # `python -m attnzoo.dev sync` writes it into the README

@@ -263,9 +263,7 @@ def comparisons() -> list[Comparison]:
     def sk_timm(a):
         p = timm_layer("selective_kernel", "SelectiveKernel")(64, kernel_size=[3, 5], groups=32, split_input=False,
                                                              rd_channels=32)
-        copy_weights(a, p, [("paths.0.conv.", "paths.0.0."), ("paths.0.bn.", "paths.0.1."),
-                            ("paths.1.conv.", "paths.1.0."), ("paths.1.bn.", "paths.1.1."),
-                            ("attn.", "")])
+        copy_weights(a, p, [("paths.0.bn.", "paths.0.norm."), ("paths.1.bn.", "paths.1.norm."), ("attn.", "")])
         return p, a
 
     def sk_fcv(a):

@@ -93,10 +93,15 @@ def odd_kernel(k: object, owner: str, what: str = "kernel_size") -> int:
     return int(k)  # type: ignore[call-overload]
 
 
-def check_heads(heads: object, width: int, owner: str, what: str = "channels", note: str = "") -> int:
-    """``heads`` must be a positive integer dividing ``width`` (the argument or expression ``what``)."""
+def check_heads(
+    heads: object, width: int, owner: str, what: str = "channels", note: str = "", *, paren: bool = False
+) -> int:
+    """``heads`` must be a positive integer dividing ``width`` (the argument or expression ``what``, shown as
+    ``what=width``, or ``what (width)`` with ``paren``; a width below 1 has no divisor)."""
     positive_int(heads, owner, "heads")
-    check_arg(width % heads == 0, owner, "heads", f"a divisor of {what}={width}{note}", heads)  # type: ignore[operator]
+    shown = f"{what} ({width})" if paren else f"{what}={width}"
+    ok = width >= 1 and width % heads == 0  # type: ignore[operator]
+    check_arg(ok, owner, "heads", f"a divisor of {shown}{note}", heads)
     return int(heads)  # type: ignore[call-overload]
 
 

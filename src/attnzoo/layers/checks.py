@@ -54,15 +54,13 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def check_choice(value: object, choices: Sequence[object], owner: str, what: str) -> Any:
-    """``value`` if it is one of ``choices`` (a ``ValueError`` listing them otherwise)."""
-    check_arg(
-        isinstance(value, (str, int, type(None))) and value in choices,
-        owner,
-        what,
-        "one of " + ", ".join(repr(c) for c in choices),
-        value,
-    )
+def check_choice(value: object, choices: Sequence[object], owner: str, what: str, expected: str = "") -> Any:
+    """``value`` if it is one of ``choices`` (a ``ValueError`` listing them otherwise, or saying ``expected``
+    when given).  A bool is not taken for the integer 1 or 0."""
+    ok = isinstance(value, (str, int, type(None))) and value in choices
+    if isinstance(value, bool):
+        ok = any(c is value for c in choices)
+    check_arg(ok, owner, what, expected or "one of " + ", ".join(repr(c) for c in choices), value)
     return value
 
 

@@ -18,7 +18,6 @@ from ..layers import (
     ConvNormAct,
     NormLayer,
     SizeBound,
-    check_arg,
     check_choice,
     check_level_channels,
     check_pyramid,

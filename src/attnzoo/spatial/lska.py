@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_arg, check_choice, positive_int
+from ..layers import Gate, check_choice, positive_int
 from ..registry import register
 from .lka import van_conv_init
 

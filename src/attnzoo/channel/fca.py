@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import tracing
 from ..functional.gating import BATCH_AXIS
-from ..layers import TABLE_BOUND, Gate, SizeBound, check_arg, fx_leaf, hidden_width
+from ..layers import TABLE_BOUND, Gate, SizeBound, check_arg, check_choice, fx_leaf, hidden_width
 from ..registry import register
 
 __all__ = ["MultiSpectralAttention", "dct_basis", "fca_frequencies"]
@@ -122,13 +122,7 @@ class MultiSpectralAttention(Gate):
     ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
-        check_arg(
-            isinstance(freq_sel, str) and freq_sel in FREQ_SELS,
-            self.owner,
-            "freq_sel",
-            "one of " + ", ".join(FREQ_SELS),
-            freq_sel,
-        )
+        check_choice(freq_sel, FREQ_SELS, self.owner, "freq_sel", "one of " + ", ".join(FREQ_SELS))
         check_arg(
             isinstance(dct_size, int) and not isinstance(dct_size, bool) and dct_size >= 7,
             self.owner,

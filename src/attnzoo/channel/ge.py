@@ -19,6 +19,7 @@ from ..layers import (
     Gate,
     SizeBound,
     check_arg,
+    check_choice,
     check_nchw,
     fx_leaf,
     get_act,
@@ -117,9 +118,7 @@ class GatherExcite(Gate):
     ) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels, min_hidden, self.owner)
-        check_arg(
-            extent in (0, 2, 4, 8) and not isinstance(extent, bool), self.owner, "extent", "one of 0, 2, 4, 8", extent
-        )
+        check_choice(extent, (0, 2, 4, 8), self.owner, "extent")
         check_arg(isinstance(extra_params, bool), self.owner, "extra_params", "a bool", extra_params)
         check_arg(isinstance(use_mlp, bool), self.owner, "use_mlp", "a bool", use_mlp)
         self.channels, self.extent, self.extra_params, self.use_mlp = channels, extent, extra_params, use_mlp

@@ -19,6 +19,7 @@ from ..layers import (
     NormLayer,
     SizeBound,
     check_arg,
+    check_choice,
     check_level_channels,
     check_pyramid,
     init_caffe2_xavier,
@@ -100,16 +101,10 @@ class FeaturePyramidNetwork(AttnModule):
         super().__init__()
         self.channels = check_level_channels(channels, self.owner)
         self.out_channels = positive_int(out_channels, self.owner, "out_channels")
-        check_arg(
-            extra_levels in (None, "maxpool", "p6p7"),
-            self.owner,
-            "extra_levels",
-            "None, 'maxpool' or 'p6p7'",
-            extra_levels,
-        )
+        check_choice(extra_levels, (None, "maxpool", "p6p7"), self.owner, "extra_levels", "None, 'maxpool' or 'p6p7'")
         if extra_levels == "p6p7":
             p6_from = "c5" if p6_from is None else p6_from
-            check_arg(p6_from in ("c5", "p5"), self.owner, "p6_from", "'c5' or 'p5'", p6_from)
+            check_choice(p6_from, ("c5", "p5"), self.owner, "p6_from", "'c5' or 'p5'")
         else:
             check_arg(p6_from is None, self.owner, "p6_from", "None unless extra_levels='p6p7'", p6_from)
         self.extra_levels = extra_levels

@@ -18,7 +18,7 @@ from ..layers import (
     ConvNormAct,
     NormLayer,
     SizeBound,
-    check_arg,
+    check_choice,
     check_level_channels,
     check_pyramid,
     fit_to,
@@ -82,7 +82,7 @@ class PathAggregationNetwork(AttnModule):
         super().__init__()
         self.channels = check_level_channels(channels, self.owner)
         self.out_channels = positive_int(out_channels, self.owner, "out_channels")
-        check_arg(extra_levels in (None, "maxpool"), self.owner, "extra_levels", "None or 'maxpool'", extra_levels)
+        check_choice(extra_levels, (None, "maxpool"), self.owner, "extra_levels", "None or 'maxpool'")
         self.extra_levels = extra_levels
         make_norm(norm, out_channels, self.owner)  # validate with this class's name in the error
         get_act(act, self.owner)

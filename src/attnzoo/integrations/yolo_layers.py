@@ -52,12 +52,13 @@ class Select(nn.Module):
     def __init__(self, index: int = 0) -> None:
         super().__init__()
         if not isinstance(index, int) or isinstance(index, bool):
-            raise ValueError(f"Select: index must be an int (the level to pick), got {index!r}")
+            raise ValueError(f"{type(self).__name__}: index must be an int (the level to pick), got {index!r}")
         self.index = index
 
     def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
         if not isinstance(x, (list, tuple)):
-            raise ValueError(f"Select: expected the list output of a pyramid row, got {type(x).__name__}")
+            owner = type(self).__name__
+            raise ValueError(f"{owner}: expected the list output of a pyramid row, got {type(x).__name__}")
         return x[self.index]
 
     def extra_repr(self) -> str:

@@ -54,15 +54,13 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def check_choice(value: object, choices: Sequence[object], owner: str, what: str) -> Any:
-    """``value`` if it is one of ``choices`` (a ``ValueError`` listing them otherwise)."""
-    check_arg(
-        isinstance(value, (str, int, type(None))) and value in choices,
-        owner,
-        what,
-        "one of " + ", ".join(repr(c) for c in choices),
-        value,
-    )
+def check_choice(value: object, choices: Sequence[object], owner: str, what: str, expected: str = "") -> Any:
+    """``value`` if it is one of ``choices`` (a ``ValueError`` listing them otherwise, or saying ``expected``
+    when given).  A bool is not taken for the integer 1 or 0."""
+    ok = isinstance(value, (str, int, type(None))) and value in choices
+    if isinstance(value, bool):
+        ok = any(c is value for c in choices)
+    check_arg(ok, owner, what, expected or "one of " + ", ".join(repr(c) for c in choices), value)
     return value
 
 
@@ -93,10 +91,15 @@ def odd_kernel(k: object, owner: str, what: str = "kernel_size") -> int:
     return int(k)  # type: ignore[call-overload]
 
 
-def check_heads(heads: object, width: int, owner: str, what: str = "channels", note: str = "") -> int:
-    """``heads`` must be a positive integer dividing ``width`` (the argument or expression ``what``)."""
+def check_heads(
+    heads: object, width: int, owner: str, what: str = "channels", note: str = "", *, paren: bool = False
+) -> int:
+    """``heads`` must be a positive integer dividing ``width`` (the argument or expression ``what``, shown as
+    ``what=width``, or ``what (width)`` with ``paren``; a width below 1 has no divisor)."""
     positive_int(heads, owner, "heads")
-    check_arg(width % heads == 0, owner, "heads", f"a divisor of {what}={width}{note}", heads)  # type: ignore[operator]
+    shown = f"{what} ({width})" if paren else f"{what}={width}"
+    ok = width >= 1 and width % heads == 0  # type: ignore[operator]
+    check_arg(ok, owner, "heads", f"a divisor of {shown}{note}", heads)
     return int(heads)  # type: ignore[call-overload]
 
 

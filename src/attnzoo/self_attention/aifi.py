@@ -17,6 +17,7 @@ from ..layers import (
     check_arg,
     check_choice,
     check_dropout,
+    check_heads,
     check_nchw,
     merge_heads,
     positive_int,
@@ -125,8 +126,7 @@ class AIFI(AttnModule):
         check_arg(
             channels % 4 == 0, owner, "channels", "a multiple of 4 (the sin-cos table has C/4 per part)", channels
         )
-        positive_int(heads, owner, "heads")
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels ({channels})", heads)
+        check_heads(heads, channels, owner, paren=True)
         positive_int(dim_feedforward, owner, "dim_feedforward")
         self.dropout = check_dropout(dropout, owner)
         self.act = check_choice(act, ("gelu", "relu"), owner, "act")

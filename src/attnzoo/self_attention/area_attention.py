@@ -24,6 +24,7 @@ from ..layers import (
     attention,
     check_arg,
     check_choice,
+    check_heads,
     check_nchw,
     positive_int,
     traced_size,
@@ -45,9 +46,7 @@ _VARIANTS = ("v1", "turbo")
 
 def _area_heads(heads: int | None, channels: int, owner: str) -> int:
     heads = max(1, channels // 32) if heads is None else heads
-    positive_int(heads, owner, "heads")
-    check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels ({channels}); pass heads=", heads)
-    return heads
+    return check_heads(heads, channels, owner, note="; pass heads=", paren=True)
 
 
 @_register(
@@ -278,8 +277,7 @@ class A2C2f(AttnModule):
             )
             heads = c // 32
         elif heads is not None:
-            positive_int(heads, owner, "heads")
-            check_arg(c >= 1 and c % heads == 0, owner, "heads", f"a divisor of the hidden width ({c})", heads)
+            check_heads(heads, c, owner, "the hidden width", paren=True)
         check_arg(
             int(c * mlp_ratio) >= 1,
             owner,

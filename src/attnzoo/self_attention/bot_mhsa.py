@@ -14,7 +14,17 @@ import torch.nn.functional as F
 
 from ..capture import capture_target
 from ..functional.relative_logits import check_relative_input, init_relative_tables, relative_logit_mask
-from ..layers import TABLE_BOUND, AttnModule, SizeBound, attention, check_arg, check_choice, check_nchw, positive_int
+from ..layers import (
+    TABLE_BOUND,
+    AttnModule,
+    SizeBound,
+    attention,
+    check_arg,
+    check_choice,
+    check_heads,
+    check_nchw,
+    positive_int,
+)
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
 
@@ -120,8 +130,7 @@ class BoTMHSA(AttnModule):
         super().__init__()
         owner = self.owner
         out = output_width(channels, out_channels, owner)
-        positive_int(heads, owner, "heads")
-        check_arg(out % heads == 0, owner, "heads", f"a divisor of out_channels ({out})", heads)
+        check_heads(heads, out, owner, "out_channels", paren=True)
         dim_head = out // heads if dim_head is None else positive_int(dim_head, owner, "dim_head")
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)
         check_arg(isinstance(scale_pos_embed, bool), owner, "scale_pos_embed", "a bool", scale_pos_embed)

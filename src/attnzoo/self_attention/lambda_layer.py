@@ -12,7 +12,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import KERNEL_BOUND, AttnModule, SizeBound, check_arg, check_choice, check_nchw, odd_kernel, positive_int
+from ..layers import (
+    KERNEL_BOUND,
+    AttnModule,
+    SizeBound,
+    check_arg,
+    check_choice,
+    check_heads,
+    check_nchw,
+    odd_kernel,
+    positive_int,
+)
 from ..layers.batchnorm import PooledBatchNorm2d
 from ..layers.checks import output_width
 from ..registry import ShapeRule, register, strided
@@ -74,8 +84,7 @@ class LambdaLayer(AttnModule):
         super().__init__()
         owner = self.owner
         out = output_width(channels, out_channels, owner)
-        positive_int(heads, owner, "heads")
-        check_arg(out % heads == 0, owner, "heads", f"a divisor of out_channels ({out})", heads)
+        check_heads(heads, out, owner, "out_channels", paren=True)
         positive_int(d_k, owner, "d_k")
         odd_kernel(local_size, owner, "local_size")
         check_arg(isinstance(qkv_bias, bool), owner, "qkv_bias", "a bool", qkv_bias)

@@ -19,6 +19,7 @@ from ..layers import (
     SizeBound,
     attention,
     check_arg,
+    check_heads,
     check_nchw,
     positive_int,
 )
@@ -61,8 +62,7 @@ class PSAAttention(AttnModule):
         super().__init__()
         owner = self.owner
         positive_int(channels, owner, "channels")
-        positive_int(heads, owner, "heads")
-        check_arg(channels % heads == 0, owner, "heads", f"a divisor of channels ({channels})", heads)
+        check_heads(heads, channels, owner, paren=True)
         self.channels, self.heads, self.attn_ratio = channels, heads, attn_ratio
         self.head_dim = channels // heads
         self.key_dim = int(self.head_dim * attn_ratio)
@@ -104,8 +104,7 @@ def psa_step(x: torch.Tensor, attn: nn.Module, ffn: nn.Module, host: str) -> tor
 def _heads(heads: int | None, width: int, owner: str) -> int:
     if heads is None:
         return default_heads(width)
-    positive_int(heads, owner, "heads")
-    check_arg(width % heads == 0, owner, "heads", f"a divisor of the attention width ({width})", heads)
+    check_heads(heads, width, owner, "the attention width", paren=True)
     check_arg(width // heads >= 2, owner, "heads", f"at most {width // 2} (head width ≥ 2)", heads)
     return heads
 

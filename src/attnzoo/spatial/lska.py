@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Gate, check_arg, positive_int
+from ..layers import Gate, check_choice, positive_int
 from ..registry import register
 from .lka import van_conv_init
 
@@ -71,10 +71,8 @@ class LargeSeparableKernelAttention(Gate):
     def __init__(self, channels: int, kernel_size: int = 7) -> None:
         super().__init__()
         self.channels = positive_int(channels, self.owner, "channels")
-        ok = isinstance(kernel_size, int) and not isinstance(kernel_size, bool) and kernel_size in LSKA_KERNELS
-        check_arg(
-            ok, self.owner, "kernel_size", "one of the paper's sizes " + ", ".join(map(str, LSKA_KERNELS)), kernel_size
-        )
+        sizes = "one of the paper's sizes " + ", ".join(map(str, LSKA_KERNELS))
+        check_choice(kernel_size, tuple(LSKA_KERNELS), self.owner, "kernel_size", sizes)
         self.kernel_size = kernel_size
         k0, kd, d = LSKA_KERNELS[kernel_size]
         self.conv0h = _strip(channels, k0, 1, True)

@@ -216,9 +216,7 @@ def _run_nd(args: argparse.Namespace) -> int:
     if not maps:
         raise SystemExit(f"attnzoo viz: {name} recorded no attention maps")
     output = args.output or f"{stem}-{name}-{dims}d-maps.png"
-    path = overlay(
-        base, maps, output, columns=args.columns, panel=args.panel, scale=args.scale, slices=args.slices
-    )
+    path = overlay(base, maps, output, columns=args.columns, panel=args.panel, scale=args.scale, slices=args.slices)
     print(f"wrote {path} ({sum(len(v) for v in maps.values())} maps of {name} dims={dims}, input {tuple(x.shape)})")
     return 0
 

@@ -106,9 +106,7 @@ def _grid_data(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor | None:
     return None
 
 
-def _panels_nd(
-    title: str, t: torch.Tensor, size: tuple[int, ...], probs: bool, slices: int
-) -> list[Entry]:
+def _panels_nd(title: str, t: torch.Tensor, size: tuple[int, ...], probs: bool, slices: int) -> list[Entry]:
     """The panels of one map of a 1-D or 3-D module (input ``size`` = (L,) or (D, H, W))."""
     grid = _grid_data(t, size)
     if grid is not None and len(size) == 1:
@@ -152,9 +150,13 @@ def entries(
     """The panels of ``(title, module name, map)`` triples; ``sizes`` the recorded input sizes, ``dims`` the rank
     of maps without one, ``slices`` the extra evenly spaced slices of a 3-D montage."""
     if dims not in (1, 2, 3):
-        raise ValueError(f"overlay: dims must be 1, 2 or 3 (the spatial rank of maps without an input size), got {dims!r}")
+        raise ValueError(
+            f"overlay: dims must be 1, 2 or 3 (the spatial rank of maps without an input size), got {dims!r}"
+        )
     if not (isinstance(slices, int) and not isinstance(slices, bool) and slices >= 0):
-        raise ValueError(f"overlay: slices must be a non-negative integer (extra slices of a 3-D montage), got {slices!r}")
+        raise ValueError(
+            f"overlay: slices must be a non-negative integer (extra slices of a 3-D montage), got {slices!r}"
+        )
     out: list[Entry] = []
     for title, module, t in flat:
         if not isinstance(t, torch.Tensor):

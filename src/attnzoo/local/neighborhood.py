@@ -35,10 +35,10 @@ from ..registry import register
 from ..tracing import PortableForm, eager_only, portable
 from .neighborhood_windows import (
     _CHUNK,
+    PerAxis,
     _chunked_gather,
     _effective,
     _gathered_attention,
-    PerAxis,
     axis_values,
     neighborhood_indices,
 )

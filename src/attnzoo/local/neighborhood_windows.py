@@ -13,7 +13,6 @@ from torch.utils.checkpoint import checkpoint
 from ..functional.attention import sdpa
 from ..layers.attention import attention
 
-
 #: A kernel side or dilation: one int for every axis, or one per axis.
 PerAxis = Union[int, Sequence[int]]
 

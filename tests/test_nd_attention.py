@@ -293,3 +293,17 @@ def test_neighborhood_per_axis_kernel_errors_and_int_kernel_unchanged():
     assert list(sa) == list(sb) and all(torch.equal(sa[n], sb[n]) for n in sa)
     x = torch.randn(1, 8, 6, 7)
     torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.faithful("neighborhood")
+@pytest.mark.parametrize("dims,k,size", [(2, (3, 5), (7, 9)), (2, (5, 3), (4, 6)), (1, (5,), (13,))])
+def test_neighborhood_per_axis_kernel_portable_form(dims, k, size):
+    """The ncnn portable form (replicate-padded slices) with one window side per axis equals the eager form."""
+    from attnzoo.tracing import export_target
+
+    m = _build("neighborhood", 8, dims, kernel_size=k, heads=2)
+    x = rand(2, 8, *size)
+    with torch.no_grad():
+        ref = m(x)
+        with export_target("ncnn"):
+            torch.testing.assert_close(m(x), ref)

@@ -308,3 +308,142 @@ def test_cli_viz_says_an_untrained_cbam_spatial_gate_is_constant(image_file, tmp
     texts = _texts(seen[0])
     spatial = [t for t in texts if t.startswith("layer") and ":spatial" in t]
     assert len(spatial) == 8 and texts.count("constant 0.5") == 8  # CBAM's spatial gate starts at sigmoid(0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1-D and 3-D maps: the rank comes from the recorded input size (the module's dims), never from the last two dims
+
+
+def _nd(name: str, dims: int, **kwargs) -> nn.Module:
+    torch.manual_seed(0)
+    return attnzoo.create(name, 8, dims=dims, **{**attnzoo.info(name).test_kwargs, **kwargs}).eval()
+
+
+def test_3d_maps_draw_as_a_slice_montage(tmp_path):
+    """A 3-D gate B×C×D×H×W (SimAM's, averaged over channels): the middle slice, the maximum over D, then evenly
+    spaced slices, each over the image on one colour scale; the figure's overlays are exactly those slices resized
+    to the image."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    m = _nd("simam", 3)
+    with torch.no_grad(), attnzoo.capture_attention(m) as maps:
+        m(torch.randn(2, 8, 5, 6, 7))
+    assert maps.input_sizes == {"": (5, 6, 7)}
+    gate = maps[""]["gate"][1].mean(0)  # sample 1, averaged over channels
+    assert float(gate.max() - gate.min()) > 0.01
+    got = viz.panels(maps, sample=1, slices=3)
+    assert [(t, k) for t, k, _ in got] == [
+        ("gate D=2/5", "heat"), ("gate max over D", "heat"), ("gate D=0/5", "heat"), ("gate D=2/5", "heat"),
+        ("gate D=4/5", "heat")]
+    for (_, _, data), ref in zip(got, (gate[2], gate.amax(0), gate[0], gate[2], gate[4])):
+        torch.testing.assert_close(data, ref, rtol=1e-6, atol=0)
+    assert len(viz.panels(maps)) == 2 and len(viz.panels(maps, slices=9)) == 2 + 5  # at most D slices
+    fig = viz._figure(torch.rand(3, 24, 28), maps, panel=64, sample=1, slices=3, scale="data")
+    overlays = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]
+    assert len(overlays) == 5
+    for im, ref in zip(overlays, (gate[2], gate.amax(0), gate[0], gate[2], gate[4])):
+        expected = F.interpolate(ref[None, None], size=(24, 28), mode="bilinear", align_corners=False)[0, 0]
+        np.testing.assert_allclose(np.asarray(im.get_array()), expected.numpy(), rtol=1e-6)
+        assert (im.norm.vmin, im.norm.vmax) == (pytest.approx(float(gate.min())), pytest.approx(float(gate.max())))
+    path = viz.overlay(torch.rand(3, 24, 28), maps, tmp_path / "m.png", panel=64, columns=3, slices=3)
+    with Image.open(path) as im:
+        assert im.size == (3 * 64, 2 * 55)  # image + 5 slices in 3 columns, 64·24/28 = 55 high
+
+
+def test_3d_attention_maps_on_their_key_grid_and_per_channel_gates():
+    """3-D non-local with (1, 2, 2) subsampling: the attention each key receives on the pooled D×⌈H/2⌉×⌈W/2⌉
+    grid; a channel gate B×C×1×1×1 is a bar chart; a 5-D map without a recorded size follows ``dims``."""
+    m = _nd("nonlocal", 3, subsample=True)
+    with torch.no_grad(), attnzoo.capture_attention(m) as maps:
+        m(torch.randn(1, 8, 3, 6, 7))
+    attn = maps[""]["attn"][0]  # 1×126×36
+    received = attn.reshape(-1, attn.shape[-1]).mean(0).reshape(3, 3, 4)
+    got = viz.panels(maps)
+    assert [t for t, _, _ in got] == ["attn D=1/3", "attn max over D"]
+    torch.testing.assert_close(got[0][2], received[1])
+    torch.testing.assert_close(got[1][2], received.amax(0))
+    se = _nd("se", 3)
+    with attnzoo.capture_attention(se) as maps:
+        se(torch.randn(1, 8, 3, 4, 5))
+    assert [(k, tuple(d.shape)) for _, k, d in viz.panels(maps)] == [("bars", (8,))]
+    vol = torch.rand(1, 1, 4, 5, 6)
+    assert [k for _, k, _ in viz.panels({"v": vol})] == ["heat"]  # no size, dims 2: the last two dims (as before)
+    got = viz.panels({"v": vol}, dims=3)
+    assert [t for t, _, _ in got] == ["v D=2/4", "v max over D"] and torch.equal(got[0][2], vol[0, 0, 2])
+
+
+def test_1d_maps_draw_as_a_strip_over_the_signal(tmp_path):
+    import numpy as np
+
+    m = _nd("simam", 1)
+    x = torch.randn(1, 8, 30)
+    with torch.no_grad(), attnzoo.capture_attention(m) as maps:
+        m(x)
+    assert maps.input_sizes == {"": (30,)}
+    gate = maps[""]["gate"][0].mean(0)
+    ((title, kind, data),) = viz.panels(maps)
+    assert (title, kind) == ("gate", "strip")
+    torch.testing.assert_close(data, gate, rtol=1e-6, atol=0)
+    signal = torch.sin(torch.arange(60) / 5.0)
+    fig = viz._figure(signal, maps, panel=96)
+    strips = [ax for ax in fig.axes if ax.images and ax.get_title().startswith("gate")]
+    assert len(strips) == 1
+    np.testing.assert_allclose(np.asarray(strips[0].images[0].get_array()), gate[None].numpy(), rtol=1e-6)
+    lines = [np.asarray(ln.get_ydata()) for ax in fig.axes for ln in ax.lines]
+    assert any(len(y) == 30 and np.allclose(y, gate.numpy(), rtol=1e-6, atol=0) for y in lines)  # the line plot
+    assert any(len(y) == 60 for y in lines)  # the signal
+    gc = _nd("global_attention", 1, heads=2, dim_head=4)
+    with torch.no_grad(), attnzoo.capture_attention(gc) as maps:
+        gc(x)
+    ((_, kind, data),) = viz.panels(maps)
+    torch.testing.assert_close(data, maps[""]["attn"][0].mean((0, 1)))  # attention received per position
+    assert kind == "strip"
+    viz.overlay(signal, maps, tmp_path / "s.png", panel=64)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_every_nd_module_map_draws(dims, tmp_path):
+    """Every module with a 1-D / 3-D form: each map becomes a strip / montage slices (or bars and matrices), and
+    the figure draws."""
+    size = (13,) if dims == 1 else (3, 5, 4)
+    for name in attnzoo.list_modules(dims=dims):
+        m = _nd(name, dims)
+        with torch.no_grad(), attnzoo.capture_attention(m) as maps:
+            m(torch.randn(1, 8, *size))
+        kinds = {k for _, k, _ in viz.panels(maps)}
+        assert kinds <= {"strip" if dims == 1 else "heat", "bars", "matrix"}, name
+        for _, k, data in viz.panels(maps):
+            if k == "heat":
+                assert data.dim() == 2 and data.shape[-1] <= size[-1], name
+    fig = viz._figure(torch.rand(3, 20, 16), maps, panel=48)
+    assert len(fig.axes) > 1
+
+
+def test_nd_maps_that_cannot_be_drawn_raise():
+    with pytest.raises(ValueError, match=r"cannot draw map 'g:odd' of shape \(2, 3, 4, 5\).*3-D module with input 5×6×7"):
+        viz.panels({"g": {"odd": torch.rand(1, 2, 3, 4, 5)}}, {"g": (5, 6, 7)})
+    with pytest.raises(ValueError, match="dims must be 1, 2 or 3"):
+        viz.panels({"g": torch.rand(1, 4, 4)}, dims=4)
+    with pytest.raises(ValueError, match="slices must be a non-negative integer"):
+        viz.panels({"g": torch.rand(1, 4, 4)}, slices=-1)
+    # a gate along D only (D×1×1) broadcasts over H×W, as it multiplies the map
+    got = viz.panels({"g": {"d": torch.rand(1, 1, 5, 1, 1)}}, {"g": (5, 6, 7)})
+    assert got[0][2].shape == (6, 7)
+
+
+def test_cli_viz_nd(image_file, tmp_path, capsys):
+    out = tmp_path / "clip.png"
+    assert cli_main(["viz", "--module", "cbam", "--dims", "3", "--frames", "4", "--image", str(image_file), "--size",
+                     "32", "--panel", "64", "--columns", "5", "--output", str(out), "--arg", "kernel_size=(1, 3, 3)"]) == 0
+    assert "dims=3, input (1, 3, 4, 40, 32)" in capsys.readouterr().out
+    with Image.open(out) as im:  # image + channel bars + 2 slices of the spatial gate
+        assert im.size == (4 * 64, 80)
+    signal = tmp_path / "ecg.txt"
+    signal.write_text(" ".join(f"{math.sin(i / 3):.4f}" for i in range(50)))
+    assert cli_main(["viz", "--module", "se", "--dims", "1", "--signal", str(signal), "--panel", "64",
+                     "--output", str(tmp_path / "s.png")]) == 0
+    with pytest.raises(SystemExit, match="--signal"):
+        cli_main(["viz", "--module", "se", "--dims", "1"])
+    with pytest.raises(SystemExit, match="supports dims"):
+        cli_main(["viz", "--module", "coord", "--dims", "3", "--image", str(image_file)])

@@ -119,6 +119,33 @@ def test_module_page_content(text_site):
     assert "cost against resolution" in pyramid and "xs = [torch.randn(2, 64, 56, 56)" in pyramid
 
 
+def test_module_pages_and_gallery_cards_state_their_ranks(text_site):
+    """Each module page's header and each gallery card name the spatial ranks (``dims``) the module supports, and
+    the gallery filters by rank; a cost in d says what d is."""
+    files = text_site.files
+    gallery = files["gallery.md"].decode()
+    for name in attnzoo.list_modules():
+        dims = attnzoo.info(name).dims
+        ranks = ", ".join(map(str, dims))
+        page = files[f"modules/{name}.md"].decode()
+        meta = next(line for line in page.splitlines() if 'class="az-meta"' in line)
+        assert f"dims **{ranks}**" in meta, name
+        card = re.search(rf'<div class="az-card"[^>]*data-name="{name}".*?</div>', gallery, re.S)
+        assert card and f'data-dims="{" ".join(map(str, dims))}"' in card.group(0), name
+        assert f"· dims {ranks}</span>" in card.group(0), name
+    assert "dims **1, 2, 3**" in files["modules/neighborhood.md"].decode()
+    assert "dims **2**" in files["modules/coord.md"].decode()
+    assert re.search(r'<select id="az-dims">.*value="1".*value="2".*value="3"', gallery)
+    cost = next(line for line in files["modules/neighborhood.md"].decode().splitlines() if "**Complexity**" in line)
+    assert "O(N·k^d)" in cost and "d is the spatial rank" in cost
+    assert "O(N·Σ axis sizes)" in files["modules/criss_cross.md"].decode()
+    assert "spatial rank" not in next(
+        line for line in files["modules/coord.md"].decode().splitlines() if "**Complexity**" in line
+    )
+    js = (ROOT / "docs" / "assets" / "gallery.js").read_text()
+    assert "az-dims" in js and "dataset.dims" in js
+
+
 def test_bench_data_covers_every_registered_module(gen):
     bench = gen.load_bench(gen.BENCH_JSON)
     missing = sorted(set(attnzoo.list_modules()) - set(bench.rows))

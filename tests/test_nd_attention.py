@@ -4,6 +4,7 @@ sagan, danet*, criss_cross, neighborhood — against dense references, NATTEN's 
 from __future__ import annotations
 
 import itertools
+import math
 from functools import partial
 
 import pytest
@@ -231,3 +232,78 @@ def test_neighborhood_3d_chunks_forward_and_gradients(monkeypatch):
     g = rand(*out.shape, seed=4)
     for a, b in zip(torch.autograd.grad(out, ins, g), torch.autograd.grad(gathered, ins, g)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.faithful("neighborhood")
+@pytest.mark.parametrize(
+    "size,k,d",
+    [((7, 9), (3, 5), 1), ((11, 8), (5, 3), (2, 1)), ((3, 5, 6), (1, 3, 5), 1), ((4, 5, 6), (3, 5, 3), (1, 1, 2)),
+     ((5, 4, 3), (3, 5, 5), 1)],
+)
+def test_neighborhood_per_axis_kernel_equals_explicit_loop(size, k, d):
+    """One window side (and dilation) per axis, e.g. (3, 7, 7) for a clip: k_1×…×k_d windows shifted inwards per
+    axis and a (2k_1−1)×…×(2k_d−1) bias table per head, against the per-query loop; in 2-D both the tiled eager form
+    and the capture (gather) form; gradients reach the table."""
+    m = _build("neighborhood", 8, len(size), kernel_size=k, dilation=d, heads=2)
+    assert m.rpb.shape == (2, *(2 * s - 1 for s in k))
+    x = rand(2, 8, *size)
+    with torch.no_grad():
+        ref = nat_ref_nd(m, x)
+        torch.testing.assert_close(m(x), ref)
+        with attnzoo.capture_attention(m) as maps:
+            torch.testing.assert_close(m(x), ref)
+    windows = [min(s, n) for s, n in zip(k, size)]
+    assert maps[""]["attn"].shape == (2, 2 * math.prod(size), 1, math.prod(windows))
+    m.train()
+    m(x).square().sum().backward()
+    assert m.rpb.grad is not None and m.rpb.grad.abs().sum() > 0
+
+
+@pytest.mark.faithful("neighborhood")
+@pytest.mark.parametrize("dims,size,k", [(1, (13,), (5,)), (3, (5, 6, 7), (3, 5, 3))])
+def test_neighborhood_per_axis_kernel_equals_natten(dims, size, k):
+    """NATTEN's NeighborhoodAttention1D / 3D with a per-axis kernel_size tuple (no position bias), copied weights."""
+    natten = require("natten")
+    peer = {1: natten.NeighborhoodAttention1D, 3: natten.NeighborhoodAttention3D}[dims](16, 2, k)
+    ours = attnzoo.create("neighborhood", 16, dims=dims, kernel_size=k, heads=2, position_bias=False)
+    ours.load_state_dict(peer.state_dict())
+    x = torch.randn(2, 16, *size)
+    with torch.no_grad():
+        ref = peer(x.movedim(1, -1)).movedim(-1, 1)
+        torch.testing.assert_close(ours.eval()(x), ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.faithful("neighborhood")
+def test_neighborhood_per_axis_kernel_errors_and_int_kernel_unchanged():
+    for dims, bad in ((3, (3, 7)), (3, (3, 4, 5)), (2, (0, 3)), (2, (-1, 3)), (3, (3, 5.0, 5)), (1, (3, 3))):
+        with pytest.raises(ValueError, match=r"NeighborhoodAttention.*kernel_size must be .*got"):
+            attnzoo.create("neighborhood", 8, dims=dims, kernel_size=bad, heads=2)
+    with pytest.raises(ValueError, match=r"kernel_size must be 3 positive odd integers \(one per axis of D×H×W\), got \(3, 4, 5\)"):
+        attnzoo.create("neighborhood", 8, dims=3, kernel_size=(3, 4, 5), heads=2)
+    with pytest.raises(ValueError, match=r"NeighborhoodAttention.*dilation must be .*got"):
+        attnzoo.create("neighborhood", 8, dims=3, kernel_size=3, dilation=(1, 0, 1), heads=2)
+    with pytest.raises(ValueError, match=r"NeighborhoodAttention.*dilation must be .*got \(1, 2\)"):
+        attnzoo.create("neighborhood", 8, dims=3, kernel_size=3, dilation=(1, 2), heads=2)
+    torch.manual_seed(0)
+    a = attnzoo.create("neighborhood", 8, kernel_size=5, heads=2)
+    torch.manual_seed(0)
+    b = attnzoo.create("neighborhood", 8, kernel_size=(5, 5), dilation=(1, 1), heads=2)
+    assert a.kernel_size == 5 and a.rpb.shape == (2, 9, 9)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[n], sb[n]) for n in sa)
+    x = torch.randn(1, 8, 6, 7)
+    torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.faithful("neighborhood")
+@pytest.mark.parametrize("dims,k,size", [(2, (3, 5), (7, 9)), (2, (5, 3), (4, 6)), (1, (5,), (13,))])
+def test_neighborhood_per_axis_kernel_portable_form(dims, k, size):
+    """The ncnn portable form (replicate-padded slices) with one window side per axis equals the eager form."""
+    from attnzoo.tracing import export_target
+
+    m = _build("neighborhood", 8, dims, kernel_size=k, heads=2)
+    x = rand(2, 8, *size)
+    with torch.no_grad():
+        ref = m(x)
+        with export_target("ncnn"):
+            torch.testing.assert_close(m(x), ref)

@@ -194,7 +194,7 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         f"# `{name}` — {cls.__name__}",
         "",
         f'<div class="az-meta" markdown>family **[{info.family}](index.md#{info.family})** · layout **`{info.layout}`** · '
-        f"cost **{info.complexity}** · class `attnzoo.{cls.__name__}`</div>",
+        f"{ranks_text(info.dims, bold=True)} · cost **{info.complexity}** · class `attnzoo.{cls.__name__}`</div>",
         "",
         info.summary,
         "",
@@ -259,7 +259,8 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         "",
         "## Cost",
         "",
-        f"- **Complexity** in the number of positions N: {info.complexity}",
+        f"- **Complexity** in the number of positions N{COMPLEXITY_SYMBOLS if info.dims != (2,) else ''}: "
+        f"{info.complexity}",
         f"- **Parameters** at the default input: {_fmt_int(m.params)}",
         f"- **FLOPs** at the default input ({', '.join(m.inputs)}): {_fmt_flops(m.flops)} "
         "(counted by `torch.utils.flop_counter`; 1 multiply-add = 2 FLOPs; elementwise ops not counted)",
@@ -296,13 +297,25 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
     return "\n".join(out)
 
 
+#: How the complexity strings of modules with several spatial ranks read (``"O(N·k^d)"``).
+COMPLEXITY_SYMBOLS = " (over every spatial axis; d is the spatial rank, k a kernel side)"
+
+
+def ranks_text(dims: tuple[int, ...], bold: bool = False) -> str:
+    """The spatial ranks a module supports, as its page header and gallery card show them: ``"dims 1, 2, 3"``."""
+    ranks = ", ".join(str(d) for d in dims)
+    return f"dims **{ranks}**" if bold else f"dims {ranks}"
+
+
 def _card(name: str, info: Any) -> str:
     summary = html.escape(info.summary)
+    dims = " ".join(str(d) for d in info.dims)
     return (
-        f'<div class="az-card" data-family="{info.family}" data-layout="{info.layout}" data-name="{name}" markdown>\n\n'
+        f'<div class="az-card" data-family="{info.family}" data-layout="{info.layout}" data-dims="{dims}" '
+        f'data-name="{name}" markdown>\n\n'
         f"[![{name}](modules/img/{name}-card.png)](modules/{name}.md)\n\n"
         f"[**{name}**](modules/{name}.md){{ .az-name }}\n"
-        f'<span class="az-tags">{info.complexity} · {info.layout}</span>\n\n'
+        f'<span class="az-tags">{info.complexity} · {info.layout} · {ranks_text(info.dims)}</span>\n\n'
         f"{summary}\n\n"
         f"</div>\n"
     )
@@ -312,6 +325,8 @@ def gallery_page(by_family: dict[str, list[str]], infos: dict[str, Any]) -> str:
     attnzoo = _attnzoo()
     fam_opts = "".join(f'<option value="{f}">{FAMILY_TITLES[f]}</option>' for f in by_family)
     lay_opts = "".join(f'<option value="{lay}">{lay}</option>' for lay in attnzoo.LAYOUTS)
+    ranks = sorted({d for info in infos.values() for d in info.dims})
+    dims_opts = "".join(f'<option value="{d}">{d}-D (dims={d})</option>' for d in ranks)
     out = [
         "---",
         "hide:",
@@ -324,12 +339,14 @@ def gallery_page(by_family: dict[str, list[str]], infos: dict[str, Any]) -> str:
         "gate map on a photograph, from an **untrained, freshly initialised** resnet18 with the module inserted: it "
         "shows where the module can look, not what it learned. Modules without a map (or that do not fit in a "
         "ResNet block) show their inputs and outputs with shapes and their cost class; their page has the cost against "
-        "resolution. Filter by family and layout; "
+        "resolution. Filter by family, layout and spatial rank (`dims`: 1 = B×C×L signals, 3 = B×C×D×H×W "
+        "volumes and clips, see [1-D and 3-D](nd.md)); "
         "[Which module?](which-module.md) puts each family on one cost chart.",
         "",
         '<div class="az-filters">',
         f'<label>Family <select id="az-family"><option value="">all families</option>{fam_opts}</select></label>',
         f'<label>Layout <select id="az-layout"><option value="">all layouts</option>{lay_opts}</select></label>',
+        f'<label>Rank <select id="az-dims"><option value="">any rank</option>{dims_opts}</select></label>',
         '<span id="az-count"></span>',
         "</div>",
         "",

@@ -90,7 +90,8 @@ class ModuleInfo:
         paper: title, venue and year of the paper that defines the module.
         url: link to the paper (or the official code).
         layout: input layout, one of :data:`LAYOUTS`.
-        complexity: cost in the number of positions N, e.g. ``"O(N)"`` or ``"O(N^2)"``.
+        complexity: cost in the number of positions N (over every spatial axis), e.g. ``"O(N)"`` or ``"O(N^2)"``;
+            for a module of several ranks, one string true for each (``"O(N·k^d)"``, d the rank).
         summary: one line on what the module does.
         identity_at_init: the paper initialises the block as the identity (zero-init gamma / BN / GN).
         min_size: smallest spatial size (H, W) — for the temporal layout (N, T) — the module accepts with its

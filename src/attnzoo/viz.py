@@ -10,6 +10,14 @@
 - everything else (channel gates B×C×1×1, SK's branch weights, DANet's C×C channel attention, window
   attention): drawn as a bar chart (1-D) or a matrix (2-D), not over the image.
 
+The spatial rank of a map is its module's (the capture records each module's input size: (L,), (H, W) or
+(D, H, W)); maps without a recorded size take ``dims`` (2 by default).  Maps of 3-D modules (B×…×D×H×W, e.g. a
+clip or a CT volume) become a slice montage: the middle slice and the maximum over D (plus ``slices`` evenly
+spaced slices), each over the image (e.g. the clip's middle frame), on one colour scale per map.  Maps of 1-D
+modules (B×…×L) become a strip: a heat strip along the signal (``image`` may be the 1-D signal itself) above a
+line plot of the values.  A map of a 1-D or 3-D module that fits none of these raises ``ValueError``
+(:mod:`attnzoo.viz_panels`).
+
 Pictures that do not mislead: every map has a colour bar (bar charts: a value axis) and its [min, max] in its
 title; gates (values in [0, 1], not attention probabilities) are drawn on the fixed [0, 1] scale by default
 (``scale="auto"``; ``scale="data"`` stretches every map over its own range), so an untrained gate near 0.5 looks
@@ -29,6 +37,8 @@ from typing import Any, Mapping, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+
+from .viz_panels import Entry, entries
 
 __all__ = ["overlay", "load_image", "panels", "value_range", "constancy_note", "panel_height"]
 
@@ -76,45 +86,20 @@ def load_image(image: ImageLike) -> torch.Tensor:
 # maps -> panels
 
 
-def _key_grid(n_keys: int, size: tuple[int, int]) -> tuple[int, int] | None:
-    h, w = size
-    for s in range(1, 65):
-        hh, ww = -(-h // s), -(-w // s)
-        if hh * ww == n_keys:
-            return hh, ww
-        if hh * ww < n_keys:
-            break
-    return None
-
-
-def _size_of(module: str, sizes: Mapping[str, tuple[int, int]]) -> tuple[int, int] | None:
-    """The recorded input size of ``module`` or of its nearest ancestor (a submodule called other than
-    through ``forward`` records no size of its own)."""
-    name = module
-    while True:
-        if name in sizes:
-            return (int(sizes[name][0]), int(sizes[name][1]))
-        if not name:
-            return None
-        name = name.rsplit(".", 1)[0] if "." in name else ""
-
-
-def _is_probs(t: torch.Tensor) -> bool:
-    return (
-        t.dim() >= 2
-        and t.shape[-1] > 1
-        and bool((t >= 0).all())
-        and torch.allclose(t.sum(-1), torch.ones(()), atol=1e-3)
-    )
-
-
 def panels(
-    maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sample: int = 0
+    maps: Maps,
+    sizes: Mapping[str, tuple[int, ...]] | None = None,
+    sample: int = 0,
+    *,
+    dims: int = 2,
+    slices: int = 0,
 ) -> list[tuple[str, str, torch.Tensor]]:
-    """Turn maps into drawable panels ``(title, kind, data)``; kind ``"heat"`` (2-D over the image), ``"bars"`` (1-D)
-    or ``"matrix"`` (2-D, not over the image).  ``maps`` is the dict from :func:`attnzoo.capture_attention`
-    (its ``input_sizes`` are used), a flat ``{title: tensor}`` dict, a list of tensors or one tensor."""
-    return [(title, kind, data) for title, kind, data, _ in _items(maps, sizes, sample)]
+    """Turn maps into drawable panels ``(title, kind, data)``; kind ``"heat"`` (2-D over the image, and each slice
+    of a 3-D montage), ``"strip"`` (1-D, along the signal), ``"bars"`` (1-D per channel) or ``"matrix"`` (2-D, not
+    over the image).  ``maps`` is the dict from :func:`attnzoo.capture_attention` (its ``input_sizes`` give each
+    module's spatial rank), a flat ``{title: tensor}`` dict, a list of tensors or one tensor; ``dims`` is the rank of
+    maps without a recorded input size; ``slices`` adds evenly spaced slices to each 3-D montage."""
+    return [(e.title, e.kind, e.data) for e in _entries(maps, sizes, sample, dims, slices)]
 
 
 def _flatten(maps: Maps) -> list[tuple[str, str, torch.Tensor]]:
@@ -134,45 +119,19 @@ def _flatten(maps: Maps) -> list[tuple[str, str, torch.Tensor]]:
     return flat
 
 
-def _items(
-    maps: Maps, sizes: Mapping[str, tuple[int, int]] | None = None, sample: int = 0
-) -> list[tuple[str, str, torch.Tensor, bool]]:
-    """:func:`panels` with a fourth entry: whether the panel comes from attention probabilities."""
+def _entries(
+    maps: Maps, sizes: Mapping[str, tuple[int, ...]] | None = None, sample: int = 0, dims: int = 2, slices: int = 0
+) -> list[Entry]:
     if sizes is None:
         sizes = getattr(maps, "input_sizes", {})
-    out = []
-    for title, module, t in _flatten(maps):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"overlay: map {title!r} must be a tensor, got {type(t).__name__}")
-        t = t.detach().float().cpu()
-        if t.dim() >= 2:
-            t = t[min(sample, t.shape[0] - 1)]  # the sample's map (batch dim first)
-        size = _size_of(module, sizes)
-        if size is None and t.dim() >= 2 and t.shape[-2] * t.shape[-1] > 1 and not _is_probs(t):
-            size = (int(t.shape[-2]), int(t.shape[-1]))  # no recorded input size: assume the last two dims are the grid
-        out.append((title, *_panel(t, size), _is_probs(t)))
-    return out
+    return entries(_flatten(maps), sizes, sample, dims, slices)
 
 
-def _panel(t: torch.Tensor, size: tuple[int, int] | None) -> tuple[str, torch.Tensor]:
-    if t.dim() == 0:
-        return "bars", t.reshape(1)
-    if size is not None and len(size) == 2 and t.dim() >= 2:
-        h, w = size
-        last2 = tuple(t.shape[-2:])
-        if last2 == (h, w) or (last2 in ((h, 1), (1, w)) and h * w > 1):
-            return "heat", t.reshape(-1, *last2).mean(0)
-        if t.shape[-2] == h * w and _is_probs(t):
-            grid = _key_grid(t.shape[-1], (h, w))
-            if grid is not None:
-                return "heat", t.reshape(-1, t.shape[-1]).mean(0).reshape(grid)
-    if t.dim() >= 2 and tuple(t.shape[-2:]) == (1, 1):
-        t = t.reshape(t.shape[:-2])  # a per-channel value: drop the 1×1 grid
-    if t.dim() == 1:
-        return "bars", t
-    if t.dim() == 0:
-        return "bars", t.reshape(1)
-    return "matrix", t.reshape(-1, *t.shape[-2:]).mean(0)
+def _items(
+    maps: Maps, sizes: Mapping[str, tuple[int, ...]] | None = None, sample: int = 0
+) -> list[tuple[str, str, torch.Tensor, bool]]:
+    """:func:`panels` with a fourth entry: whether the panel comes from attention probabilities."""
+    return [(e.title, e.kind, e.data, e.probs) for e in _entries(maps, sizes, sample)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -217,6 +176,48 @@ def constancy_note(data: torch.Tensor, vrange: tuple[float, float] | None = None
     return None
 
 
+def _signal(image: Any) -> torch.Tensor | None:
+    """``image`` as a float 1-D signal if it is one (a length-L array or tensor), else None."""
+    if isinstance(image, (str, Path)) or not hasattr(image, "shape") or len(image.shape) != 1:
+        return None
+    t = image if isinstance(image, torch.Tensor) else torch.as_tensor(image)
+    return t.detach().float().cpu()
+
+
+def _strip(
+    fig: Any,
+    cell: Any,
+    i: int,
+    data: torch.Tensor,
+    signal: torch.Tensor | None,
+    cmap: str,
+    vrange: tuple[float, float],
+    fs: int,
+    colorbar: Any,
+) -> Any:
+    """A 1-D map in cell ``i``: a heat strip along the signal (drawn over it when given), and below it a line
+    plot of the L values; both span the signal's length (or L).  Returns the strip's axes."""
+    length = data.numel()
+    span = float(signal.numel() - 1) if signal is not None and signal.numel() > 1 else float(max(length - 1, 1))
+    ax = cell(i, (0.1, 0.5, 0.74, 0.38))
+    im = ax.imshow(
+        data[None].numpy(), cmap=cmap, aspect="auto", interpolation="nearest", vmin=vrange[0], vmax=vrange[1],
+        extent=(-0.5 * span / max(length - 1, 1), span + 0.5 * span / max(length - 1, 1), 0.0, 1.0),
+    )  # fmt: skip
+    if signal is not None:  # the signal, scaled into the strip
+        lo, hi = float(signal.min()), float(signal.max())
+        y = (signal - lo) / max(hi - lo, 1e-12) * 0.9 + 0.05
+        ax.plot(torch.linspace(0, span, signal.numel()).numpy(), y.numpy(), color="white", linewidth=0.8)
+    ax.set_yticks([])
+    ax.set_xticks([])
+    colorbar(i, im)
+    line = cell(i, (0.1, 0.1, 0.74, 0.36))
+    line.plot(torch.linspace(0, span, length).numpy(), data.numpy(), color="tab:blue", linewidth=1.0)
+    line.set_xlim(ax.get_xlim())
+    line.tick_params(labelsize=fs)
+    return ax
+
+
 def _gate_like(data: torch.Tensor, probs: bool) -> bool:
     return not probs and float(data.min()) >= 0.0 and float(data.max()) <= 1.0
 
@@ -237,8 +238,10 @@ def overlay(
     alpha: float = 0.5,
     cmap: str = "jet",
     sample: int = 0,
-    sizes: Mapping[str, tuple[int, int]] | None = None,
+    sizes: Mapping[str, tuple[int, ...]] | None = None,
     scale: str = "auto",
+    dims: int = 2,
+    slices: int = 0,
 ) -> Path:
     """Write a PNG with ``image`` and every map of ``maps`` (see the module docstring); returns the path.
 
@@ -246,7 +249,8 @@ def overlay(
     when it is constant or nearly so.  Panels are ``panel`` pixels wide and keep the image's aspect ratio.
 
     Args:
-        image: path, PIL image, array or tensor (H×W×3, 3×H×W or 1×3×H×W; floats outside [0, 1] are stretched).
+        image: path, PIL image, array or tensor (H×W×3, 3×H×W or 1×3×H×W; floats outside [0, 1] are stretched);
+            for maps of a 1-D module, the 1-D signal (a length-L array or tensor) may take its place.
         maps: the dict yielded by :func:`attnzoo.capture_attention`, a ``{title: tensor}`` dict, a list of
             tensors or one tensor.
         path: output PNG.
@@ -255,12 +259,25 @@ def overlay(
         alpha: opacity of the heat maps over the image.
         cmap: matplotlib colour map.
         sample: which batch element to draw.
-        sizes: ``{module name: (H, W)}`` input sizes (default: ``maps.input_sizes`` from the capture).
+        sizes: ``{module name: (H, W)}`` input sizes, ``(L,)`` / ``(D, H, W)`` for 1-D / 3-D modules (default:
+            ``maps.input_sizes`` from the capture); their length is the map's spatial rank.
         scale: ``"auto"`` (default): gates (every value in [0, 1], not attention probabilities) on the fixed
             [0, 1] scale, other maps on their own range; ``"data"``: every map on its own range.
+        dims: spatial rank of maps without a recorded input size (their last ``dims`` dims are the grid).
+        slices: evenly spaced slices drawn after the middle slice and the maximum of each 3-D map (at most D).
     """
     fig = _figure(
-        image, maps, columns=columns, panel=panel, alpha=alpha, cmap=cmap, sample=sample, sizes=sizes, scale=scale
+        image,
+        maps,
+        columns=columns,
+        panel=panel,
+        alpha=alpha,
+        cmap=cmap,
+        sample=sample,
+        sizes=sizes,
+        scale=scale,
+        dims=dims,
+        slices=slices,
     )
     path = Path(path)
     fig.savefig(path, dpi=fig.dpi, format="png")
@@ -276,8 +293,10 @@ def _figure(
     alpha: float = 0.5,
     cmap: str = "jet",
     sample: int = 0,
-    sizes: Mapping[str, tuple[int, int]] | None = None,
+    sizes: Mapping[str, tuple[int, ...]] | None = None,
     scale: str = "auto",
+    dims: int = 2,
+    slices: int = 0,
 ) -> Any:
     """The matplotlib Figure that :func:`overlay` saves."""
     if not (isinstance(columns, int) and columns >= 1):
@@ -291,13 +310,14 @@ def _figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    img = load_image(image)
-    items = _items(maps, sizes, sample)
+    signal = _signal(image)
+    img = load_image(image) if signal is None else None
+    items = _entries(maps, sizes, sample, dims, slices)
     count = len(items) + 1
     cols = min(columns, count)
     rows = math.ceil(count / cols)
     dpi = 100
-    ih, iw = img.shape[:2]
+    ih, iw = img.shape[:2] if img is not None else (1, 2)
     cell_h = panel_height(panel, (ih, iw))
     fig = Figure(figsize=(cols * panel / dpi, rows * cell_h / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -328,23 +348,37 @@ def _figure(
         bar = fig.colorbar(mappable, cax=cax)
         bar.ax.tick_params(labelsize=max(4, fs - 1), length=2, pad=1)
 
-    ax = cell(0, (0, 0, 1, 1))
-    ax.imshow(img.numpy())  # aspect "equal": the photo keeps its proportions
-    ax.set_axis_off()
-    label(ax, "image")
-    for i, (title, kind, data, probs) in enumerate(items, start=1):
-        gate = _gate_like(data, probs)
-        vmin, vmax = value_range(data, gate, scale)
+    if signal is None:
+        assert img is not None
+        ax = cell(0, (0, 0, 1, 1))
+        ax.imshow(img.numpy())  # aspect "equal": the photo keeps its proportions
+        ax.set_axis_off()
+        label(ax, "image")
+    else:
+        ax = cell(0, (0.1, 0.12, 0.86, 0.76))
+        ax.plot(signal.numpy(), color="black", linewidth=0.8)
+        ax.set_xlim(0, max(signal.numel() - 1, 1))
+        ax.tick_params(labelsize=fs)
+        ax.set_title("signal", fontsize=fs, pad=2)
+    for i, (title, kind, data, probs, scale_of) in enumerate(items, start=1):
+        gate = _gate_like(scale_of, probs)
+        vmin, vmax = value_range(scale_of, gate, scale)  # a montage: one scale for all the slices of its volume
         note = constancy_note(data, (vmin, vmax))
         shown = f"{title} {tuple(data.shape)} [{float(data.min()):.3g}, {float(data.max()):.3g}]"
         if kind == "heat":
             ax = cell(i, (0, 0, 0.85, 1))
-            heat = F.interpolate(data[None, None], size=(ih, iw), mode="bilinear", align_corners=False)[0, 0]
-            ax.imshow(img.numpy())
-            im = ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
+            if img is None:
+                im = ax.imshow(data.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+            else:
+                heat = F.interpolate(data[None, None], size=(ih, iw), mode="bilinear", align_corners=False)[0, 0]
+                ax.imshow(img.numpy())
+                im = ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
             ax.set_axis_off()
             colorbar(i, im)
             label(ax, shown)
+        elif kind == "strip":
+            ax = _strip(fig, cell, i, data, signal, cmap, (vmin, vmax), fs, colorbar)
+            ax.set_title(shown, fontsize=fs, pad=2)
         else:
             if kind == "bars":
                 ax = cell(i, (0.16, 0.12, 0.78, 0.72))

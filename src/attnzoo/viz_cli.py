@@ -1,10 +1,12 @@
 """``attnzoo viz``: insert a module into a small network, run one image through it and draw its maps with
-:func:`attnzoo.viz.overlay`."""
+:func:`attnzoo.viz.overlay`.  ``--dims 3`` runs the module's 3-D form on a clip made from the image (a slice
+montage per map), ``--dims 1`` its 1-D form on a signal (a strip per map)."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,13 +23,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Insert a registered same-shape nchw module into every residual block of a network (torchvision resnet18 by "
             "default, freshly initialised), run one image through it and write its attention maps over the "
-            "image as a PNG.  With --checkpoint, use a saved model instead."
+            "image as a PNG.  With --checkpoint, use a saved model instead.  --dims 3 / --dims 1: the module's 3-D / "
+            "1-D form after a small untrained convolution stem, on a clip made from the image (drawn as slice "
+            "montages) or on a signal (drawn as strips)."
         ),
     )
     p.add_argument(
         "--module", required=True, help="registered module that keeps the shape of its B×C×H×W map, e.g. cbam"
     )
-    p.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
+    p.add_argument("--image", help="input image (PNG, JPEG, ...); with --dims 3 the middle frame of the clip")
+    p.add_argument(
+        "--dims",
+        type=int,
+        choices=(1, 2, 3),
+        default=2,
+        help="spatial rank: 2 = the image in --model (default); 3 = a clip of --frames frames (the image panning "
+        "sideways) through a stem and the module's dims=3 form; 1 = the --signal through a stem and its dims=1 form",
+    )
+    p.add_argument("--frames", type=int, default=8, help="frames of the clip with --dims 3 (default 8)")
+    p.add_argument(
+        "--signal", default=None, help="with --dims 1: a file of numbers (text: whitespace or comma separated; or .npy)"
+    )
+    p.add_argument(
+        "--slices", type=int, default=0, help="3-D maps: evenly spaced slices drawn after the middle one and the max"
+    )
     p.add_argument("--output", default=None, help="output PNG (default: <image stem>-<module>-maps.png)")
     p.add_argument(
         "--model",
@@ -130,11 +149,87 @@ def network_size(image_hw: tuple[int, int], size: int, multiple: int = 8) -> tup
     return tuple(max(multiple, int(round(n * k / multiple)) * multiple) for n in (h, w))  # type: ignore[return-value]
 
 
+def load_signal(path: str | Path) -> torch.Tensor:
+    """A 1-D signal from a ``.npy`` file or a text file of numbers (whitespace or comma separated)."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        values = np.load(path) if path.suffix == ".npy" else np.array(path.read_text().replace(",", " ").split(), float)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"attnzoo viz: cannot read --signal {str(path)!r}: {e}") from None
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if values.size < 2:
+        raise SystemExit(f"attnzoo viz: --signal {str(path)!r} must hold at least 2 numbers, got {values.size}")
+    return torch.from_numpy(values.copy())
+
+
+def _stem_model(name: str, dims: int, in_channels: int, kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """A small untrained host for the module's 1-D / 3-D form: a stride-2 convolution to 32 channels, batch norm
+    and ReLU, then the module (``dims=dims``)."""
+    import attnzoo
+
+    from .layers import batch_norm_nd, conv_nd
+
+    info = attnzoo.info(name)
+    if dims not in info.dims:
+        raise SystemExit(f"attnzoo viz: {name} supports dims {info.dims}, not --dims {dims} (see docs/nd.md)")
+    layers = {
+        "conv": conv_nd(dims)(in_channels, 32, 3, stride=2, padding=1, bias=False),
+        "bn": batch_norm_nd(dims)(32),
+        "act": torch.nn.ReLU(),
+        name: attnzoo.create(name, 32, dims=dims, **kwargs),  # its maps are titled "<name>:<key>"
+    }
+    return torch.nn.Sequential(OrderedDict(layers))
+
+
+def _run_nd(args: argparse.Namespace) -> int:
+    """``--dims 1`` / ``--dims 3``: the module after a stem, on a signal or on a clip made from the image."""
+    import attnzoo
+
+    name, dims = args.module, args.dims
+    attnzoo.info(name)  # ValueError with close matches for an unknown module
+    torch.manual_seed(0)
+    if dims == 1:
+        if args.signal is None:
+            raise SystemExit("attnzoo viz: --dims 1 needs --signal FILE (numbers, one signal)")
+        base: Any = load_signal(args.signal)
+        x = ((base - base.mean()) / base.std().clamp_min(1e-12))[None, None]
+        stem = Path(args.signal).stem
+    else:
+        if args.image is None or args.frames < 1:
+            raise SystemExit("attnzoo viz: --dims 3 needs --image and --frames >= 1")
+        base = load_image(args.image)
+        frame = F.interpolate(
+            base.permute(2, 0, 1)[None],
+            size=network_size((int(base.shape[0]), int(base.shape[1])), args.size),
+            mode="bilinear",
+            align_corners=False,
+        )[0]
+        step = max(1, frame.shape[-1] // 64)  # a sideways pan: frame t is the image shifted by (t − D//2)·step
+        clip = torch.stack([frame.roll((t - args.frames // 2) * step, -1) for t in range(args.frames)], 1)
+        x = ((clip - clip.mean()) / clip.std().clamp_min(1e-12))[None]
+        stem = Path(args.image).stem
+    model = _stem_model(name, dims, x.shape[1], _module_kwargs(args.arg)).eval()
+    with torch.no_grad(), attnzoo.capture_attention(model) as maps:
+        model(x)
+    if not maps:
+        raise SystemExit(f"attnzoo viz: {name} recorded no attention maps")
+    output = args.output or f"{stem}-{name}-{dims}d-maps.png"
+    path = overlay(base, maps, output, columns=args.columns, panel=args.panel, scale=args.scale, slices=args.slices)
+    print(f"wrote {path} ({sum(len(v) for v in maps.values())} maps of {name} dims={dims}, input {tuple(x.shape)})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import attnzoo
 
     from .integrations import insert
 
+    if getattr(args, "dims", 2) != 2:
+        return _run_nd(args)
+    if args.image is None:
+        raise SystemExit("attnzoo viz: --image is required")
     name = args.module
     obj = (
         None

@@ -79,15 +79,18 @@ def nat_ref(m, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def neighborhood_attention_ref_nd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: int, dilation: int,
+def neighborhood_attention_ref_nd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel, dilation,
                                   rpb: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
     """Any number of spatial axes: q, k, v B×heads×L_1×…×L_d×dim; the window and bias indices of each axis from
-    :func:`axis_neighbours`, combined as their Cartesian product (one query at a time)."""
+    :func:`axis_neighbours`, combined as their Cartesian product (one query at a time).  ``kernel`` and
+    ``dilation``: one int, or one per axis."""
     b, heads, *size, d = q.shape
+    kernels = (kernel,) * len(size) if isinstance(kernel, int) else tuple(kernel)
+    dilations = (dilation,) * len(size) if isinstance(dilation, int) else tuple(dilation)
     scale = d**-0.5 if scale is None else scale
     out = torch.zeros_like(q)
     for pos in itertools.product(*(range(n) for n in size)):
-        axes = [axis_neighbours(i, n, kernel, dilation) for i, n in zip(pos, size)]
+        axes = [axis_neighbours(i, n, kk, dd) for i, n, kk, dd in zip(pos, size, kernels, dilations)]
         keys = list(itertools.product(*(a[0] for a in axes)))
         biases = list(itertools.product(*(a[1] for a in axes)))
         kk = torch.stack([k[(slice(None), slice(None), *u)] for u in keys], 2)  # B×heads×m×dim

@@ -80,8 +80,10 @@ def per_axis(value: object, dims: int, owner: str, what: str) -> tuple[int, ...]
 def odd_kernel_nd(kernel_size: object, dims: int, owner: str, what: str = "kernel_size") -> tuple[int, ...]:
     """:func:`per_axis` with each side a positive odd integer."""
     sides = per_axis(kernel_size, dims, owner, what)
-    for k in sides:
-        odd_kernel(k, owner, what)
+    if isinstance(kernel_size, int):
+        odd_kernel(kernel_size, owner, what)
+    ok = all(k >= 1 and k % 2 == 1 for k in sides)
+    check_arg(ok, owner, what, f"{dims} positive odd integers (one per axis of {AXES[dims]})", kernel_size)
     return sides
 
 

@@ -26,7 +26,8 @@ from ..layers import (
     check_rank_arg,
     check_spatial,
     fx_leaf,
-    odd_kernel,
+    odd_kernel_nd,
+    per_axis,
     positive_int,
 )
 from ..layers.checks import check_attention_args
@@ -34,9 +35,11 @@ from ..registry import register
 from ..tracing import PortableForm, eager_only, portable
 from .neighborhood_windows import (
     _CHUNK,
+    PerAxis,
     _chunked_gather,
     _effective,
     _gathered_attention,
+    axis_values,
     neighborhood_indices,
 )
 
@@ -109,9 +112,8 @@ def _tile_chunk(
         mask = window
     else:  # bias[h, (r, a, u), (c, b, v)] = onehot(rel_r) · table[h] · onehot(rel_c)ᵀ: two GEMMs (and their
         # transposes for the table's gradient) instead of an indexed gather and its scatter-add
-        side = table.shape[-1]
-        er = F.one_hot(tr.rel[r].reshape(-1), side).to(q.dtype)  # (rows·T·Kt)×(2k−1)
-        ec = F.one_hot(tc.rel.reshape(-1), side).to(q.dtype)  # (nt_cols·T·Kt)×(2k−1)
+        er = F.one_hot(tr.rel[r].reshape(-1), table.shape[-2]).to(q.dtype)  # (rows·T·Kt)×(2k_h−1)
+        ec = F.one_hot(tc.rel.reshape(-1), table.shape[-1]).to(q.dtype)  # (nt_cols·T·Kt)×(2k_w−1)
         bias = torch.matmul(torch.matmul(er, table.to(q.dtype)), ec.t())  # heads×(rows·T·Kt)×(nt_cols·T·Kt)
         heads = table.shape[0]
         bias = bias.view(heads, -1, t1, k1, tc.query.shape[0], t2, k2).permute(1, 4, 0, 2, 5, 3, 6).contiguous()
@@ -134,8 +136,8 @@ def neighborhood_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    kernel: int,
-    dilation: int,
+    kernel: PerAxis,
+    dilation: PerAxis,
     bias_table: torch.Tensor | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
@@ -145,7 +147,8 @@ def neighborhood_attention(
     """Neighbourhood attention: q, k, v B×heads×H×W×d (any strides) → B×heads×H×W×d; likewise over 1 or 3 spatial
     axes (B×heads×L×d, B×heads×D×H×W×d: k^d windows, shifted inwards per axis).
 
-    ``bias_table``: heads×(2·kernel−1)^d relative position bias (NAT's rpb) or None.
+    ``kernel`` and ``dilation``: one int for every axis, or one per axis (e.g. (3, 7, 7) for a clip: k_D×k_H×k_W
+    windows).  ``bias_table``: heads×(2k_1−1)×…×(2k_d−1) relative position bias (NAT's rpb) or None.
     Captured map (``module`` capturing): ``"attn"`` B×(heads·N)×1×k'^d probabilities.
 
     1-D and 3-D take the per-query gather form (in chunks of queries, checkpointed when training); in 2-D:
@@ -167,8 +170,9 @@ def neighborhood_attention(
     b, heads, h, w, d = q.shape
     explicit = bias_table is not None and bias_table.requires_grad and torch.is_grad_enabled()
     tile = tile or 4
-    tr = _axis_tiles(h, kernel, dilation, tile, q.device)
-    tc = _axis_tiles(w, kernel, dilation, tile, q.device)
+    (kh, kw), (dh, dw) = axis_values(kernel, 2), axis_values(dilation, 2)
+    tr = _axis_tiles(h, kh, dh, tile, q.device)
+    tc = _axis_tiles(w, kw, dw, tile, q.device)
     (ntr, t1), (ntc, t2), k1, k2 = tr.query.shape, tc.query.shape, tr.key.shape[1], tc.key.shape[1]
 
     def gather(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -218,7 +222,7 @@ def _neighborhood_portable(
     k: torch.Tensor,
     v: torch.Tensor,
     heads: int,
-    kernel: int,
+    kernel: PerAxis,
     bias_table: torch.Tensor | None,
     scale: float,
 ) -> torch.Tensor:
@@ -227,8 +231,9 @@ def _neighborhood_portable(
     query is a slice of the key / value map, replicate-padded (the windows shifted inwards at the borders)."""
     b, c, h, w = q.shape
     d = c // heads
-    kh, top, bottom = _shifted_pads(h, kernel)
-    kw, left, right = _shifted_pads(w, kernel)
+    kernel_h, kernel_w = axis_values(kernel, 2)
+    kh, top, bottom = _shifted_pads(h, kernel_h)
+    kw, left, right = _shifted_pads(w, kernel_w)
     n, m = h * w, kh * kw
 
     def gather(t: torch.Tensor) -> torch.Tensor:  # B×(heads·d)×H×W → B×(heads·N)×m×d
@@ -248,11 +253,11 @@ def _neighborhood_portable(
     qs = q.reshape(b, heads, d, n).transpose(2, 3).reshape(b, heads * n, 1, d)
     mask = None
     if bias_table is not None:
-        ridx, rrel = neighborhood_indices(h, kernel, 1, q.device)
-        cidx, crel = neighborhood_indices(w, kernel, 1, q.device)
+        ridx, rrel = neighborhood_indices(h, kernel_h, 1, q.device)
+        cidx, crel = neighborhood_indices(w, kernel_w, 1, q.device)
         side = bias_table.shape[-1]
         rel = (rrel[:, None, :, None] * side + crel[None, :, None, :]).reshape(-1)
-        mask = bias_table.reshape(heads, side * side).index_select(1, rel).view(1, heads * n, 1, m).to(q.dtype)
+        mask = bias_table.reshape(heads, -1).index_select(1, rel).view(1, heads * n, 1, m).to(q.dtype)
     out = attention(qs, gather(k), gather(v), mask=mask, scale=scale)  # B×(heads·N)×1×d
     return out.reshape(b, heads, n, d).transpose(1, 2).reshape(b, h, w, heads * d)
 
@@ -262,7 +267,7 @@ def _neighborhood_portable(
     family="local",
     paper="Neighborhood Attention Transformer (Hassani, Walton, Li, Li, Shi; CVPR 2023) / Dilated Neighborhood Attention Transformer (Hassani, Shi; arXiv 2022)",
     url="https://arxiv.org/abs/2204.07143",
-    complexity="O(N·k²)",
+    complexity="O(N·k^d)",
     summary="Each query attends to its k×k (dilated) neighbourhood, windows shifted inwards at borders; relative position bias.",
     test_kwargs={"heads": 2, "kernel_size": 3},
     maps=("attn",),
@@ -297,10 +302,14 @@ class NeighborhoodAttention(AttnModule):
     O(N·k³·dim), no N×N, and no ncnn form (ncnn has no gather).  Both train on CPU (NATTEN ≥ 0.20 has no CPU
     backward).
 
+    Per axis (NATTEN's tuple ``kernel_size`` / ``dilation``): ``kernel_size=(3, 7, 7)`` gives a clip 3×7×7
+    windows, each axis shifted inwards and shrunk as above, and a (2k_1−1)×…×(2k_d−1) bias table per head.  An int
+    is the same on every axis (2-D state dicts unchanged).
+
     Args:
         channels: C.
-        kernel_size: odd window size k (NAT: 7).
-        dilation: δ ≥ 1 (DiNAT alternates 1 and a dilation that makes the window cover the map).
+        kernel_size: odd window size k (NAT: 7), or one odd size per axis (e.g. ``(3, 7, 7)`` for D×H×W).
+        dilation: δ ≥ 1 (DiNAT alternates 1 and a dilation that makes the window cover the map), or one per axis.
         heads: attention heads.
         dim_head: width per head; ``None`` = C // heads.
         qkv_bias: bias in the qkv projection (NAT: True).
@@ -308,14 +317,14 @@ class NeighborhoodAttention(AttnModule):
         attn_drop, proj_drop: dropout on the probabilities and after the output projection.
         dims: spatial rank of the input (1, 2 or 3).
 
-    Attention maps: ``"attn"`` B×(heads·N)×1×k^d, each query's probabilities over its neighbours (row-major).
+    Attention maps: ``"attn"`` B×(heads·N)×1×k^d (∏ k_a per axis), each query's probabilities over its neighbours (row-major).
     """
 
     def __init__(
         self,
         channels: int,
-        kernel_size: int = 7,
-        dilation: int = 1,
+        kernel_size: int | tuple[int, ...] = 7,
+        dilation: int | tuple[int, ...] = 1,
         heads: int = 8,
         dim_head: int | None = None,
         qkv_bias: bool = True,
@@ -331,8 +340,12 @@ class NeighborhoodAttention(AttnModule):
         dim_head, self.attn_drop, proj_drop = check_attention_args(
             owner, channels, heads, dim_head=dim_head, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
         )
-        odd_kernel(kernel_size, owner)
-        positive_int(dilation, owner, "dilation")
+        # one side (and dilation) per axis: (k_1, …, k_d), each odd; an int is the same on every axis
+        self._kernel = odd_kernel_nd(kernel_size, self.dims, owner)
+        self._dilation = per_axis(dilation, self.dims, owner, "dilation")
+        if isinstance(dilation, int):
+            positive_int(dilation, owner, "dilation")
+        check_arg(min(self._dilation) >= 1, owner, "dilation", "positive integers, one per axis", dilation)
         check_arg(isinstance(position_bias, bool), owner, "position_bias", "a bool", position_bias)
         self.channels, self.kernel_size, self.dilation = channels, kernel_size, dilation
         self.heads, self.dim_head, self.qkv_bias, self.position_bias = heads, dim_head, qkv_bias, position_bias
@@ -340,34 +353,37 @@ class NeighborhoodAttention(AttnModule):
         self.scale = dim_head**-0.5
         self.qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
         if position_bias:
-            self.rpb = nn.Parameter(torch.zeros(heads, *(2 * kernel_size - 1,) * dims))
+            self.rpb = nn.Parameter(torch.zeros(heads, *(2 * k - 1 for k in self._kernel)))
             nn.init.trunc_normal_(self.rpb, std=0.02, a=-2.0, b=2.0)
         else:
             self.register_parameter("rpb", None)
         self.proj = nn.Linear(inner, channels)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def _dilation_one(self, h: int, w: int) -> bool:
+    @staticmethod
+    def _dilation_one(size: tuple[int, int], kernel: tuple[int, ...], dilation: tuple[int, ...]) -> bool:
         """Is the effective dilation 1 on both axes (what the portable form handles)?"""
-        return all(self.dilation == 1 or n < self.kernel_size * 2 for n in (h, w))
+        return all(d == 1 or n < k * 2 for n, k, d in zip(size, kernel, dilation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_spatial(x, self.channels, self.dims, self.owner)
         if self.dims == 3:
             return self._forward_3d(x)
-        if self.dims == 1:  # a 1×L map: 1×k windows, whose offsets index the centre row of a 2-D table
-            pad = self.kernel_size - 1
-            table = None if self.rpb is None else F.pad(self.rpb[:, None], (0, 0, pad, pad))
-            return self._forward_2d(x.unsqueeze(2), table).squeeze(2)
-        return self._forward_2d(x, self.rpb)
+        if self.dims == 1:  # a 1×L map with 1×k windows and a 1×(2k−1) table
+            table = None if self.rpb is None else self.rpb[:, None]
+            return self._forward_2d(x.unsqueeze(2), table, (1, *self._kernel), (1, *self._dilation)).squeeze(2)
+        return self._forward_2d(x, self.rpb, self._kernel, self._dilation)
 
-    def _forward_2d(self, x: torch.Tensor, rpb: torch.Tensor | None) -> torch.Tensor:
+    def _forward_2d(
+        self, x: torch.Tensor, rpb: torch.Tensor | None, kernel: tuple[int, ...], dilation: tuple[int, ...]
+    ) -> torch.Tensor:
         b, _, h, w = x.shape
-        if portable(*_TARGETS) and not self.training and self._dilation_one(h, w) and capture_target(self) is None:
+        dilation_one = self._dilation_one((h, w), kernel, dilation)
+        if portable(*_TARGETS) and not self.training and dilation_one and capture_target(self) is None:
             # projections on B×N×C tokens (a Linear on 4 axes costs ncnn a slow shape-referencing reshape)
             qkv = self.qkv(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
             q, k, v = qkv.chunk(3, dim=1)  # B×(heads·d)×H×W each
-            out = _neighborhood_portable(q, k, v, self.heads, self.kernel_size, rpb, self.scale)
+            out = _neighborhood_portable(q, k, v, self.heads, kernel, rpb, self.scale)
             out = self.proj_drop(self.proj(out.reshape(b, h * w, -1)))
             return out.transpose(1, 2).reshape(b, -1, h, w)
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # B×H×W×3·inner
@@ -377,8 +393,8 @@ class NeighborhoodAttention(AttnModule):
             q,
             k,
             v,
-            self.kernel_size,
-            self.dilation,
+            kernel,
+            dilation,
             rpb,
             self.scale,
             self.attn_drop if self.training else 0.0,
@@ -399,8 +415,8 @@ class NeighborhoodAttention(AttnModule):
             q,
             k,
             v,
-            self.kernel_size,
-            self.dilation,
+            self._kernel,
+            self._dilation,
             self.rpb,
             self.scale,
             self.attn_drop if self.training else 0.0,

@@ -4,12 +4,22 @@ per row): the indexing of Neighborhood Attention (Hassani et al., CVPR 2023; NAT
 
 from __future__ import annotations
 
+from typing import Sequence, Union
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..functional.attention import sdpa
 from ..layers.attention import attention
+
+#: A kernel side or dilation: one int for every axis, or one per axis.
+PerAxis = Union[int, Sequence[int]]
+
+
+def axis_values(value: PerAxis, count: int) -> tuple[int, ...]:
+    """``value`` as one int per axis of ``count`` axes (an int is repeated)."""
+    return (int(value),) * count if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 def _effective(length: int, kernel: int, dilation: int) -> tuple[int, int]:
@@ -51,22 +61,24 @@ _CHUNK = 1 << 20
 
 
 def _window_tables(
-    size: list[int], kernel: int, dilation: int, side: int, device: torch.device
+    size: list[int], kernel: PerAxis, dilation: PerAxis, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's neighbours over all axes: ``(flat, rel)``, both N·m (int64), query-major, neighbours row-major.
 
-    ``flat`` indexes the row-major flattened map, ``rel`` the flattened relative position table (``side`` per
-    axis): the outer sums over the axes of :func:`neighborhood_indices`'s per-axis tables (N = ∏ L_a, m = ∏ k'_a).
+    ``flat`` indexes the row-major flattened map, ``rel`` the flattened relative position table (2·k_a − 1 entries
+    along axis a): the outer sums over the axes of :func:`neighborhood_indices`'s per-axis tables (N = ∏ L_a,
+    m = ∏ k'_a).  ``kernel`` and ``dilation``: one int for every axis or one per axis.
     """
     d = len(size)
+    kernels, dilations = axis_values(kernel, d), axis_values(dilation, d)
     flat, rel = None, None
     for a, length in enumerate(size):
-        idx, r = neighborhood_indices(length, kernel, dilation, device)
+        idx, r = neighborhood_indices(length, kernels[a], dilations[a], device)
         shape = [1] * (2 * d)
         shape[a], shape[d + a] = idx.shape
         # row-major over the axes: (… · L_a + i_a), and likewise for the table
         flat = idx.view(shape) if flat is None else flat * length + idx.view(shape)
-        rel = r.view(shape) if rel is None else rel * side + r.view(shape)
+        rel = r.view(shape) if rel is None else rel * (2 * kernels[a] - 1) + r.view(shape)
     assert flat is not None and rel is not None
     return flat.reshape(-1), rel.reshape(-1)
 
@@ -81,20 +93,20 @@ def _gathered_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    kernel: int,
-    dilation: int,
+    kernel: PerAxis,
+    dilation: PerAxis,
     bias_table: torch.Tensor | None,
     scale: float | None,
     dropout_p: float,
     module: nn.Module | None,
 ) -> torch.Tensor:
     """:func:`neighborhood_attention` with each query's k'^d neighbours gathered (one query per row), for any number
-    of spatial axes: q, k, v B×heads×L_1×…×L_d×dim.  Records the ``"attn"`` map B×(heads·N)×1×m when ``module`` is
-    capturing.  Memory O(N·k^d·dim) (the gathered keys and values)."""
+    of spatial axes: q, k, v B×heads×L_1×…×L_d×dim; ``kernel`` and ``dilation`` one int or one per axis.  Records
+    the ``"attn"`` map B×(heads·N)×1×m when ``module`` is capturing.  Memory O(N·k^d·dim) (the gathered keys and
+    values)."""
     b, heads, d = q.shape[0], q.shape[1], q.shape[-1]
     size = list(q.shape[2:-1])
-    side = 2 * kernel - 1
-    flat, rel = _window_tables(size, kernel, dilation, side, q.device)
+    flat, rel = _window_tables(size, kernel, dilation, q.device)
     n = 1
     for length in size:
         n *= length
@@ -122,7 +134,7 @@ def _gather_chunk(
     dropout_p: float,
 ) -> torch.Tensor:
     """r queries against their gathered windows: q B×heads×r×dim, k, v B×heads×N×dim, flat / rel r×m (window
-    positions / table entries), table heads×(2k−1)^d flattened → B×heads×r×dim."""
+    positions / table entries), table heads×∏(2k_a−1) flattened → B×heads×r×dim."""
     b, heads, r, d = q.shape
     m = flat.shape[1]
     kk, vv = _gather_windows(k, flat, r, m), _gather_windows(v, flat, r, m)
@@ -134,8 +146,8 @@ def _chunked_gather(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    kernel: int,
-    dilation: int,
+    kernel: PerAxis,
+    dilation: PerAxis,
     bias_table: torch.Tensor | None,
     scale: float | None,
     dropout_p: float,
@@ -145,7 +157,7 @@ def _chunked_gather(
     O(N·dim) + one chunk instead of O(N·k^d·dim).  Same values as :func:`_gathered_attention`."""
     b, heads, d = q.shape[0], q.shape[1], q.shape[-1]
     size = list(q.shape[2:-1])
-    flat, rel = _window_tables(size, kernel, dilation, 2 * kernel - 1, q.device)
+    flat, rel = _window_tables(size, kernel, dilation, q.device)
     n = q[0, 0, ..., 0].numel()
     m = flat.shape[0] // n
     flat, rel = flat.view(n, m), rel.view(n, m)

@@ -132,7 +132,7 @@ _STEP = {1: _cca_1d, 2: _cca, 3: _cca_3d}
     family="self_attention",
     paper="CCNet: Criss-Cross Attention for Semantic Segmentation (Huang et al.; ICCV 2019)",
     url="https://arxiv.org/abs/1811.11721",
-    complexity="O(N·(H+W))",
+    complexity="O(N·Σ axis sizes)",
     summary="Each position attends to the H+W−1 positions of its row and column (one softmax); γ=0 residual; recurrence 2 = RCCA.",
     identity_at_init=True,
     maps=("attn",),

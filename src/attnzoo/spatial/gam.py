@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import record
-from ..functional.pointwise import pointwise_conv
 from ..layers import (
     AttnModule,
     check_arg,
@@ -106,13 +105,14 @@ class GlobalAttentionMechanism(AttnModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_bn_values(check_nchw(x, self.channels, self.owner), self.training, self.owner)
-        # The per-position MLP as two matrix products on free views of the map (the Linear layers' matrices,
-        # no permuted copies, no convolution reorders in the backward).
+        # The per-position MLP as two 1×1 convs (the same matrices as the Linear layers, no permuted copies).
         # Intermediates are dropped as soon as they are used (a full-size map each) and, without autograd,
         # activations run in place on this module's own buffers.
         inplace = inplace_ok()
-        mc = pointwise_conv(
-            F.relu(pointwise_conv(x, self.fc1.weight, self.fc1.bias), inplace=True), self.fc2.weight, self.fc2.bias
+        mc = F.conv2d(
+            F.relu(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias), inplace=True),
+            self.fc2.weight[:, :, None, None],
+            self.fc2.bias,
         )
         if self.channel_sigmoid:
             mc = mc.sigmoid_() if inplace else torch.sigmoid(mc)

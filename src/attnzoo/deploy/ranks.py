@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .core import DeployResult, check, declared_reason
 from .report import TITLES, _md_escape, counts
@@ -62,7 +62,7 @@ def deploy_ranks(
     runtimes: Iterable[str] | None = None,
     *,
     dims: Sequence[int] = (1, 3),
-    sizes: dict[int, Sequence[Sequence[int]]] | None = None,
+    sizes: Mapping[int, Sequence[Sequence[int]]] | None = None,
     threads: int = 1,
     min_time: float = 0.0,
     timeout: float | None = 600.0,
@@ -166,7 +166,9 @@ def ranks_markdown(results: Sequence[DeployResult], meta: dict[str, Any] | None 
 
 def _meta_line(meta: dict[str, Any]) -> str:
     rts = ", ".join(f"{TITLES.get(k, k)} {v}" for k, v in meta.get("runtimes", {}).items() if v)
-    sizes = "; ".join(f"{d}-D at {' and '.join(s.replace('x', '×') for s in v)}" for d, v in meta.get("sizes", {}).items())
+    sizes = "; ".join(
+        f"{d}-D at {' and '.join(s.replace('x', '×') for s in v)}" for d, v in meta.get("sizes", {}).items()
+    )
     return (
         f"attnzoo {meta.get('attnzoo')}, torch {meta.get('torch')}, {rts}; batch 1, {sizes}; default arguments, "
         f"perturbed weights, {meta.get('threads')} thread(s), {meta.get('machine')}, {meta.get('created')}. "

@@ -22,8 +22,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 REGEN = "regenerate: attnzoo deploy --dims 1,3 --min-time 0 --update-doc docs/deployment.md --output docs/deployment-ranks.json"
 
 
-def _fake_check(calls):
-    """A stand-in for :func:`attnzoo.deploy.check` that records its arguments (no runtime needed)."""
+def _fake_check(calls, monkeypatch=None):
+    """A stand-in for :func:`attnzoo.deploy.check` that records its arguments (no runtime needed, none imported)."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(deploy_ranks, "preload", lambda names: None)
 
     def fake(name, runtime_name, *, size, dims, **kwargs):
         calls.append((name, runtime_name, tuple(size), dims))
@@ -35,7 +37,7 @@ def _fake_check(calls):
 
 def test_cli_dims_runs_each_module_at_the_ranks_sizes(monkeypatch, tmp_path):
     calls: list = []
-    monkeypatch.setattr(deploy_ranks, "check", _fake_check(calls))
+    monkeypatch.setattr(deploy_ranks, "check", _fake_check(calls, monkeypatch))
     out = tmp_path / "ranks.json"
     assert main(["deploy", "--dims", "1,3", "--modules", "se,cbam", "--runtimes", "ncnn,openvino", "--quiet",
                  "--output", str(out)]) == 0  # fmt: skip
@@ -50,7 +52,7 @@ def test_cli_dims_runs_each_module_at_the_ranks_sizes(monkeypatch, tmp_path):
 
 def test_cli_dims_default_modules_and_sizes(monkeypatch):
     calls: list = []
-    monkeypatch.setattr(deploy_ranks, "check", _fake_check(calls))
+    monkeypatch.setattr(deploy_ranks, "check", _fake_check(calls, monkeypatch))
     assert main(["deploy", "--dims", "3", "--runtimes", "onnxruntime", "--sizes", "5,2x3x4", "--quiet",
                  "--format", "json"]) == 0  # fmt: skip
     assert [c[0] for c in calls[::2]] == attnzoo.list_modules(dims=3)
@@ -70,13 +72,13 @@ def test_cli_dims_default_modules_and_sizes(monkeypatch):
     ],
 )
 def test_cli_dims_rejects_bad_arguments(argv, monkeypatch):
-    monkeypatch.setattr(deploy_ranks, "check", _fake_check([]))
+    monkeypatch.setattr(deploy_ranks, "check", _fake_check([], monkeypatch))
     with pytest.raises(SystemExit):
         main(["deploy", *argv, "--runtimes", "ncnn", "--quiet", "--format", "json"])
 
 
 def test_merge_keeps_the_other_ranks_cells(monkeypatch, tmp_path):
-    monkeypatch.setattr(deploy_ranks, "check", _fake_check([]))
+    monkeypatch.setattr(deploy_ranks, "check", _fake_check([], monkeypatch))
     out = tmp_path / "ranks.json"
     main(["deploy", "--dims", "1,3", "--modules", "se", "--runtimes", "ncnn", "--quiet", "--output", str(out)])
     main(["deploy", "--dims", "3", "--modules", "eca", "--runtimes", "ncnn", "--quiet", "--merge", "--output", str(out)])

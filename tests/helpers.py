@@ -86,9 +86,10 @@ def assert_close(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4, msg: st
 
 
 @contextmanager
-def contract(name: str, check: str):
-    """Run one contract check; a check the module declares as an exception must fail (else the declaration is stale)."""
-    reason = attnzoo.info(name).exceptions.get(check)
+def contract(name: str, check: str, dims: int = 2):
+    """Run one contract check; a check the module declares as an exception must fail (else the declaration is stale).
+    ``dims``: the spatial rank checked (its declarations: ``ModuleInfo.exceptions_at(dims)``)."""
+    reason = attnzoo.info(name).exceptions_at(dims).get(check)
     if reason is None:
         yield
         return

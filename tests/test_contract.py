@@ -102,7 +102,7 @@ def test_registry_is_populated():
 @pytest.mark.parametrize("name, dims", CASES)
 def test_any_size(name, dims):
     minimum = min_size_nd(name, dims)
-    with contract(name, "any_size"):
+    with contract(name, "any_size", dims):
         built = {mode: ready(name, mode, dims=dims) for mode in ("train", "eval")}  # one module per mode, every size
         for size in SIZES if dims == 2 else SIZES_ND[dims]:
             for batch, mode in ((2, "train"), (1, "eval")):
@@ -125,7 +125,7 @@ def bad_inputs(name: str, dims: int = 2) -> list[tuple[str, tuple]]:
 
 @pytest.mark.parametrize("name, dims", CASES)
 def test_bad_input(name, dims):
-    with contract(name, "bad_input"):
+    with contract(name, "bad_input", dims):
         m = ready(name, dims=dims)
         for what, args in bad_inputs(name, dims):
             with pytest.raises(ValueError, match=type(m).__name__) as err:
@@ -148,7 +148,7 @@ def test_gradients(name, dims):
     deterministic = "deterministic" not in attnzoo.info(name).exceptions
     prev, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        with contract(name, "deterministic"):
+        with contract(name, "deterministic", dims):
             torch.use_deterministic_algorithms(deterministic)
             m = ready(name, "train", dims=dims)
             args = inputs(name, size=(7, 5), dims=dims)
@@ -160,7 +160,7 @@ def test_gradients(name, dims):
             loss.backward()
     finally:
         torch.use_deterministic_algorithms(prev, warn_only=warn_only)
-    with contract(name, "gradients"):
+    with contract(name, "gradients", dims):
         assert all(torch.isfinite(t).all() for t in out), f"{name}: non-finite output"
         for pname, p in m.named_parameters():
             assert p.grad is not None, f"{name}: parameter {pname} got no gradient"
@@ -182,7 +182,7 @@ DEGENERATE: dict[str, tuple[tuple[int, int], Callable[[torch.Tensor], torch.Tens
 def test_degenerate_inputs(name, dims):
     """Outputs, input gradients and parameter gradients are finite on degenerate inputs, in train and eval mode
     (a normalisation over one value or a zero spread must not put NaN into backward)."""
-    with contract(name, "degenerate"):
+    with contract(name, "degenerate", dims):
         for mode in ("train", "eval"):
             m = ready(name, mode, dims=dims)
             for case, (size, make) in DEGENERATE.items():
@@ -206,7 +206,7 @@ GRADCHECK_SIZE = {1: (5,), 2: (4, 3), 3: (3, 2, 2)}
 
 @pytest.mark.parametrize("name, dims", CASES)
 def test_gradcheck(name, dims):
-    with contract(name, "gradcheck"):
+    with contract(name, "gradcheck", dims):
         m = ready(name, "train", torch.float64, dims=dims)
         args = inputs(name, size=GRADCHECK_SIZE[dims], dtype=torch.float64, dims=dims)
         flat, rebuild = tensors_of(args)
@@ -220,7 +220,7 @@ def test_gradcheck(name, dims):
 
 @pytest.mark.parametrize("name, dims", CASES)
 def test_bfloat16_autocast(name, dims):
-    with contract(name, "bfloat16"):
+    with contract(name, "bfloat16", dims):
         m = ready(name, dims=dims)
         args = inputs(name, size=(9, 7), dims=dims)
         ref = flatten(m(*args))
@@ -235,7 +235,7 @@ def test_bfloat16_autocast(name, dims):
 @pytest.mark.parametrize("name, dims", CASES)
 def test_float16_autocast(name, dims):
     """float16 under CPU autocast is finite wherever bfloat16 is: softmax/reductions kept in float32."""
-    with contract(name, "float16"):
+    with contract(name, "float16", dims):
         m = ready(name, dims=dims)
         args = inputs(name, size=(9, 7), dims=dims)
         ref = flatten(m(*args))
@@ -255,7 +255,7 @@ BARE_BN_ERROR = "Expected more than 1 value per channel"
 def test_train_batch1(name, dims):
     """train() at batch 1: forward + backward work (a BN on a pooled vector then uses its running
     statistics, documented), or a ValueError names the module and the remedy; never PyTorch's bare BN error."""
-    with contract(name, "train_batch1"):
+    with contract(name, "train_batch1", dims):
         for size in ((7, 9), (1, 1)):  # at 1×1 (1, 1×1×1) every BatchNorm sees one value per channel
             _train_batch1_at(name, size, dims)
 
@@ -298,7 +298,7 @@ def test_channels_last(name, dims):
     if len(ranks) != 1 or next(iter(ranks)) not in MEMORY_FORMATS:
         pytest.skip("layout has no 4-D input")  # tokens: channels_last does not apply
     fmt = MEMORY_FORMATS[ranks.pop()]
-    with contract(name, "channels_last"):
+    with contract(name, "channels_last", dims):
         m = ready(name, dims=dims)
         ref = m(*args)
         out = m(*map_args(args, lambda t: t.contiguous(memory_format=fmt)))
@@ -311,14 +311,14 @@ def test_eval_determinism_and_serialisation(name, dims, tmp_path):
     trip, torch.save/torch.load of the whole module and copy.deepcopy give the same output (one module, one input)."""
     m = ready(name, dims=dims)
     args = inputs(name, dims=dims)
-    with contract(name, "eval_determinism"):
+    with contract(name, "eval_determinism", dims):
         ref = m(*args)
         again = flatten(m(*args))
         assert all(torch.equal(x, y) for x, y in zip(flatten(ref), again)), f"{name}: eval forward is not deterministic"
         for sub in m.modules():
             if isinstance(sub, nn.modules.dropout._DropoutNd):
                 assert sub.p == 0, f"{name}: dropout defaults must be 0, got {sub}"
-    with contract(name, "serialisation"):
+    with contract(name, "serialisation", dims):
         fresh = build(name, seed=123, dims=dims).eval()
         fresh.load_state_dict(m.state_dict())
         assert_close(fresh(*args), ref, atol=0, rtol=0, msg="state_dict round trip")
@@ -330,7 +330,7 @@ def test_eval_determinism_and_serialisation(name, dims, tmp_path):
 
 @pytest.mark.parametrize("name, dims", CASES)
 def test_torchscript_trace(name, dims):
-    with contract(name, "torchscript"):
+    with contract(name, "torchscript", dims):
         m = ready(name, dims=dims)
         traced = torch.jit.trace(m, inputs(name, dims=dims), check_trace=False, strict=False)
         other = inputs(name, seed=7, dims=dims)
@@ -356,7 +356,7 @@ def assert_graph_keeps_submodules(m: nn.Module, gm: torch.fx.GraphModule) -> Non
 
 @pytest.mark.parametrize("name, dims", CASES)
 def test_fx_symbolic_trace(name, dims):
-    with contract(name, "fx"):
+    with contract(name, "fx", dims):
         m = ready(name, dims=dims)
         gm = torch.fx.symbolic_trace(m)
         args = inputs(name, dims=dims)
@@ -370,7 +370,7 @@ def test_fx_symbolic_trace(name, dims):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, dims", CASES)
 def test_torch_export(name, dims):
-    with contract(name, "export"):
+    with contract(name, "export", dims):
         m = ready(name, dims=dims)
         args = inputs(name, dims=dims)
         ep = torch.export.export(m, args)
@@ -381,7 +381,7 @@ def test_torch_export(name, dims):
 @pytest.mark.parametrize("name, dims", CASES)
 def test_torch_compile_fullgraph(name, dims):
     torch._dynamo.reset()
-    with contract(name, "compile"):
+    with contract(name, "compile", dims):
         m = ready(name, dims=dims)
         args = inputs(name, dims=dims)
         compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
@@ -416,6 +416,18 @@ def test_contract_exceptions_xfail_when_real_and_fail_when_stale(monkeypatch):
     with pytest.raises(RuntimeError):  # an undeclared check fails as itself
         with contract(name, "fx"):
             raise RuntimeError("a real failure")
+    # a rank's own declaration (exceptions_by_dims) holds at that rank only
+    declared = dataclasses.replace(declared, exceptions_by_dims={3: {"fx": "declared at 3-D to test the mechanism"}})
+    with pytest.raises(pytest.xfail.Exception, match="declares 'fx' unsupported"):
+        with contract(name, "fx", 3):
+            raise RuntimeError("the 3-D limitation")
+    for dims in (1, 2):
+        with pytest.raises(RuntimeError):
+            with contract(name, "fx", dims):
+                raise RuntimeError("a real failure")
+    with pytest.raises(pytest.fail.Exception, match="remove the exception"):
+        with contract(name, "fx", 3):
+            pass
 
 
 def test_declared_exceptions_are_few_and_justified():
@@ -423,6 +435,12 @@ def test_declared_exceptions_are_few_and_justified():
     for (n, c), reason in declared.items():
         assert c in CONTRACT_CHECKS and len(reason) >= 20, f"{n}: exception {c!r} needs a real reason"
     assert len(declared) <= max(3, len(NAMES) * len(CONTRACT_CHECKS) // 20), f"too many contract exceptions: {sorted(declared)}"
+    for dims in (1, 3):  # a rank's own exceptions (ModuleInfo.exceptions_by_dims), counted within the rank
+        names = attnzoo.list_modules(dims=dims)
+        ranked = {(n, c): r for n in names for c, r in attnzoo.info(n).exceptions_by_dims.get(dims, {}).items()}
+        for (n, c), reason in ranked.items():
+            assert c in CONTRACT_CHECKS and len(reason) >= 20, f"{n} ({dims}-D): exception {c!r} needs a real reason"
+        assert len(ranked) <= max(3, len(names) * len(CONTRACT_CHECKS) // 20), f"too many {dims}-D exceptions: {sorted(ranked)}"
 
 
 SHAPE_PRESERVING = [

@@ -108,6 +108,8 @@ class ModuleInfo:
             that it records exactly these); empty for modules without an attention or gate map.
         exceptions: contract checks (names from :data:`CONTRACT_CHECKS`) this module cannot pass, each with
             the reason.  The contract suite asserts that the list stays short and justified.
+        exceptions_by_dims: the checks that fail only at a spatial rank other than 2, per rank, each with the
+            reason (``{3: {"ncnn": "..."}}``); :meth:`exceptions_at` merges them with ``exceptions``.
         forms: the module's portable forms for export targets (:class:`attnzoo.tracing.PortableForm`), each
             tested equal to the eager form; a module that calls ``tracing.portable`` must declare one.
         dims: the spatial ranks the class supports (its keyword ``dims=``): ``(2,)`` for a 2-D only module,
@@ -128,10 +130,15 @@ class ModuleInfo:
     output_shape: Callable[..., Any] | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     exceptions: Mapping[str, str] = field(default_factory=dict)
+    exceptions_by_dims: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     maps: tuple[str, ...] = ()
     forms: tuple[PortableForm, ...] = ()
     shape: ShapeRule = SAME_SHAPE
     dims: tuple[int, ...] = (2,)
+
+    def exceptions_at(self, dims: int = 2) -> Mapping[str, str]:
+        """The checks declared to fail at spatial rank ``dims``: ``exceptions`` and ``exceptions_by_dims[dims]``."""
+        return {**self.exceptions, **self.exceptions_by_dims.get(dims, {})}
 
     # ------------------------------------------------------------------------------------------------------------
     # shape semantics: every tool asks these instead of branching on the layout or the family
@@ -279,6 +286,7 @@ def register(
     output_shape: Callable[..., Any] | None = None,
     test_kwargs: Mapping[str, Any] | None = None,
     exceptions: Mapping[str, str] | None = None,
+    exceptions_by_dims: Mapping[int, Mapping[str, str]] | None = None,
     maps: Sequence[str] = (),
     forms: Sequence[PortableForm] = (),
     shape: ShapeRule = SAME_SHAPE,
@@ -304,23 +312,23 @@ def register(
         raise ValueError(f"register({name!r}): family must be one of {FAMILIES}, got {family!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"register({name!r}): layout must be one of {LAYOUTS}, got {layout!r}")
-    unknown = sorted(set(exceptions or {}) - set(CONTRACT_CHECKS))
+    by_dims = {d: dict(e) for d, e in (exceptions_by_dims or {}).items()}
+    declared = [*(exceptions or {}).items(), *(item for e in by_dims.values() for item in e.items())]
+    unknown = sorted({check for check, _ in declared} - set(CONTRACT_CHECKS))
     if unknown:
-        raise ValueError(
-            f"register({name!r}): unknown contract checks in exceptions {unknown}; known: {CONTRACT_CHECKS}"
-        )
+        raise ValueError(f"register({name!r}): unknown checks in exceptions {unknown}; known: {CONTRACT_CHECKS}")
     if not isinstance(shape, ShapeRule):
         raise ValueError(f"register({name!r}): shape must be an attnzoo.ShapeRule, got {shape!r}")
     if shape.changes and layout == "pyramid":
-        raise ValueError(
-            f"register({name!r}): a pyramid module declares its per-level shapes with output_shape, not shape"
-        )
+        raise ValueError(f"register({name!r}): a pyramid module declares per-level shapes by output_shape, not shape")
     if not all(isinstance(f, PortableForm) for f in forms):
         raise ValueError(f"register({name!r}): forms must be attnzoo.tracing.PortableForm objects, got {forms!r}")
     ranks = tuple(sorted(set(dims))) if isinstance(dims, (list, tuple)) else ()
     if not ranks or 2 not in ranks or not set(ranks) <= set(SPATIAL_RANKS):
         raise ValueError(f"register({name!r}): dims must be ranks from {SPATIAL_RANKS} including 2, got {dims!r}")
-    for check, reason in (exceptions or {}).items():
+    if not set(by_dims) <= set(ranks) - {2}:
+        raise ValueError(f"register({name!r}): exceptions_by_dims keys must be ranks of dims but 2: {sorted(by_dims)}")
+    for check, reason in declared:
         if not isinstance(reason, str) or len(reason.strip()) < 10:
             raise ValueError(f"register({name!r}): exception {check!r} needs a real reason, got {reason!r}")
 
@@ -346,6 +354,7 @@ def register(
             output_shape=output_shape,
             test_kwargs=MappingProxyType(dict(test_kwargs or {})),
             exceptions=MappingProxyType(dict(exceptions or {})),
+            exceptions_by_dims=MappingProxyType({d: MappingProxyType(e) for d, e in by_dims.items()}),
             maps=tuple(maps),
             forms=tuple(forms),
             shape=shape,

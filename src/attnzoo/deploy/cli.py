@@ -21,6 +21,9 @@ examples:
   attnzoo deploy --variants --update-doc docs/deployment.md --output docs/deployment-variants.json
   attnzoo deploy --variants --modules multipole --runtimes ncnn   # every configuration of one module
   attnzoo deploy --variants --runtimes onnxruntime --sizes 13x11 --merge --output docs/deployment-variants.json
+  attnzoo deploy --dims 3                          # the 3-D matrix: every module taking dims=3, B×C×D×H×W
+  attnzoo deploy --dims 1,3 --update-doc docs/deployment.md --output docs/deployment-ranks.json
+  attnzoo deploy --dims 3 --modules cbam --sizes 4x8x8 --runtimes ncnn
 
 Every (module, runtime) case runs in a forked process: build with default arguments and perturbed weights, eval
 mode, batch 1; export; run; compare with eager PyTorch (atol = rtol = 1e-4; ncnn 1e-3); time the median.
@@ -62,7 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--variants", action="store_true", help="the variants table: every configuration of every module (see below)"
     )
-    p.add_argument("--sizes", default=None, help="with --variants: comma-separated S or HxW (default 16,13x11)")
+    p.add_argument("--sizes", default=None, help="with --variants: comma-separated S or HxW (default 16,13x11); "
+                   "with --dims: L or DxHxW (default 16,13 in 1-D; 4x8x8,3x7x5 in 3-D)")  # fmt: skip
+    p.add_argument("--dims", default=None, help="1, 3 or 1,3: the matrix per spatial rank of the modules taking "
+                   "dims= (B×C×L maps, B×C×D×H×W volumes), each at two sizes")  # fmt: skip
     p.add_argument(
         "--rotate",
         action="store_true",
@@ -91,14 +97,18 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import report
+    from . import ranks, report
     from .core import deploy
 
     size = _size(args.size)
     if args.variants and (args.model or args.size):
         raise SystemExit("attnzoo deploy: --variants takes --sizes, not --size or --model")
+    if args.dims and (args.model or args.size or args.variants):
+        raise SystemExit("attnzoo deploy: --dims takes --sizes, not --size, --model or --variants")
     if args.load:
         results, meta = report.from_json(Path(args.load).read_text())
+    elif args.dims:
+        results, meta = _ranks(args)
     elif args.variants:
         results, meta = _variants(args)
     else:
@@ -121,14 +131,17 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         results, meta = _merged(args, results, meta)
     fmt = args.format or {".json": "json", ".md": "markdown"}.get(Path(args.output or "").suffix, "table")
-    variants = meta.get("variants", False)
-    markdown = report.variants_markdown if variants else report.to_markdown
+    variants, by_rank = meta.get("variants", False), meta.get("ranks", False)
+    if by_rank:  # the declarations in force now (a saved run loaded after a rank's exception was declared)
+        results = ranks.redeclare_ranks(results)
+    markdown = ranks.ranks_markdown if by_rank else report.variants_markdown if variants else report.to_markdown
     text = report.to_json(results, meta) if fmt == "json" else markdown(results, meta)
     if args.output:
         Path(args.output).write_text(report.to_json(results, meta) if args.output.endswith(".json") else text)
     if args.update_doc:
-        (report.update_variants_doc if variants else report.update_doc)(args.update_doc, results, meta)
-    if fmt == "table" and variants:
+        update = ranks.update_ranks_doc if by_rank else report.update_variants_doc if variants else report.update_doc
+        update(args.update_doc, results, meta)
+    if fmt == "table" and (variants or by_rank):
         sys.stdout.write(text)
     elif fmt == "table":
         _print_table(report.to_rich(results, meta), results)
@@ -162,16 +175,50 @@ def _variants(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return results, meta
 
 
-def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _ranks(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    import attnzoo
+
     from . import report
+    from .ranks import RANK_SIZES, deploy_ranks, parse_size, size_text
+
+    try:
+        dims = [int(d) for d in _split(args.dims) or []]
+        sizes = {d: [parse_size(s, d) for s in _split(args.sizes) or []] or list(RANK_SIZES[d]) for d in dims}
+    except (ValueError, KeyError):
+        raise SystemExit(f"attnzoo deploy: --dims must be 1, 3 or 1,3 (sizes L or DxHxW), got --dims {args.dims!r}"
+                         f" --sizes {args.sizes!r}") from None  # fmt: skip
+    modules, runtimes = _split(args.modules), _split(args.runtimes)
+    if args.family:
+        modules = [m for m in (modules or attnzoo.list_modules()) if attnzoo.info(m).family == args.family]
+    count = {d: len([m for m in modules if d in attnzoo.info(m).dims]) if modules else len(attnzoo.list_modules(dims=d))
+             for d in dims}  # fmt: skip
+    total = sum(count[d] * len(sizes[d]) for d in dims) * len(runtimes or report.RUNTIMES)
+    with _progress(total, args.quiet) as advance:
+        try:
+            results = deploy_ranks(modules, runtimes, dims=dims, sizes=sizes, threads=args.threads,
+                                   min_time=args.min_time, timeout=args.timeout, progress=advance)  # fmt: skip
+        except ValueError as err:
+            raise SystemExit(f"attnzoo deploy: {err}") from None
+    meta = report.metadata(None, args.threads)
+    meta.update(ranks=True, sizes={str(d): [size_text(s) for s in sizes[d]] for d in dims})
+    return results, meta
+
+
+def _merged(args: argparse.Namespace, results: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    from . import ranks, report
 
     if not (args.output or "").endswith(".json") or not Path(args.output).exists():
         raise SystemExit("attnzoo deploy: --merge needs --output naming an existing JSON matrix")
     old, old_meta = report.from_json(Path(args.output).read_text())
-    if bool(old_meta.get("variants")) != bool(meta.get("variants")):
-        kinds = {True: "a variants table (--variants)", False: "a matrix"}
-        raise SystemExit(f"attnzoo deploy --merge: {args.output} is {kinds[bool(old_meta.get('variants'))]}, "
-                         f"this run is {kinds[bool(meta.get('variants'))]}")  # fmt: skip
+    kind = {"variants": "a variants table (--variants)", "ranks": "a per-rank matrix (--dims)", "": "a matrix"}
+    old_kind, new_kind = (next((k for k in ("variants", "ranks") if m.get(k)), "") for m in (old_meta, meta))
+    if old_kind != new_kind:
+        raise SystemExit(f"attnzoo deploy --merge: {args.output} is {kind[old_kind]}, this run is {kind[new_kind]}")
+    if new_kind == "ranks":
+        if old_meta.get("threads") != meta.get("threads"):
+            raise SystemExit(f"attnzoo deploy --merge: {args.output} was measured with --threads "
+                             f"{old_meta.get('threads')}; run with the same (got {meta.get('threads')})")  # fmt: skip
+        return ranks.merge_ranks(old, results), ranks.merge_ranks_meta(old_meta, meta, results)
     if old_meta.get("size") != meta.get("size") or old_meta.get("threads") != meta.get("threads"):
         raise SystemExit(
             f"attnzoo deploy --merge: {args.output} was measured with --size {old_meta.get('size')} --threads "

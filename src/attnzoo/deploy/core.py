@@ -45,11 +45,12 @@ class DeployResult:
     message: str = ""
     input_shapes: list[list[int]] = field(default_factory=list)
     declared: str | None = None  # the module's declared reason for this runtime, if any
-    size: str = ""  # the requested input size, "HxW"
+    size: str = ""  # the requested input size, "HxW" ("L" for dims=1, "DxHxW" for dims=3)
     config: str = ""  # the variant's label (``attnzoo deploy --variants``); "" for the default configuration
     kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments beyond the defaults
     channels: Any = None  # the channels it was built with (None: the layout's default)
     artefacts: list[str] = field(default_factory=list)  # files kept by ``save`` (``--save DIR``)
+    dims: int = 2  # the spatial rank the module was built with (``attnzoo deploy --dims``)
 
     @property
     def ok(self) -> bool:
@@ -120,12 +121,12 @@ def _build_case(spec: dict[str, Any]) -> tuple[Any, list[Any]]:
             if isinstance(sub, AttnModule):
                 randomize(sub, seed=spec["seed"])
         return FlatIO(model.eval(), args).eval(), tensors_of(args)[0]
-    name = spec["module"]
+    name, dims = spec["module"], spec.get("dims", 2)
     entry = attnzoo.info(name)
-    size = tuple(max(a, b) for a, b in zip(size, entry.min_size))
-    module = attnzoo.create(name, example_channels(name, spec.get("channels")), **spec.get("kwargs", {}))
-    args = example_inputs(name, batch=spec["batch"], channels=example_channels(name, spec.get("channels")),
-                          size=size, generator=gen)  # fmt: skip
+    size = tuple(max(a, b) for a, b in zip(size, entry.min_size if dims == 2 else (max(entry.min_size),) * dims))
+    channels = example_channels(name, spec.get("channels"), dims=dims)
+    module = attnzoo.create(name, channels, **spec.get("kwargs", {}), **({"dims": dims} if dims != 2 else {}))
+    args = example_inputs(name, batch=spec["batch"], channels=channels, size=size, generator=gen, dims=dims)
     randomize(module.eval(), seed=spec["seed"])
     flat, _ = tensors_of(args)
     return FlatIO(module, args).eval(), flat
@@ -250,29 +251,26 @@ def check(
     isolate: bool = True,
     save: str | Path | None = None,
     config: str = "",
+    dims: int = 2,
     **kwargs: Any,
 ) -> DeployResult:
     """Export one registered module (or ``model`` with ``insert``) to one runtime, run it, compare with eager.
 
     ``kwargs`` are constructor arguments (default: the module's defaults), ``channels`` its channels.  ``save``:
     a directory that keeps the exported artefacts with ``manifest.json`` (inputs, outputs, shapes, the measured
-    difference) and ``example.npz`` (the input and eager output compared).  ``config`` labels the row."""
-    import attnzoo
-    from attnzoo.layouts import DEFAULT_SIZE
+    difference) and ``example.npz`` (the input and eager output compared).  ``config`` labels the row.  ``dims``:
+    the spatial rank to build the module with (``size`` is then (L,) or (D, H, W); one value broadcasts)."""
+    from attnzoo.layouts import layout_for
 
     rt = runtime(runtime_name)
     if (name is None) == (model is None):
         raise ValueError(f"deploy.check: give a module name or a model, got name={name!r}, model={model!r}")
     label = str(name) if model is None else (f"{model}+{insert}" if insert else model)
     if size is None:
-        size = (224, 224) if model is not None else DEFAULT_SIZE[attnzoo.info(str(name)).layout]
+        size = (224, 224) if model is not None else layout_for(str(name), dims).default_size
     elif len(size) == 1:
-        size = (size[0], size[0])
-    declared = None
-    if name is not None:
-        declared = attnzoo.info(name).exceptions.get(CONTRACT_CHECK[runtime_name]) or declared_variant(
-            name, kwargs, runtime_name
-        )
+        size = (size[0],) * (2 if model is not None else dims)
+    declared = None if name is None else declared_reason(name, runtime_name, dims, kwargs)
     if not rt.available():
         pkgs = ", ".join(rt.packages)
         return DeployResult(
@@ -283,7 +281,8 @@ def check(
             declared=declared,
         )
     spec = {"module": name, "model": model, "insert": insert, "size": list(size), "batch": 1, "seed": seed,
-            "channels": channels, "kwargs": kwargs, "save": None if save is None else str(save)}  # fmt: skip
+            "channels": channels, "kwargs": kwargs, "save": None if save is None else str(save),
+            "dims": dims}  # fmt: skip
     if isolate:
         preload([runtime_name])  # once per process: every forked case starts with the runtime imported
         row = run_forked(lambda emit: _silenced(_run_case, spec, runtime_name, threads, min_time), timeout)
@@ -313,7 +312,17 @@ def check(
         kwargs={k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
         channels=channels,
         artefacts=[] if save is None else sorted(p.name for p in Path(save).iterdir()),
+        dims=dims,
     )
+
+
+def declared_reason(name: str, runtime_name: str, dims: int = 2, kwargs: Any = None) -> str | None:
+    """Why ``name`` (built at spatial rank ``dims`` with ``kwargs``) is declared not to run in ``runtime_name``:
+    the module's exceptions at that rank (``ModuleInfo.exceptions_at``) or a declared variant; None if neither."""
+    import attnzoo
+
+    check_name = CONTRACT_CHECK[runtime_name]
+    return attnzoo.info(name).exceptions_at(dims).get(check_name) or declared_variant(name, kwargs or {}, runtime_name)
 
 
 def deploy(

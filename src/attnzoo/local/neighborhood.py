@@ -272,6 +272,13 @@ def _neighborhood_portable(
     test_kwargs={"heads": 2, "kernel_size": 3},
     maps=("attn",),
     dims=(1, 2, 3),
+    exceptions_by_dims={
+        3: {
+            "ncnn": "the 3-D neighbourhoods are gathered per query (index_select on B×heads×D×H×W×d views) and ncnn "
+            "has no gather and at most 4 axes besides the batch (pnnx: 'unbind along batch axis 0 is not "
+            "supported'); the 2-D form of shifted slices would stack k³ of them on a 6-axis view"
+        }
+    },
     forms=(
         PortableForm(
             targets=_TARGETS,

@@ -84,26 +84,44 @@ def basic_unet3d() -> nn.Module:
 
 # (builder, input shape, expected insertion names (the wrapped layer), output shape)
 MODELS = {
-    "r3d_18": (lambda: r3d_18(num_classes=5), CLIP, [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)], (1, 5)),
+    "r3d_18": (
+        lambda: r3d_18(num_classes=5),
+        CLIP,
+        [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)],
+        (1, 5),
+    ),
     "r2plus1d_18": (
         lambda: r2plus1d_18(num_classes=5),
         CLIP,
         [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)],
         (1, 5),
     ),
-    "mc3_18": (lambda: mc3_18(num_classes=5), CLIP, [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)], (1, 5)),
+    "mc3_18": (
+        lambda: mc3_18(num_classes=5),
+        CLIP,
+        [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)],
+        (1, 5),
+    ),
     # the output head (the top up-sampling ResidualUnit, last_conv_only) is left alone
     "unet3d": (
         unet3d,
         (1, 1, 16, 16, 16),
-        ["model.0.conv.unit1", "model.1.submodule.0.conv.unit1", "model.1.submodule.1.submodule.conv.unit1",
-         "model.1.submodule.2.1.conv.unit0"],
+        [
+            "model.0.conv.unit1",
+            "model.1.submodule.0.conv.unit1",
+            "model.1.submodule.1.submodule.conv.unit1",
+            "model.1.submodule.2.1.conv.unit0",
+        ],
         (1, 2, 16, 16, 16),
     ),  # fmt: skip
     "basic_unet3d": (
         basic_unet3d,
         (1, 1, 32, 32, 32),
-        ["conv_0.conv_1", *(f"down_{i}.convs.conv_1" for i in range(1, 5)), *(f"upcat_{i}.convs.conv_1" for i in (4, 3, 2, 1))],
+        [
+            "conv_0.conv_1",
+            *(f"down_{i}.convs.conv_1" for i in range(1, 5)),
+            *(f"upcat_{i}.convs.conv_1" for i in (4, 3, 2, 1)),
+        ],
         (1, 2, 32, 32, 32),
     ),  # fmt: skip
     "resnet1d": (ResNet1d, (2, 2, 64), [f"layer{i}.{j}.bn2" for i in (1, 2) for j in (0, 1)], (2, 3)),

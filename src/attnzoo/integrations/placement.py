@@ -11,6 +11,7 @@ import torch.nn as nn
 
 __all__ = ["InsertedAttention", "out_channels", "recognised_block", "spatial_rank"]
 
+
 class InsertedAttention(nn.Module):
     """``attn(module(x))``: an existing layer followed by an inserted attention module.
 
@@ -100,6 +101,7 @@ def recognised_block(module: nn.Module) -> tuple[str, str, str] | None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # channel inference
+
 
 def out_channels(module: nn.Module) -> int | None:
     """Output channels of a layer, read from its attributes: a norm's ``num_features`` / ``num_channels``, a

@@ -44,6 +44,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence, Union
 
+import torch
 import torch.nn as nn
 
 from .placement import InsertedAttention, measure_outputs, out_channels, recognised_block, spatial_rank

@@ -33,7 +33,14 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from _common import child_peak_bytes, fmt_bytes, load_line, machine_line, run_once, time_interleaved
+from _common import (
+    child_peak_bytes,
+    fmt_bytes,
+    load_line,
+    run_once,
+    time_interleaved,
+    write_results,
+)
 from attnzoo.bench.measure import peak_rss_extra
 from attnzoo.testing import randomize
 
@@ -180,25 +187,11 @@ def main() -> int:
                 f"| {title[net]} | {inputs[net]} | {v} | {r['params'] / 1e6:.3f} M | {_ms(r['fwd'])} | "
                 f"{_ms(r['fwd_bwd'])} | {fmt_bytes(r['peak_fwd_bwd'])} | {ratio} | {vs} |"
             )
-    parity_line = "Parity before timing (max |Δ| of the whole network's output, copied weights, float32): " + ", ".join(
-        f"{k} {v:.1e}" for k, v in checks.items()
+    note = f"{load0} at the start, {load1} at the end; {args.repeats} interleaved repeats per variant, process-CPU medians."
+    data = {"load_start": load0, "load_end": load1, "threads": THREADS, "results": results}
+    write_results(
+        args.output, "Attention inserted into 3-D networks", note, ("the whole network's output", checks), lines, data
     )
-    body = (
-        f"\n### Attention inserted into 3-D networks\n\n{machine_line()}; `nice -n 5`; {load0} at the start, "
-        f"{load1} at the end; {args.repeats} interleaved repeats per variant, process-CPU medians.\n\n"
-        f"{parity_line}\n\n" + "\n".join(lines) + "\n"
-    )
-    print(body)
-    if args.output:
-        with open(args.output, "a") as f:
-            f.write(body)
-        with open(args.output.rsplit(".", 1)[0] + ".json", "w") as f:
-            json.dump(
-                {"command": "python " + " ".join(sys.argv), "load_start": load0, "load_end": load1, "threads": THREADS,
-                 "parity_max_abs": checks, "results": results},
-                f,
-                indent=1,
-            )  # fmt: skip
     return 0
 
 

@@ -82,26 +82,16 @@ def basic_unet3d() -> nn.Module:
     return BasicUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(4, 4, 8, 8, 16, 4))
 
 
+def video(build):
+    """A torchvision video ResNet's row: one module after conv2.1 (the BatchNorm3d) of each of its 8 blocks."""
+    return lambda: build(num_classes=5), CLIP, [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)], (1, 5)
+
+
 # (builder, input shape, expected insertion names (the wrapped layer), output shape)
 MODELS = {
-    "r3d_18": (
-        lambda: r3d_18(num_classes=5),
-        CLIP,
-        [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)],
-        (1, 5),
-    ),
-    "r2plus1d_18": (
-        lambda: r2plus1d_18(num_classes=5),
-        CLIP,
-        [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)],
-        (1, 5),
-    ),
-    "mc3_18": (
-        lambda: mc3_18(num_classes=5),
-        CLIP,
-        [f"layer{i}.{j}.conv2.1" for i in range(1, 5) for j in (0, 1)],
-        (1, 5),
-    ),
+    "r3d_18": video(r3d_18),
+    "r2plus1d_18": video(r2plus1d_18),
+    "mc3_18": video(mc3_18),
     # the output head (the top up-sampling ResidualUnit, last_conv_only) is left alone
     "unet3d": (
         unet3d,

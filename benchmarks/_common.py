@@ -31,7 +31,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def child_peak_bytes(script: str, spec: dict[str, Any]) -> int:
     """Run ``python SCRIPT --child SPEC`` and return the ``extra_bytes`` it printed (see :func:`report_peak`)."""
-    out = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, script, "--child", json.dumps(spec)], capture_output=True, text=True, check=True
+    )
     return int(json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"])
 
 
@@ -47,8 +49,10 @@ def fmt_bytes(n: float) -> str:
 def machine_line() -> str:
     """``date, CPU model (cores), threads, torch version; command `...```` for a results section."""
     cmd = "python " + " ".join(sys.argv)
-    return (f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {cpu_model()}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}; command `{cmd}`")
+    return (
+        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {cpu_model()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; command `{cmd}`"
+    )
 
 
 def append_section(path: str, title: str, body: str) -> None:
@@ -188,3 +192,22 @@ def peer_cells(
     else:
         cells.append("—")
     return " | ".join(cells)
+
+
+def write_results(
+    output: str | None, title: str, note: str, parity: tuple[str, dict[str, float]], lines: list[str], data: dict
+) -> None:
+    """Print a results section: ``### title``, the machine line, ``note``, the parity line (``parity`` = (what was
+    compared, {case: max |Δ|})) and the table ``lines``; with ``output``, append it there and write ``data``
+    (after the command line and the parity figures) to the file of the same name ending ``.json``."""
+    what, figures = parity
+    parity_line = f"Parity before timing (max |Δ| of {what}, copied weights, float32): " + ", ".join(
+        f"{k} {v:.1e}" for k, v in figures.items()
+    )
+    body = f"\n### {title}\n\n{machine_line()}; `nice -n 5`; {note}\n\n{parity_line}\n\n" + "\n".join(lines) + "\n"
+    print(body)
+    if output:
+        with open(output, "a") as f:
+            f.write(body)
+        with open(output.rsplit(".", 1)[0] + ".json", "w") as f:
+            json.dump({"command": "python " + " ".join(sys.argv), "parity_max_abs": figures, **data}, f, indent=1)

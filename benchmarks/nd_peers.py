@@ -29,7 +29,14 @@ import torch
 import torch.nn as nn
 
 import attnzoo
-from _common import child_peak_bytes, fmt_bytes, load_line, machine_line, run_once, time_interleaved
+from _common import (
+    child_peak_bytes,
+    fmt_bytes,
+    load_line,
+    run_once,
+    time_interleaved,
+    write_results,
+)
 from attnzoo.bench.measure import peak_rss_extra
 from attnzoo.testing import randomize
 
@@ -244,31 +251,11 @@ def main() -> int:
             for p in peers
         )
         lines.append(f"| {label[k]} | {' | '.join(cells)} | {every} |")
-    parity_line = "Parity before timing (max |Δ| of the outputs, copied weights, float32): " + ", ".join(
-        f"{k} {v:.1e}" for k, v in parity.items()
+    note = (
+        f"{load0} at the start, {load1} at the end; {args.repeats} interleaved repeats per side, process-CPU medians."
     )
-    body = (
-        f"\n### 1-D and 3-D attention against their peers\n\n{machine_line()}; `nice -n 5`; {load0} at the start, "
-        f"{load1} at the end; {args.repeats} interleaved repeats per side, process-CPU medians.\n\n"
-        f"{parity_line}\n\n" + "\n".join(lines) + "\n"
-    )
-    print(body)
-    if args.output:
-        with open(args.output, "a") as f:
-            f.write(body)
-        with open(args.output.rsplit(".", 1)[0] + ".json", "w") as f:
-            json.dump(
-                {
-                    "command": "python " + " ".join(sys.argv),
-                    "load_start": load0,
-                    "load_end": load1,
-                    "threads": THREADS,
-                    "parity_max_abs": parity,
-                    "results": results,
-                },
-                f,
-                indent=1,
-            )
+    data = {"load_start": load0, "load_end": load1, "threads": THREADS, "results": results}
+    write_results(args.output, "1-D and 3-D attention against their peers", note, ("the outputs", parity), lines, data)
     return 0
 
 

@@ -26,7 +26,7 @@ from attnzoo.compare import engine, runner  # noqa: E402
 from attnzoo.compare.config import CompareConfig, default_lr, default_warmup  # noqa: E402
 from attnzoo.compare.data import DataBundle, load_dataset  # noqa: E402
 from attnzoo.compare.health import run_flags  # noqa: E402
-from attnzoo.compare.models import known_models  # noqa: E402
+from attnzoo.compare.models import known_models, model_rank  # noqa: E402
 from attnzoo.compare.report import summarise, verdict  # noqa: E402
 
 
@@ -75,9 +75,11 @@ def test_zero_init_residual_makes_blocks_identity():
 BIG = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}
 
 
-@pytest.mark.parametrize("model", known_models())
+# The video ResNets (33 M parameters, 3-D convolutions) take 1–2 minutes each here: their run is the smoke test
+# of tests/test_compare_video.py.
+@pytest.mark.parametrize("model", [m for m in known_models() if model_rank(m) == 2])
 def test_default_recipe_trains_every_builtin_model(model, tmp_path, monkeypatch):
-    """Each built-in model, default recipe (lr scaled with the batch, warm-up, gradient clipping), a few
+    """Each built-in image model, default recipe (lr scaled with the batch, warm-up, gradient clipping), a few
     steps on a slice of digits: the training loss is finite and falls, and no run is flagged unstable."""
     big = model in BIG
     monkeypatch.setattr(runner, "load_dataset", subset_loader(64 if big else 128, 32))

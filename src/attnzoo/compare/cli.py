@@ -24,7 +24,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .config import CompareConfig
+    from .config import CompareConfig, default_modules
     from .detect import DetectConfig
 
     d, dd = CompareConfig(), DetectConfig()
@@ -50,13 +50,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--modules",
         default=None,
-        help=f"comma-separated registry names; 'none' = baseline (default: classify {','.join(d.modules)}, detect "
-        f"{','.join(dd.modules)})",
+        help=f"comma-separated registry names; 'none' = baseline (default: classify {','.join(default_modules(2))}, "
+        f"video models {','.join(default_modules(3))}; detect {','.join(dd.modules)})",
     )
     p.add_argument(
         "--model",
         default=None,
-        help=f"classify: resnet18/34/50 (torchvision), cifar_resnet{{8,14,20,32,44,56,110}}, or a timm name (default "
+        help=f"classify: resnet18/34/50 (torchvision), cifar_resnet{{8,14,20,32,44,56,110}}, r3d_18, mc3_18, r2plus1d_18 "
+        f"(torchvision video ResNets, on clips), or a timm name (default "
         f"{d.model}); detect: an Ultralytics model YAML name or path (default {dd.model})",
     )
     p.add_argument(
@@ -64,8 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data",
         dest="dataset",
         default=None,
-        help=f"classify: digits | cifar10 | cifar100 | imagefolder:PATH | synthetic (default {d.dataset}); detect: a "
-        f"YOLO dataset YAML or 'synthetic' (generated shapes, default)",
+        help="classify: digits | cifar10 | cifar100 | imagefolder:PATH | synthetic | video_shapes (default digits; "
+        "video_shapes for the video models r3d_18, mc3_18, r2plus1d_18); detect: a "
+        "YOLO dataset YAML or 'synthetic' (generated shapes, default)",
     )
     p.add_argument("--data-root", default=d.data_root, help="where cifar10/cifar100 are (or get downloaded)")
     p.add_argument(
@@ -221,7 +223,7 @@ def config_from_args(args: argparse.Namespace):
     return CompareConfig(
         **{name: getattr(args, name) for name in _PASSED_AS_IS if name not in task},
         **task,
-        modules=parse_modules(args.modules or ",".join(d.modules)),
+        modules=parse_modules(args.modules or ""),  # none named: the defaults for the model
         seeds=parse_seeds(args.seeds),
         zero_init_residual={"auto": None, "on": True, "off": False}[args.zero_init_residual],
         clip_grad_norm=args.clip_grad_norm or None,

@@ -16,6 +16,7 @@ __all__ = [
     "TRAINING_KEYS",
     "default_lr",
     "default_warmup",
+    "default_modules",
 ]
 
 #: Fields of :class:`CompareConfig` that change what a run computes.  A run folder written with other values of
@@ -44,9 +45,9 @@ TRAINING_KEYS = (
 class CompareConfig:
     """Everything ``attnzoo compare`` needs.  ``None`` means "the default for this dataset / optimizer"."""
 
-    modules: list[str] = field(default_factory=lambda: ["none", "se", "eca", "cbam", "coord"])
+    modules: list[str] = field(default_factory=list)  # empty: default_modules for the model's input rank
     model: str = "cifar_resnet20"
-    dataset: str = "digits"
+    dataset: str = ""  # empty: digits, or video_shapes for a video model
     data_root: str = "data"
     image_size: int | None = None
     epochs: int = 15
@@ -72,7 +73,8 @@ class CompareConfig:
     quiet: bool = False
 
     def resolved(self) -> "CompareConfig":
-        """A copy with the recipe's defaults filled in (:func:`default_lr`, :func:`default_warmup`) and the
+        """A copy with the recipe's defaults filled in (the modules and the dataset for the model, :func:`default_lr`,
+        :func:`default_warmup`) and the
         arguments checked (``ValueError`` on a bad one)."""
         c = dataclasses.replace(self, modules=list(self.modules), seeds=list(self.seeds))
         if c.optimizer not in ("sgd", "adamw"):
@@ -81,6 +83,14 @@ class CompareConfig:
             raise ValueError(f"compare: batch_size must be an integer >= 2, got {c.batch_size!r}")
         if not (isinstance(c.epochs, int) and c.epochs >= 1):
             raise ValueError(f"compare: epochs must be an integer >= 1, got {c.epochs!r}")
+        from .models import model_rank
+
+        if not c.modules:
+            c.modules = default_modules(model_rank(c.model))
+        if not c.dataset:
+            from .data import default_dataset
+
+            c.dataset = default_dataset(model_rank(c.model))
         if c.lr is None:
             c.lr = default_lr(c.model, c.optimizer, c.batch_size)
         if c.warmup_epochs is None:
@@ -145,6 +155,12 @@ def default_lr(model: str, optimizer: str, batch_size: int) -> float:
     if optimizer == "adamw":
         return max(2.5e-4, 1e-3 * batch_size / 256)
     return 0.1 * batch_size / 128
+
+
+def default_modules(rank: int) -> list[str]:
+    """The modules compared when none are named: the baseline and four gates; in a video model (``rank`` 3) ``gc``
+    stands in for ``coord``, which is 2-D only."""
+    return ["none", "se", "eca", "cbam", "coord" if rank == 2 else "gc"]
 
 
 def default_warmup(epochs: int) -> float:

@@ -1,5 +1,5 @@
-"""Datasets for ``attnzoo compare``: ``digits`` (bundled, no download), ``cifar10``/``cifar100``, ``imagefolder:PATH``
-and ``synthetic`` (tests only).
+"""Datasets for ``attnzoo compare``: ``digits`` (bundled, no download), ``cifar10``/``cifar100``, ``imagefolder:PATH``,
+``synthetic`` (tests only) and ``video_shapes`` (clips of moving shapes for the video models, made on the fly).
 
 Every dataset yields 3-channel float tensors (grayscale digits are repeated over three channels so that any
 RGB model and any RGB checkpoint applies unchanged) and integer labels.  Training augmentation is the standard
@@ -19,10 +19,20 @@ from typing import Callable, Sized, cast
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["DATASETS", "DataBundle", "load_dataset", "check_dataset_spec", "default_image_size"]
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "load_dataset",
+    "check_dataset_spec",
+    "dataset_rank",
+    "default_dataset",
+    "default_image_size",
+]
 
 #: Dataset names accepted by ``--dataset`` (``imagefolder`` is written ``imagefolder:PATH``).
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder:PATH", "synthetic")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder:PATH", "synthetic", "video_shapes")
+#: Datasets of clips (B×3×T×H×W samples, for the video models); every other one holds images.
+VIDEO_DATASETS = ("video_shapes",)
 
 _MEAN_CIFAR = (0.4914, 0.4822, 0.4465)
 _STD_CIFAR = (0.2470, 0.2435, 0.2616)
@@ -42,8 +52,15 @@ class DataBundle:
     image_size: int
     in_memory: bool  # tensors in RAM: no DataLoader workers needed
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one input: 3×H×W for images, 3×T×H×W for clips (read from the first test sample)."""
+        return tuple(self.test[0][0].shape)
+
     def describe(self) -> str:
-        return f"{self.name}: {len(cast(Sized, self.train))} train / {len(cast(Sized, self.test))} test images, {self.num_classes} classes, {self.image_size}×{self.image_size}"
+        what = "clips" if len(self.sample_shape) == 4 else "images"
+        size = "×".join(map(str, self.sample_shape[1:]))
+        return f"{self.name}: {len(cast(Sized, self.train))} train / {len(cast(Sized, self.test))} test {what}, {self.num_classes} classes, {size}"
 
 
 class TensorImages(Dataset):
@@ -84,6 +101,16 @@ def dataset_kind(spec: str) -> str:
     return "imagefolder" if spec.startswith("imagefolder:") else spec
 
 
+def dataset_rank(spec: str) -> int:
+    """Spatial rank of the samples: 3 for clips (T×H×W), 2 for images."""
+    return 3 if dataset_kind(spec) in VIDEO_DATASETS else 2
+
+
+def default_dataset(rank: int) -> str:
+    """The dataset ``compare`` uses when none is given, for a model taking inputs of this spatial rank."""
+    return "video_shapes" if rank == 3 else "digits"
+
+
 def default_image_size(spec: str) -> int:
     return 224 if dataset_kind(spec) == "imagefolder" else 32
 
@@ -91,7 +118,7 @@ def default_image_size(spec: str) -> int:
 def check_dataset_spec(spec: str, data_root: str | os.PathLike | None = None) -> None:
     """Raise ``ValueError`` for an unknown dataset name or an imagefolder path that cannot be used (no loading)."""
     kind = dataset_kind(spec)
-    if kind not in ("digits", "cifar10", "cifar100", "imagefolder", "synthetic"):
+    if kind not in ("digits", "cifar10", "cifar100", "imagefolder", "synthetic", "video_shapes"):
         raise ValueError(f"compare: dataset must be one of {', '.join(DATASETS)}, got {spec!r}")
     if kind == "imagefolder":
         path = Path(spec.split(":", 1)[1]).expanduser()
@@ -115,6 +142,8 @@ def load_dataset(
         return _digits(size)
     if kind == "synthetic":
         return _synthetic(size)
+    if kind == "video_shapes":
+        return _video_shapes(size)
     if kind in ("cifar10", "cifar100"):
         return _cifar(kind, size, Path(data_root).expanduser(), download)
     return _imagefolder(Path(spec.split(":", 1)[1]).expanduser(), size)
@@ -160,6 +189,44 @@ def _synthetic(size: int, num_classes: int = 10, n_train: int = 600, n_test: int
     xte, yte = make(n_test)
     return DataBundle(
         "synthetic", TensorImages(xtr, ytr, RandomShift(1)), TensorImages(xte, yte), num_classes, size, True
+    )
+
+
+def _video_shapes(size: int, frames: int = 4, n_train: int = 512, n_test: int = 128, speed: float = 0.08) -> DataBundle:
+    """Clips of one moving coloured shape (disc, square or diamond, random colour, size and start) on a noisy
+    background; the class is the direction of motion (right, left, down, up), so a single frame cannot tell it.
+    3×``frames``×``size``×``size`` float tensors, drawn once from a fixed seed (no download, a second to make)."""
+    g = torch.Generator().manual_seed(4321)
+    n = n_train + n_test
+    y = torch.arange(n) % 4
+    step = speed * size * (1 + 0.5 * torch.rand(n, generator=g))  # pixels per frame
+    dx = torch.tensor([1.0, -1.0, 0.0, 0.0])[y] * step
+    dy = torch.tensor([0.0, 0.0, 1.0, -1.0])[y] * step
+    radius = size * (0.1 + 0.08 * torch.rand(n, generator=g))
+    travel = (frames - 1) * step  # start where the whole path stays inside the frame
+    lo, span = radius + 1, (size - 2 * radius - 2 - travel).clamp(min=0)
+    x0 = lo + span * torch.rand(n, generator=g) + torch.where(dx < 0, travel, torch.zeros(n))
+    y0 = lo + span * torch.rand(n, generator=g) + torch.where(dy < 0, travel, torch.zeros(n))
+    t = torch.arange(frames, dtype=torch.float32)
+    cx = (x0[:, None] + dx[:, None] * t)[:, :, None, None]  # N×T×1×1
+    cy = (y0[:, None] + dy[:, None] * t)[:, :, None, None]
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    ox, oy = (grid[None, None, None, :] - cx).abs(), (grid[None, None, :, None] - cy).abs()
+    r = radius[:, None, None, None]
+    masks = torch.stack([ox**2 + oy**2 <= r**2, torch.maximum(ox, oy) <= r, ox + oy <= 1.3 * r], 1)  # N×3×T×H×W
+    shape = torch.randint(0, 3, (n,), generator=g)
+    mask = masks[torch.arange(n), shape].float()  # N×T×H×W
+    colour = 0.4 + 0.6 * torch.rand(n, 3, generator=g)
+    x = colour[:, :, None, None, None] * mask[:, None] + 0.15 * torch.randn(n, 3, frames, size, size, generator=g)
+    x = (x - x[:n_train].mean()) / x[:n_train].std()
+    shift = RandomShift(padding=max(1, size // 16))  # the same translation for every frame; no flip (it swaps classes)
+    return DataBundle(
+        "video_shapes",
+        TensorImages(x[:n_train], y[:n_train], shift),
+        TensorImages(x[n_train:], y[n_train:]),
+        4,
+        size,
+        True,
     )
 
 

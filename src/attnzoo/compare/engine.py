@@ -29,7 +29,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sized, cast
+from typing import Any, Callable, Sequence, Sized, cast
 
 import torch
 import torch.distributed as dist
@@ -96,13 +96,15 @@ def write_json(path: Path, obj: Any) -> None:
 # cost
 
 
-def count_flops(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
-    """Forward FLOPs of one image, with the counter of ``attnzoo bench`` (:mod:`attnzoo.bench.flops`: matmuls,
-    convolutions and attention, the CPU flash-attention kernels included; 1 MAC = 2 FLOPs)."""
+def count_flops(model: nn.Module, size: int | Sequence[int], in_chans: int = 3) -> int:
+    """Forward FLOPs of one sample, with the counter of ``attnzoo bench`` (:mod:`attnzoo.bench.flops`: matmuls,
+    convolutions and attention, the CPU flash-attention kernels included; 1 MAC = 2 FLOPs).  ``size``: the side
+    of a square ``in_chans``-channel image, or a sample's whole shape (3×T×H×W for a clip)."""
     from ..bench.flops import model_flops
 
     p = next(model.parameters())
-    x = torch.zeros(1, in_chans, image_size, image_size, device=p.device, dtype=p.dtype)
+    shape = (in_chans, size, size) if isinstance(size, int) else tuple(size)
+    x = torch.zeros(1, *shape, device=p.device, dtype=p.dtype)
     return model_flops(model, x)
 
 

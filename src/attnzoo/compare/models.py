@@ -10,6 +10,9 @@ Names:
   channels, three stages of 16/32/64 channels with n = (depth − 2) / 6 torchvision ``BasicBlock``\\ s each
   (projection shortcuts, "option B"), global pooling and a linear classifier.  Built from torchvision's own
   ``BasicBlock`` so that :func:`attnzoo.insert` treats them like any torchvision ResNet.
+- ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: torchvision's video ResNets (Tran et al., CVPR 2018), random
+  initialisation; they take clips B×3×T×H×W (the ``video_shapes`` dataset, their default) and
+  :func:`attnzoo.insert` gives the module ``dims=3``.
 - any other name that ``timm.is_model`` knows, built with ``pretrained=False``.
 
 ``--pretrained PATH`` loads a local checkpoint (a state dict, or a dict holding one under ``state_dict``,
@@ -27,7 +30,16 @@ from typing import Any, cast
 import torch
 import torch.nn as nn
 
-__all__ = ["build_model", "check_model_name", "known_models", "CifarResNet", "load_pretrained", "zero_init_residual"]
+__all__ = [
+    "build_model",
+    "check_model_name",
+    "check_model_input",
+    "known_models",
+    "model_rank",
+    "CifarResNet",
+    "load_pretrained",
+    "zero_init_residual",
+]
 
 _TV_RESNETS = (
     "resnet18",
@@ -42,6 +54,7 @@ _TV_RESNETS = (
     "wide_resnet101_2",
 )
 _CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+_TV_VIDEO = ("r3d_18", "mc3_18", "r2plus1d_18")
 
 
 class CifarResNet(nn.Module):
@@ -95,7 +108,22 @@ class CifarResNet(nn.Module):
 
 def known_models() -> list[str]:
     """Names built in (timm names come on top when timm is installed)."""
-    return [*_TV_RESNETS, *(f"cifar_resnet{d}" for d in _CIFAR_DEPTHS)]
+    return [*_TV_RESNETS, *(f"cifar_resnet{d}" for d in _CIFAR_DEPTHS), *_TV_VIDEO]
+
+
+def model_rank(name: str) -> int:
+    """Spatial rank of the model's input: 3 for the video models (clips T×H×W), 2 for every other one."""
+    return 3 if name in _TV_VIDEO else 2
+
+
+def check_model_input(name: str, dataset: str, rank: int) -> None:
+    """``ValueError`` when a dataset of samples of spatial rank ``rank`` cannot feed the model."""
+    if model_rank(name) != rank:
+        what = {2: "images B×3×H×W", 3: "clips B×3×T×H×W"}
+        raise ValueError(
+            f"compare: model {name!r} takes {what[model_rank(name)]}, but dataset {dataset!r} holds "
+            f"{what.get(rank, f'{rank}-D samples')}; leave --dataset out for the model's default"
+        )
 
 
 def _timm_has(name: str) -> bool:
@@ -130,23 +158,34 @@ def _cifar_stem(model: nn.Module) -> None:
     model.maxpool = nn.Identity()
 
 
-def count_residual_blocks(model: nn.Module) -> int:
-    """Number of torchvision ``BasicBlock``/``Bottleneck`` blocks in ``model``."""
+def _last_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm ending the residual branch of every torchvision ``BasicBlock``/``Bottleneck`` (``bn2`` /
+    ``bn3``; ``conv2[1]`` / ``conv3[1]`` in the video ResNets)."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
+    from torchvision.models.video import resnet as video
 
-    return sum(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules())
+    found: list[nn.modules.batchnorm._BatchNorm] = []
+    for m in model.modules():
+        bn: Any = m.bn3 if isinstance(m, Bottleneck) else m.bn2 if isinstance(m, BasicBlock) else None
+        if isinstance(m, (video.BasicBlock, video.Bottleneck)):
+            bn = (m.conv3 if isinstance(m, video.Bottleneck) else m.conv2)[1]
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            found.append(bn)
+    return found
+
+
+def count_residual_blocks(model: nn.Module) -> int:
+    """Number of torchvision ``BasicBlock``/``Bottleneck`` blocks (2-D or video) in ``model``."""
+    return len(_last_norms(model))
 
 
 def zero_init_residual(model: nn.Module) -> int:
-    """Zero the weight of the last BatchNorm of every torchvision ``BasicBlock``/``Bottleneck`` (``bn2``/``bn3``):
-    each residual block starts as the identity (Goyal et al. 2017; torchvision's ``zero_init_residual``).
-    Returns how many blocks were changed."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
+    """Zero the weight of the last BatchNorm of every torchvision ``BasicBlock``/``Bottleneck`` (``bn2``/``bn3``,
+    in the video ResNets ``conv2[1]`` / ``conv3[1]``): each residual block starts as the identity (Goyal et al.
+    2017; torchvision's ``zero_init_residual``).  Returns how many blocks were changed."""
     n = 0
-    for m in model.modules():
-        bn = m.bn3 if isinstance(m, Bottleneck) else m.bn2 if isinstance(m, BasicBlock) else None
-        if isinstance(bn, nn.BatchNorm2d) and bn.weight is not None:
+    for bn in _last_norms(model):
+        if bn.weight is not None:
             nn.init.zeros_(bn.weight)
             n += 1
     return n
@@ -184,6 +223,11 @@ def build_model(
         if use_cifar:
             _cifar_stem(model)
         notes["stem"] = "cifar" if use_cifar else "imagenet"
+    elif name in _TV_VIDEO:
+        import torchvision.models.video
+
+        model = getattr(torchvision.models.video, name)(weights=None, num_classes=num_classes)
+        notes["stem"] = "video"
     else:
         import timm
 

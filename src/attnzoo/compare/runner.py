@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .config import CompareConfig, check_module_names
-from .data import check_dataset_spec, load_dataset
+from .data import check_dataset_spec, dataset_rank, load_dataset
 from .distributed import DistContext, setup_distributed
 from .engine import (
     RunHooks,
@@ -33,7 +33,7 @@ from .engine import (
     write_json,
 )
 from .health import describe_flags
-from .models import build_model, check_model_name
+from .models import build_model, check_model_input, check_model_name
 from .report import rich_table, summarise, verdict, write_reports
 
 __all__ = ["run_compare", "insert_module"]
@@ -85,6 +85,7 @@ def run_compare(config: CompareConfig, console: Any = None) -> dict:
     check_module_names(cfg.modules)
     check_model_name(cfg.model)
     check_dataset_spec(cfg.dataset, cfg.data_root)
+    check_model_input(cfg.model, cfg.dataset, dataset_rank(cfg.dataset))
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -125,7 +126,7 @@ def _run(cfg: CompareConfig, ctx: DistContext, console: Any) -> dict:
             model, inserted, notes = _build(cfg, module, bundle.num_classes, bundle.image_size)
             if module != "none" and not inserted:
                 raise ValueError(f"compare: attnzoo.insert found no place for {module!r} in {cfg.model}; pass --where")
-            flops = count_flops(model, bundle.image_size)  # also a first forward pass of every network
+            flops = count_flops(model, bundle.sample_shape)  # also a first forward pass of every network
         except ValueError:
             raise
         except Exception as e:

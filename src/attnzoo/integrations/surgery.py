@@ -13,7 +13,17 @@ timm ``InvertedResidual`` / ``CondConvResidual``               after ``bn3`` (pr
 timm ``DepthwiseSeparableConv`` / ``EdgeResidual``             after ``bn2``
 torchvision MobileNetV2 / V3 ``InvertedResidual``,            after the last layer of the ``conv`` / ``block``
 EfficientNet ``MBConv`` / ``FusedMBConv``                       branch (its projection conv + norm)
+torchvision video ``BasicBlock`` / ``Bottleneck`` (``r3d_18``,  after ``conv2.1`` / ``conv3.1`` (the BatchNorm3d
+``mc3_18``, ``r2plus1d_18``)                                    ending the residual branch)
+MONAI ``ResidualUnit`` (``UNet(num_res_units>0)``)              after the last unit of ``conv`` (before the addition);
+                                                              the output head (``last_conv_only``) is left alone
+MONAI ``TwoConv`` (``BasicUNet``'s double-conv blocks)          after ``conv_1``
 ============================================================  =====================================================
+
+Rank: the module gets ``dims`` from the activation it follows (``dims=3`` in a video or volume network,
+``dims=1`` in a signal network): read from the layer (``Conv3d`` / ``BatchNorm3d`` / ``InstanceNorm3d`` ... or
+the last child that tells), or measured with ``example_input``.  A module without that rank is refused with a
+``ValueError`` before the model is touched.
 
 Subclasses of these blocks are recognised too.  MobileNet / EfficientNet blocks get the module whether or not
 they have a skip connection (a block without a skip has no addition: the module then ends the block).
@@ -37,153 +47,29 @@ from typing import Any, Callable, Iterable, Sequence, Union
 import torch
 import torch.nn as nn
 
-__all__ = ["insert", "Insertion", "InsertedAttention", "out_channels", "recognised_block"]
+from .placement import InsertedAttention, measure_outputs, out_channels, recognised_block, spatial_rank
+
+__all__ = ["insert", "Insertion", "InsertedAttention", "out_channels", "recognised_block", "spatial_rank"]
 
 Factory = Union[str, Callable[..., nn.Module]]
 Where = Union[None, Callable[[str, nn.Module], bool], Sequence[str], str]
 
 
-class InsertedAttention(nn.Module):
-    """``attn(module(x))``: an existing layer followed by an inserted attention module.
-
-    Children are ``module`` (the original layer, unchanged) and ``attn``.  Loading a state dict that still
-    has the original layer's keys (``...bn2.weight`` rather than ``...bn2.module.weight``) works: the old
-    keys are mapped to ``module.*`` on load.
-    """
-
-    def __init__(self, module: nn.Module, attn: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self.attn = attn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(self.module(x))
-
-    def _load_from_state_dict(
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-    ):
-        # Keys written by the unmodified model (prefix + "weight", prefix + "running_mean", ...) belong to `module`.
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            rest = key[len(prefix) :]
-            if not rest.startswith(("module.", "attn.")):
-                new = prefix + "module." + rest
-                if new not in state_dict:
-                    state_dict[new] = state_dict.pop(key)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
-
-
 @dataclass(frozen=True)
 class Insertion:
     """One inserted module: ``name`` is its qualified name in the model (``model.get_submodule(name)``),
-    ``after`` the qualified name of the layer whose output it takes, ``channels`` its channel count and
-    ``params`` its number of parameters."""
+    ``after`` the qualified name of the layer whose output it takes, ``channels`` its channel count,
+    ``params`` its number of parameters and ``dims`` the spatial rank it was built for."""
 
     name: str
     after: str
     channels: int
     params: int
+    dims: int = 2
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.channels} channels, {self.params:,} params, after {self.after}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# recognised blocks
-
-
-def _last_child(seq_name: str) -> Callable[[nn.Module], str]:
-    def pick(block: nn.Module) -> str:
-        seq = getattr(block, seq_name)
-        return f"{seq_name}.{len(seq) - 1}"
-
-    return pick
-
-
-#: (module of the class, class name) -> ("after", child path or function of the block) or ("slot", attribute, norm).
-_BLOCKS: dict[tuple[str, str], tuple[str, Any, str]] = {
-    ("torchvision.models.resnet", "BasicBlock"): ("after", "bn2", "bn2"),
-    ("torchvision.models.resnet", "Bottleneck"): ("after", "bn3", "bn3"),
-    ("timm.models.resnet", "BasicBlock"): ("slot", "se", "bn2"),
-    ("timm.models.resnet", "Bottleneck"): ("slot", "se", "bn3"),
-    ("timm.models._efficientnet_blocks", "InvertedResidual"): ("after", "bn3", "bn3"),
-    ("timm.models._efficientnet_blocks", "CondConvResidual"): ("after", "bn3", "bn3"),
-    ("timm.models._efficientnet_blocks", "DepthwiseSeparableConv"): ("after", "bn2", "bn2"),
-    ("timm.models._efficientnet_blocks", "EdgeResidual"): ("after", "bn2", "bn2"),
-    ("torchvision.models.mobilenetv2", "InvertedResidual"): ("after", _last_child("conv"), ""),
-    ("torchvision.models.mobilenetv3", "InvertedResidual"): ("after", _last_child("block"), ""),
-    ("torchvision.models.efficientnet", "MBConv"): ("after", _last_child("block"), ""),
-    ("torchvision.models.efficientnet", "FusedMBConv"): ("after", _last_child("block"), ""),
-}
-
-
-def recognised_block(module: nn.Module) -> tuple[str, str, str] | None:
-    """``(kind, child, norm)`` if ``module`` is (a subclass of) a block :func:`insert` knows, else ``None``.
-
-    ``kind`` is ``"after"`` (the module goes after the child ``child``) or ``"slot"`` (the block's attribute
-    ``child`` is an attention slot applied after its norm ``norm``).
-    """
-    for cls in type(module).__mro__:
-        entry = _BLOCKS.get((cls.__module__, cls.__name__))
-        if entry is not None:
-            kind, child, norm = entry
-            child = child(module) if callable(child) else child
-            return kind, child, norm or child
-    return None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# channel inference
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
-
-
-def out_channels(module: nn.Module) -> int | None:
-    """Output channels of a layer, read from its attributes: a norm's ``num_features`` / ``num_channels``, a
-    conv's (or any layer's) integer ``out_channels``; for containers the last child that tells.  ``None``
-    when nothing tells (then :func:`insert` needs ``channels=`` or ``example_input=``)."""
-    if isinstance(module, InsertedAttention):
-        return out_channels(module.module)
-    if isinstance(module, nn.modules.batchnorm._NormBase):
-        return int(module.num_features)
-    if isinstance(module, nn.GroupNorm):
-        return int(module.num_channels)
-    if isinstance(module, nn.LayerNorm) and type(module).__name__.endswith("2d") and len(module.normalized_shape) == 1:
-        return int(module.normalized_shape[0])  # timm LayerNorm2d: channels-first
-    value = getattr(module, "out_channels", None)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    for child in reversed(list(module.children())):
-        value = out_channels(child)
-        if value is not None:
-            return value
-    return None
-
-
-def _measure_channels(model: nn.Module, targets: Sequence[nn.Module], example_input: Any) -> dict[int, int]:
-    """Channels of each target's output measured on one forward of ``example_input`` (eval mode, no grad)."""
-    seen: dict[int, int] = {}
-
-    def hook(mod: nn.Module, args: Any, out: Any) -> None:
-        if isinstance(out, torch.Tensor) and out.dim() == 4:
-            seen.setdefault(id(mod), int(out.shape[1]))
-
-    handles = [t.register_forward_hook(hook) for t in targets]
-    training = [m.training for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            if isinstance(example_input, (tuple, list)):
-                model(*example_input)
-            else:
-                model(example_input)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, t in zip(model.modules(), training):
-            m.training = t
-    return seen
+        rank = "" if self.dims == 2 else f" ({self.dims}-D)"
+        return f"{self.name}: {self.channels} channels{rank}, {self.params:,} params, after {self.after}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -199,6 +85,34 @@ def _build(factory: Factory, channels: int, kwargs: dict[str, Any]) -> nn.Module
     if not isinstance(module, nn.Module):
         raise ValueError(f"insert: the factory must return an nn.Module, got {type(module).__name__}")
     return module
+
+
+def _with_dims(name: Factory, rank: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus ``dims=rank`` for a registered module taking ``dims`` (a factory gets ``kwargs`` as given)."""
+    if not isinstance(name, str) or "dims" in kwargs or "spatial_dims" in kwargs or rank == 2:
+        return kwargs
+    return {**kwargs, "dims": rank}
+
+
+def _check_registered(
+    name: str, widths: list[tuple[int, int]], plans: list[tuple[nn.Module, str, str, nn.Module, str]], kwargs: dict
+) -> None:
+    """The module keeps the shape of a map at each width (the shape rule does not depend on the rank), then
+    every inferred rank is one it supports."""
+    from ..registry import info
+
+    entry = info(name)
+    plain = {k: v for k, v in kwargs.items() if k not in ("dims", "spatial_dims")}
+    for c in sorted({c for c, _ in widths}):
+        entry.require_same_shape_nchw("insert", c, **plain)
+    for (c, rank), plan in zip(widths, plans):
+        if rank not in entry.dims:
+            ref, after = plan[3], plan[4]
+            raise ValueError(
+                f"insert: module {entry.name!r} ({entry.cls.__name__}) supports dims {entry.dims}, but the output "
+                f"of {after!r} ({type(ref).__name__}) is {rank}-D (dims={rank}); modules with dims={rank}: "
+                f"attnzoo.list_modules(dims={rank})"
+            )
 
 
 def _check_factory(name: Factory) -> None:
@@ -226,8 +140,8 @@ def _select(model: nn.Module, where: Where) -> list[tuple[str, nn.Module]]:
         if not picked:
             raise ValueError(
                 f"insert: found no residual block it recognises in {type(model).__name__} (torchvision / timm "
-                f"ResNet, MobileNet, EfficientNet blocks); choose positions with where= (a list of module names "
-                f"or a function (name, module) -> bool)"
+                f"ResNet, MobileNet, EfficientNet, torchvision video ResNet, MONAI ResidualUnit / TwoConv blocks); "
+                f"choose positions with where= (a list of module names or a function (name, module) -> bool)"
             )
         return picked
     if isinstance(where, str):
@@ -288,7 +202,7 @@ def insert(
     Args:
         model: a torchvision / timm network or any ``nn.Module``.
         name: a module name (``"cbam"``, ``"eca"``, ``"CA"``, ...: any name :func:`attnzoo.info` resolves,
-            docs/names.md) that maps one B×C×H×W map to a map of
+            docs/names.md) that maps one B×C×H×W map (B×C×L, B×C×D×H×W in 1-D / 3-D networks) to a map of
             the same shape with these ``kwargs`` (:meth:`attnzoo.ModuleInfo.same_shape_nchw`; a module that
             changes the channels or the resolution, or takes other inputs, is refused with a ``ValueError``
             before the model is touched), or a factory called as ``factory(channels, **kwargs)`` (e.g. a class).
@@ -303,16 +217,20 @@ def insert(
         channels: channel count for every inserted module (normally inferred; see below).
         example_input: an input for ``model``; when given, channels are measured on one eval-mode forward
             instead of read from the layers' attributes.
-        **kwargs: passed to the module: ``attnzoo.create(name, channels, **kwargs)``.
+        **kwargs: passed to the module: ``attnzoo.create(name, channels, **kwargs)``.  ``dims`` is inferred
+            (see below); an explicit ``dims=`` must agree with it.
 
     Channels are inferred from the layer the module follows: a norm's ``num_features``, a conv's
-    ``out_channels``, for containers the last child that has one.  The new modules take the device, dtype
-    and train/eval mode of the layer they follow.  A layer object used at several places in the forward
-    (torchvision's shared ``relu``) gets the module at every use.
+    ``out_channels``, for containers the last child that has one; the spatial rank likewise (``BatchNorm3d``,
+    ``Conv1d``: :func:`spatial_rank`), or both measured on ``example_input``.  A registered module gets
+    ``dims=`` that rank (none in 2-D); one that does not support it raises ``ValueError`` naming the module,
+    the rank and its supported ranks, before the model is changed.  A factory gets ``kwargs`` as given.  The
+    new modules take the device, dtype and train/eval mode of the layer they follow.  A layer object used at
+    several places in the forward (torchvision's shared ``relu``) gets the module at every use.
 
     Returns:
         The same ``model`` object and a list of :class:`Insertion` records (qualified name, the layer it
-        follows, channels, parameter count), in model order.
+        follows, channels, parameter count, spatial rank), in model order.
     """
     _check_factory(name)
     if position not in ("auto", "after"):
@@ -342,36 +260,39 @@ def insert(
             parent, attr = parents[id(module)]
             plans.append((parent, attr, "after", module, qual))
 
-    measured: dict[int, int] = {}
-    if channels is None and example_input is not None:
-        measured = _measure_channels(model, [p[3] for p in plans], example_input)
+    measured: dict[int, tuple[int, int]] = {}
+    if example_input is not None:
+        measured = measure_outputs(model, [p[3] for p in plans], example_input)
 
-    widths: list[int] = []
-    for _, _, _, ref, _ in plans:
-        c = channels if channels is not None else measured.get(id(ref))
-        if c is None:
-            c = out_channels(ref)
+    given = kwargs.get("dims", kwargs.get("spatial_dims"))
+    widths: list[tuple[int, int]] = []  # (channels, spatial rank) per plan
+    for _, _, _, ref, after in plans:
+        seen_c, seen_rank = measured.get(id(ref), (None, None))
+        c = channels if channels is not None else seen_c if seen_c is not None else out_channels(ref)
         if c is None:
             raise ValueError(
                 f"insert: cannot infer the channels after {type(ref).__name__} (no num_features / out_channels); "
                 f"pass channels= or example_input="
             )
-        widths.append(c)
+        rank: int = seen_rank or spatial_rank(ref) or given or 2
+        if given is not None and given != rank:
+            raise ValueError(
+                f"insert: dims={given!r} was passed, but the output of {after!r} ({type(ref).__name__}) is "
+                f"{rank}-D (dims={rank}); leave dims out to have it inferred"
+            )
+        widths.append((c, rank))
     if isinstance(name, str):
-        from ..registry import info
+        _check_registered(name, widths, plans, kwargs)
 
-        for c in sorted(set(widths)):
-            info(name).require_same_shape_nchw("insert", c, **kwargs)
-
-    inserted: list[tuple[nn.Module, str, int]] = []  # (attn, name of the layer it follows, channels)
-    for (parent, attr, kind, ref, after), c in zip(plans, widths):
-        attn = _move_like(_build(name, c, kwargs), ref)
+    inserted: list[tuple[nn.Module, str, int, int]] = []  # (attn, name of the layer it follows, channels, rank)
+    for (parent, attr, kind, ref, after), (c, rank) in zip(plans, widths):
+        attn = _move_like(_build(name, c, _with_dims(name, rank, kwargs)), ref)
         slot = getattr(parent, attr)
         if kind == "slot" and (slot is None or isinstance(slot, nn.Identity)):
             setattr(parent, attr, attn)
         else:
             setattr(parent, attr, InsertedAttention(slot, attn))
-        inserted.append((attn, after, c))
+        inserted.append((attn, after, c, rank))
 
     names: dict[int, str] = {}
     for n, m in model.named_modules(remove_duplicate=False):
@@ -382,8 +303,9 @@ def insert(
             after=after,
             channels=c,
             params=sum(p.numel() for p in attn.parameters()),
+            dims=rank,
         )
-        for attn, after, c in inserted
+        for attn, after, c, rank in inserted
     ]
     order = {n: i for i, (n, _) in enumerate(model.named_modules(remove_duplicate=False))}
     report.sort(key=lambda r: order.get(r.name, 0))

@@ -204,7 +204,7 @@ def write_results(
     parity_line = f"Parity before timing (max |Δ| of {what}, copied weights, float32): " + ", ".join(
         f"{k} {v:.1e}" for k, v in figures.items()
     )
-    body = f"\n### {title}\n\n{machine_line()}; `nice -n 5`; {note}\n\n{parity_line}\n\n" + "\n".join(lines) + "\n"
+    body = f"\n### {title}\n\n{machine_line()}; niceness {os.nice(0)}; {note}\n\n{parity_line}\n\n" + "\n".join(lines) + "\n"
     print(body)
     if output:
         with open(output, "a") as f:

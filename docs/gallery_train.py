@@ -9,9 +9,11 @@ drawn into ``docs/data/gallery/<name>.png`` (module page), ``<name>-card.png`` (
 stale when the module's behaviour changes; see ``sitegen/trained.py``).
 
 Training, kept affordable on a CPU: the plain yolo11n is trained once (``--base-epochs``) and shared; each
-module's network starts from those weights (its own rows initialised as the module initialises them) and is
-trained ``--epochs`` more epochs by Ultralytics' own trainer (``attnzoo.compare.detect_train``, the route of
-``compare --task detect``), then validated once by Ultralytics' validator.
+module's network starts from those weights (its own rows initialised as the module initialises them), which stay
+frozen while the module's rows are trained ``--epochs`` epochs (``FINETUNE``: a learning rate that moves even a
+zero-initialised gate in a few dozen steps), by Ultralytics' own trainer (``attnzoo.compare.detect_train``, the
+route of ``compare --task detect``), then validated once by Ultralytics' validator.  So the picture shows what
+the module learned to look at inside a detector that works, not a detector trained with the module from scratch.
 
     pip install -e ".[docs,integrations]"
     python docs/gallery_train.py --work runs/gallery               # every missing or stale picture
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import subprocess
@@ -49,7 +52,10 @@ AFTER_ROWS = (4, 6, 8)  # yolo11n's backbone C3k2 rows of the P3 / P4 / P5 stage
 STRIDES = (8, 16, 32)
 DATA = {"train": 160, "val": 48, "size": 128, "seed": 0}  # make_synthetic_detection's arguments
 #: what the pictures are made with; a sidecar with other settings is redone
-SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0}
+#: each module's run: the plain network's weights frozen (its BatchNorm statistics still follow), only the inserted
+#: rows trained, with a learning rate that moves a zero-initialised gate within a few dozen steps
+FINETUNE = {"optimizer": "AdamW", "lr0": 0.01, "warmup_epochs": 0, "mosaic": 0.0}
+SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0, "finetune": FINETUNE}
 #: trained first (the modules users ask about most); the others follow by name
 PRIORITY = (
     "cbam",
@@ -155,6 +161,44 @@ def _model_yaml(work: Path, module: str) -> Path:
     return save_yaml(
         module_config(_load(f"{NETWORK}.yaml"), module, after, []), work / "models" / f"{NETWORK}-{module}.yaml"
     )
+
+
+def _trainable(start: Path) -> int:
+    """Parameters of the inserted rows in the module's start checkpoint."""
+    import torch
+
+    model = torch.load(start, weights_only=False)["model"]
+    rows = {a + 1 + sum(1 for b in AFTER_ROWS if b < a) for a in AFTER_ROWS}
+    return sum(p.numel() for i, m in enumerate(model.model) if i in rows for p in m.parameters())
+
+
+def _validate_only(run_dir: Path, start: Path, data_yaml: Path) -> dict:
+    """Ultralytics' validation of the start checkpoint (a module without parameters is not trained)."""
+    from ultralytics import YOLO
+
+    from attnzoo.compare.detect_train import METRIC_KEYS
+
+    path = run_dir / "result.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    metrics = YOLO(str(start)).val(
+        data=str(data_yaml), imgsz=SETTINGS["imgsz"], batch=SETTINGS["batch"], device="cpu", workers=0,
+        plots=False, verbose=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+    )
+    result = {k: float(metrics.results_dict[v]) for k, v in METRIC_KEYS.items()}
+    result.update(flags=[], trained=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def _frozen(yaml_path: Path) -> list[int]:
+    """Every row of the module's network but the inserted ones (Ultralytics' ``freeze=``)."""
+    import yaml
+
+    cfg = yaml.safe_load(yaml_path.read_text())
+    inserted = {a + 1 + sum(1 for b in AFTER_ROWS if b < a) for a in AFTER_ROWS}
+    return [i for i in range(len(cfg["backbone"]) + len(cfg["head"])) if i not in inserted]
 
 
 def _weights(run_dir: Path) -> Path:
@@ -311,14 +355,17 @@ def _commit() -> str:
         return "unknown"
 
 
+def _wanted(args: argparse.Namespace) -> dict:
+    return json.loads(json.dumps({**SETTINGS, "base_epochs": args.base_epochs, "epochs": args.epochs}))
+
+
 def needs_work(name: str, out: Path, base_epochs: int, epochs: int) -> str | None:
     """Why the module's picture must be (re)made, or None when it is current with these settings."""
     why = trained.staleness(name, out)
     if why:
         return why
     side = trained.read_sidecar(name, out) or {}
-    want = {**SETTINGS, "base_epochs": base_epochs, "epochs": epochs}
-    if side.get("settings") != json.loads(json.dumps(want)):
+    if side.get("settings") != json.loads(json.dumps({**SETTINGS, "base_epochs": base_epochs, "epochs": epochs})):
         return f"{name}: made with other settings"
     return None
 
@@ -333,23 +380,28 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
 
     yaml_path = _model_yaml(work, name)
     start = start_checkpoint(work, name, yaml_path, _weights(Path(base["_run_dir"])))
-    run_dir = work / "runs" / name
+    tag = hashlib.sha256(json.dumps(needs := _wanted(args), sort_keys=True).encode()).hexdigest()[:8]
+    run_dir = work / "runs" / f"{name}-{tag}"  # a run folder per settings (finished runs are reused)
     if (run_dir / "result.json").exists() and args.force:
         import shutil
 
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
-    result = train_detect_run(
+    if _trainable(start) == 0:  # a parameter-free module (SimAM...): nothing to train, the plain network as is
+        result, weights = _validate_only(run_dir, start, data_yaml), start
+    else:
+        result, weights = None, _weights(run_dir)
+    result = result or train_detect_run(
         run_dir,
         yaml_path,
         str(data_yaml),
         SETTINGS["seed"],
-        _train_args(args.epochs, pretrained=str(start), warmup_epochs=0),
+        _train_args(args.epochs, pretrained=str(start), freeze=_frozen(yaml_path), **FINETUNE),
         {"module": name},
     )
     seconds = time.perf_counter() - t0
     image, boxes = val_image(data_yaml)
-    img, maps = capture(_weights(run_dir), image, boxes)
+    img, maps = capture(weights, image, boxes)
     page, card, _ = draw_maps(img, maps, columns=4, panel=150, colors=128)
     flat = flat_maps(maps)
     side = {
@@ -367,16 +419,18 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
             "imgsz": SETTINGS["imgsz"],
             "batch": SETTINGS["batch"],
             "seed": SETTINGS["seed"],
-            "recipe": "Ultralytics' default (optimizer auto), val once after the last epoch; the module's run: "
-            "warmup_epochs=0, starting from the plain network's weights",
+            "recipe": "plain network: Ultralytics' default recipe; module's run: the plain network's weights, "
+            f"frozen, only the inserted rows trained ({', '.join(f'{k}={v}' for k, v in FINETUNE.items())}); "
+            "validated once after the last epoch",
             "seconds": round(seconds, 1),
+            "trained": result.get("trained", True),  # False: no parameters, the plain network validated as is
             "torch_threads": torch.get_num_threads(),
             "flags": result["flags"],
         },
         "metrics": {k: result[k] for k in ("map50", "map50_95", "precision", "recall")},
         "base_metrics": {k: base[k] for k in ("map50", "map50_95", "precision", "recall")},
         "flat_maps": flat,
-        "settings": {**SETTINGS, "base_epochs": args.base_epochs, "epochs": args.epochs},
+        "settings": needs,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "attnzoo_commit": _commit(),
         "attnzoo": attnzoo.__version__,

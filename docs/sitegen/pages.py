@@ -337,9 +337,9 @@ def gallery_page(by_family: dict[str, list[str]], infos: dict[str, Any]) -> str:
         "",
         f"{sum(len(v) for v in by_family.values())} modules, one card each. A module that records an attention or "
         "gate map and fits a detector's backbone shows that map from a **trained** detector: an Ultralytics yolo11n "
-        "with the module in its backbone, trained briefly on attnzoo's **synthetic** shapes set, on a validation "
-        "image of that set (ground-truth boxes in white), so the card shows whether the module looks at the objects; "
-        "its page says how it was trained. Modules without a map (or that do not fit in a backbone) show their "
+        "trained on attnzoo's **synthetic** shapes set, with the module inserted in its backbone and trained inside "
+        "it, on a validation image of that set (ground-truth boxes in white), so the card shows whether the module "
+        "looks at the objects; its page says how it was trained and the detector's mAP. Modules without a map (or that do not fit in a backbone) show their "
         "inputs and outputs with shapes and their cost class; their page has the cost against resolution. "
         "Filter by family and layout; "
         "[Which module?](which-module.md) puts each family on one cost chart.",

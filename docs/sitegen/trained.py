@@ -187,13 +187,16 @@ def caption(side: dict) -> str:
         if side.get("flat_maps")
         else ""
     )
+    ft = side["settings"].get("finetune", {})
+    lr = f", {ft['optimizer']} lr0 {ft['lr0']}" if ft else ""
     return (
         f"Maps from a **trained** detector, on a validation image of attnzoo's **synthetic** shapes set (ground-truth "
         f"boxes in white). Ultralytics {side['network']} with `{side['module']}` after backbone rows {rows}: the "
-        f"plain {side['network']} trained {t['base_epochs']} epochs, then with the module {t['epochs']} more epochs "
-        f"(imgsz {t['imgsz']}, batch {t['batch']}, seed {t['seed']}, {d['train']} train / {d['val']} val images "
-        f"{d['size']}×{d['size']}, 3 classes); validation mAP50-95 {side['metrics']['map50_95']:.3f} "
-        f"(mAP50 {side['metrics']['map50']:.3f}; synthetic data, says nothing about real images). Made "
-        f"{side['date'][:10]} at attnzoo {side['attnzoo_commit'][:10]} by `{TRAIN_COMMAND}`; maps recorded by "
-        f"`attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{flat}"
+        f"plain {side['network']} trained {t['base_epochs']} epochs (validation mAP50-95 "
+        f"{side['base_metrics']['map50_95']:.3f}), then the module inserted and trained {t['epochs']} epochs with the "
+        f"rest of the network frozen{lr} (imgsz {t['imgsz']}, batch {t['batch']}, seed {t['seed']}, {d['train']} "
+        f"train / {d['val']} val images {d['size']}×{d['size']}, 3 classes); validation mAP50-95 with the module "
+        f"{side['metrics']['map50_95']:.3f} (mAP50 {side['metrics']['map50']:.3f}; synthetic data: says nothing about "
+        f"real images). Made {side['date'][:10]} at attnzoo {side['attnzoo_commit'][:10]} by `{TRAIN_COMMAND}`; maps "
+        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{flat}"
     )

@@ -10,8 +10,8 @@ stale when the module's behaviour changes; see ``sitegen/trained.py``).
 
 Training, kept affordable on a CPU: the plain yolo11n is trained once (``--base-epochs``) and shared; each
 module's network starts from those weights (its own rows initialised as the module initialises them), which stay
-frozen while the module's rows are trained ``--epochs`` epochs (``FINETUNE``: a learning rate that moves even a
-zero-initialised gate in a few dozen steps), by Ultralytics' own trainer (``attnzoo.compare.detect_train``, the
+frozen while the module's rows are trained (``FROZEN``: a learning rate that moves even a zero-initialised gate
+in a few dozen steps; ``WHOLE``: the whole network, for the modules the frozen network cannot follow), by Ultralytics' own trainer (``attnzoo.compare.detect_train``, the
 route of ``compare --task detect``), then validated once by Ultralytics' validator.  So the picture shows what
 the module learned to look at inside a detector that works, not a detector trained with the module from scratch.
 
@@ -52,10 +52,31 @@ AFTER_ROWS = (4, 6, 8)  # yolo11n's backbone C3k2 rows of the P3 / P4 / P5 stage
 STRIDES = (8, 16, 32)
 DATA = {"train": 160, "val": 48, "size": 128, "seed": 0}  # make_synthetic_detection's arguments
 #: what the pictures are made with; a sidecar with other settings is redone
-#: each module's run: the plain network's weights frozen (its BatchNorm statistics still follow), only the inserted
-#: rows trained, with a learning rate that moves a zero-initialised gate within a few dozen steps
-FINETUNE = {"optimizer": "AdamW", "lr0": 0.01, "warmup_epochs": 0, "mosaic": 0.0}
-SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0, "finetune": FINETUNE}
+#: each module's run starts from the plain network's weights.  FROZEN: they stay frozen (their BatchNorm statistics
+#: still follow) and only the inserted rows are trained, with a learning rate that moves a zero-initialised gate in a
+#: few dozen steps.  WHOLE, for the modules that replace the features rather than rescale them (self-attention
+#: without a residual path...): the frozen network cannot follow them (mAP near 0), so the whole network is trained
+FROZEN = {
+    "freeze": "all but the module",
+    "epochs": 2,
+    "optimizer": "AdamW",
+    "lr0": 0.01,
+    "warmup_epochs": 0,
+    "mosaic": 0.0,
+}
+WHOLE = {"freeze": "none", "epochs": 6, "optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 0, "mosaic": 0.0}
+WHOLE_MODULES = frozenset(
+    "aa_conv agent_attention area_attention axial bot_mhsa bra cascaded_group_attention clo_attention cot dcnv2 "
+    "deformable_attention efficient_self_attention epsa global_attention halo lka local_window lsk lska multipole "
+    "neighborhood outlook shsa shuffle_attention spatial_self_attention splat swin".split()
+)
+SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0}
+
+
+def recipe(name: str) -> dict:
+    return WHOLE if name in WHOLE_MODULES else FROZEN
+
+
 #: trained first (the modules users ask about most); the others follow by name
 PRIORITY = (
     "cbam",
@@ -153,14 +174,19 @@ def _train_args(epochs: int, **extra: Any) -> dict:
 
 
 def _model_yaml(work: Path, module: str) -> Path:
+    import attnzoo
     from attnzoo.compare.detect import _load, module_config
-    from attnzoo.integrations.ultralytics import save_yaml
+    from attnzoo.integrations.ultralytics import insert_layers, row_kind, save_yaml
 
-    after = list(AFTER_ROWS) if module != "none" else []
+    base = _load(f"{NETWORK}.yaml")
+    if module == "none":
+        cfg = base
+    elif row_kind(module) == "resample":  # e.g. sk, dcnv2: channels filled in from the input, no c2 argument
+        cfg = insert_layers(base, [(a, "Az" + attnzoo.info(module).cls.__name__, []) for a in AFTER_ROWS])
+    else:
+        cfg = module_config(base, module, list(AFTER_ROWS), [])  # the rows of compare --task detect --where 4,6,8
     (work / "models").mkdir(parents=True, exist_ok=True)
-    return save_yaml(
-        module_config(_load(f"{NETWORK}.yaml"), module, after, []), work / "models" / f"{NETWORK}-{module}.yaml"
-    )
+    return save_yaml(cfg, work / "models" / f"{NETWORK}-{module}.yaml")
 
 
 def _trainable(start: Path) -> int:
@@ -182,8 +208,16 @@ def _validate_only(run_dir: Path, start: Path, data_yaml: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     metrics = YOLO(str(start)).val(
-        data=str(data_yaml), imgsz=SETTINGS["imgsz"], batch=SETTINGS["batch"], device="cpu", workers=0,
-        plots=False, verbose=False, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+        data=str(data_yaml),
+        imgsz=SETTINGS["imgsz"],
+        batch=SETTINGS["batch"],
+        device="cpu",
+        workers=0,
+        plots=False,
+        verbose=False,
+        project=str(run_dir.parent),
+        name=run_dir.name,
+        exist_ok=True,
     )
     result = {k: float(metrics.results_dict[v]) for k, v in METRIC_KEYS.items()}
     result.update(flags=[], trained=False)
@@ -355,17 +389,16 @@ def _commit() -> str:
         return "unknown"
 
 
-def _wanted(args: argparse.Namespace) -> dict:
-    return json.loads(json.dumps({**SETTINGS, "base_epochs": args.base_epochs, "epochs": args.epochs}))
+def _wanted(name: str, args: argparse.Namespace) -> dict:
+    return json.loads(json.dumps({**SETTINGS, "base_epochs": args.base_epochs, "finetune": recipe(name)}))
 
 
-def needs_work(name: str, out: Path, base_epochs: int, epochs: int) -> str | None:
+def needs_work(name: str, out: Path, args: argparse.Namespace) -> str | None:
     """Why the module's picture must be (re)made, or None when it is current with these settings."""
     why = trained.staleness(name, out)
     if why:
         return why
-    side = trained.read_sidecar(name, out) or {}
-    if side.get("settings") != json.loads(json.dumps({**SETTINGS, "base_epochs": base_epochs, "epochs": epochs})):
+    if (trained.read_sidecar(name, out) or {}).get("settings") != _wanted(name, args):
         return f"{name}: made with other settings"
     return None
 
@@ -380,7 +413,7 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
 
     yaml_path = _model_yaml(work, name)
     start = start_checkpoint(work, name, yaml_path, _weights(Path(base["_run_dir"])))
-    tag = hashlib.sha256(json.dumps(needs := _wanted(args), sort_keys=True).encode()).hexdigest()[:8]
+    tag = hashlib.sha256(json.dumps(needs := _wanted(name, args), sort_keys=True).encode()).hexdigest()[:8]
     run_dir = work / "runs" / f"{name}-{tag}"  # a run folder per settings (finished runs are reused)
     if (run_dir / "result.json").exists() and args.force:
         import shutil
@@ -396,7 +429,12 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
         yaml_path,
         str(data_yaml),
         SETTINGS["seed"],
-        _train_args(args.epochs, pretrained=str(start), freeze=_frozen(yaml_path), **FINETUNE),
+        _train_args(
+            (r := recipe(name))["epochs"],
+            pretrained=str(start),
+            freeze=_frozen(yaml_path) if r is FROZEN else None,
+            **{k: v for k, v in r.items() if k not in ("freeze", "epochs")},
+        ),
         {"module": name},
     )
     seconds = time.perf_counter() - t0
@@ -415,13 +453,13 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
         "val_image": f"images/val/{image.name}",
         "training": {
             "base_epochs": args.base_epochs,
-            "epochs": args.epochs,
+            "epochs": recipe(name)["epochs"],
             "imgsz": SETTINGS["imgsz"],
             "batch": SETTINGS["batch"],
             "seed": SETTINGS["seed"],
-            "recipe": "plain network: Ultralytics' default recipe; module's run: the plain network's weights, "
-            f"frozen, only the inserted rows trained ({', '.join(f'{k}={v}' for k, v in FINETUNE.items())}); "
-            "validated once after the last epoch",
+            "recipe": "plain network: Ultralytics' default recipe; module's run: from the plain network's weights, "
+            + ", ".join(f"{k}={v}" for k, v in recipe(name).items())
+            + "; validated once after the last epoch",
             "seconds": round(seconds, 1),
             "trained": result.get("trained", True),  # False: no parameters, the plain network validated as is
             "torch_threads": torch.get_num_threads(),
@@ -452,8 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("runs/gallery"), help="training folder (data, runs, locks)")
     p.add_argument("--out", type=Path, default=trained.GALLERY_DIR, help="where the pictures go")
     p.add_argument("--modules", default=None, help="comma-separated names (default: every module that fits)")
-    p.add_argument("--base-epochs", type=int, default=30, help="epochs of the shared plain network")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of each module's network")
+    p.add_argument("--base-epochs", type=int, default=20, help="epochs of the shared plain network")
     p.add_argument("--force", action="store_true", help="redo the modules even if their picture is current")
     p.add_argument("--before-each", default=None, help="shell command to run before each training")
     p.add_argument("--list", action="store_true", help="print what would be done and stop")
@@ -468,11 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"gallery_train: {unknown} do not get a trained-detector picture (see sitegen/trained.py)")
     names = sorted(names, key=lambda n: (PRIORITY.index(n) if n in PRIORITY else len(PRIORITY), n))
-    todo = [
-        (n, why)
-        for n in names
-        if (why := "--force" if args.force else needs_work(n, args.out, args.base_epochs, args.epochs))
-    ]
+    todo = [(n, why) for n in names if (why := "--force" if args.force else needs_work(n, args.out, args))]
     for n, why in todo:
         log(f"to do: {why}")
     log(f"{len(todo)} of {len(names)} pictures to make")
@@ -497,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: another process is on it, skipped")
             continue
         try:
-            if not args.force and not needs_work(name, args.out, args.base_epochs, args.epochs):
+            if not args.force and not needs_work(name, args.out, args):
                 continue  # made by another process meanwhile
             if args.before_each:
                 subprocess.run(args.before_each, shell=True, check=False)

@@ -33,12 +33,26 @@ TRAIN_COMMAND = "python docs/gallery_train.py --work runs/gallery"
 HASH_VERSION = 1  # bump when the definition of the hashes changes (every picture becomes stale)
 
 
+#: modules that record a map and keep its shape but cannot be a YOLO row yet, with the reason (they keep the
+#: picture from an untrained resnet18)
+NOT_IN_YOLO = {
+    "focal_modulation": "its child module `f` clashes with the attribute `f` (the row's inputs) that Ultralytics' "
+    "parse_model sets on every row module (TypeError when the YAML is parsed)",
+}
+
+
 def fits_detector(info: Any) -> bool:
     """Whether a module gets a picture from a trained detector: it records a map and maps one B×C×H×W map to a map
-    of the same shape with its default arguments (so it fits in a ResNet block and after a YOLO backbone row)."""
+    of the same shape with its default arguments (so it fits in a ResNet block and after a YOLO backbone row), and
+    is not in :data:`NOT_IN_YOLO`."""
     from attnzoo.integrations.yolo_layers import row_kind
 
-    return bool(info.maps) and info.same_shape_nchw(64) and row_kind(info) in ("nchw", "resample")
+    return (
+        bool(info.maps)
+        and info.same_shape_nchw(64)
+        and row_kind(info) in ("nchw", "resample")
+        and info.name not in NOT_IN_YOLO
+    )
 
 
 def detector_modules() -> list[str]:
@@ -187,14 +201,18 @@ def caption(side: dict) -> str:
         if side.get("flat_maps")
         else ""
     )
-    ft = side["settings"].get("finetune", {})
-    lr = f", {ft['optimizer']} lr0 {ft['lr0']}" if ft else ""
+    ft = side["settings"]["finetune"]
+    how = (
+        f"the module inserted and trained {ft['epochs']} epochs with the rest of the network frozen"
+        if ft["freeze"] != "none"
+        else f"the module inserted and the whole network trained {ft['epochs']} more epochs (a frozen network cannot "
+        "follow a module that replaces its features)"
+    )
     return (
         f"Maps from a **trained** detector, on a validation image of attnzoo's **synthetic** shapes set (ground-truth "
         f"boxes in white). Ultralytics {side['network']} with `{side['module']}` after backbone rows {rows}: the "
         f"plain {side['network']} trained {t['base_epochs']} epochs (validation mAP50-95 "
-        f"{side['base_metrics']['map50_95']:.3f}), then the module inserted and trained {t['epochs']} epochs with the "
-        f"rest of the network frozen{lr} (imgsz {t['imgsz']}, batch {t['batch']}, seed {t['seed']}, {d['train']} "
+        f"{side['base_metrics']['map50_95']:.3f}), then {how} ({ft['optimizer']} lr0 {ft['lr0']}, imgsz {t['imgsz']}, batch {t['batch']}, seed {t['seed']}, {d['train']} "
         f"train / {d['val']} val images {d['size']}×{d['size']}, 3 classes); validation mAP50-95 with the module "
         f"{side['metrics']['map50_95']:.3f} (mAP50 {side['metrics']['map50']:.3f}; synthetic data: says nothing about "
         f"real images). Made {side['date'][:10]} at attnzoo {side['attnzoo_commit'][:10]} by `{TRAIN_COMMAND}`; maps "

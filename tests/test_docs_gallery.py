@@ -34,9 +34,10 @@ def test_every_module_with_a_map_that_fits_a_detector_has_a_current_picture(trai
         page, card, side = trained.trained_picture(name)
         assert side["module"] == name and side["network"] == "yolo11n"
         assert side["data"]["name"].startswith("attnzoo synthetic")
-        # a detector that works (a rising loss over two short epochs is noise, not a broken run)
-        assert math.isfinite(side["metrics"]["map50_95"]), name
-        assert not {"diverged", "near_zero"} & set(side["training"]["flags"]), name
+        # a run that did not diverge (a near-zero mAP is said in the caption, see below)
+        assert math.isfinite(side["metrics"]["map50_95"]) and "diverged" not in side["training"]["flags"], name
+        if "near_zero" in side["training"]["flags"]:
+            assert "did not learn the task" in trained.caption(side), name
         with Image.open(io.BytesIO(card)) as im:
             assert im.size == (300, 200), name
         with Image.open(io.BytesIO(page)) as im:

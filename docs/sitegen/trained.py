@@ -201,6 +201,12 @@ def caption(side: dict) -> str:
         if side.get("flat_maps")
         else ""
     )
+    broken = (
+        " **This detector did not learn the task with the module (mAP50-95 below 0.01 after this short training): "
+        "its maps say little about where the module looks.**"
+        if "near_zero" in side["training"].get("flags", [])
+        else ""
+    )
     ft = side["settings"]["finetune"]
     how = (
         f"the module inserted and trained {ft['epochs']} epochs with the rest of the network frozen"
@@ -216,5 +222,5 @@ def caption(side: dict) -> str:
         f"train / {d['val']} val images {d['size']}×{d['size']}, 3 classes); validation mAP50-95 with the module "
         f"{side['metrics']['map50_95']:.3f} (mAP50 {side['metrics']['map50']:.3f}; synthetic data: says nothing about "
         f"real images). Made {side['date'][:10]} at attnzoo {side['attnzoo_commit'][:10]} by `{TRAIN_COMMAND}`; maps "
-        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{flat}"
+        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{flat}{broken}"
     )

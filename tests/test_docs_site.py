@@ -113,7 +113,7 @@ def test_module_page_content(text_site):
     assert "at batch 1, input 13x11" in page
     for rt in ("onnxruntime", "openvino", "ncnn"):  # from the committed docs/deployment.json
         assert re.search(rf"\| {rt} [\d.]+ \| ok \|", page), rt
-    assert "Untrained network, freshly initialised" in page
+    assert "Maps from a **trained** detector" in page  # the committed picture (tests/test_docs_gallery.py)
     assert "| 56×56 | 3,136 |" in page  # latency rows from the committed bench run
     pyramid = text_site.files["modules/fpn.md"].decode()
     assert "cost against resolution" in pyramid and "xs = [torch.randn(2, 64, 56, 56)" in pyramid
@@ -321,6 +321,6 @@ def test_site_module_page_renders_its_picture(browser, server):
     assert img.count() == 1
     page.wait_for_function("() => document.querySelector('img.az-picture').complete")
     assert img.evaluate("i => i.naturalWidth") > 0
-    assert "Untrained network, freshly initialised" in page.inner_text(".az-caption")
+    assert "Maps from a trained detector" in page.inner_text(".az-caption")
     assert page.locator(".doc-class, .doc").count() > 0  # the mkdocstrings API reference rendered
     page.close()

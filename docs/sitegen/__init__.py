@@ -14,10 +14,13 @@ Sources, so the site cannot drift from the code:
   (see ``BENCH_COMMAND``); a registered module without rows there is an error;
 - the deployment matrix ``docs/deployment.json`` when it exists, else "not measured yet";
 - ``docs/provenance/<name>.md`` (an error when missing);
-- pictures: a freshly initialised torchvision resnet18 (``weights=None``) with the module inserted by
+- pictures of the modules that record a map and fit a detector's backbone: committed in ``docs/data/gallery/``,
+  made by ``docs/gallery_train.py`` from a yolo11n trained with the module on attnzoo's synthetic detection set
+  (see :mod:`.trained`; a test checks that each is current with the module's code);
+- other pictures: a freshly initialised torchvision resnet18 (``weights=None``) with the module inserted by
   ``attnzoo.insert``, one scikit-learn sample photograph, the maps recorded by ``attnzoo.capture_attention``
-  and drawn by ``attnzoo.viz``; modules without a map, or that do not fit in a resnet (other layouts,
-  resamplers), get their cost-against-resolution curve instead.
+  and drawn by ``attnzoo.viz`` (a module with a map but no trained picture yet, with a warning); modules without
+  a map, or that do not fit in a resnet (other layouts, resamplers), get their cost-against-resolution curve.
 
 Any module the generator cannot document (no docstring, no provenance page, no bench rows, a declared map that
 nothing records, a failing forward) raises :class:`DocsError` listing every problem: the build fails.
@@ -46,6 +49,7 @@ from .data import (
 )
 from .pages import deployment_section, gallery_page, module_page, modules_index, which_page
 from .pictures import cost_curve, family_chart, has_map_picture, map_pictures, shape_card
+from .trained import TRAIN_COMMAND, fits_detector, trained_picture
 
 __all__ = [
     "BENCH_COMMAND",
@@ -107,7 +111,14 @@ def _document(job: tuple) -> tuple[str, dict[str, bytes], dict | None, str | Non
         if not bench.rows.get(name):
             raise DocsError(f"{name}: no row in the bench data; rerun `{BENCH_COMMAND}`")
         m = measure_default(name)
-        if pictures and has_map_picture(info):
+        committed = trained_picture(name) if fits_detector(info) else None
+        side = committed[2] if committed else None
+        if committed is None and fits_detector(info):
+            log.warning(f"gen_site: {name}: no trained-detector picture; run `{TRAIN_COMMAND}`")
+        if committed is not None:
+            page_png, card_png = (committed[0], committed[1]) if pictures else (b"", b"")
+            kind = "trained"
+        elif pictures and has_map_picture(info):
             page_png, card_png, constant = map_pictures(name)
             kind = "map-constant" if constant else "map"
         elif pictures:
@@ -120,7 +131,7 @@ def _document(job: tuple) -> tuple[str, dict[str, bytes], dict | None, str | Non
         files = {
             f"modules/img/{name}.png": page_png,
             f"modules/img/{name}-card.png": card_png,
-            f"modules/{name}.md": module_page(name, bench, deployment, m, kind).encode(),
+            f"modules/{name}.md": module_page(name, bench, deployment, m, kind, side).encode(),
         }
         return name, files, vars(m), None
     except Exception as exc:  # noqa: BLE001  every problem is reported, not only the first

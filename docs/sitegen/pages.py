@@ -23,6 +23,7 @@ from .data import (
     provenance_text,
 )
 from .pictures import has_map_picture
+from .trained import caption as trained_caption
 
 # ----------------------------------------------------------------------------------------------------------------
 # docstrings and signatures
@@ -182,7 +183,11 @@ def _demote(md: str) -> str:
     return re.sub(r"\]\((?!https?:|#|\.\./)([^)]+)\)", r"](../provenance/\1)", text)
 
 
-def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, picture: str) -> str:
+def module_page(
+    name: str, bench: Bench, deployment: dict | None, m: Measured, picture: str, trained: dict | None = None
+) -> str:
+    """The module's page; ``picture``: ``"trained"`` (``trained`` is the sidecar of its trained-detector picture),
+    ``"map"`` / ``"map-constant"`` (maps in an untrained resnet18) or ``"cost"`` (its cost curve)."""
     attnzoo = _attnzoo()
 
     info = attnzoo.info(name)
@@ -199,7 +204,17 @@ def module_page(name: str, bench: Bench, deployment: dict | None, m: Measured, p
         info.summary,
         "",
     ]
-    if picture.startswith("map"):
+    if picture == "trained":
+        if trained is None:
+            raise DocsError(f"{name}: a trained-detector picture without its sidecar")
+        out += [
+            f"![{name}: attention maps of a trained detector on a validation image](img/{name}.png){{ .az-picture }}",
+            "",
+            '<p class="az-caption" markdown>'
+            + trained_caption(trained)
+            + " Each panel is titled with the stage, capture key, shape and value range; channel gates are bars.</p>",
+        ]
+    elif picture.startswith("map"):
         constant = (
             " Panels with a single value (range [a, a]) are constant at initialisation: the module starts "
             "neutral (e.g. a zero-initialised last layer, as in the paper) and learns its map in training."
@@ -335,11 +350,13 @@ def gallery_page(by_family: dict[str, list[str]], infos: dict[str, Any]) -> str:
         "",
         "# Gallery",
         "",
-        f"{sum(len(v) for v in by_family.values())} modules, one card each. The picture is the module's attention or "
-        "gate map on a photograph, from an **untrained, freshly initialised** resnet18 with the module inserted: it "
-        "shows where the module can look, not what it learned. Modules without a map (or that do not fit in a "
-        "ResNet block) show their inputs and outputs with shapes and their cost class; their page has the cost against "
-        "resolution. Filter by family, layout and spatial rank (`dims`: 1 = B×C×L signals, 3 = B×C×D×H×W "
+        f"{sum(len(v) for v in by_family.values())} modules, one card each. A module that records an attention or "
+        "gate map and fits a detector's backbone shows that map from a **trained** detector: an Ultralytics yolo11n "
+        "trained on attnzoo's **synthetic** shapes set, with the module inserted in its backbone and trained inside "
+        "it, on a validation image of that set (ground-truth boxes in white), so the card shows whether the module "
+        "looks at the objects; its page says how it was trained and the detector's mAP. Modules without a map (or that do not fit in a backbone) show their "
+        "inputs and outputs with shapes and their cost class; their page has the cost against resolution. "
+        "Filter by family, layout and spatial rank (`dims`: 1 = B×C×L signals, 3 = B×C×D×H×W "
         "volumes and clips, see [1-D and 3-D](nd.md)); "
         "[Which module?](which-module.md) puts each family on one cost chart.",
         "",

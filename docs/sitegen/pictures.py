@@ -25,10 +25,10 @@ def _png(fig: Any) -> bytes:
     return _quantize(buf.getvalue(), Image)
 
 
-def _quantize(data: bytes, Image: Any = None) -> bytes:
+def _quantize(data: bytes, Image: Any = None, colors: int = 192) -> bytes:
     if Image is None:
         from PIL import Image
-    im = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=192, method=Image.Quantize.MEDIANCUT)
+    im = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
     out = io.BytesIO()
     im.save(out, format="PNG", optimize=True)
     return out.getvalue()
@@ -98,13 +98,16 @@ def info_maps(name: str) -> tuple:
 def map_pictures(name: str) -> tuple[bytes, bytes, bool]:
     """(page picture: the photo and every map of the first block of each stage; card thumbnail: one map, a
     non-constant heat map over the photo where there is one; whether some map is constant)."""
+    return draw_maps(photo(), capture_in_resnet(name))
+
+
+def draw_maps(img: Any, maps: Any, columns: int = 5, panel: int = 160, colors: int = 192) -> tuple[bytes, bytes, bool]:
+    """:func:`map_pictures` of any captured ``maps`` on the image ``img`` (H×W×3 in [0, 1]) they were computed on."""
     from attnzoo import viz
 
-    maps = capture_in_resnet(name)
-    img = photo()
     with tempfile.TemporaryDirectory() as tmp:
-        path = viz.overlay(img, maps, Path(tmp) / "maps.png", columns=5, panel=160)
-        page = _quantize(path.read_bytes())
+        path = viz.overlay(img, maps, Path(tmp) / "maps.png", columns=columns, panel=panel)
+        page = _quantize(path.read_bytes(), colors=colors)
     panels = viz._items(maps, maps.input_sizes)
 
     def varies(p: tuple) -> bool:
@@ -124,13 +127,18 @@ def _thumbnail(img: Any, title: str, kind: str, data: Any, probs: bool = False) 
 
     fig = _figure(3.0, 2.0)
     if kind == "heat":
-        ax = fig.add_axes((0, 0, 1, 1))
         h, w = img.shape[:2]
+        wide = abs(w / h - 1.5) < 0.05  # the photo is 2:3 like the card: it fills it
+        ax = fig.add_axes((0, 0, 1, 1) if wide else (0.01, 0.015, 0.6533, 0.97))
         heat = F.interpolate(data[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         vmin, vmax = viz.value_range(data, viz._gate_like(data, probs))
-        ax.imshow(img.numpy(), aspect="auto")  # the photo is 2:3 like the card
-        ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto", vmin=vmin, vmax=vmax)
+        ax.imshow(img.numpy(), aspect="auto")
+        im = ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto", vmin=vmin, vmax=vmax)
         ax.set_axis_off()
+        if not wide:  # a square image: its colour scale and the map's grid beside it
+            cax = fig.add_axes((0.74, 0.2, 0.05, 0.7))
+            fig.colorbar(im, cax=cax).ax.tick_params(labelsize=8)
+            fig.text(0.8, 0.06, f"{data.shape[-2]}×{data.shape[-1]}", ha="center", fontsize=9)
         note = viz.constancy_note(data, (vmin, vmax))
         if note:
             ax.text(0.03, 0.04, note, transform=ax.transAxes, fontsize=10, color="white",

@@ -9,12 +9,11 @@ its reason; :meth:`attnzoo.ModuleInfo.exceptions_at` gives what a rank declares.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .core import DeployResult, check, declared_reason
-from .report import TITLES, _md_escape, counts
+from .report import TITLES, _md_escape, counts, replace_between
 from .runtimes import RUNTIMES, preload, runtime
 
 __all__ = [
@@ -208,11 +207,8 @@ def merge_ranks_meta(old: dict[str, Any], new: dict[str, Any], results: Sequence
 
 
 def render_ranks_doc(text: str, results: Sequence[DeployResult], meta: dict[str, Any], path: str = "the guide") -> str:
-    if RANKS_START not in text or RANKS_END not in text:
-        raise ValueError(f"deploy --dims --update-doc: {path} has no '{RANKS_START}' … '{RANKS_END}' markers")
     body = ranks_markdown(results, meta)
-    return re.sub(re.escape(RANKS_START) + ".*?" + re.escape(RANKS_END), lambda _: f"{RANKS_START}\n{body}{RANKS_END}",
-                  text, flags=re.S)  # fmt: skip
+    return replace_between(text, RANKS_START, RANKS_END, body, "deploy --dims --update-doc", path)
 
 
 def update_ranks_doc(path: str | Path, results: Sequence[DeployResult], meta: dict[str, Any]) -> None:

@@ -148,13 +148,16 @@ def from_json(text: str) -> tuple[list[DeployResult], dict[str, Any]]:
     return rows, data
 
 
+def replace_between(text: str, start: str, end: str, body: str, command: str, path: str) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` markers replaced by ``body``."""
+    if start not in text or end not in text:
+        raise ValueError(f"{command}: {path} has no '{start}' … '{end}' markers")
+    return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}{end}", text, flags=re.S)
+
+
 def render_doc(text: str, results: Sequence[DeployResult], meta: dict[str, Any], path: str = "the guide") -> str:
     """``text`` (a Markdown guide) with the generated matrix between the markers replaced."""
-    if MARK_START not in text or MARK_END not in text:
-        raise ValueError(f"deploy --update-doc: {path} has no '{MARK_START}' … '{MARK_END}' markers")
-    body = to_markdown(results, meta)
-    return re.sub(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), lambda _: f"{MARK_START}\n{body}{MARK_END}",
-                  text, flags=re.S)  # fmt: skip
+    return replace_between(text, MARK_START, MARK_END, to_markdown(results, meta), "deploy --update-doc", path)
 
 
 def update_doc(path: str | Path, results: Sequence[DeployResult], meta: dict[str, Any]) -> None:

@@ -83,6 +83,19 @@ def _window_tables(
     return flat.reshape(-1), rel.reshape(-1)
 
 
+def _windows_of(
+    q: torch.Tensor, kernel: PerAxis, dilation: PerAxis
+) -> tuple[list, int, int, torch.Tensor, torch.Tensor]:
+    """For q B×heads×L_1×…×L_d×dim: the spatial size, N = ∏ L_a, m = window entries per query, and the window
+    positions / bias-table entries of every query, flattened (N·m each)."""
+    size = list(q.shape[2:-1])
+    flat, rel = _window_tables(size, kernel, dilation, q.device)
+    n = 1
+    for length in size:
+        n *= length
+    return size, n, flat.shape[0] // n, flat, rel
+
+
 def _gather_windows(t: torch.Tensor, flat: torch.Tensor, rows: int, m: int) -> torch.Tensor:
     """The m window entries of ``rows`` queries: t B×heads×N×dim, flat the rows·m window positions → B×(heads·rows)×m×dim."""
     b, heads, _, d = t.shape
@@ -105,12 +118,7 @@ def _gathered_attention(
     the ``"attn"`` map B×(heads·N)×1×m when ``module`` is capturing.  Memory O(N·k^d·dim) (the gathered keys and
     values)."""
     b, heads, d = q.shape[0], q.shape[1], q.shape[-1]
-    size = list(q.shape[2:-1])
-    flat, rel = _window_tables(size, kernel, dilation, q.device)
-    n = 1
-    for length in size:
-        n *= length
-    m = flat.shape[0] // n
+    size, n, m, flat, rel = _windows_of(q, kernel, dilation)
     q = q.reshape(b, heads * n, 1, d)
     k, v = (
         _gather_windows(k.reshape(b, heads, n, d), flat, n, m),
@@ -156,10 +164,7 @@ def _chunked_gather(
     gathered key elements at a time, and, when a gradient is needed, each chunk checkpointed, so that memory stays
     O(N·dim) + one chunk instead of O(N·k^d·dim).  Same values as :func:`_gathered_attention`."""
     b, heads, d = q.shape[0], q.shape[1], q.shape[-1]
-    size = list(q.shape[2:-1])
-    flat, rel = _window_tables(size, kernel, dilation, q.device)
-    n = q[0, 0, ..., 0].numel()
-    m = flat.shape[0] // n
+    size, n, m, flat, rel = _windows_of(q, kernel, dilation)
     flat, rel = flat.view(n, m), rel.view(n, m)
     kf, vf = k.reshape(b, heads, n, d), v.reshape(b, heads, n, d)
     table = None if bias_table is None else bias_table.reshape(heads, -1)

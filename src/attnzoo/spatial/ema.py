@@ -118,6 +118,7 @@ class EfficientMultiScaleAttention(AttnModule):
         a_w = torch.sigmoid(torch.matmul(w1, cols / h) + b1)
         z = axis_gates(gx, a_h[:, :, :, None], a_w[:, :, None, :])  # lean backward: keeps no gx ⊙ a_h
         x1 = torch.group_norm(z, cg, self.gn.weight, self.gn.bias, self.gn.eps)  # self.gn, one channel per group
+        del z  # full-size temporaries go as soon as they are used (the peak of an inference call)
         # 3×3 branch x2 = conv3x3(g), needed only through softmax(GAP(x1))ᵀ x2 and GAP(x2):
         # softmax(GAP(x1)) = softmax(GN bias) =: p1 is the same for every sample, so p1ᵀ x2 is one conv with the
         # p1-combined kernel (1 output channel), and GAP(x2) is the kernel applied to the sums of g over the
@@ -129,6 +130,7 @@ class EfficientMultiScaleAttention(AttnModule):
         p2 = softmax_fp32(mean2, 1)  # softmax(GAP(x2))
         logits = F.conv2d(gx, wsum, (p1 * b3).sum().view(1), padding=1).flatten(2)
         logits = logits + torch.matmul(p2[:, None, :].to(x1.dtype), x1.flatten(2))
+        del x1
         gate = torch.sigmoid(logits.to(self.gn.weight.dtype)).to(x.dtype).view(b * g, 1, h, w)
         record(self, "gate", gate.view(b, g, h, w))
         return (gx * gate).view(b, c, h, w)

@@ -90,10 +90,11 @@ def _external_attention(
 ) -> torch.Tensor:
     """conv_in → M_k → softmax over positions → ℓ1 over memory units → M_v, back to B×C×H×W."""
     size = (x.shape[2], x.shape[3])
-    u = conv_in(x).flatten(2)  # B×C×N
-    logits = mk(u)  # B×S×N
-    acc = torch.promote_types(logits.dtype, torch.float32)
-    attn = logits.to(acc).softmax(-1)  # over the positions
-    attn = (attn / (1e-9 + attn.sum(1, keepdim=True))).to(logits.dtype)  # ℓ1 over the memory units
+    logits = mk(conv_in(x).flatten(2))  # B×S×N
+    dtype = logits.dtype
+    attn = logits.to(torch.promote_types(dtype, torch.float32)).softmax(-1)  # over the positions
+    del logits  # the B×S×N temporaries go as soon as they are used (the peak of an inference call)
+    units = 1e-9 + attn.sum(1, keepdim=True)
+    attn = (attn.div_(units) if inplace_ok() else attn / units).to(dtype)  # ℓ1 over the memory units
     record(owner, "attn", attn.unflatten(2, size))
     return mv(attn).unflatten(2, size)

@@ -207,7 +207,13 @@ def _probe(module: nn.Module, plan: _Row, in_ch: list[int]) -> Any:
         sizes = pyramid_sizes((side * 2 ** (len(in_ch) - 1),) * 2, len(in_ch))
         inputs: tuple = ([torch.randn(1, c, h, w, generator=gen) for c, (h, w) in zip(in_ch, sizes)],)
     else:
-        maps = [torch.randn(1, c, side, side, generator=gen) for c in in_ch]
+        sizes = [(side, side)] * len(in_ch)
+        if plan.kind == "pair":  # the context at the size the layout gives it (half the map's for layout pair)
+            from ..layouts import layout_of
+
+            example = layout_of(plan.entry.name).example_inputs(1, 1, (side, side), torch.zeros)
+            sizes[1:] = [tuple(example[1].shape[2:])] * (len(in_ch) - 1)
+        maps = [torch.randn(1, c, h, w, generator=gen) for c, (h, w) in zip(in_ch, sizes)]
         if plan.kind == "multi":
             inputs = (maps,)
         elif plan.kind == "pair":

@@ -67,8 +67,8 @@ FROZEN = {
 WHOLE = {"freeze": "none", "epochs": 6, "optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 0, "mosaic": 0.0}
 WHOLE_MODULES = frozenset(
     "aa_conv agent_attention area_attention axial bot_mhsa bra cascaded_group_attention clo_attention cot dcnv2 "
-    "deformable_attention efficient_self_attention epsa global_attention halo lka local_window lsk lska multipole "
-    "neighborhood outlook shsa shuffle_attention spatial_self_attention splat swin".split()
+    "deformable_attention efficient_self_attention epsa focal_modulation global_attention halo lka local_window lsk "
+    "lska multipole neighborhood outlook shsa shuffle_attention spatial_self_attention splat swin".split()
 )
 SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0}
 
@@ -335,6 +335,7 @@ def capture(weights: Path, image: Path, boxes: list[list[float]]) -> tuple[Any, 
     from ultralytics import YOLO
 
     import attnzoo
+    from attnzoo.integrations.ultralytics import ModuleRow
 
     net = YOLO(str(weights)).model.float().eval()
     rgb = Image.open(image).convert("RGB")
@@ -350,6 +351,8 @@ def capture(weights: Path, image: Path, boxes: list[list[float]]) -> tuple[Any, 
     for key, value in maps.items():
         head, _, rest = key.partition(".")
         row, _, tail = rest.partition(".")
+        if row.isdigit() and isinstance(net.model[int(row)], ModuleRow):  # a held module: model.5.module
+            tail = tail.removeprefix("module").removeprefix(".")
         new = names.get(f"{head}.{row}")
         if new is None:
             raise RuntimeError(f"a map was recorded outside the inserted rows: {key}")

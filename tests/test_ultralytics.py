@@ -653,3 +653,129 @@ def test_save_yaml_writes_ultralytics_row_style(tmp_path):
     assert "  - [-1, 1, CBAM, [c2]] # 5" in rows and text.startswith("nc: 80\n")
     clean = {k: v for k, v in cfg.items() if k not in ("yaml_file", "scale", "ch")}
     assert yaml.safe_load(text) == clean
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The row attributes (i, f, type, np) that parse_model sets on every row module, for modules that use those names
+# ------------------------------------------------------------------------------------------------------------
+
+#: every registered module a one-map or fusion row can be (pyramid necks and host blocks: the tests above)
+ROW_MODULES = [n for n in attnzoo.list_modules() if azu.row_kind(n) in ("nchw", "resample", "multi", "pair")]
+FROM = {"nchw": "-1", "resample": "-1", "multi": "[0, 1]", "pair": "[0, 1]"}
+
+
+def one_row_config(name: str, channels: int = 64) -> dict:
+    """Two Conv rows (the second at half the first's size for a layout-pair context) and the module's row (row 2:
+    c2 for an nchw row, channels filled in for the others)."""
+    kind, entry = azu.row_kind(name), attnzoo.info(name)
+    stride = 2 if entry.layout == "pair" else 1
+    row = f"[{FROM[kind]}, 1, {entry.cls.__name__}, {'[c2]' if kind == 'nchw' else '[]'}]"
+    text = (
+        f"nc: 2\nscales: {{n: [1.0, 1.0, 1024]}}\nbackbone:\n  - [-1, 1, Conv, [{channels}, 3, 2]]\n"
+        f"  - [-1, 1, Conv, [{channels}, 3, {stride}]]\nhead:\n  - {row}\n"
+    )
+    return config(text, "n")
+
+
+@pytest.mark.parametrize("name", ROW_MODULES)
+def test_every_row_module_builds_as_a_yolo_row(offline, name):
+    """parse_model sets i, f, type and np on the row module: a module that uses one of those names itself (a
+    child f, a parameter i, ...) is held in a ModuleRow, with its own state-dict keys, forward and maps."""
+    entry = attnzoo.info(name)
+    seq, save = parse(one_row_config(name))
+    row = seq[2]
+    inner = row.module if isinstance(row, azu.ModuleRow) else row
+    assert isinstance(inner, entry.cls)
+    assert (row.i, row.np) == (2, sum(p.numel() for p in row.parameters()))
+    assert row.f == yaml.safe_load(FROM[azu.row_kind(name)]) and row.type.endswith(entry.cls.__qualname__)
+    if azu.row_kind(name) == "nchw":  # built by parse_model from the YAML name: the module's own keys
+        assert list(inner.state_dict()) == list(entry.cls(64).state_dict())
+    side = 2 * max(16, *entry.min_size)
+    with torch.no_grad(), attnzoo.capture_attention(seq.eval()) as maps:
+        out = run(seq, save, torch.rand(1, 3, side, side))[2]
+    assert out.dim() == 4 and out.shape[0] == 1
+    if entry.maps:
+        assert [k for k in maps if k.split(".")[0] == "2"], f"{name}: no map captured in its row"
+
+
+class StandInRowNames(nn.Module):
+    """nchw, using every row attribute's name itself: child f, parameter i, buffer np, attribute type."""
+
+    def __init__(self, channels: int, kind: str = "scale") -> None:
+        super().__init__()
+        self.channels = channels
+        self.f = nn.Conv2d(channels, channels, 1)
+        self.i = nn.Parameter(torch.linspace(0.5, 1.5, channels).view(channels, 1, 1))
+        self.register_buffer("np", torch.full((1,), 0.25))
+        self.type = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x) * self.i + self.np
+
+
+class StandInUpsampleF(StandInUpsample):
+    """resample (built by attnzoo's row builder), with its 1×1 conv named f."""
+
+    def __init__(self, channels: int, scale: int = 2) -> None:
+        super().__init__(channels, scale)
+        self.f = self.proj
+
+
+ROW_NAME_STAND_INS = {
+    "test_row_names": (StandInRowNames, {"family": "spatial"}),
+    "test_upsample_f": (StandInUpsampleF, {"family": "resample", "shape": ShapeRule(size=upsampled("scale"))}),
+}
+
+
+def test_modules_using_the_row_attribute_names_are_held(offline):
+    for name, (cls, kw) in ROW_NAME_STAND_INS.items():
+        attnzoo.register(name, paper="test stand-in", complexity="O(N)", **kw)(cls)
+    try:
+        names = azu.register(names=list(ROW_NAME_STAND_INS))
+        assert all(issubclass(c, azu.ModuleRow) for c in names.values())  # classes that build a ModuleRow
+        assert azu.register(names=list(ROW_NAME_STAND_INS)) == names  # idempotent
+        text = (
+            "nc: 2\nscales: {n: [1.0, 1.0, 1024]}\nbackbone:\n  - [-1, 1, Conv, [8, 3, 2]]\nhead:\n"
+            "  - [-1, 1, StandInRowNames, [c2, shift]]\n  - [-1, 1, StandInUpsampleF, []]\n"
+            "  - [-1, 2, StandInRowNames, [c2]]\n"
+        )
+        seq, save = parse(config(text, "n"))
+    finally:
+        for name in ROW_NAME_STAND_INS:
+            attnzoo.registry.unregister(name)
+    held, up, repeated = seq[1], seq[2], seq[3]
+    assert type(held) is azu.ModuleRow and type(up) is azu.ModuleRow and isinstance(repeated, nn.Sequential)
+    assert [type(m) for m in repeated] == [azu.ModuleRow] * 2 and [m.i for m in seq] == [0, 1, 2, 3]
+    assert held.type == f"{__name__}.StandInRowNames" and up.type.endswith("StandInUpsampleF")
+    inner = held.module
+    assert (inner.type, inner.np.item(), isinstance(inner.f, nn.Conv2d)) == ("shift", 0.25, True)
+    assert set(inner.state_dict()) == {"f.weight", "f.bias", "i", "np"}
+    assert set(held.state_dict()) == {"module." + k for k in inner.state_dict()}
+    x = torch.rand(1, 3, 16, 16)
+    outs = run(seq, save, x)
+    by_hand = F.conv2d(outs[0], inner.f.weight, inner.f.bias) * inner.i + inner.np
+    torch.testing.assert_close(outs[1], by_hand)
+    torch.testing.assert_close(outs[2], F.interpolate(up.module.proj(outs[1]), scale_factor=2, mode="nearest"))
+    assert tuple(outs[3].shape) == (1, 8, 16, 16)
+
+
+def test_focal_modulation_in_a_detection_model(offline, tmp_path):
+    """The route of compare --task detect and the gallery: Az names, a DetectionModel, maps, a saved checkpoint."""
+    from attnzoo.compare.detect import module_config
+
+    azu.register(prefix="Az", names=["focal_modulation"])
+    base = tasks.yaml_model_load("yolo11n.yaml")
+    model = tasks.DetectionModel(module_config(base, "focal_modulation", [4], []), nc=2, verbose=False).eval()
+    row = model.model[5]
+    assert type(row) is azu.ModuleRow and isinstance(row.module, attnzoo.FocalModulation)
+    assert (row.i, row.f, row.type) == (5, -1, "attnzoo.spatial.focal_modulation.FocalModulation")
+    own = attnzoo.FocalModulation(row.module.channels).state_dict()
+    assert [k for k in model.state_dict() if k.startswith("model.5.")] == [f"model.5.module.{k}" for k in own]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), attnzoo.capture_attention(model) as maps:
+        y = model(x)
+    assert list(maps) == ["model.5.module"] and tuple(maps["model.5.module"]["modulator"].shape) == (1, 128, 8, 8)
+    torch.save({"model": model}, tmp_path / "m.pt")
+    again = torch.load(tmp_path / "m.pt", weights_only=False)["model"]
+    with torch.no_grad():
+        torch.testing.assert_close(again(x)[0], y[0])

@@ -35,10 +35,7 @@ HASH_VERSION = 1  # bump when the definition of the hashes changes (every pictur
 
 #: modules that record a map and keep its shape but cannot be a YOLO row yet, with the reason (they keep the
 #: picture from an untrained resnet18)
-NOT_IN_YOLO = {
-    "focal_modulation": "its child module `f` clashes with the attribute `f` (the row's inputs) that Ultralytics' "
-    "parse_model sets on every row module (TypeError when the YAML is parsed)",
-}
+NOT_IN_YOLO: dict[str, str] = {}
 
 
 def fits_detector(info: Any) -> bool:

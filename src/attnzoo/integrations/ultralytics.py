@@ -20,6 +20,12 @@ Ultralytics' ``parse_model`` resolves a YAML module name in the namespace of ``u
   row through Ultralytics' block (width, ``max_channels``, depth-scaled repeats), and attnzoo's block is built
   with the sizes read from it.
 
+Every row module gets the attributes ``i``, ``f``, ``type`` and ``np`` (its index, ``from``, type name and
+parameter count, set by ``parse_model``).  A module that uses one of those names itself (focal_modulation's child
+``f``, FocalNet's name) is held in a :class:`ModuleRow`, which takes them instead: its keys in the model's state
+dict gain a ``module.`` (``model.5.module.f.weight``), its own keys stay, and ``attnzoo.capture_attention`` names
+its maps ``model.5.module``.
+
 How the wrapper works (see docs/integrations.md): the rows of the last three kinds are rewritten into
 stand-in rows that ``parse_model`` itself knows how to count (a ``Concat`` of one earlier row has that row's
 channels; a ``Conv`` row has ``c2`` scaled by the width multiple and capped by ``max_channels``), a last
@@ -44,18 +50,19 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .yolo_layers import PairInputs, Select, row_kind
+from .yolo_layers import ModuleRow, PairInputs, Select, row_kind, yaml_class
 from .yolo_rows import _REWRITTEN, _REWRITTEN_KINDS, _SELECT, _install, row_name_error
 
-__all__ = ["register", "yaml_modules", "row_kind", "insert_layers", "save_yaml", "Select", "PairInputs"]
+__all__ = ["register", "yaml_modules", "row_kind", "insert_layers", "save_yaml", "Select", "PairInputs", "ModuleRow"]
 
 
 def yaml_modules(prefix: str = "") -> dict[str, type]:
     """The YAML names :func:`register` would add for registry modules: ``prefix + class name`` for every module
-    whose :func:`row_kind` is not empty (layouts ``nchw``, ``multi``, ``pair``, ``pair_same``, ``pyramid``)."""
+    whose :func:`row_kind` is not empty (layouts ``nchw``, ``multi``, ``pair``, ``pair_same``, ``pyramid``), with
+    the class it builds (:func:`yaml_class`)."""
     from ..registry import entries
 
-    return {prefix + e.cls.__name__: e.cls for e in entries() if row_kind(e)}
+    return {prefix + e.cls.__name__: yaml_class(e) for e in entries() if row_kind(e)}
 
 
 def register(prefix: str = "", names: Iterable[str] | None = None, overwrite: bool = False) -> dict[str, type]:
@@ -102,7 +109,7 @@ def register(prefix: str = "", names: Iterable[str] | None = None, overwrite: bo
                 )
             entries[prefix + entry.cls.__name__] = entry
         explicit = True
-    wanted: dict[str, tuple[type, Any]] = {k: (e.cls, e) for k, e in entries.items()}
+    wanted: dict[str, tuple[type, Any]] = {k: (yaml_class(e), e) for k, e in entries.items()}
     if not explicit or any(row_kind(e) == "pyramid" for e in entries.values()):
         wanted[prefix + "Select"] = (Select, _SELECT)
 

@@ -1,12 +1,13 @@
-"""The layers of attnzoo's YOLO YAML rows: what kind of row a registered module is (:func:`row_kind`), and the
-``Select`` and ``PairInputs`` rows and the hidden channel recorder used by the ``parse_model`` wrapper of
-:mod:`attnzoo.integrations.yolo_rows`.
+"""The layers of attnzoo's YOLO YAML rows: what kind of row a registered module is (:func:`row_kind`), the
+``Select``, ``ModuleRow`` and ``PairInputs`` rows and the hidden channel recorder used by the ``parse_model`` wrapper
+of :mod:`attnzoo.integrations.yolo_rows`, and :func:`yaml_class` (what a YAML name builds).
 
 ultralytics is AGPL-3.0: this file contains none of its code.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import torch
@@ -14,7 +15,11 @@ import torch.nn as nn
 
 from .yolo_hosts import _HOSTS
 
-__all__ = ["row_kind", "Select", "PairInputs"]
+__all__ = ["row_kind", "Select", "ModuleRow", "PairInputs", "ROW_ATTRIBUTES", "row_attribute_clashes", "yaml_class"]
+
+#: the attributes Ultralytics' ``parse_model`` (and attnzoo's row builder) set on every row module: its index,
+#: its ``from``, its type name and its parameter count (``BaseModel``'s forward reads ``f`` and ``i``)
+ROW_ATTRIBUTES = ("i", "f", "type", "np")
 
 
 def row_kind(entry: Any) -> str:
@@ -65,13 +70,69 @@ class Select(nn.Module):
         return f"index={self.index}"
 
 
-class PairInputs(nn.Module):
-    """Runs a ``pair`` module (``forward(x, context)``) on the list a YAML row with a list ``from`` receives:
-    ``module(x0, x1)`` for two inputs, ``module(x0, [x1, x2, ...])`` for more."""
+def row_attribute_clashes(module: nn.Module) -> list[str]:
+    """The :data:`ROW_ATTRIBUTES` that ``module`` already uses for itself: a child module, parameter or buffer
+    (assigning the row's int raises ``TypeError``), an instance attribute (it would be overwritten) or a class
+    attribute other than ``nn.Module``'s (``type`` is ``nn.Module.type``, which every row shadows)."""
+    own = (module._modules, module._parameters, module._buffers, module.__dict__)
+    return [
+        a
+        for a in ROW_ATTRIBUTES
+        if any(a in d for d in own) or getattr(type(module), a, None) is not getattr(nn.Module, a, None)
+    ]
+
+
+class ModuleRow(nn.Module):
+    """A YAML row holding ``module`` (its forward is the module's): the row attributes ``i``, ``f``, ``type``,
+    ``np`` go on this holder, so a module that uses one of those names itself (focal_modulation's child ``f``,
+    FocalNet's name) is usable as a row with its own state-dict keys under ``module.``."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+
+def hold(module: nn.Module) -> nn.Module:
+    """``module`` itself, or a :class:`ModuleRow` holding it when it uses a row attribute's name."""
+    return ModuleRow(module) if row_attribute_clashes(module) else module
+
+
+@functools.cache
+def _clashes(cls: type) -> bool:
+    """Whether ``cls`` built with 64 channels and its defaults uses a row attribute's name (False if it cannot be
+    built so: :func:`hold` still guards the rows attnzoo builds itself)."""
+    try:
+        module = cls(64)
+    except Exception:
+        return False
+    return bool(row_attribute_clashes(module))
+
+
+def yaml_class(entry: Any) -> type:
+    """What :func:`attnzoo.integrations.ultralytics.register` puts under the YAML name of the registered module
+    ``entry``: its class, or, when the class's instances use a row attribute's name (:data:`ROW_ATTRIBUTES`), a
+    stand-in class that ``parse_model`` calls like the module's (same arguments, same ``module.qualname`` in the
+    layer table) and that returns a :class:`ModuleRow` holding the module."""
+    cls = entry.cls
+    return _held_class(cls) if _clashes(cls) else cls
+
+
+@functools.cache
+def _held_class(cls: type) -> type:
+    def __new__(_: type, *args: Any, **kwargs: Any) -> nn.Module:  # not a ModuleRow subclass instance: no __init__
+        return hold(cls(*args, **kwargs))
+
+    doc = f"``{cls.__name__}(...)`` held in a :class:`ModuleRow` (its instances use a row attribute's name)."
+    namespace = {"__new__": __new__, "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": doc}
+    return type(cls.__name__, (ModuleRow,), namespace)
+
+
+class PairInputs(ModuleRow):
+    """Runs a ``pair`` module (``forward(x, context)``) on the list a YAML row with a list ``from`` receives:
+    ``module(x0, x1)`` for two inputs, ``module(x0, [x1, x2, ...])`` for more."""
 
     def forward(self, x: Sequence[torch.Tensor]) -> Any:
         return self.module(x[0], x[1]) if len(x) == 2 else self.module(x[0], list(x[1:]))

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .yolo_hosts import _HOSTS, build_host, check_host_row
-from .yolo_layers import PairInputs, Select, _ChannelRecorder, row_kind
+from .yolo_layers import ModuleRow, PairInputs, Select, _ChannelRecorder, hold, row_kind, yaml_class
 
 #: kinds of YAML rows an attnzoo module can be (by registry metadata); "nchw" rows are passed through as is
 _REWRITTEN_KINDS = ("multi", "pair", "pyramid", "resample", "host")
@@ -82,7 +82,7 @@ def row_name_error(module: str, where: str, namespace: dict | None = None) -> Va
     except ValueError:
         return None
     cls = entry.cls.__name__
-    if module == cls or (namespace is not None and namespace.get(module) is entry.cls):
+    if module == cls or (namespace is not None and namespace.get(module) in (entry.cls, yaml_class(entry))):
         return None
     if namespace is None:
         use = (
@@ -90,7 +90,7 @@ def row_name_error(module: str, where: str, namespace: dict | None = None) -> Va
             f"(with prefix=P: P + {cls!r})"
         )
     else:
-        registered = sorted(k for k, v in namespace.items() if v is entry.cls)
+        registered = sorted(k for k, v in namespace.items() if v in (entry.cls, yaml_class(entry)))
         use = (
             f"the name register() gave its class: {registered[0]!r}"
             if registered
@@ -207,7 +207,13 @@ def _probe(module: nn.Module, plan: _Row, in_ch: list[int]) -> Any:
         sizes = pyramid_sizes((side * 2 ** (len(in_ch) - 1),) * 2, len(in_ch))
         inputs: tuple = ([torch.randn(1, c, h, w, generator=gen) for c, (h, w) in zip(in_ch, sizes)],)
     else:
-        maps = [torch.randn(1, c, side, side, generator=gen) for c in in_ch]
+        sizes = [(side, side)] * len(in_ch)
+        if plan.kind == "pair":  # the context at the size the layout gives it (half the map's for layout pair)
+            from ..layouts import layout_of
+
+            example = layout_of(plan.entry.name).example_inputs(1, 1, (side, side), torch.zeros)
+            sizes[1:] = [tuple(example[1].shape[2:])] * (len(in_ch) - 1)
+        maps = [torch.randn(1, c, h, w, generator=gen) for c, (h, w) in zip(in_ch, sizes)]
         if plan.kind == "multi":
             inputs = (maps,)
         elif plan.kind == "pair":
@@ -328,7 +334,7 @@ def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> 
         if len(r) == 4
         and isinstance(r[2], str)
         and r[2] in _REWRITTEN
-        and tasks.__dict__.get(r[2]) is (Select if _REWRITTEN[r[2]] is _SELECT else _REWRITTEN[r[2]].cls)
+        and tasks.__dict__.get(r[2]) is (Select if _REWRITTEN[r[2]] is _SELECT else yaml_class(_REWRITTEN[r[2]]))
     }
     if not rewritten:
         return original(d, ch, verbose=verbose)
@@ -383,7 +389,8 @@ def _parse_model(original: Any, tasks: Any, d: dict, ch: Any, verbose: bool) -> 
         raise RuntimeError(f"attnzoo.integrations.ultralytics: could not size the rows {sorted(plans)}")
 
     for i, module in built.items():
-        inner = module.module if isinstance(module, PairInputs) else module
+        module = hold(module)  # the row attributes go on a holder when the module uses one of their names
+        inner = module.module if isinstance(module, ModuleRow) else module
         module.i, module.f = i, rows[i][0]  # type: ignore[assignment]
         module.type = f"{type(inner).__module__}.{type(inner).__qualname__}"  # type: ignore[assignment]
         module.np = sum(p.numel() for p in module.parameters())  # type: ignore[assignment]

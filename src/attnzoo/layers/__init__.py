@@ -75,6 +75,7 @@ from .nd import (  # noqa: F401
     as_map,
     avg_pool_fn,
     batch_norm_nd,
+    check_channels_rank,
     check_rank_arg,
     conv_fn,
     conv_nd,

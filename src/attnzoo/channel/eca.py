@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..functional.gating import SPATIAL_MEAN_FORM, spatial_mean
-from ..layers import Gate, SizeBound, as_map, check_arg, check_rank_arg, odd_kernel, positive_int, positive_number
+from ..layers import Gate, SizeBound, as_map, check_arg, check_channels_rank, odd_kernel, positive_number
 from ..registry import register
 
 __all__ = ["CircularECA", "EfficientChannelAttention", "eca_kernel_size"]
@@ -81,8 +81,7 @@ class EfficientChannelAttention(Gate):
         self, channels: int, kernel_size: int | None = None, gamma: float = 2.0, beta: float = 1.0, *, dims: int = 2
     ) -> None:
         super().__init__()
-        positive_int(channels, self.owner, "channels")
-        self.dims = check_rank_arg(dims, self.owner)
+        self.channels, self.dims = check_channels_rank(channels, dims, self.owner)
         if kernel_size is None:
             positive_number(gamma, self.owner, "gamma")
             finite = isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta)
@@ -108,7 +107,6 @@ class EfficientChannelAttention(Gate):
                 kernel_size,
             )
         odd_kernel(kernel_size, self.owner)
-        self.channels = channels
         self.kernel_size = kernel_size
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
 

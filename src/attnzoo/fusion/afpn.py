@@ -22,6 +22,7 @@ from ..layers import (
     fit_to,
     get_act,
     hidden_width,
+    init_weights,
     non_negative_int,
     pad_to_multiple,
     positive_int,
@@ -224,14 +225,13 @@ class AsymptoticFPN(AttnModule):
             _Stage(hidden, k, compress_channels, num_blocks, act, self.owner) for k in range(2, n + 1)
         )
         self.output_convs = nn.ModuleList(_ConvBNAct(h, o, 1, 1, act, self.owner) for h, o in zip(hidden, outs))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_normal_(m.weight, gain=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_weights(
+            self,
+            {
+                nn.Conv2d: lambda m: nn.init.xavier_normal_(m.weight, gain=0.02),
+                nn.BatchNorm2d: lambda m: nn.init.normal_(m.weight, 1.0, 0.02),
+            },
+        )
 
     def forward(self, x: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         x = check_pyramid(x, self.channels, self.owner, True)

@@ -6,7 +6,7 @@ Paper: https://arxiv.org/abs/1612.03144
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.fx
@@ -17,7 +17,6 @@ from ..layers import (
     AttnModule,
     ConvNormAct,
     NormLayer,
-    SizeBound,
     check_arg,
     check_choice,
     check_level_channels,
@@ -87,8 +86,6 @@ class FeaturePyramidNetwork(AttnModule):
     Forward: a list/tuple of maps → list; an ``OrderedDict`` of maps → ``OrderedDict`` with the same keys
     (plus ``"pool"`` or ``"p6"``, ``"p7"``), as torchvision.
     """
-
-    size_bounds: ClassVar[dict[str, SizeBound]] = {}
 
     def __init__(
         self,

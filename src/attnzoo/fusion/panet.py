@@ -5,7 +5,7 @@ Paper: https://arxiv.org/abs/1803.01534
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import torch
 import torch.fx
@@ -17,7 +17,6 @@ from ..layers import (
     AttnModule,
     ConvNormAct,
     NormLayer,
-    SizeBound,
     check_choice,
     check_level_channels,
     check_pyramid,
@@ -68,8 +67,6 @@ class PathAggregationNetwork(AttnModule):
         act: activation after the bottom-up convs (``None`` or a name such as ``"relu"``).
         extra_levels: ``None`` or ``"maxpool"``.
     """
-
-    size_bounds: ClassVar[dict[str, SizeBound]] = {}
 
     def __init__(
         self,

@@ -75,6 +75,7 @@ from .nd import (  # noqa: F401
     as_map,
     avg_pool_fn,
     batch_norm_nd,
+    check_channels_rank,
     check_rank_arg,
     conv_fn,
     conv_nd,
@@ -85,7 +86,7 @@ from .nd import (  # noqa: F401
     spatial_axes,
     unit_shape,
 )
-from .norm import conv1x1, group_norm_groups, zero_bn  # noqa: F401
+from .norm import conv1x1, group_norm_groups, init_weights, zero_bn  # noqa: F401
 from .pooling import (  # noqa: F401
     MaxPool3x3s2,
     ZPoolGate,

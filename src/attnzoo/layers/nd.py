@@ -14,12 +14,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .batchnorm import PooledBatchNorm2d, PooledBatchNorm3d, PooledBatchNormMap1d
-from .checks import check_arg, odd_kernel
+from .checks import check_arg, odd_kernel, positive_int
 
 __all__ = [
     "SPATIAL_RANKS",
     "AXES",
     "check_rank_arg",
+    "check_channels_rank",
     "per_axis",
     "odd_kernel_nd",
     "conv_nd",
@@ -64,6 +65,14 @@ def check_rank_arg(dims: object, owner: str, supported: Sequence[int] = SPATIAL_
     ok = isinstance(dims, int) and not isinstance(dims, bool) and dims in supported
     check_arg(ok, owner, "dims", f"one of {tuple(supported)} (the spatial rank)", dims)
     return int(dims)  # type: ignore[call-overload]
+
+
+def check_channels_rank(
+    channels: object, dims: object, owner: str, supported: Sequence[int] = SPATIAL_RANKS
+) -> tuple[int, int]:
+    """An N-d constructor's ``(channels, dims)`` checked, in that order: ``channels`` a positive integer, ``dims``
+    as :func:`check_rank_arg`."""
+    return positive_int(channels, owner, "channels"), check_rank_arg(dims, owner, supported)
 
 
 def per_axis(value: object, dims: int, owner: str, what: str) -> tuple[int, ...]:

@@ -1,8 +1,8 @@
-"""Normalisation factory and ``ConvNormAct``."""
+"""Normalisation factory, ``ConvNormAct`` and weight initialisation."""
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable, Mapping, Union
 
 import torch
 import torch.nn as nn
@@ -11,7 +11,7 @@ from .batchnorm import PooledBatchNorm2d
 from .create_act import ActLayer, get_act
 from .nd import batch_norm_nd, conv_nd
 
-__all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "ConvBN", "zero_bn", "conv1x1"]
+__all__ = ["NormLayer", "group_norm_groups", "make_norm", "ConvNormAct", "ConvBN", "zero_bn", "conv1x1", "init_weights"]
 
 #: A normalisation: ``None``, ``"bn"`` (BatchNorm2d), ``"gn"`` (GroupNorm, 32 groups or the largest divisor of
 #: the channels below 32, as Detectron's ``get_group_gn``) or a callable ``norm(channels) -> nn.Module``
@@ -38,6 +38,19 @@ def make_norm(norm: NormLayer, channels: int, owner: str) -> nn.Module | None:
     if isinstance(norm, nn.Module) or not callable(norm):
         raise ValueError(f"{owner}: norm must be None, 'bn', 'gn' or a callable norm(channels), got {norm!r}")
     return norm(channels)
+
+
+def init_weights(module: nn.Module, inits: Mapping[type[nn.Module], Callable[[Any], object]]) -> None:
+    """One pass over ``module.modules()`` in order: a submodule of a type in ``inits`` (the first that matches) gets
+    that type's function applied to it (which sets its weight) and its bias, when it has one, zeroed."""
+    for m in module.modules():
+        for kind, init in inits.items():
+            if isinstance(m, kind):
+                init(m)
+                bias = getattr(m, "bias", None)
+                if bias is not None:
+                    nn.init.zeros_(bias)
+                break
 
 
 def zero_bn(channels: int, dims: int = 2) -> nn.BatchNorm2d:

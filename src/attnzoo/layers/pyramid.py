@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..tracing import is_tracing, traced_size
 from .checks import check_arg, fx_leaf
+from .norm import init_weights
 
 __all__ = [
     "init_caffe2_xavier",
@@ -25,11 +26,7 @@ __all__ = [
 def init_caffe2_xavier(module: nn.Module) -> None:
     """``kaiming_uniform_(a=1)``, bias 0 on every conv: torchvision's FPN init, equal to Caffe2's XavierFill
     (U(±√(3/fan_in))) used by Detectron's FPN and the official PANet code."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_uniform_(m.weight, a=1)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    init_weights(module, {nn.Conv2d: lambda m: nn.init.kaiming_uniform_(m.weight, a=1)})
 
 
 def check_level_channels(channels: Sequence[int], owner: str) -> tuple[int, ...]:

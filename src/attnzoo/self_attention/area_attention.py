@@ -26,6 +26,7 @@ from ..layers import (
     check_choice,
     check_heads,
     check_nchw,
+    init_weights,
     positive_int,
     traced_size,
 )
@@ -166,11 +167,7 @@ def strip_attention(
 
 def _init_convs(module: nn.Module) -> None:
     """YOLOv12's init of an area block: conv weights ~ truncated N(0, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    init_weights(module, {nn.Conv2d: lambda m: nn.init.trunc_normal_(m.weight, std=0.02)})
 
 
 class AreaBlock(nn.Module):

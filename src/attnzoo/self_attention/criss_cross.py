@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..capture import capture_target, record
-from ..layers import AttnModule, check_rank_arg, check_spatial, fx_leaf, hidden_width, positive_int
+from ..layers import AttnModule, check_channels_rank, check_spatial, fx_leaf, hidden_width, positive_int
 from ..registry import register
 
 __all__ = ["CrissCrossAttention", "criss_cross", "criss_cross_3d"]
@@ -175,14 +175,9 @@ class CrissCrossAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        self.dims = check_rank_arg(dims, owner)
+        self.channels, self.dims = check_channels_rank(channels, dims, owner)
         positive_int(reduction, owner, "reduction")
-        self.channels, self.reduction, self.recurrence = (
-            channels,
-            reduction,
-            positive_int(recurrence, owner, "recurrence"),
-        )
+        self.reduction, self.recurrence = reduction, positive_int(recurrence, owner, "recurrence")
         self.hidden_channels = hidden_width(channels, reduction, hidden_channels, 1, owner)
         c = self.hidden_channels
         # the official three 1×1 convs (query, key: C → C/8, value: C → C, all with bias) in one weight

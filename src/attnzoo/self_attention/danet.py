@@ -18,13 +18,12 @@ from ..functional import (
 from ..layers import (
     AttnModule,
     attention,
-    check_rank_arg,
+    check_channels_rank,
     check_spatial,
     conv_nd,
     heads_to_map,
     hidden_width,
     map_to_heads,
-    positive_int,
 )
 from ..registry import register
 
@@ -83,10 +82,9 @@ class DANetPositionAttention(_Branch):
     def __init__(self, channels: int, reduction: int = 8, qk_channels: int | None = None, *, dims: int = 2) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        self.dims = check_rank_arg(dims, owner)
+        self.channels, self.dims = check_channels_rank(channels, dims, owner)
         qk = hidden_width(channels, reduction, qk_channels, 0, owner, "qk_channels")
-        self.channels, self.qk_channels = channels, qk
+        self.qk_channels = qk
         conv = conv_nd(dims)
         self.query = conv(channels, qk, 1)
         self.key = conv(channels, qk, 1)
@@ -129,9 +127,7 @@ class DANetChannelAttention(_Branch):
 
     def __init__(self, channels: int, *, dims: int = 2) -> None:
         super().__init__()
-        positive_int(channels, self.owner, "channels")
-        self.dims = check_rank_arg(dims, self.owner)
-        self.channels = channels
+        self.channels, self.dims = check_channels_rank(channels, dims, self.owner)
         self.beta = nn.Parameter(torch.zeros(1))
 
     def term(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,9 +166,7 @@ class DANetAttention(AttnModule):
 
     def __init__(self, channels: int, reduction: int = 8, qk_channels: int | None = None, *, dims: int = 2) -> None:
         super().__init__()
-        positive_int(channels, self.owner, "channels")
-        self.dims = check_rank_arg(dims, self.owner)
-        self.channels = channels
+        self.channels, self.dims = check_channels_rank(channels, dims, self.owner)
         try:  # the branches validate the arguments; errors name this class too
             self.position = DANetPositionAttention(channels, reduction, qk_channels, dims=dims)
             self.channel = DANetChannelAttention(channels, dims=dims)

@@ -21,6 +21,7 @@ from ..layers import (
     check_dropout,
     check_heads,
     check_nchw,
+    init_weights,
     merge_heads,
     pad_to_multiple,
     positive_int,
@@ -33,6 +34,10 @@ from ..layers.checks import check_choice, output_width
 from ..registry import OUT_CHANNELS, register
 
 __all__ = ["EfficientSelfAttention"]
+
+
+def _fan_out(conv: nn.Conv2d) -> int:
+    return conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels // conv.groups
 
 
 @register(
@@ -125,19 +130,14 @@ class EfficientSelfAttention(AttnModule):
 
     def reset_parameters(self) -> None:
         """PVT's ``_init_weights``."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(
+            self,
+            {
+                nn.Linear: lambda m: nn.init.trunc_normal_(m.weight, std=0.02),
+                nn.LayerNorm: lambda m: nn.init.ones_(m.weight),
+                nn.Conv2d: lambda m: nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / _fan_out(m))),
+            },
+        )
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """The reduced map the keys and values come from: B×C×⌈H/R⌉×⌈W/R⌉ (x itself when R = 1)."""

@@ -13,8 +13,8 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
+    check_channels_rank,
     check_dropout,
-    check_rank_arg,
     check_spatial,
     merge_heads,
     positive_int,
@@ -81,8 +81,7 @@ class GlobalAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        self.dims = check_rank_arg(dims, owner)
+        self.channels, self.dims = check_channels_rank(channels, dims, owner)
         positive_int(heads, owner, "heads")
         positive_int(dim_head, owner, "dim_head")
         self.dropout = check_dropout(dropout, owner)
@@ -96,7 +95,7 @@ class GlobalAttention(AttnModule):
             f"equal to channels ({channels})",
             inner,
         )
-        self.channels, self.heads, self.dim_head, self.inner = channels, heads, dim_head, inner
+        self.heads, self.dim_head, self.inner = heads, dim_head, inner
         self.scale = dim_head**-0.5
         self.norm = nn.LayerNorm(channels)
         self.to_qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)

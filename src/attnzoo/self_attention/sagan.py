@@ -10,14 +10,14 @@ from ..layers import (
     AttnModule,
     attention,
     check_arg,
-    check_rank_arg,
+    check_channels_rank,
     check_spatial,
     conv1x1,
     heads_to_map,
     hidden_width,
     map_to_heads,
     max_pool_ceil,
-    positive_int,
+    width_or,
 )
 from ..registry import register
 
@@ -80,10 +80,9 @@ class SAGANAttention(AttnModule):
     ) -> None:
         super().__init__()
         owner = self.owner
-        positive_int(channels, owner, "channels")
-        self.dims = check_rank_arg(dims, owner)
+        self.channels, self.dims = check_channels_rank(channels, dims, owner)
         qk = hidden_width(channels, reduction, qk_channels, 0, owner, "qk_channels")
-        dv = channels if value_channels is None else positive_int(value_channels, owner, "value_channels")
+        dv = width_or(value_channels, channels, owner, "value_channels")
         out_conv = dv != channels if out_conv is None else bool(out_conv)
         check_arg(
             out_conv or dv == channels,
@@ -92,7 +91,7 @@ class SAGANAttention(AttnModule):
             f"equal to channels={channels}",
             dv,
         )
-        self.channels, self.pool, self.qk_channels, self.value_channels = channels, bool(pool), qk, dv
+        self.pool, self.qk_channels, self.value_channels = bool(pool), qk, dv
         self.query = conv1x1(channels, qk, bias, dims=dims)
         self.key = conv1x1(channels, qk, bias, dims=dims)
         self.value = conv1x1(channels, dv, bias, dims=dims)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
 
 import torch
 import torch.fx
@@ -11,7 +10,6 @@ import torch.nn as nn
 
 from ..layers import (
     AttnModule,
-    SizeBound,
     check_arg,
     check_heads,
     check_nchw,
@@ -71,8 +69,6 @@ class SelfAttentionBlock(AttnModule):
 
     Shapes: x B×C×H×W → B×C×H×W.  Captured maps: those of ``self.attention``.
     """
-
-    size_bounds: ClassVar[dict[str, SizeBound]] = {}
 
     @renamed_args(attention="attn_type", reduction_ratio="reduction")
     def __init__(

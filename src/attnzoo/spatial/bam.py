@@ -19,6 +19,7 @@ from ..layers import (
     check_choice,
     check_nchw,
     hidden_width,
+    init_weights,
     inplace_ok,
     positive_int,
 )
@@ -88,11 +89,10 @@ class BAM(AttnModule):
         self.spatial_conv2 = nn.Conv2d(hidden, hidden, 3, padding=dilation, dilation=dilation, bias=False)
         self.spatial_bn2 = PooledBatchNorm2d(hidden)
         self.spatial_out = nn.Conv2d(hidden, 1, 1)
-        for m in self.modules():  # the official ResNet builder: convs Kaiming (fan-out), every bias 0
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        # the official ResNet builder: convs Kaiming (fan-out), Linears PyTorch's default, every bias 0
+        init_weights(
+            self, {nn.Conv2d: lambda m: nn.init.kaiming_normal_(m.weight, mode="fan_out"), nn.Linear: lambda m: None}
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_nchw(x, self.channels, self.owner)

@@ -70,11 +70,24 @@ WHOLE_MODULES = frozenset(
     "deformable_attention efficient_self_attention epsa focal_modulation global_attention halo lka local_window lsk "
     "lska multipole neighborhood outlook shsa shuffle_attention spatial_self_attention splat swin".split()
 )
+#: LONG: the same recipe with more epochs (same optimizer, learning rate and decay, stretched over more steps), for
+#: the modules whose short run leaves a map (averaged over channels or heads, as drawn) nearly constant or the
+#: detector below mAP50-95 0.05.  FROZEN_LONG_EPOCHS / WHOLE_LONG_EPOCHS replace FROZEN's / WHOLE's epochs.
+FROZEN_LONG_EPOCHS = 10
+WHOLE_LONG_EPOCHS = 20
+LONG_MODULES = frozenset(
+    "aa_conv area_attention axial bra caa cascaded_group_attention cbam cbam_spatial clo_attention coord cpca "
+    "deformable_attention double_attention efficient_self_attention epsa gam gc lka lsk lska mlca neighborhood scsa "
+    "sge shsa shuffle_attention spatial_self_attention triplet".split()
+)
 SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0}
 
 
 def recipe(name: str) -> dict:
-    return WHOLE if name in WHOLE_MODULES else FROZEN
+    base = WHOLE if name in WHOLE_MODULES else FROZEN
+    if name not in LONG_MODULES:
+        return base
+    return {**base, "epochs": WHOLE_LONG_EPOCHS if base is WHOLE else FROZEN_LONG_EPOCHS, "long": True}
 
 
 #: trained first (the modules users ask about most); the others follow by name
@@ -435,8 +448,8 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
         _train_args(
             (r := recipe(name))["epochs"],
             pretrained=str(start),
-            freeze=_frozen(yaml_path) if r is FROZEN else None,
-            **{k: v for k, v in r.items() if k not in ("freeze", "epochs")},
+            freeze=_frozen(yaml_path) if r["freeze"] != "none" else None,
+            **{k: v for k, v in r.items() if k not in ("freeze", "epochs", "long")},
         ),
         {"module": name},
     )

@@ -11,8 +11,12 @@ stale when the module's behaviour changes; see ``sitegen/trained.py``).
 Training, kept affordable on a CPU: the plain yolo11n is trained once (``--base-epochs``) and shared; each
 module's network starts from those weights (its own rows initialised as the module initialises them), which stay
 frozen while the module's rows are trained (``FROZEN``: a learning rate that moves even a zero-initialised gate
-in a few dozen steps; ``WHOLE``: the whole network, for the modules the frozen network cannot follow), by Ultralytics' own trainer (``attnzoo.compare.detect_train``, the
-route of ``compare --task detect``), then validated once by Ultralytics' validator.  So the picture shows what
+in a few dozen steps, 2 epochs; ``WHOLE``: the whole network, 6 epochs, for the modules the frozen network cannot
+follow), by Ultralytics' own trainer (``attnzoo.compare.detect_train``, the route of ``compare --task detect``), then
+validated once by Ultralytics' validator.  The modules of ``LONG_MODULES`` get the same recipe with more epochs
+(``FROZEN_LONG_EPOCHS`` 10, ``WHOLE_LONG_EPOCHS`` 20): those whose short run left a drawn map nearly constant (one not
+constant by construction, see ``sitegen.trained.CONSTANT_BY_CONSTRUCTION``) or the detector below mAP50-95 0.05;
+the sidecar and the caption say which recipe made the picture.  So the picture shows what
 the module learned to look at inside a detector that works, not a detector trained with the module from scratch.
 
     pip install -e ".[docs,integrations]"
@@ -70,9 +74,11 @@ WHOLE_MODULES = frozenset(
     "deformable_attention efficient_self_attention epsa focal_modulation global_attention halo lka local_window lsk "
     "lska multipole neighborhood outlook shsa shuffle_attention spatial_self_attention splat swin".split()
 )
-#: LONG: the same recipe with more epochs (same optimizer, learning rate and decay, stretched over more steps), for
-#: the modules whose short run leaves a map (averaged over channels or heads, as drawn) nearly constant or the
-#: detector below mAP50-95 0.05.  FROZEN_LONG_EPOCHS / WHOLE_LONG_EPOCHS replace FROZEN's / WHOLE's epochs.
+#: the long recipe: FROZEN or WHOLE with more epochs (same optimizer and learning rate; Ultralytics' linear decay is
+#: stretched over the longer run), for LONG_MODULES: the modules whose short run left a map (as drawn: averaged over
+#: channels, heads or groups) nearly constant without being constant by construction, or the detector below mAP50-95
+#: 0.05 (20 steps move a zero-initialised gate too little to show on [0, 1]; 60 steps do not let the whole network
+#: recover from a module that replaces its features).  Not for every module: 5× / 3.3× the short run's time.
 FROZEN_LONG_EPOCHS = 10
 WHOLE_LONG_EPOCHS = 20
 LONG_MODULES = frozenset(

@@ -38,6 +38,16 @@ HASH_VERSION = 1  # bump when the definition of the hashes changes (every pictur
 NOT_IN_YOLO: dict[str, str] = {}
 
 
+#: modules with a map that is constant by construction as drawn (``attnzoo.viz`` averages a map over its leading
+#: axes: channels, heads, memory units), with the reason; no training changes it, the caption says why
+CONSTANT_BY_CONSTRUCTION = {
+    "external_attention": "`attn` is normalised to sum 1 over the S memory units at each position, so its mean "
+    "over them, the map drawn, is 1/S everywhere.",
+    "double_attention": "`distribute` is a softmax over the descriptors at each position, so its mean over them, "
+    "the map drawn, is 1/c_n everywhere.",
+}
+
+
 def fits_detector(info: Any) -> bool:
     """Whether a module gets a picture from a trained detector: it records a map and maps one B×C×H×W map to a map
     of the same shape with its default arguments (so it fits in a ResNet block and after a YOLO backbone row), and
@@ -199,7 +209,7 @@ def caption(side: dict) -> str:
         else ""
     )
     broken = (
-        " **This detector did not learn the task with the module (mAP50-95 below 0.01 after this short training): "
+        " **This detector did not learn the task with the module (mAP50-95 below 0.01 after this training): "
         "its maps say little about where the module looks.**"
         if "near_zero" in side["training"].get("flags", [])
         else ""
@@ -211,6 +221,13 @@ def caption(side: dict) -> str:
         else f"the module inserted and the whole network trained {ft['epochs']} more epochs (a frozen network cannot "
         "follow a module that replaces its features)"
     )
+    long = (
+        " The long recipe: with the short one (a few times fewer epochs) this module's maps stayed nearly constant or "
+        "its detector did not learn."
+        if ft.get("long")
+        else ""
+    )
+    why_flat = CONSTANT_BY_CONSTRUCTION.get(side["module"], "")
     return (
         f"Maps from a **trained** detector, on a validation image of attnzoo's **synthetic** shapes set (ground-truth "
         f"boxes in white). Ultralytics {side['network']} with `{side['module']}` after backbone rows {rows}: the "
@@ -219,5 +236,5 @@ def caption(side: dict) -> str:
         f"train / {d['val']} val images {d['size']}×{d['size']}, 3 classes); validation mAP50-95 with the module "
         f"{side['metrics']['map50_95']:.3f} (mAP50 {side['metrics']['map50']:.3f}; synthetic data: says nothing about "
         f"real images). Made {side['date'][:10]} at attnzoo {side['attnzoo_commit'][:10]} by `{TRAIN_COMMAND}`; maps "
-        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{flat}{broken}"
+        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{long}{flat}{why_flat and ' ' + why_flat}{broken}"
     )

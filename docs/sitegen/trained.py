@@ -39,12 +39,15 @@ NOT_IN_YOLO: dict[str, str] = {}
 
 
 #: modules with a map that is constant by construction as drawn (``attnzoo.viz`` averages a map over its leading
-#: axes: channels, heads, memory units), with the reason; no training changes it, the caption says why
+#: axes: channels, heads, memory units; the 8×8 and 4×4 levels of a 128×128 image), with the reason; no training
+#: changes it, the caption says why
 CONSTANT_BY_CONSTRUCTION = {
     "external_attention": "`attn` is normalised to sum 1 over the S memory units at each position, so its mean "
     "over them, the map drawn, is 1/S everywhere.",
     "double_attention": "`distribute` is a softmax over the descriptors at each position, so its mean over them, "
     "the map drawn, is 1/c_n everywhere.",
+    "efficient_self_attention": "At P4 and P5 (8×8 and 4×4) the keys come from the map reduced by `sr_ratio` 8 to a "
+    "single position: each query's softmax over one key is 1.",
 }
 
 

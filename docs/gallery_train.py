@@ -83,8 +83,8 @@ FROZEN_LONG_EPOCHS = 10
 WHOLE_LONG_EPOCHS = 20
 LONG_MODULES = frozenset(
     "aa_conv area_attention axial bra caa cascaded_group_attention cbam cbam_spatial clo_attention coord cpca "
-    "deformable_attention double_attention efficient_self_attention epsa gam gc lka lsk lska mlca neighborhood scsa "
-    "sge shsa shuffle_attention spatial_self_attention triplet".split()
+    "deformable_attention double_attention efficient_self_attention epsa focal_modulation gam gc lka lsk lska mlca "
+    "neighborhood scsa sge shsa shuffle_attention spatial_self_attention triplet".split()
 )
 SETTINGS = {"network": NETWORK, "after_rows": list(AFTER_ROWS), "data": DATA, "imgsz": 128, "batch": 16, "seed": 0}
 

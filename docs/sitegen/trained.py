@@ -230,6 +230,8 @@ def caption(side: dict) -> str:
         if ft.get("long")
         else ""
     )
+    if ft.get("long") and ft["freeze"] == "none" and ft["lr0"] > 0.002:
+        long += " Its maps stayed nearly constant with the long recipe at the whole network's usual lr0 0.002 too."
     why_flat = CONSTANT_BY_CONSTRUCTION.get(side["module"], "")
     return (
         f"Maps from a **trained** detector, on a validation image of attnzoo's **synthetic** shapes set (ground-truth "

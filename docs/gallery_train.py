@@ -401,7 +401,7 @@ def flat_maps(maps: Any) -> list[str]:
 
     out = []
     for title, _, data, probs in viz._items(maps, maps.input_sizes):
-        if viz.constancy_note(data, viz.value_range(data, viz._gate_like(data, probs))):
+        if viz.constancy_note(data, viz.value_range(data, viz._gate_like(data, probs), trained.DRAWING["scale"])):
             out.append(title)
     return out
 
@@ -425,7 +425,8 @@ def needs_work(name: str, out: Path, args: argparse.Namespace) -> str | None:
     why = trained.staleness(name, out)
     if why:
         return why
-    if (trained.read_sidecar(name, out) or {}).get("settings") != _wanted(name, args):
+    side = trained.read_sidecar(name, out) or {}
+    if side.get("settings") != _wanted(name, args):
         return f"{name}: made with other settings"
     return None
 
@@ -447,6 +448,7 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
 
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
+    reused = (run_dir / "result.json").exists()  # a finished run: only the drawing is redone
     if _trainable(start) == 0:  # a parameter-free module (SimAM...): nothing to train, the plain network as is
         result, weights = _validate_only(run_dir, start, data_yaml), start
     else:
@@ -465,9 +467,14 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
         {"module": name},
     )
     seconds = time.perf_counter() - t0
+    old = trained.read_sidecar(name, out) or {}
+    if reused and old.get("settings") == needs:  # keep the record of the training that made the weights
+        seconds, made, commit = old["training"]["seconds"], old["date"], old["attnzoo_commit"]
+    else:
+        made, commit = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), _commit()
     image, boxes = val_image(data_yaml)
     img, maps = capture(weights, image, boxes)
-    page, card, _ = draw_maps(img, maps, columns=4, panel=150, colors=128)
+    page, card, _ = draw_maps(img, maps, columns=4, panel=150, colors=128, scale=trained.DRAWING["scale"])
     flat = flat_maps(maps)
     side = {
         "module": name,
@@ -496,8 +503,9 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
         "base_metrics": {k: base[k] for k in ("map50", "map50_95", "precision", "recall")},
         "flat_maps": flat,
         "settings": needs,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "attnzoo_commit": _commit(),
+        "drawing": trained.DRAWING,
+        "date": made,
+        "attnzoo_commit": commit,
         "attnzoo": attnzoo.__version__,
         "ultralytics": ultralytics.__version__,
         "torch": torch.__version__,

@@ -101,12 +101,15 @@ def map_pictures(name: str) -> tuple[bytes, bytes, bool]:
     return draw_maps(photo(), capture_in_resnet(name))
 
 
-def draw_maps(img: Any, maps: Any, columns: int = 5, panel: int = 160, colors: int = 192) -> tuple[bytes, bytes, bool]:
-    """:func:`map_pictures` of any captured ``maps`` on the image ``img`` (H×W×3 in [0, 1]) they were computed on."""
+def draw_maps(
+    img: Any, maps: Any, columns: int = 5, panel: int = 160, colors: int = 192, scale: str = "auto"
+) -> tuple[bytes, bytes, bool]:
+    """:func:`map_pictures` of any captured ``maps`` on the image ``img`` (H×W×3 in [0, 1]) they were computed on,
+    on ``attnzoo.viz.overlay``'s colour ``scale``."""
     from attnzoo import viz
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = viz.overlay(img, maps, Path(tmp) / "maps.png", columns=columns, panel=panel)
+        path = viz.overlay(img, maps, Path(tmp) / "maps.png", columns=columns, panel=panel, scale=scale)
         page = _quantize(path.read_bytes(), colors=colors)
     panels = viz._items(maps, maps.input_sizes)
 
@@ -115,12 +118,12 @@ def draw_maps(img: Any, maps: Any, columns: int = 5, panel: int = 160, colors: i
 
     order = [p for p in panels if p[1] == "heat" and varies(p)] + [p for p in panels if varies(p)] + panels
     title, kind, data, probs = order[0]
-    return page, _thumbnail(img, title, kind, data, probs), not all(varies(p) for p in panels)
+    return page, _thumbnail(img, title, kind, data, probs, scale), not all(varies(p) for p in panels)
 
 
-def _thumbnail(img: Any, title: str, kind: str, data: Any, probs: bool = False) -> bytes:
-    """A card picture: a heat map over the photo on the scale ``attnzoo.viz.overlay`` uses (gates on [0, 1]), with
-    a note when it is (nearly) constant; or the photo beside the gate's bars or matrix."""
+def _thumbnail(img: Any, title: str, kind: str, data: Any, probs: bool = False, scale: str = "auto") -> bytes:
+    """A card picture: a heat map over the photo on the scale ``attnzoo.viz.overlay`` uses for ``scale`` (``"auto"``:
+    gates on [0, 1]), with a note when it is (nearly) constant; or the photo beside the gate's bars or matrix."""
     import torch.nn.functional as F
 
     from attnzoo import viz
@@ -131,7 +134,7 @@ def _thumbnail(img: Any, title: str, kind: str, data: Any, probs: bool = False) 
         wide = abs(w / h - 1.5) < 0.05  # the photo is 2:3 like the card: it fills it
         ax = fig.add_axes((0, 0, 1, 1) if wide else (0.01, 0.015, 0.6533, 0.97))
         heat = F.interpolate(data[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        vmin, vmax = viz.value_range(data, viz._gate_like(data, probs))
+        vmin, vmax = viz.value_range(data, viz._gate_like(data, probs), scale)
         ax.imshow(img.numpy(), aspect="auto")
         im = ax.imshow(heat.numpy(), cmap="jet", alpha=0.5, aspect="auto", vmin=vmin, vmax=vmax)
         ax.set_axis_off()

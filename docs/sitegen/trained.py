@@ -30,6 +30,10 @@ from .data import DOCS, ROOT, _attnzoo
 GALLERY_DIR = DOCS / "data" / "gallery"
 #: the command that (re)generates the pictures (documented in docs/adding-a-module.md; see docs/gallery_train.py)
 TRAIN_COMMAND = "python docs/gallery_train.py --work runs/gallery"
+#: how the maps are drawn: each on its own colour range (``attnzoo.viz.overlay(scale="data")``; the colour bar and the
+#: title give the range), because a trained gate's structure often spans a few hundredths of [0, 1].  A picture drawn
+#: otherwise is redrawn from its finished run by ``docs/gallery_train.py`` (no training).
+DRAWING = {"scale": "data"}
 HASH_VERSION = 1  # bump when the definition of the hashes changes (every picture becomes stale)
 
 
@@ -190,6 +194,8 @@ def staleness(name: str, folder: Path = GALLERY_DIR, hashes: dict | None = None)
             "source_sha256": f"its code ({', '.join(now['source_files'])})",
         }
         return f"{name}: the picture is stale: {', '.join(what[k] for k in changed)} changed since it was made"
+    if side.get("drawing") != DRAWING:
+        return f"{name}: drawn on another colour scale than {DRAWING} (redrawn from its finished run)"
     return None
 
 
@@ -241,5 +247,5 @@ def caption(side: dict) -> str:
         f"train / {d['val']} val images {d['size']}×{d['size']}, 3 classes); validation mAP50-95 with the module "
         f"{side['metrics']['map50_95']:.3f} (mAP50 {side['metrics']['map50']:.3f}; synthetic data: says nothing about "
         f"real images). Made {side['date'][:10]} at attnzoo {side['attnzoo_commit'][:10]} by `{TRAIN_COMMAND}`; maps "
-        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay`.{long}{flat}{why_flat and ' ' + why_flat}{broken}"
+        f"recorded by `attnzoo.capture_attention`, drawn by `attnzoo.viz.overlay(scale={DRAWING['scale']!r})`, each map on its own colour range (its colour bar).{long}{flat}{why_flat and ' ' + why_flat}{broken}"
     )

@@ -129,6 +129,16 @@ def test_rows_written_with_attnzoo_names_get_attnzoo_error(offline):
         tasks.parse_model(bad, ch=3, verbose=False)
 
 
+def test_attnzoo_name_error_names_the_class_itself_beside_a_prefixed_registration(offline):
+    """With the class registered under its own name and under a prefix (another register(prefix=...) call in the
+    same process), the error names the class's own name, whatever the order of the registrations."""
+    azu.register(prefix="Az")
+    assert tasks.__dict__.get("AzCoordinateAttention") is not None
+    bad = {"nc": 2, "backbone": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "CA", []]], "head": [[[0, 1], 1, "Detect", ["nc"]]]}
+    with pytest.raises(ValueError, match=r"write the name register\(\) gave its class: 'CoordinateAttention'$"):
+        tasks.parse_model(bad, ch=3, verbose=False)
+
+
 @pytest.mark.parametrize("scale, widths", [("n", (128, 128, 256)), ("s", (256, 256, 512))])
 def test_c2_token_gives_scaled_channels(offline, tmp_path, scale, widths):
     from ultralytics.nn.tasks import DetectionModel

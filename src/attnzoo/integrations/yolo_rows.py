@@ -90,7 +90,10 @@ def row_name_error(module: str, where: str, namespace: dict | None = None) -> Va
             f"(with prefix=P: P + {cls!r})"
         )
     else:
-        registered = sorted(k for k, v in namespace.items() if v in (entry.cls, yaml_class(entry)))
+        # the class's own name first when register() added it under it (several prefixes may be registered)
+        registered = sorted(
+            (k for k, v in namespace.items() if v in (entry.cls, yaml_class(entry))), key=lambda k: (k != cls, k)
+        )
         use = (
             f"the name register() gave its class: {registered[0]!r}"
             if registered

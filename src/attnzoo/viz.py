@@ -3,7 +3,8 @@
 ``overlay`` draws the image, then one panel per captured map:
 
 - maps over the module's input grid (B×1×H×W spatial gates, B×C×H×W, B×C×H×1 / B×C×1×W coordinate gates,
-  anything whose last two dims are H×W): averaged over the other dims and laid over the image;
+  anything whose last two dims are H×W): averaged over the other dims (their maximum where they are a distribution
+  at each position, whose mean is a constant; the title says so) and laid over the image;
 - attention probabilities over the input grid (…×N_q×N_k with N_q = H·W, rows summing to 1): the attention
   each key position receives, averaged over heads and queries, on the key grid (the input grid or a pooled
   one, e.g. non-local's 2×2-subsampled keys), laid over the image;

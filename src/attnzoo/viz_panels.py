@@ -4,7 +4,8 @@ The rank is explicit: the module's recorded input size (``maps.input_sizes``: ``
 ``(D, H, W)``, from its ``dims``), or, for maps without one, the ``dims`` the caller passes (2 by default: the
 last two dims are H×W).  A map is never averaged over an axis of its grid:
 
-- 2-D (B×…×H×W): one ``"heat"`` panel over the image (the other dims averaged), as before;
+- 2-D (B×…×H×W): one ``"heat"`` panel over the image (the other dims averaged, or their maximum where they are a
+  distribution at each position, whose mean would be a constant: :func:`over_grid`, noted in the title);
 - 3-D (B×…×D×H×W): a slice montage, consecutive ``"heat"`` panels of one H×W slice each: the middle slice, the
   maximum over D, then ``slices`` evenly spaced slices; titled ``"… D=i/D"`` and ``"… max over D"``;
 - 1-D (B×…×L): one ``"strip"`` panel, the L values (a heat strip over the signal and a line plot);
@@ -22,7 +23,7 @@ from typing import Mapping, NamedTuple
 
 import torch
 
-__all__ = ["Entry", "size_of", "is_probs", "entries", "key_grid"]
+__all__ = ["Entry", "size_of", "is_probs", "entries", "key_grid", "over_grid"]
 
 
 class Entry(NamedTuple):
@@ -72,46 +73,63 @@ def key_grid(n_keys: int, size: tuple[int, ...]) -> tuple[int, ...] | None:
     return None
 
 
-def _panel_2d(t: torch.Tensor, size: tuple[int, ...] | None) -> tuple[str, torch.Tensor]:
+def over_grid(t: torch.Tensor, grid: tuple[int, ...]) -> tuple[torch.Tensor, str]:
+    """One value per position of the maps ``t`` (…×``grid``) and a note for the title: their mean over the other
+    dims, or their maximum when they are a distribution at every position (non-negative, summing to 1 over the other
+    dims, e.g. external attention's memory units or double attention's descriptors): the mean of a distribution
+    over n is the constant 1/n and shows nothing."""
+    flat = t.reshape(-1, *grid)
+    n = flat.shape[0]
+    if n > 1 and bool((flat >= 0).all()) and torch.allclose(flat.sum(0), torch.ones(()), atol=1e-3):
+        return flat.amax(0), f" (max of {n}; they sum to 1 at each position)"
+    return flat.mean(0), ""
+
+
+def _panel_2d(t: torch.Tensor, size: tuple[int, ...] | None) -> tuple[str, torch.Tensor, str]:
     if t.dim() == 0:
-        return "bars", t.reshape(1)
+        return "bars", t.reshape(1), ""
     if size is not None and len(size) == 2 and t.dim() >= 2:
         h, w = size
         last2 = tuple(t.shape[-2:])
         if last2 == (h, w) or (last2 in ((h, 1), (1, w)) and h * w > 1):
-            return "heat", t.reshape(-1, *last2).mean(0)
+            return ("heat", *over_grid(t, last2))
         if t.shape[-2] == h * w and is_probs(t):
             grid = key_grid(t.shape[-1], (h, w))
             if grid is not None:
-                return "heat", t.reshape(-1, t.shape[-1]).mean(0).reshape(grid)
+                return "heat", t.reshape(-1, t.shape[-1]).mean(0).reshape(grid), ""
     if t.dim() >= 2 and tuple(t.shape[-2:]) == (1, 1):
         t = t.reshape(t.shape[:-2])  # a per-channel value: drop the 1×1 grid
     if t.dim() == 1:
-        return "bars", t
+        return "bars", t, ""
     if t.dim() == 0:
-        return "bars", t.reshape(1)
-    return "matrix", t.reshape(-1, *t.shape[-2:]).mean(0)
+        return "bars", t.reshape(1), ""
+    return "matrix", t.reshape(-1, *t.shape[-2:]).mean(0), ""
 
 
-def _grid_data(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor | None:
-    """``t`` as one value per position of the grid ``size`` (its other dims averaged), or None.  Trailing dims
-    that broadcast to the grid (a gate along D only, D×1×1) are expanded, as the gate multiplies the map."""
+def _grid_data(t: torch.Tensor, size: tuple[int, ...]) -> tuple[torch.Tensor, str] | None:
+    """``t`` as one value per position of the grid ``size`` (its other dims reduced by :func:`over_grid`) and
+    the title's note, or None.  Trailing dims that broadcast to the grid (a gate along D only, D×1×1) are
+    expanded, as the gate multiplies the map."""
     r = len(size)
     if t.dim() >= r and all(a in (n, 1) for a, n in zip(t.shape[-r:], size)) and math.prod(t.shape[-r:]) > 1:
-        return t.reshape(-1, *t.shape[-r:]).mean(0).expand(size)
+        data, note = over_grid(t, tuple(t.shape[-r:]))
+        return data.expand(size), note
     if t.dim() >= 2 and t.shape[-2] == math.prod(size) and t.shape[-1] > 1:  # one row per query (N rows)
         grid = key_grid(t.shape[-1], size)
         if grid is not None:  # the attention (weight) each key receives, averaged over heads and queries
-            return t.reshape(-1, t.shape[-1]).mean(0).reshape(grid)
+            return t.reshape(-1, t.shape[-1]).mean(0).reshape(grid), ""
     return None
 
 
 def _panels_nd(title: str, t: torch.Tensor, size: tuple[int, ...], probs: bool, slices: int) -> list[Entry]:
     """The panels of one map of a 1-D or 3-D module (input ``size`` = (L,) or (D, H, W))."""
-    grid = _grid_data(t, size)
-    if grid is not None and len(size) == 1:
+    reduced = _grid_data(t, size)
+    if reduced is not None:
+        grid, note = reduced
+        title += note
+    if reduced is not None and len(size) == 1:
         return [Entry(title, "strip", grid, probs, grid)]
-    if grid is not None:
+    if reduced is not None:
         depth = grid.shape[0]
         mid = depth // 2
         out = [
@@ -173,6 +191,6 @@ def entries(
             continue
         if size is None and t.dim() >= 2 and t.shape[-2] * t.shape[-1] > 1 and not probs:
             size = (int(t.shape[-2]), int(t.shape[-1]))  # no recorded input size: the last two dims are the grid
-        kind, data = _panel_2d(t, size)
-        out.append(Entry(title, kind, data, probs, data))
+        kind, data, note = _panel_2d(t, size)
+        out.append(Entry(title + note, kind, data, probs, data))
     return out

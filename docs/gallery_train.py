@@ -76,7 +76,7 @@ WHOLE_MODULES = frozenset(
 )
 #: the long recipe: FROZEN or WHOLE with more epochs (same optimizer and learning rate; Ultralytics' linear decay is
 #: stretched over the longer run), for LONG_MODULES: the modules whose short run left a map (as drawn: averaged over
-#: channels, heads or groups) nearly constant without being constant by construction, or the detector below mAP50-95
+#: channels, heads or groups, or their maximum where they are a distribution at each position) nearly constant without being constant by construction, or the detector below mAP50-95
 #: 0.05 (20 steps move a zero-initialised gate too little to show on [0, 1]; 60 steps do not let the whole network
 #: recover from a module that replaces its features).  Not for every module: 5× / 3.3× the short run's time.
 FROZEN_LONG_EPOCHS = 10
@@ -406,6 +406,13 @@ def flat_maps(maps: Any) -> list[str]:
     return out
 
 
+def panel_titles(maps: Any) -> list[str]:
+    """The titles of the drawn panels (e.g. ``"P3:attn max of 64"`` for a map drawn as its maximum over units)."""
+    from attnzoo import viz
+
+    return [title for title, *_ in viz._items(maps, maps.input_sizes)]
+
+
 # ---------------------------------------------------------------------------------------------- one module
 def _commit() -> str:
     try:
@@ -502,6 +509,7 @@ def make_picture(name: str, work: Path, out: Path, data_yaml: Path, base: dict, 
         "metrics": {k: result[k] for k in ("map50", "map50_95", "precision", "recall")},
         "base_metrics": {k: base[k] for k in ("map50", "map50_95", "precision", "recall")},
         "flat_maps": flat,
+        "panels": panel_titles(maps),
         "settings": needs,
         "drawing": trained.DRAWING,
         "date": made,

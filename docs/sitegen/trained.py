@@ -46,10 +46,6 @@ NOT_IN_YOLO: dict[str, str] = {}
 #: axes: channels, heads, memory units; the 8×8 and 4×4 levels of a 128×128 image), with the reason; no training
 #: changes it, the caption says why
 CONSTANT_BY_CONSTRUCTION = {
-    "external_attention": "`attn` is normalised to sum 1 over the S memory units at each position, so its mean "
-    "over them, the map drawn, is 1/S everywhere.",
-    "double_attention": "`distribute` is a softmax over the descriptors at each position, so its mean over them, "
-    "the map drawn, is 1/c_n everywhere.",
     "efficient_self_attention": "At P4 and P5 (8×8 and 4×4) the keys come from the map reduced by `sr_ratio` 8 to a "
     "single position: each query's softmax over one key is 1.",
 }
@@ -239,6 +235,11 @@ def caption(side: dict) -> str:
     if ft.get("long") and ft["freeze"] == "none" and ft["lr0"] > 0.002:
         long += " Its maps stayed nearly constant with the long recipe at the whole network's usual lr0 0.002 too."
     why_flat = CONSTANT_BY_CONSTRUCTION.get(side["module"], "")
+    if any(" max of " in title for title in side.get("panels", [])):
+        why_flat += (
+            " A panel titled “max of n” draws the maximum over n maps that sum to 1 at each position (their mean "
+            "would be the constant 1/n)."
+        )
     return (
         f"Maps from a **trained** detector, on a validation image of attnzoo's **synthetic** shapes set (ground-truth "
         f"boxes in white). Ultralytics {side['network']} with `{side['module']}` after backbone rows {rows}: the "

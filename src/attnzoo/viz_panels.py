@@ -81,7 +81,7 @@ def over_grid(t: torch.Tensor, grid: tuple[int, ...]) -> tuple[torch.Tensor, str
     flat = t.reshape(-1, *grid)
     n = flat.shape[0]
     if n > 1 and bool((flat >= 0).all()) and torch.allclose(flat.sum(0), torch.ones(()), atol=1e-3):
-        return flat.amax(0), f" (max of {n}; they sum to 1 at each position)"
+        return flat.amax(0), f" max of {n}"
     return flat.mean(0), ""
 
 

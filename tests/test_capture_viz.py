@@ -299,6 +299,19 @@ def test_overlay_colour_bars_fixed_gate_scale_and_constant_notes():
         viz._figure(torch.rand(3, 8, 8), maps, scale="stretch")
 
 
+def test_colour_bar_ticks_are_the_range_with_distinct_labels():
+    # min, middle and max, with the fewest digits that tell them apart: a narrow gate range never reads "0.5" thrice
+    assert viz.colorbar_ticks(0.497, 0.503) == ([0.497, 0.5, 0.503], ["0.497", "0.5", "0.503"])
+    values, labels = viz.colorbar_ticks(0.0263, 0.0625)
+    assert values == [0.0263, pytest.approx(0.0444), 0.0625] and labels == ["0.026", "0.044", "0.062"]
+    assert viz.colorbar_ticks(-3.2, 2.9)[1] == ["-3.2", "-0.15", "2.9"]
+    assert viz.colorbar_ticks(4.5e-5, 1.0)[1] == ["0", "0.5", "1"]  # not "4.5e-05"
+    assert viz.colorbar_ticks(0.5, 0.5) == ([0.5], ["0.5"])
+    for lo, hi in ((0.123456, 0.123457), (1e-7, 3e-7), (-2.0, -1.999)):
+        labels = viz.colorbar_ticks(lo, hi)[1]
+        assert len(set(labels)) == 3, labels
+
+
 def test_constancy_note_and_value_range():
     assert viz.constancy_note(torch.full((3, 3), 0.5)) == "constant 0.5"
     assert viz.constancy_note(torch.tensor([0.020, 0.0204]), (0.020, 0.0204)) == "nearly constant 0.02–0.0204"

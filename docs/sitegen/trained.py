@@ -32,8 +32,10 @@ GALLERY_DIR = DOCS / "data" / "gallery"
 TRAIN_COMMAND = "python docs/gallery_train.py --work runs/gallery"
 #: how the maps are drawn: each on its own colour range (``attnzoo.viz.overlay(scale="data")``; the colour bar and the
 #: title give the range), because a trained gate's structure often spans a few hundredths of [0, 1].  A picture drawn
-#: otherwise is redrawn from its finished run by ``docs/gallery_train.py`` (no training).
-DRAWING = {"scale": "data"}
+#: otherwise is redrawn from its finished run by ``docs/gallery_train.py`` (no training).  ``colour_bar`` names the
+#: colour bars' ticks (``attnzoo.viz.colorbar_ticks``: minimum, middle and maximum, labels that differ); ``panels``
+#: the reduction of maps that are a distribution at each position (their maximum, ``attnzoo.viz_panels.over_grid``).
+DRAWING = {"scale": "data", "colour_bar": "min-mid-max", "panels": "max of a distribution"}
 HASH_VERSION = 1  # bump when the definition of the hashes changes (every picture becomes stale)
 
 
@@ -191,7 +193,7 @@ def staleness(name: str, folder: Path = GALLERY_DIR, hashes: dict | None = None)
         }
         return f"{name}: the picture is stale: {', '.join(what[k] for k in changed)} changed since it was made"
     if side.get("drawing") != DRAWING:
-        return f"{name}: drawn on another colour scale than {DRAWING} (redrawn from its finished run)"
+        return f"{name}: drawn otherwise than {DRAWING} (redrawn from its finished run)"
     return None
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from .viz_panels import Entry, entries
 
-__all__ = ["overlay", "load_image", "panels", "value_range", "constancy_note", "panel_height"]
+__all__ = ["overlay", "load_image", "panels", "value_range", "constancy_note", "panel_height", "colorbar_ticks"]
 
 ImageLike = Any  # path, PIL image, H×W×3 / H×W array, 3×H×W / 1×3×H×W / H×W×3 tensor
 Maps = Union[Mapping[str, Any], Sequence[torch.Tensor], torch.Tensor]
@@ -229,6 +229,21 @@ def panel_height(panel: int, image_hw: tuple[int, int]) -> int:
     return int(round(min(max(panel * h / max(w, 1), panel / 3), 3 * panel)))
 
 
+def colorbar_ticks(vmin: float, vmax: float) -> tuple[list[float], list[str]]:
+    """A colour bar's ticks: its minimum, middle and maximum, each with the fewest significant digits (2 to 8) that
+    tell the three apart (a narrow range, e.g. a gate in [0.497, 0.503], gets "0.497", "0.5", "0.503", never
+    three "0.5")."""
+    values = [float(vmin), (float(vmin) + float(vmax)) / 2, float(vmax)] if vmax > vmin else [float(vmin)]
+    shown = [0.0 if abs(v) < 1e-3 * (values[-1] - values[0]) else v for v in values]  # 4.5e-05 on [0, 1]: "0"
+    labels = [f"{v:.8g}" for v in shown]
+    for digits in range(2, 9):
+        short = [f"{v:.{digits}g}" for v in shown]
+        if len(set(short)) == len(short):
+            labels = short
+            break
+    return values, labels
+
+
 def overlay(
     image: ImageLike,
     maps: Maps,
@@ -345,8 +360,10 @@ def _figure(
         )
 
     def colorbar(i: int, mappable: Any) -> None:
-        cax = cell(i, (0.87, 0.1, 0.04, 0.8))
+        cax = cell(i, (0.815, 0.1, 0.035, 0.8))  # the labels get the cell's last 15 %
         bar = fig.colorbar(mappable, cax=cax)
+        ticks, labels = colorbar_ticks(*mappable.get_clim())
+        bar.set_ticks(ticks, labels=labels)
         bar.ax.tick_params(labelsize=max(4, fs - 1), length=2, pad=1)
 
     if signal is None:
@@ -367,7 +384,7 @@ def _figure(
         note = constancy_note(data, (vmin, vmax))
         shown = f"{title} {tuple(data.shape)} [{float(data.min()):.3g}, {float(data.max()):.3g}]"
         if kind == "heat":
-            ax = cell(i, (0, 0, 0.85, 1))
+            ax = cell(i, (0, 0, 0.8, 1))
             if img is None:
                 im = ax.imshow(data.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
             else:

@@ -97,6 +97,20 @@ def test_synthetic_set_passes_ultralytics_checks(tmp_path):
     assert (other.parent / first).read_bytes() != (yaml_path.parent / first).read_bytes()
 
 
+def test_a_moved_synthetic_set_is_reused_with_its_new_path(tmp_path):
+    import shutil
+
+    first = make_synthetic_detection(tmp_path / "a", train=2, val=1, size=32, seed=0)
+    moved = tmp_path / "moved"
+    shutil.move(str(first.parent), moved)
+    image = moved / "images/train/00000.png"
+    stamp = image.stat().st_mtime_ns
+    again = make_synthetic_detection(moved, train=2, val=1, size=32, seed=0)
+    assert again == moved.resolve() / "synthetic.yaml"
+    assert f"path: {moved.resolve()}\n" in again.read_text() and str(tmp_path / "a") not in again.read_text()
+    assert image.stat().st_mtime_ns == stamp  # reused, not regenerated
+
+
 def test_bad_data_is_refused_before_training(tiny_set, tmp_path, capsys):
     root = tiny_set.parent
     cases = {

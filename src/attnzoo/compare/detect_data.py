@@ -83,7 +83,8 @@ def make_synthetic_detection(root: str | Path, train: int = 160, val: int = 48, 
     """Write the synthetic detection set (module docstring) into ``root`` and return its dataset YAML.
 
     Args:
-        root: output folder; a set already there made with the same arguments is reused as is.
+        root: output folder; a set already there made with the same arguments is reused (its YAML's ``path:``
+            rewritten if the folder was moved or copied).
         train, val: number of images of each split.
         size: image side in pixels.
         seed: the generator's seed (the same seed, the same images).
@@ -97,6 +98,8 @@ def make_synthetic_detection(root: str | Path, train: int = 160, val: int = 48, 
     spec = {"train": train, "val": val, "size": size, "seed": seed, "classes": list(SYNTHETIC_CLASSES), "version": 1}
     yaml_path, manifest = root / "synthetic.yaml", root / "synthetic.json"
     if yaml_path.exists() and manifest.exists() and json.loads(manifest.read_text()) == spec:
+        if yaml_path.read_text() != _dataset_yaml(root, spec):  # a set moved or copied elsewhere: its path: line
+            yaml_path.write_text(_dataset_yaml(root, spec))
         return yaml_path
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val)):
@@ -113,13 +116,19 @@ def make_synthetic_detection(root: str | Path, train: int = 160, val: int = 48, 
                     lines.append(f"{c} {cx / size:.6f} {cy / size:.6f} {w / size:.6f} {h / size:.6f}")
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / split / f"{i:05d}.png")
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + "\n")
-    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(SYNTHETIC_CLASSES))
-    yaml_path.write_text(
-        f"# attnzoo synthetic detection set (NOT real images): {train} train / {val} val, {size}x{size}, seed {seed}\n"
-        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n"
-    )
+    yaml_path.write_text(_dataset_yaml(root, spec))
     manifest.write_text(json.dumps(spec) + "\n")
     return yaml_path
+
+
+def _dataset_yaml(root: Path, spec: dict) -> str:
+    """The set's dataset YAML, Ultralytics' format, with ``path:`` the folder it is in."""
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(spec["classes"]))
+    return (
+        f"# attnzoo synthetic detection set (NOT real images): {spec['train']} train / {spec['val']} val, "
+        f"{spec['size']}x{spec['size']}, seed {spec['seed']}\n"
+        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n"
+    )
 
 
 def _images(entry: Any, base: Path, where: str) -> list[Path]:

@@ -82,9 +82,9 @@ WHOLE_MODULES = frozenset(
 FROZEN_LONG_EPOCHS = 10
 WHOLE_LONG_EPOCHS = 20
 LONG_MODULES = frozenset(
-    "aa_conv area_attention axial bra caa cascaded_group_attention cbam cbam_spatial clo_attention coord cpca "
-    "deformable_attention double_attention efficient_self_attention epsa focal_modulation gam gc lka lsk lska mlca "
-    "neighborhood scsa sge shsa shuffle_attention spatial_self_attention triplet".split()
+    "aa_conv agent_attention area_attention axial bra caa cascaded_group_attention cbam cbam_spatial clo_attention "
+    "coord cot cpca deformable_attention double_attention efficient_self_attention epsa focal_modulation gam gc halo "
+    "lka lsk lska mlca neighborhood scsa sge shsa shuffle_attention spatial_self_attention splat triplet".split()
 )
 #: the last step, for LONG_MODULES trained as WHOLE whose maps stayed flat after the long recipe too: the long recipe at
 #: FROZEN's learning rate (a zero-initialised gate inside a module that replaces the features barely moves at WHOLE's;

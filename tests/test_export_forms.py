@@ -159,12 +159,14 @@ def test_a_graph_that_changes_under_a_target_is_declared(name: str) -> None:
 
 
 SRC = Path(attnzoo.__file__).parent
-_PREDICATES = re.compile(r"\b(portable\(|exporting\(\)|torch\.jit\.is_tracing\(\)|is_compiling\(\)|is_in_onnx_export\(\))")
+_PREDICATES = re.compile(
+    r"\b(portable\(|exporting\(\)|torch\.jit\.is_tracing\(\)|is_compiling\(\)|is_in_onnx_export\(\)|current_export_target\(\))"
+)
 _PORTABLE_FN = re.compile(r"\b\w+_portable\(")  # defined here or shared (e.g. in functional/)
 
 
 def test_only_declared_modules_use_the_predicate() -> None:
-    """No source file asks the tracers directly (``tracing`` does, once); a module file that switches on an
+    """No source file asks the tracers or the export target directly (``tracing`` does, once); a module file that switches on an
     export target declares a form for a class it registers there; every file that calls the predicate names its
     portable forms ``*_portable`` (the naming rule of docs/exports.md: it defines or calls one)."""
     registered: dict[Path, list[str]] = {}
@@ -187,7 +189,10 @@ def test_only_declared_modules_use_the_predicate() -> None:
         names = registered.get(path)
         if names is not None and not any(attnzoo.info(n).forms for n in names):
             undeclared.append(f"{rel} ({', '.join(names)})")
-    assert not offenders, f"ask attnzoo.tracing (portable / eager_only / is_tracing), not the tracers: {offenders}"
+    assert not offenders, (
+        f"ask attnzoo.tracing (portable / for_runtime / eager_only / inplace_ok / is_tracing), not the tracers or "
+        f"the target itself: {offenders}"
+    )
     assert not undeclared, f"these files call tracing.portable but declare no PortableForm: {undeclared}"
     assert not unnamed, f"these files call tracing.portable but define or call no *_portable form: {unnamed}"
 

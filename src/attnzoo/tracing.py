@@ -19,6 +19,10 @@ that only that form records, so one test checks every form against its eager twi
 
 **Eager-only kernels.**  :func:`eager_only` is true in plain eager execution only: custom autograd functions
 and in-place tricks that no graph should record.  :func:`inplace_ok` narrows it to "no autograd".
+
+**Grad-mode forms.**  A module that computes the same values another way under autograd (a leaner backward)
+asks :func:`for_runtime` too: a graph recorded for a runtime takes the grad-independent form, so it is the same
+whichever grad mode the recording (or ``torch.jit.trace``'s check run) is in.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "current_export_target",
     "portable",
     "eager_only",
+    "for_runtime",
     "inplace_ok",
     "is_tracing",
     "traced_size",
@@ -90,6 +95,14 @@ def portable(*targets: str) -> bool:
     """
     target = current_export_target()
     return target is not None and target in targets
+
+
+def for_runtime() -> bool:
+    """True while a graph is recorded for a deployment runtime: an export target is in force
+    (:func:`export_target`, or the ``torch.jit.trace`` / ``torch.onnx.export`` fallbacks of
+    :func:`current_export_target`).  For forms chosen by grad mode (module docstring); FX, ``torch.compile`` and
+    ``torch.export`` keep the eager choice."""
+    return current_export_target() is not None
 
 
 def eager_only(x: Any = None) -> bool:

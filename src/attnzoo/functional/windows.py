@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..tracing import current_export_target
+from ..tracing import for_runtime
 from .attention import sdpa
 
 __all__ = [
@@ -94,7 +94,7 @@ def _shifts(x: torch.Tensor, gather: bool, kernel: int, stride: int, h: int, w: 
     """:class:`_Shifts` when a gradient is needed (eager, ``torch.compile``); plain ops otherwise and in graphs
     recorded for an export target (``torch.jit.trace`` cannot record an ``autograd.Function`` called with traced
     sizes)."""
-    if current_export_target() is not None or not (torch.is_grad_enabled() and x.requires_grad):
+    if for_runtime() or not (torch.is_grad_enabled() and x.requires_grad):
         return (_gather if gather else _fold)(x, kernel, stride, h, w)
     return _Shifts.apply(x, gather, kernel, stride, h, w)
 

@@ -74,8 +74,8 @@ class ShuffleAttention(AttnModule):
         # bias sw·β + sb.  Channel half: σ(cw·μ + cb), a per-sample constant: GroupNorm weight and bias 0, plus
         # that logit.  One GroupNorm over all C channels, one add, one sigmoid.
         # Under autograd the halves apart (eager, FX, torch.compile, torch.export); a graph recorded for a runtime
-        # (an export target, torch.jit.trace, torch.onnx.export) keeps the one-GroupNorm form in both grad modes.
-        if torch.is_grad_enabled() and tracing.current_export_target() is None and not is_capturing(self):
+        # keeps the one-GroupNorm form in both grad modes.
+        if torch.is_grad_enabled() and not tracing.for_runtime() and not is_capturing(self):
             return self._train_forward(x)
         zero = torch.zeros_like(self.cweight.view(half))
         weight = torch.stack([zero, self.sweight.view(half) * self.gn.weight], 0).expand(g, 2, half).reshape(c)

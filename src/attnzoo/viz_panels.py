@@ -127,9 +127,8 @@ def _panels_nd(title: str, t: torch.Tensor, size: tuple[int, ...], probs: bool, 
     if reduced is not None:
         grid, note = reduced
         title += note
-    if reduced is not None and len(size) == 1:
-        return [Entry(title, "strip", grid, probs, grid)]
-    if reduced is not None:
+        if len(size) == 1:
+            return [Entry(title, "strip", grid, probs, grid)]
         depth = grid.shape[0]
         mid = depth // 2
         out = [

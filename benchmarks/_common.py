@@ -109,7 +109,7 @@ def time_interleaved(
     budget_s: float = 0.2,
 ) -> dict[str, tuple[float, float]]:
     """{name: (median wall seconds, median process-CPU seconds)} per call, the cases taking turns ``repeats``
-    times (a burst of load hits every case alike).  ``prepare(m, backward)`` defaults to ``m.train(backward)``."""
+    times (a burst of load hits every case alike), at ``torch.get_num_threads()`` threads.  ``prepare(m, backward)`` defaults to ``m.train(backward)``."""
     numbers = {}
     for name, (m, x) in cases.items():
         (prepare or (lambda mod, b: mod.train(b)))(m, backward)
@@ -121,7 +121,11 @@ def time_interleaved(
     cpu: dict[str, list[float]] = {n: [] for n in cases}
     for _ in range(repeats):
         for name, (m, x) in cases.items():
-            timer = tb.Timer("run_once(m, x, b)", globals={"run_once": run_once, "m": m, "x": x, "b": backward})
+            timer = tb.Timer(
+                "run_once(m, x, b)",
+                globals={"run_once": run_once, "m": m, "x": x, "b": backward},
+                num_threads=torch.get_num_threads(),  # Timer's default is 1 whatever the process's setting
+            )
             c0 = time.process_time()
             meas = timer.timeit(numbers[name])
             cpu[name].append((time.process_time() - c0) / numbers[name])

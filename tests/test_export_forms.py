@@ -122,6 +122,18 @@ def test_predicate_is_off_under_compile_and_export() -> None:
             return f(x)
 
     assert torch.export.export(M(), (x,)).module()(x).sum() == 0
+    # for_export(): the size-generic schedules under torch.export and the runtimes, never under torch.compile
+    def g(x: torch.Tensor) -> torch.Tensor:
+        return x + (1.0 if tracing.for_export() else 0.0)
+
+    class G(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return g(x)
+
+    assert torch.compile(g, fullgraph=True, backend="eager")(x).sum() == 0
+    assert torch.export.export(G(), (x,)).module()(x).sum() == 2
+    assert torch.jit.trace(G(), (x,), check_trace=False)(x).sum() == 2
+    assert g(x).sum() == 0
     assert tracing.current_export_target() is None
     # hand tracing (pnnx users): the ncnn forms; the trace differs from eager on purpose, so no eager re-check
     assert torch.jit.trace(M(), (x,), check_trace=False)(x).sum() == 2

@@ -127,6 +127,46 @@ def test_neighborhood_tiles_in_chunks_forward_and_gradients(monkeypatch, h, w, k
 
 
 @pytest.mark.faithful("neighborhood")
+@pytest.mark.parametrize("dims,size", [(2, (9, 7)), (1, (11,)), (3, (4, 5, 4))])
+def test_neighborhood_schedules_under_compile_and_export(monkeypatch, dims, size):
+    """torch.compile keeps the eager schedules (training in 2-D and 1-D: the query tiles, never the one-piece gather
+    whose backward scatters; 3-D: the query chunks), except for 2-D / 1-D inference: the one-piece gather, which
+    inductor fuses.  torch.export records the one-piece gather, whose sizes stay symbolic: the exported graph is
+    right at another batch and size."""
+    from attnzoo.local import neighborhood as na
+
+    m = randomize(attnzoo.create("neighborhood", 8, heads=2, kernel_size=3, dims=dims), scale=0.3, seed=0).eval()
+    x, x2 = rand64(2, 8, *size, seed=1).float(), rand64(3, 8, *(s + 2 for s in size), seed=2).float()
+    ref, ref2 = m(x), m(x2)
+    real = {f: getattr(na, f) for f in ("_gathered_attention", "_chunked_gather")}  # (no spy inside a checkpoint)
+    calls: list[str] = []
+
+    def spy(name):
+        def run(*args, **kwargs):
+            calls.append(name)
+            return real[name](*args, **kwargs)
+
+        return run
+
+    for name in real:
+        monkeypatch.setattr(na, name, spy(name))
+    torch._dynamo.reset()
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), ref)
+    assert set(calls) == {"_chunked_gather" if dims == 3 else "_gathered_attention"}, calls
+    calls.clear()
+    xg = x.clone().requires_grad_()
+    compiled(xg).sum().backward()
+    assert set(calls) == ({"_chunked_gather"} if dims == 3 else set()), calls  # 1-D, 2-D: the tiles
+    calls.clear()
+    spatial = {2 + i: torch.export.Dim(f"s{i}", min=4, max=32) for i in range(dims)}  # sizes above the kernel
+    ep = torch.export.export(m, (x,), dynamic_shapes={"x": {0: torch.export.Dim("b", min=1, max=8), **spatial}})
+    assert set(calls) == {"_gathered_attention"}, calls
+    torch.testing.assert_close(ep.module()(x2), ref2)
+
+
+@pytest.mark.faithful("neighborhood")
 def test_neighborhood_defaults_and_errors():
     m = NeighborhoodAttention(64)
     assert (m.kernel_size, m.dilation, m.heads, m.dim_head) == (7, 1, 8, 8)

@@ -23,6 +23,10 @@ and in-place tricks that no graph should record.  :func:`inplace_ok` narrows it 
 **Grad-mode forms.**  A module that computes the same values another way under autograd (a leaner backward)
 asks :func:`for_runtime` too: a graph recorded for a runtime takes the grad-independent form, so it is the same
 whichever grad mode the recording (or ``torch.jit.trace``'s check run) is in.
+
+**Size-specialised schedules.**  An eager schedule built from the sizes as plain numbers (tiles, chunks) asks
+:func:`for_export`: an exported graph (``torch.export``, whose sizes may stay symbolic, or a runtime) takes the
+one-piece form, ``torch.compile`` keeps the eager schedule.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "portable",
     "eager_only",
     "for_runtime",
+    "for_export",
     "inplace_ok",
     "is_tracing",
     "traced_size",
@@ -103,6 +108,17 @@ def for_runtime() -> bool:
     :func:`current_export_target`).  For forms chosen by grad mode (module docstring); FX, ``torch.compile`` and
     ``torch.export`` keep the eager choice."""
     return current_export_target() is not None
+
+
+def for_export() -> bool:
+    """True while a graph is recorded for export: ``torch.export`` (also under ``torch.onnx.export(dynamo=True)``),
+    ``torch.jit.trace``, ``torch.onnx.export`` or an :func:`export_target`.  For eager schedules built from the
+    sizes as plain numbers (module docstring): the exported graph takes the one-piece form that keeps sizes
+    symbolic; ``torch.compile`` (which specialises and guards on sizes) and FX keep the eager schedule."""
+    if for_runtime() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return compiler is not None and compiler.is_exporting()
 
 
 def eager_only(x: Any = None) -> bool:

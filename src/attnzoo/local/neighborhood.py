@@ -32,13 +32,14 @@ from ..layers import (
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
-from ..tracing import PortableForm, eager_only, portable
+from ..tracing import PortableForm, eager_only, for_export, portable
 from .neighborhood_windows import (
     _CHUNK,
     PerAxis,
     _chunked_gather,
     _effective,
     _gathered_attention,
+    _needs_grad,
     axis_values,
     neighborhood_indices,
 )
@@ -159,11 +160,18 @@ def neighborhood_attention(
     of k² times.  Queries, keys and masks are gathered and built per chunk of tile rows from the shapes.  When the
     bias needs a gradient SDPA takes its explicit path (a mask that requires grad is not fused); those chunks are
     checkpointed, so no scores are kept for the backward.  ``tile`` (T) defaults to 4, the fastest at k = 7 on
-    CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).  Graphs recorded for
-    exporters and compilers (and attention capture) take the per-query gather form, the form the export targets
-    were validated with (no checkpointing, no in-place mask update in a graph).
+    CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).
+
+    ``torch.compile`` keeps these eager schedules, except for inference on 2-D maps (and 1-D, which the module
+    runs as 2-D with H = 1): there it takes the per-query gather in one piece, which inductor fuses.  Compiled
+    (benchmarks/results/neighborhood_compile*.md), the tiles train 2.7–7.7× faster than the one-piece gather, whose
+    backward scatters into every key, and the 3-D chunks infer faster than it.  Exported graphs (``torch.export``,
+    runtimes; :func:`~attnzoo.tracing.for_export`) and attention capture take the one-piece gather: the tiles and
+    chunks are built from the sizes as plain numbers, the gather keeps sizes symbolic (dynamic shapes), and the
+    export targets were validated with it.
     """
-    if module is not None or not eager_only(q):  # capture, and graphs for exporters and compilers
+    compiled_inference = not eager_only(q) and not _needs_grad(q, k, v, bias_table)
+    if module is not None or for_export() or (compiled_inference and q.dim() == 5):
         return _gathered_attention(q, k, v, kernel, dilation, bias_table, scale, dropout_p, module)
     if q.dim() != 5:  # 1-D, 3-D
         return _chunked_gather(q, k, v, kernel, dilation, bias_table, scale, dropout_p)
@@ -199,7 +207,7 @@ def neighborhood_attention(
         else:
             o = _tile_chunk(q_c, k_c, v_c, bias_table, rows, tr, tc, scale, dropout_p)
         outs.append(o)
-    out = torch.cat(outs).view(b, ntr * ntc * t1 * t2, heads, d)
+    out = torch.cat(outs).reshape(b, ntr * ntc * t1 * t2, heads, d)  # inductor may lay out the cat strided
     # back to the map: position (y, x) is slot (tile row, tile col, a, c) of the tile layout
     r, c = tr.slot, tc.slot
     inv = ((r // t1 * ntc)[:, None] + (c // t2)[None, :]) * (t1 * t2) + (r % t1 * t2)[:, None] + (c % t2)[None, :]

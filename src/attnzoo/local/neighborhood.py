@@ -164,8 +164,8 @@ def neighborhood_attention(
 
     ``torch.compile`` keeps these eager schedules, except for inference on 2-D maps (and 1-D, which the module
     runs as 2-D with H = 1): there it takes the per-query gather in one piece, which inductor fuses.  Compiled
-    (benchmarks/results/neighborhood_compile*.md), the tiles train 2.7–7.7× faster than the one-piece gather, whose
-    backward scatters into every key, and the 3-D chunks infer faster than it.  Exported graphs (``torch.export``,
+    (benchmarks/results/neighborhood_compile*.md), the tiles train 2.2–6.6× faster than the one-piece gather, whose
+    backward scatters into every key, and the 3-D chunks run 1.3–3.4× faster than it.  Exported graphs (``torch.export``,
     runtimes; :func:`~attnzoo.tracing.for_export`) and attention capture take the one-piece gather: the tiles and
     chunks are built from the sizes as plain numbers, the gather keeps sizes symbolic (dynamic shapes), and the
     export targets were validated with it.

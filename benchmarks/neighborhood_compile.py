@@ -1,7 +1,6 @@
 """Neighbourhood attention under ``torch.compile``: what compile records now (the eager schedules: query tiles in
-2-D and 1-D, query chunks in 3-D; except 2-D / 1-D inference: the one-piece per-query gather) against the one-piece
-gather everywhere, which it recorded before (``tracing.for_export()`` now sends only exported graphs there
-unconditionally).  Eager PyTorch beside them.
+2-D and 1-D, query chunks in 3-D) against the one-piece per-query gather, which it recorded before
+(``tracing.for_export()`` now sends only exported graphs there).  Eager PyTorch beside them.
 
 The gather form is forced inside the compiled graph by running the module under ``attnzoo.export_target("onnx")``
 (neighbourhood declares no ONNX portable form, so that target only selects the gather form).  Inductor backend;

@@ -32,14 +32,13 @@ from ..layers import (
 )
 from ..layers.checks import check_attention_args
 from ..registry import register
-from ..tracing import PortableForm, eager_only, for_export, portable
+from ..tracing import PortableForm, for_export, portable
 from .neighborhood_windows import (
     _CHUNK,
     PerAxis,
     _chunked_gather,
     _effective,
     _gathered_attention,
-    _needs_grad,
     axis_values,
     neighborhood_indices,
 )
@@ -162,16 +161,15 @@ def neighborhood_attention(
     checkpointed, so no scores are kept for the backward.  ``tile`` (T) defaults to 4, the fastest at k = 7 on
     CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).
 
-    ``torch.compile`` keeps these eager schedules, except for inference on 2-D maps (and 1-D, which the module
-    runs as 2-D with H = 1): there it takes the per-query gather in one piece, which inductor fuses.  Compiled
-    (benchmarks/results/neighborhood_compile*.md), the tiles train 2.2–6.6× faster than the one-piece gather, whose
-    backward scatters into every key, and the 3-D chunks run 1.3–3.4× faster than it.  Exported graphs (``torch.export``,
-    runtimes; :func:`~attnzoo.tracing.for_export`) and attention capture take the one-piece gather: the tiles and
-    chunks are built from the sizes as plain numbers, the gather keeps sizes symbolic (dynamic shapes), and the
-    export targets were validated with it.
+    ``torch.compile`` keeps these eager schedules (the same values as eager, bit for bit).  Exported graphs
+    (``torch.export``, runtimes: :func:`~attnzoo.tracing.for_export`, the one switch) and attention capture take
+    the per-query gather in one piece: the tiles and chunks are built from the sizes as plain numbers, the gather
+    keeps sizes symbolic (dynamic shapes), and the export targets were validated with it.  Compiled, the tiles
+    train 2.4–7.9× faster than the one-piece gather (whose backward scatters into every key), the 3-D chunks run
+    1.3–3.5× faster, but the one-piece gather infers 1.3–5× faster in 1-D and 2-D
+    (benchmarks/results/neighborhood_compile*.md).
     """
-    compiled_inference = not eager_only(q) and not _needs_grad(q, k, v, bias_table)
-    if module is not None or for_export() or (compiled_inference and q.dim() == 5):
+    if module is not None or for_export():
         return _gathered_attention(q, k, v, kernel, dilation, bias_table, scale, dropout_p, module)
     if q.dim() != 5:  # 1-D, 3-D
         return _chunked_gather(q, k, v, kernel, dilation, bias_table, scale, dropout_p)

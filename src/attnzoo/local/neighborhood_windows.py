@@ -150,11 +150,6 @@ def _gather_chunk(
     return sdpa(q.reshape(b, heads * r, 1, d), kk, vv, mask, scale, dropout_p).view(b, heads, r, d)
 
 
-def _needs_grad(*tensors: torch.Tensor | None) -> bool:
-    """Autograd is on and one of ``tensors`` requires a gradient."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def _chunked_gather(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -174,7 +169,7 @@ def _chunked_gather(
     kf, vf = k.reshape(b, heads, n, d), v.reshape(b, heads, n, d)
     table = None if bias_table is None else bias_table.reshape(heads, -1)
     step = max(1, 4 * _CHUNK // (b * heads * m * d))
-    grad = _needs_grad(q, k, v, bias_table)
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, bias_table))
     outs = []
     # torch.split, not slices: one backward node gathers the chunks' gradients (a slice each would allocate a
     # full-size zero gradient per chunk)

@@ -20,6 +20,7 @@ import torch.nn as nn
 import attnzoo
 from _common import time_interleaved, write_results
 
+EXPORTED = "compiled exported program (inference)"
 CASES = {1: (2, 64, 1024), 2: (2, 64, 28, 28), 3: (1, 64, 4, 12, 12)}
 LARGE = {1: (2, 64, 4096), 2: (2, 64, 56, 56), 3: (1, 64, 8, 16, 16)}
 
@@ -61,18 +62,27 @@ def main() -> None:
         }
         with torch.no_grad():
             ref = m.eval()(x)
+            # inference only: the route to the gather's graph for compiled inference (docs/exports.md)
+            forms[EXPORTED] = torch.compile(torch.export.export(m, (x,)).module())
             for k, f in forms.items():
                 if f is not m:
-                    parity[f"{dims}-D {k}"] = float((f.eval()(x) - ref).abs().max())
-        times = [time_interleaved({k: (f, x) for k, f in forms.items()}, b, args.repeats) for b in (False, True)]
+                    parity[f"{dims}-D {k}"] = float((f(x) - ref).abs().max())
+        trainable = {k: (f, x) for k, f in forms.items() if k != EXPORTED}
+        times = [
+            # every form is already in eval mode (m.eval() above; an exported program's module has no train mode)
+            time_interleaved({k: (f, x) for k, f in forms.items()}, False, args.repeats, prepare=lambda f, b: None),
+            time_interleaved(trainable, True, args.repeats),
+        ]
         base = "compiled (now)"
         for k in forms:
-            fwd, both = times[0][k][1], times[1][k][1]
-            lines.append(
-                f"| {dims}-D {tuple(shape)} | {k} | {fwd * 1e3:.2f} | {both * 1e3:.2f} | "
-                f"{fwd / times[0][base][1]:.2f} | {both / times[1][base][1]:.2f} |"
+            fwd, both = times[0][k][1], times[1].get(k, (0.0, None))[1]
+            both_ms, both_ratio = (
+                ("—", "—") if both is None else (f"{both * 1e3:.2f}", f"{both / times[1][base][1]:.2f}")
             )
-        data[f"{dims}d"] = {"shape": shape, "cpu_seconds": {k: [t[k][1] for t in times] for k in forms}}
+            lines.append(
+                f"| {dims}-D {tuple(shape)} | {k} | {fwd * 1e3:.2f} | {both_ms} | {fwd / times[0][base][1]:.2f} | {both_ratio} |"
+            )
+        data[f"{dims}d"] = {"shape": shape, "cpu_seconds": {k: [t[k][1] for t in times if k in t] for k in forms}}
     write_results(
         args.output,
         f"neighborhood under torch.compile: now against the one-piece gather ({'large' if args.large else 'small'} inputs)",

@@ -165,9 +165,9 @@ def neighborhood_attention(
     (``torch.export``, runtimes: :func:`~attnzoo.tracing.for_export`, the one switch) and attention capture take
     the per-query gather in one piece: the tiles and chunks are built from the sizes as plain numbers, the gather
     keeps sizes symbolic (dynamic shapes), and the export targets were validated with it.  Compiled, the tiles
-    train 2.4–7.9× faster than the one-piece gather (whose backward scatters into every key), the 3-D chunks run
-    1.3–3.5× faster, but the one-piece gather infers 1.3–5× faster in 1-D and 2-D
-    (benchmarks/results/neighborhood_compile*.md).
+    train 2.2–7.5× faster than the one-piece gather (whose backward scatters into every key) and the 3-D chunks
+    infer 1.7–2.0× faster, but the one-piece gather infers 1.2–4.8× faster in 1-D and 2-D: compile the exported
+    program for that (benchmarks/results/neighborhood_compile*.md).
     """
     if module is not None or for_export():
         return _gathered_attention(q, k, v, kernel, dilation, bias_table, scale, dropout_p, module)

@@ -115,6 +115,7 @@ def for_export() -> bool:
     ``torch.jit.trace``, ``torch.onnx.export`` or an :func:`export_target`.  For eager schedules built from the
     sizes as plain numbers (module docstring): the exported graph takes the one-piece form that keeps sizes
     symbolic; ``torch.compile`` (which specialises and guards on sizes) and FX keep the eager schedule."""
+    # the tracers too, not only through for_runtime(): a trace with every portable form off keeps the one-piece form
     if for_runtime() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return True
     compiler = getattr(torch, "compiler", None)

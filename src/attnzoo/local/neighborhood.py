@@ -161,7 +161,7 @@ def neighborhood_attention(
     checkpointed, so no scores are kept for the backward.  ``tile`` (T) defaults to 4, the fastest at k = 7 on
     CPU (benchmarks/neighborhood_halo.py; T = 8 costs 1.4–1.9× and T = 12 2.4–2.6×).
 
-    ``torch.compile`` keeps these eager schedules (the same values as eager, bit for bit).  Exported graphs
+    ``torch.compile`` keeps these eager schedules (the same computation as eager).  Exported graphs
     (``torch.export``, runtimes: :func:`~attnzoo.tracing.for_export`, the one switch) and attention capture take
     the per-query gather in one piece: the tiles and chunks are built from the sizes as plain numbers, the gather
     keeps sizes symbolic (dynamic shapes), and the export targets were validated with it.  Compiled, the tiles
